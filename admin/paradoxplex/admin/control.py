@@ -1,0 +1,61 @@
+"""What the admin API needs from a node: the seam between HTTP and the node's work.
+
+A node implements ``Control`` for the whole fleet: it acts locally when it holds the socket
+and over the fleet bus otherwise. Errors come from ``paradoxplex.shared.errors``:
+``UnknownSession`` / ``UnknownUpstream`` (404), ``OwnerTimeout`` (504), ``ConfigError`` (400),
+``Conflict`` (409), ``FleetUnavailable`` (503).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from paradoxplex.shared.sessions import BroadcastTarget, SessionState
+from paradoxplex.shared.upstreams import UpstreamSpec
+
+
+class Control(Protocol):
+    @property
+    def node_id(self) -> str: ...
+
+    async def list_nodes(self) -> list[dict[str, Any]]:
+        """Live nodes: id, listen, admin_url, started_at, sockets."""
+
+    async def list_sockets(
+        self,
+        *,
+        node: str | None,
+        state: SessionState | None,
+        label: tuple[str, str] | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of sockets fleet-wide (SessionInfo.to_dict() items) and the next cursor."""
+
+    async def get_socket(self, session: str) -> dict[str, Any]: ...
+    async def send(self, session: str, payload: bytes) -> None: ...
+    async def pause(self, session: str) -> None: ...
+    async def resume(self, session: str) -> None: ...
+    async def set_labels(self, session: str, labels: dict[str, str]) -> None: ...
+    async def close(self, session: str) -> None: ...
+
+    async def broadcast(
+        self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
+    ) -> int:
+        """Deliver to every matching socket fleet-wide; returns how many this node wrote."""
+
+    async def list_upstreams(self) -> list[dict[str, Any]]:
+        """UpstreamSpec.to_dict() items, each with "nodes": {node_id: health view}."""
+
+    async def add_upstream(self, spec: UpstreamSpec) -> dict[str, Any]:
+        """Register fleet-wide (409 ``Conflict`` when it exists); returns the record."""
+
+    async def remove_upstream(self, upstream_id: str) -> None: ...
+    async def drain_upstream(self, upstream_id: str) -> dict[str, Any]: ...
+
+    def live(self) -> bool: ...
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, detail): listening and, in fleet mode, Redis reachable."""
+
+    def metrics(self) -> tuple[bytes, str]:
+        """Prometheus exposition: (body, content type)."""

@@ -1,0 +1,73 @@
+"""Generate the Python code for proto/ into shared/paradoxplex/wire/ (committed, never edited).
+
+Usage: python proto/generate.py            regenerate in place
+       python proto/generate.py --check    fail (exit 1) when the committed code is stale
+"""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from grpc_tools import protoc  # type: ignore[import-untyped]
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "proto"
+OUT = ROOT / "shared"
+PROTOS = ["paradoxplex/wire/upstream.proto", "paradoxplex/wire/bus.proto"]
+
+
+def generate(out: Path) -> None:
+    # the mypy plugins live beside the interpreter, which may not be on PATH
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    include = Path(protoc.__file__).parent / "_proto"
+    for proto in PROTOS:
+        args = [
+            "protoc",
+            f"-I{PROTO_ROOT}",
+            f"-I{include}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            f"--mypy_out={out}",
+            f"--mypy_grpc_out={out}",
+            proto,
+        ]
+        if protoc.main(args) != 0:
+            raise SystemExit(f"protoc failed on {proto}")
+
+
+def stale(committed: Path, fresh: Path) -> list[str]:
+    wire = Path("paradoxplex/wire")
+    names = {p.name for p in (fresh / wire).iterdir()} | {
+        p.name for p in (committed / wire).iterdir() if p.name != "__init__.py"
+    }
+    return sorted(
+        name
+        for name in names
+        if not (committed / wire / name).exists()
+        or not (fresh / wire / name).exists()
+        or not filecmp.cmp(committed / wire / name, fresh / wire / name, shallow=False)
+    )
+
+
+def main(argv: list[str]) -> int:
+    if "--check" not in argv:
+        generate(OUT)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        fresh = Path(tmp)
+        (fresh / "paradoxplex/wire").mkdir(parents=True)
+        generate(fresh)
+        bad = stale(OUT, fresh)
+    if bad:
+        print(f"generated code is stale, run 'python proto/generate.py': {', '.join(bad)}")
+        return 1
+    print("generated code is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

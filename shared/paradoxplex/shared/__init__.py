@@ -1,0 +1,1 @@
+"""Decisions only: no sockets, gRPC, Redis, aiohttp or clocks. The node and admin do the I/O."""

@@ -1,0 +1,302 @@
+"""Node configuration: one frozen dataclass, loaded once.
+
+Precedence: command-line flag > ``PARADOXPLEX_<NAME>`` environment variable > TOML file
+(``--config FILE``, keys are the setting names with ``_``) > default. A bad value raises
+``ConfigError(key, reason)``; the CLI prints it as one line and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import tomllib
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from paradoxplex.shared.balancing import ROUTING
+from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.framing import DEFAULT_MAX_FRAME, FRAMERS
+
+ENV_PREFIX = "PARADOXPLEX_"
+OVERFLOW_POLICIES = ("close", "drop")
+BATCH_MODES = ("auto", "off")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def loopback(self) -> bool:
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+def parse_address(key: str, text: str) -> Address:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6). Port 0 lets the OS choose."""
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not host:
+        raise ConfigError(key, f"expected HOST:PORT, got {text!r}")
+    host = host.strip("[]")
+    try:
+        number = int(port)
+    except ValueError:
+        raise ConfigError(key, f"port must be a number, got {port!r}") from None
+    if not 0 <= number <= 65535:
+        raise ConfigError(key, f"port {number} is out of range 0-65535")
+    return Address(host, number)
+
+
+def default_node_id() -> str:
+    return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Every setting of ``paradoxplex node``; the README's settings table lists the same."""
+
+    listen: Address = Address("0.0.0.0", 7999)
+    admin: Address = Address("127.0.0.1", 8000)
+    upstream: tuple[Address, ...] = ()
+    redis: str | None = None
+    node_id: str = field(default_factory=default_node_id)
+    framing: str = "raw"
+    max_frame: int = DEFAULT_MAX_FRAME
+    routing: str = "round-robin"
+    max_connections: int = 10_000
+    idle_timeout: float = 0.0
+    lifecycle_events: bool = False
+    workers: int = 1
+    admin_token: str | None = None
+    key_prefix: str = "paradoxplex"
+    ready_timeout: float = 10.0
+    alive_timeout: float = 30.0
+    upstream_queue: int = 1024
+    streams: int = 4
+    batch: str = "auto"
+    write_buffer: int = 1024 * 1024
+    overflow: str = "close"
+    hold_timeout: float = 30.0
+    drain_grace: float = 10.0
+    owner_timeout: float = 2.0
+    heartbeat: float = 2.0
+    node_ttl: float = 10.0
+    log_level: str = "info"
+
+
+def _int(minimum: int) -> Callable[[str, Any], int]:
+    def parse(key: str, value: Any) -> int:
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected a whole number, got {value!r}") from None
+        if isinstance(value, bool) or number < minimum:
+            raise ConfigError(key, f"must be at least {minimum}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _seconds(minimum: float) -> Callable[[str, Any], float]:
+    def parse(key: str, value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(key, f"expected seconds, got {value!r}") from None
+        if isinstance(value, bool) or number < minimum:
+            raise ConfigError(key, f"must be at least {minimum}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _choice(options: Sequence[str]) -> Callable[[str, Any], str]:
+    def parse(key: str, value: Any) -> str:
+        if value not in options:
+            raise ConfigError(key, f"must be one of {', '.join(options)}, got {value!r}")
+        return str(value)
+
+    return parse
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(key, f"expected true or false, got {value!r}")
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(key, "must be a non-empty string")
+    return value
+
+
+def _optional_text(key: str, value: Any) -> str | None:
+    return None if value in (None, "") else _text(key, value)
+
+
+def _address(key: str, value: Any) -> Address:
+    return parse_address(key, str(value))
+
+
+def _addresses(key: str, value: Any) -> tuple[Address, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return tuple(parse_address(key, str(item).strip()) for item in items if str(item).strip())
+
+
+def _redis(key: str, value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if not text.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(key, f"expected a redis://, rediss:// or unix:// URL, got {text!r}")
+    return text
+
+
+PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "listen": _address,
+    "admin": _address,
+    "upstream": _addresses,
+    "redis": _redis,
+    "node_id": _text,
+    "framing": _choice(tuple(FRAMERS)),
+    "max_frame": _int(1),
+    "routing": _choice(ROUTING),
+    "max_connections": _int(1),
+    "idle_timeout": _seconds(0),
+    "lifecycle_events": _bool,
+    "workers": _int(1),
+    "admin_token": _optional_text,
+    "key_prefix": _text,
+    "ready_timeout": _seconds(0.1),
+    "alive_timeout": _seconds(0.1),
+    "upstream_queue": _int(1),
+    "streams": _int(1),
+    "batch": _choice(BATCH_MODES),
+    "write_buffer": _int(1024),
+    "overflow": _choice(OVERFLOW_POLICIES),
+    "hold_timeout": _seconds(0),
+    "drain_grace": _seconds(0),
+    "owner_timeout": _seconds(0.05),
+    "heartbeat": _seconds(0.1),
+    "node_ttl": _seconds(0.5),
+    "log_level": _choice(LOG_LEVELS),
+}
+
+HELP: dict[str, str] = {
+    "listen": "downstream TCP listener HOST:PORT (default 0.0.0.0:7999)",
+    "admin": "admin HTTP API HOST:PORT (default 127.0.0.1:8000)",
+    "upstream": "an initial upstream HOST:PORT (repeatable)",
+    "redis": "join a fleet through this Redis URL (absent: single node, in-memory state)",
+    "node_id": "this node's id (default: hostname plus a short random suffix)",
+    "framing": "raw (each read is one message), line, or length (4-byte big-endian prefix)",
+    "max_frame": "largest frame in bytes; a larger one closes its socket (default 1048576)",
+    "routing": "round-robin (per message) or sticky (per socket)",
+    "max_connections": "sockets served at once; beyond it new ones are refused (default 10000)",
+    "idle_timeout": "close a socket idle for this many seconds (default 0: off)",
+    "lifecycle_events": "tell upstreams when sockets connect and disconnect",
+    "workers": "node processes sharing the listener (needs --redis when over 1)",
+    "admin_token": "bearer token the admin API requires (mandatory off loopback)",
+    "key_prefix": "prefix of every Redis key and channel (default paradoxplex)",
+    "ready_timeout": "seconds an upstream has to answer ready=true (default 10)",
+    "alive_timeout": "seconds without live=true before an upstream leaves rotation (default 30)",
+    "upstream_queue": "messages queued per upstream link before backpressure (default 1024)",
+    "streams": "bidirectional streams per upstream without the batch RPC (default 4)",
+    "batch": "auto: use the batchStreaming RPC when the upstream has it; off: never",
+    "write_buffer": "bytes buffered per socket before the overflow policy (default 1048576)",
+    "overflow": "when a socket's write buffer is full: close the socket or drop the reply",
+    "hold_timeout": "seconds read data waits for a ready upstream before its socket closes",
+    "drain_grace": "seconds sockets get to finish on SIGTERM before they are closed",
+    "owner_timeout": "seconds to wait for another node to answer an admin command",
+    "heartbeat": "seconds between fleet heartbeats (default 2)",
+    "node_ttl": "seconds without a heartbeat before a node is dead (default 10)",
+    "log_level": "debug, info, warning or error",
+}
+
+BOOL_FLAGS = ("lifecycle_events",)
+REPEATED_FLAGS = ("upstream",)
+
+
+def flag_name(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def env_name(key: str) -> str:
+    return ENV_PREFIX + key.upper()
+
+
+def add_node_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags for every setting, all defaulting to None so that unset flags can be told apart."""
+    parser.add_argument("--config", metavar="FILE", help="TOML file with settings")
+    for spec in fields(NodeConfig):
+        if spec.name in BOOL_FLAGS:
+            parser.add_argument(
+                flag_name(spec.name),
+                dest=spec.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=HELP[spec.name],
+            )
+        elif spec.name in REPEATED_FLAGS:
+            parser.add_argument(
+                flag_name(spec.name), dest=spec.name, action="append", help=HELP[spec.name]
+            )
+        else:
+            parser.add_argument(flag_name(spec.name), dest=spec.name, help=HELP[spec.name])
+
+
+def read_toml(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except OSError as error:
+        raise ConfigError("config", f"cannot read {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError("config", f"{path} is not valid TOML: {error}") from None
+
+
+def load_config(
+    flags: Mapping[str, Any],
+    env: Mapping[str, str],
+    toml: Mapping[str, Any] | None = None,
+) -> NodeConfig:
+    """Merge flag > env > TOML > default, parse each value, check the combination."""
+    known = {spec.name for spec in fields(NodeConfig)}
+    for key in toml or {}:
+        if key.replace("-", "_") not in known:
+            raise ConfigError(key, "unknown setting in the config file")
+    file_values = {key.replace("-", "_"): value for key, value in (toml or {}).items()}
+    values: dict[str, Any] = {}
+    for name in known:
+        if flags.get(name) is not None:
+            raw, key = flags[name], flag_name(name)
+        elif env.get(env_name(name)) is not None:
+            raw, key = env[env_name(name)], env_name(name)
+        elif name in file_values:
+            raw, key = file_values[name], name
+        else:
+            continue
+        values[name] = PARSERS[name](key, raw)
+    config = NodeConfig(**values)
+    check_config(config)
+    return config
+
+
+def check_config(config: NodeConfig) -> None:
+    if not config.admin.loopback and not config.admin_token:
+        raise ConfigError("admin_token", f"required when the admin API listens on {config.admin}")
+    if config.workers > 1 and not config.redis:
+        raise ConfigError("workers", "more than one worker needs --redis (workers form a fleet)")
+    if config.node_ttl <= config.heartbeat:
+        raise ConfigError("node_ttl", "must be longer than heartbeat")

@@ -1,0 +1,93 @@
+"""The one exception tree of paradoxplex.
+
+    ParadoxplexError
+    ├─ ConfigError(key, reason)              a bad setting: one line, exit 2
+    ├─ FramingError                          the peer's fault, closes that socket
+    │  └─ FrameTooLarge(size, limit)
+    ├─ UpstreamError
+    │  ├─ UpstreamUnavailable(upstream_id)
+    │  └─ NoReadyUpstream
+    ├─ FleetError
+    │  ├─ FleetUnavailable(reason)           Redis unreachable
+    │  └─ OwnerTimeout(session, node)        the owner node did not answer in time
+    ├─ UnknownSession(session)
+    ├─ UnknownUpstream(upstream_id)
+    └─ Conflict(reason)                      the request clashes with the current state
+
+Messages are built from fields, never from payload bytes.
+"""
+
+from __future__ import annotations
+
+
+class ParadoxplexError(Exception):
+    """Base of every error paradoxplex raises on purpose."""
+
+
+class ConfigError(ParadoxplexError):
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
+
+
+class FramingError(ParadoxplexError):
+    """The peer sent bytes that cannot be framed."""
+
+
+class FrameTooLarge(FramingError):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"frame of {size} bytes exceeds the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
+
+
+class UpstreamError(ParadoxplexError):
+    """Something is wrong with an upstream."""
+
+
+class UpstreamUnavailable(UpstreamError):
+    def __init__(self, upstream_id: str, reason: str = "unavailable") -> None:
+        super().__init__(f"upstream {upstream_id}: {reason}")
+        self.upstream_id = upstream_id
+        self.reason = reason
+
+
+class NoReadyUpstream(UpstreamError):
+    def __init__(self) -> None:
+        super().__init__("no upstream is ready")
+
+
+class FleetError(ParadoxplexError):
+    """The fleet (Redis) could not do what was asked."""
+
+
+class FleetUnavailable(FleetError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"fleet state unavailable: {reason}")
+        self.reason = reason
+
+
+class OwnerTimeout(FleetError):
+    def __init__(self, session: str, node: str) -> None:
+        super().__init__(f"node {node}, owner of socket {session}, did not answer in time")
+        self.session = session
+        self.node = node
+
+
+class UnknownSession(ParadoxplexError):
+    def __init__(self, session: str) -> None:
+        super().__init__(f"no socket {session}")
+        self.session = session
+
+
+class UnknownUpstream(ParadoxplexError):
+    def __init__(self, upstream_id: str) -> None:
+        super().__init__(f"no upstream {upstream_id}")
+        self.upstream_id = upstream_id
+
+
+class Conflict(ParadoxplexError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason

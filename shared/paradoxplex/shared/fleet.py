@@ -1,0 +1,248 @@
+"""Fleet state and fleet bus: the interfaces, and the in-memory implementation.
+
+``FleetState`` is what the fleet knows (nodes, sessions, upstreams, health views);
+``FleetBus`` is how nodes talk (one channel per node, one for broadcasts, one for control).
+``MemoryFleet`` / ``MemoryBus`` are the single-node default and the test double; several of
+them can share one ``MemoryHub`` to make a fleet inside one process. The Redis
+implementations live in ``paradoxplex.node.redis_fleet``.
+
+Rules:
+- Session listing is ordered by UUID; the cursor is the last UUID of the previous page.
+- A node's sessions are indexed per node, so a dead node's sessions can be found and removed.
+- ``claim_cleanup`` lets exactly one survivor clean up after a dead node.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from paradoxplex.shared.sessions import SessionInfo
+from paradoxplex.shared.upstreams import UpstreamSpec
+
+EnvelopeHandler = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class NodeRecord:
+    node_id: str
+    listen: str
+    admin_url: str
+    started_at: float
+    sockets: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.node_id,
+            "listen": self.listen,
+            "admin_url": self.admin_url,
+            "started_at": self.started_at,
+            "sockets": self.sockets,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> NodeRecord:
+        return cls(
+            node_id=str(data["id"]),
+            listen=str(data["listen"]),
+            admin_url=str(data["admin_url"]),
+            started_at=float(data["started_at"]),
+            sockets=int(data.get("sockets", 0)),
+        )
+
+
+class FleetState(Protocol):
+    """What the fleet knows. Every method may raise ``FleetUnavailable``."""
+
+    @property
+    def shared(self) -> bool:
+        """True when other nodes may exist (Redis); False for a lone in-memory node."""
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+    async def ping(self) -> bool: ...
+
+    async def register_node(self, node: NodeRecord, *, ttl: float) -> None: ...
+    async def heartbeat(self, node: NodeRecord, *, ttl: float) -> None: ...
+    async def unregister_node(self, node_id: str) -> None: ...
+    async def list_nodes(self) -> list[NodeRecord]: ...
+    async def known_nodes(self) -> list[str]: ...
+    async def node_alive(self, node_id: str) -> bool: ...
+    async def claim_cleanup(self, node_id: str, claimant: str, *, ttl: float) -> bool: ...
+
+    async def register_session(self, info: SessionInfo) -> None: ...
+    async def update_session(self, info: SessionInfo) -> None: ...
+    async def unregister_session(self, session: str, node_id: str) -> None: ...
+    async def lookup_session(self, session: str) -> SessionInfo | None: ...
+    async def list_sessions(
+        self, *, node: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[SessionInfo], str | None]: ...
+    async def node_sessions(self, node_id: str) -> list[str]: ...
+
+    async def put_upstream(self, spec: UpstreamSpec) -> None: ...
+    async def remove_upstream(self, upstream_id: str) -> bool: ...
+    async def list_upstreams(self) -> list[UpstreamSpec]: ...
+    async def set_health(self, node_id: str, upstream_id: str, view: dict[str, Any]) -> None: ...
+    async def health_views(self) -> dict[str, dict[str, dict[str, Any]]]: ...
+
+
+class FleetBus(Protocol):
+    """How nodes talk. Envelopes are serialized ``paradoxplex.bus.Envelope`` messages."""
+
+    async def start(self, node_id: str, handler: EnvelopeHandler) -> None: ...
+    async def close(self) -> None: ...
+    async def send(self, node_id: str, envelope: bytes) -> bool:
+        """Deliver to one node; False when it never listened before giving up."""
+
+    async def broadcast(self, envelope: bytes) -> None: ...
+    async def control(self, envelope: bytes) -> None: ...
+
+
+class MemoryHub:
+    """State and channels shared by the memory fleets and buses of one process."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, NodeRecord] = {}
+        self.sessions: dict[str, SessionInfo] = {}
+        self.order: list[str] = []
+        self.by_node: dict[str, set[str]] = {}
+        self.upstreams: dict[str, UpstreamSpec] = {}
+        self.health: dict[str, dict[str, dict[str, Any]]] = {}
+        self.cleanups: set[str] = set()
+        self.handlers: dict[str, EnvelopeHandler] = {}
+
+    def __repr__(self) -> str:
+        return f"<MemoryHub nodes={len(self.nodes)} sessions={len(self.sessions)}>"
+
+
+class MemoryFleet:
+    """In-memory fleet state: the single-node default."""
+
+    shared = False
+
+    def __init__(self, hub: MemoryHub | None = None) -> None:
+        self.hub = hub or MemoryHub()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> bool:
+        return True
+
+    async def register_node(self, node: NodeRecord, *, ttl: float) -> None:
+        self.hub.nodes[node.node_id] = node
+
+    async def heartbeat(self, node: NodeRecord, *, ttl: float) -> None:
+        self.hub.nodes[node.node_id] = node
+
+    async def unregister_node(self, node_id: str) -> None:
+        self.hub.nodes.pop(node_id, None)
+        for session in list(self.hub.by_node.get(node_id, ())):
+            await self.unregister_session(session, node_id)
+        self.hub.by_node.pop(node_id, None)
+
+    async def list_nodes(self) -> list[NodeRecord]:
+        return sorted(self.hub.nodes.values(), key=lambda node: node.node_id)
+
+    async def known_nodes(self) -> list[str]:
+        return sorted(set(self.hub.nodes) | set(self.hub.by_node))
+
+    async def node_alive(self, node_id: str) -> bool:
+        return node_id in self.hub.nodes
+
+    async def claim_cleanup(self, node_id: str, claimant: str, *, ttl: float) -> bool:
+        if node_id in self.hub.cleanups:
+            return False
+        self.hub.cleanups.add(node_id)
+        return True
+
+    async def register_session(self, info: SessionInfo) -> None:
+        if info.uuid not in self.hub.sessions:
+            bisect.insort(self.hub.order, info.uuid)
+        self.hub.sessions[info.uuid] = info
+        self.hub.by_node.setdefault(info.node_id, set()).add(info.uuid)
+
+    async def update_session(self, info: SessionInfo) -> None:
+        if info.uuid in self.hub.sessions:
+            self.hub.sessions[info.uuid] = info
+
+    async def unregister_session(self, session: str, node_id: str) -> None:
+        if self.hub.sessions.pop(session, None) is not None:
+            index = bisect.bisect_left(self.hub.order, session)
+            if index < len(self.hub.order) and self.hub.order[index] == session:
+                del self.hub.order[index]
+        self.hub.by_node.get(node_id, set()).discard(session)
+
+    async def lookup_session(self, session: str) -> SessionInfo | None:
+        return self.hub.sessions.get(session)
+
+    async def list_sessions(
+        self, *, node: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[SessionInfo], str | None]:
+        start = bisect.bisect_right(self.hub.order, cursor) if cursor else 0
+        ids = self.hub.order[start:]
+        if node is not None:
+            owned = self.hub.by_node.get(node, set())
+            ids = [session for session in ids if session in owned]
+        page = ids[:limit]
+        more = len(ids) > limit
+        return [self.hub.sessions[s] for s in page], (page[-1] if more and page else None)
+
+    async def node_sessions(self, node_id: str) -> list[str]:
+        return sorted(self.hub.by_node.get(node_id, set()))
+
+    async def put_upstream(self, spec: UpstreamSpec) -> None:
+        self.hub.upstreams[spec.id] = spec
+
+    async def remove_upstream(self, upstream_id: str) -> bool:
+        self.hub.health.pop(upstream_id, None)
+        return self.hub.upstreams.pop(upstream_id, None) is not None
+
+    async def list_upstreams(self) -> list[UpstreamSpec]:
+        return [self.hub.upstreams[key] for key in sorted(self.hub.upstreams)]
+
+    async def set_health(self, node_id: str, upstream_id: str, view: dict[str, Any]) -> None:
+        self.hub.health.setdefault(upstream_id, {})[node_id] = view
+
+    async def health_views(self) -> dict[str, dict[str, dict[str, Any]]]:
+        return {key: dict(value) for key, value in self.hub.health.items()}
+
+    def __repr__(self) -> str:
+        return f"<MemoryFleet {self.hub!r}>"
+
+
+class MemoryBus:
+    """In-process bus: delivers to the handlers registered on the same hub."""
+
+    def __init__(self, hub: MemoryHub | None = None) -> None:
+        self.hub = hub or MemoryHub()
+        self.node_id = ""
+
+    async def start(self, node_id: str, handler: EnvelopeHandler) -> None:
+        self.node_id = node_id
+        self.hub.handlers[node_id] = handler
+
+    async def close(self) -> None:
+        self.hub.handlers.pop(self.node_id, None)
+
+    async def send(self, node_id: str, envelope: bytes) -> bool:
+        handler = self.hub.handlers.get(node_id)
+        if handler is None:
+            return False
+        await handler(envelope)
+        return True
+
+    async def broadcast(self, envelope: bytes) -> None:
+        for node_id, handler in list(self.hub.handlers.items()):
+            if node_id != self.node_id:
+                await handler(envelope)
+
+    async def control(self, envelope: bytes) -> None:
+        for handler in list(self.hub.handlers.values()):
+            await handler(envelope)

@@ -1,0 +1,61 @@
+"""Every Redis key and channel name, under one prefix (several fleets can share one Redis)."""
+
+from __future__ import annotations
+
+
+class Keys:
+    def __init__(self, prefix: str = "paradoxplex") -> None:
+        self.prefix = prefix
+
+    def node(self, node_id: str) -> str:
+        """Hash: the node's record (orjson fields)."""
+        return f"{self.prefix}:node:{node_id}"
+
+    def node_alive(self, node_id: str) -> str:
+        """String with a TTL, refreshed by the heartbeat: the node is alive while it exists."""
+        return f"{self.prefix}:alive:{node_id}"
+
+    @property
+    def nodes(self) -> str:
+        """Set of every node id that registered and was not cleaned up."""
+        return f"{self.prefix}:nodes"
+
+    def session(self, session: str) -> str:
+        """Hash: one socket's record."""
+        return f"{self.prefix}:session:{session}"
+
+    @property
+    def sessions(self) -> str:
+        """Sorted set (all scores 0) of every session id: lexicographic pagination."""
+        return f"{self.prefix}:sessions"
+
+    def node_sessions(self, node_id: str) -> str:
+        """Set of the session ids a node holds."""
+        return f"{self.prefix}:node-sessions:{node_id}"
+
+    @property
+    def upstreams(self) -> str:
+        """Hash: upstream id → orjson record."""
+        return f"{self.prefix}:upstreams"
+
+    def health(self, upstream_id: str) -> str:
+        """Hash: node id → orjson view of that upstream's health."""
+        return f"{self.prefix}:health:{upstream_id}"
+
+    def cleanup(self, node_id: str) -> str:
+        """SET NX EX lock: the survivor cleaning up after a dead node."""
+        return f"{self.prefix}:cleanup:{node_id}"
+
+    def node_channel(self, node_id: str) -> str:
+        return f"{self.prefix}:chan:node:{node_id}"
+
+    @property
+    def broadcast_channel(self) -> str:
+        return f"{self.prefix}:chan:broadcast"
+
+    @property
+    def control_channel(self) -> str:
+        return f"{self.prefix}:chan:control"
+
+    def __repr__(self) -> str:
+        return f"<Keys prefix={self.prefix!r}>"

@@ -1,0 +1,138 @@
+"""Sessions (one per downstream socket) and the filters broadcasts apply to them.
+
+Rules:
+- A session is identified by its UUID in canonical lowercase 8-4-4-4-12 form.
+- A session is *active* unless an admin paused it. Broadcast ``all`` reaches every session,
+  ``active`` the unpaused ones, ``inactive`` the paused ones; a label filter ``key=value``
+  narrows any of them.
+- Labels: at most ``MAX_LABELS`` per session, keys and values at most ``MAX_LABEL_LENGTH``
+  characters, keys made of letters, digits and ``._-/``.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from paradoxplex.shared.errors import ConfigError
+
+MAX_LABELS = 32
+MAX_LABEL_LENGTH = 128
+_LABEL_KEY = re.compile(r"^[A-Za-z0-9._\-/]+$")
+
+
+class SessionState(enum.Enum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+
+
+class BroadcastTarget(enum.Enum):
+    ALL = "all"
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+
+
+@dataclass(slots=True)
+class SessionInfo:
+    """What the fleet knows about one socket. Counters are updated by the node that holds it."""
+
+    uuid: str
+    node_id: str
+    remote: str
+    connected_at: float
+    state: SessionState = SessionState.ACTIVE
+    labels: dict[str, str] = field(default_factory=dict)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.state is SessionState.ACTIVE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uuid": self.uuid,
+            "node": self.node_id,
+            "remote": self.remote,
+            "connected_at": self.connected_at,
+            "state": self.state.value,
+            "labels": dict(self.labels),
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SessionInfo:
+        return cls(
+            uuid=str(data["uuid"]),
+            node_id=str(data["node"]),
+            remote=str(data["remote"]),
+            connected_at=float(data["connected_at"]),
+            state=SessionState(data.get("state", "active")),
+            labels={str(k): str(v) for k, v in dict(data.get("labels") or {}).items()},
+            bytes_in=int(data.get("bytes_in", 0)),
+            bytes_out=int(data.get("bytes_out", 0)),
+            messages_in=int(data.get("messages_in", 0)),
+            messages_out=int(data.get("messages_out", 0)),
+        )
+
+
+def new_session_id() -> str:
+    return str(uuid.uuid4())
+
+
+def canonical_uuid(text: str) -> str | None:
+    """The canonical lowercase form of ``text``, or None when it is not a UUID."""
+    try:
+        value = uuid.UUID(text)
+    except (ValueError, AttributeError, TypeError):
+        return None
+    canonical = str(value)
+    return canonical if canonical == text.lower() else None
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """``"key=value"`` → ``("key", "value")``; raises ConfigError("label", ...) when malformed."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError("label", f"expected key=value, got {text[:64]!r}")
+    check_label(key, value)
+    return key, value
+
+
+def check_label(key: str, value: str) -> None:
+    if not _LABEL_KEY.match(key) or len(key) > MAX_LABEL_LENGTH:
+        raise ConfigError("label", f"bad label key {key[:64]!r}")
+    if len(value) > MAX_LABEL_LENGTH:
+        raise ConfigError("label", f"label value for {key!r} is over {MAX_LABEL_LENGTH} chars")
+
+
+def check_labels(labels: object) -> dict[str, str]:
+    """Validate a label map from outside; raises ConfigError("labels", ...)."""
+    if not isinstance(labels, dict):
+        raise ConfigError("labels", "expected an object of string keys and string values")
+    if len(labels) > MAX_LABELS:
+        raise ConfigError("labels", f"at most {MAX_LABELS} labels")
+    for key, value in labels.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ConfigError("labels", "keys and values must be strings")
+        check_label(key, value)
+    return dict(labels)
+
+
+def matches(
+    info: SessionInfo, target: BroadcastTarget, label: tuple[str, str] | None = None
+) -> bool:
+    """Whether a broadcast to ``target`` (narrowed by ``label``) reaches this session."""
+    if target is BroadcastTarget.ACTIVE and not info.active:
+        return False
+    if target is BroadcastTarget.INACTIVE and info.active:
+        return False
+    return label is None or info.labels.get(label[0]) == label[1]
