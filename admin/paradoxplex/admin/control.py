@@ -53,6 +53,9 @@ class Control(Protocol):
     async def remove_upstream(self, upstream_id: str) -> None: ...
     async def drain_upstream(self, upstream_id: str) -> dict[str, Any]: ...
 
+    async def drain_node(self, node_id: str) -> dict[str, Any]:
+        """Ask a node (this one or another) to stop accepting and drain; returns its record."""
+
     def live(self) -> bool: ...
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         """(ready, detail): listening and, in fleet mode, Redis reachable."""

@@ -43,7 +43,7 @@ class RoundRobin:
         self._next = 0
 
     def set_members(self, members: Iterable[str]) -> None:
-        self._members = sorted(members)
+        self._members = sorted(set(members))
         if self._next >= len(self._members):
             self._next = 0
 

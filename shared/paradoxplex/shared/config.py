@@ -8,6 +8,8 @@ Precedence: command-line flag > ``PARADOXPLEX_<NAME>`` environment variable > TO
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import math
 import socket
 import tomllib
 import uuid
@@ -35,15 +37,20 @@ class Address:
 
     @property
     def loopback(self) -> bool:
-        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False  # a host name such as 127.example.com may resolve anywhere
 
 
 def parse_address(key: str, text: str) -> Address:
     """``HOST:PORT`` (``[v6]:PORT`` for IPv6). Port 0 lets the OS choose."""
     host, sep, port = str(text).rpartition(":")
+    host = host.strip("[]")
     if not sep or not host:
         raise ConfigError(key, f"expected HOST:PORT, got {text!r}")
-    host = host.strip("[]")
     try:
         number = int(port)
     except ValueError:
@@ -92,6 +99,8 @@ class NodeConfig:
 
 def _int(minimum: int) -> Callable[[str, Any], int]:
     def parse(key: str, value: Any) -> int:
+        if isinstance(value, float) and not value.is_integer():  # 1.5, inf, nan from TOML
+            raise ConfigError(key, f"expected a whole number, got {value!r}")
         try:
             number = int(value)
         except (TypeError, ValueError):
@@ -109,6 +118,8 @@ def _seconds(minimum: float) -> Callable[[str, Any], float]:
             number = float(value)
         except (TypeError, ValueError):
             raise ConfigError(key, f"expected seconds, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(key, f"expected a finite number of seconds, got {value!r}")
         if isinstance(value, bool) or number < minimum:
             raise ConfigError(key, f"must be at least {minimum}, got {value!r}")
         return number
@@ -151,8 +162,15 @@ def _address(key: str, value: Any) -> Address:
 
 
 def _addresses(key: str, value: Any) -> tuple[Address, ...]:
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return tuple(parse_address(key, str(item).strip()) for item in items if str(item).strip())
+    """Upstream addresses: a comma-separated string or a list; port 0 is refused."""
+    if not isinstance(value, str | list | tuple):
+        raise ConfigError(key, f"expected HOST:PORT items, got {value!r}")
+    items = value.split(",") if isinstance(value, str) else value
+    addresses = tuple(parse_address(key, str(item).strip()) for item in items if str(item).strip())
+    for address in addresses:
+        if address.port == 0:
+            raise ConfigError(key, f"{address} needs a port in 1-65535")
+    return addresses
 
 
 def _redis(key: str, value: Any) -> str | None:

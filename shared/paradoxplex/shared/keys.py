@@ -42,6 +42,11 @@ class Keys:
         """Hash: node id → orjson view of that upstream's health."""
         return f"{self.prefix}:health:{upstream_id}"
 
+    @property
+    def health_upstreams(self) -> str:
+        """Set of the upstream ids that have a health hash (views may outlive the registry)."""
+        return f"{self.prefix}:health-upstreams"
+
     def cleanup(self, node_id: str) -> str:
         """SET NX EX lock: the survivor cleaning up after a dead node."""
         return f"{self.prefix}:cleanup:{node_id}"

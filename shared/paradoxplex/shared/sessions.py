@@ -21,7 +21,7 @@ from paradoxplex.shared.errors import ConfigError
 
 MAX_LABELS = 32
 MAX_LABEL_LENGTH = 128
-_LABEL_KEY = re.compile(r"^[A-Za-z0-9._\-/]+$")
+_LABEL_KEY = re.compile(r"[A-Za-z0-9._\-/]+")
 
 
 class SessionState(enum.Enum):
@@ -108,7 +108,7 @@ def parse_label(text: str) -> tuple[str, str]:
 
 
 def check_label(key: str, value: str) -> None:
-    if not _LABEL_KEY.match(key) or len(key) > MAX_LABEL_LENGTH:
+    if not _LABEL_KEY.fullmatch(key) or len(key) > MAX_LABEL_LENGTH:
         raise ConfigError("label", f"bad label key {key[:64]!r}")
     if len(value) > MAX_LABEL_LENGTH:
         raise ConfigError("label", f"label value for {key!r} is over {MAX_LABEL_LENGTH} chars")

@@ -53,7 +53,7 @@ class UpstreamSpec:
             raise ConfigError("upstream", "expected an object")
         host = data.get("host")
         port = data.get("port")
-        if not isinstance(host, str) or not host:
+        if not isinstance(host, str) or not host.strip("[]"):
             raise ConfigError("host", "must be a non-empty string")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             raise ConfigError("port", "must be a number in 1-65535")
@@ -68,6 +68,8 @@ class UpstreamSpec:
     @classmethod
     def parse(cls, text: str, *, ready_timeout: float, alive_timeout: float) -> UpstreamSpec:
         address = parse_address("upstream", text)
+        if address.port == 0:
+            raise ConfigError("upstream", f"{address} needs a port in 1-65535")
         return cls(address.host, address.port, ready_timeout, alive_timeout)
 
 

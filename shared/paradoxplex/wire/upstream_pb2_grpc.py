@@ -82,8 +82,10 @@ class UpstreamPeerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def batchStreaming(self, request_iterator, context):
-        """Extension (fast path): the same traffic, many messages per gRPC message. A node tries it
-        first and falls back to bidirectionalStreaming when the upstream answers UNIMPLEMENTED.
+        """Extension (fast path): the same traffic, many messages per gRPC message. A node opens it
+        first with an empty InputBatch (a probe), which the upstream answers with an empty
+        OutputBatch; on UNIMPLEMENTED (or no answer within ready_timeout) the node falls back to
+        bidirectionalStreaming. Empty batches carry nothing else and are otherwise ignored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

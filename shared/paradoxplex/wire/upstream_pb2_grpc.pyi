@@ -44,8 +44,10 @@ class UpstreamPeerServiceStub:
     live: _grpc.StreamStreamMultiCallable[_empty_pb2.Empty, _upstream_pb2.LiveResult]
     """Original: the node pings, the upstream answers live = true while it is healthy."""
     batchStreaming: _grpc.StreamStreamMultiCallable[_upstream_pb2.InputBatch, _upstream_pb2.OutputBatch]
-    """Extension (fast path): the same traffic, many messages per gRPC message. A node tries it
-    first and falls back to bidirectionalStreaming when the upstream answers UNIMPLEMENTED.
+    """Extension (fast path): the same traffic, many messages per gRPC message. A node opens it
+    first with an empty InputBatch (a probe), which the upstream answers with an empty
+    OutputBatch; on UNIMPLEMENTED (or no answer within ready_timeout) the node falls back to
+    bidirectionalStreaming. Empty batches carry nothing else and are otherwise ignored.
     """
 
 @_typing.type_check_only
@@ -58,8 +60,10 @@ class UpstreamPeerServiceAsyncStub(UpstreamPeerServiceStub):
     live: _aio.StreamStreamMultiCallable[_empty_pb2.Empty, _upstream_pb2.LiveResult]  # type: ignore[assignment]
     """Original: the node pings, the upstream answers live = true while it is healthy."""
     batchStreaming: _aio.StreamStreamMultiCallable[_upstream_pb2.InputBatch, _upstream_pb2.OutputBatch]  # type: ignore[assignment]
-    """Extension (fast path): the same traffic, many messages per gRPC message. A node tries it
-    first and falls back to bidirectionalStreaming when the upstream answers UNIMPLEMENTED.
+    """Extension (fast path): the same traffic, many messages per gRPC message. A node opens it
+    first with an empty InputBatch (a probe), which the upstream answers with an empty
+    OutputBatch; on UNIMPLEMENTED (or no answer within ready_timeout) the node falls back to
+    bidirectionalStreaming. Empty batches carry nothing else and are otherwise ignored.
     """
 
 class UpstreamPeerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -93,8 +97,10 @@ class UpstreamPeerServiceServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_upstream_pb2.InputBatch],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_upstream_pb2.OutputBatch], _abc.AsyncIterator[_upstream_pb2.OutputBatch]]:
-        """Extension (fast path): the same traffic, many messages per gRPC message. A node tries it
-        first and falls back to bidirectionalStreaming when the upstream answers UNIMPLEMENTED.
+        """Extension (fast path): the same traffic, many messages per gRPC message. A node opens it
+        first with an empty InputBatch (a probe), which the upstream answers with an empty
+        OutputBatch; on UNIMPLEMENTED (or no answer within ready_timeout) the node falls back to
+        bidirectionalStreaming. Empty batches carry nothing else and are otherwise ignored.
         """
 
 def add_UpstreamPeerServiceServicer_to_server(servicer: UpstreamPeerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

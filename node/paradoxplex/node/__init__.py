@@ -1,0 +1,1 @@
+"""The edges and the wiring: listener, sessions, upstream links, Redis fleet, node, CLI."""

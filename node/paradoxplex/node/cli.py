@@ -1,0 +1,159 @@
+"""The ``paradoxplex`` command: ``node``, ``upstream-echo``, ``admin``, ``cluster``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from paradoxplex.shared.config import (
+    NodeConfig,
+    add_node_arguments,
+    load_config,
+    parse_address,
+    read_toml,
+)
+from paradoxplex.shared.errors import ConfigError
+
+log = logging.getLogger("paradoxplex.node")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paradoxplex",
+        description="A clustered TCP load balancer that demultiplexes raw sockets to gRPC.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    node = commands.add_parser("node", help="run a balancer node")
+    add_node_arguments(node)
+    echo = commands.add_parser("upstream-echo", help="an example upstream that echoes payloads")
+    echo.add_argument(
+        "--listen", default="127.0.0.1:45888", help="HOST:PORT (default 127.0.0.1:45888)"
+    )
+    echo.add_argument(
+        "--broadcast-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also broadcast every Nth payload",
+    )
+    echo.add_argument(
+        "--original", action="store_true", help="serve only the original three RPCs (no batch path)"
+    )
+    from paradoxplex.admin.cli import add_admin_parser
+
+    add_admin_parser(commands)
+    from paradoxplex.node.cluster import add_cluster_parser
+
+    add_cluster_parser(commands)
+    return parser
+
+
+def setup_logging(level: str = "info") -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def install_uvloop() -> str:
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+def node_config(args: argparse.Namespace, env: dict[str, str]) -> NodeConfig:
+    path = args.config or env.get("PARADOXPLEX_CONFIG")
+    toml = read_toml(path) if path else None
+    return load_config(vars(args), env, toml)
+
+
+async def run_node(config: NodeConfig) -> None:
+    from paradoxplex.node.node import Node
+    from paradoxplex.node.wiring import fleet_for
+
+    fleet, bus = await fleet_for(config)
+    node = Node(config, fleet=fleet, bus=bus)
+    await node.start()
+    print(
+        f"paradoxplex node {node.node_id} listening on {node.listen_address}, "
+        f"admin on {node.admin_url}",
+        flush=True,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stopping = asyncio.ensure_future(stop.wait())
+    finished = asyncio.ensure_future(node._stopped.wait())
+    await asyncio.wait({stopping, finished}, return_when=asyncio.FIRST_COMPLETED)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _force_exit)
+    await node.stop()
+    stopping.cancel()
+    finished.cancel()
+
+
+def _force_exit() -> None:
+    log.warning("second signal: exiting without draining")
+    os._exit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "admin":
+        from paradoxplex.admin.cli import run_admin
+
+        return run_admin(args)
+    if args.command == "cluster":
+        from paradoxplex.node.cluster import run_cluster
+
+        return run_cluster(args)
+    if args.command == "upstream-echo":
+        setup_logging()
+        try:
+            address = parse_address("--listen", args.listen)
+        except ConfigError as error:
+            print(f"paradoxplex: {error}", file=sys.stderr)
+            return 2
+        install_uvloop()
+        from paradoxplex.node.echo import main_echo
+
+        with contextlib.suppress(KeyboardInterrupt):
+            main_echo(str(address), broadcast_every=args.broadcast_every, batch=not args.original)
+        return 0
+    try:
+        config = node_config(args, dict(os.environ))
+    except ConfigError as error:
+        print(f"paradoxplex: {error}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    if config.workers > 1:
+        from paradoxplex.node.workers import run_workers
+
+        return run_workers(config, list(argv if argv is not None else sys.argv[1:]))
+    install_uvloop()
+    try:
+        asyncio.run(run_node(config))
+    except ConfigError as error:
+        print(f"paradoxplex: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"paradoxplex: cannot start: {error.strerror or error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""Keeps the fleet state's copy of this node's sessions in step with the sockets it holds.
+
+Rules:
+- Opens, changes and closes are queued and written in the background, every ``interval``
+  seconds (a closed socket leaves the fleet's list within about that long).
+- A write that fails (fleet unavailable) is kept and retried; ``resync`` queues every local
+  session again (Redis came back, possibly empty).
+- Counter changes are written at most every ``counter_interval`` seconds per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+from paradoxplex.shared.errors import FleetUnavailable
+from paradoxplex.shared.fleet import FleetState
+from paradoxplex.shared.sessions import SessionInfo
+
+log = logging.getLogger("paradoxplex.fleet")
+
+CHUNK = 200
+T = TypeVar("T")
+
+
+class SessionSync:
+    def __init__(
+        self,
+        fleet: FleetState,
+        local: Callable[[], list[SessionInfo]],
+        *,
+        interval: float = 0.1,
+        on_error: Callable[[], None] | None = None,
+    ) -> None:
+        self.fleet = fleet
+        self.local = local
+        self.interval = interval
+        self.on_error = on_error
+        self._added: dict[str, SessionInfo] = {}
+        self._changed: dict[str, SessionInfo] = {}
+        self._removed: dict[str, str] = {}
+        self._wakeup = asyncio.Event()
+        self.healthy = True
+
+    def added(self, info: SessionInfo) -> None:
+        self._removed.pop(info.uuid, None)
+        self._added[info.uuid] = info
+        self._wakeup.set()
+
+    def changed(self, info: SessionInfo) -> None:
+        if info.uuid not in self._added:
+            self._changed[info.uuid] = info
+        self._wakeup.set()
+
+    def removed(self, info: SessionInfo) -> None:
+        self._added.pop(info.uuid, None)
+        self._changed.pop(info.uuid, None)
+        self._removed[info.uuid] = info.node_id
+        self._wakeup.set()
+
+    def resync(self) -> None:
+        for info in self.local():
+            self._added[info.uuid] = info
+        self._wakeup.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self._added) + len(self._changed) + len(self._removed)
+
+    async def run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            try:
+                await self.flush()
+                self.healthy = True
+            except FleetUnavailable as error:
+                if self.healthy:
+                    log.warning("fleet writes failing, will retry: %s", error.reason)
+                self.healthy = False
+                if self.on_error is not None:
+                    self.on_error()
+                self._wakeup.set()
+            await asyncio.sleep(self.interval)
+
+    async def flush(self) -> None:
+        """Write what is queued; what fails stays queued."""
+        while self._removed:
+            batch = _take(self._removed)
+            try:
+                await asyncio.gather(
+                    *(self.fleet.unregister_session(s, node) for s, node in batch.items())
+                )
+            except FleetUnavailable:
+                batch.update(self._removed)
+                self._removed = batch
+                raise
+        for queue, write in (
+            (self._added, self.fleet.register_session),
+            (self._changed, self.fleet.update_session),
+        ):
+            while queue:
+                chunk = _take(queue)
+                try:
+                    await asyncio.gather(*(write(info) for info in chunk.values()))
+                except FleetUnavailable:
+                    chunk.update(queue)
+                    queue.clear()
+                    queue.update(chunk)
+                    raise
+
+    def __repr__(self) -> str:
+        return f"<SessionSync pending={self.pending} healthy={self.healthy}>"
+
+
+def _take(queue: dict[str, T]) -> dict[str, T]:
+    keys = list(queue)[:CHUNK]
+    return {key: queue.pop(key) for key in keys}

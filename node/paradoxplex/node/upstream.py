@@ -1,0 +1,414 @@
+"""One upstream link: a gRPC channel, the ready check, the live stream, the data streams.
+
+Lifecycle (the table is ``paradoxplex.shared.health``): ask ``ready`` (retried with backoff
+by tenacity until it answers ready=true within ``ready_timeout``), then open the data
+stream(s) and the ``live`` stream, and stay READY while ``live = true`` keeps arriving within
+``alive_timeout``. A broken stream or a missed live takes the link out of rotation at once;
+what is still queued goes back to the node to be placed on another link.
+
+Data streams: ``batchStreaming`` (many messages per gRPC message, drained from the queue
+without a timer) when the upstream answers the probe, else ``streams`` parallel
+``bidirectionalStreaming`` calls, the original's one message per gRPC message.
+
+Limits: ``queue_limit`` messages queued per link (the node stops reading sockets when every
+link is full); a batch carries at most ``MAX_BATCH_ITEMS`` messages and about
+``MAX_BATCH_BYTES`` bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import grpc
+from google.protobuf import empty_pb2
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+
+from paradoxplex.node.metrics import Metrics
+from paradoxplex.shared.errors import UpstreamUnavailable
+from paradoxplex.shared.health import Health, HealthTracker, Probe, in_rotation
+from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
+from paradoxplex.wire import upstream_pb2 as pb
+from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
+
+log = logging.getLogger("paradoxplex.node.upstream")
+
+MAX_BATCH_ITEMS = 512
+MAX_BATCH_BYTES = 1024 * 1024
+MAX_MESSAGE = 64 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
+    # Gentle keepalive: grpc-go servers answer pings faster than 5 min with GOAWAY.
+    ("grpc.keepalive_time_ms", 300_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+]
+EMPTY = empty_pb2.Empty()
+
+
+def timestamp() -> str:
+    """The ``time`` field: RFC 3339 UTC with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A message for an upstream: socket data, or a lifecycle event (no payload)."""
+
+    session: str
+    payload: bytes
+    event: pb.SocketEvent | None = None
+
+    def request(self, now: str) -> pb.InputStreamRequest:
+        if self.event is None:
+            return pb.InputStreamRequest(time=now, client_uuid=self.session, payload=self.payload)
+        return pb.InputStreamRequest(time=now, client_uuid=self.session, event=self.event)
+
+
+class LinkHost(Protocol):
+    metrics: Metrics
+
+    def link_changed(self, link: UpstreamLink) -> None:
+        """The link entered or left rotation."""
+
+    def link_room(self, link: UpstreamLink) -> None:
+        """The link's queue has room again."""
+
+    def reroute(self, items: list[Outgoing]) -> None:
+        """Items that were queued on a link that left rotation."""
+
+    def receive_reply(self, reply: pb.OutputStreamRequest) -> Awaitable[None] | None:
+        """An upstream's reply; may return an awaitable to apply backpressure to the stream."""
+
+
+class UpstreamLink:
+    """A node's connection to one upstream, kept open with backoff until removed."""
+
+    def __init__(
+        self,
+        spec: UpstreamSpec,
+        host: LinkHost,
+        *,
+        queue_limit: int = 1024,
+        streams: int = 4,
+        batch: bool = True,
+    ) -> None:
+        self.spec = spec
+        self.host = host
+        self.queue_limit = queue_limit
+        self.streams = streams
+        self.batch_wanted = batch
+        self.batching: bool | None = None
+        self.queue: deque[Outgoing] = deque()
+        self.tracker = HealthTracker(now=time.monotonic())
+        self.error = ""
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        self._channel: grpc.aio.Channel | None = None
+        metrics = host.metrics
+        self._sent = metrics.upstream_messages.labels(spec.id, "out")
+        self._received = metrics.upstream_messages.labels(spec.id, "in")
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def state(self) -> Health:
+        return self.tracker.state
+
+    @property
+    def in_rotation(self) -> bool:
+        return in_rotation(self.tracker.state)
+
+    def has_room(self) -> bool:
+        return len(self.queue) < self.queue_limit
+
+    def enqueue(self, item: Outgoing) -> None:
+        self.queue.append(item)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    def view(self) -> dict[str, Any]:
+        """This node's view of the upstream, for the fleet and the admin API."""
+        return {
+            "state": self.tracker.state.value,
+            "ready": self.in_rotation,
+            "live": self.in_rotation,
+            "since": time.time() - (time.monotonic() - self.tracker.since),
+            "queued": len(self.queue),
+            "batch": self.batching,
+            "error": self.error,
+        }
+
+    # lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._channel = grpc.aio.insecure_channel(str(self.spec.address), options=CHANNEL_OPTIONS)
+        self._task = asyncio.create_task(self._run(), name=f"upstream {self.id}")
+        if self.spec.mode is UpstreamMode.DRAINING:
+            self.drain()
+
+    def drain(self) -> None:
+        """No new traffic; what is queued and in flight finishes."""
+        if self._apply(Probe.DRAIN):
+            log.info("upstream %s draining", self.id)
+
+    async def close(self, *, grace: float = 5.0) -> None:
+        """Stop: let the queue empty for up to ``grace`` seconds, then end the streams."""
+        self.drain()
+        deadline = time.monotonic() + grace
+        while self.queue and time.monotonic() < deadline and self.batching is not None:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        self._stopping = True
+        self._apply(Probe.REMOVE)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._channel is not None:
+            await self._channel.close()
+        leftovers = list(self.queue)
+        self.queue.clear()
+        if leftovers:
+            self.host.reroute(leftovers)
+
+    def _apply(self, probe: Probe) -> bool:
+        was = self.in_rotation
+        changed = self.tracker.apply(probe, now=time.monotonic())
+        if changed:
+            self.host.link_changed(self)
+            if was and not self.in_rotation and self.queue and probe is not Probe.DRAIN:
+                leftovers = list(self.queue)
+                self.queue.clear()
+                self.host.reroute(leftovers)
+        return changed
+
+    async def _run(self) -> None:
+        while not self._stopping and self.state is not Health.REMOVED:
+            try:
+                await self._await_ready()
+                await self._serve()
+            except UpstreamUnavailable as error:
+                self.error = error.reason
+                probe = (
+                    Probe.READY_FAILED if self.state is Health.CONNECTING else Probe.STREAM_BROKEN
+                )
+                if self.state is not Health.DRAINING:
+                    log.warning("upstream %s out of rotation: %s", self.id, error.reason)
+                self._apply(probe)
+            except Exception:
+                log.exception("upstream %s: unexpected error", self.id)
+                self.error = "internal error"
+                self._apply(Probe.STREAM_BROKEN)
+            if self._stop_requested():
+                return
+            await asyncio.sleep(min(5.0, 0.1 * 2 ** min(self.tracker.failures, 6)))
+            self._apply(Probe.RETRY)
+
+    def _stop_requested(self) -> bool:
+        return self._stopping
+
+    async def _await_ready(self) -> None:
+        retrying = AsyncRetrying(
+            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            retry=retry_if_exception_type(UpstreamUnavailable),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                if self._stopping:
+                    return
+                await self._check_ready()
+
+    async def _check_ready(self) -> None:
+        stub: Any = pb_grpc.UpstreamPeerServiceStub(self._channel)  # type: ignore[arg-type]
+        try:
+            result = await stub.ready(EMPTY, timeout=self.spec.ready_timeout, wait_for_ready=True)
+        except grpc.aio.AioRpcError as error:
+            self.error = f"ready check failed: {error.code().name}"
+            raise UpstreamUnavailable(self.id, self.error) from None
+        if not result.ready:
+            self.error = "ready check answered ready=false"
+            raise UpstreamUnavailable(self.id, self.error)
+
+    # serving ----------------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        stub: Any = pb_grpc.UpstreamPeerServiceStub(self._channel)  # type: ignore[arg-type]
+        calls: list[Any] = []
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            batch_call = await self._open_batch(stub) if self.batch_wanted else None
+            if batch_call is not None:
+                self.batching = True
+                calls.append(batch_call)
+                tasks += [
+                    asyncio.create_task(self._write_batches(batch_call)),
+                    asyncio.create_task(self._read_batches(batch_call)),
+                ]
+            else:
+                self.batching = False
+                for _ in range(self.streams):
+                    call = stub.bidirectionalStreaming()
+                    calls.append(call)
+                    tasks += [
+                        asyncio.create_task(self._write_each(call)),
+                        asyncio.create_task(self._read_each(call)),
+                    ]
+            tasks.append(asyncio.create_task(self._keep_live(stub)))
+            self.error = ""
+            self._apply(Probe.READY_OK)
+            log.info("upstream %s ready (%s)", self.id, "batch" if self.batching else "original")
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()
+            raise UpstreamUnavailable(self.id, "stream ended")
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for call in calls:
+                call.cancel()
+
+    async def _open_batch(self, stub: Any) -> Any:
+        """Probe ``batchStreaming`` with an empty batch; None means fall back to the original."""
+        call = stub.batchStreaming()
+        try:
+            async with asyncio.timeout(self.spec.ready_timeout):
+                await call.write(pb.InputBatch())
+                answer = await call.read()
+        except (grpc.aio.AioRpcError, TimeoutError) as error:
+            call.cancel()
+            code = error.code() if isinstance(error, grpc.aio.AioRpcError) else None
+            if code not in (grpc.StatusCode.UNIMPLEMENTED, None):
+                raise UpstreamUnavailable(self.id, f"batch stream failed: {code}") from None
+            return None
+        if answer is grpc.aio.EOF:
+            call.cancel()
+            return None
+        return call
+
+    async def _next_items(self, limit: int) -> list[Outgoing]:
+        while not self.queue:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        was_full = len(self.queue) >= self.queue_limit
+        items: list[Outgoing] = []
+        size = 0
+        queue = self.queue
+        while queue and len(items) < limit and size < MAX_BATCH_BYTES:
+            item = queue.popleft()
+            items.append(item)
+            size += len(item.payload)
+        if was_full or self.queue_limit - len(queue) <= len(items):
+            self.host.link_room(self)
+        return items
+
+    async def _write_batches(self, call: Any) -> None:
+        while True:
+            items = await self._next_items(MAX_BATCH_ITEMS)
+            now = timestamp()
+            batch = pb.InputBatch(items=[item.request(now) for item in items])
+            try:
+                await call.write(batch)
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as error:
+                self.queue.extendleft(reversed(items))
+                raise UpstreamUnavailable(self.id, _reason(error)) from None
+            self._sent.inc(len(items))
+
+    async def _write_each(self, call: Any) -> None:
+        while True:
+            items = await self._next_items(1)
+            try:
+                await call.write(items[0].request(timestamp()))
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as error:
+                self.queue.extendleft(reversed(items))
+                raise UpstreamUnavailable(self.id, _reason(error)) from None
+            self._sent.inc()
+
+    async def _read_batches(self, call: Any) -> None:
+        receive = self.host.receive_reply
+        while True:
+            batch = await _read(call, self.id)
+            self._received.inc(len(batch.items))
+            for reply in batch.items:
+                pending = receive(reply)
+                if pending is not None:
+                    await pending
+
+    async def _read_each(self, call: Any) -> None:
+        receive = self.host.receive_reply
+        while True:
+            reply = await _read(call, self.id)
+            self._received.inc()
+            pending = receive(reply)
+            if pending is not None:
+                await pending
+
+    async def _keep_live(self, stub: Any) -> None:
+        """Ping ``live`` each interval; out of rotation after ``alive_timeout`` without live."""
+        interval = max(0.05, min(5.0, self.spec.alive_timeout / 3))
+        call = stub.live()
+        reader = asyncio.create_task(self._read_live(call))
+        try:
+            while True:
+                if reader.done():
+                    call = stub.live()
+                    reader = asyncio.create_task(self._read_live(call))
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    await call.write(EMPTY)
+                await asyncio.sleep(interval)
+                overdue = self.tracker.live_overdue(
+                    now=time.monotonic(), alive_timeout=self.spec.alive_timeout
+                )
+                if overdue:
+                    raise UpstreamUnavailable(
+                        self.id, f"no live=true within {self.spec.alive_timeout:g}s"
+                    )
+        finally:
+            reader.cancel()
+            call.cancel()
+
+    async def _read_live(self, call: Any) -> None:
+        with contextlib.suppress(grpc.aio.AioRpcError):
+            while True:
+                result = await call.read()
+                if result is grpc.aio.EOF:
+                    return
+                if result.live:
+                    self.tracker.apply(Probe.LIVE_OK, now=time.monotonic())
+
+    def __repr__(self) -> str:
+        return f"<UpstreamLink {self.id} {self.state.value} queued={len(self.queue)}>"
+
+
+async def _read(call: Any, upstream_id: str) -> Any:
+    try:
+        message = await call.read()
+    except grpc.aio.AioRpcError as error:
+        raise UpstreamUnavailable(upstream_id, _reason(error)) from None
+    if message is grpc.aio.EOF:
+        raise UpstreamUnavailable(upstream_id, "upstream ended the stream")
+    return message
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, grpc.aio.AioRpcError):
+        return f"stream broken: {error.code().name}"
+    return "stream broken"
+
+
+ReplyHandler = Callable[[pb.OutputStreamRequest], Awaitable[None] | None]

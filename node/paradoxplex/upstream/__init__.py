@@ -1,0 +1,27 @@
+"""Write a paradoxplex upstream in a few lines.
+
+    from paradoxplex.upstream import Message, Outbox, UpstreamServer
+
+    def handle(message: Message, out: Outbox) -> None:
+        out.reply(message.client_uuid, b"got " + message.payload)
+
+    asyncio.run(UpstreamServer(handle).serve("127.0.0.1:45888"))
+
+``ready`` and ``live`` are answered for you; both the original ``bidirectionalStreaming``
+RPC and the batched fast path are served, and the handler sees the same ``Message`` either
+way. A handler may be a plain function or a coroutine function. Replies go back on the
+stream the message came from; ``Outbox.broadcast`` reaches sockets on every node.
+
+Limits: each stream buffers at most ``max_pending`` replies (default 10,000); a handler that
+outruns the node waits (coroutine handlers) or sees ``OutboxFull`` (plain ones).
+"""
+
+from paradoxplex.upstream.server import (
+    Handler,
+    Message,
+    Outbox,
+    OutboxFull,
+    UpstreamServer,
+)
+
+__all__ = ["Handler", "Message", "Outbox", "OutboxFull", "UpstreamServer"]

@@ -1,0 +1,272 @@
+"""The upstream SDK's gRPC servicer: the original RPCs, the batch RPC, ready and live."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.protobuf import empty_pb2
+
+from paradoxplex.wire import upstream_pb2 as pb
+from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
+
+log = logging.getLogger("paradoxplex.upstream")
+
+BROADCASTS = {
+    "all": pb.BROADCAST_ALL,
+    "active": pb.BROADCAST_ACTIVE,
+    "inactive": pb.BROADCAST_NOT_ACTIVE,
+}
+MAX_BATCH = 512
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    # accept gentle client keepalive pings
+    ("grpc.http2.min_ping_interval_without_data_ms", 60_000),
+]
+
+
+class OutboxFull(Exception):
+    """The node is not taking replies as fast as the handler makes them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One message from a socket, or a lifecycle event (``event`` set, empty payload)."""
+
+    client_uuid: str
+    payload: bytes
+    time: str
+    event: str = ""  # "", "connected" or "disconnected"
+    remote_address: str = ""
+    node_id: str = ""
+    reason: str = ""
+
+    @classmethod
+    def from_request(cls, request: pb.InputStreamRequest) -> Message:
+        if not request.HasField("event"):
+            return cls(request.client_uuid, request.payload, request.time)
+        event = request.event
+        kind = {pb.SocketEvent.CONNECTED: "connected", pb.SocketEvent.DISCONNECTED: "disconnected"}
+        return cls(
+            request.client_uuid,
+            request.payload,
+            request.time,
+            kind.get(event.kind, "unknown"),
+            event.remote_address,
+            event.node_id,
+            event.reason,
+        )
+
+
+class Outbox:
+    """Replies of one stream, bounded; sent back in arrival order."""
+
+    def __init__(self, max_pending: int = 10_000) -> None:
+        self.max_pending = max_pending
+        self.items: list[pb.OutputStreamRequest] = []
+        self._wakeup = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+
+    def _put(self, item: pb.OutputStreamRequest) -> None:
+        if len(self.items) >= self.max_pending:
+            raise OutboxFull(f"{self.max_pending} replies pending")
+        self.items.append(item)
+        self._wakeup.set()
+        if len(self.items) >= self.max_pending:
+            self._room.clear()
+
+    def reply(self, client_uuid: str, payload: bytes) -> None:
+        """Send ``payload`` to one socket, whichever node holds it."""
+        self._put(pb.OutputStreamRequest(time=_now(), client_uuid=client_uuid, payload=payload))
+
+    def broadcast(self, payload: bytes, *, target: str = "all", label: str = "") -> None:
+        """Send to every socket (``all``), the ``active`` or the ``inactive`` ones, fleet-wide."""
+        self._put(
+            pb.OutputStreamRequest(
+                time=_now(), broadcast=BROADCASTS[target], payload=payload, broadcast_label=label
+            )
+        )
+
+    async def wait_room(self) -> None:
+        await self._room.wait()
+
+    async def take(self) -> list[pb.OutputStreamRequest]:
+        while not self.items:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        items, self.items = self.items, []
+        self._room.set()
+        return items
+
+
+Handler = Callable[[Message, Outbox], Awaitable[None] | None]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
+    """A gRPC server that hands each socket message to ``handler``."""
+
+    def __init__(self, handler: Handler, *, max_pending: int = 10_000, batch: bool = True) -> None:
+        self.handler = handler
+        self.max_pending = max_pending
+        self.batch = batch
+        self.is_ready = True
+        self.is_live = True
+        self.server: grpc.aio.Server | None = None
+        self.port = 0
+        self._async = inspect.iscoroutinefunction(handler)
+
+    async def start(self, address: str = "127.0.0.1:45888") -> int:
+        """Listen on ``address`` (port 0: any free port); returns the port."""
+        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        if self.batch:
+            pb_grpc.add_UpstreamPeerServiceServicer_to_server(self, self.server)
+        else:
+            _add_original_only(self, self.server)
+        self.port = self.server.add_insecure_port(address)
+        if not self.port:
+            raise OSError(f"cannot listen on {address}")
+        await self.server.start()
+        return self.port
+
+    async def serve(self, address: str = "127.0.0.1:45888") -> None:
+        await self.start(address)
+        assert self.server is not None
+        await self.server.wait_for_termination()
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        if self.server is not None:
+            await self.server.stop(grace)
+
+    # ready / live -----------------------------------------------------------------------
+
+    async def ready(self, request: empty_pb2.Empty, context: Any) -> pb.ReadyResult:
+        return pb.ReadyResult(time=_now(), ready=self.is_ready)
+
+    async def live(
+        self, request_iterator: AsyncIterator[empty_pb2.Empty], context: Any
+    ) -> AsyncIterator[pb.LiveResult]:
+        async for _ in request_iterator:
+            yield pb.LiveResult(time=_now(), live=self.is_live)
+
+    # data -------------------------------------------------------------------------------
+
+    async def _consume(
+        self, requests: AsyncIterator[Any], outbox: Outbox, *, batched: bool
+    ) -> None:
+        handle = self.handler
+        try:
+            async for request in requests:
+                items = request.items if batched else (request,)
+                for item in items:
+                    result = handle(Message.from_request(item), outbox)
+                    if result is not None:
+                        await result
+                if len(outbox.items) >= outbox.max_pending:
+                    await outbox.wait_room()
+        except Exception:
+            log.exception("upstream handler failed; ending the stream")
+            raise
+
+    async def bidirectionalStreaming(
+        self, request_iterator: AsyncIterator[pb.InputStreamRequest], context: Any
+    ) -> AsyncIterator[pb.OutputStreamRequest]:
+        outbox = Outbox(self.max_pending)
+        consumer = asyncio.create_task(self._consume(request_iterator, outbox, batched=False))
+        try:
+            while True:
+                taker = asyncio.ensure_future(outbox.take())
+                done, _ = await asyncio.wait({taker, consumer}, return_when=asyncio.FIRST_COMPLETED)
+                if taker not in done:
+                    taker.cancel()
+                    for item in outbox.items:
+                        yield item
+                    return
+                for item in taker.result():
+                    yield item
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await consumer
+
+    async def batchStreaming(
+        self, request_iterator: AsyncIterator[pb.InputBatch], context: Any
+    ) -> AsyncIterator[pb.OutputBatch]:
+        outbox = Outbox(self.max_pending)
+        probes = asyncio.Queue[None]()
+        consumer = asyncio.create_task(
+            self._consume(_probing(request_iterator, probes), outbox, batched=True)
+        )
+        try:
+            while True:
+                taker = asyncio.ensure_future(outbox.take())
+                probe = asyncio.ensure_future(probes.get())
+                done, _ = await asyncio.wait(
+                    {taker, probe, consumer}, return_when=asyncio.FIRST_COMPLETED
+                )
+                if probe in done:
+                    yield pb.OutputBatch()
+                else:
+                    probe.cancel()
+                if taker in done:
+                    items = taker.result()
+                    for start in range(0, len(items), MAX_BATCH):
+                        yield pb.OutputBatch(items=items[start : start + MAX_BATCH])
+                else:
+                    taker.cancel()
+                if consumer in done:
+                    if outbox.items:
+                        yield pb.OutputBatch(items=outbox.items)
+                    return
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await consumer
+
+
+async def _probing(
+    requests: AsyncIterator[pb.InputBatch], probes: asyncio.Queue[None]
+) -> AsyncIterator[pb.InputBatch]:
+    """Pass batches through; an empty batch is a probe, answered with an empty batch."""
+    async for batch in requests:
+        if not batch.items:
+            probes.put_nowait(None)
+            continue
+        yield batch
+
+
+def _add_original_only(servicer: UpstreamServer, server: grpc.aio.Server) -> None:
+    """Serve only the original three RPCs, as an upstream built from the original proto."""
+    handlers: dict[str, Any] = {
+        "bidirectionalStreaming": grpc.stream_stream_rpc_method_handler(
+            servicer.bidirectionalStreaming,
+            request_deserializer=pb.InputStreamRequest.FromString,
+            response_serializer=pb.OutputStreamRequest.SerializeToString,
+        ),
+        "ready": grpc.unary_unary_rpc_method_handler(
+            servicer.ready,
+            request_deserializer=empty_pb2.Empty.FromString,
+            response_serializer=pb.ReadyResult.SerializeToString,
+        ),
+        "live": grpc.stream_stream_rpc_method_handler(
+            servicer.live,
+            request_deserializer=empty_pb2.Empty.FromString,
+            response_serializer=pb.LiveResult.SerializeToString,
+        ),
+    }
+    generic = grpc.method_handlers_generic_handler(
+        "upstream.grpc.service.UpstreamPeerService", handlers
+    )
+    server.add_generic_rpc_handlers((generic,))

@@ -1,0 +1,56 @@
+"""Bus envelopes between nodes: protobuf ``paradoxplex.bus.Envelope``, binary payloads."""
+
+from __future__ import annotations
+
+from paradoxplex.shared.sessions import BroadcastTarget
+from paradoxplex.wire import bus_pb2
+
+
+def deliver(sender: str, session: str, payload: bytes) -> bytes:
+    deliver_body = bus_pb2.Deliver(client_uuid=session, payload=payload)
+    return bus_pb2.Envelope(sender=sender, deliver=deliver_body).SerializeToString()
+
+
+def broadcast(
+    sender: str, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
+) -> bytes:
+    body = bus_pb2.Broadcast(
+        target=target.value, label=f"{label[0]}={label[1]}" if label else "", payload=payload
+    )
+    return bus_pb2.Envelope(sender=sender, broadcast=body).SerializeToString()
+
+
+def command(
+    sender: str,
+    request_id: str,
+    action: str,
+    session: str,
+    *,
+    payload: bytes = b"",
+    labels: dict[str, str] | None = None,
+) -> bytes:
+    body = bus_pb2.Command(
+        request_id=request_id,
+        action=action,
+        client_uuid=session,
+        payload=payload,
+        labels=labels or {},
+    )
+    return bus_pb2.Envelope(sender=sender, command=body).SerializeToString()
+
+
+def reply(sender: str, request_id: str, status: str, body: bytes = b"") -> bytes:
+    answer = bus_pb2.CommandReply(request_id=request_id, status=status, body=body)
+    return bus_pb2.Envelope(sender=sender, reply=answer).SerializeToString()
+
+
+def control(sender: str, action: str, upstream_id: str = "") -> bytes:
+    body = bus_pb2.Control(action=action, upstream_id=upstream_id)
+    return bus_pb2.Envelope(sender=sender, control=body).SerializeToString()
+
+
+def parse(data: bytes) -> bus_pb2.Envelope:
+    """Decode an envelope; raises ``google.protobuf.message.DecodeError`` on garbage."""
+    envelope = bus_pb2.Envelope()
+    envelope.ParseFromString(data)
+    return envelope
