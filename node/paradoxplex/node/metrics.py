@@ -2,8 +2,54 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+
+class Traffic:
+    """Hot-path counters as plain integers (a prometheus Counter takes a lock per ``inc``);
+    exported at scrape time by ``TrafficCollector``."""
+
+    __slots__ = ("bytes_in", "bytes_out", "messages_in", "messages_out", "upstreams")
+
+    def __init__(self) -> None:
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.messages_in = 0
+        self.messages_out = 0
+        self.upstreams: dict[str, list[int]] = {}
+
+    def upstream(self, upstream_id: str) -> list[int]:
+        """The ``[sent, received]`` message counts of one upstream, shared with its link."""
+        return self.upstreams.setdefault(upstream_id, [0, 0])
+
+
+class TrafficCollector(Collector):
+    def __init__(self, traffic: Traffic) -> None:
+        self.traffic = traffic
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        t = self.traffic
+        for name, doc, value in (
+            ("paradoxplex_bytes_in", "Bytes read from sockets", t.bytes_in),
+            ("paradoxplex_bytes_out", "Bytes written to sockets", t.bytes_out),
+            ("paradoxplex_messages_in", "Messages read from sockets (frames)", t.messages_in),
+            ("paradoxplex_messages_out", "Messages written to sockets", t.messages_out),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        family = CounterMetricFamily(
+            "paradoxplex_upstream_messages",
+            "Messages sent to and received from upstreams",
+            labels=["upstream", "direction"],
+        )
+        for upstream_id, (sent, received) in sorted(t.upstreams.items()):
+            family.add_metric([upstream_id, "out"], sent)
+            family.add_metric([upstream_id, "in"], received)
+        yield family
 
 
 class Metrics:
@@ -22,20 +68,8 @@ class Metrics:
             "Sockets refused because max_connections was reached",
             registry=r,
         )
-        self.bytes_in = Counter("paradoxplex_bytes_in", "Bytes read from sockets", registry=r)
-        self.bytes_out = Counter("paradoxplex_bytes_out", "Bytes written to sockets", registry=r)
-        self.messages_in = Counter(
-            "paradoxplex_messages_in", "Messages read from sockets (frames)", registry=r
-        )
-        self.messages_out = Counter(
-            "paradoxplex_messages_out", "Messages written to sockets", registry=r
-        )
-        self.upstream_messages = Counter(
-            "paradoxplex_upstream_messages",
-            "Messages sent to and received from upstreams",
-            ["upstream", "direction"],
-            registry=r,
-        )
+        self.traffic = Traffic()
+        r.register(TrafficCollector(self.traffic))
         self.upstream_state = Gauge(
             "paradoxplex_upstream_state",
             "1 for the state each upstream is in (this node's view)",

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from paradoxplex.node.courier import Courier
 from paradoxplex.node.fleet_sync import SessionSync
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.pool import UpstreamPool
@@ -83,6 +84,7 @@ class Node:
             on_change=self._link_changed,
         )
         self.sync = SessionSync(self.fleet, self._local_infos, on_error=self._fleet_failed)
+        self.courier = Courier(lambda: self.bus, self.metrics, on_undelivered=self._forget_owner)
         self.started_at = time.time()
         self.listen_address = ""
         self.admin_url = ""
@@ -208,6 +210,7 @@ class Node:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.courier.close()
         await self.bus.close()
         await self.fleet.close()
         if self._admin is not None:
@@ -298,6 +301,12 @@ class Node:
             if session is not None:
                 session.write(reply.payload)
                 return None
+            owner = self._owners.get(reply.client_uuid)
+            if owner is not None:  # known remote socket: queue without a coroutine
+                data = envelopes.deliver(self.node_id, reply.client_uuid, reply.payload)
+                if self.courier.send_nowait(owner, data):
+                    return None
+                return self.courier.send(owner, data)
             return self._reply_elsewhere(reply.client_uuid, reply.payload)
         if target == "broadcast":
             chosen = _TARGETS.get(reply.broadcast)
@@ -353,17 +362,12 @@ class Node:
 
     async def _forward(self, action: Forward) -> None:
         data = envelopes.deliver(self.node_id, action.session, action.payload)
-        try:
-            delivered = await self.bus.send(action.node_id, data)
-        except FleetUnavailable:
-            delivered = False
-            self.metrics.fleet_errors.inc()
-        if delivered:
-            self.metrics.bus_messages.labels("out").inc()
-            return
-        self._owners.pop(action.session, None)
-        self.metrics.drops.labels("owner_unreachable").inc()
-        log.warning("reply for socket %s: owner %s unreachable", action.session, action.node_id)
+        await self.courier.send(action.node_id, data)
+
+    def _forget_owner(self, node_id: str) -> None:
+        """Replies to ``node_id`` went undelivered: look its sockets' owners up again."""
+        for session in [s for s, owner in self._owners.items() if owner == node_id]:
+            del self._owners[session]
 
     async def _publish(self, send: Awaitable[None]) -> None:
         try:

@@ -21,7 +21,11 @@ Rules:
   handler always gets the bare envelope.
 - ``send``: while PUBLISH answers 0 receivers, retry with backoff until ``send_deadline`` or
   until ``is_alive`` says the node is dead, then return False (counted, one WARNING per stall).
-  While a node is stalled, later envelopes for it queue behind the first: order is kept.
+  One retry loop per stalled node: later envelopes for it wait behind it (no retry storm) and,
+  once it gave up, fail after one more PUBLISH each.
+- Order: envelopes sent one after another (each ``send`` awaited, or one ``publish_many``)
+  arrive in that order, stall or not. Concurrent sends to one node have no order (they may
+  travel on different connections).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
 from paradoxplex.shared.errors import ConfigError, FleetUnavailable
 from paradoxplex.shared.fleet import EnvelopeHandler, NodeRecord
@@ -87,9 +91,9 @@ def redis_client(
     socket_timeout: float = SOCKET_TIMEOUT,
     health_check_interval: float = HEALTH_CHECK_INTERVAL,
 ) -> Redis:
-    """A client fit for the fleet: short timeouts, one immediate retry, bytes responses.
-
-    One client can serve a ``RedisFleet`` and a ``RedisBus`` (envelopes stay binary).
+    """A client fit for the fleet: short timeouts, bytes responses, and one immediate retry
+    when a connection breaks (never after a timeout: a frozen Redis fails within
+    ``socket_timeout``). One client can serve a ``RedisFleet`` and a ``RedisBus``.
     """
     return Redis.from_url(
         url,
@@ -97,7 +101,7 @@ def redis_client(
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
         health_check_interval=health_check_interval,
-        retry=Retry(NoBackoff(), 1),
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
 
 
@@ -405,7 +409,7 @@ class RedisFleet:
 
 @dataclass(slots=True)
 class _Stall:
-    """A node that did not listen: envelopes for it wait here, in order, one at a time."""
+    """A node that did not listen: envelopes for it wait here, one sender at a time."""
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
@@ -455,6 +459,7 @@ class RedisBus:
         self._handler: EnvelopeHandler | None = None
         self._received = 0
         self._stalls: dict[str, _Stall] = {}
+        self._conn: AbstractConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
 
@@ -467,6 +472,8 @@ class RedisBus:
         on_reconnect: ReconnectCallback | None = None,
         is_alive: AliveCheck | None = None,
         send_deadline: float = 5.0,
+        ping_interval: float = 1.0,
+        max_backoff: float = 1.0,
     ) -> RedisBus:
         return cls(
             redis_client(url),
@@ -474,6 +481,8 @@ class RedisBus:
             on_reconnect=on_reconnect,
             is_alive=is_alive,
             send_deadline=send_deadline,
+            ping_interval=ping_interval,
+            max_backoff=max_backoff,
             owns_client=True,
         )
 
@@ -492,11 +501,11 @@ class RedisBus:
         channels = (self.keys.node_channel(node_id), self._broadcast, self._control)
         self._channels = tuple(channel.encode() for channel in channels)
         try:
-            conn = await self._subscribe()
+            self._conn = await self._subscribe()
         except REDIS_DOWN as exc:
             raise FleetUnavailable(_reason(exc)) from exc
         self.connected = True
-        self._task = asyncio.create_task(self._run(conn), name=f"paradoxplex-bus-{node_id}")
+        self._task = asyncio.create_task(self._run(), name=f"paradoxplex-bus-{node_id}")
 
     async def close(self) -> None:
         for task in (self._task, self._reconnect_task):
@@ -505,8 +514,12 @@ class RedisBus:
                 await asyncio.wait({task})
         self._task = self._reconnect_task = None
         self.connected = False
+        conn, self._conn = self._conn, None
+        if conn is not None:  # the task was cancelled before it ever ran
+            await conn.disconnect()
         if self._owns_client:
             await self._client.aclose()
+        await asyncio.sleep(0)  # let closed transports finish closing
 
     # -- publishing ----------------------------------------------------------------------
 
@@ -634,30 +647,38 @@ class RedisBus:
         return conn
 
     async def _resubscribe(self) -> AbstractConnection:
-        retrying = AsyncRetrying(
-            wait=wait_exponential_jitter(initial=0.05, max=self._max_backoff, jitter=0.05),
-            retry=retry_if_exception_type(REDIS_DOWN),
-        )
+        backoff = wait_exponential(multiplier=0.05, max=self._max_backoff) + wait_random(0, 0.05)
+        retrying = AsyncRetrying(wait=backoff, retry=retry_if_exception_type(REDIS_DOWN))
         return await retrying(self._subscribe)
 
-    async def _run(self, conn: AbstractConnection) -> None:
+    async def _run(self) -> None:
         """The subscriber task: listen, and on loss reconnect, resubscribe, notify; forever."""
+        loop = asyncio.get_running_loop()
         while True:
+            conn = self._conn
+            if conn is not None:
+                try:
+                    await self._listen(conn)
+                except REDIS_DOWN as exc:
+                    _log.warning(
+                        "bus %s: lost Redis (%s), reconnecting", self.node_id, _reason(exc)
+                    )
+                except Exception:
+                    _log.exception("bus %s: subscriber failed, reconnecting", self.node_id)
+                finally:
+                    self.connected = False
+                    self._conn = None
+                    await conn.disconnect()
+            lost_at = loop.time()
             try:
-                await self._listen(conn)
-            except REDIS_DOWN as exc:
-                _log.warning("bus %s: lost Redis (%s), reconnecting", self.node_id, _reason(exc))
+                self._conn = await self._resubscribe()
             except Exception:
-                _log.exception("bus %s: subscriber failed, reconnecting", self.node_id)
-            finally:
-                self.connected = False
-                await conn.disconnect(nowait=True)
-            lost_at = asyncio.get_running_loop().time()
-            conn = await self._resubscribe()
+                _log.exception("bus %s: cannot resubscribe", self.node_id)
+                await asyncio.sleep(self._max_backoff)
+                continue
             self.connected = True
             self.reconnects += 1
-            elapsed = asyncio.get_running_loop().time() - lost_at
-            _log.info("bus %s: resubscribed after %.2f s", self.node_id, elapsed)
+            _log.info("bus %s: resubscribed after %.2f s", self.node_id, loop.time() - lost_at)
             self._notify_reconnect()
 
     def _notify_reconnect(self) -> None:

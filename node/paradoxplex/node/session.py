@@ -7,7 +7,9 @@ Limits (keyword arguments of ``SessionLimits``, set from the node's config):
 - ``hold_timeout``: read frames that no upstream could take wait this long, reading paused,
   before the socket is closed (reason ``no upstream took its data``).
 - ``idle_timeout``: no byte either way for this long closes the socket (0: off).
-- ``linger``: after the client half-closes, replies are still written for this long.
+- ``linger``: after the client half-closes, replies are still written for this long
+  (default 1 s: a client that closed for good looks the same, and must leave the fleet's
+  socket list within 2 s).
 Reading stops for three reasons that add up: an admin pause, backpressure (frames held), and
 end of input. It resumes only when none holds.
 """
@@ -36,7 +38,7 @@ class SessionLimits:
     overflow: str = "close"
     hold_timeout: float = 30.0
     idle_timeout: float = 0.0
-    linger: float = 5.0
+    linger: float = 1.0
 
 
 class SessionHost(Protocol):
@@ -60,6 +62,7 @@ class Session(asyncio.Protocol):
 
     def __init__(self, host: SessionHost, limits: SessionLimits) -> None:
         self.host = host
+        self.traffic = host.metrics.traffic
         self.limits = limits
         self.framer: Framer = make_framer(limits.framing, max_frame=limits.max_frame)
         self.held: deque[bytes] = deque()
@@ -100,7 +103,8 @@ class Session(asyncio.Protocol):
         if info is None or self.closing:
             return
         info.bytes_in += len(data)
-        self.host.metrics.bytes_in.inc(len(data))
+        traffic = self.traffic
+        traffic.bytes_in += len(data)
         self._last_io = asyncio.get_running_loop().time()
         try:
             frames = self.framer.feed(data)
@@ -112,7 +116,7 @@ class Session(asyncio.Protocol):
         if not frames:
             return
         info.messages_in += len(frames)
-        self.host.metrics.messages_in.inc(len(frames))
+        traffic.messages_in += len(frames)
         self.held.extend(frames)
         self.host.submit(self)
 
@@ -147,9 +151,9 @@ class Session(asyncio.Protocol):
         transport.write(payload)
         info.bytes_out += len(payload)
         info.messages_out += 1
-        metrics = self.host.metrics
-        metrics.bytes_out.inc(len(payload))
-        metrics.messages_out.inc()
+        traffic = self.traffic
+        traffic.bytes_out += len(payload)
+        traffic.messages_out += 1
         self._last_io = asyncio.get_running_loop().time()
         return True
 

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import grpc
 from google.protobuf import empty_pb2
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.shared.errors import UpstreamUnavailable
@@ -55,9 +55,19 @@ CHANNEL_OPTIONS = [
 EMPTY = empty_pb2.Empty()
 
 
+_clock: list[Any] = [-1, ""]
+
+
 def timestamp() -> str:
-    """The ``time`` field: RFC 3339 UTC with milliseconds."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The ``time`` field: RFC 3339 UTC with milliseconds (formatted once per millisecond)."""
+    now = time.time()
+    millis = int(now * 1000)
+    if millis != _clock[0]:
+        moment = datetime.fromtimestamp(millis / 1000, UTC)
+        _clock[0] = millis
+        _clock[1] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    text: str = _clock[1]
+    return text
 
 
 @dataclass(slots=True)
@@ -116,8 +126,7 @@ class UpstreamLink:
         self._task: asyncio.Task[None] | None = None
         self._channel: grpc.aio.Channel | None = None
         metrics = host.metrics
-        self._sent = metrics.upstream_messages.labels(spec.id, "out")
-        self._received = metrics.upstream_messages.labels(spec.id, "in")
+        self._counts = metrics.traffic.upstream(spec.id)
 
     @property
     def id(self) -> str:
@@ -221,7 +230,8 @@ class UpstreamLink:
 
     async def _await_ready(self) -> None:
         retrying = AsyncRetrying(
-            wait=wait_exponential_jitter(initial=0.2, max=5.0),
+            # not wait_exponential_jitter(initial=...): tenacity 9.2 deprecates "initial"
+            wait=wait_exponential(multiplier=0.2, max=5.0) + wait_random(0, 0.2),
             retry=retry_if_exception_type(UpstreamUnavailable),
             reraise=True,
         )
@@ -321,13 +331,19 @@ class UpstreamLink:
         while True:
             items = await self._next_items(MAX_BATCH_ITEMS)
             now = timestamp()
-            batch = pb.InputBatch(items=[item.request(now) for item in items])
+            batch = pb.InputBatch()
+            add = batch.items.add
+            for item in items:
+                if item.event is None:
+                    add(time=now, client_uuid=item.session, payload=item.payload)
+                else:
+                    add(time=now, client_uuid=item.session, event=item.event)
             try:
                 await call.write(batch)
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as error:
                 self.queue.extendleft(reversed(items))
                 raise UpstreamUnavailable(self.id, _reason(error)) from None
-            self._sent.inc(len(items))
+            self._counts[0] += len(items)
 
     async def _write_each(self, call: Any) -> None:
         while True:
@@ -337,13 +353,13 @@ class UpstreamLink:
             except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as error:
                 self.queue.extendleft(reversed(items))
                 raise UpstreamUnavailable(self.id, _reason(error)) from None
-            self._sent.inc()
+            self._counts[0] += 1
 
     async def _read_batches(self, call: Any) -> None:
         receive = self.host.receive_reply
         while True:
             batch = await _read(call, self.id)
-            self._received.inc(len(batch.items))
+            self._counts[1] += len(batch.items)
             for reply in batch.items:
                 pending = receive(reply)
                 if pending is not None:
@@ -353,7 +369,7 @@ class UpstreamLink:
         receive = self.host.receive_reply
         while True:
             reply = await _read(call, self.id)
-            self._received.inc()
+            self._counts[1] += 1
             pending = receive(reply)
             if pending is not None:
                 await pending

@@ -97,6 +97,9 @@ class FleetBus(Protocol):
     async def send(self, node_id: str, envelope: bytes) -> bool:
         """Deliver to one node; False when it never listened before giving up."""
 
+    async def publish_many(self, node_id: str, envelopes: list[bytes]) -> bool:
+        """``send`` for a batch, in order; True when every envelope was delivered."""
+
     async def broadcast(self, envelope: bytes) -> None: ...
     async def control(self, envelope: bytes) -> None: ...
 
@@ -236,6 +239,12 @@ class MemoryBus:
         if handler is None:
             return False
         await handler(envelope)
+        return True
+
+    async def publish_many(self, node_id: str, envelopes: list[bytes]) -> bool:
+        for envelope in envelopes:
+            if not await self.send(node_id, envelope):
+                return False
         return True
 
     async def broadcast(self, envelope: bytes) -> None:

@@ -1,0 +1,277 @@
+"""The admin HTTP API: an aiohttp app in front of a ``Control`` (the node, acting fleet-wide).
+
+Rules:
+- Handlers only parse (``inputs``), call ``Control`` and answer; every decision about input
+  lives in ``inputs``, every decision about error answers in ``errors``.
+- Bodies are JSON (orjson), at most ``max_body`` bytes (default 2 MiB, else 413).
+- Errors are ``{"error": {"code", "message"}}``, including the router's 404 / 405; anything
+  unexpected is a 500 logged with ``exc_info`` on ``paradoxplex.admin``.
+- With a token, every route but ``/livez`` and ``/readyz`` needs ``Authorization: Bearer``;
+  the comparison is constant-time and the token is never logged.
+- Actions answer 200 ``{"ok": true}``; DELETE answers 204; POST /v1/upstreams answers 201.
+- One DEBUG line per request (method, path, status); mount with ``access_log=None`` to keep
+  aiohttp's own access log quiet.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import hdrs, web
+from aiohttp.typedefs import Handler, Middleware
+
+from paradoxplex.admin import inputs, openapi
+from paradoxplex.admin.control import Control
+from paradoxplex.admin.errors import (
+    INTERNAL_MESSAGE,
+    ApiError,
+    code_for_status,
+    error_body,
+    to_api_error,
+)
+from paradoxplex.shared.errors import FleetUnavailable
+
+logger = logging.getLogger("paradoxplex.admin")
+
+DEFAULT_MAX_BODY = 2 * 1024 * 1024
+OPEN_PATHS = frozenset({"/livez", "/readyz"})
+Route = tuple[str, str, Handler]
+
+
+def build_app(
+    control: Control, *, token: str | None, max_body: int = DEFAULT_MAX_BODY
+) -> web.Application:
+    """The admin app for ``control``; ``token`` None means no authentication (loopback only)."""
+    if token == "":
+        raise ValueError("token must be None or a non-empty string")
+    middlewares: list[Middleware] = [_answer_errors]
+    if token is not None:
+        middlewares.append(_require_token(token))
+    app = web.Application(middlewares=middlewares, client_max_size=max_body)
+    for method, path, handler in AdminHandlers(control, max_body=max_body).routes():
+        app.router.add_route(method, path, handler)
+    return app
+
+
+def bearer_matches(header: str | None, token: bytes) -> bool:
+    """Whether an ``Authorization`` header carries ``Bearer <token>`` (constant-time)."""
+    scheme, _, value = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(value.strip().encode("utf-8", "surrogateescape"), token)
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON answer encoded with orjson."""
+    return web.Response(
+        body=orjson.dumps(data), status=status, headers=headers, content_type="application/json"
+    )
+
+
+def error_response(error: ApiError) -> web.Response:
+    """The error shape; a 401 also carries ``WWW-Authenticate: Bearer``."""
+    headers: dict[str, str] | None = None
+    if error.status == 401:
+        headers = {"WWW-Authenticate": "Bearer"}
+    return json_response(error_body(error.code, error.message), error.status, headers)
+
+
+def _http_error(request: web.Request, error: web.HTTPException) -> tuple[ApiError, dict[str, str]]:
+    """The router's and body reader's own errors, in the API's shape."""
+    headers: dict[str, str] = {}
+    if isinstance(error, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(error.allowed_methods))
+        headers["Allow"] = allowed
+        message = f"{request.method} is not allowed on {request.path}; allowed: {allowed}"
+    elif isinstance(error, web.HTTPNotFound):
+        message = f"no route {request.method} {request.path}"
+    elif isinstance(error, web.HTTPRequestEntityTooLarge):
+        message = "the body is over the size limit"
+    else:
+        message = error.reason
+    return ApiError(error.status, code_for_status(error.status), message), headers
+
+
+def _unexpected(request: web.Request, error: Exception) -> ApiError:
+    """Log an error no table entry expects; the caller learns only that it happened."""
+    logger.error("admin %s %s failed", request.method, request.path, exc_info=error)
+    return ApiError(500, "internal", INTERNAL_MESSAGE)
+
+
+def _answer(request: web.Request, error: Exception) -> web.Response:
+    """Turn an exception out of a handler into the API's error answer."""
+    if isinstance(error, web.HTTPException):
+        api_error, headers = _http_error(request, error)
+        response = error_response(api_error)
+        response.headers.update(headers)
+        return response
+    return error_response(to_api_error(error) or _unexpected(request, error))
+
+
+@web.middleware
+async def _answer_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: every error becomes a JSON answer; one DEBUG line per request."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        response = _answer(request, error)
+    except Exception as error:
+        response = _answer(request, error)
+    logger.debug("%s %s %d", request.method, request.path, response.status)
+    return response
+
+
+def _require_token(token: str) -> Middleware:
+    expected = token.encode("utf-8")
+
+    @web.middleware
+    async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path not in OPEN_PATHS and not bearer_matches(
+            request.headers.get(hdrs.AUTHORIZATION), expected
+        ):
+            raise ApiError(401, "unauthorized", "missing or bad bearer token")
+        return await handler(request)
+
+    return require_token
+
+
+class AdminHandlers:
+    """One method per route; each parses with ``inputs``, calls ``Control`` and answers."""
+
+    def __init__(self, control: Control, *, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.control = control
+        self.max_body = max_body
+        self._openapi = orjson.dumps(openapi.document())
+
+    def __repr__(self) -> str:
+        return f"<AdminHandlers node={self.control.node_id} max_body={self.max_body}>"
+
+    def routes(self) -> list[Route]:
+        """(method, path, handler) for every route; openapi.py describes the same set."""
+        socket = "/v1/sockets/{uuid:[^/]+}"
+        return [
+            ("GET", "/v1/nodes", self.list_nodes),
+            ("POST", "/v1/nodes/{id}/drain", self.drain_node),
+            ("GET", "/v1/sockets", self.list_sockets),
+            ("GET", socket, self.get_socket),
+            ("DELETE", socket, self.close_socket),
+            ("POST", f"{socket}/send", self.send),
+            ("POST", f"{socket}/pause", self._action(self.control.pause)),
+            ("POST", f"{socket}/resume", self._action(self.control.resume)),
+            ("PUT", f"{socket}/labels", self.set_labels),
+            ("POST", "/v1/broadcast", self.broadcast),
+            ("GET", "/v1/upstreams", self.list_upstreams),
+            ("POST", "/v1/upstreams", self.add_upstream),
+            ("DELETE", "/v1/upstreams/{id}", self.remove_upstream),
+            ("POST", "/v1/upstreams/{id}/drain", self.drain_upstream),
+            ("GET", "/livez", self.livez),
+            ("GET", "/readyz", self.readyz),
+            ("GET", "/metrics", self.metrics),
+            ("GET", "/openapi.json", self.openapi),
+        ]
+
+    async def read_json(self, request: web.Request) -> Any:
+        """The request's JSON body: JSON content type (or none), at most ``max_body`` bytes."""
+        inputs.check_content_type(request.headers.get(hdrs.CONTENT_TYPE))
+        if (request.content_length or 0) > self.max_body:
+            raise ApiError(413, "payload_too_large", f"the body is over {self.max_body} bytes")
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise ApiError(
+                413, "payload_too_large", f"the body is over {self.max_body} bytes"
+            ) from None
+        return inputs.parse_json(raw)
+
+    async def list_nodes(self, request: web.Request) -> web.Response:
+        return json_response({"items": await self.control.list_nodes(), "cursor": None})
+
+    async def drain_node(self, request: web.Request) -> web.Response:
+        return json_response(await self.control.drain_node(request.match_info["id"]))
+
+    async def list_sockets(self, request: web.Request) -> web.Response:
+        query = inputs.parse_socket_query(request.query.items())
+        items, cursor = await self.control.list_sockets(
+            node=query.node,
+            state=query.state,
+            label=query.label,
+            limit=query.limit,
+            cursor=query.cursor,
+        )
+        return json_response({"items": items, "cursor": cursor})
+
+    async def get_socket(self, request: web.Request) -> web.Response:
+        session = inputs.parse_uuid(request.match_info["uuid"])
+        return json_response(await self.control.get_socket(session))
+
+    async def close_socket(self, request: web.Request) -> web.Response:
+        await self.control.close(inputs.parse_uuid(request.match_info["uuid"]))
+        return web.Response(status=204)
+
+    async def send(self, request: web.Request) -> web.Response:
+        session = inputs.parse_uuid(request.match_info["uuid"])
+        payload = inputs.parse_payload(await self.read_json(request))
+        await self.control.send(session, payload)
+        return json_response({"ok": True})
+
+    def _action(self, act: Callable[[str], Awaitable[None]]) -> Handler:
+        """A handler for a bodiless action on one socket (pause, resume)."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            await act(inputs.parse_uuid(request.match_info["uuid"]))
+            return json_response({"ok": True})
+
+        return handle
+
+    async def set_labels(self, request: web.Request) -> web.Response:
+        session = inputs.parse_uuid(request.match_info["uuid"])
+        labels = inputs.parse_labels(await self.read_json(request))
+        await self.control.set_labels(session, labels)
+        return json_response({"ok": True})
+
+    async def broadcast(self, request: web.Request) -> web.Response:
+        wanted = inputs.parse_broadcast(await self.read_json(request))
+        delivered = await self.control.broadcast(wanted.target, wanted.label, wanted.payload)
+        return json_response({"delivered_local": delivered})
+
+    async def list_upstreams(self, request: web.Request) -> web.Response:
+        return json_response({"items": await self.control.list_upstreams(), "cursor": None})
+
+    async def add_upstream(self, request: web.Request) -> web.Response:
+        spec = inputs.parse_upstream(await self.read_json(request))
+        return json_response(await self.control.add_upstream(spec), status=201)
+
+    async def remove_upstream(self, request: web.Request) -> web.Response:
+        await self.control.remove_upstream(request.match_info["id"])
+        return web.Response(status=204)
+
+    async def drain_upstream(self, request: web.Request) -> web.Response:
+        return json_response(await self.control.drain_upstream(request.match_info["id"]))
+
+    async def livez(self, request: web.Request) -> web.Response:
+        if self.control.live():
+            return json_response({"status": "ok"})
+        return json_response({"status": "down"}, status=503)
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        try:
+            ready, detail = await self.control.ready()
+        except FleetUnavailable as error:
+            ready, detail = False, {"fleet": error.reason}
+        body = {"ready": ready} | {key: value for key, value in detail.items() if key != "ready"}
+        return json_response(body, status=200 if ready else 503)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        body, content_type = self.control.metrics()
+        return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._openapi, content_type="application/json")

@@ -1,0 +1,331 @@
+"""``paradoxplex admin …``: the admin API from a shell.
+
+Rules:
+- ``--url`` (default ``$PARADOXPLEX_ADMIN_URL``, else ``http://127.0.0.1:8000``; ``http://``
+  is added when no scheme is given), ``--token`` (default ``$PARADOXPLEX_ADMIN_TOKEN``) and
+  ``--json`` go before or after the sub-command.
+- Lists print aligned tables, records ``key  value`` lines, actions one confirmation line;
+  ``--json`` prints the API's JSON instead, one document on one line.
+- Exit 0 on success. An error prints one line ``error: <code>: <message>`` to stderr and exits
+  1; so does an unreachable node (code ``unreachable``). ``health`` exits 1 when not ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+import orjson
+
+from paradoxplex.admin.client import AdminAPIError, AdminClient, AdminUnreachable
+from paradoxplex.admin.inputs import decode_base64
+from paradoxplex.admin.tables import (
+    NODE_COLUMNS,
+    SOCKET_COLUMNS,
+    UPSTREAM_COLUMNS,
+    Columns,
+    render_fields,
+    render_records,
+)
+from paradoxplex.shared.config import parse_address
+from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.sessions import parse_label
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+URL_ENV = "PARADOXPLEX_ADMIN_URL"
+TOKEN_ENV = "PARADOXPLEX_ADMIN_TOKEN"
+DEFAULT_TIMEOUT = 10.0
+
+if TYPE_CHECKING:
+    SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
+@dataclass(slots=True)
+class Output:
+    """Where and how results go: JSON for scripts or text for people."""
+
+    json: bool = False
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+
+    def data(self, data: Any, text: str) -> None:
+        """``data`` as JSON with ``--json``, else ``text``."""
+        if self.json:
+            self.out.write(orjson.dumps(data).decode() + "\n")
+        elif text:
+            self.out.write(text + "\n")
+
+    def listing(self, items: list[dict[str, Any]], cursor: str | None, columns: Columns) -> None:
+        self.data({"items": items, "cursor": cursor}, render_records(items, columns))
+        if cursor is not None and not self.json:
+            self.err.write(f"more: pass --cursor {cursor} (or --all)\n")
+
+    def error(self, code: str, message: str) -> int:
+        self.err.write(f"error: {code}: {message}\n")
+        return 1
+
+
+Command = Callable[[AdminClient, argparse.Namespace, Output], Awaitable[int]]
+
+
+async def _nodes(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    out.listing(await client.list_nodes(), None, NODE_COLUMNS)
+    return 0
+
+
+async def _sockets(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    filters = {"node": args.node, "state": args.state, "label": args.label, "limit": args.limit}
+    if args.all:
+        items = [item async for item in client.iter_sockets(**filters)]
+        out.listing(items, None, SOCKET_COLUMNS)
+    else:
+        page = await client.list_sockets(**filters, cursor=args.cursor)
+        out.listing(page.items, page.cursor, SOCKET_COLUMNS)
+    return 0
+
+
+async def _socket(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    record = await client.get_socket(args.uuid)
+    out.data(record, render_fields(record))
+    return 0
+
+
+def _payload(args: argparse.Namespace) -> str | bytes:
+    """The payload named by --text, --base64 (checked here) or --stdin (read to the end)."""
+    if args.text is not None:
+        return str(args.text)
+    if args.base64 is not None:
+        return decode_base64(args.base64)
+    return sys.stdin.buffer.read()
+
+
+async def _send(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    payload = _payload(args)
+    await client.send(args.uuid, payload)
+    size = len(payload.encode() if isinstance(payload, str) else payload)
+    out.data({"ok": True}, f"sent {size} bytes to {args.uuid}")
+    return 0
+
+
+async def _pause(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    await client.pause(args.uuid)
+    out.data({"ok": True}, f"paused {args.uuid}")
+    return 0
+
+
+async def _resume(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    await client.resume(args.uuid)
+    out.data({"ok": True}, f"resumed {args.uuid}")
+    return 0
+
+
+async def _labels(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    labels = dict(parse_label(pair) for pair in args.labels)
+    await client.set_labels(args.uuid, labels)
+    shown = ",".join(f"{key}={value}" for key, value in labels.items()) or "(none)"
+    out.data({"ok": True}, f"labels of {args.uuid}: {shown}")
+    return 0
+
+
+async def _close(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    await client.close_socket(args.uuid)
+    out.data({"ok": True}, f"closed {args.uuid}")
+    return 0
+
+
+async def _broadcast(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    if args.label is not None:
+        parse_label(args.label)
+    delivered = await client.broadcast(args.target, _payload(args), label=args.label)
+    out.data({"delivered_local": delivered}, f"delivered by this node: {delivered}")
+    return 0
+
+
+async def _upstreams(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    out.listing(await client.list_upstreams(), None, UPSTREAM_COLUMNS)
+    return 0
+
+
+async def _upstream_add(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    address = parse_address("upstream", args.address)
+    record = await client.add_upstream(
+        address.host,
+        address.port,
+        ready_timeout=args.ready_timeout,
+        alive_timeout=args.alive_timeout,
+    )
+    out.data(record, render_fields(record))
+    return 0
+
+
+async def _upstream_remove(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    await client.remove_upstream(args.id)
+    out.data({"ok": True}, f"removed upstream {args.id}")
+    return 0
+
+
+async def _upstream_drain(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    record = await client.drain_upstream(args.id)
+    out.data(record, render_fields(record))
+    return 0
+
+
+async def _drain(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    record = await client.drain_node(args.node_id)
+    out.data(record, render_fields(record))
+    return 0
+
+
+async def _health(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
+    live = await client.livez()
+    ready = await client.readyz()
+    text = render_fields({"live": live.get("status"), **ready})
+    out.data({"live": live, "ready": ready}, text)
+    return 0 if ready.get("ready") is True else 1
+
+
+COMMANDS: dict[str, Command] = {
+    "nodes": _nodes,
+    "sockets": _sockets,
+    "socket": _socket,
+    "send": _send,
+    "pause": _pause,
+    "resume": _resume,
+    "labels": _labels,
+    "close": _close,
+    "broadcast": _broadcast,
+    "upstreams": _upstreams,
+    "upstream-add": _upstream_add,
+    "upstream-remove": _upstream_remove,
+    "upstream-drain": _upstream_drain,
+    "drain": _drain,
+    "health": _health,
+}
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """--url, --token, --json; SUPPRESS defaults let them go before or after a sub-command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--url",
+        default=argparse.SUPPRESS,
+        help=f"admin API URL (default ${URL_ENV}, else {DEFAULT_URL})",
+    )
+    common.add_argument(
+        "--token", default=argparse.SUPPRESS, help=f"bearer token (default ${TOKEN_ENV})"
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print raw JSON"
+    )
+    return common
+
+
+def _add_payload_options(parser: argparse.ArgumentParser, *, stdin: bool) -> None:
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--text", help="payload text, sent as UTF-8")
+    group.add_argument("--base64", help="payload bytes, base64-encoded")
+    if stdin:
+        group.add_argument("--stdin", action="store_true", help="payload bytes read from stdin")
+
+
+def _add_socket_commands(commands: SubParsers, common: argparse.ArgumentParser) -> None:
+    def add(name: str, help_text: str) -> argparse.ArgumentParser:
+        parser = commands.add_parser(name, parents=[common], help=help_text)
+        parser.add_argument("uuid", metavar="UUID", help="socket id")
+        return parser
+
+    add("socket", "show one socket")
+    _add_payload_options(add("send", "write a payload to a socket"), stdin=True)
+    add("pause", "stop reading a socket")
+    add("resume", "read a paused socket again")
+    labels = add("labels", "replace a socket's labels (none given: clear them)")
+    labels.add_argument("labels", nargs="*", metavar="KEY=VALUE")
+    add("close", "close a socket")
+
+
+def _add_list_commands(commands: SubParsers, common: argparse.ArgumentParser) -> None:
+    commands.add_parser("nodes", parents=[common], help="list live nodes")
+    sockets = commands.add_parser("sockets", parents=[common], help="list sockets fleet-wide")
+    sockets.add_argument("--node", help="only sockets held by this node")
+    sockets.add_argument("--state", choices=("active", "paused"))
+    sockets.add_argument("--label", metavar="KEY=VALUE", help="only sockets with this label")
+    sockets.add_argument("--limit", type=int, help="page size (server default 100, max 1000)")
+    sockets.add_argument("--cursor", help="the cursor a previous page printed")
+    sockets.add_argument("--all", action="store_true", help="follow cursors to the last page")
+    commands.add_parser("upstreams", parents=[common], help="list upstreams")
+    commands.add_parser("health", parents=[common], help="livez and readyz (exit 1: not ready)")
+
+
+def _add_fleet_commands(commands: SubParsers, common: argparse.ArgumentParser) -> None:
+    broadcast = commands.add_parser("broadcast", parents=[common], help="write to many sockets")
+    broadcast.add_argument("target", choices=("all", "active", "inactive"))
+    broadcast.add_argument("--label", metavar="KEY=VALUE", help="only sockets with this label")
+    _add_payload_options(broadcast, stdin=False)
+    add = commands.add_parser("upstream-add", parents=[common], help="register an upstream")
+    add.add_argument("address", metavar="HOST:PORT")
+    add.add_argument("--ready-timeout", type=float, metavar="SECONDS")
+    add.add_argument("--alive-timeout", type=float, metavar="SECONDS")
+    for name, help_text in (
+        ("upstream-remove", "remove an upstream fleet-wide"),
+        ("upstream-drain", "stop new traffic to an upstream"),
+    ):
+        parser = commands.add_parser(name, parents=[common], help=help_text)
+        parser.add_argument("id", metavar="ID", help="upstream id (HOST:PORT)")
+    drain = commands.add_parser("drain", parents=[common], help="drain a node")
+    drain.add_argument("node_id", metavar="NODE_ID")
+
+
+def add_admin_parser(subparsers: SubParsers) -> None:
+    """Add ``admin`` and its sub-commands; dispatch the parsed args to ``run_admin``."""
+    common = _common_options()
+    admin = subparsers.add_parser(
+        "admin",
+        parents=[common],
+        help="the admin API's command-line client",
+        description="Talk to a node's admin API; any node answers for the whole fleet.",
+    )
+    commands = admin.add_subparsers(dest="admin_command", metavar="COMMAND", required=True)
+    _add_list_commands(commands, common)
+    _add_socket_commands(commands, common)
+    _add_fleet_commands(commands, common)
+
+
+def admin_url(args: argparse.Namespace) -> str:
+    """--url, else $PARADOXPLEX_ADMIN_URL, else the default; ``http://`` added if needed."""
+    url = getattr(args, "url", None) or os.environ.get(URL_ENV) or DEFAULT_URL
+    return url if "://" in url else f"http://{url}"
+
+
+def admin_token(args: argparse.Namespace) -> str | None:
+    """--token, else $PARADOXPLEX_ADMIN_TOKEN, else none."""
+    return getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None
+
+
+async def _run(args: argparse.Namespace, out: Output) -> int:
+    command = COMMANDS[args.admin_command]
+    try:
+        async with AdminClient(admin_url(args), admin_token(args), DEFAULT_TIMEOUT) as client:
+            return await command(client, args, out)
+    except AdminAPIError as error:
+        return out.error(error.code, error.message)
+    except AdminUnreachable as error:
+        return out.error("unreachable", f"{error.url}: {error.reason}")
+    except (ConfigError, ValueError) as error:
+        return out.error("bad_request", str(error))
+
+
+def run_admin(args: argparse.Namespace) -> int:
+    """Run the parsed ``admin`` sub-command; returns the exit code (0 ok, 1 error)."""
+    return asyncio.run(_run(args, Output(json=bool(getattr(args, "json", False)))))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``paradoxplex admin`` on its own: ``main(["nodes"])`` is ``paradoxplex admin nodes``."""
+    parser = argparse.ArgumentParser(prog="paradoxplex")
+    add_admin_parser(parser.add_subparsers(dest="command", required=True))
+    return run_admin(parser.parse_args(["admin", *(sys.argv[1:] if argv is None else argv)]))

@@ -1,0 +1,296 @@
+"""An async client of the admin HTTP API, one method per route.
+
+Rules:
+- An error answer raises ``AdminAPIError(status, code, message)``; a node that cannot be
+  reached (refused, reset, timed out) raises ``AdminUnreachable(url, reason)``. Nothing else
+  from aiohttp escapes.
+- ``timeout`` (default 10 s) bounds each request as a whole.
+- Payloads: a ``str`` is sent as ``{"text": ...}``, ``bytes`` as ``{"base64": ...}``.
+- Use as ``async with AdminClient(url) as client:``, or call ``aclose()``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+DEFAULT_TIMEOUT = 10.0
+Record = dict[str, Any]
+
+
+class AdminAPIError(Exception):
+    """The API answered with an error: HTTP status, error code and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class AdminUnreachable(Exception):
+    """No answer from the API: connection refused or reset, DNS failure, timeout."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot reach the admin API at {url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of a list; ``cursor`` is None on the last page."""
+
+    items: list[Record]
+    cursor: str | None
+
+    def to_dict(self) -> Record:
+        return {"items": self.items, "cursor": self.cursor}
+
+
+def payload_body(payload: str | bytes) -> Record:
+    """``{"text": ...}`` for text, ``{"base64": ...}`` for bytes."""
+    if isinstance(payload, str):
+        return {"text": payload}
+    return {"base64": base64.b64encode(payload).decode("ascii")}
+
+
+def error_from_answer(status: int, reason: str, body: bytes) -> AdminAPIError:
+    """The error in an answer's body, or ``http_<status>`` when it has not the API's shape."""
+    try:
+        error = orjson.loads(body)["error"]
+        return AdminAPIError(status, str(error["code"]), str(error["message"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return AdminAPIError(status, f"http_{status}", reason or "error")
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, aiohttp.ClientConnectorError) and error.os_error.errno:
+        return os.strerror(error.os_error.errno).lower()
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    return str(error) or type(error).__name__
+
+
+class AdminClient:
+    """One node's admin API; any node answers for the whole fleet."""
+
+    def __init__(
+        self, base_url: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.base_url = URL(base_url)
+        if not self.base_url.absolute:
+            raise ValueError(f"admin URL must be absolute (http://HOST:PORT), got {base_url!r}")
+        self.timeout = timeout
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._session is not None else "idle"
+        return f"<AdminClient {self.base_url} {state} token={'set' if self._headers else 'none'}>"
+
+    async def __aenter__(self) -> AdminClient:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            session, self._session = self._session, None
+            await session.close()
+
+    def _url(self, *parts: str) -> URL:
+        url = self.base_url
+        for part in parts:
+            url = url / part
+        return url
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
+            )
+        return self._session
+
+    async def exchange(
+        self,
+        method: str,
+        url: URL,
+        *,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+    ) -> tuple[int, str, bytes]:
+        """(status, reason, raw body) of one request; raises ``AdminUnreachable``."""
+        data = None if body is None else orjson.dumps(body)
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        try:
+            async with self._client().request(
+                method, url, data=data, params=query, headers=headers
+            ) as answer:
+                return answer.status, answer.reason or "", await answer.read()
+        except (aiohttp.ClientConnectionError, TimeoutError) as error:
+            raise AdminUnreachable(str(self.base_url), _reason(error)) from None
+
+    async def request(
+        self,
+        method: str,
+        *parts: str,
+        body: Any = None,
+        query: Mapping[str, str] | None = None,
+        ok: tuple[int, ...] = (200, 201, 204),
+    ) -> tuple[int, Any]:
+        """(status, decoded JSON or None) for a status in ``ok``; raises otherwise."""
+        status, reason, raw = await self.exchange(method, self._url(*parts), body=body, query=query)
+        if status not in ok:
+            raise error_from_answer(status, reason, raw)
+        if not raw or status == 204:
+            return status, None
+        try:
+            return status, orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise AdminAPIError(status, "bad_answer", "the answer is not JSON") from None
+
+    async def _get(self, *parts: str, query: Mapping[str, str] | None = None) -> Any:
+        return (await self.request("GET", *parts, query=query))[1]
+
+    async def _post(self, *parts: str, body: Any = None) -> Any:
+        return (await self.request("POST", *parts, body=body))[1]
+
+    async def list_nodes(self) -> list[Record]:
+        """``GET /v1/nodes``: the live nodes."""
+        return list((await self._get("v1", "nodes"))["items"])
+
+    async def drain_node(self, node_id: str) -> Record:
+        """``POST /v1/nodes/{id}/drain``: the node stops accepting and drains."""
+        return dict(await self._post("v1", "nodes", node_id, "drain"))
+
+    async def list_sockets(
+        self,
+        *,
+        node: str | None = None,
+        state: str | None = None,
+        label: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        """``GET /v1/sockets``: one page (server default 100, at most 1000)."""
+        given = {"node": node, "state": state, "label": label, "cursor": cursor}
+        query = {key: value for key, value in given.items() if value is not None}
+        if limit is not None:
+            query["limit"] = str(limit)
+        answer = await self._get("v1", "sockets", query=query)
+        return Page(list(answer["items"]), answer["cursor"])
+
+    async def iter_sockets(
+        self,
+        *,
+        node: str | None = None,
+        state: str | None = None,
+        label: str | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[Record]:
+        """Every socket, following cursors page by page (``limit`` is the page size)."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_sockets(
+                node=node, state=state, label=label, limit=limit, cursor=cursor
+            )
+            for item in page.items:
+                yield item
+            if page.cursor is None or page.cursor == cursor:
+                return
+            cursor = page.cursor
+
+    async def get_socket(self, session: str) -> Record:
+        """``GET /v1/sockets/{uuid}``."""
+        return dict(await self._get("v1", "sockets", session))
+
+    async def send(self, session: str, payload: str | bytes) -> None:
+        """``POST /v1/sockets/{uuid}/send``: a ``str`` goes as text, ``bytes`` as base64."""
+        await self._post("v1", "sockets", session, "send", body=payload_body(payload))
+
+    async def pause(self, session: str) -> None:
+        """``POST /v1/sockets/{uuid}/pause``."""
+        await self._post("v1", "sockets", session, "pause")
+
+    async def resume(self, session: str) -> None:
+        """``POST /v1/sockets/{uuid}/resume``."""
+        await self._post("v1", "sockets", session, "resume")
+
+    async def set_labels(self, session: str, labels: Mapping[str, str]) -> None:
+        """``PUT /v1/sockets/{uuid}/labels``: replaces every label."""
+        await self.request("PUT", "v1", "sockets", session, "labels", body=dict(labels))
+
+    async def close_socket(self, session: str) -> None:
+        """``DELETE /v1/sockets/{uuid}``."""
+        await self.request("DELETE", "v1", "sockets", session)
+
+    async def broadcast(
+        self, target: str, payload: str | bytes, *, label: str | None = None
+    ) -> int:
+        """``POST /v1/broadcast``; returns how many sockets the answering node wrote."""
+        body = {"target": target, **payload_body(payload)}
+        if label is not None:
+            body["label"] = label
+        return int((await self._post("v1", "broadcast", body=body))["delivered_local"])
+
+    async def list_upstreams(self) -> list[Record]:
+        """``GET /v1/upstreams``: each with every node's view of its health."""
+        return list((await self._get("v1", "upstreams"))["items"])
+
+    async def add_upstream(
+        self,
+        host: str,
+        port: int,
+        *,
+        ready_timeout: float | None = None,
+        alive_timeout: float | None = None,
+    ) -> Record:
+        """``POST /v1/upstreams``; timeouts left out take the server's defaults."""
+        body: Record = {"host": host, "port": port}
+        if ready_timeout is not None:
+            body["ready_timeout"] = ready_timeout
+        if alive_timeout is not None:
+            body["alive_timeout"] = alive_timeout
+        return dict(await self._post("v1", "upstreams", body=body))
+
+    async def remove_upstream(self, upstream_id: str) -> None:
+        """``DELETE /v1/upstreams/{id}``."""
+        await self.request("DELETE", "v1", "upstreams", upstream_id)
+
+    async def drain_upstream(self, upstream_id: str) -> Record:
+        """``POST /v1/upstreams/{id}/drain``."""
+        return dict(await self._post("v1", "upstreams", upstream_id, "drain"))
+
+    async def livez(self) -> Record:
+        """``GET /livez``."""
+        return dict(await self._get("livez"))
+
+    async def readyz(self) -> Record:
+        """``GET /readyz``: ``{"ready": bool, ...}``; a 503 "not ready" is an answer too."""
+        return dict((await self.request("GET", "readyz", ok=(200, 503)))[1])
+
+    async def metrics(self) -> str:
+        """``GET /metrics``: the Prometheus text."""
+        status, reason, raw = await self.exchange("GET", self._url("metrics"))
+        if status != 200:
+            raise error_from_answer(status, reason, raw)
+        return raw.decode("utf-8", "replace")
+
+    async def openapi(self) -> Record:
+        """``GET /openapi.json``."""
+        return dict(await self._get("openapi.json"))

@@ -1,0 +1,77 @@
+"""How the admin API answers errors: one table from exception type to (status, code).
+
+Rules:
+- Every error answer is ``{"error": {"code": "...", "message": "..."}}``.
+- ``STATUSES`` maps paradoxplex exceptions to statuses; a subclass takes its nearest listed
+  ancestor's entry. Anything not listed is a 500 ``internal`` whose message says nothing more.
+- ``ApiError`` is what the HTTP layer itself raises (bad JSON, bad token, too large).
+- Messages are built from exception fields, never from payload bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from paradoxplex.shared.errors import (
+    ConfigError,
+    Conflict,
+    FleetUnavailable,
+    OwnerTimeout,
+    UnknownSession,
+    UnknownUpstream,
+)
+
+STATUSES: dict[type[Exception], tuple[int, str]] = {
+    ConfigError: (400, "bad_request"),
+    UnknownSession: (404, "not_found"),
+    UnknownUpstream: (404, "not_found"),
+    Conflict: (409, "conflict"),
+    OwnerTimeout: (504, "owner_timeout"),
+    FleetUnavailable: (503, "fleet_unavailable"),
+}
+
+HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "bad_request",
+    500: "internal",
+    503: "fleet_unavailable",
+    504: "owner_timeout",
+}
+
+INTERNAL_MESSAGE = "internal error; the node's log has the details"
+
+
+class ApiError(Exception):
+    """An error answer decided by the HTTP layer: status, code and a message for the caller."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def to_api_error(error: BaseException) -> ApiError | None:
+    """The answer for ``error``, or None when it is not an expected error (→ 500)."""
+    if isinstance(error, ApiError):
+        return error
+    for kind in type(error).__mro__:
+        if kind in STATUSES:
+            status, code = STATUSES[kind]
+            return ApiError(status, code, str(error))
+    return None
+
+
+def code_for_status(status: int) -> str:
+    """The error code for a bare HTTP status (router 404/405, 413 from the body reader)."""
+    return HTTP_CODES.get(status, "bad_request" if 400 <= status < 500 else "internal")
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    """The one error shape of the admin API."""
+    return {"error": {"code": code, "message": message}}

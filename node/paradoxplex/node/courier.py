@@ -1,0 +1,105 @@
+"""Replies for sockets on other nodes: queued per owner node, published in pipelined batches.
+
+Rules:
+- Each owner node has its own queue of at most ``limit`` envelopes; a worker publishes
+  everything queued in one pipelined round trip, with no timer (an idle queue adds no delay).
+- When a queue is full, ``send`` waits for room: the upstream stream that carries the replies
+  slows down instead of the node buffering without bound.
+- What the bus could not deliver (the owner never listened, or Redis is down) is counted
+  under ``paradoxplex_drops{reason="owner_unreachable"}`` and logged by the bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from paradoxplex.node.metrics import Metrics
+from paradoxplex.shared.errors import FleetUnavailable
+from paradoxplex.shared.fleet import FleetBus
+
+log = logging.getLogger("paradoxplex.fleet")
+
+DEFAULT_LIMIT = 10_000
+MAX_BATCH = 1_000
+
+
+class _Route:
+    __slots__ = ("queue", "room", "task", "wakeup")
+
+    def __init__(self) -> None:
+        self.queue: deque[bytes] = deque()
+        self.wakeup = asyncio.Event()
+        self.room = asyncio.Event()
+        self.room.set()
+        self.task: asyncio.Task[None] | None = None
+
+
+class Courier:
+    """Per-owner queues of bus envelopes, each drained by its own worker."""
+
+    def __init__(
+        self,
+        bus: Callable[[], FleetBus],
+        metrics: Metrics,
+        *,
+        limit: int = DEFAULT_LIMIT,
+        on_undelivered: Callable[[str], None] | None = None,
+    ) -> None:
+        self._bus = bus
+        self.metrics = metrics
+        self.limit = limit
+        self.on_undelivered = on_undelivered
+        self.routes: dict[str, _Route] = {}
+
+    def send_nowait(self, node_id: str, envelope: bytes) -> bool:
+        """Queue an envelope; False when that node's queue is full."""
+        route = self.routes.get(node_id)
+        if route is None:
+            route = self.routes[node_id] = _Route()
+            route.task = asyncio.create_task(self._work(node_id, route), name=f"courier {node_id}")
+        if len(route.queue) >= self.limit:
+            route.room.clear()
+            return False
+        route.queue.append(envelope)
+        route.wakeup.set()
+        return True
+
+    async def send(self, node_id: str, envelope: bytes) -> None:
+        """Queue an envelope, waiting while that node's queue is full."""
+        while not self.send_nowait(node_id, envelope):
+            await self.routes[node_id].room.wait()
+
+    async def _work(self, node_id: str, route: _Route) -> None:
+        while True:
+            while not route.queue:
+                route.wakeup.clear()
+                await route.wakeup.wait()
+            batch = [route.queue.popleft() for _ in range(min(len(route.queue), MAX_BATCH))]
+            route.room.set()
+            try:
+                delivered = await self._bus().publish_many(node_id, batch)
+            except FleetUnavailable:
+                delivered = False
+                self.metrics.fleet_errors.inc()
+            if delivered:
+                self.metrics.bus_messages.labels("out").inc(len(batch))
+                continue
+            self.metrics.drops.labels("owner_unreachable").inc(len(batch))
+            if self.on_undelivered is not None:
+                self.on_undelivered(node_id)
+
+    async def close(self) -> None:
+        for route in self.routes.values():
+            if route.task is not None:
+                route.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await route.task
+        self.routes.clear()
+
+    def __repr__(self) -> str:
+        queued = sum(len(route.queue) for route in self.routes.values())
+        return f"<Courier routes={len(self.routes)} queued={queued}>"

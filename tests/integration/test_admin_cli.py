@@ -1,0 +1,427 @@
+"""``paradoxplex admin …`` against a real admin app served from a thread on 127.0.0.1:0."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+
+from paradoxplex.admin.app import build_app
+from paradoxplex.admin.cli import add_admin_parser, main, run_admin
+from paradoxplex.shared.errors import Conflict, OwnerTimeout, UnknownSession, UnknownUpstream
+from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState, matches
+from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
+
+NODE = "node-a"
+S1 = "0f8fad5b-d9cb-469f-a165-70867728950e"
+S2 = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+FAR = "6ba7b810-9dad-41d1-80b4-00c04fd430c8"
+TOKEN = "cli-token"
+
+
+class RecordingControl:
+    """Two sockets here and one on a node that never answers; upstreams in a dict."""
+
+    def __init__(self) -> None:
+        self.node_id = NODE
+        self.sessions = {
+            S1: SessionInfo(S1, NODE, "10.0.0.1:5000", 1714564800.0, labels={"site": "a"}),
+            S2: SessionInfo(S2, NODE, "10.0.0.2:5000", 1714564801.0, SessionState.PAUSED),
+            FAR: SessionInfo(FAR, "node-silent", "10.0.0.3:5000", 1714564802.0),
+        }
+        self.sent: list[tuple[str, bytes]] = []
+        self.broadcasts: list[tuple[BroadcastTarget, tuple[str, str] | None, bytes]] = []
+        self.upstreams = {"127.0.0.1:45888": UpstreamSpec("127.0.0.1", 45888)}
+        self.ready_now = True
+
+    def _session(self, session: str) -> SessionInfo:
+        info = self.sessions.get(session)
+        if info is None:
+            raise UnknownSession(session)
+        if info.node_id != NODE:
+            raise OwnerTimeout(session, info.node_id)
+        return info
+
+    async def list_nodes(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": NODE,
+                "listen": "0.0.0.0:7999",
+                "admin_url": "http://127.0.0.1:8000",
+                "started_at": 1714564800.0,
+                "sockets": 2,
+            }
+        ]
+
+    async def list_sockets(
+        self,
+        *,
+        node: str | None,
+        state: SessionState | None,
+        label: tuple[str, str] | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        found = [
+            info
+            for info in sorted(self.sessions.values(), key=lambda info: info.uuid)
+            if (node is None or info.node_id == node)
+            and (state is None or info.state is state)
+            and matches(info, BroadcastTarget.ALL, label)
+        ]
+        start = int(cursor or 0)
+        end = start + limit
+        return [info.to_dict() for info in found[start:end]], str(end) if end < len(found) else None
+
+    async def get_socket(self, session: str) -> dict[str, Any]:
+        return self._session(session).to_dict()
+
+    async def send(self, session: str, payload: bytes) -> None:
+        self._session(session)
+        self.sent.append((session, payload))
+
+    async def pause(self, session: str) -> None:
+        self._session(session).state = SessionState.PAUSED
+
+    async def resume(self, session: str) -> None:
+        self._session(session).state = SessionState.ACTIVE
+
+    async def set_labels(self, session: str, labels: dict[str, str]) -> None:
+        self._session(session).labels = labels
+
+    async def close(self, session: str) -> None:
+        self._session(session)
+        del self.sessions[session]
+
+    async def broadcast(
+        self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
+    ) -> int:
+        self.broadcasts.append((target, label, payload))
+        return sum(1 for info in self.sessions.values() if matches(info, target, label))
+
+    async def list_upstreams(self) -> list[dict[str, Any]]:
+        views = {NODE: {"state": "ready"}}
+        return [spec.to_dict() | {"nodes": views} for spec in self.upstreams.values()]
+
+    async def add_upstream(self, spec: UpstreamSpec) -> dict[str, Any]:
+        if spec.id in self.upstreams:
+            raise Conflict(f"upstream {spec.id} is already registered")
+        self.upstreams[spec.id] = spec
+        return spec.to_dict()
+
+    def _upstream(self, upstream_id: str) -> UpstreamSpec:
+        if upstream_id not in self.upstreams:
+            raise UnknownUpstream(upstream_id)
+        return self.upstreams[upstream_id]
+
+    async def remove_upstream(self, upstream_id: str) -> None:
+        del self.upstreams[self._upstream(upstream_id).id]
+
+    async def drain_upstream(self, upstream_id: str) -> dict[str, Any]:
+        spec = self._upstream(upstream_id)
+        drained = UpstreamSpec(spec.host, spec.port, mode=UpstreamMode.DRAINING)
+        self.upstreams[upstream_id] = drained
+        return drained.to_dict()
+
+    async def drain_node(self, node_id: str) -> dict[str, Any]:
+        return {"id": node_id, "draining": True}
+
+    def live(self) -> bool:
+        return True
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        return self.ready_now, {"listening": True}
+
+    def metrics(self) -> tuple[bytes, str]:
+        return b"", "text/plain; version=0.0.4"
+
+
+class ThreadServer:
+    """The admin app on its own event loop in a thread, so the CLI can ``asyncio.run``."""
+
+    def __init__(self, control: RecordingControl, token: str | None) -> None:
+        self.control = control
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.runner = web.AppRunner(build_app(control, token=token), access_log=None)
+        self.url = ""
+
+    def __repr__(self) -> str:
+        return f"<ThreadServer {self.url or 'stopped'}>"
+
+    async def _start(self) -> str:
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", 0).start()
+        host, port = self.runner.addresses[0][:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> None:
+        self.thread.start()
+        self.url = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def _serve(token: str | None) -> Iterator[ThreadServer]:
+    server = ThreadServer(RecordingControl(), token)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def server() -> Iterator[ThreadServer]:
+    yield from _serve(None)
+
+
+@pytest.fixture
+def secured() -> Iterator[ThreadServer]:
+    yield from _serve(TOKEN)
+
+
+@pytest.fixture(autouse=True)
+def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PARADOXPLEX_ADMIN_URL", raising=False)
+    monkeypatch.delenv("PARADOXPLEX_ADMIN_TOKEN", raising=False)
+
+
+def admin(url: str, *argv: str) -> int:
+    """Parse like the ``paradoxplex`` console script does, then run."""
+    parser = argparse.ArgumentParser(prog="paradoxplex")
+    add_admin_parser(parser.add_subparsers(dest="command", required=True))
+    return run_admin(parser.parse_args(["admin", "--url", url, *argv]))
+
+
+def output(capsys: pytest.CaptureFixture[str]) -> tuple[list[str], str]:
+    captured = capsys.readouterr()
+    return captured.out.splitlines(), captured.err
+
+
+# --- lists ----------------------------------------------------------------------------------
+
+
+def test_nodes_table(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert admin(server.url, "nodes") == 0
+    lines, err = output(capsys)
+    assert lines[0].split() == ["ID", "LISTEN", "ADMIN", "STARTED", "SOCKETS"]
+    assert lines[1].split() == [
+        NODE,
+        "0.0.0.0:7999",
+        "http://127.0.0.1:8000",
+        "2024-05-01T12:00:00Z",
+        "2",
+    ]
+    assert lines[0].index("LISTEN") == lines[1].index("0.0.0.0:7999")
+    assert err == ""
+
+
+def test_nodes_json(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert admin(server.url, "--json", "nodes") == 0
+    lines, _ = output(capsys)
+    [line] = lines
+    assert orjson.loads(line)["items"][0]["id"] == NODE
+
+
+def test_sockets_table_with_filters(
+    server: ThreadServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(server.url, "sockets", "--state", "active", "--label", "site=a") == 0
+    lines, _ = output(capsys)
+    assert lines[0].split() == ["UUID", "NODE", "REMOTE", "STATE", "IN", "OUT", "LABELS"]
+    assert lines[1].split() == [S1, NODE, "10.0.0.1:5000", "active", "0", "0", "site=a"]
+    assert len(lines) == 2
+
+
+def test_sockets_page_hints_the_cursor(
+    server: ThreadServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(server.url, "sockets", "--limit", "1") == 0
+    lines, err = output(capsys)
+    assert len(lines) == 2
+    assert err == "more: pass --cursor 1 (or --all)\n"
+    assert admin(server.url, "--json", "sockets", "--limit", "1", "--cursor", "1") == 0
+    page = orjson.loads(capsys.readouterr().out)
+    assert len(page["items"]) == 1
+    assert page["cursor"] == "2"
+
+
+def test_sockets_all_follows_cursors(
+    server: ThreadServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(server.url, "sockets", "--all", "--limit", "1", "--json") == 0
+    page = orjson.loads(capsys.readouterr().out)
+    assert {item["uuid"] for item in page["items"]} == {S1, S2, FAR}
+    assert page["cursor"] is None
+
+
+def test_upstreams_table(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert admin(server.url, "upstreams") == 0
+    lines, _ = output(capsys)
+    assert lines[0].split() == ["ID", "MODE", "READY_TIMEOUT", "ALIVE_TIMEOUT", "NODES"]
+    assert lines[1].split() == ["127.0.0.1:45888", "active", "10.0", "30.0", f"{NODE}=ready"]
+
+
+# --- one socket -----------------------------------------------------------------------------
+
+
+def test_socket_fields(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert admin(server.url, "socket", S1) == 0
+    lines, _ = output(capsys)
+    fields = dict(line.split(None, 1) for line in lines)
+    assert fields["uuid"] == S1
+    assert fields["connected_at"] == "2024-05-01T12:00:00Z"
+    assert fields["labels"] == "site=a"
+
+
+def test_send_text_and_base64(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert admin(server.url, "send", S1, "--text", "héllo") == 0
+    assert admin(server.url, "send", S1, "--base64", "AAEC") == 0
+    assert server.control.sent == [(S1, "héllo".encode()), (S1, b"\0\1\2")]
+    lines, _ = output(capsys)
+    assert lines == [f"sent 6 bytes to {S1}", f"sent 3 bytes to {S1}"]
+
+
+def test_send_stdin(
+    server: ThreadServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\xffraw\n")))
+    assert admin(server.url, "--json", "send", S1, "--stdin") == 0
+    assert server.control.sent == [(S1, b"\xffraw\n")]
+    assert orjson.loads(capsys.readouterr().out) == {"ok": True}
+
+
+def test_pause_resume_labels_close(
+    server: ThreadServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(server.url, "pause", S1) == 0
+    assert server.control.sessions[S1].state is SessionState.PAUSED
+    assert admin(server.url, "resume", S1) == 0
+    assert server.control.sessions[S1].state is SessionState.ACTIVE
+    assert admin(server.url, "labels", S1, "team=x", "tier=1") == 0
+    assert server.control.sessions[S1].labels == {"team": "x", "tier": "1"}
+    assert admin(server.url, "labels", S1) == 0
+    assert server.control.sessions[S1].labels == {}
+    assert admin(server.url, "close", S1) == 0
+    assert S1 not in server.control.sessions
+    lines, _ = output(capsys)
+    assert lines == [
+        f"paused {S1}",
+        f"resumed {S1}",
+        f"labels of {S1}: team=x,tier=1",
+        f"labels of {S1}: (none)",
+        f"closed {S1}",
+    ]
+
+
+def test_broadcast(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert admin(server.url, "broadcast", "active", "--label", "site=a", "--text", "hi") == 0
+    assert server.control.broadcasts == [(BroadcastTarget.ACTIVE, ("site", "a"), b"hi")]
+    assert capsys.readouterr().out == "delivered by this node: 1\n"
+    assert admin(server.url, "--json", "broadcast", "all", "--base64", "AA==") == 0
+    assert orjson.loads(capsys.readouterr().out) == {"delivered_local": 3}
+
+
+# --- upstreams and nodes --------------------------------------------------------------------
+
+
+def test_upstream_add_remove_drain(
+    server: ThreadServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(server.url, "upstream-add", "[::1]:9000", "--ready-timeout", "2") == 0
+    assert server.control.upstreams["[::1]:9000"].ready_timeout == 2.0
+    fields = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert fields["id"] == "[::1]:9000"
+    assert admin(server.url, "--json", "upstream-drain", "[::1]:9000") == 0
+    assert orjson.loads(capsys.readouterr().out)["mode"] == "draining"
+    assert admin(server.url, "upstream-remove", "[::1]:9000") == 0
+    assert "[::1]:9000" not in server.control.upstreams
+    assert capsys.readouterr().out == "removed upstream [::1]:9000\n"
+
+
+def test_drain_node(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert admin(server.url, "drain", "node-b") == 0
+    assert capsys.readouterr().out.split() == ["id", "node-b", "draining", "yes"]
+
+
+def test_health(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert admin(server.url, "health") == 0
+    assert capsys.readouterr().out.split() == ["live", "ok", "ready", "yes", "listening", "yes"]
+    server.control.ready_now = False
+    assert admin(server.url, "--json", "health") == 1
+    answer = orjson.loads(capsys.readouterr().out)
+    assert answer == {"live": {"status": "ok"}, "ready": {"ready": False, "listening": True}}
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["socket", "nope"], "error: bad_request: uuid: "),
+        (["socket", "00000000-0000-4000-8000-000000000000"], "error: not_found: no socket "),
+        (["send", FAR, "--text", "x"], "error: owner_timeout: node node-silent"),
+        (["upstream-add", "127.0.0.1:45888"], "error: conflict: upstream 127.0.0.1:45888"),
+        (["upstream-remove", "10.0.0.9:1"], "error: not_found: no upstream 10.0.0.9:1"),
+        (["sockets", "--limit", "0"], "error: bad_request: limit: "),
+        (["send", S1, "--base64", "***"], "error: bad_request: base64: "),
+        (["labels", S1, "novalue"], "error: bad_request: label: "),
+        (["upstream-add", "no-port"], "error: bad_request: upstream: "),
+    ],
+)
+def test_errors_are_one_line_and_exit_1(
+    server: ThreadServer, capsys: pytest.CaptureFixture[str], argv: list[str], line: str
+) -> None:
+    assert admin(server.url, *argv) == 1
+    out, err = output(capsys)
+    assert out == []
+    assert err.startswith(line)
+    assert err.count("\n") == 1
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_an_unreachable_node_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    assert admin(url, "nodes") == 1
+    out, err = output(capsys)
+    assert out == []
+    assert err == f"error: unreachable: {url}: connection refused\n"
+
+
+# --- token and URL from options and environment ---------------------------------------------
+
+
+def test_token_option(secured: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert admin(secured.url, "nodes") == 1
+    assert capsys.readouterr().err.startswith("error: unauthorized: ")
+    assert admin(secured.url, "nodes", "--token", TOKEN) == 0
+    assert admin(secured.url, "health") == 0
+
+
+def test_url_and_token_from_environment(
+    secured: ThreadServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PARADOXPLEX_ADMIN_URL", secured.url.removeprefix("http://"))
+    monkeypatch.setenv("PARADOXPLEX_ADMIN_TOKEN", TOKEN)
+    assert main(["--json", "nodes"]) == 0
+    assert orjson.loads(capsys.readouterr().out)["items"][0]["id"] == NODE

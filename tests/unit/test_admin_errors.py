@@ -1,0 +1,89 @@
+"""The one table from exceptions to error answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from paradoxplex.admin.errors import (
+    STATUSES,
+    ApiError,
+    code_for_status,
+    error_body,
+    to_api_error,
+)
+from paradoxplex.shared.errors import (
+    ConfigError,
+    Conflict,
+    FleetError,
+    FleetUnavailable,
+    FrameTooLarge,
+    OwnerTimeout,
+    ParadoxplexError,
+    UnknownSession,
+    UnknownUpstream,
+)
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "code", "says"),
+    [
+        (ConfigError("port", "must be a number"), 400, "bad_request", "port: must be a number"),
+        (UnknownSession("s-1"), 404, "not_found", "s-1"),
+        (UnknownUpstream("h:1"), 404, "not_found", "h:1"),
+        (Conflict("upstream h:1 exists"), 409, "conflict", "h:1"),
+        (OwnerTimeout("s-1", "node-b"), 504, "owner_timeout", "node-b"),
+        (FleetUnavailable("redis down"), 503, "fleet_unavailable", "redis down"),
+    ],
+)
+def test_paradoxplex_errors_map_to_statuses(
+    error: Exception, status: int, code: str, says: str
+) -> None:
+    answer = to_api_error(error)
+    assert answer is not None
+    assert (answer.status, answer.code) == (status, code)
+    assert says in answer.message
+
+
+def test_a_subclass_takes_its_ancestors_entry() -> None:
+    class SlowOwner(OwnerTimeout):
+        pass
+
+    answer = to_api_error(SlowOwner("s", "n"))
+    assert answer is not None
+    assert answer.code == "owner_timeout"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("boom"), KeyError("k"), FrameTooLarge(10, 5), FleetError(), ParadoxplexError()],
+)
+def test_unlisted_errors_are_unexpected(error: Exception) -> None:
+    assert to_api_error(error) is None
+
+
+def test_an_api_error_is_its_own_answer() -> None:
+    error = ApiError(413, "payload_too_large", "too big")
+    assert to_api_error(error) is error
+
+
+def test_every_listed_status_is_an_error_status() -> None:
+    assert all(400 <= status < 600 for status, _ in STATUSES.values())
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [
+        (404, "not_found"),
+        (405, "method_not_allowed"),
+        (413, "payload_too_large"),
+        (418, "bad_request"),
+        (500, "internal"),
+        (502, "internal"),
+    ],
+)
+def test_codes_for_bare_statuses(status: int, code: str) -> None:
+    assert code_for_status(status) == code
+
+
+def test_the_error_shape() -> None:
+    assert error_body("conflict", "no") == {"error": {"code": "conflict", "message": "no"}}

@@ -1,0 +1,508 @@
+"""Node configuration: flag > env > TOML > default, and one ConfigError per bad value."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import socket
+from typing import Any
+
+import pytest
+
+from paradoxplex.shared.config import (
+    HELP,
+    PARSERS,
+    Address,
+    NodeConfig,
+    add_node_arguments,
+    check_config,
+    env_name,
+    flag_name,
+    load_config,
+    parse_address,
+)
+from paradoxplex.shared.errors import ConfigError
+
+FIELDS = [spec.name for spec in dataclasses.fields(NodeConfig)]
+
+
+def load(
+    flags: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    toml: dict[str, Any] | None = None,
+) -> NodeConfig:
+    return load_config(flags or {}, env or {}, toml)
+
+
+def refused(
+    flags: dict[str, Any] | None = None,
+    env: dict[str, str] | None = None,
+    toml: dict[str, Any] | None = None,
+) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load(flags, env, toml)
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith(caught.value.key + ": ")
+    return caught.value
+
+
+# --- defaults and names ---------------------------------------------------------------------
+
+
+def test_defaults() -> None:
+    config = load()
+    expected = NodeConfig(node_id=config.node_id)
+    assert config == expected
+    assert config.listen == Address("0.0.0.0", 7999)
+    assert config.admin == Address("127.0.0.1", 8000)
+    assert (config.framing, config.routing, config.redis, config.workers) == (
+        "raw",
+        "round-robin",
+        None,
+        1,
+    )
+
+
+def test_default_node_id_is_the_hostname_plus_a_suffix() -> None:
+    first, second = load().node_id, load().node_id
+    assert first.startswith(socket.gethostname() + "-")
+    assert first != second
+
+
+@pytest.mark.parametrize(
+    ("key", "flag", "env"),
+    [
+        ("listen", "--listen", "PARADOXPLEX_LISTEN"),
+        ("max_frame", "--max-frame", "PARADOXPLEX_MAX_FRAME"),
+        ("lifecycle_events", "--lifecycle-events", "PARADOXPLEX_LIFECYCLE_EVENTS"),
+    ],
+)
+def test_names(key: str, flag: str, env: str) -> None:
+    assert (flag_name(key), env_name(key)) == (flag, env)
+
+
+def test_every_setting_has_a_parser_and_help() -> None:
+    assert set(PARSERS) == set(FIELDS)
+    assert set(HELP) == set(FIELDS)
+
+
+# --- precedence -----------------------------------------------------------------------------
+
+# (key, flag, env, TOML, and what each parses to), default taken from NodeConfig
+LAYERS: list[tuple[str, Any, str, Any, Any, Any, Any]] = [
+    ("max_frame", "100", "200", 300, 100, 200, 300),
+    ("routing", "sticky", "round-robin", "sticky", "sticky", "round-robin", "sticky"),
+    (
+        "listen",
+        "127.0.0.1:1",
+        "127.0.0.1:2",
+        "127.0.0.1:3",
+        Address("127.0.0.1", 1),
+        Address("127.0.0.1", 2),
+        Address("127.0.0.1", 3),
+    ),
+    ("idle_timeout", "1.5", "2.5", 3, 1.5, 2.5, 3.0),
+    ("lifecycle_events", True, "false", True, True, False, True),
+    (
+        "upstream",
+        ["a:1", "b:2"],
+        "c:3,d:4",
+        ["e:5"],
+        (Address("a", 1), Address("b", 2)),
+        (Address("c", 3), Address("d", 4)),
+        (Address("e", 5),),
+    ),
+    ("key_prefix", "f", "e", "t", "f", "e", "t"),
+    ("log_level", "debug", "warning", "error", "debug", "warning", "error"),
+    ("framing", "line", "length", "line", "line", "length", "line"),
+    ("admin_token", "ft", "et", "tt", "ft", "et", "tt"),
+]
+LAYER_IDS = [row[0] for row in LAYERS]
+
+
+@pytest.mark.parametrize(
+    ("key", "flag", "env", "toml", "from_flag", "from_env", "from_toml"), LAYERS, ids=LAYER_IDS
+)
+def test_precedence(
+    key: str,
+    flag: Any,
+    env: str,
+    toml: Any,
+    from_flag: Any,
+    from_env: Any,
+    from_toml: Any,
+) -> None:
+    env_vars = {env_name(key): env}
+    assert getattr(load({key: flag}, env_vars, {key: toml}), key) == from_flag
+    assert getattr(load({key: None}, env_vars, {key: toml}), key) == from_env
+    assert getattr(load({}, {}, {key: toml}), key) == from_toml
+    default = getattr(NodeConfig(node_id="n"), key)
+    assert getattr(load({key: None}, {"PARADOXPLEX_OTHER": env}, {}), key) == default
+
+
+@pytest.mark.parametrize(("key", "value"), [("max-frame", 7), ("max_frame", 7)])
+def test_toml_keys_may_use_dashes(key: str, value: int) -> None:
+    assert load(toml={key: value}).max_frame == 7
+
+
+def test_false_flag_beats_true_env() -> None:
+    env = {"PARADOXPLEX_LIFECYCLE_EVENTS": "true"}
+    assert load({"lifecycle_events": False}, env).lifecycle_events is False
+
+
+def test_empty_env_clears_optional_settings() -> None:
+    config = load(env={"PARADOXPLEX_REDIS": ""}, toml={"redis": "redis://r:6379/0"})
+    assert config.redis is None
+
+
+@pytest.mark.parametrize(
+    ("source", "key"),
+    [("flag", "--max-frame"), ("env", "PARADOXPLEX_MAX_FRAME"), ("toml", "max_frame")],
+)
+def test_error_names_the_key_as_given(source: str, key: str) -> None:
+    value = "-5"
+    layers: dict[str, Any] = {"flag": {}, "env": {}, "toml": {}}
+    layers[source] = {
+        "flag": {"max_frame": value},
+        "env": {"PARADOXPLEX_MAX_FRAME": value},
+        "toml": {"max_frame": -5},
+    }[source]
+    assert refused(layers["flag"], layers["env"], layers["toml"]).key == key
+
+
+# --- bad values -----------------------------------------------------------------------------
+
+BAD: list[tuple[str, Any]] = [
+    # addresses
+    ("listen", "nohost"),
+    ("listen", ":7999"),
+    ("listen", "host:"),
+    ("listen", "host:http"),
+    ("listen", "host:65536"),
+    ("listen", "host:-1"),
+    ("listen", "[]:80"),
+    ("admin", "127.0.0.1:99999"),
+    ("upstream", "a:1,b"),
+    ("upstream", "a:0"),
+    ("upstream", 5),
+    ("upstream", [5]),
+    # numbers
+    ("max_frame", "0"),
+    ("max_frame", "-1"),
+    ("max_frame", "1.5"),
+    ("max_frame", 1.5),
+    ("max_frame", "lots"),
+    ("max_frame", True),
+    ("max_frame", float("inf")),
+    ("max_frame", float("nan")),
+    ("max_connections", "0"),
+    ("workers", "0"),
+    ("upstream_queue", "-3"),
+    ("streams", "0"),
+    ("write_buffer", "1023"),
+    ("idle_timeout", "-0.5"),
+    ("idle_timeout", "soon"),
+    ("idle_timeout", "nan"),
+    ("idle_timeout", float("nan")),
+    ("idle_timeout", "inf"),
+    ("idle_timeout", False),
+    ("ready_timeout", "0"),
+    ("alive_timeout", "0.05"),
+    ("hold_timeout", "-1"),
+    ("drain_grace", "-1"),
+    ("owner_timeout", "0.01"),
+    ("heartbeat", "0"),
+    ("node_ttl", "0.1"),
+    # choices
+    ("framing", "xml"),
+    ("framing", "LINE"),
+    ("routing", "random"),
+    ("batch", "on"),
+    ("overflow", "block"),
+    ("log_level", "trace"),
+    ("log_level", ["info"]),
+    # text and URLs
+    ("node_id", ""),
+    ("node_id", "   "),
+    ("node_id", 7),
+    ("key_prefix", " "),
+    ("admin_token", 5),
+    ("redis", "localhost:6379"),
+    ("redis", "http://r:6379"),
+    # booleans
+    ("lifecycle_events", "maybe"),
+    ("lifecycle_events", "2"),
+    ("lifecycle_events", "tru"),
+]
+
+
+@pytest.mark.parametrize(("key", "value"), BAD, ids=[f"{k}={v!r}" for k, v in BAD])
+def test_bad_toml_value_names_its_key(key: str, value: Any) -> None:
+    assert refused(toml={key: value}).key == key
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [(k, v) for k, v in BAD if isinstance(v, str)],
+    ids=[f"{k}={v!r}" for k, v in BAD if isinstance(v, str)],
+)
+def test_bad_env_value_names_its_variable(key: str, value: str) -> None:
+    assert refused(env={env_name(key): value}).key == env_name(key)
+
+
+@pytest.mark.parametrize("key", ["listn", "config", "max_frames", "upstreams", ""])
+def test_unknown_toml_key(key: str) -> None:
+    error = refused(toml={key: 1})
+    assert error.key == key
+    assert "unknown" in error.reason
+
+
+def test_unknown_env_variables_are_ignored() -> None:
+    assert load(env={"PARADOXPLEX_LISTN": "x", "HOME": "/"}).listen.port == 7999
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("TRUE", True),
+        ("Yes", True),
+        (" on ", True),
+        ("0", False),
+        ("false", False),
+        ("No", False),
+        ("OFF", False),
+        ("", False),
+    ],
+)
+def test_bool_parsing(text: str, expected: bool) -> None:
+    assert load(env={"PARADOXPLEX_LIFECYCLE_EVENTS": text}).lifecycle_events is expected
+
+
+@pytest.mark.parametrize(
+    ("key", "text", "expected"),
+    [
+        ("max_frame", " 42 ", 42),
+        ("max_frame", 2.0, 2),
+        ("idle_timeout", "0", 0.0),
+        ("hold_timeout", 0, 0.0),
+        ("write_buffer", "1024", 1024),
+        ("owner_timeout", "0.05", 0.05),
+        ("redis", "rediss://r:6380/1", "rediss://r:6380/1"),
+        ("redis", "unix:///tmp/r.sock", "unix:///tmp/r.sock"),
+        ("admin_token", "", None),
+        ("upstream", "a:1, ,b:2,", (Address("a", 1), Address("b", 2))),
+        ("upstream", "", ()),
+        ("listen", "[::]:0", Address("::", 0)),
+    ],
+)
+def test_good_values(key: str, text: Any, expected: Any) -> None:
+    assert getattr(load(toml={key: text}), key) == expected
+
+
+# --- combinations ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("admin", "token", "ok"),
+    [
+        ("127.0.0.1:8000", None, True),
+        ("127.1.2.3:8000", None, True),
+        ("localhost:8000", None, True),
+        ("[::1]:8000", None, True),
+        ("0.0.0.0:8000", None, False),
+        ("[::]:8000", None, False),
+        ("10.1.2.3:8000", None, False),
+        ("admin.example:8000", None, False),
+        ("127.example.com:8000", None, False),
+        ("0.0.0.0:8000", "", False),
+        ("0.0.0.0:8000", "s3cret", True),
+        ("[::]:8000", "s3cret", True),
+    ],
+)
+def test_admin_token_required_off_loopback(admin: str, token: str | None, ok: bool) -> None:
+    flags = {"admin": admin, "admin_token": token}
+    if ok:
+        assert load(flags).admin == parse_address("admin", admin)
+    else:
+        assert refused(flags).key == "admin_token"
+
+
+@pytest.mark.parametrize(
+    ("workers", "redis", "ok"),
+    [("1", None, True), ("2", None, False), ("8", None, False), ("8", "redis://r:6379", True)],
+)
+def test_workers_need_redis(workers: str, redis: str | None, ok: bool) -> None:
+    flags = {"workers": workers, "redis": redis}
+    if ok:
+        assert load(flags).workers == int(workers)
+    else:
+        assert refused(flags).key == "workers"
+
+
+@pytest.mark.parametrize(
+    ("heartbeat", "node_ttl", "ok"),
+    [("2", "10", True), ("2", "2.1", True), ("2", "2", False), ("5", "1", False)],
+)
+def test_node_ttl_outlives_heartbeat(heartbeat: str, node_ttl: str, ok: bool) -> None:
+    flags = {"heartbeat": heartbeat, "node_ttl": node_ttl}
+    if ok:
+        assert load(flags).node_ttl == float(node_ttl)
+    else:
+        assert refused(flags).key == "node_ttl"
+
+
+def test_check_config_accepts_the_defaults() -> None:
+    check_config(NodeConfig(node_id="n"))
+
+
+# --- addresses ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port", "shown"),
+    [
+        ("0.0.0.0:7999", "0.0.0.0", 7999, "0.0.0.0:7999"),
+        ("example.com:1", "example.com", 1, "example.com:1"),
+        ("[::1]:65535", "::1", 65535, "[::1]:65535"),
+        ("[fe80::1]:0", "fe80::1", 0, "[fe80::1]:0"),
+    ],
+)
+def test_parse_address(text: str, host: str, port: int, shown: str) -> None:
+    address = parse_address("k", text)
+    assert address == Address(host, port)
+    assert str(address) == shown
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("localhost", True),
+        ("::1", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.168.1.1", False),
+        ("127.example.com", False),
+        ("localhost.example.com", False),
+        ("", False),
+    ],
+)
+def test_loopback(host: str, loopback: bool) -> None:
+    assert Address(host, 1).loopback is loopback
+
+
+# --- the command line -----------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(prog="paradoxplex node", exit_on_error=False)
+    add_node_arguments(result)
+    return result
+
+
+def test_a_flag_for_every_setting() -> None:
+    options = {
+        option: action.dest
+        for action in parser()._actions  # argparse keeps no public list
+        for option in action.option_strings
+    }
+    for name in FIELDS:
+        assert options[flag_name(name)] == name
+    assert options["--no-lifecycle-events"] == "lifecycle_events"
+    assert options["--config"] == "config"
+
+
+def test_unset_flags_are_none() -> None:
+    namespace = vars(parser().parse_args([]))
+    assert namespace == dict.fromkeys([*FIELDS, "config"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        ([], "", False),
+        ([], "on", True),
+        (["--lifecycle-events"], "off", True),
+        (["--no-lifecycle-events"], "on", False),
+    ],
+)
+def test_lifecycle_flag(argv: list[str], env: str, expected: bool) -> None:
+    flags = vars(parser().parse_args(argv))
+    config = load_config(flags, {"PARADOXPLEX_LIFECYCLE_EVENTS": env})
+    assert config.lifecycle_events is expected
+
+
+def test_flags_end_to_end() -> None:
+    argv = [
+        "--listen=127.0.0.1:0",
+        "--upstream",
+        "a:1",
+        "--upstream",
+        "[::1]:2",
+        "--max-frame",
+        "4096",
+        "--framing",
+        "length",
+        "--routing",
+        "sticky",
+        "--node-id",
+        "n1",
+        "--config",
+        "ignored-by-load-config.toml",
+    ]
+    config = load_config(vars(parser().parse_args(argv)), {})
+    assert config.listen == Address("127.0.0.1", 0)
+    assert config.upstream == (Address("a", 1), Address("::1", 2))
+    assert (config.max_frame, config.framing, config.routing, config.node_id) == (
+        4096,
+        "length",
+        "sticky",
+        "n1",
+    )
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_every_flag_reaches_its_setting(name: str) -> None:
+    value = SAMPLE[name]
+    argv = [flag_name(name)] if value is True else [flag_name(name), value]
+    toml = {"redis": "redis://r:1"} if name == "workers" else None
+    config = load_config(vars(parser().parse_args(argv)), {}, toml)
+    assert getattr(config, name) != getattr(NodeConfig(node_id="default"), name)
+
+
+SAMPLE: dict[str, Any] = {
+    "listen": "127.0.0.1:1",
+    "admin": "127.0.0.1:2",
+    "upstream": "u:3",
+    "redis": "redis://r:6379",
+    "node_id": "flagged",
+    "framing": "line",
+    "max_frame": "5",
+    "routing": "sticky",
+    "max_connections": "6",
+    "idle_timeout": "7",
+    "lifecycle_events": True,
+    "workers": "2",
+    "admin_token": "t",
+    "key_prefix": "p",
+    "ready_timeout": "8",
+    "alive_timeout": "9",
+    "upstream_queue": "10",
+    "streams": "11",
+    "batch": "off",
+    "write_buffer": "2048",
+    "overflow": "drop",
+    "hold_timeout": "12",
+    "drain_grace": "13",
+    "owner_timeout": "14",
+    "heartbeat": "1",
+    "node_ttl": "15",
+    "log_level": "debug",
+}
+
+
+def test_sample_covers_every_setting() -> None:
+    assert set(SAMPLE) == set(FIELDS)

@@ -1,0 +1,269 @@
+"""The decision core does no I/O, and imports flow one way: node → admin → shared → wire.
+
+Read from the source with ``ast`` (nothing is imported). The one allowed exception:
+``config.py`` may call ``socket.gethostname()`` for the default node id.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CORE = ROOT / "shared" / "paradoxplex" / "shared"
+
+# Module roots no core module may import.
+FORBIDDEN_MODULES = {
+    "aiohttp": "an HTTP framework",
+    "grpc": "gRPC",
+    "redis": "Redis",
+    "selectors": "socket polling",
+    "socket": "sockets",
+    "socketserver": "socket servers",
+    "ssl": "TLS sockets",
+    "time": "the clock",
+}
+# Names no core module may touch, whatever object they hang on (asyncio, a loop, datetime).
+FORBIDDEN_NAMES = {
+    "start_server": "an asyncio socket server",
+    "start_unix_server": "an asyncio socket server",
+    "open_connection": "an asyncio socket",
+    "open_unix_connection": "an asyncio socket",
+    "create_server": "an asyncio socket server",
+    "create_connection": "an asyncio socket",
+    "create_datagram_endpoint": "an asyncio socket",
+    "sock_accept": "an asyncio socket",
+    "sock_connect": "an asyncio socket",
+    "sock_recv": "an asyncio socket",
+    "sock_sendall": "an asyncio socket",
+    "monotonic": "the clock",
+    "monotonic_ns": "the clock",
+    "perf_counter": "the clock",
+    "time_ns": "the clock",
+    "now": "the clock",
+    "utcnow": "the clock",
+    "today": "the clock",
+    "sleep": "a timer",
+    "call_later": "a timer",
+    "call_at": "a timer",
+}
+# The one exception, by file: config.py reads the host name for the default node id.
+ALLOWED = {"config.py": {"socket.gethostname"}}
+
+# Who may import whom: a module may import paradoxplex.X only from its own layer or below.
+LAYERS = {"wire": 0, "shared": 1, "admin": 2, "node": 3}
+ROOT_LAYERS = {"shared": 1, "admin": 2, "node": 3}
+
+
+def core_violations(source: str, filename: str) -> list[str]:
+    """Each forbidden import or use in one core module, as ``file:line what``."""
+    allowed = ALLOWED.get(filename, set())
+    allowed_modules = {name.split(".")[0] for name in allowed}
+    found: list[str] = []
+
+    def report(node: ast.AST, what: str) -> None:
+        found.append(f"{filename}:{getattr(node, 'lineno', 0)} {what}")
+
+    for node in ast.walk(ast.parse(source, filename)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                root = alias.name.split(".")[0]
+                if root in FORBIDDEN_MODULES and root not in allowed_modules:
+                    report(node, f"imports {alias.name} ({FORBIDDEN_MODULES[root]})")
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            root = node.module.split(".")[0]
+            for alias in node.names:
+                dotted = f"{node.module}.{alias.name}"
+                if root in FORBIDDEN_MODULES and dotted not in allowed:
+                    report(node, f"imports {dotted} ({FORBIDDEN_MODULES[root]})")
+                elif alias.name in FORBIDDEN_NAMES:
+                    report(node, f"imports {dotted} ({FORBIDDEN_NAMES[alias.name]})")
+        elif isinstance(node, ast.Attribute):
+            owner = node.value.id if isinstance(node.value, ast.Name) else None
+            dotted = f"{owner}.{node.attr}"
+            if owner in FORBIDDEN_MODULES and dotted not in allowed:
+                report(node, f"uses {dotted} ({FORBIDDEN_MODULES[owner]})")
+            elif node.attr in FORBIDDEN_NAMES:
+                report(node, f"uses .{node.attr} ({FORBIDDEN_NAMES[node.attr]})")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "time"
+            and not node.args
+            and not node.keywords
+        ):
+            report(node, "calls .time() (the clock)")
+    return found
+
+
+def module_name(path: Path) -> tuple[str, bool]:
+    """``paradoxplex.x.y`` for a file under one of the three roots, and whether a package."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts[1:])
+    is_package = parts[-1] == "__init__"
+    if is_package:
+        parts.pop()
+    return ".".join(parts), is_package
+
+
+def imported_modules(source: str, module: str, is_package: bool) -> list[tuple[int, str]]:
+    """Every module an import names, with relative imports resolved."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.extend((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            stem = ".".join([*base, *([node.module] if node.module else [])])
+            found.append((node.lineno, stem))
+            found.extend((node.lineno, f"{stem}.{alias.name}") for alias in node.names)
+    return found
+
+
+def layer_of(module: str, path: Path | None = None) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "paradoxplex" or len(parts) < 2:
+        return None
+    if parts[1] in LAYERS:
+        return LAYERS[parts[1]]
+    if path is not None:  # a package of ours outside the four, e.g. an example upstream
+        return ROOT_LAYERS[path.relative_to(ROOT).parts[0]]
+    for root, layer in ROOT_LAYERS.items():
+        if (ROOT / root / "paradoxplex" / parts[1]).exists():
+            return layer
+    return None
+
+
+def flow_violations(source: str, module: str, is_package: bool, layer: int) -> list[str]:
+    found: list[str] = []
+    for line, target in imported_modules(source, module, is_package):
+        target_layer = layer_of(target)
+        if target_layer is not None and target_layer > layer:
+            found.append(f"{module}:{line} imports {target}")
+    return found
+
+
+CORE_FILES = sorted(CORE.glob("*.py"))
+ALL_FILES = sorted(
+    path
+    for root in ROOT_LAYERS
+    for path in (ROOT / root / "paradoxplex").rglob("*.py")
+    if "__pycache__" not in path.parts
+)
+
+
+def test_the_core_is_where_we_look() -> None:
+    names = {path.name for path in CORE_FILES}
+    assert {"framing.py", "balancing.py", "routing.py", "config.py", "fleet.py"} <= names
+
+
+@pytest.mark.parametrize("path", CORE_FILES, ids=lambda path: path.name)
+def test_core_module_does_no_io(path: Path) -> None:
+    assert core_violations(path.read_text(encoding="utf-8"), path.name) == []
+
+
+def test_the_one_exception_is_still_needed() -> None:
+    """If config.py stops calling socket.gethostname, drop the exception from ALLOWED."""
+    tree = ast.parse((CORE / "config.py").read_text(encoding="utf-8"))
+    uses = {
+        f"{node.value.id}.{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+    }
+    assert ALLOWED["config.py"] <= uses
+
+
+@pytest.mark.parametrize(
+    "path", ALL_FILES, ids=lambda path: str(path.relative_to(ROOT)).removesuffix(".py")
+)
+def test_imports_flow_node_admin_shared_wire(path: Path) -> None:
+    module, is_package = module_name(path)
+    layer = layer_of(module, path)
+    assert layer is not None
+    source = path.read_text(encoding="utf-8")
+    assert flow_violations(source, module, is_package, layer) == []
+
+
+# --- the checkers catch what they should ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import grpc",
+        "import grpc.aio as aio",
+        "from grpc import aio",
+        "import redis.asyncio",
+        "from redis.asyncio import Redis",
+        "from aiohttp import web",
+        "import time",
+        "from time import monotonic",
+        "import socket",
+        "import socket\nsocket.gethostname()",
+        "import ssl",
+        "import asyncio\nasyncio.start_server(handler)",
+        "from asyncio import open_connection",
+        "loop.create_server(factory)",
+        "loop.sock_recv(sock, 10)",
+        "datetime.now()",
+        "import datetime\ndatetime.datetime.utcnow()",
+        "loop.time()",
+        "asyncio.get_running_loop().time()",
+        "await asyncio.sleep(1)",
+    ],
+)
+def test_core_checker_catches(source: str) -> None:
+    assert core_violations(source, "elsewhere.py") != []
+
+
+@pytest.mark.parametrize(
+    ("source", "filename"),
+    [
+        ("import uuid\nuuid.uuid4()", "sessions.py"),
+        ("message.time = 'now'", "routing.py"),
+        ("stamp = message.time", "routing.py"),
+        ("def f(*, now: float) -> float:\n    return now", "health.py"),
+        ("import socket\nsocket.gethostname()", "config.py"),
+        ("from socket import gethostname", "config.py"),
+    ],
+)
+def test_core_checker_allows(source: str, filename: str) -> None:
+    assert core_violations(source, filename) == []
+
+
+def test_the_exception_is_only_gethostname() -> None:
+    assert core_violations("import socket\nsocket.socket()", "config.py") != []
+
+
+@pytest.mark.parametrize(
+    ("source", "module", "is_package", "layer"),
+    [
+        ("from paradoxplex.node import cli", "paradoxplex.shared.x", False, 1),
+        ("import paradoxplex.admin.app", "paradoxplex.shared.x", False, 1),
+        ("from paradoxplex import node", "paradoxplex.shared.x", False, 1),
+        ("from ..node import cli", "paradoxplex.shared.x", False, 1),
+        ("from .. import admin", "paradoxplex.shared.x", False, 1),
+        ("from ..node.cli import main", "paradoxplex.admin.app", False, 2),
+        ("from .. import node", "paradoxplex.admin", True, 2),
+        ("from paradoxplex.shared import config", "paradoxplex.wire.x", False, 0),
+    ],
+)
+def test_flow_checker_catches(source: str, module: str, is_package: bool, layer: int) -> None:
+    assert flow_violations(source, module, is_package, layer) != []
+
+
+@pytest.mark.parametrize(
+    ("source", "module", "is_package", "layer"),
+    [
+        ("from paradoxplex.shared import config", "paradoxplex.admin.app", False, 2),
+        ("from . import errors", "paradoxplex.shared.x", False, 1),
+        ("from .errors import ConfigError", "paradoxplex.shared.x", False, 1),
+        ("from paradoxplex.wire import bus_pb2", "paradoxplex.shared.x", False, 1),
+        ("from paradoxplex.admin import app", "paradoxplex.node.x", False, 3),
+        ("import paradoxplex", "paradoxplex.shared.x", False, 1),
+    ],
+)
+def test_flow_checker_allows(source: str, module: str, is_package: bool, layer: int) -> None:
+    assert flow_violations(source, module, is_package, layer) == []

@@ -1,0 +1,119 @@
+"""Routing an upstream's reply: local write, forward to the owner, or undeliverable."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+
+import pytest
+
+from paradoxplex.shared.routing import (
+    Action,
+    Forward,
+    PublishBroadcast,
+    Undeliverable,
+    WriteLocal,
+    route_broadcast,
+    route_reply,
+)
+from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState
+
+A = "00000000-0000-4000-8000-00000000000a"
+B = "00000000-0000-4000-8000-00000000000b"
+C = "00000000-0000-4000-8000-00000000000c"
+D = "00000000-0000-4000-8000-00000000000d"
+
+
+class Local:
+    """``is_local`` that records each question."""
+
+    def __init__(self, *held: str) -> None:
+        self.held = set(held)
+        self.asked: list[str] = []
+
+    def __call__(self, session: str) -> bool:
+        self.asked.append(session)
+        return session in self.held
+
+
+@pytest.mark.parametrize(
+    ("held", "owner", "expected"),
+    [
+        ([A], None, WriteLocal(A, b"hi")),
+        ([A], "node-b", WriteLocal(A, b"hi")),  # held here wins over a stale owner
+        ([], "node-b", Forward(A, "node-b", b"hi")),
+        ([B], "node-c", Forward(A, "node-c", b"hi")),
+        ([], None, Undeliverable(A, "unknown socket")),
+        ([B, C], None, Undeliverable(A, "unknown socket")),
+    ],
+)
+def test_route_reply(held: list[str], owner: str | None, expected: Action) -> None:
+    is_local = Local(*held)
+    assert route_reply(A, b"hi", is_local=is_local, owner=owner) == expected
+    assert is_local.asked == [A]
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x00" * 3, b"x" * 70_000])
+def test_route_reply_carries_the_payload_unchanged(payload: bytes) -> None:
+    action = route_reply(A, payload, is_local=Local(A), owner=None)
+    assert isinstance(action, WriteLocal)
+    assert action.payload is payload
+
+
+# --- broadcast ------------------------------------------------------------------------------
+
+SESSIONS = [
+    SessionInfo(A, "me", "r", 0.0, SessionState.ACTIVE, {"team": "blue"}),
+    SessionInfo(B, "me", "r", 0.0, SessionState.ACTIVE, {"team": "red"}),
+    SessionInfo(C, "me", "r", 0.0, SessionState.PAUSED, {"team": "blue"}),
+    SessionInfo(D, "me", "r", 0.0, SessionState.PAUSED, {}),
+]
+REACHED: dict[tuple[BroadcastTarget, tuple[str, str] | None], list[str]] = {
+    (BroadcastTarget.ALL, None): [A, B, C, D],
+    (BroadcastTarget.ALL, ("team", "blue")): [A, C],
+    (BroadcastTarget.ALL, ("team", "green")): [],
+    (BroadcastTarget.ACTIVE, None): [A, B],
+    (BroadcastTarget.ACTIVE, ("team", "blue")): [A],
+    (BroadcastTarget.ACTIVE, ("team", "green")): [],
+    (BroadcastTarget.INACTIVE, None): [C, D],
+    (BroadcastTarget.INACTIVE, ("team", "blue")): [C],
+    (BroadcastTarget.INACTIVE, ("team", "green")): [],
+}
+CASES = [
+    pytest.param(target, label, fleet, id=f"{target.value}-{label}-{'fleet' if fleet else 'alone'}")
+    for (target, label), fleet in itertools.product(REACHED, [False, True])
+]
+
+
+def once(items: list[SessionInfo]) -> Iterator[SessionInfo]:
+    """A one-shot iterable: the router must not walk the sessions twice."""
+    yield from items
+
+
+@pytest.mark.parametrize(("target", "label", "fleet"), CASES)
+def test_route_broadcast(
+    target: BroadcastTarget, label: tuple[str, str] | None, fleet: bool
+) -> None:
+    actions = route_broadcast(once(SESSIONS), target, label, b"all", fleet=fleet)
+    writes = [a for a in actions if isinstance(a, WriteLocal)]
+    publishes = [a for a in actions if isinstance(a, PublishBroadcast)]
+    assert [w.session for w in writes] == REACHED[target, label]
+    assert all(w.payload == b"all" for w in writes)
+    assert publishes == ([PublishBroadcast(target, label, b"all")] if fleet else [])
+    assert len(writes) + len(publishes) == len(actions)
+
+
+@pytest.mark.parametrize(("fleet", "expected"), [(False, 0), (True, 1)])
+def test_broadcast_with_no_local_sessions(fleet: bool, expected: int) -> None:
+    actions = route_broadcast([], BroadcastTarget.ALL, None, b"x", fleet=fleet)
+    assert len(actions) == expected
+    assert all(isinstance(a, PublishBroadcast) for a in actions)
+
+
+def test_publish_comes_after_the_local_writes() -> None:
+    actions = route_broadcast(SESSIONS, BroadcastTarget.ALL, None, b"x", fleet=True)
+    assert isinstance(actions[-1], PublishBroadcast)
+
+
+def test_the_table_covers_every_target() -> None:
+    assert {target for target, _ in REACHED} == set(BroadcastTarget)

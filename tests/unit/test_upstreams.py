@@ -1,0 +1,143 @@
+"""Upstream records: parsing from outside, ids, and the round trip through a dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from paradoxplex.shared.config import Address
+from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.upstreams import (
+    DEFAULT_ALIVE_TIMEOUT,
+    DEFAULT_READY_TIMEOUT,
+    UpstreamMode,
+    UpstreamSpec,
+)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [("up", 45888, "up:45888"), ("10.0.0.1", 1, "10.0.0.1:1"), ("::1", 65535, "[::1]:65535")],
+)
+def test_id_is_host_and_port(host: str, port: int, expected: str) -> None:
+    spec = UpstreamSpec(host, port)
+    assert spec.id == expected
+    assert spec.address == Address(host, port)
+
+
+def test_defaults() -> None:
+    spec = UpstreamSpec("up", 1)
+    assert (spec.ready_timeout, spec.alive_timeout, spec.mode) == (
+        DEFAULT_READY_TIMEOUT,
+        DEFAULT_ALIVE_TIMEOUT,
+        UpstreamMode.ACTIVE,
+    )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        UpstreamSpec("up", 45888),
+        UpstreamSpec("::1", 9, 0.1, 3600.0, UpstreamMode.DRAINING),
+        UpstreamSpec("a.example", 443, 5.0, 30.0),
+    ],
+    ids=str,
+)
+def test_round_trip(spec: UpstreamSpec) -> None:
+    data = spec.to_dict()
+    assert data["id"] == spec.id
+    assert UpstreamSpec.from_dict(data) == spec
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"host": "up", "port": 1}, UpstreamSpec("up", 1)),
+        ({"host": "[::1]", "port": 2}, UpstreamSpec("::1", 2)),
+        (
+            {"host": "up", "port": 3, "ready_timeout": 1, "alive_timeout": 2.5},
+            UpstreamSpec("up", 3, 1.0, 2.5),
+        ),
+        (
+            {"host": "up", "port": 4, "mode": "draining"},
+            UpstreamSpec("up", 4, mode=UpstreamMode.DRAINING),
+        ),
+        ({"host": "up", "port": 5, "unknown": "ignored"}, UpstreamSpec("up", 5)),
+    ],
+)
+def test_from_dict(data: dict[str, Any], expected: UpstreamSpec) -> None:
+    assert UpstreamSpec.from_dict(data) == expected
+
+
+@pytest.mark.parametrize(
+    ("data", "key"),
+    [
+        ([], "upstream"),
+        ("up:1", "upstream"),
+        (None, "upstream"),
+        ({"port": 1}, "host"),
+        ({"host": "", "port": 1}, "host"),
+        ({"host": "[]", "port": 1}, "host"),
+        ({"host": 5, "port": 1}, "host"),
+        ({"host": "up"}, "port"),
+        ({"host": "up", "port": 0}, "port"),
+        ({"host": "up", "port": 65536}, "port"),
+        ({"host": "up", "port": -1}, "port"),
+        ({"host": "up", "port": "80"}, "port"),
+        ({"host": "up", "port": 80.0}, "port"),
+        ({"host": "up", "port": True}, "port"),
+        ({"host": "up", "port": 1, "ready_timeout": 0}, "ready_timeout"),
+        ({"host": "up", "port": 1, "ready_timeout": 0.09}, "ready_timeout"),
+        ({"host": "up", "port": 1, "ready_timeout": 3601}, "ready_timeout"),
+        ({"host": "up", "port": 1, "ready_timeout": "5"}, "ready_timeout"),
+        ({"host": "up", "port": 1, "ready_timeout": True}, "ready_timeout"),
+        ({"host": "up", "port": 1, "ready_timeout": float("nan")}, "ready_timeout"),
+        ({"host": "up", "port": 1, "alive_timeout": -1}, "alive_timeout"),
+        ({"host": "up", "port": 1, "alive_timeout": float("inf")}, "alive_timeout"),
+        ({"host": "up", "port": 1, "alive_timeout": None}, "alive_timeout"),
+        ({"host": "up", "port": 1, "mode": "paused"}, "mode"),
+        ({"host": "up", "port": 1, "mode": None}, "mode"),
+    ],
+)
+def test_from_dict_refuses(data: Any, key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        UpstreamSpec.from_dict(data)
+    assert caught.value.key == key
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [("up:45888", "up", 45888), ("[::1]:50051", "::1", 50051), ("10.0.0.1:1", "10.0.0.1", 1)],
+)
+def test_parse(text: str, host: str, port: int) -> None:
+    spec = UpstreamSpec.parse(text, ready_timeout=1.0, alive_timeout=2.0)
+    assert spec == UpstreamSpec(host, port, 1.0, 2.0)
+
+
+@pytest.mark.parametrize("text", ["up", "up:", ":1", "up:x", "up:70000", "up:0", "[]:1"])
+def test_parse_refuses(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        UpstreamSpec.parse(text, ready_timeout=1.0, alive_timeout=2.0)
+    assert caught.value.key == "upstream"
+
+
+def accepted_by_parse(host: str, port: int) -> bool:
+    try:
+        UpstreamSpec.parse(f"{host}:{port}", ready_timeout=1.0, alive_timeout=2.0)
+    except ConfigError:
+        return False
+    return True
+
+
+def accepted_by_from_dict(host: str, port: int) -> bool:
+    try:
+        UpstreamSpec.from_dict({"host": host, "port": port})
+    except ConfigError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("port", [-1, 0, 1, 65535, 65536])
+def test_parse_and_from_dict_agree_on_ports(port: int) -> None:
+    assert accepted_by_parse("up", port) == accepted_by_from_dict("up", port)
