@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.shared.errors import FrameTooLarge
@@ -87,8 +87,8 @@ class Session(asyncio.Protocol):
     # asyncio.Protocol -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one
+        self.transport = cast(asyncio.Transport, transport)
         self.info = self.host.open_session(self)
         if self.info is None:
             self.closing = True
