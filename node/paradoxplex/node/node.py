@@ -140,8 +140,9 @@ class Node:
         await site.start()
         server = site._server
         port = self.config.admin.port
-        if isinstance(server, asyncio.Server) and server.sockets:
-            port = server.sockets[0].getsockname()[1]
+        sockets = getattr(server, "sockets", None)  # uvloop's Server is no asyncio.Server
+        if sockets:
+            port = sockets[0].getsockname()[1]
         self.admin_url = f"http://{self.config.admin.host}:{port}"
 
     def record(self) -> NodeRecord:

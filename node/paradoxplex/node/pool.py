@@ -120,6 +120,8 @@ class UpstreamPool:
     def forget(self, session: str) -> None:
         self.balancer.forget(session)
         self._waiting_ids.discard(session)
+        if len(self.waiting) > 2 * len(self._waiting_ids) + 64:  # drop closed sessions
+            self.waiting = deque(s for s in self.waiting if s.uuid in self._waiting_ids)
 
     def _wait(self, session: Session) -> None:
         if session.uuid not in self._waiting_ids:

@@ -29,6 +29,8 @@ from paradoxplex.shared.sessions import SessionInfo, SessionState
 
 log = logging.getLogger("paradoxplex.node.session")
 
+CLOSE_FLUSH = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
@@ -92,7 +94,7 @@ class Session(asyncio.Protocol):
         self.info = self.host.open_session(self)
         if self.info is None:
             self.closing = True
-            transport.abort()
+            self.transport.abort()
             return
         self._last_io = asyncio.get_running_loop().time()
         if self.limits.idle_timeout > 0:
@@ -124,8 +126,9 @@ class Session(asyncio.Protocol):
         """The client half-closed: keep writing replies for ``linger`` seconds, then close."""
         self._eof = True
         self._update_reading()
-        loop = asyncio.get_running_loop()
-        self._linger_timer = loop.call_later(self.limits.linger, self.close, "client closed")
+        if self._linger_timer is None:
+            loop = asyncio.get_running_loop()
+            self._linger_timer = loop.call_later(self.limits.linger, self.close, "client closed")
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -241,12 +244,16 @@ class Session(asyncio.Protocol):
             self._arm_idle()
 
     def close(self, reason: str) -> None:
-        """Close the socket after writing what is buffered; ``reason`` goes to logs and metrics."""
+        """Close the socket after writing what is buffered (at most ``CLOSE_FLUSH`` seconds:
+        a peer that does not read is then aborted); ``reason`` goes to logs and metrics."""
         if self.closing or self.transport is None:
             return
         self.closing = True
         self.close_reason = reason
         self.transport.close()
+        if self.transport.get_write_buffer_size():
+            loop = asyncio.get_running_loop()
+            self._linger_timer = loop.call_later(CLOSE_FLUSH, self.abort, reason)
 
     def abort(self, reason: str) -> None:
         if self.transport is None:
