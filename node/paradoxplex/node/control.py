@@ -101,6 +101,7 @@ class NodeControl:
         )
         if owner == self.node.node_id:
             status, body = execute_local(self.node, command)
+            await self.node.flush_sessions()
         else:
             reply = await self.node.request(owner, action, session, payload=payload, labels=labels)
             status, body = reply.status, reply.body

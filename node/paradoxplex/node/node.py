@@ -444,11 +444,18 @@ class Node:
         from paradoxplex.node.control import execute_local
 
         status, body = execute_local(self, command)
+        await self.flush_sessions()
         data = envelopes.reply(self.node_id, command.request_id, status, body)
         try:
             await self.bus.send(sender, data)
         except FleetUnavailable:
             self.metrics.fleet_errors.inc()
+
+    async def flush_sessions(self) -> None:
+        """Write queued session changes now: an admin action is visible fleet-wide once answered."""
+        if self.sync.pending:
+            with contextlib.suppress(FleetUnavailable):
+                await self.sync.flush()
 
     async def request(
         self,

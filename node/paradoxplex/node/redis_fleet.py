@@ -425,6 +425,10 @@ class RedisBus:
     how long ``send`` waits for a node to listen. ``ping_interval`` (default 1 s): an idle
     subscription is PINGed, and declared lost when two intervals pass in silence.
     ``max_backoff`` (default 1 s) caps the wait between reconnection attempts.
+
+    The handler runs on the subscriber task, one envelope at a time: keep it quick (hand off
+    to a bounded queue). While it runs nothing is read, and Redis drops a subscriber whose
+    backlog outgrows its ``client-output-buffer-limit pubsub`` (then: reconnect, on_reconnect).
     """
 
     def __init__(
@@ -458,6 +462,7 @@ class RedisBus:
         self._channels: tuple[bytes, ...] = ()
         self._handler: EnvelopeHandler | None = None
         self._received = 0
+        self._handling = False
         self._stalls: dict[str, _Stall] = {}
         self._conn: AbstractConnection | None = None
         self._task: asyncio.Task[None] | None = None
@@ -730,19 +735,23 @@ class RedisBus:
                 if data.startswith(own):
                     continue
                 data = data[data[0] + 1 :]
+            self._handling = True
             try:
                 await handler(data)
             except Exception:
                 self.handler_errors += 1
                 _log.exception("bus %s: envelope handler failed", self.node_id)
+            finally:
+                self._handling = False
 
     async def _watch(self, conn: AbstractConnection) -> None:
-        """PING an idle subscription; raise when nothing at all came back for two intervals."""
+        """PING an idle subscription; raise when nothing at all came back for two intervals
+        (time spent in the handler does not count: a slow handler is not a dead Redis)."""
         seen = self._received
         pinged = False
         while True:
             await asyncio.sleep(self._ping_interval)
-            if self._received != seen:
+            if self._received != seen or self._handling:
                 seen, pinged = self._received, False
                 continue
             if pinged or not conn.is_connected:

@@ -24,13 +24,13 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import grpc
 from google.protobuf import empty_pb2
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
+from paradoxplex.node.clock import timestamp
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.shared.errors import UpstreamUnavailable
 from paradoxplex.shared.health import Health, HealthTracker, Probe, in_rotation
@@ -53,21 +53,6 @@ CHANNEL_OPTIONS = [
     ("grpc.max_reconnect_backoff_ms", 5_000),
 ]
 EMPTY = empty_pb2.Empty()
-
-
-_clock: list[Any] = [-1, ""]
-
-
-def timestamp() -> str:
-    """The ``time`` field: RFC 3339 UTC with milliseconds (formatted once per millisecond)."""
-    now = time.time()
-    millis = int(now * 1000)
-    if millis != _clock[0]:
-        moment = datetime.fromtimestamp(millis / 1000, UTC)
-        _clock[0] = millis
-        _clock[1] = moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    text: str = _clock[1]
-    return text
 
 
 @dataclass(slots=True)

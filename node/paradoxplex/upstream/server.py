@@ -8,12 +8,12 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
 
+from paradoxplex.node.clock import timestamp
 from paradoxplex.wire import upstream_pb2 as pb
 from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
 
@@ -72,6 +72,8 @@ class Outbox:
     def __init__(self, max_pending: int = 10_000) -> None:
         self.max_pending = max_pending
         self.items: list[pb.OutputStreamRequest] = []
+        self.probes = 0
+        self.closed = False
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -96,11 +98,22 @@ class Outbox:
             )
         )
 
+    def _probe(self) -> None:
+        self.probes += 1
+        self._wakeup.set()
+
+    def _close(self) -> None:
+        self.closed = True
+        self._wakeup.set()
+
     async def wait_room(self) -> None:
         await self._room.wait()
 
-    async def take(self) -> list[pb.OutputStreamRequest]:
-        while not self.items:
+    async def take(self) -> list[pb.OutputStreamRequest] | None:
+        """What is pending (waiting for something); None once closed and empty."""
+        while not self.items and not self.probes:
+            if self.closed:
+                return None
             self._wakeup.clear()
             await self._wakeup.wait()
         items, self.items = self.items, []
@@ -111,8 +124,7 @@ class Outbox:
 Handler = Callable[[Message, Outbox], Awaitable[None] | None]
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+_now = timestamp
 
 
 class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
@@ -169,7 +181,13 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
         handle = self.handler
         try:
             async for request in requests:
-                items = request.items if batched else (request,)
+                if batched:
+                    items = request.items
+                    if not items:  # the node's probe: answer with an empty batch
+                        outbox._probe()
+                        continue
+                else:
+                    items = (request,)
                 for item in items:
                     result = handle(Message.from_request(item), outbox)
                     if result is not None:
@@ -179,6 +197,8 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
         except Exception:
             log.exception("upstream handler failed; ending the stream")
             raise
+        finally:
+            outbox._close()
 
     async def bidirectionalStreaming(
         self, request_iterator: AsyncIterator[pb.InputStreamRequest], context: Any
@@ -186,65 +206,32 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
         outbox = Outbox(self.max_pending)
         consumer = asyncio.create_task(self._consume(request_iterator, outbox, batched=False))
         try:
-            while True:
-                taker = asyncio.ensure_future(outbox.take())
-                done, _ = await asyncio.wait({taker, consumer}, return_when=asyncio.FIRST_COMPLETED)
-                if taker not in done:
-                    taker.cancel()
-                    for item in outbox.items:
-                        yield item
-                    return
-                for item in taker.result():
+            while (items := await outbox.take()) is not None:
+                for item in items:
                     yield item
         finally:
-            consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await consumer
+            await _finish(consumer)
 
     async def batchStreaming(
         self, request_iterator: AsyncIterator[pb.InputBatch], context: Any
     ) -> AsyncIterator[pb.OutputBatch]:
         outbox = Outbox(self.max_pending)
-        probes = asyncio.Queue[None]()
-        consumer = asyncio.create_task(
-            self._consume(_probing(request_iterator, probes), outbox, batched=True)
-        )
+        consumer = asyncio.create_task(self._consume(request_iterator, outbox, batched=True))
         try:
-            while True:
-                taker = asyncio.ensure_future(outbox.take())
-                probe = asyncio.ensure_future(probes.get())
-                done, _ = await asyncio.wait(
-                    {taker, probe, consumer}, return_when=asyncio.FIRST_COMPLETED
-                )
-                if probe in done:
+            while (items := await outbox.take()) is not None:
+                while outbox.probes:
+                    outbox.probes -= 1
                     yield pb.OutputBatch()
-                else:
-                    probe.cancel()
-                if taker in done:
-                    items = taker.result()
-                    for start in range(0, len(items), MAX_BATCH):
-                        yield pb.OutputBatch(items=items[start : start + MAX_BATCH])
-                else:
-                    taker.cancel()
-                if consumer in done:
-                    if outbox.items:
-                        yield pb.OutputBatch(items=outbox.items)
-                    return
+                for start in range(0, len(items), MAX_BATCH):
+                    yield pb.OutputBatch(items=items[start : start + MAX_BATCH])
         finally:
-            consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await consumer
+            await _finish(consumer)
 
 
-async def _probing(
-    requests: AsyncIterator[pb.InputBatch], probes: asyncio.Queue[None]
-) -> AsyncIterator[pb.InputBatch]:
-    """Pass batches through; an empty batch is a probe, answered with an empty batch."""
-    async for batch in requests:
-        if not batch.items:
-            probes.put_nowait(None)
-            continue
-        yield batch
+async def _finish(consumer: asyncio.Task[None]) -> None:
+    consumer.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await consumer
 
 
 def _add_original_only(servicer: UpstreamServer, server: grpc.aio.Server) -> None:
