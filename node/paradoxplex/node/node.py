@@ -408,14 +408,14 @@ class Node:
             self._deliver(envelope.deliver)
         elif body == "broadcast" and envelope.sender != self.node_id:
             self._deliver_broadcast(envelope.broadcast)
-        elif body == "command":
-            await self._answer(envelope.sender, envelope.command)
+        elif body == "command":  # answered in a task: the bus reads inline, keep it quick
+            self._spawn(self._answer(envelope.sender, envelope.command), "answer command")
         elif body == "reply":
             future = self._pending.pop(envelope.reply.request_id, None)
             if future is not None and not future.done():
                 future.set_result(envelope.reply)
         elif body == "control":
-            await self.reconcile_upstreams()
+            self._spawn(self.reconcile_upstreams(), "reconcile upstreams")
 
     def _deliver(self, message: bus_pb2.Deliver) -> None:
         session = self.sessions.get(message.client_uuid)

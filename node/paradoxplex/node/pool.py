@@ -54,6 +54,7 @@ class UpstreamPool:
         self._on_change = on_change
         self._has_room = self._link_has_room
         self._retrying = False
+        self._removing: set[UpstreamLink] = set()
 
     # registry ---------------------------------------------------------------------------
 
@@ -72,10 +73,15 @@ class UpstreamPool:
 
     async def remove(self, upstream_id: str, *, grace: float = 5.0) -> None:
         link = self.links.get(upstream_id)
-        if link is None:
+        if link is None or link in self._removing:
             return
-        await link.close(grace=grace)
-        self.links.pop(upstream_id, None)
+        self._removing.add(link)
+        try:
+            await link.close(grace=grace)
+        finally:
+            self._removing.discard(link)
+        if self.links.get(upstream_id) is link:
+            del self.links[upstream_id]
         for state in Health:
             self.metrics.upstream_state.remove(upstream_id, state.value)
         log.info("upstream %s removed", upstream_id)

@@ -149,6 +149,8 @@ class MemoryFleet:
         for session in list(self.hub.by_node.get(node_id, ())):
             await self.unregister_session(session, node_id)
         self.hub.by_node.pop(node_id, None)
+        for views in self.hub.health.values():
+            views.pop(node_id, None)
 
     async def list_nodes(self) -> list[NodeRecord]:
         return sorted(self.hub.nodes.values(), key=lambda node: node.node_id)

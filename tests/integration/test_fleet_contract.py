@@ -1,0 +1,312 @@
+"""One contract, two implementations: every test here runs over MemoryFleet and RedisFleet.
+
+The tests at the end are Redis-only behaviour (liveness TTLs, what is left in Redis).
+"""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from paradoxplex.node.redis_fleet import RedisFleet
+from paradoxplex.shared.fleet import FleetState, NodeRecord
+from paradoxplex.shared.sessions import SessionInfo, SessionState
+from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
+from tests.support.eventually import eventually
+
+TTL = 30.0
+
+
+def session(number: int, node: str = "node-a", **changes: object) -> SessionInfo:
+    info = SessionInfo(
+        uuid=f"00000000-0000-4000-8000-{number:012d}",
+        node_id=node,
+        remote=f"10.0.0.{number % 250}:{40000 + number}",
+        connected_at=1_700_000_000.123456 + number,
+    )
+    for name, value in changes.items():
+        setattr(info, name, value)
+    return info
+
+
+def node(node_id: str, sockets: int = 0) -> NodeRecord:
+    return NodeRecord(
+        node_id=node_id,
+        listen="0.0.0.0:7999",
+        admin_url=f"http://{node_id}:8000",
+        started_at=1_700_000_000.5,
+        sockets=sockets,
+    )
+
+
+async def all_pages(
+    fleet: FleetState, *, node: str | None = None, limit: int = 10
+) -> list[list[str]]:
+    pages: list[list[str]] = []
+    cursor: str | None = None
+    while True:
+        items, cursor = await fleet.list_sessions(node=node, cursor=cursor, limit=limit)
+        pages.append([info.uuid for info in items])
+        if cursor is None:
+            return pages
+        assert len(pages) < 100, "the cursor never ended"
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+
+async def test_register_and_lookup_a_session(fleet_state: FleetState) -> None:
+    info = session(1, labels={"site": "lyon", "kind/ü": "a=b c"}, bytes_in=12, messages_out=3)
+    await fleet_state.register_session(info)
+    assert await fleet_state.lookup_session(info.uuid) == info
+    assert await fleet_state.lookup_session(session(2).uuid) is None
+
+
+async def test_update_a_session(fleet_state: FleetState) -> None:
+    info = session(1, labels={"a": "1"})
+    await fleet_state.register_session(info)
+    changed = session(1, state=SessionState.PAUSED, labels={"b": "2"}, bytes_out=99)
+    await fleet_state.update_session(changed)
+    assert await fleet_state.lookup_session(info.uuid) == changed
+
+
+async def test_update_does_not_bring_back_an_unregistered_session(
+    fleet_state: FleetState,
+) -> None:
+    info = session(1)
+    await fleet_state.update_session(info)
+    assert await fleet_state.lookup_session(info.uuid) is None
+    await fleet_state.register_session(info)
+    await fleet_state.unregister_session(info.uuid, info.node_id)
+    await fleet_state.update_session(info)
+    assert await fleet_state.lookup_session(info.uuid) is None
+    assert await fleet_state.node_sessions(info.node_id) == []
+
+
+async def test_unregister_a_session(fleet_state: FleetState) -> None:
+    kept, gone = session(1), session(2)
+    for info in (kept, gone):
+        await fleet_state.register_session(info)
+    await fleet_state.unregister_session(gone.uuid, gone.node_id)
+    assert await fleet_state.lookup_session(gone.uuid) is None
+    assert await fleet_state.node_sessions("node-a") == [kept.uuid]
+    assert await all_pages(fleet_state) == [[kept.uuid]]
+
+
+async def test_unregister_an_unknown_session_is_harmless(fleet_state: FleetState) -> None:
+    await fleet_state.unregister_session(session(7).uuid, "node-x")
+    assert await all_pages(fleet_state) == [[]]
+
+
+async def test_registering_again_replaces(fleet_state: FleetState) -> None:
+    await fleet_state.register_session(session(1, labels={"a": "1"}))
+    again = session(1, labels={"b": "2"})
+    await fleet_state.register_session(again)
+    assert await fleet_state.lookup_session(again.uuid) == again
+    assert await all_pages(fleet_state) == [[again.uuid]]
+
+
+# -- listing -------------------------------------------------------------------------------
+
+
+async def test_pages_of_ten_over_25_sessions(fleet_state: FleetState) -> None:
+    infos = [session(n, node="node-a" if n % 2 else "node-b") for n in range(25, 0, -1)]
+    for info in infos:
+        await fleet_state.register_session(info)
+    pages = await all_pages(fleet_state, limit=10)
+    assert [len(page) for page in pages] == [10, 10, 5]
+    assert [uuid for page in pages for uuid in page] == sorted(info.uuid for info in infos)
+
+
+async def test_a_full_last_page_has_no_cursor(fleet_state: FleetState) -> None:
+    for number in range(1, 21):
+        await fleet_state.register_session(session(number))
+    assert [len(page) for page in await all_pages(fleet_state, limit=10)] == [10, 10]
+
+
+async def test_pages_return_whole_records(fleet_state: FleetState) -> None:
+    infos = [session(n, labels={"n": str(n)}) for n in range(1, 4)]
+    for info in infos:
+        await fleet_state.register_session(info)
+    items, cursor = await fleet_state.list_sessions(node=None, cursor=None, limit=10)
+    assert (items, cursor) == (infos, None)
+
+
+async def test_node_filter_with_cursor(fleet_state: FleetState) -> None:
+    for number in range(1, 26):
+        await fleet_state.register_session(session(number, node=f"node-{number % 3}"))
+    expected = sorted(session(n).uuid for n in range(1, 26) if n % 3 == 1)
+    pages = await all_pages(fleet_state, node="node-1", limit=4)
+    assert [uuid for page in pages for uuid in page] == expected
+    assert [len(page) for page in pages] == [4, 4, 1]
+    assert await fleet_state.node_sessions("node-1") == expected
+    assert await all_pages(fleet_state, node="node-9") == [[]]
+
+
+async def test_a_cursor_past_the_end(fleet_state: FleetState) -> None:
+    await fleet_state.register_session(session(1))
+    items, cursor = await fleet_state.list_sessions(node=None, cursor="ffffffff", limit=10)
+    assert (items, cursor) == ([], None)
+
+
+# -- nodes ---------------------------------------------------------------------------------
+
+
+async def test_register_heartbeat_and_list_nodes(fleet_state: FleetState) -> None:
+    await fleet_state.register_node(node("node-b"), ttl=TTL)
+    await fleet_state.register_node(node("node-a"), ttl=TTL)
+    assert await fleet_state.list_nodes() == [node("node-a"), node("node-b")]
+    await fleet_state.heartbeat(node("node-a", sockets=42), ttl=TTL)
+    assert await fleet_state.list_nodes() == [node("node-a", sockets=42), node("node-b")]
+    assert await fleet_state.known_nodes() == ["node-a", "node-b"]
+    assert await fleet_state.node_alive("node-a")
+    assert not await fleet_state.node_alive("node-z")
+
+
+async def test_unregister_a_node_removes_its_sessions(fleet_state: FleetState) -> None:
+    for node_id in ("node-a", "node-b"):
+        await fleet_state.register_node(node(node_id), ttl=TTL)
+    mine = [session(n, node="node-a") for n in range(1, 6)]
+    theirs = [session(n, node="node-b") for n in range(6, 9)]
+    for info in mine + theirs:
+        await fleet_state.register_session(info)
+
+    await fleet_state.unregister_node("node-a")
+
+    assert await fleet_state.list_nodes() == [node("node-b")]
+    assert await fleet_state.known_nodes() == ["node-b"]
+    assert not await fleet_state.node_alive("node-a")
+    assert await fleet_state.node_sessions("node-a") == []
+    assert all([await fleet_state.lookup_session(info.uuid) is None for info in mine])
+    assert await all_pages(fleet_state) == [[info.uuid for info in theirs]]
+
+
+async def test_unregister_an_unknown_node_is_harmless(fleet_state: FleetState) -> None:
+    await fleet_state.unregister_node("node-x")
+    assert await fleet_state.known_nodes() == []
+
+
+async def test_claim_cleanup_once(fleet_state: FleetState) -> None:
+    assert await fleet_state.claim_cleanup("node-dead", "node-a", ttl=TTL)
+    assert not await fleet_state.claim_cleanup("node-dead", "node-b", ttl=TTL)
+    assert not await fleet_state.claim_cleanup("node-dead", "node-a", ttl=TTL)
+    assert await fleet_state.claim_cleanup("node-other", "node-b", ttl=TTL)
+
+
+async def test_ping(fleet_state: FleetState) -> None:
+    assert await fleet_state.ping()
+
+
+# -- upstreams and health ------------------------------------------------------------------
+
+
+async def test_put_list_and_remove_upstreams(fleet_state: FleetState) -> None:
+    first = UpstreamSpec("10.0.0.2", 45888, ready_timeout=5.0, alive_timeout=30.0)
+    second = UpstreamSpec("10.0.0.1", 45888)
+    await fleet_state.put_upstream(first)
+    await fleet_state.put_upstream(second)
+    assert await fleet_state.list_upstreams() == [second, first]
+
+    draining = UpstreamSpec("10.0.0.2", 45888, 5.0, 30.0, UpstreamMode.DRAINING)
+    await fleet_state.put_upstream(draining)
+    assert await fleet_state.list_upstreams() == [second, draining]
+
+    assert await fleet_state.remove_upstream(second.id)
+    assert not await fleet_state.remove_upstream(second.id)
+    assert await fleet_state.list_upstreams() == [draining]
+
+
+async def test_health_views_per_node(fleet_state: FleetState) -> None:
+    up1, up2 = "10.0.0.1:45888", "10.0.0.2:45888"
+    await fleet_state.put_upstream(UpstreamSpec("10.0.0.1", 45888))
+    await fleet_state.set_health("node-a", up1, {"ready": True, "live": True})
+    await fleet_state.set_health("node-b", up1, {"ready": False, "live": True, "error": "x"})
+    await fleet_state.set_health("node-a", up2, {"ready": True, "latency": 0.25})
+    await fleet_state.set_health("node-a", up1, {"ready": False, "live": False})
+    assert await fleet_state.health_views() == {
+        up1: {
+            "node-a": {"ready": False, "live": False},
+            "node-b": {"ready": False, "live": True, "error": "x"},
+        },
+        up2: {"node-a": {"ready": True, "latency": 0.25}},
+    }
+    assert await fleet_state.remove_upstream(up1)
+    assert await fleet_state.health_views() == {up2: {"node-a": {"ready": True, "latency": 0.25}}}
+
+
+async def test_no_health_views(fleet_state: FleetState) -> None:
+    assert await fleet_state.health_views() == {}
+    assert await fleet_state.list_upstreams() == []
+
+
+# -- Redis only ----------------------------------------------------------------------------
+
+
+def test_redis_fleet_is_shared(redis_fleet: RedisFleet) -> None:
+    assert redis_fleet.shared
+    assert repr(redis_fleet).startswith("<RedisFleet prefix='pxtest:")
+
+
+async def test_liveness_expires_without_heartbeat(redis_fleet: RedisFleet) -> None:
+    await redis_fleet.register_node(node("node-a"), ttl=1.0)
+    await redis_fleet.register_node(node("node-b"), ttl=TTL)
+    assert await redis_fleet.node_alive("node-a")
+
+    async def expired() -> bool:
+        return not await redis_fleet.node_alive("node-a")
+
+    await eventually(expired, timeout=3.0, message="node-a's liveness key to expire")
+    assert await redis_fleet.list_nodes() == [node("node-b")]
+    assert await redis_fleet.known_nodes() == ["node-a", "node-b"]
+
+
+async def test_heartbeat_refreshes_the_liveness_ttl(
+    redis_fleet: RedisFleet, redis_url: str
+) -> None:
+    await redis_fleet.register_node(node("node-a"), ttl=0.3)
+    await redis_fleet.heartbeat(node("node-a"), ttl=TTL)
+    redis = Redis.from_url(redis_url)
+    try:
+        remaining = await redis.pttl(redis_fleet.keys.node_alive("node-a"))
+    finally:
+        await redis.aclose()
+    assert remaining > 1000
+
+
+async def test_unregister_node_leaves_nothing_behind(
+    redis_fleet: RedisFleet, redis_url: str
+) -> None:
+    await redis_fleet.register_node(node("node-a"), ttl=TTL)
+    for number in range(1, 1201):  # more than one deletion chunk
+        await redis_fleet.register_session(session(number))
+    await redis_fleet.set_health("node-a", "10.0.0.1:45888", {"ready": True})
+    await redis_fleet.set_health("node-b", "10.0.0.1:45888", {"ready": True})
+
+    await redis_fleet.unregister_node("node-a")
+
+    assert await redis_fleet.health_views() == {"10.0.0.1:45888": {"node-b": {"ready": True}}}
+    redis = Redis.from_url(redis_url)
+    try:
+        left = {key.decode() async for key in redis.scan_iter(match=f"{redis_fleet.keys.prefix}:*")}
+    finally:
+        await redis.aclose()
+    keys = redis_fleet.keys
+    assert left == {keys.health("10.0.0.1:45888"), keys.health_upstreams}
+
+
+async def test_claim_cleanup_expires(redis_fleet: RedisFleet) -> None:
+    assert await redis_fleet.claim_cleanup("node-dead", "node-a", ttl=0.2)
+
+    async def claimable() -> bool:
+        return await redis_fleet.claim_cleanup("node-dead", "node-b", ttl=TTL)
+
+    await eventually(claimable, timeout=2.0, message="the cleanup lock to expire")
+
+
+@pytest.mark.parametrize("limit", [1, 7, 100])
+async def test_any_page_size_lists_everything_once(fleet_state: FleetState, limit: int) -> None:
+    infos = [session(n) for n in range(1, 16)]
+    for info in infos:
+        await fleet_state.register_session(info)
+    pages = await all_pages(fleet_state, limit=limit)
+    assert [uuid for page in pages for uuid in page] == [info.uuid for info in infos]

@@ -1,0 +1,277 @@
+"""RedisBus on a real Redis: who receives what, binary payloads, and sends to absent nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+import pytest
+import pytest_asyncio
+
+from paradoxplex.node.redis_fleet import AliveCheck, RedisBus
+from tests.support.eventually import eventually
+
+PAYLOADS = [
+    b"",
+    bytes(range(256)),
+    b"\x00\x01\x02\r\n\xff",
+    b"\x01a" + b"tricky: starts like a broadcast frame",
+    os.urandom(1 << 20),
+]
+
+
+class Inbox:
+    """A handler that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.items: list[bytes] = []
+
+    async def __call__(self, envelope: bytes) -> None:
+        self.items.append(envelope)
+
+    def got(self, *expected: bytes) -> Callable[[], bool]:
+        return lambda: self.items == list(expected)
+
+    def holds(self, item: bytes) -> Callable[[], bool]:
+        return lambda: item in self.items
+
+
+class MakeBus(Protocol):
+    def __call__(
+        self, *, send_deadline: float = ..., is_alive: AliveCheck | None = ...
+    ) -> RedisBus: ...
+
+
+@pytest_asyncio.fixture
+async def make_bus(redis_url: str, key_prefix: str) -> AsyncIterator[MakeBus]:
+    made: list[RedisBus] = []
+
+    def make(*, send_deadline: float = 5.0, is_alive: AliveCheck | None = None) -> RedisBus:
+        bus = RedisBus.from_url(
+            redis_url, prefix=key_prefix, send_deadline=send_deadline, is_alive=is_alive
+        )
+        made.append(bus)
+        return bus
+
+    yield make
+    for bus in made:
+        await bus.close()
+
+
+async def started(bus: RedisBus, node_id: str) -> Inbox:
+    inbox = Inbox()
+    await bus.start(node_id, inbox)
+    return inbox
+
+
+async def settled(sender: RedisBus, *inboxes: Inbox) -> None:
+    """Wait until a control marker reached every inbox: whatever was published before it
+    and was meant for them has arrived too (one connection delivers in publish order)."""
+    marker = os.urandom(16)
+    await sender.control(marker)
+    for inbox in inboxes:
+        await eventually(inbox.holds(marker), message="the control marker")
+        inbox.items.remove(marker)
+
+
+async def test_send_reaches_only_the_target(make_bus: MakeBus) -> None:
+    a, b, c = make_bus(), make_bus(), make_bus()
+    inbox_a, inbox_b, inbox_c = await started(a, "a"), await started(b, "b"), await started(c, "c")
+    assert await a.send("b", b"for b")
+    await settled(a, inbox_a, inbox_b, inbox_c)
+    assert (inbox_a.items, inbox_b.items, inbox_c.items) == ([], [b"for b"], [])
+
+
+async def test_a_node_can_send_to_itself(make_bus: MakeBus) -> None:
+    a = make_bus()
+    inbox = await started(a, "a")
+    assert await a.send("a", b"loopback")
+    await eventually(inbox.got(b"loopback"))
+
+
+async def test_broadcast_reaches_the_others(make_bus: MakeBus) -> None:
+    a, b, c = make_bus(), make_bus(), make_bus()
+    inbox_a, inbox_b, inbox_c = await started(a, "a"), await started(b, "b"), await started(c, "c")
+    await a.broadcast(b"to everyone else")
+    await settled(a, inbox_a, inbox_b, inbox_c)
+    assert (inbox_a.items, inbox_b.items, inbox_c.items) == (
+        [],
+        [b"to everyone else"],
+        [b"to everyone else"],
+    )
+
+
+async def test_broadcast_from_a_node_whose_id_prefixes_another(make_bus: MakeBus) -> None:
+    a, ab = make_bus(), make_bus()
+    inbox_a, inbox_ab = await started(a, "a"), await started(ab, "ab")
+    await ab.broadcast(b"x")
+    await a.broadcast(b"y")
+    await settled(a, inbox_a, inbox_ab)
+    assert (inbox_a.items, inbox_ab.items) == ([b"x"], [b"y"])
+
+
+async def test_control_reaches_all(make_bus: MakeBus) -> None:
+    a, b = make_bus(), make_bus()
+    inbox_a, inbox_b = await started(a, "a"), await started(b, "b")
+    await a.control(b"reconcile")
+    await eventually(inbox_a.got(b"reconcile"))
+    await eventually(inbox_b.got(b"reconcile"))
+
+
+@pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: f"{len(p)}B")
+async def test_binary_payloads_arrive_unchanged(make_bus: MakeBus, payload: bytes) -> None:
+    a, b = make_bus(), make_bus()
+    await started(a, "a")
+    inbox_b = await started(b, "b")
+    assert await a.send("b", payload)
+    await a.broadcast(payload)
+    await a.control(payload)
+    assert await a.publish_many("b", [payload, payload])
+    await eventually(inbox_b.got(payload, payload, payload, payload, payload))
+
+
+async def test_publish_many_keeps_order(make_bus: MakeBus) -> None:
+    a, b = make_bus(), make_bus()
+    await started(a, "a")
+    inbox_b = await started(b, "b")
+    batch = [n.to_bytes(4, "big") for n in range(500)]
+    assert await a.publish_many("b", batch)
+    assert await a.publish_many("b", [])
+    await eventually(inbox_b.got(*batch))
+
+
+async def test_send_to_a_node_that_never_listens(
+    make_bus: MakeBus, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = make_bus(send_deadline=0.5)
+    await started(a, "a")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with caplog.at_level(logging.WARNING, logger="paradoxplex.node.fleet"):
+        assert not await a.send("nobody", b"lost")
+    assert 0.5 <= loop.time() - began < 1.5
+    assert a.undelivered == 1
+    assert [r.getMessage() for r in caplog.records if r.name == "paradoxplex.node.fleet"] == [
+        "bus a: 1 envelope(s) for node nobody not delivered: nobody listened within 0.5 s"
+    ]
+
+
+async def test_send_to_a_dead_node_gives_up_at_once(make_bus: MakeBus) -> None:
+    asked: list[str] = []
+
+    async def is_alive(node_id: str) -> bool:
+        asked.append(node_id)
+        return False
+
+    a = make_bus(send_deadline=5.0, is_alive=is_alive)
+    await started(a, "a")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert not await a.send("dead", b"lost")
+    assert not await a.publish_many("dead", [b"1", b"2"])
+    assert loop.time() - began < 1.0
+    assert asked == ["dead", "dead"]
+    assert a.undelivered == 3
+
+
+async def test_send_to_a_node_that_subscribes_late(make_bus: MakeBus) -> None:
+    a, late = make_bus(), make_bus()
+    await started(a, "a")
+    sending = asyncio.create_task(a.send("late", b"worth the wait"))
+    await asyncio.sleep(0.3)  # the scenario: the owner subscribes 0.3 s after the send began
+    assert not sending.done()
+    inbox = await started(late, "late")
+    assert await asyncio.wait_for(sending, timeout=5)
+    await eventually(inbox.got(b"worth the wait"))
+    assert a.undelivered == 0
+
+
+async def test_a_sender_keeps_its_order_while_the_owner_is_late(make_bus: MakeBus) -> None:
+    """Sends awaited in sequence (and batches) arrive in that sequence across a stall."""
+    a, late = make_bus(), make_bus()
+    await started(a, "a")
+    batch = [n.to_bytes(2, "big") for n in range(50)]
+
+    async def sender() -> list[bool]:
+        results = [await a.publish_many("late", batch[:10])]
+        for envelope in batch[10:40]:
+            results.append(await a.send("late", envelope))
+        results.append(await a.publish_many("late", batch[40:]))
+        return results
+
+    sending = asyncio.create_task(sender())
+    await asyncio.sleep(0.3)  # the scenario: the owner subscribes while envelopes wait
+    inbox = await started(late, "late")
+    assert await asyncio.wait_for(sending, timeout=5) == [True] * 32
+    await eventually(inbox.got(*batch))
+
+
+async def test_concurrent_sends_to_an_absent_node_give_up_together(make_bus: MakeBus) -> None:
+    """One retry loop per absent node: the others wait behind it, then fail fast."""
+    a = make_bus(send_deadline=0.5)
+    await started(a, "a")
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    results = await asyncio.gather(*(a.send("nobody", bytes([n])) for n in range(100)))
+    assert results == [False] * 100
+    assert loop.time() - began < 1.5
+    assert a.undelivered == 100
+    assert "stalled=0" in repr(a)
+
+
+async def test_a_failing_handler_does_not_stop_the_subscriber(make_bus: MakeBus) -> None:
+    a = make_bus()
+    seen: list[bytes] = []
+
+    async def handler(envelope: bytes) -> None:
+        seen.append(envelope)
+        if envelope == b"bad":
+            raise ValueError("handler bug")
+
+    await a.start("a", handler)
+    await a.send("a", b"bad")
+    await a.send("a", b"good")
+    await eventually(lambda: seen == [b"bad", b"good"])
+    assert a.handler_errors == 1
+
+
+async def test_a_slow_handler_is_not_a_dead_redis(redis_url: str, key_prefix: str) -> None:
+    bus = RedisBus.from_url(redis_url, prefix=key_prefix, ping_interval=0.05)
+    seen: list[bytes] = []
+    release = asyncio.Event()
+
+    async def handler(envelope: bytes) -> None:
+        if envelope == b"slow":
+            await release.wait()
+        seen.append(envelope)
+
+    await bus.start("a", handler)
+    try:
+        await bus.send("a", b"slow")
+        await bus.send("a", b"next")
+        await asyncio.sleep(0.3)  # the scenario: six watchdog intervals inside the handler
+        release.set()
+        await eventually(lambda: seen == [b"slow", b"next"])
+        assert bus.connected
+        assert bus.reconnects == 0
+    finally:
+        await bus.close()
+
+
+async def test_start_twice_is_an_error(make_bus: MakeBus) -> None:
+    a = make_bus()
+    await started(a, "a")
+    with pytest.raises(RuntimeError):
+        await started(a, "a")
+
+
+async def test_state_in_repr(make_bus: MakeBus) -> None:
+    a = make_bus()
+    assert "connected=False" in repr(a)
+    await started(a, "a")
+    assert repr(a) == "<RedisBus node='a' connected=True reconnects=0 undelivered=0 stalled=0>"
+    await a.close()
+    assert "connected=False" in repr(a)
