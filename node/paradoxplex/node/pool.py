@@ -106,12 +106,15 @@ class UpstreamPool:
         pick = self.balancer.pick
         uuid = session.uuid
         links = self.links
-        while held:
+        placed = 0
+        for frame in held:
             decision = pick(uuid, self._has_room)
             if not isinstance(decision, Place):
                 self._wait(session)
                 break
-            links[decision.upstream_id].enqueue(Outgoing(uuid, held.popleft()))
+            links[decision.upstream_id].enqueue(Outgoing(uuid, frame))
+            placed += 1
+        del held[:placed]
         session.settle()
 
     def send_event(self, session: str, event: pb.SocketEvent) -> bool:
@@ -177,7 +180,7 @@ class UpstreamPool:
             if session is None or session.closing:
                 self.metrics.drops.labels("socket_closed").inc(len(payloads))
                 continue
-            session.held.extendleft(reversed(payloads))
+            session.held[:0] = payloads
             self.submit(session)
         if by_session:
             log.info("re-placed %d queued messages from a link that left rotation", len(items))

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -62,12 +61,33 @@ class SessionHost(Protocol):
 class Session(asyncio.Protocol):
     """A socket's I/O; the decisions are the framer's, the balancer's and the router's."""
 
+    __slots__ = (
+        "_backpressured",
+        "_eof",
+        "_hold_timer",
+        "_idle_timer",
+        "_last_io",
+        "_linger_timer",
+        "_paused_by_admin",
+        "_reading",
+        "close_reason",
+        "closing",
+        "framer",
+        "held",
+        "host",
+        "info",
+        "limits",
+        "synced_io",
+        "traffic",
+        "transport",
+    )
+
     def __init__(self, host: SessionHost, limits: SessionLimits) -> None:
         self.host = host
         self.traffic = host.metrics.traffic
         self.limits = limits
         self.framer: Framer = make_framer(limits.framing, max_frame=limits.max_frame)
-        self.held: deque[bytes] = deque()
+        self.held: list[bytes] = []
         self.info: SessionInfo | None = None
         self.transport: asyncio.Transport | None = None
         self.closing = False

@@ -110,5 +110,14 @@ FRAMERS: dict[str, type[RawFramer] | type[LineFramer] | type[LengthFramer]] = {
 }
 
 
+_RAW: dict[int, RawFramer] = {}
+
+
 def make_framer(name: str, *, max_frame: int = DEFAULT_MAX_FRAME) -> Framer:
+    """A framer for one socket. ``raw`` keeps no state, so sockets share one per limit."""
+    if name == "raw":
+        framer = _RAW.get(max_frame)
+        if framer is None:
+            framer = _RAW[max_frame] = RawFramer(max_frame=max_frame)
+        return framer
     return FRAMERS[name](max_frame=max_frame)
