@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 
 from paradoxplex.upstream import Message, Outbox, UpstreamServer
 
@@ -34,9 +35,12 @@ async def run_echo(listen: str, *, broadcast_every: int = 0, batch: bool = True)
     port = await server.start(listen)
     host = listen.rpartition(":")[0]
     print(f"upstream-echo listening on {host}:{port}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        assert server.server is not None
-        await server.server.wait_for_termination()
+        await stop.wait()
     finally:
         await server.stop(0.5)
 

@@ -169,7 +169,10 @@ class Session(asyncio.Protocol):
         transport, info = self.transport, self.info
         if transport is None or info is None or self.closing:
             return False
-        if transport.get_write_buffer_size() + len(payload) > self.limits.write_buffer:
+        # The limit bounds a slow reader's backlog: a reply on an empty buffer is always
+        # written (the kernel takes what it can), however large.
+        buffered = transport.get_write_buffer_size()
+        if buffered and buffered + len(payload) > self.limits.write_buffer:
             return self._overflow(len(payload))
         transport.write(payload)
         info.bytes_out += len(payload)

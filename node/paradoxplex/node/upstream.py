@@ -323,22 +323,27 @@ class UpstreamLink:
                     add(time=now, client_uuid=item.session, payload=item.payload)
                 else:
                     add(time=now, client_uuid=item.session, event=item.event)
-            try:
-                await call.write(batch)
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as error:
-                self.queue.extendleft(reversed(items))
-                raise UpstreamUnavailable(self.id, _reason(error)) from None
+            await self._write(call, batch, items)
             self._counts[0] += len(items)
 
     async def _write_each(self, call: Any) -> None:
         while True:
             items = await self._next_items(1)
-            try:
-                await call.write(items[0].request(timestamp()))
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as error:
-                self.queue.extendleft(reversed(items))
-                raise UpstreamUnavailable(self.id, _reason(error)) from None
+            await self._write(call, items[0].request(timestamp()), items)
             self._counts[0] += 1
+
+    async def _write(self, call: Any, message: Any, items: list[Outgoing]) -> None:
+        """Write one gRPC message. When the write fails or is cancelled (the link is going
+        down), its items go back to the front of the queue to be placed elsewhere: a cancelled
+        write may have reached the upstream, so this risks a duplicate rather than a loss."""
+        try:
+            await call.write(message)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as error:
+            self.queue.extendleft(reversed(items))
+            raise UpstreamUnavailable(self.id, _reason(error)) from None
+        except asyncio.CancelledError:
+            self.queue.extendleft(reversed(items))
+            raise
 
     async def _read_batches(self, call: Any) -> None:
         receive = self.host.receive_reply

@@ -1,0 +1,258 @@
+"""In-process nodes, upstreams and TCP clients on 127.0.0.1, port 0, for integration tests.
+
+- ``Recorder``: an upstream handler that records every message and echoes socket data.
+- ``start_upstream``: a real gRPC upstream (the SDK's ``UpstreamServer``) on a free port.
+- ``running_node``: a ``Node`` with the given upstreams, started, ready, stopped afterwards
+  (``drain_grace`` 0 unless told otherwise, so stopping does not wait for open sockets).
+- ``Client``: a real TCP socket to the node's listener, with reads bounded by a deadline.
+- ``sample``: a metric's value from the node's own Prometheus registry (0.0 when absent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from paradoxplex.node.node import Node
+from paradoxplex.node.session import Session
+from paradoxplex.shared.config import Address, NodeConfig
+from paradoxplex.upstream import Message, Outbox, UpstreamServer
+from tests.support.eventually import eventually
+
+READ_TIMEOUT = 5.0
+ReplyRule = Callable[[Message, Outbox], bool]
+
+
+@dataclass
+class Recorder:
+    """Records each message; echoes socket data unless ``echo`` is off or ``rule`` answered.
+
+    ``rule(message, out)`` may answer in its own way and return True to skip the echo.
+    """
+
+    echo: bool = True
+    rule: ReplyRule | None = None
+    messages: list[Message] = field(default_factory=list)
+
+    def __call__(self, message: Message, out: Outbox) -> None:
+        self.messages.append(message)
+        if message.event:
+            return
+        if self.rule is not None and self.rule(message, out):
+            return
+        if self.echo:
+            out.reply(message.client_uuid, message.payload)
+
+    @property
+    def data(self) -> list[bytes]:
+        """Payloads of data messages, in arrival order."""
+        return [m.payload for m in self.messages if not m.event]
+
+    @property
+    def events(self) -> list[Message]:
+        return [m for m in self.messages if m.event]
+
+    def __repr__(self) -> str:
+        return f"<Recorder messages={len(self.messages)} events={len(self.events)}>"
+
+
+async def start_upstream(
+    handler: Recorder | None = None, *, batch: bool = True, port: int = 0
+) -> tuple[UpstreamServer, Recorder]:
+    """An upstream on 127.0.0.1 (``port`` 0: a free one); stop it with ``await server.stop(0)``."""
+    recorder = handler if handler is not None else Recorder()
+    server = UpstreamServer(recorder, batch=batch)
+    await server.start(f"127.0.0.1:{port}")
+    return server, recorder
+
+
+def free_port() -> int:
+    """A port that was free a moment ago (for an upstream started later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def node_config(upstream_ports: tuple[int, ...], **overrides: Any) -> NodeConfig:
+    settings: dict[str, Any] = {
+        "listen": Address("127.0.0.1", 0),
+        "admin": Address("127.0.0.1", 0),
+        "upstream": tuple(Address("127.0.0.1", port) for port in upstream_ports),
+        "node_id": "test-node",
+        "drain_grace": 0.0,
+        "ready_timeout": 2.0,
+        "alive_timeout": 5.0,
+    }
+    settings.update(overrides)
+    return NodeConfig(**settings)
+
+
+@contextlib.asynccontextmanager
+async def running_node(
+    *upstream_ports: int, wait_ready: bool = True, **overrides: Any
+) -> AsyncIterator[Node]:
+    """A started node; with ``wait_ready``, every upstream is in rotation before it is yielded."""
+    node = Node(node_config(upstream_ports, **overrides))
+    await node.start()
+    try:
+        if wait_ready:
+            await eventually(
+                lambda: len(node.pool.balancer_members()) == len(upstream_ports),
+                message="every upstream in rotation",
+            )
+        yield node
+    finally:
+        await node.stop()
+
+
+def listen_port(node: Node) -> int:
+    return int(node.listen_address.rsplit(":", 1)[1])
+
+
+def sample(node: Node, name: str, **labels: str) -> float:
+    """A sample of the node's metrics: ``sample(node, "paradoxplex_drops_total", reason=...)``."""
+    value = node.metrics.registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def upstream_id(port: int) -> str:
+    return f"127.0.0.1:{port}"
+
+
+class Client:
+    """A TCP client of the node's listener. Close it (``aclose``) in every test."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.local_port: int = writer.get_extra_info("sockname")[1]
+
+    @classmethod
+    async def connect(cls, node: Node, *, rcvbuf: int | None = None) -> Client:
+        """Connect to ``node``; ``rcvbuf`` shrinks the client's receive buffer (slow readers)."""
+        if rcvbuf is None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listen_port(node))
+            return cls(reader, writer)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.setblocking(False)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", listen_port(node)))
+        except OSError:
+            sock.close()
+            raise
+        reader, writer = await asyncio.open_connection(sock=sock)
+        return cls(reader, writer)
+
+    @property
+    def remote_as_node_sees_it(self) -> str:
+        return f"127.0.0.1:{self.local_port}"
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def receive_exactly(self, size: int, *, within: float = READ_TIMEOUT) -> bytes:
+        async with asyncio.timeout(within):
+            return await self.reader.readexactly(size)
+
+    async def receive_until(self, marker: bytes, *, within: float = READ_TIMEOUT) -> bytes:
+        """Everything up to and including ``marker``."""
+        async with asyncio.timeout(within):
+            return await self.reader.readuntil(marker)
+
+    async def round_trip(self, data: bytes, *, reply: bytes | None = None) -> None:
+        """Send ``data``; assert that ``reply`` (default: ``data``) comes back."""
+        expected = data if reply is None else reply
+        await self.send(data)
+        got = await self.receive_exactly(len(expected))
+        assert got == expected
+
+    async def closed_by_peer(self, *, within: float = READ_TIMEOUT) -> bytes:
+        """Read to end of stream (EOF or reset); return what came before it."""
+        chunks: list[bytes] = []
+        async with asyncio.timeout(within):
+            while True:
+                try:
+                    chunk = await self.reader.read(65536)
+                except ConnectionError:
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        return b"".join(chunks)
+
+    async def aclose(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await self.writer.wait_closed()
+
+    def __repr__(self) -> str:
+        return f"<Client local_port={self.local_port}>"
+
+
+def session_of(node: Node, client: Client) -> Session:
+    """The node's session for ``client`` (by the client's address)."""
+    wanted = client.remote_as_node_sees_it
+    for session in node.sessions.values():
+        if session.info is not None and session.info.remote == wanted:
+            return session
+    raise LookupError(f"no session for {wanted}")
+
+
+async def session_uuid(node: Node, client: Client) -> str:
+    """The UUID the node gave ``client``'s socket, once the node has accepted it."""
+    found: list[str] = []
+
+    def accepted() -> bool:
+        found[:] = [session_of(node, client).uuid]
+        return True
+
+    await eventually(accepted, message=f"the node accepted {client!r}")
+    return found[0]
+
+
+@contextlib.asynccontextmanager
+async def clients(node: Node, count: int) -> AsyncIterator[list[Client]]:
+    """``count`` connected clients, closed afterwards."""
+    opened: list[Client] = []
+    try:
+        for _ in range(count):
+            opened.append(await Client.connect(node))
+        yield opened
+    finally:
+        for client in opened:
+            await client.aclose()
+
+
+class Collector:
+    """Reads a client in the background; ``tokens(sep)`` splits what arrived so far."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.buffer = bytearray()
+        self.ended = False
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        try:
+            while chunk := await self.client.reader.read(65536):
+                self.buffer += chunk
+        except ConnectionError:
+            pass
+        finally:
+            self.ended = True
+
+    def tokens(self, separator: bytes) -> list[bytes]:
+        *complete, _ = bytes(self.buffer).split(separator)
+        return complete
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
