@@ -63,9 +63,7 @@ def test_json_content_types_pass(header: str | None) -> None:
     check_content_type(header)
 
 
-@pytest.mark.parametrize(
-    "header", ["", "multipart/form-data", "application/xml", "image/png"]
-)
+@pytest.mark.parametrize("header", ["", "multipart/form-data", "application/xml", "image/png"])
 def test_other_content_types_are_refused(header: str) -> None:
     with pytest.raises(ConfigError) as raised:
         check_content_type(header)

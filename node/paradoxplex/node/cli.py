@@ -128,8 +128,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         install_uvloop()
         from paradoxplex.node.echo import main_echo
 
-        with contextlib.suppress(KeyboardInterrupt):
-            main_echo(str(address), broadcast_every=args.broadcast_every, batch=not args.original)
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                main_echo(
+                    str(address), broadcast_every=args.broadcast_every, batch=not args.original
+                )
+        except OSError as error:
+            print(f"paradoxplex upstream-echo: {error}", file=sys.stderr)
+            return 1
         return 0
     try:
         config = node_config(args, dict(os.environ))

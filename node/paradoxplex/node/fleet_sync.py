@@ -6,6 +6,9 @@ Rules:
 - A write that fails (fleet unavailable) is kept and retried; ``resync`` queues every local
   session again (Redis came back, possibly empty).
 - Counter changes are written at most every ``counter_interval`` seconds per session.
+- Nothing is written while ``ready()`` is false (the node is not registered in the fleet,
+  e.g. Redis came back empty): a session written before its node's liveness key would make
+  the node look dead to the others, who would remove it.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ class SessionSync:
         *,
         interval: float = 0.1,
         on_error: Callable[[], None] | None = None,
+        ready: Callable[[], bool] | None = None,
     ) -> None:
         self.fleet = fleet
+        self.ready = ready
         self.local = local
         self.interval = interval
         self.on_error = on_error
@@ -72,6 +77,9 @@ class SessionSync:
     async def run(self) -> None:
         while True:
             await self._wakeup.wait()
+            if self.ready is not None and not self.ready():
+                await asyncio.sleep(self.interval)
+                continue
             self._wakeup.clear()
             try:
                 await self.flush()

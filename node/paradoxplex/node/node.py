@@ -83,7 +83,9 @@ class Node:
             batch=config.batch == "auto",
             on_change=self._link_changed,
         )
-        self.sync = SessionSync(self.fleet, self._local_infos, on_error=self._fleet_failed)
+        self.sync = SessionSync(
+            self.fleet, self._local_infos, on_error=self._fleet_failed, ready=self._registered
+        )
         self.courier = Courier(lambda: self.bus, self.metrics, on_undelivered=self._forget_owner)
         self.started_at = time.time()
         self.listen_address = ""
@@ -96,6 +98,7 @@ class Node:
         self._pending: dict[str, asyncio.Future[bus_pb2.CommandReply]] = {}
         self._owners: dict[str, str] = {}
         self._stopped = asyncio.Event()
+        self._stopping: asyncio.Future[None] | None = None
 
     # startup and shutdown ---------------------------------------------------------------
 
@@ -197,9 +200,13 @@ class Node:
         await asyncio.sleep(0)
 
     async def stop(self) -> None:
-        """Drain, then release everything. Safe to call twice."""
-        if self._stopped.is_set():
-            return
+        """Drain, then release everything. Every caller (signal, admin drain) waits for the
+        one shutdown in progress; a second call never cuts the first one's grace short."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
         await self.drain()
         await self.pool.close(grace=2.0)
         with contextlib.suppress(FleetUnavailable):
@@ -443,6 +450,14 @@ class Node:
     async def _answer(self, sender: str, command: bus_pb2.Command) -> None:
         from paradoxplex.node.control import execute_local
 
+        if command.deadline and time.time() > command.deadline:
+            self.metrics.drops.labels("command_expired").inc()
+            log.warning(
+                "admin command %s for socket %s arrived after its requester gave up; dropped",
+                command.action,
+                command.client_uuid,
+            )
+            return
         status, body = execute_local(self, command)
         await self.flush_sessions()
         data = envelopes.reply(self.node_id, command.request_id, status, body)
@@ -470,8 +485,15 @@ class Node:
         request_id = uuidlib.uuid4().hex
         future: asyncio.Future[bus_pb2.CommandReply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
+        deadline = time.time() + self.config.owner_timeout
         data = envelopes.command(
-            self.node_id, request_id, action, session, payload=payload, labels=labels
+            self.node_id,
+            request_id,
+            action,
+            session,
+            payload=payload,
+            labels=labels,
+            deadline=deadline,
         )
         try:
             async with asyncio.timeout(self.config.owner_timeout):
@@ -547,8 +569,13 @@ class Node:
                 session.synced_io = info.bytes_in + info.bytes_out
                 self.sync.changed(info)
 
+    def _registered(self) -> bool:
+        """Whether session writes may go to the fleet: this node is registered there."""
+        return self.fleet_ok and getattr(self.bus, "connected", True)
+
     async def resync(self) -> None:
         """The fleet came back (maybe empty): register this node, its sessions and upstreams."""
+        self.fleet_ok = False  # no session writes before the node's own record is back
         await self.fleet.register_node(self.record(), ttl=self.config.node_ttl)
         known = {spec.id for spec in await self.fleet.list_upstreams()}
         for link in self.pool.links.values():

@@ -30,6 +30,8 @@ SERVER_OPTIONS = [
     ("grpc.max_send_message_length", 64 * 1024 * 1024),
     # accept gentle client keepalive pings
     ("grpc.http2.min_ping_interval_without_data_ms", 60_000),
+    # a taken port is an error, not a second server silently sharing it
+    ("grpc.so_reuseport", 0),
 ]
 
 
@@ -147,9 +149,12 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
             pb_grpc.add_UpstreamPeerServiceServicer_to_server(self, self.server)
         else:
             _add_original_only(self, self.server)
-        self.port = self.server.add_insecure_port(address)
+        try:
+            self.port = self.server.add_insecure_port(address)
+        except RuntimeError:  # grpc's "Failed to bind": the port is taken or not ours
+            self.port = 0
         if not self.port:
-            raise OSError(f"cannot listen on {address}")
+            raise OSError(f"cannot listen on {address} (port in use?)")
         await self.server.start()
         return self.port
 

@@ -28,6 +28,7 @@ def command(
     *,
     payload: bytes = b"",
     labels: dict[str, str] | None = None,
+    deadline: float = 0.0,
 ) -> bytes:
     body = bus_pb2.Command(
         request_id=request_id,
@@ -35,6 +36,7 @@ def command(
         client_uuid=session,
         payload=payload,
         labels=labels or {},
+        deadline=deadline,
     )
     return bus_pb2.Envelope(sender=sender, command=body).SerializeToString()
 

@@ -146,11 +146,16 @@ class Command(_message.Message):
     CLIENT_UUID_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     action: _builtins.str
     """"get" | "send" | "pause" | "resume" | "labels" | "close" """
     client_uuid: _builtins.str
     payload: _builtins.bytes
+    deadline: _builtins.float
+    """Unix time after which the requester has given up (answered 504): the owner drops a
+    command that arrives later instead of acting on it, so a retried 504 never acts twice.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -161,10 +166,11 @@ class Command(_message.Message):
         client_uuid: _builtins.str = ...,
         payload: _builtins.bytes = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        deadline: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "client_uuid", b"client_uuid", "labels", b"labels", "payload", b"payload", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "client_uuid", b"client_uuid", "deadline", b"deadline", "labels", b"labels", "payload", b"payload", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

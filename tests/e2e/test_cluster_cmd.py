@@ -1,0 +1,78 @@
+"""``paradoxplex cluster``: a Redis, 3 nodes and 2 echo upstreams on loopback, one Ctrl-C."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import uuid
+
+import aiohttp
+import pytest
+
+from tests.support.eventually import eventually
+from tests.support.fleet import (
+    Admin,
+    Client,
+    Proc,
+    children_of,
+    free_range,
+    pid_gone,
+)
+from tests.support.processes import executable
+
+pytestmark = pytest.mark.e2e
+
+UP_LINE = re.compile(rb"cluster up")
+
+
+async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
+    listen = free_range(3)
+    admin = free_range(3, avoid=range(listen, listen + 3))
+    upstream = free_range(2, avoid=[*range(listen, listen + 3), *range(admin, admin + 3)])
+    cluster = Proc(
+        "cluster",
+        [
+            executable(), "cluster", "--nodes", "3", "--upstreams", "2",
+            "--listen-base", str(listen), "--admin-base", str(admin),
+            "--upstream-base", str(upstream), "--prefix", f"pxtest-cluster-{uuid.uuid4().hex[:8]}",
+        ],
+    )  # fmt: skip
+    children: list[int] = []
+    client: Client | None = None
+    try:
+        await cluster.wait_line(UP_LINE, timeout=60)
+        children = children_of(cluster.pid)
+        assert len(children) == 6, children  # redis, 2 upstreams, 3 nodes
+        printed = cluster.stdout().decode()
+        assert re.search(r"redis\s+redis://127\.0\.0\.1:\d+/0", printed), printed
+        for j in range(2):
+            assert f"127.0.0.1:{upstream + j}" in printed
+        for i in range(3):
+            assert f"tcp 127.0.0.1:{listen + i}" in printed
+            assert f"admin http://127.0.0.1:{admin + i}" in printed
+
+        client = await Client.connect(f"127.0.0.1:{listen}")
+        await client.round_trip(b"<hello node1>")
+        async with aiohttp.ClientSession() as http:
+            node2 = Admin(f"http://127.0.0.1:{admin + 1}", http)
+
+            async def three() -> bool:
+                return await node2.node_ids() == {"node1", "node2", "node3"}
+
+            await eventually(three, timeout=10, message="node2 lists 3 nodes")
+            assert (await node2.uuid_of(client)) in await node2.socket_uuids("node=node1")
+        await client.close()
+
+        cluster.signal(signal.SIGINT)
+        assert await cluster.wait_exit(timeout=30) == 0, cluster.tail()
+        await eventually(lambda: all(map(pid_gone, children)), timeout=5, message="no process left")
+    finally:
+        if client is not None:
+            await client.close()
+        cluster.kill()
+        for pid in children:  # processes this test started (through the cluster), by pid
+            if not pid_gone(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
