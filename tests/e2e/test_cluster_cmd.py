@@ -35,7 +35,7 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
         "cluster",
         [
             executable(), "cluster", "--nodes", "3", "--upstreams", "2",
-            "--listen-base", str(listen), "--admin-base", str(admin),
+            "--listen-base", str(listen + 2), "--admin-base", str(admin),
             "--upstream-base", str(upstream), "--prefix", f"pxtest-cluster-{uuid.uuid4().hex[:8]}",
         ],
     )  # fmt: skip
@@ -50,10 +50,10 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
         for j in range(2):
             assert f"127.0.0.1:{upstream + j}" in printed
         for i in range(3):
-            assert f"tcp 127.0.0.1:{listen + i}" in printed
+            assert f"tcp 127.0.0.1:{listen + 2 - i}" in printed  # listeners count down
             assert f"admin http://127.0.0.1:{admin + i}" in printed
 
-        client = await Client.connect(f"127.0.0.1:{listen}")
+        client = await Client.connect(f"127.0.0.1:{listen + 2}")
         await client.round_trip(b"<hello node1>")
         async with aiohttp.ClientSession() as http:
             node2 = Admin(f"http://127.0.0.1:{admin + 1}", http)

