@@ -1,0 +1,409 @@
+"""The benchmark cases. Each returns rows and never raises for a failure of the system
+under test: a case (or one run) that fails becomes a row with ``error`` set.
+
+- ``rr``: 64-byte request/response at each connection level, alternating node (batch path),
+  HAProxy (if installed) and the C echo server, all started once and kept running.
+- ``original``: the same against a node whose upstream serves only the original RPCs;
+  alternated with ``rr`` when both run.
+- ``idle``: RSS growth per idle socket (node, HAProxy, C echo).
+- ``redis-mem``: Redis ``used_memory`` growth per session (one node with ``--redis``), and
+  the sessions Redis still holds a while after the sockets closed.
+- ``broadcast``: one admin broadcast to every socket, one node vs two nodes over Redis.
+- ``workers``: ``--workers 2`` vs ``--workers 1`` (both with ``--redis``).
+- ``cross``: replies that must cross nodes through Redis vs the same traffic answered locally.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.measure import (
+    Timing,
+    broadcast,
+    hold_idle,
+    idle_rss,
+    load_run,
+    open_files,
+    settle,
+    stable_rss,
+    wait_count,
+)
+from bench.procs import BenchError, Procs, fd_count
+from bench.report import Row
+from bench.systems import (
+    HAPROXY_INSTALL,
+    RedisServer,
+    System,
+    echo_system,
+    haproxy_binary,
+    haproxy_system,
+    launch_node,
+    node_system,
+    start_cross_upstream,
+    start_redis,
+    start_upstream_echo,
+    wait_round_trip,
+)
+
+SYNC_PAUSE = 0.5
+ALL_CASES = ("rr", "original", "idle", "redis-mem", "broadcast", "workers", "cross")
+START_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    timing: Timing
+    levels: tuple[int, ...]
+    idle_sockets: int
+    fleet_levels: tuple[int, ...]
+    worker_levels: tuple[int, ...]
+    log_dir: Path
+    nofile: int
+    warnings: list[str]
+    profile_dir: Path | None = None
+
+    @property
+    def haproxy_maxconn(self) -> int:
+        """HAProxy needs two files per session; stay inside the open-file limit."""
+        return max(100, min(20_000, (self.nofile - 200) // 2))
+
+
+Factory = Callable[[Procs], System]
+
+
+def _error(error: BaseException) -> str:
+    if isinstance(error, BenchError):
+        return f"error: {error}"
+    where = traceback.extract_tb(error.__traceback__)[-1:]
+    place = f" at {where[0].filename.rpartition('/')[2]}:{where[0].lineno}" if where else ""
+    return f"error: {type(error).__name__}: {error}{place}"
+
+
+@contextmanager
+def _case(log_dir: Path, name: str) -> Iterator[Procs]:
+    with Procs(log_dir / name) as procs:
+        yield procs
+
+
+def _start_all(
+    procs: Procs, specs: list[tuple[str, str, Factory]], levels: tuple[int, ...]
+) -> tuple[list[tuple[str, System, int]], list[Row]]:
+    started: list[tuple[str, System, int]] = []
+    failed: list[Row] = []
+    for case, name, factory in specs:
+        try:
+            system = factory(procs)
+        except Exception as error:
+            failed += [Row(case, name, conns, error=_error(error)) for conns in levels]
+            continue
+        started.append((case, system, open_files(system)))
+    return started, failed
+
+
+def _alternate(
+    procs: Procs, started: list[tuple[str, System, int]], levels: tuple[int, ...], plan: Plan
+) -> list[Row]:
+    """Each connection level, each system in turn: drift hits every system alike."""
+    rows = []
+    for conns in levels:
+        for case, system, files in started:
+            settle(system, files)
+            print(f"  {case:<9} {system.name:<14} {conns:>5} conns ...", end="", flush=True)
+            try:
+                _check_alive(system)
+                row = load_run(
+                    procs, case, system, conns, plan.timing, profile_dir=plan.profile_dir
+                )
+            except Exception as error:
+                row = Row(case, system.name, conns, error=_error(error))
+            print(f" {row.msgs_per_s or 0:>10,.0f} msgs/s" if not row.error else f" {row.error}")
+            rows.append(row)
+    return rows
+
+
+def _check_alive(system: System) -> None:
+    """A process of the system that is gone (crashed, or killed from outside) fails the run
+    with its exit status and last log line, rather than as a loadgen error."""
+    for proc in [*system.proxy, *system.upstream]:
+        if not proc.alive():
+            code = proc.popen.returncode
+            how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+            raise BenchError(f"{proc.name} is gone ({how}): {proc.last_line()}")
+
+
+def throughput(plan: Plan, cases: set[str]) -> list[Row]:
+    """``rr`` and ``original``: every system started once, runs alternating between them."""
+    specs: list[tuple[str, str, Factory]] = []
+    if "rr" in cases:
+        specs.append(("rr", "node", lambda p: node_system(p, "node")))
+        if haproxy_binary():
+            specs.append(
+                ("rr", "haproxy", lambda p: haproxy_system(p, maxconn=plan.haproxy_maxconn))
+            )
+        else:
+            plan.warnings.append(f"haproxy not on PATH: no HAProxy column ({HAPROXY_INSTALL})")
+        specs.append(("rr", "c-echo", echo_system))
+    if "original" in cases:
+        specs.append(
+            ("original", "node-original", lambda p: node_system(p, "node-original", original=True))
+        )
+    with _case(plan.log_dir, "throughput") as procs:
+        started, rows = _start_all(procs, specs, plan.levels)
+        return rows + _alternate(procs, started, plan.levels, plan)
+
+
+def idle(plan: Plan) -> list[Row]:
+    rows = []
+    specs: list[tuple[str, Factory, int, int]] = [
+        ("node", lambda p: node_system(p, "node"), plan.idle_sockets, 1),
+    ]
+    if haproxy_binary():
+        sockets = min(plan.idle_sockets, plan.haproxy_maxconn - 50)
+        specs.append(
+            ("haproxy", lambda p: haproxy_system(p, maxconn=plan.haproxy_maxconn), sockets, 2)
+        )
+    specs.append(("c-echo", echo_system, plan.idle_sockets, 1))
+    for name, factory, sockets, files in specs:
+        print(f"  idle      {name:<14} {sockets:>5} sockets ...", end="", flush=True)
+        with _case(plan.log_dir, f"idle-{name}") as procs:
+            try:
+                row = idle_rss(procs, "idle", factory(procs), sockets, fds_per_socket=files)
+            except Exception as error:
+                row = Row("idle", name, sockets, metric="RSS per idle socket", error=_error(error))
+        print(f" {row.value or 0:,.0f} bytes/socket" if not row.error else f" {row.error}")
+        rows.append(row)
+    return rows
+
+
+def _warning(log: str) -> str:
+    """The node's first WARNING or ERROR line, without its timestamp."""
+    for line in log.splitlines():
+        for level in ("WARNING", "ERROR"):
+            if f" {level} " in line:
+                return line.partition(f" {level} ")[2][:200]
+    return "nothing in the node's log"
+
+
+def _sessions(redis: RedisServer, prefix: str) -> int:
+    return int(redis.client.zcard(f"{prefix}:sessions"))
+
+
+def redis_memory(plan: Plan) -> list[Row]:
+    """Redis bytes per session with ``idle_sockets`` sockets on one fleet node."""
+    sockets, prefix, name = plan.idle_sockets, "benchmem", "node+redis"
+    print(f"  redis-mem {name:<14} {sockets:>5} sockets ...", end="", flush=True)
+    rows: list[Row] = []
+    with _case(plan.log_dir, "redis-mem") as procs:
+        try:
+            redis = start_redis(procs)
+            node = launch_node(procs, name, [], redis_url=redis.url, key_prefix=prefix)
+            node.wait_ready()
+            pids = node.proc.tree()
+            time.sleep(1.0)
+            used0, rss0 = redis.used_memory(), stable_rss(pids, settle_s=0.5, timeout=3)
+            held = hold_idle(procs, "redis-mem", [node.listen], sockets)
+            try:
+                _, count = wait_count(
+                    lambda: _sessions(redis, prefix), lambda n: n >= held.connected, timeout=60
+                )
+                used1, rss1 = redis.used_memory(), stable_rss(pids)
+            finally:
+                held.release()
+            gone, left = wait_count(lambda: _sessions(redis, prefix), lambda n: n == 0, timeout=15)
+        except Exception as error:
+            print(f" {_error(error)}")
+            return [
+                Row("redis-mem", name, sockets, metric="Redis per session", error=_error(error))
+            ]
+    detail: dict[str, object] = {
+        "used_memory_before": used0,
+        "used_memory_after": used1,
+        "sessions": count,
+    }
+    per_session = Row("redis-mem", name, count, metric="Redis per session", unit="bytes")
+    per_session.value = (used1 - used0) / max(count, 1)
+    per_session.detail = detail
+    if count < held.connected * 0.95:
+        per_session.error = (
+            f"only {count} of {held.connected} sessions reached Redis "
+            f"({_warning(node.proc.log_text())}); {per_session.value:,.0f} bytes each"
+        )
+    rss = Row("redis-mem", name, held.connected, metric="node RSS per idle socket", unit="bytes")
+    rss.value = (rss1 - rss0) / max(held.connected, 1)
+    leftover = Row("redis-mem", name, held.connected, metric="sessions left after close")
+    leftover.value, leftover.unit = left, "sessions"
+    if not gone:
+        leftover.detail["note"] = "Redis still lists sessions of closed sockets"
+    rows += [per_session, rss, leftover]
+    print(f" {per_session.value:,.0f} bytes/session, {left} left after close")
+    return rows
+
+
+def broadcasts(plan: Plan) -> list[Row]:
+    """One node (in-memory fleet) vs two nodes through Redis, ``idle_sockets`` sockets."""
+    rows: list[Row] = []
+    sockets = plan.idle_sockets
+    for name in ("node", "fleet-2-nodes"):
+        print(f"  broadcast {name:<14} {sockets:>5} sockets ...", end="", flush=True)
+        with _case(plan.log_dir, f"broadcast-{name}") as procs:
+            try:
+                rows += _broadcast(procs, name, sockets)
+                last = rows[-2]
+                print(
+                    f" last arrival {last.value or 0:,.1f} ms"
+                    if not last.error
+                    else f" {last.error}"
+                )
+            except Exception as error:
+                print(f" {_error(error)}")
+                rows.append(
+                    Row("broadcast", name, sockets, metric="last arrival", error=_error(error))
+                )
+    return rows
+
+
+def _broadcast(procs: Procs, name: str, sockets: int) -> list[Row]:
+    prefix = "benchcast"
+    if name == "node":
+        node = launch_node(procs, name, []).wait_ready()
+        system = System(name, [node.listen], [node.proc], [], node.admin)
+        pids = node.proc.tree()
+        files = fd_count(pids)
+        return broadcast(procs, "broadcast", system, sockets, known=lambda: fd_count(pids) - files)
+    redis = start_redis(procs)
+    launched = [
+        launch_node(
+            procs,
+            f"{name}-{tag}",
+            [],
+            redis_url=redis.url,
+            node_id=f"bench-{tag}",
+            key_prefix=prefix,
+        )
+        for tag in ("a", "b")
+    ]
+    nodes = [node.wait_ready() for node in launched]
+    system = System(
+        name, [n.listen for n in nodes], [n.proc for n in nodes], [], [nodes[0].admin[0]]
+    )
+    pids = [pid for n in nodes for pid in n.proc.tree()]
+    files = fd_count(pids)
+
+    def known() -> int:
+        """Sockets both accepted and written to the fleet's session list."""
+        return min(fd_count(pids) - files, _sessions(redis, prefix))
+
+    return broadcast(procs, "broadcast", system, sockets, known=known)
+
+
+def workers(plan: Plan) -> list[Row]:
+    """``--workers 2`` vs ``--workers 1``, both fleet members of one Redis, one echo upstream."""
+    with _case(plan.log_dir, "workers") as procs:
+        try:
+            redis = start_redis(procs)
+            upstream, address = start_upstream_echo(procs, "workers-upstream")
+        except Exception as error:
+            return [
+                Row("workers", "workers-1/2", c, error=_error(error)) for c in plan.worker_levels
+            ]
+
+        def factory(count: int) -> Factory:
+            def start(p: Procs) -> System:
+                name = f"workers-{count}"
+                node = launch_node(
+                    p, name, [address], redis_url=redis.url, workers=count, key_prefix=name
+                ).wait_ready()
+                system = System(name, [node.listen], [node.proc], [upstream], node.admin)
+                wait_round_trip(system, [node.proc, upstream], timeout=START_TIMEOUT, tries=8)
+                return system
+
+            return start
+
+        specs = [("workers", f"workers-{n}", factory(n)) for n in (1, 2)]
+        started, rows = _start_all(procs, specs, plan.worker_levels)
+        return rows + _alternate(procs, started, plan.worker_levels, plan)
+
+
+def cross(plan: Plan) -> list[Row]:
+    """Node A's sockets answered on node B's upstream stream (a Redis hop) vs locally."""
+    with _case(plan.log_dir, "cross") as procs:
+        try:
+            redis = start_redis(procs)
+        except Exception as error:
+            return [Row("cross", "fleet-cross", c, error=_error(error)) for c in plan.fleet_levels]
+
+        def factory(mode: str) -> Factory:
+            def start(p: Procs) -> System:
+                name = f"fleet-{mode}"
+                upstream, address = start_cross_upstream(p, f"{name}-upstream", mode=mode)
+                launched = [
+                    launch_node(
+                        p,
+                        f"{name}-{tag}",
+                        [address],
+                        redis_url=redis.url,
+                        node_id=f"{name}-{tag}",
+                        key_prefix=name,
+                    )
+                    for tag in ("a", "b")
+                ]
+                nodes = [node.wait_ready() for node in launched]
+                # The loadgen talks to A only; B holds no socket, it only relays replies.
+                # A writes new sessions to Redis in the background: the first request
+                # waits SYNC_PAUSE so that B can find the socket's owner.
+                system = System(
+                    name,
+                    [nodes[0].listen],
+                    [n.proc for n in nodes],
+                    [upstream],
+                    [n.admin[0] for n in nodes],
+                    note=f"first request {SYNC_PAUSE:g} s after connect",
+                    pause=SYNC_PAUSE,
+                )
+                wait_round_trip(
+                    system, [*system.proxy, upstream], timeout=START_TIMEOUT, tries=4, pause=0.5
+                )
+                return system
+
+            return start
+
+        specs = [("cross", f"fleet-{mode}", factory(mode)) for mode in ("local", "cross")]
+        started, rows = _start_all(procs, specs, plan.fleet_levels)
+        rows += _alternate(procs, started, plan.fleet_levels, plan)
+        # the same, but the first request right after connecting: are new sockets answered?
+        fresh = [
+            (case, dataclasses.replace(system, name="fleet-cross-now", note="", pause=0.0), files)
+            for case, system, files in started
+            if system.name == "fleet-cross"
+        ]
+        return rows + _alternate(procs, fresh, plan.fleet_levels[-1:], plan)
+
+
+def run_cases(plan: Plan, cases: list[str]) -> list[Row]:
+    chosen = set(cases)
+    rows: list[Row] = []
+    if chosen & {"rr", "original"}:
+        print("throughput (64-byte request/response):", flush=True)
+        began = time.monotonic()
+        rows += throughput(plan, chosen)
+        print(f"  ({time.monotonic() - began:.0f} s)")
+    steps: list[tuple[str, Callable[[Plan], list[Row]]]] = [
+        ("idle", idle),
+        ("redis-mem", redis_memory),
+        ("broadcast", broadcasts),
+        ("workers", workers),
+        ("cross", cross),
+    ]
+    for name, step in steps:
+        if name in chosen:
+            print(f"{name}:", flush=True)
+            began = time.monotonic()
+            rows += step(plan)
+            print(f"  ({time.monotonic() - began:.0f} s)")
+    return rows
