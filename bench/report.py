@@ -113,7 +113,10 @@ def render(rows: Sequence[Row], ratios: dict[str, float | str]) -> str:
         width = max(len(name) for name in ratios)
         parts += ["", "targets:"]
         for name, ratio in ratios.items():
-            shown = ratio if isinstance(ratio, str) else f"{ratio:,.3g}"
+            if isinstance(ratio, str):
+                shown = ratio
+            else:
+                shown = f"{ratio:,.0f}" if abs(ratio) >= 100 else f"{ratio:.3g}"
             parts.append(f"  {name.ljust(width)}  {shown}")
     return "\n".join(parts)
 

@@ -4,8 +4,8 @@ Prints a table and the ratios the performance targets are about, and writes ever
 ``bench/results/<timestamp>.json``. Every process it starts is stopped when its case ends;
 all traffic stays on 127.0.0.1; each load run stops by itself.
 
-    python -m bench.run                      # every case, 5 s per load run (about 5 minutes)
-    python -m bench.run --quick              # short runs, small sizes (about a minute)
+    python -m bench.run                      # every case, 5 s per load run (about 4 minutes)
+    python -m bench.run --quick              # 1 s runs, small sizes (about 75 s)
     python -m bench.run --cases rr,idle --duration 10
     python -m bench.run --cases rr --profile   # py-spy samples of the node per load run
 """

@@ -93,6 +93,21 @@ async def test_unregister_a_session(fleet_state: FleetState) -> None:
     assert await all_pages(fleet_state) == [[kept.uuid]]
 
 
+async def test_many_sessions_at_once(fleet_state: FleetState) -> None:
+    """1,000 in one call: the Redis side must not open a connection per session."""
+    infos = [session(n, node="node-a" if n % 2 else "node-b") for n in range(1000)]
+    await fleet_state.register_sessions(infos)
+    assert sum(len(page) for page in await all_pages(fleet_state, limit=1000)) == 1000
+    assert len(await fleet_state.node_sessions("node-b")) == 500
+    changed = [session(n, labels={"k": "v"}) for n in range(1, 1000, 2)]
+    await fleet_state.update_sessions(changed)
+    found = await fleet_state.lookup_session(changed[0].uuid)
+    assert found is not None
+    assert found.labels == {"k": "v"}
+    await fleet_state.unregister_sessions([(info.uuid, info.node_id) for info in infos[:999]])
+    assert await all_pages(fleet_state) == [[infos[999].uuid]]
+
+
 async def test_unregister_an_unknown_session_is_harmless(fleet_state: FleetState) -> None:
     await fleet_state.unregister_session(session(7).uuid, "node-x")
     assert await all_pages(fleet_state) == [[]]

@@ -62,9 +62,12 @@ class NodeControl:
         limit: int,
         cursor: str | None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        infos, next_cursor = await self.node.fleet.list_sessions(
-            node=node, cursor=cursor, limit=limit
-        )
+        if self.node.fleet.shared:
+            infos, next_cursor = await self.node.fleet.list_sessions(
+                node=node, cursor=cursor, limit=limit
+            )
+        else:  # a lone node: its own sockets, as they are this instant
+            infos, next_cursor = self._local_page(node=node, cursor=cursor, limit=limit)
         items = []
         for info in infos:
             fresh = self._local(info.uuid) or info
@@ -74,6 +77,15 @@ class NodeControl:
                 continue
             items.append(fresh.to_dict())
         return items, next_cursor
+
+    def _local_page(
+        self, *, node: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[SessionInfo], str | None]:
+        if node is not None and node != self.node.node_id:
+            return [], None
+        ids = sorted(uuid for uuid in self.node.sessions if cursor is None or uuid > cursor)
+        page = [info for uuid in ids[:limit] if (info := self._local(uuid)) is not None]
+        return page, (ids[limit - 1] if len(ids) > limit else None)
 
     def _local(self, session: str) -> SessionInfo | None:
         local = self.node.sessions.get(session)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from paradoxplex.shared.errors import FleetUnavailable
@@ -24,7 +24,7 @@ from paradoxplex.shared.sessions import SessionInfo
 
 log = logging.getLogger("paradoxplex.fleet")
 
-CHUNK = 200
+CHUNK = 500
 T = TypeVar("T")
 
 
@@ -94,30 +94,30 @@ class SessionSync:
             await asyncio.sleep(self.interval)
 
     async def flush(self) -> None:
-        """Write what is queued; what fails stays queued."""
+        """Write what is queued, ``CHUNK`` sessions per round trip; what fails stays queued."""
+        fleet = self.fleet
         while self._removed:
-            batch = _take(self._removed)
+            chunk = _take(self._removed)
             try:
-                await asyncio.gather(
-                    *(self.fleet.unregister_session(s, node) for s, node in batch.items())
-                )
+                await fleet.unregister_sessions(list(chunk.items()))
             except FleetUnavailable:
-                batch.update(self._removed)
-                self._removed = batch
+                _put_back(self._removed, chunk)
                 raise
-        for queue, write in (
-            (self._added, self.fleet.register_session),
-            (self._changed, self.fleet.update_session),
-        ):
-            while queue:
-                chunk = _take(queue)
-                try:
-                    await asyncio.gather(*(write(info) for info in chunk.values()))
-                except FleetUnavailable:
-                    chunk.update(queue)
-                    queue.clear()
-                    queue.update(chunk)
-                    raise
+        await self._write(self._added, fleet.register_sessions)
+        await self._write(self._changed, fleet.update_sessions)
+
+    async def _write(
+        self,
+        queue: dict[str, SessionInfo],
+        write: Callable[[list[SessionInfo]], Awaitable[None]],
+    ) -> None:
+        while queue:
+            chunk = _take(queue)
+            try:
+                await write(list(chunk.values()))
+            except FleetUnavailable:
+                _put_back(queue, chunk)
+                raise
 
     def __repr__(self) -> str:
         return f"<SessionSync pending={self.pending} healthy={self.healthy}>"
@@ -126,3 +126,10 @@ class SessionSync:
 def _take(queue: dict[str, T]) -> dict[str, T]:
     keys = list(queue)[:CHUNK]
     return {key: queue.pop(key) for key in keys}
+
+
+def _put_back(queue: dict[str, T], chunk: dict[str, T]) -> None:
+    """Return a chunk that failed, ahead of what was queued since (newer entries win)."""
+    merged = {**chunk, **queue}
+    queue.clear()
+    queue.update(merged)

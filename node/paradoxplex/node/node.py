@@ -46,6 +46,8 @@ from paradoxplex.wire import upstream_pb2 as pb
 log = logging.getLogger("paradoxplex.node")
 
 OWNER_CACHE = 65_536
+UNKNOWN_RETRY = (0.05, 0.1, 0.2, 0.4, 0.8)
+UNKNOWN_LIMIT = 10_000
 OUTBOX_LIMIT = 100_000
 
 
@@ -97,6 +99,7 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pending: dict[str, asyncio.Future[bus_pb2.CommandReply]] = {}
         self._owners: dict[str, str] = {}
+        self._unknown_retries = 0
         self._stopped = asyncio.Event()
         self._stopping: asyncio.Future[None] | None = None
 
@@ -333,8 +336,27 @@ class Node:
 
     async def _reply_elsewhere(self, session: str, payload: bytes) -> None:
         owner = await self._owner_of(session)
+        if owner is None and self.fleet.shared and self._unknown_retries < UNKNOWN_LIMIT:
+            # a socket that just connected elsewhere may not be in the fleet state yet
+            self._spawn(self._retry_unknown(session, payload), "retry unknown socket")
+            return
         action = route_reply(session, payload, is_local=self.sessions.__contains__, owner=owner)
         await self._run(action)
+
+    async def _retry_unknown(self, session: str, payload: bytes) -> None:
+        """Look the owner up again for ~1.5 s before calling the socket unknown."""
+        self._unknown_retries += 1
+        try:
+            owner = None
+            for delay in UNKNOWN_RETRY:
+                await asyncio.sleep(delay)
+                owner = await self._owner_of(session)
+                if owner is not None or session in self.sessions:
+                    break
+            local = self.sessions.__contains__
+            await self._run(route_reply(session, payload, is_local=local, owner=owner))
+        finally:
+            self._unknown_retries -= 1
 
     async def _owner_of(self, session: str) -> str | None:
         owner = self._owners.get(session)

@@ -34,7 +34,7 @@ import asyncio
 import functools
 import logging
 import math
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar
 
@@ -291,32 +291,49 @@ class RedisFleet:
 
     # -- sessions ------------------------------------------------------------------------
 
-    @_edge
     async def register_session(self, info: SessionInfo) -> None:
+        await self.register_sessions([info])
+
+    async def update_session(self, info: SessionInfo) -> None:
+        """Overwrite a registered session's fields; a no-op when it is not registered."""
+        await self.update_sessions([info])
+
+    async def unregister_session(self, session: str, node_id: str) -> None:
+        await self.unregister_sessions([(session, node_id)])
+
+    @_edge
+    async def register_sessions(self, infos: Sequence[SessionInfo]) -> None:
+        """Register many sessions in one round trip (one connection, however many)."""
         keys = self.keys
         async with self._client.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.session(info.uuid))
-            pipe.hset(keys.session(info.uuid), mapping=_hash(info.to_dict()))
-            pipe.zadd(keys.sessions, {info.uuid: 0})
-            pipe.sadd(keys.node_sessions(info.node_id), info.uuid)
-            pipe.sadd(keys.nodes, info.node_id)
+            for info in infos:
+                pipe.delete(keys.session(info.uuid))
+                pipe.hset(keys.session(info.uuid), mapping=_hash(info.to_dict()))
+                pipe.zadd(keys.sessions, {info.uuid: 0})
+                pipe.sadd(keys.node_sessions(info.node_id), info.uuid)
+            for node_id in {info.node_id for info in infos}:
+                pipe.sadd(keys.nodes, node_id)
             await pipe.execute()
 
     @_edge
-    async def update_session(self, info: SessionInfo) -> None:
-        """Overwrite a registered session's fields; a no-op when it is not registered."""
-        args: list[EncodableT] = []
-        for name, value in _hash(info.to_dict()).items():
-            args += (name, value)
-        await self._update(keys=[self.keys.session(info.uuid)], args=args)
+    async def update_sessions(self, infos: Sequence[SessionInfo]) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for info in infos:
+                args: list[EncodableT] = []
+                for name, value in _hash(info.to_dict()).items():
+                    args += (name, value)
+                await self._update(keys=[self.keys.session(info.uuid)], args=args, client=pipe)
+            await pipe.execute()
 
     @_edge
-    async def unregister_session(self, session: str, node_id: str) -> None:
+    async def unregister_sessions(self, sessions: Sequence[tuple[str, str]]) -> None:
+        """Remove many ``(session, node_id)`` in one round trip."""
         keys = self.keys
         async with self._client.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.session(session))
-            pipe.zrem(keys.sessions, session)
-            pipe.srem(keys.node_sessions(node_id), session)
+            for session, node_id in sessions:
+                pipe.delete(keys.session(session))
+                pipe.zrem(keys.sessions, session)
+                pipe.srem(keys.node_sessions(node_id), session)
             await pipe.execute()
 
     @_edge

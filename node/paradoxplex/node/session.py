@@ -68,6 +68,7 @@ class Session(asyncio.Protocol):
         "_idle_timer",
         "_last_io",
         "_linger_timer",
+        "_loop",
         "_paused_by_admin",
         "_reading",
         "close_reason",
@@ -111,13 +112,14 @@ class Session(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one
         self.transport = cast(asyncio.Transport, transport)
+        self._loop = asyncio.get_running_loop()  # each call costs a getpid() system call
         self.info = self.host.open_session(self)
         if self.info is None:
             self.closing = True
             self.transport.abort()
             return
-        self._last_io = asyncio.get_running_loop().time()
         if self.limits.idle_timeout > 0:
+            self._last_io = self._loop.time()
             self._arm_idle()
 
     def data_received(self, data: bytes) -> None:
@@ -127,7 +129,8 @@ class Session(asyncio.Protocol):
         info.bytes_in += len(data)
         traffic = self.traffic
         traffic.bytes_in += len(data)
-        self._last_io = asyncio.get_running_loop().time()
+        if self.limits.idle_timeout:
+            self._last_io = self._loop.time()
         try:
             frames = self.framer.feed(data)
         except FrameTooLarge as error:
@@ -147,7 +150,7 @@ class Session(asyncio.Protocol):
         self._eof = True
         self._update_reading()
         if self._linger_timer is None:
-            loop = asyncio.get_running_loop()
+            loop = self._loop
             self._linger_timer = loop.call_later(self.limits.linger, self.close, "client closed")
         return True
 
@@ -180,7 +183,8 @@ class Session(asyncio.Protocol):
         traffic = self.traffic
         traffic.bytes_out += len(payload)
         traffic.messages_out += 1
-        self._last_io = asyncio.get_running_loop().time()
+        if self.limits.idle_timeout:
+            self._last_io = self._loop.time()
         return True
 
     def _overflow(self, size: int) -> bool:
@@ -212,7 +216,7 @@ class Session(asyncio.Protocol):
         self._backpressured = True
         self._update_reading()
         if self._hold_timer is None and not self.closing:
-            loop = asyncio.get_running_loop()
+            loop = self._loop
             self._hold_timer = loop.call_later(self.limits.hold_timeout, self._hold_expired)
 
     def _hold_expired(self) -> None:
@@ -254,14 +258,14 @@ class Session(asyncio.Protocol):
     # timers and close -------------------------------------------------------------------
 
     def _arm_idle(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         deadline = self._last_io + self.limits.idle_timeout
         self._idle_timer = loop.call_at(deadline, self._idle_check)
 
     def _idle_check(self) -> None:
         if self.closing:
             return
-        if asyncio.get_running_loop().time() - self._last_io >= self.limits.idle_timeout:
+        if self._loop.time() - self._last_io >= self.limits.idle_timeout:
             self.close("idle timeout")
         else:
             self._arm_idle()
@@ -275,7 +279,7 @@ class Session(asyncio.Protocol):
         self.close_reason = reason
         self.transport.close()
         if self.transport.get_write_buffer_size():
-            loop = asyncio.get_running_loop()
+            loop = self._loop
             self._linger_timer = loop.call_later(CLOSE_FLUSH, self.abort, reason)
 
     def abort(self, reason: str) -> None:

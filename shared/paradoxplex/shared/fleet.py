@@ -15,7 +15,7 @@ Rules:
 from __future__ import annotations
 
 import bisect
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -76,6 +76,13 @@ class FleetState(Protocol):
     async def register_session(self, info: SessionInfo) -> None: ...
     async def update_session(self, info: SessionInfo) -> None: ...
     async def unregister_session(self, session: str, node_id: str) -> None: ...
+    async def register_sessions(self, infos: Sequence[SessionInfo]) -> None:
+        """Many at once: one round trip, whatever their number."""
+
+    async def update_sessions(self, infos: Sequence[SessionInfo]) -> None: ...
+    async def unregister_sessions(self, sessions: Sequence[tuple[str, str]]) -> None:
+        """Many ``(session, node_id)`` at once."""
+
     async def lookup_session(self, session: str) -> SessionInfo | None: ...
     async def list_sessions(
         self, *, node: str | None, cursor: str | None, limit: int
@@ -183,6 +190,18 @@ class MemoryFleet:
             if index < len(self.hub.order) and self.hub.order[index] == session:
                 del self.hub.order[index]
         self.hub.by_node.get(node_id, set()).discard(session)
+
+    async def register_sessions(self, infos: Sequence[SessionInfo]) -> None:
+        for info in infos:
+            await self.register_session(info)
+
+    async def update_sessions(self, infos: Sequence[SessionInfo]) -> None:
+        for info in infos:
+            await self.update_session(info)
+
+    async def unregister_sessions(self, sessions: Sequence[tuple[str, str]]) -> None:
+        for session, node_id in sessions:
+            await self.unregister_session(session, node_id)
 
     async def lookup_session(self, session: str) -> SessionInfo | None:
         return self.hub.sessions.get(session)
