@@ -18,6 +18,7 @@ from collections import deque
 from collections.abc import Callable
 
 from paradoxplex.node.metrics import Metrics
+from paradoxplex.node.tasks import checkpoint
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import FleetBus
 
@@ -85,6 +86,7 @@ class Courier:
             except FleetUnavailable:
                 delivered = False
                 self.metrics.fleet_errors.inc()
+            checkpoint()
             if delivered:
                 self.metrics.bus_messages.labels("out").inc(len(batch))
                 continue

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from paradoxplex.node.tasks import checkpoint
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import FleetState
 from paradoxplex.shared.sessions import SessionInfo
@@ -91,6 +92,7 @@ class SessionSync:
                 if self.on_error is not None:
                     self.on_error()
                 self._wakeup.set()
+            checkpoint()
             await asyncio.sleep(self.interval)
 
     async def flush(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import logging
 import socket
 import time
@@ -25,6 +26,7 @@ from paradoxplex.node.fleet_sync import SessionSync
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.pool import UpstreamPool
 from paradoxplex.node.session import Session, SessionLimits
+from paradoxplex.node.tasks import checkpoint
 from paradoxplex.node.upstream import UpstreamLink
 from paradoxplex.shared import envelopes
 from paradoxplex.shared.config import NodeConfig
@@ -211,24 +213,30 @@ class Node:
 
     async def _stop(self) -> None:
         await self.drain()
-        await self.pool.close(grace=2.0)
-        with contextlib.suppress(FleetUnavailable):
-            await self.sync.flush()
-        with contextlib.suppress(FleetUnavailable):
-            await self.fleet.unregister_node(self.node_id)
-        for task in list(self._tasks):
+        await _bounded("close upstream links", self.pool.close(grace=2.0), 5.0)
+        await _bounded("write sessions", self.sync.flush(), 3.0)
+        await _bounded("unregister", self.fleet.unregister_node(self.node_id), 3.0)
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        await self.courier.close()
-        await self.bus.close()
-        await self.fleet.close()
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=3.0)
+            for task in pending:
+                stack = io.StringIO()
+                task.print_stack(limit=12, file=stack)
+                log.warning(
+                    "shutdown: task %r ignored cancellation for 3s\n%s",
+                    task.get_name(),
+                    stack.getvalue(),
+                )
+        await _bounded("close courier", self.courier.close(), 2.0)
+        await _bounded("close bus", self.bus.close(), 3.0)
+        await _bounded("close fleet", self.fleet.close(), 3.0)
         if self._admin is not None:
-            await self._admin.cleanup()
+            await _bounded("close admin API", self._admin.cleanup(), 3.0)
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+            await _bounded("close listener", self._server.wait_closed(), 2.0)
         self._stopped.set()
         log.info("node %s stopped", self.node_id)
 
@@ -567,6 +575,7 @@ class Node:
                     log.warning("fleet unavailable, serving local sockets only: %s", error.reason)
                 self.fleet_ok = False
                 self.metrics.fleet_errors.inc()
+            checkpoint()
             await asyncio.sleep(self.config.heartbeat)
 
     async def _beat(self) -> None:
@@ -617,6 +626,20 @@ _TARGETS = {
     pb.BROADCAST_ACTIVE: BroadcastTarget.ACTIVE,
     pb.BROADCAST_NOT_ACTIVE: BroadcastTarget.INACTIVE,
 }
+
+
+async def _bounded(step: str, work: Awaitable[Any], seconds: float) -> None:
+    """One shutdown step, at most ``seconds`` long; a step that fails or overruns is logged
+    and shutdown goes on: a stuck dependency must not keep the process from exiting."""
+    try:
+        async with asyncio.timeout(seconds):
+            await work
+    except TimeoutError:
+        log.warning("shutdown: %s did not finish within %gs; going on", step, seconds)
+    except FleetUnavailable as error:
+        log.info("shutdown: %s skipped, fleet unavailable: %s", step, error.reason)
+    except Exception:
+        log.exception("shutdown: %s failed; going on", step)
 
 
 def _label(text: str) -> tuple[str, str] | None:

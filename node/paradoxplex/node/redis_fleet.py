@@ -47,8 +47,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    wait_exponential,
+    wait_random,
+)
 
+from paradoxplex.node.tasks import checkpoint
 from paradoxplex.shared.errors import ConfigError, FleetUnavailable
 from paradoxplex.shared.fleet import EnvelopeHandler, NodeRecord
 from paradoxplex.shared.keys import Keys
@@ -118,9 +124,19 @@ def _edge(method: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, 
         try:
             return await method(*args, **kwargs)
         except REDIS_DOWN as exc:
+            if _cancel_requested():
+                # redis-py can turn a cancellation that lands inside its own socket timeout
+                # into a TimeoutError; passing that on as FleetUnavailable let callers'
+                # retry loops swallow the cancel and run forever (seen in node shutdowns)
+                raise asyncio.CancelledError from exc
             raise FleetUnavailable(_reason(exc)) from exc
 
     return translated
+
+
+def _cancel_requested() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _text(value: bytes | str) -> str:
@@ -211,7 +227,9 @@ class RedisFleet:
         """True when Redis answers; never raises."""
         try:
             return bool(await self._client.ping())
-        except REDIS_DOWN:
+        except REDIS_DOWN as exc:
+            if _cancel_requested():
+                raise asyncio.CancelledError from exc
             return False
 
     # -- nodes ---------------------------------------------------------------------------
@@ -670,7 +688,12 @@ class RedisBus:
 
     async def _resubscribe(self) -> AbstractConnection:
         backoff = wait_exponential(multiplier=0.05, max=self._max_backoff) + wait_random(0, 0.05)
-        retrying = AsyncRetrying(wait=backoff, retry=retry_if_exception_type(REDIS_DOWN))
+        retrying = AsyncRetrying(
+            wait=backoff,
+            retry=retry_if_exception(
+                lambda exc: isinstance(exc, REDIS_DOWN) and not _cancel_requested()
+            ),
+        )
         return await retrying(self._subscribe)
 
     async def _run(self) -> None:
@@ -682,6 +705,8 @@ class RedisBus:
                 try:
                     await self._listen(conn)
                 except REDIS_DOWN as exc:
+                    if _cancel_requested():
+                        raise asyncio.CancelledError from exc
                     _log.warning(
                         "bus %s: lost Redis (%s), reconnecting", self.node_id, _reason(exc)
                     )
@@ -691,10 +716,13 @@ class RedisBus:
                     self.connected = False
                     self._conn = None
                     await conn.disconnect()
+            checkpoint()
             lost_at = loop.time()
             try:
                 self._conn = await self._resubscribe()
             except Exception:
+                if _cancel_requested():  # a cancelled connect can surface as an OSError
+                    raise asyncio.CancelledError from None
                 _log.exception("bus %s: cannot resubscribe", self.node_id)
                 await asyncio.sleep(self._max_backoff)
                 continue
