@@ -37,7 +37,7 @@ class UpstreamPool:
         receive_reply: ReplyHandler,
         routing: str = "round-robin",
         queue_limit: int = 1024,
-        streams: int = 4,
+        streams: int = 16,
         batch: bool = True,
         on_change: Callable[[UpstreamLink], None] | None = None,
     ) -> None:

@@ -94,7 +94,7 @@ class UpstreamLink:
         host: LinkHost,
         *,
         queue_limit: int = 1024,
-        streams: int = 4,
+        streams: int = 16,
         batch: bool = True,
     ) -> None:
         self.spec = spec

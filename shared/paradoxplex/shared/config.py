@@ -85,7 +85,7 @@ class NodeConfig:
     ready_timeout: float = 10.0
     alive_timeout: float = 30.0
     upstream_queue: int = 1024
-    streams: int = 4
+    streams: int = 16
     batch: str = "auto"
     write_buffer: int = 1024 * 1024
     overflow: str = "close"
@@ -230,7 +230,7 @@ HELP: dict[str, str] = {
     "ready_timeout": "seconds an upstream has to answer ready=true (default 10)",
     "alive_timeout": "seconds without live=true before an upstream leaves rotation (default 30)",
     "upstream_queue": "messages queued per upstream link before backpressure (default 1024)",
-    "streams": "bidirectional streams per upstream without the batch RPC (default 4)",
+    "streams": "bidirectional streams per upstream without the batch RPC (default 16)",
     "batch": "auto: use the batchStreaming RPC when the upstream has it; off: never",
     "write_buffer": "bytes buffered per socket before the overflow policy (default 1048576)",
     "overflow": "when a socket's write buffer is full: close the socket or drop the reply",
