@@ -50,6 +50,7 @@ from bench.systems import (
     start_upstream_echo,
     wait_round_trip,
 )
+from paradoxplex.shared.keys import Keys
 
 SYNC_PAUSE = 0.5
 ALL_CASES = ("rr", "original", "idle", "redis-mem", "broadcast", "workers", "cross")
@@ -191,7 +192,8 @@ def _warning(log: str) -> str:
 
 
 def _sessions(redis: RedisServer, prefix: str) -> int:
-    return int(redis.client.zcard(f"{prefix}:sessions"))
+    """Sessions Redis holds (the hash of session records: ``Keys.sessions_data``)."""
+    return int(redis.client.hlen(Keys(prefix).sessions_data))
 
 
 def redis_memory(plan: Plan) -> list[Row]:

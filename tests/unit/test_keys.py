@@ -13,6 +13,7 @@ NAMES: list[tuple[str, str | None, str]] = [
     ("nodes", None, "px:nodes"),
     ("session", "s1", "px:session:s1"),
     ("sessions", None, "px:sessions"),
+    ("sessions_data", None, "px:session-data"),
     ("node_sessions", "n1", "px:node-sessions:n1"),
     ("upstreams", None, "px:upstreams"),
     ("health", "u:1", "px:health:u:1"),

@@ -34,9 +34,10 @@ import asyncio
 import functools
 import logging
 import math
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 import orjson
 from redis.asyncio import Redis
@@ -58,7 +59,7 @@ from paradoxplex.node.tasks import checkpoint
 from paradoxplex.shared.errors import ConfigError, FleetUnavailable
 from paradoxplex.shared.fleet import EnvelopeHandler, NodeRecord
 from paradoxplex.shared.keys import Keys
-from paradoxplex.shared.sessions import SessionInfo
+from paradoxplex.shared.sessions import SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamSpec
 
 __all__ = ["RedisBus", "RedisFleet", "redis_client"]
@@ -83,11 +84,14 @@ _MAX_RETRY = 0.25
 
 # Overwrite a session's fields only while it is registered (no ghost after an unregister).
 _UPDATE_IF_EXISTS = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('HSET', KEYS[1], unpack(ARGV))
-  return 1
+local updated = 0
+for i = 1, #ARGV, 2 do
+  if redis.call('HEXISTS', KEYS[1], ARGV[i]) == 1 then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    updated = updated + 1
+  end
 end
-return 0
+return updated
 """
 
 
@@ -163,15 +167,67 @@ def _hash(record: Mapping[str, Any]) -> dict[FieldT, EncodableT]:
     }
 
 
-def _decode_session(raw: Mapping[Any, Any]) -> SessionInfo | None:
-    if not raw:
+def _bytes(value: bytes | str | None) -> bytes | None:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _raw(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _cursor(text: str) -> bytes:
+    """A paging cursor (a uuid, or any hex prefix of one) as 16 bytes that sort alike."""
+    digits = text.replace("-", "").lower()
+    if len(digits) > 32 or any(c not in "0123456789abcdef" for c in digits):
+        raise ConfigError("cursor", "not a cursor this API gave out")
+    return bytes.fromhex(digits.ljust(32, "0"))
+
+
+def _id(session: str) -> bytes:
+    """A session id as the 16 raw bytes of its UUID (ValueError when it is not one)."""
+    return uuid.UUID(session).bytes
+
+
+_STATES = {state.value: index for index, state in enumerate(SessionState)}
+_STATE_OF = list(SessionState)
+
+
+def _pack(info: SessionInfo) -> bytes:
+    """A session as a compact row: a JSON array, positional (no field names, no uuid)."""
+    return orjson.dumps(
+        [
+            info.node_id,
+            info.remote,
+            info.connected_at,
+            _STATES[info.state.value],
+            info.labels or 0,
+            info.bytes_in,
+            info.bytes_out,
+            info.messages_in,
+            info.messages_out,
+        ]
+    )
+
+
+def _unpack(key: bytes, row: bytes | None) -> SessionInfo | None:
+    if not row:
         return None
-    data = _fields(raw)
     try:
-        data["labels"] = orjson.loads(data.get("labels") or "{}")
-        return SessionInfo.from_dict(data)
-    except (KeyError, ValueError, TypeError) as exc:
-        _log.warning("skipping a malformed session record %r: %s", data.get("uuid"), exc)
+        node, remote, at, state, labels, b_in, b_out, m_in, m_out = orjson.loads(row)
+        return SessionInfo(
+            uuid=str(uuid.UUID(bytes=key)),
+            node_id=str(node),
+            remote=str(remote),
+            connected_at=float(at),
+            state=_STATE_OF[int(state)],
+            labels={str(k): str(v) for k, v in dict(labels or {}).items()},
+            bytes_in=int(b_in),
+            bytes_out=int(b_out),
+            messages_in=int(m_in),
+            messages_out=int(m_out),
+        )
+    except (ValueError, TypeError, IndexError, orjson.JSONDecodeError):
+        _log.warning("ignored a malformed session record in Redis")
         return None
 
 
@@ -255,14 +311,14 @@ class RedisFleet:
     async def unregister_node(self, node_id: str) -> None:
         """Forget a node: its record, liveness, sessions and health views."""
         keys = self.keys
-        sessions = _texts(await self._client.smembers(keys.node_sessions(node_id)))
+        members = await self._client.zrange(keys.node_sessions(node_id), 0, -1)
+        sessions = [_raw(member) for member in cast(list[bytes], members)]
         upstreams = _texts(await self._client.smembers(keys.health_upstreams))
         for start in range(0, len(sessions), _CHUNK):
             chunk = sessions[start : start + _CHUNK]
             async with self._client.pipeline(transaction=True) as pipe:
-                pipe.delete(*(keys.session(session) for session in chunk))
-                pipe.zrem(keys.sessions, *chunk)
-                pipe.srem(keys.node_sessions(node_id), *chunk)
+                pipe.hdel(keys.sessions_data, *chunk)
+                pipe.zrem(keys.node_sessions(node_id), *chunk)
                 await pipe.execute()
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.delete(keys.node(node_id), keys.node_alive(node_id), keys.node_sessions(node_id))
@@ -308,6 +364,10 @@ class RedisFleet:
         return bool(claimed)
 
     # -- sessions ------------------------------------------------------------------------
+    # Layout (chosen for memory, under 300 bytes a session): one hash of every session,
+    # field = the uuid's 16 raw bytes, value = a packed row (``_pack``); per node, a sorted
+    # set of its sessions' 16-byte ids, all scores 0 (raw bytes sort as the hex text does).
+    # A fleet-wide page merges the first ``limit + 1`` ids of each node's set.
 
     async def register_session(self, info: SessionInfo) -> None:
         await self.register_sessions([info])
@@ -322,74 +382,78 @@ class RedisFleet:
     @_edge
     async def register_sessions(self, infos: Sequence[SessionInfo]) -> None:
         """Register many sessions in one round trip (one connection, however many)."""
+        if not infos:
+            return
         keys = self.keys
+        by_node: dict[str, list[bytes]] = {}
+        for info in infos:
+            by_node.setdefault(info.node_id, []).append(_id(info.uuid))
         async with self._client.pipeline(transaction=True) as pipe:
-            for info in infos:
-                pipe.delete(keys.session(info.uuid))
-                pipe.hset(keys.session(info.uuid), mapping=_hash(info.to_dict()))
-                pipe.zadd(keys.sessions, {info.uuid: 0})
-                pipe.sadd(keys.node_sessions(info.node_id), info.uuid)
-            for node_id in {info.node_id for info in infos}:
+            pipe.hset(keys.sessions_data, mapping={_id(i.uuid): _pack(i) for i in infos})
+            for node_id, ids in by_node.items():
+                pipe.zadd(keys.node_sessions(node_id), dict.fromkeys(ids, 0))
                 pipe.sadd(keys.nodes, node_id)
             await pipe.execute()
 
     @_edge
     async def update_sessions(self, infos: Sequence[SessionInfo]) -> None:
-        async with self._client.pipeline(transaction=False) as pipe:
-            for info in infos:
-                args: list[EncodableT] = []
-                for name, value in _hash(info.to_dict()).items():
-                    args += (name, value)
-                await self._update(keys=[self.keys.session(info.uuid)], args=args, client=pipe)
-            await pipe.execute()
+        if not infos:
+            return
+        args: list[EncodableT] = []
+        for info in infos:
+            args += (_id(info.uuid), _pack(info))
+        await self._update(keys=[self.keys.sessions_data], args=args)
 
     @_edge
     async def unregister_sessions(self, sessions: Sequence[tuple[str, str]]) -> None:
         """Remove many ``(session, node_id)`` in one round trip."""
+        if not sessions:
+            return
         keys = self.keys
+        ids = [_id(session) for session, _ in sessions]
         async with self._client.pipeline(transaction=True) as pipe:
+            pipe.hdel(keys.sessions_data, *ids)
             for session, node_id in sessions:
-                pipe.delete(keys.session(session))
-                pipe.zrem(keys.sessions, session)
-                pipe.srem(keys.node_sessions(node_id), session)
+                pipe.zrem(keys.node_sessions(node_id), _id(session))
             await pipe.execute()
 
     @_edge
     async def lookup_session(self, session: str) -> SessionInfo | None:
-        return _decode_session(await self._client.hgetall(self.keys.session(session)))
+        try:
+            key = _id(session)
+        except ValueError:
+            return None
+        return _unpack(key, _bytes(await self._client.hget(self.keys.sessions_data, key)))
 
     @_edge
     async def list_sessions(
         self, *, node: str | None, cursor: str | None, limit: int
     ) -> tuple[list[SessionInfo], str | None]:
         """One page ordered by uuid after ``cursor``; the next cursor, or None on the last."""
-        if node is None:
-            low = f"({cursor}" if cursor else "-"
-            raw = await self._client.zrangebylex(
-                self.keys.sessions, low, "+", start=0, num=limit + 1
-            )
-            ids = [_text(session) for session in raw]
-        else:
-            ids = _texts(await self._client.smembers(self.keys.node_sessions(node)))
-            if cursor:
-                ids = [session for session in ids if session > cursor]
+        after = _cursor(cursor) if cursor else None
+        low: bytes = b"(" + after if after else b"-"
+        nodes = [node] if node is not None else _texts(await self._client.smembers(self.keys.nodes))
+        async with self._client.pipeline(transaction=False) as pipe:
+            for node_id in nodes:
+                pipe.zrangebylex(self.keys.node_sessions(node_id), low, b"+", 0, limit + 1)
+            replies = await pipe.execute()
+        ids = sorted(_raw(member) for members in replies for member in members)[: limit + 1]
         page = ids[:limit]
         found = await self._sessions(page)
-        return found, (page[-1] if len(ids) > limit and page else None)
+        next_cursor = str(uuid.UUID(bytes=page[-1])) if len(ids) > limit and page else None
+        return found, next_cursor
 
-    async def _sessions(self, ids: list[str]) -> list[SessionInfo]:
+    async def _sessions(self, ids: list[bytes]) -> list[SessionInfo]:
         if not ids:
             return []
-        async with self._client.pipeline(transaction=False) as pipe:
-            for session in ids:
-                pipe.hgetall(self.keys.session(session))
-            replies = await pipe.execute()
-        infos = (_decode_session(raw) for raw in replies)
+        rows = await self._client.hmget(self.keys.sessions_data, ids)
+        infos = (_unpack(key, _bytes(row)) for key, row in zip(ids, rows, strict=True))
         return [info for info in infos if info is not None]
 
     @_edge
     async def node_sessions(self, node_id: str) -> list[str]:
-        return _texts(await self._client.smembers(self.keys.node_sessions(node_id)))
+        members = await self._client.zrange(self.keys.node_sessions(node_id), 0, -1)
+        return [str(uuid.UUID(bytes=_raw(member))) for member in cast(list[bytes], members)]
 
     # -- upstreams and health ------------------------------------------------------------
 

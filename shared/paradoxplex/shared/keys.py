@@ -25,12 +25,17 @@ class Keys:
         return f"{self.prefix}:session:{session}"
 
     @property
+    def sessions_data(self) -> str:
+        """Hash: 16-byte session id → the session's packed record."""
+        return f"{self.prefix}:session-data"
+
+    @property
     def sessions(self) -> str:
-        """Sorted set (all scores 0) of every session id: lexicographic pagination."""
+        """Unused since sessions are paged per node; kept so old keys can be found."""
         return f"{self.prefix}:sessions"
 
     def node_sessions(self, node_id: str) -> str:
-        """Set of the session ids a node holds."""
+        """Sorted set (all scores 0) of the 16-byte ids of the sessions a node holds."""
         return f"{self.prefix}:node-sessions:{node_id}"
 
     @property
