@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	@$(BIN)/paradoxplex upstream-echo --listen 127.0.0.1:45888 & echo_pid=$$!; \
 	trap 'kill $$echo_pid 2>/dev/null' EXIT INT TERM; \
+	sleep 1; kill -0 $$echo_pid 2>/dev/null || { echo "make run: upstream-echo did not start (is port 45888 taken?)" >&2; exit 1; }; \
 	$(BIN)/paradoxplex node --upstream 127.0.0.1:45888 --drain-grace 1
 
 cluster: $(STAMP)
