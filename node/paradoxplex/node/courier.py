@@ -1,8 +1,9 @@
-"""Replies for sockets on other nodes: queued per owner node, published in pipelined batches.
+"""Replies for sockets on other nodes: queued per owner node, sent in batches.
 
 Rules:
-- Each owner node has its own queue of at most ``limit`` envelopes; a worker publishes
-  everything queued in one pipelined round trip, with no timer (an idle queue adds no delay).
+- Each owner node has its own queue of at most ``limit`` replies; a worker packs everything
+  queued (up to ``MAX_BATCH`` replies or ``MAX_BATCH_BYTES``) into one envelope and publishes
+  it, with no timer (an idle queue adds no delay). Order per owner is kept.
 - When a queue is full, ``send`` waits for room: the upstream stream that carries the replies
   slows down instead of the node buffering without bound.
 - What the bus could not deliver (the owner never listened, or Redis is down) is counted
@@ -19,6 +20,7 @@ from collections.abc import Callable
 
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.tasks import checkpoint
+from paradoxplex.shared import envelopes
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import FleetBus
 
@@ -26,13 +28,14 @@ log = logging.getLogger("paradoxplex.fleet")
 
 DEFAULT_LIMIT = 10_000
 MAX_BATCH = 1_000
+MAX_BATCH_BYTES = 512 * 1024
 
 
 class _Route:
     __slots__ = ("queue", "room", "task", "wakeup")
 
     def __init__(self) -> None:
-        self.queue: deque[bytes] = deque()
+        self.queue: deque[tuple[str, bytes]] = deque()
         self.wakeup = asyncio.Event()
         self.room = asyncio.Event()
         self.room.set()
@@ -47,17 +50,19 @@ class Courier:
         bus: Callable[[], FleetBus],
         metrics: Metrics,
         *,
+        sender: str,
         limit: int = DEFAULT_LIMIT,
         on_undelivered: Callable[[str], None] | None = None,
     ) -> None:
         self._bus = bus
+        self.sender = sender
         self.metrics = metrics
         self.limit = limit
         self.on_undelivered = on_undelivered
         self.routes: dict[str, _Route] = {}
 
-    def send_nowait(self, node_id: str, envelope: bytes) -> bool:
-        """Queue an envelope; False when that node's queue is full."""
+    def send_nowait(self, node_id: str, session: str, payload: bytes) -> bool:
+        """Queue a reply for a socket on ``node_id``; False when that node's queue is full."""
         route = self.routes.get(node_id)
         if route is None:
             route = self.routes[node_id] = _Route()
@@ -65,13 +70,13 @@ class Courier:
         if len(route.queue) >= self.limit:
             route.room.clear()
             return False
-        route.queue.append(envelope)
+        route.queue.append((session, payload))
         route.wakeup.set()
         return True
 
-    async def send(self, node_id: str, envelope: bytes) -> None:
-        """Queue an envelope, waiting while that node's queue is full."""
-        while not self.send_nowait(node_id, envelope):
+    async def send(self, node_id: str, session: str, payload: bytes) -> None:
+        """Queue a reply, waiting while that node's queue is full."""
+        while not self.send_nowait(node_id, session, payload):
             await self.routes[node_id].room.wait()
 
     async def _work(self, node_id: str, route: _Route) -> None:
@@ -79,10 +84,11 @@ class Courier:
             while not route.queue:
                 route.wakeup.clear()
                 await route.wakeup.wait()
-            batch = [route.queue.popleft() for _ in range(min(len(route.queue), MAX_BATCH))]
+            batch = _take(route.queue)
             route.room.set()
             try:
-                delivered = await self._bus().publish_many(node_id, batch)
+                data = envelopes.deliver_batch(self.sender, batch)
+                delivered = await self._bus().send(node_id, data)
             except FleetUnavailable:
                 delivered = False
                 self.metrics.fleet_errors.inc()
@@ -105,3 +111,14 @@ class Courier:
     def __repr__(self) -> str:
         queued = sum(len(route.queue) for route in self.routes.values())
         return f"<Courier routes={len(self.routes)} queued={queued}>"
+
+
+def _take(queue: deque[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """The next batch: in order, at most MAX_BATCH replies and about MAX_BATCH_BYTES."""
+    batch: list[tuple[str, bytes]] = []
+    size = 0
+    while queue and len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
+        item = queue.popleft()
+        batch.append(item)
+        size += len(item[1])
+    return batch

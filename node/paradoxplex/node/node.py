@@ -90,7 +90,9 @@ class Node:
         self.sync = SessionSync(
             self.fleet, self._local_infos, on_error=self._fleet_failed, ready=self._registered
         )
-        self.courier = Courier(lambda: self.bus, self.metrics, on_undelivered=self._forget_owner)
+        self.courier = Courier(
+            lambda: self.bus, self.metrics, sender=self.node_id, on_undelivered=self._forget_owner
+        )
         self.started_at = time.time()
         self.listen_address = ""
         self.admin_url = ""
@@ -322,10 +324,9 @@ class Node:
                 return None
             owner = self._owners.get(reply.client_uuid)
             if owner is not None:  # known remote socket: queue without a coroutine
-                data = envelopes.deliver(self.node_id, reply.client_uuid, reply.payload)
-                if self.courier.send_nowait(owner, data):
+                if self.courier.send_nowait(owner, reply.client_uuid, reply.payload):
                     return None
-                return self.courier.send(owner, data)
+                return self.courier.send(owner, reply.client_uuid, reply.payload)
             return self._reply_elsewhere(reply.client_uuid, reply.payload)
         if target == "broadcast":
             chosen = _TARGETS.get(reply.broadcast)
@@ -399,8 +400,7 @@ class Node:
             log.info("reply for unknown socket %s dropped (%s)", action.session, action.reason)
 
     async def _forward(self, action: Forward) -> None:
-        data = envelopes.deliver(self.node_id, action.session, action.payload)
-        await self.courier.send(action.node_id, data)
+        await self.courier.send(action.node_id, action.session, action.payload)
 
     def _forget_owner(self, node_id: str) -> None:
         """Replies to ``node_id`` went undelivered: look its sockets' owners up again."""
@@ -441,7 +441,10 @@ class Node:
             return
         self.metrics.bus_messages.labels("in").inc()
         body = envelope.WhichOneof("body")
-        if body == "deliver":
+        if body == "deliver_batch":
+            for item in envelope.deliver_batch.items:
+                self._deliver(item)
+        elif body == "deliver":
             self._deliver(envelope.deliver)
         elif body == "broadcast" and envelope.sender != self.node_id:
             self._deliver_broadcast(envelope.broadcast)

@@ -11,6 +11,15 @@ def deliver(sender: str, session: str, payload: bytes) -> bytes:
     return bus_pb2.Envelope(sender=sender, deliver=deliver_body).SerializeToString()
 
 
+def deliver_batch(sender: str, items: list[tuple[str, bytes]]) -> bytes:
+    """Many replies for one node in one envelope, in order."""
+    batch = bus_pb2.DeliverBatch()
+    add = batch.items.add
+    for session, payload in items:
+        add(client_uuid=session, payload=payload)
+    return bus_pb2.Envelope(sender=sender, deliver_batch=batch).SerializeToString()
+
+
 def broadcast(
     sender: str, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
 ) -> bytes:

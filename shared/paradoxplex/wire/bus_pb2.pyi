@@ -30,6 +30,7 @@ class Envelope(_message.Message):
     COMMAND_FIELD_NUMBER: _builtins.int
     REPLY_FIELD_NUMBER: _builtins.int
     CONTROL_FIELD_NUMBER: _builtins.int
+    DELIVER_BATCH_FIELD_NUMBER: _builtins.int
     sender: _builtins.str
     """The sending node."""
     @_builtins.property
@@ -42,6 +43,8 @@ class Envelope(_message.Message):
     def reply(self) -> Global___CommandReply: ...
     @_builtins.property
     def control(self) -> Global___Control: ...
+    @_builtins.property
+    def deliver_batch(self) -> Global___DeliverBatch: ...
     def __init__(
         self,
         *,
@@ -51,16 +54,39 @@ class Envelope(_message.Message):
         command: Global___Command | None = ...,
         reply: Global___CommandReply | None = ...,
         control: Global___Control | None = ...,
+        deliver_batch: Global___DeliverBatch | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "broadcast", b"broadcast", "command", b"command", "control", b"control", "deliver", b"deliver", "reply", b"reply"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "broadcast", b"broadcast", "command", b"command", "control", b"control", "deliver", b"deliver", "deliver_batch", b"deliver_batch", "reply", b"reply"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "broadcast", b"broadcast", "command", b"command", "control", b"control", "deliver", b"deliver", "reply", b"reply", "sender", b"sender"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "broadcast", b"broadcast", "command", b"command", "control", b"control", "deliver", b"deliver", "deliver_batch", b"deliver_batch", "reply", b"reply", "sender", b"sender"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["deliver", "broadcast", "command", "reply", "control"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["deliver", "broadcast", "command", "reply", "control", "deliver_batch"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___Envelope: _TypeAlias = Envelope  # noqa: Y015
+
+@_typing.final
+class DeliverBatch(_message.Message):
+    """Many replies for sockets held by the receiving node, in the order they were sent."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___Deliver]: ...
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___Deliver] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeliverBatch: _TypeAlias = DeliverBatch  # noqa: Y015
 
 @_typing.final
 class Deliver(_message.Message):
