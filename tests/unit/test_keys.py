@@ -12,7 +12,6 @@ NAMES: list[tuple[str, str | None, str]] = [
     ("node_alive", "n1", "px:alive:n1"),
     ("nodes", None, "px:nodes"),
     ("session", "s1", "px:session:s1"),
-    ("sessions", None, "px:sessions"),
     ("sessions_data", None, "px:session-data"),
     ("node_sessions", "n1", "px:node-sessions:n1"),
     ("upstreams", None, "px:upstreams"),

@@ -15,8 +15,6 @@ from paradoxplex.wire import bus_pb2
 if TYPE_CHECKING:
     from paradoxplex.node.node import Node
 
-ACTIONS = ("get", "send", "pause", "resume", "labels", "close")
-
 
 def execute_local(node: Node, command: bus_pb2.Command) -> tuple[str, bytes]:
     """Run an admin command on a socket this node holds: (status, orjson body)."""

@@ -18,7 +18,6 @@ import uuid as uuidlib
 from collections.abc import Awaitable
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from paradoxplex.node.courier import Courier
@@ -50,7 +49,6 @@ log = logging.getLogger("paradoxplex.node")
 OWNER_CACHE = 65_536
 UNKNOWN_RETRY = (0.05, 0.1, 0.2, 0.4, 0.8)
 UNKNOWN_LIMIT = 10_000
-OUTBOX_LIMIT = 100_000
 
 
 class Node:
@@ -444,8 +442,6 @@ class Node:
         if body == "deliver_batch":
             for item in envelope.deliver_batch.items:
                 self._deliver(item)
-        elif body == "deliver":
-            self._deliver(envelope.deliver)
         elif body == "broadcast" and envelope.sender != self.node_id:
             self._deliver_broadcast(envelope.broadcast)
         elif body == "command":  # answered in a task: the bus reads inline, keep it quick
@@ -656,7 +652,3 @@ def _reason_label(reason: str) -> str:
     """A bounded set of metric label values from free-text close reasons."""
     head = reason.split(":", 1)[0]
     return head if len(head) <= 40 else "other"
-
-
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)

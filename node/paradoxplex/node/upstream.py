@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -415,6 +415,3 @@ def _reason(error: Exception) -> str:
     if isinstance(error, grpc.aio.AioRpcError):
         return f"stream broken: {error.code().name}"
     return "stream broken"
-
-
-ReplyHandler = Callable[[pb.OutputStreamRequest], Awaitable[None] | None]

@@ -6,11 +6,6 @@ from paradoxplex.shared.sessions import BroadcastTarget
 from paradoxplex.wire import bus_pb2
 
 
-def deliver(sender: str, session: str, payload: bytes) -> bytes:
-    deliver_body = bus_pb2.Deliver(client_uuid=session, payload=payload)
-    return bus_pb2.Envelope(sender=sender, deliver=deliver_body).SerializeToString()
-
-
 def deliver_batch(sender: str, items: list[tuple[str, bytes]]) -> bytes:
     """Many replies for one node in one envelope, in order."""
     batch = bus_pb2.DeliverBatch()

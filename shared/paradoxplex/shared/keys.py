@@ -29,11 +29,6 @@ class Keys:
         """Hash: 16-byte session id → the session's packed record."""
         return f"{self.prefix}:session-data"
 
-    @property
-    def sessions(self) -> str:
-        """Unused since sessions are paged per node; kept so old keys can be found."""
-        return f"{self.prefix}:sessions"
-
     def node_sessions(self, node_id: str) -> str:
         """Sorted set (all scores 0) of the 16-byte ids of the sessions a node holds."""
         return f"{self.prefix}:node-sessions:{node_id}"
