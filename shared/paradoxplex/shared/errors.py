@@ -2,6 +2,7 @@
 
     ParadoxplexError
     ├─ ConfigError(key, reason)              a bad setting: one line, exit 2
+    ├─ InvalidRequest(field, reason)         bad input to the admin API: 400
     ├─ FramingError                          the peer's fault, closes that socket
     │  └─ FrameTooLarge(size, limit)
     ├─ UpstreamError
@@ -28,6 +29,15 @@ class ConfigError(ParadoxplexError):
     def __init__(self, key: str, reason: str) -> None:
         super().__init__(f"{key}: {reason}")
         self.key = key
+        self.reason = reason
+
+
+class InvalidRequest(ParadoxplexError):
+    """A request from outside (admin API body, query, path) that cannot be accepted."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
         self.reason = reason
 
 
