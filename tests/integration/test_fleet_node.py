@@ -147,7 +147,9 @@ async def test_a_reply_arriving_on_another_nodes_stream_reaches_the_socket(fleet
 
     for index, node in ((1, bravo), (2, charlie)):
         payload = f"via node {index}".encode()
-        pending = node.receive_reply(pb.OutputStreamRequest(client_uuid=uuid, payload=payload))
+        pending = node.replies.receive_reply(
+            pb.OutputStreamRequest(client_uuid=uuid, payload=payload)
+        )
         assert pending is not None, "a reply for another node's socket is not written locally"
         await pending
         await client.expect(payload)
@@ -228,14 +230,14 @@ async def test_an_upstream_broadcast_reaches_every_socket_of_every_node_once(fle
     await upstream_broadcast(sender, b"[hello]")
     await delivered_once(sockets, b"[hello]", everyone, sentinel, b"[end]")
     # a broadcast handed to a node as if its upstream stream carried it
-    pending = fleet.nodes[2].receive_reply(
+    pending = fleet.nodes[2].replies.receive_reply(
         pb.OutputStreamRequest(broadcast=pb.BROADCAST_ALL, payload=b"[injected]")
     )
     assert pending is not None
     await pending
 
     async def injected_end() -> None:
-        again = fleet.nodes[2].receive_reply(
+        again = fleet.nodes[2].replies.receive_reply(
             pb.OutputStreamRequest(broadcast=pb.BROADCAST_ALL, payload=b"[end2]")
         )
         assert again is not None

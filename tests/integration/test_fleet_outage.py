@@ -117,9 +117,7 @@ async def test_node_local_traffic_survives_a_redis_restart_and_the_fleet_recover
             for admin in admins[1:]:
                 assert await _degraded(admin)
             await eventually(
-                lambda: all(
-                    not n.fleet_ok and not getattr(n.bus, "connected", True) for n in nodes
-                ),
+                lambda: all(not n.fleet_ok and not n.bus.connected for n in nodes),
                 timeout=10,
                 message="every node noticed the outage (heartbeat and bus)",
             )

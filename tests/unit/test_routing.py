@@ -8,9 +8,12 @@ from collections.abc import Iterator
 import pytest
 
 from paradoxplex.shared.routing import (
+    UNKNOWN_RETRY,
     Action,
     Forward,
+    LookUp,
     PublishBroadcast,
+    RetryLater,
     Undeliverable,
     WriteLocal,
     route_broadcast,
@@ -117,3 +120,39 @@ def test_publish_comes_after_the_local_writes() -> None:
 
 def test_the_table_covers_every_target() -> None:
     assert {target for target, _ in REACHED} == set(BroadcastTarget)
+
+
+@pytest.mark.parametrize(
+    ("looked_up", "attempt", "may_retry", "expected"),
+    [
+        (False, 0, True, LookUp(A, b"hi")),
+        (False, 3, False, LookUp(A, b"hi")),  # a look-up comes before any retry
+        (True, 0, True, RetryLater(A, b"hi", UNKNOWN_RETRY[0], 1)),
+        (True, 4, True, RetryLater(A, b"hi", UNKNOWN_RETRY[4], 5)),
+        (True, len(UNKNOWN_RETRY), True, Undeliverable(A, "unknown socket")),
+        (True, 0, False, Undeliverable(A, "unknown socket")),  # too many replies waiting
+    ],
+)
+def test_route_reply_in_a_fleet_looks_up_then_retries(
+    looked_up: bool, attempt: int, may_retry: bool, expected: Action
+) -> None:
+    action = route_reply(
+        A,
+        b"hi",
+        is_local=Local(),
+        owner=None,
+        fleet=True,
+        looked_up=looked_up,
+        attempt=attempt,
+        may_retry=may_retry,
+    )
+    assert action == expected
+
+
+def test_route_reply_in_a_fleet_prefers_local_then_the_known_owner() -> None:
+    assert route_reply(A, b"x", is_local=Local(A), owner="n2", fleet=True) == WriteLocal(A, b"x")
+    assert route_reply(A, b"x", is_local=Local(), owner="n2", fleet=True) == Forward(A, "n2", b"x")
+
+
+def test_retries_add_up_to_about_one_and_a_half_seconds() -> None:
+    assert 1.0 <= sum(UNKNOWN_RETRY) <= 2.0

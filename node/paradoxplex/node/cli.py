@@ -92,7 +92,7 @@ async def run_node(config: NodeConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     stopping = asyncio.ensure_future(stop.wait())
-    finished = asyncio.ensure_future(node._stopped.wait())
+    finished = asyncio.ensure_future(node.stopped.wait())
     await asyncio.wait({stopping, finished}, return_when=asyncio.FIRST_COMPLETED)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _force_exit)

@@ -1,47 +1,61 @@
-"""The node's side of the admin API: act locally on sockets it holds, over the bus otherwise."""
+"""The node's side of the admin API: act locally on sockets it holds, over the bus otherwise.
+
+``NodeControl`` implements ``paradoxplex.admin.control.Control`` through a node's public
+parts (``ControlledNode``); it decides nothing about sockets itself: commands are carried out
+by ``SocketCommands`` here or on the owner node.
+"""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import orjson
 
+from paradoxplex.node.bus_endpoint import BusEndpoint
+from paradoxplex.node.commands import SocketCommands
+from paradoxplex.node.metrics import Metrics
+from paradoxplex.node.pool import UpstreamPool
+from paradoxplex.node.replies import ReplyRouter
+from paradoxplex.node.session import Session
+from paradoxplex.node.upkeep import FleetUpkeep
 from paradoxplex.shared.errors import Conflict, UnknownSession, UnknownUpstream
+from paradoxplex.shared.fleet import FleetState
 from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 from paradoxplex.wire import bus_pb2
 
-if TYPE_CHECKING:
-    from paradoxplex.node.node import Node
 
+class ControlledNode(Protocol):
+    """The parts of a node the admin API acts through (``Node`` has them)."""
 
-def execute_local(node: Node, command: bus_pb2.Command) -> tuple[str, bytes]:
-    """Run an admin command on a socket this node holds: (status, orjson body)."""
-    session = node.sessions.get(command.client_uuid)
-    if session is None or session.info is None:
-        return "not_found", b""
-    info = session.info
-    if command.action == "send":
-        if not session.write(command.payload):
-            return "error", b"socket is closing or its write buffer is full"
-    elif command.action in ("pause", "resume"):
-        session.set_paused(command.action == "pause")
-        node.sync.changed(info)
-    elif command.action == "labels":
-        info.labels = dict(command.labels)
-        node.sync.changed(info)
-    elif command.action == "close":
-        session.close("closed by admin")
-    elif command.action != "get":
-        return "error", b"unknown action"
-    return "ok", orjson.dumps(info.to_dict())
+    node_id: str
+    fleet: FleetState
+    pool: UpstreamPool
+    replies: ReplyRouter
+    endpoint: BusEndpoint
+    upkeep: FleetUpkeep
+    commands: SocketCommands
+    metrics: Metrics
+
+    @property
+    def sessions(self) -> Mapping[str, Session]: ...
+
+    @property
+    def draining(self) -> bool: ...
+
+    @property
+    def listening(self) -> bool: ...
+
+    def request_stop(self) -> None:
+        """Drain and stop in the background."""
 
 
 class NodeControl:
     """Implements ``paradoxplex.admin.control.Control`` for one node, fleet-wide."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: ControlledNode) -> None:
         self.node = node
 
     @property
@@ -110,10 +124,11 @@ class NodeControl:
             action=action, client_uuid=session, payload=payload, labels=labels or {}
         )
         if owner == self.node.node_id:
-            status, body = execute_local(self.node, command)
-            await self.node.flush_sessions()
+            status, body = await self.node.commands.apply(command)
         else:
-            reply = await self.node.request(owner, action, session, payload=payload, labels=labels)
+            reply = await self.node.endpoint.request(
+                owner, action, session, payload=payload, labels=labels
+            )
             status, body = reply.status, reply.body
         if status == "not_found":
             raise UnknownSession(session)
@@ -149,7 +164,7 @@ class NodeControl:
     async def broadcast(
         self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
     ) -> int:
-        return await self.node.broadcast(target, label, payload)
+        return await self.node.replies.broadcast(target, label, payload)
 
     async def list_upstreams(self) -> list[dict[str, Any]]:
         fleet = self.node.fleet
@@ -191,18 +206,14 @@ class NodeControl:
         return drained.to_dict()
 
     async def _announce(self, upstream_id: str) -> None:
-        from paradoxplex.shared import envelopes
-
-        await self.node.reconcile_upstreams()
+        await self.node.upkeep.reconcile()
         if self.node.fleet.shared:
-            await self.node.bus.control(
-                envelopes.control(self.node.node_id, "reconcile", upstream_id)
-            )
+            await self.node.endpoint.announce(upstream_id)
 
     async def drain_node(self, node_id: str) -> dict[str, Any]:
         if node_id != self.node.node_id:
             raise Conflict("a node can only drain itself; ask that node's admin API")
-        self.node._spawn(self.node.stop(), "drain")
+        self.node.request_stop()
         return {"id": node_id, "draining": True, "at": time.time()}
 
     def live(self) -> bool:
@@ -210,7 +221,7 @@ class NodeControl:
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         node = self.node
-        listening = node._server is not None and node._server.is_serving()
+        listening = node.listening
         fleet = True
         if node.fleet.shared:
             try:

@@ -47,7 +47,7 @@ class Courier:
 
     def __init__(
         self,
-        bus: Callable[[], FleetBus],
+        bus: FleetBus,
         metrics: Metrics,
         *,
         sender: str,
@@ -88,7 +88,7 @@ class Courier:
             route.room.set()
             try:
                 data = envelopes.deliver_batch(self.sender, batch)
-                delivered = await self._bus().send(node_id, data)
+                delivered = await self._bus.send(node_id, data)
             except FleetUnavailable:
                 delivered = False
                 self.metrics.fleet_errors.inc()

@@ -592,10 +592,18 @@ class RedisBus:
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    async def start(self, node_id: str, handler: EnvelopeHandler) -> None:
+    async def start(
+        self,
+        node_id: str,
+        handler: EnvelopeHandler,
+        *,
+        on_reconnect: ReconnectCallback | None = None,
+    ) -> None:
         """Subscribe (raises ``FleetUnavailable`` when Redis does not answer), then listen."""
         if self._task is not None:
             raise RuntimeError("RedisBus already started")
+        if on_reconnect is not None:
+            self._on_reconnect = on_reconnect
         sender = node_id.encode()
         if not 0 < len(sender) < 256:
             raise ValueError("a node id must be 1 to 255 bytes long")

@@ -1,8 +1,21 @@
-"""Long-running loops and cancellation."""
+"""Long-running loops and cancellation; the node's background tasks.
+
+Rules:
+- Every background task of a node is spawned through one ``TaskSet``: a task that fails is
+  logged with its traceback (``exc_info``) and forgotten; the node keeps running.
+- ``cancel_all`` cancels what is left and waits at most ``grace`` seconds; a task that
+  ignores its cancellation is reported with its stack, never waited for forever.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
+from collections.abc import Awaitable
+from typing import Any
+
+log = logging.getLogger("paradoxplex.node")
 
 
 def checkpoint() -> None:
@@ -15,3 +28,45 @@ def checkpoint() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+class TaskSet:
+    """The background tasks of one node."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(self, work: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(work)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def cancel_all(self, *, grace: float = 3.0) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        for task in pending:
+            stack = io.StringIO()
+            task.print_stack(limit=12, file=stack)
+            log.warning(
+                "shutdown: task %r ignored cancellation for %gs\n%s",
+                task.get_name(),
+                grace,
+                stack.getvalue(),
+            )
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __repr__(self) -> str:
+        return f"<TaskSet running={len(self._tasks)}>"

@@ -22,11 +22,5 @@ async def build_node(config: NodeConfig) -> Node:
     except FleetUnavailable as error:
         await fleet.close()
         raise ConfigError("redis", f"cannot reach {config.redis}: {error.reason}") from None
-    node = Node(config, fleet=fleet)
-    node.bus = RedisBus.from_url(
-        config.redis,
-        prefix=config.key_prefix,
-        on_reconnect=node.resync,
-        is_alive=fleet.node_alive,
-    )
-    return node
+    bus = RedisBus.from_url(config.redis, prefix=config.key_prefix, is_alive=fleet.node_alive)
+    return Node(config, fleet=fleet, bus=bus)

@@ -15,12 +15,23 @@ def deliver_batch(sender: str, items: list[tuple[str, bytes]]) -> bytes:
     return bus_pb2.Envelope(sender=sender, deliver_batch=batch).SerializeToString()
 
 
+def label_to_wire(label: tuple[str, str] | None) -> str:
+    """A label filter as the wire carries it: ``key=value``, or empty for none."""
+    return f"{label[0]}={label[1]}" if label else ""
+
+
+def label_from_wire(text: str) -> tuple[str, str] | None:
+    """The inverse of ``label_to_wire`` (also for upstreams' ``broadcast_label``)."""
+    if not text:
+        return None
+    key, _, value = text.partition("=")
+    return key, value
+
+
 def broadcast(
     sender: str, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
 ) -> bytes:
-    body = bus_pb2.Broadcast(
-        target=target.value, label=f"{label[0]}={label[1]}" if label else "", payload=payload
-    )
+    body = bus_pb2.Broadcast(target=target.value, label=label_to_wire(label), payload=payload)
     return bus_pb2.Envelope(sender=sender, broadcast=body).SerializeToString()
 
 

@@ -96,10 +96,25 @@ class FleetState(Protocol):
     async def health_views(self) -> dict[str, dict[str, dict[str, Any]]]: ...
 
 
+ReconnectCallback = Callable[[], Awaitable[None]]
+
+
 class FleetBus(Protocol):
     """How nodes talk. Envelopes are serialized ``paradoxplex.bus.Envelope`` messages."""
 
-    async def start(self, node_id: str, handler: EnvelopeHandler) -> None: ...
+    @property
+    def connected(self) -> bool:
+        """True while the bus listens (a lost subscription is being restored otherwise)."""
+
+    async def start(
+        self,
+        node_id: str,
+        handler: EnvelopeHandler,
+        *,
+        on_reconnect: ReconnectCallback | None = None,
+    ) -> None:
+        """Listen as ``node_id``; ``on_reconnect`` runs after a lost subscription is back."""
+
     async def close(self) -> None: ...
     async def send(self, node_id: str, envelope: bytes) -> bool:
         """Deliver to one node; False when it never listened before giving up."""
@@ -244,11 +259,19 @@ class MemoryFleet:
 class MemoryBus:
     """In-process bus: delivers to the handlers registered on the same hub."""
 
+    connected = True
+
     def __init__(self, hub: MemoryHub | None = None) -> None:
         self.hub = hub or MemoryHub()
         self.node_id = ""
 
-    async def start(self, node_id: str, handler: EnvelopeHandler) -> None:
+    async def start(
+        self,
+        node_id: str,
+        handler: EnvelopeHandler,
+        *,
+        on_reconnect: ReconnectCallback | None = None,
+    ) -> None:
         self.node_id = node_id
         self.hub.handlers[node_id] = handler
 

@@ -2,8 +2,11 @@
 
 Rules:
 - A reply with ``client_uuid`` goes to that socket: written here when this node holds it,
-  forwarded to its owner node when the fleet knows one, otherwise undeliverable (counted and
-  logged, never an exception).
+  forwarded to its owner node when the owner is known (the owner cache), looked up in the
+  fleet state once when it is not, and tried again after each delay of ``UNKNOWN_RETRY``
+  (a socket that connected on another node a moment ago may not be in the fleet state yet).
+  After that it is undeliverable (counted and logged, never an exception). A lone node
+  (``fleet=False``) neither looks up nor retries.
 - A broadcast is delivered to the matching local sockets and published once for the other
   nodes (in fleet mode); each node delivers only to the sockets it holds, so each matching
   socket gets it exactly once.
@@ -38,23 +41,62 @@ class PublishBroadcast:
 
 
 @dataclass(frozen=True, slots=True)
+class LookUp:
+    """Ask the fleet state who holds the socket, then route again with ``looked_up=True``."""
+
+    session: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """Route again (``attempt``) after ``delay`` seconds: the owner may register by then."""
+
+    session: str
+    payload: bytes
+    delay: float
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
 class Undeliverable:
     session: str
     reason: str
 
 
-Action = WriteLocal | Forward | PublishBroadcast | Undeliverable
+Action = WriteLocal | Forward | PublishBroadcast | LookUp | RetryLater | Undeliverable
+
+#: Seconds to wait before each new look-up of a socket the fleet does not know (~1.5 s in all).
+UNKNOWN_RETRY = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 def route_reply(
-    session: str, payload: bytes, *, is_local: Callable[[str], bool], owner: str | None
+    session: str,
+    payload: bytes,
+    *,
+    is_local: Callable[[str], bool],
+    owner: str | None,
+    fleet: bool = False,
+    looked_up: bool = False,
+    attempt: int = 0,
+    may_retry: bool = True,
 ) -> Action:
-    """Where a reply for ``session`` goes; ``owner`` is the fleet's answer when not local."""
+    """Where a reply for ``session`` goes; ``owner`` is the cached or looked-up owner node.
+
+    ``fleet``: other nodes may hold the socket; ``looked_up``: the fleet state was asked
+    already for this attempt; ``may_retry``: the node has room for one more waiting reply.
+    """
     if is_local(session):
         return WriteLocal(session, payload)
-    if owner is None:
+    if owner is not None:
+        return Forward(session, owner, payload)
+    if not fleet:
         return Undeliverable(session, "unknown socket")
-    return Forward(session, owner, payload)
+    if not looked_up:
+        return LookUp(session, payload)
+    if may_retry and attempt < len(UNKNOWN_RETRY):
+        return RetryLater(session, payload, UNKNOWN_RETRY[attempt], attempt + 1)
+    return Undeliverable(session, "unknown socket")
 
 
 def route_broadcast(
