@@ -1,4 +1,4 @@
-"""The admin HTTP API on a real port, in front of a recording in-test ``Control``."""
+"""The admin HTTP API on a real port, in front of the shared recording ``FakeControl``."""
 
 from __future__ import annotations
 
@@ -17,173 +17,20 @@ from aiohttp import web
 from paradoxplex.admin import openapi
 from paradoxplex.admin.app import build_app
 from paradoxplex.admin.client import AdminAPIError, AdminClient, AdminUnreachable
-from paradoxplex.shared.errors import (
-    Conflict,
-    FleetUnavailable,
-    OwnerTimeout,
-    UnknownSession,
-    UnknownUpstream,
+from paradoxplex.shared.sessions import BroadcastTarget, SessionState
+from tests.support.admin_control import (
+    FAR,
+    METRICS,
+    METRICS_TYPE,
+    NODE,
+    S1,
+    S2,
+    S3,
+    SILENT,
+    FakeControl,
 )
-from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState, matches
-from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 
-NODE = "node-a"
-SILENT = "node-silent"
-S1 = "0f8fad5b-d9cb-469f-a165-70867728950e"
-S2 = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
-S3 = "16fd2706-8baf-433b-82eb-8c7fada847da"
-FAR = "6ba7b810-9dad-41d1-80b4-00c04fd430c8"
 TOKEN = "s3cret-token"
-METRICS = b"# TYPE paradoxplex_sockets gauge\nparadoxplex_sockets 3\n"
-METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-class RecordingControl:
-    """A whole fleet in dicts: sessions on this node and on a node that never answers."""
-
-    def __init__(self) -> None:
-        self.node_id = NODE
-        self.calls: list[tuple[Any, ...]] = []
-        self.sessions: dict[str, SessionInfo] = {
-            S1: SessionInfo(S1, NODE, "10.0.0.1:5000", 1714564800.0, labels={"site": "a"}),
-            S2: SessionInfo(S2, NODE, "10.0.0.2:5000", 1714564801.0, SessionState.PAUSED),
-            S3: SessionInfo(S3, "node-b", "10.0.0.3:5000", 1714564802.0, labels={"site": "b"}),
-            FAR: SessionInfo(FAR, SILENT, "10.0.0.4:5000", 1714564803.0),
-        }
-        self.sent: dict[str, list[bytes]] = {}
-        self.upstreams: dict[str, UpstreamSpec] = {
-            "127.0.0.1:45888": UpstreamSpec("127.0.0.1", 45888)
-        }
-        self.ready_answer: tuple[bool, dict[str, Any]] = (True, {"listening": True})
-        self.fleet_down = False
-        self.broken = False
-
-    def __repr__(self) -> str:
-        return f"<RecordingControl sessions={len(self.sessions)} calls={len(self.calls)}>"
-
-    def _session(self, session: str) -> SessionInfo:
-        if self.fleet_down:
-            raise FleetUnavailable("redis: connection refused")
-        info = self.sessions.get(session)
-        if info is None:
-            raise UnknownSession(session)
-        if info.node_id == SILENT:
-            raise OwnerTimeout(session, SILENT)
-        return info
-
-    def _upstream(self, upstream_id: str) -> UpstreamSpec:
-        if upstream_id not in self.upstreams:
-            raise UnknownUpstream(upstream_id)
-        return self.upstreams[upstream_id]
-
-    async def list_nodes(self) -> list[dict[str, Any]]:
-        if self.fleet_down:
-            raise FleetUnavailable("redis: connection refused")
-        return [
-            {
-                "id": NODE,
-                "listen": "0.0.0.0:7999",
-                "admin_url": "http://127.0.0.1:8000",
-                "started_at": 1714564800.0,
-                "sockets": 2,
-            },
-            {
-                "id": "node-b",
-                "listen": "0.0.0.0:7999",
-                "admin_url": "http://10.0.0.9:8000",
-                "started_at": 1714564900.0,
-                "sockets": 1,
-            },
-        ]
-
-    async def list_sockets(
-        self,
-        *,
-        node: str | None,
-        state: SessionState | None,
-        label: tuple[str, str] | None,
-        limit: int,
-        cursor: str | None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        self.calls.append(("list_sockets", node, state, label, limit, cursor))
-        found = [
-            info
-            for info in sorted(self.sessions.values(), key=lambda info: info.uuid)
-            if (node is None or info.node_id == node)
-            and (state is None or info.state is state)
-            and matches(info, BroadcastTarget.ALL, label)
-        ]
-        start = int(cursor or 0)
-        following = start + limit
-        page = [info.to_dict() for info in found[start:following]]
-        return page, str(following) if following < len(found) else None
-
-    async def get_socket(self, session: str) -> dict[str, Any]:
-        return self._session(session).to_dict()
-
-    async def send(self, session: str, payload: bytes) -> None:
-        if self.broken:
-            raise RuntimeError("the node's own bug")
-        self._session(session)
-        self.sent.setdefault(session, []).append(payload)
-
-    async def pause(self, session: str) -> None:
-        self._session(session).state = SessionState.PAUSED
-
-    async def resume(self, session: str) -> None:
-        self._session(session).state = SessionState.ACTIVE
-
-    async def set_labels(self, session: str, labels: dict[str, str]) -> None:
-        self._session(session).labels = dict(labels)
-
-    async def close(self, session: str) -> None:
-        self._session(session)
-        del self.sessions[session]
-
-    async def broadcast(
-        self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
-    ) -> int:
-        self.calls.append(("broadcast", target, label, payload))
-        local = [info for info in self.sessions.values() if info.node_id == NODE]
-        return sum(1 for info in local if matches(info, target, label))
-
-    async def list_upstreams(self) -> list[dict[str, Any]]:
-        views = {NODE: {"state": "ready"}, "node-b": {"state": "connecting"}}
-        return [spec.to_dict() | {"nodes": views} for spec in self.upstreams.values()]
-
-    async def add_upstream(self, spec: UpstreamSpec) -> dict[str, Any]:
-        if spec.id in self.upstreams:
-            raise Conflict(f"upstream {spec.id} is already registered")
-        self.upstreams[spec.id] = spec
-        return spec.to_dict()
-
-    async def remove_upstream(self, upstream_id: str) -> None:
-        self._upstream(upstream_id)
-        del self.upstreams[upstream_id]
-
-    async def drain_upstream(self, upstream_id: str) -> dict[str, Any]:
-        spec = self._upstream(upstream_id)
-        drained = UpstreamSpec(
-            spec.host, spec.port, spec.ready_timeout, spec.alive_timeout, UpstreamMode.DRAINING
-        )
-        self.upstreams[upstream_id] = drained
-        return drained.to_dict()
-
-    async def drain_node(self, node_id: str) -> dict[str, Any]:
-        if node_id == SILENT:
-            raise OwnerTimeout("-", SILENT)
-        if node_id not in (NODE, "node-b"):
-            raise Conflict(f"no live node {node_id}")
-        return {"id": node_id, "draining": True}
-
-    def live(self) -> bool:
-        return True
-
-    async def ready(self) -> tuple[bool, dict[str, Any]]:
-        return self.ready_answer
-
-    def metrics(self) -> tuple[bytes, str]:
-        return METRICS, METRICS_TYPE
 
 
 @dataclass
@@ -200,12 +47,12 @@ Call = Callable[..., Awaitable[Answer]]
 @dataclass
 class Server:
     url: str
-    control: RecordingControl
+    control: FakeControl
     app: web.Application
 
 
 async def _start(token: str | None, max_body: int) -> tuple[web.AppRunner, Server]:
-    control = RecordingControl()
+    control = FakeControl()
     app = build_app(control, token=token, max_body=max_body)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -711,7 +558,7 @@ async def test_the_token_is_never_logged(
 
 def test_an_empty_token_is_refused() -> None:
     with pytest.raises(ValueError, match="token"):
-        build_app(RecordingControl(), token="")
+        build_app(FakeControl(), token="")
 
 
 # --- the client against the same app --------------------------------------------------------

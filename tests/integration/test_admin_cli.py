@@ -8,7 +8,6 @@ import io
 import socket
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import orjson
 import pytest
@@ -16,138 +15,16 @@ from aiohttp import web
 
 from paradoxplex.admin.app import build_app
 from paradoxplex.admin.cli import add_admin_parser, main, run_admin
-from paradoxplex.shared.errors import Conflict, OwnerTimeout, UnknownSession, UnknownUpstream
-from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState, matches
-from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
+from paradoxplex.shared.sessions import BroadcastTarget, SessionState
+from tests.support.admin_control import FAR, NODE, S1, S2, S3, FakeControl
 
-NODE = "node-a"
-S1 = "0f8fad5b-d9cb-469f-a165-70867728950e"
-S2 = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
-FAR = "6ba7b810-9dad-41d1-80b4-00c04fd430c8"
 TOKEN = "cli-token"
-
-
-class RecordingControl:
-    """Two sockets here and one on a node that never answers; upstreams in a dict."""
-
-    def __init__(self) -> None:
-        self.node_id = NODE
-        self.sessions = {
-            S1: SessionInfo(S1, NODE, "10.0.0.1:5000", 1714564800.0, labels={"site": "a"}),
-            S2: SessionInfo(S2, NODE, "10.0.0.2:5000", 1714564801.0, SessionState.PAUSED),
-            FAR: SessionInfo(FAR, "node-silent", "10.0.0.3:5000", 1714564802.0),
-        }
-        self.sent: list[tuple[str, bytes]] = []
-        self.broadcasts: list[tuple[BroadcastTarget, tuple[str, str] | None, bytes]] = []
-        self.upstreams = {"127.0.0.1:45888": UpstreamSpec("127.0.0.1", 45888)}
-        self.ready_now = True
-
-    def _session(self, session: str) -> SessionInfo:
-        info = self.sessions.get(session)
-        if info is None:
-            raise UnknownSession(session)
-        if info.node_id != NODE:
-            raise OwnerTimeout(session, info.node_id)
-        return info
-
-    async def list_nodes(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "id": NODE,
-                "listen": "0.0.0.0:7999",
-                "admin_url": "http://127.0.0.1:8000",
-                "started_at": 1714564800.0,
-                "sockets": 2,
-            }
-        ]
-
-    async def list_sockets(
-        self,
-        *,
-        node: str | None,
-        state: SessionState | None,
-        label: tuple[str, str] | None,
-        limit: int,
-        cursor: str | None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        found = [
-            info
-            for info in sorted(self.sessions.values(), key=lambda info: info.uuid)
-            if (node is None or info.node_id == node)
-            and (state is None or info.state is state)
-            and matches(info, BroadcastTarget.ALL, label)
-        ]
-        start = int(cursor or 0)
-        end = start + limit
-        return [info.to_dict() for info in found[start:end]], str(end) if end < len(found) else None
-
-    async def get_socket(self, session: str) -> dict[str, Any]:
-        return self._session(session).to_dict()
-
-    async def send(self, session: str, payload: bytes) -> None:
-        self._session(session)
-        self.sent.append((session, payload))
-
-    async def pause(self, session: str) -> None:
-        self._session(session).state = SessionState.PAUSED
-
-    async def resume(self, session: str) -> None:
-        self._session(session).state = SessionState.ACTIVE
-
-    async def set_labels(self, session: str, labels: dict[str, str]) -> None:
-        self._session(session).labels = labels
-
-    async def close(self, session: str) -> None:
-        self._session(session)
-        del self.sessions[session]
-
-    async def broadcast(
-        self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
-    ) -> int:
-        self.broadcasts.append((target, label, payload))
-        return sum(1 for info in self.sessions.values() if matches(info, target, label))
-
-    async def list_upstreams(self) -> list[dict[str, Any]]:
-        views = {NODE: {"state": "ready"}}
-        return [spec.to_dict() | {"nodes": views} for spec in self.upstreams.values()]
-
-    async def add_upstream(self, spec: UpstreamSpec) -> dict[str, Any]:
-        if spec.id in self.upstreams:
-            raise Conflict(f"upstream {spec.id} is already registered")
-        self.upstreams[spec.id] = spec
-        return spec.to_dict()
-
-    def _upstream(self, upstream_id: str) -> UpstreamSpec:
-        if upstream_id not in self.upstreams:
-            raise UnknownUpstream(upstream_id)
-        return self.upstreams[upstream_id]
-
-    async def remove_upstream(self, upstream_id: str) -> None:
-        del self.upstreams[self._upstream(upstream_id).id]
-
-    async def drain_upstream(self, upstream_id: str) -> dict[str, Any]:
-        spec = self._upstream(upstream_id)
-        drained = UpstreamSpec(spec.host, spec.port, mode=UpstreamMode.DRAINING)
-        self.upstreams[upstream_id] = drained
-        return drained.to_dict()
-
-    async def drain_node(self, node_id: str) -> dict[str, Any]:
-        return {"id": node_id, "draining": True}
-
-    def live(self) -> bool:
-        return True
-
-    async def ready(self) -> tuple[bool, dict[str, Any]]:
-        return self.ready_now, {"listening": True}
-
-    def metrics(self) -> tuple[bytes, str]:
-        return b"", "text/plain; version=0.0.4"
 
 
 class ThreadServer:
     """The admin app on its own event loop in a thread, so the CLI can ``asyncio.run``."""
 
-    def __init__(self, control: RecordingControl, token: str | None) -> None:
+    def __init__(self, control: FakeControl, token: str | None) -> None:
         self.control = control
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
@@ -175,7 +52,7 @@ class ThreadServer:
 
 
 def _serve(token: str | None) -> Iterator[ThreadServer]:
-    server = ThreadServer(RecordingControl(), token)
+    server = ThreadServer(FakeControl(), token)
     server.start()
     try:
         yield server
@@ -264,7 +141,7 @@ def test_sockets_all_follows_cursors(
 ) -> None:
     assert admin(server.url, "sockets", "--all", "--limit", "1", "--json") == 0
     page = orjson.loads(capsys.readouterr().out)
-    assert {item["uuid"] for item in page["items"]} == {S1, S2, FAR}
+    assert {item["uuid"] for item in page["items"]} == {S1, S2, S3, FAR}
     assert page["cursor"] is None
 
 
@@ -290,7 +167,7 @@ def test_socket_fields(server: ThreadServer, capsys: pytest.CaptureFixture[str])
 def test_send_text_and_base64(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
     assert admin(server.url, "send", S1, "--text", "héllo") == 0
     assert admin(server.url, "send", S1, "--base64", "AAEC") == 0
-    assert server.control.sent == [(S1, "héllo".encode()), (S1, b"\0\1\2")]
+    assert server.control.sent == {S1: ["héllo".encode(), b"\0\1\2"]}
     lines, _ = output(capsys)
     assert lines == [f"sent 6 bytes to {S1}", f"sent 3 bytes to {S1}"]
 
@@ -300,7 +177,7 @@ def test_send_stdin(
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"\xffraw\n")))
     assert admin(server.url, "--json", "send", S1, "--stdin") == 0
-    assert server.control.sent == [(S1, b"\xffraw\n")]
+    assert server.control.sent == {S1: [b"\xffraw\n"]}
     assert orjson.loads(capsys.readouterr().out) == {"ok": True}
 
 
@@ -329,10 +206,10 @@ def test_pause_resume_labels_close(
 
 def test_broadcast(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
     assert admin(server.url, "broadcast", "active", "--label", "site=a", "--text", "hi") == 0
-    assert server.control.broadcasts == [(BroadcastTarget.ACTIVE, ("site", "a"), b"hi")]
+    assert server.control.asked("broadcast") == [(BroadcastTarget.ACTIVE, ("site", "a"), b"hi")]
     assert capsys.readouterr().out == "delivered by this node: 1\n"
     assert admin(server.url, "--json", "broadcast", "all", "--base64", "AA==") == 0
-    assert orjson.loads(capsys.readouterr().out) == {"delivered_local": 3}
+    assert orjson.loads(capsys.readouterr().out) == {"delivered_local": 2}
 
 
 # --- upstreams and nodes --------------------------------------------------------------------
@@ -360,7 +237,7 @@ def test_drain_node(server: ThreadServer, capsys: pytest.CaptureFixture[str]) ->
 def test_health(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
     assert admin(server.url, "health") == 0
     assert capsys.readouterr().out.split() == ["live", "ok", "ready", "yes", "listening", "yes"]
-    server.control.ready_now = False
+    server.control.ready_answer = (False, {"listening": True})
     assert admin(server.url, "--json", "health") == 1
     answer = orjson.loads(capsys.readouterr().out)
     assert answer == {"live": {"status": "ok"}, "ready": {"ready": False, "listening": True}}

@@ -2,88 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from paradoxplex.admin.app import AdminHandlers, bearer_matches, build_app
 from paradoxplex.admin.control import Control
 from paradoxplex.admin.openapi import document
-from paradoxplex.shared.sessions import BroadcastTarget, SessionState
-from paradoxplex.shared.upstreams import UpstreamSpec
+from tests.support.admin_control import FakeControl
 
 TOKEN = b"t0ken"
 
 
-class IdleControl:
-    """A Control that is never called: the route table needs only its node id."""
-
-    node_id = "n-1"
-
-    async def list_nodes(self) -> list[dict[str, Any]]:
-        return []
-
-    async def list_sockets(
-        self,
-        *,
-        node: str | None,
-        state: SessionState | None,
-        label: tuple[str, str] | None,
-        limit: int,
-        cursor: str | None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        return [], None
-
-    async def get_socket(self, session: str) -> dict[str, Any]:
-        return {}
-
-    async def send(self, session: str, payload: bytes) -> None:
-        pass
-
-    async def pause(self, session: str) -> None:
-        pass
-
-    async def resume(self, session: str) -> None:
-        pass
-
-    async def set_labels(self, session: str, labels: dict[str, str]) -> None:
-        pass
-
-    async def close(self, session: str) -> None:
-        pass
-
-    async def broadcast(
-        self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
-    ) -> int:
-        return 0
-
-    async def list_upstreams(self) -> list[dict[str, Any]]:
-        return []
-
-    async def add_upstream(self, spec: UpstreamSpec) -> dict[str, Any]:
-        return spec.to_dict()
-
-    async def remove_upstream(self, upstream_id: str) -> None:
-        pass
-
-    async def drain_upstream(self, upstream_id: str) -> dict[str, Any]:
-        return {}
-
-    async def drain_node(self, node_id: str) -> dict[str, Any]:
-        return {}
-
-    def live(self) -> bool:
-        return True
-
-    async def ready(self) -> tuple[bool, dict[str, Any]]:
-        return True, {}
-
-    def metrics(self) -> tuple[bytes, str]:
-        return b"", "text/plain"
-
-
 def control() -> Control:
-    return IdleControl()
+    """The shared fake; the route table needs only its node id, so it is never called."""
+    return FakeControl("n-1")
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ from collections import deque
 
 import pytest
 
-from paradoxplex.node.courier import MAX_BATCH, MAX_BATCH_BYTES, _take
+from paradoxplex.node.courier import MAX_BATCH, MAX_BATCH_BYTES, take_batch
 from paradoxplex.shared import envelopes
 
 
@@ -30,7 +30,7 @@ def test_a_batch_envelope_keeps_every_reply_in_order() -> None:
 )
 def test_a_batch_is_bounded(count: int, size: int, expected: int) -> None:
     queue = deque((f"s{n}", b"x" * size) for n in range(count))
-    batch = _take(queue)
+    batch = take_batch(queue)
     assert len(batch) == expected
     assert [session for session, _ in batch] == [f"s{n}" for n in range(expected)]
     assert len(queue) == count - expected

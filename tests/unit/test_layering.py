@@ -1,7 +1,9 @@
-"""The decision core does no I/O, and imports flow one way: node → admin → shared → wire.
+"""The decision core does no I/O, imports flow one way (node → admin → shared → wire), the
+upstream SDK does not need the node, and no modules import each other in a circle.
 
-Read from the source with ``ast`` (nothing is imported). The one allowed exception:
-``config.py`` may call ``socket.gethostname()`` for the default node id.
+Read from the source with ``ast`` (nothing is imported), so an import inside a function or
+under ``if TYPE_CHECKING:`` counts like any other. The one allowed exception: ``config.py``
+may call ``socket.gethostname()`` for the default node id.
 """
 
 from __future__ import annotations
@@ -55,6 +57,17 @@ ALLOWED = {"config.py": {"socket.gethostname"}}
 # Who may import whom: a module may import paradoxplex.X only from its own layer or below.
 LAYERS = {"wire": 0, "shared": 1, "admin": 2, "node": 3}
 ROOT_LAYERS = {"shared": 1, "admin": 2, "node": 3}
+# Packages that must not import another of ours, whatever the layers allow.
+FORBIDDEN_EDGES = {
+    "paradoxplex.upstream": {"paradoxplex.node": "the upstream SDK is used without the node"},
+}
+# Import circles on main today, each from its smallest module on. The lead is removing them:
+# this list must become empty. The test fails on a circle not listed here, and on a listed
+# circle that no longer exists (so the list cannot go stale).
+KNOWN_CIRCLES = {
+    ("paradoxplex.node.control", "paradoxplex.node.node"),
+    ("paradoxplex.node.node", "paradoxplex.node.reaper"),
+}
 
 
 def core_violations(source: str, filename: str) -> list[str]:
@@ -145,6 +158,64 @@ def flow_violations(source: str, module: str, is_package: bool, layer: int) -> l
     return found
 
 
+def within(module: str, package: str) -> bool:
+    return module == package or module.startswith(f"{package}.")
+
+
+def edge_violations(source: str, module: str, is_package: bool) -> list[str]:
+    """Each import that ``FORBIDDEN_EDGES`` rules out for ``module``."""
+    rules = [
+        (target_package, why)
+        for package, forbidden in FORBIDDEN_EDGES.items()
+        if within(module, package)
+        for target_package, why in forbidden.items()
+    ]
+    return [
+        f"{module}:{line} imports {target} ({why})"
+        for line, target in imported_modules(source, module, is_package)
+        for target_package, why in rules
+        if within(target, target_package)
+    ]
+
+
+Graph = dict[str, set[str]]
+
+
+def import_graph(sources: dict[str, tuple[str, bool]]) -> Graph:
+    """Module → the modules of ``sources`` it imports, from ``{module: (source, is_package)}``."""
+    return {
+        module: {
+            target
+            for _, target in imported_modules(source, module, is_package)
+            if target in sources and target != module
+        }
+        for module, (source, is_package) in sources.items()
+    }
+
+
+def circles(graph: Graph, *, limit: int = 100) -> set[tuple[str, ...]]:
+    """Every elementary import circle, each as a tuple from its smallest module on.
+
+    A circle is found once, from its smallest module, by walking only through larger ones.
+    At most ``limit`` are listed (a tangle that large needs no exhaustive list).
+    """
+    found: set[tuple[str, ...]] = set()
+    for start in sorted(graph):
+        stack = [(start, [start])]
+        while stack and len(found) < limit:
+            module, path = stack.pop()
+            for target in sorted(graph.get(module, ())):
+                if target == start:
+                    found.add(tuple(path))
+                elif target > start and target not in path:
+                    stack.append((target, [*path, target]))
+    return found
+
+
+def drawn(circle: tuple[str, ...]) -> str:
+    return " → ".join([*circle, circle[0]])
+
+
 CORE_FILES = sorted(CORE.glob("*.py"))
 ALL_FILES = sorted(
     path
@@ -184,6 +255,37 @@ def test_imports_flow_node_admin_shared_wire(path: Path) -> None:
     assert layer is not None
     source = path.read_text(encoding="utf-8")
     assert flow_violations(source, module, is_package, layer) == []
+
+
+@pytest.mark.parametrize(
+    "path", ALL_FILES, ids=lambda path: str(path.relative_to(ROOT)).removesuffix(".py")
+)
+def test_forbidden_edges(path: Path) -> None:
+    module, is_package = module_name(path)
+    assert edge_violations(path.read_text(encoding="utf-8"), module, is_package) == []
+
+
+def test_the_upstream_sdk_is_where_we_look() -> None:
+    assert "paradoxplex.upstream.server" in {module_name(path)[0] for path in ALL_FILES}
+
+
+def our_import_graph() -> Graph:
+    sources = {}
+    for path in ALL_FILES:
+        module, is_package = module_name(path)
+        sources[module] = (path.read_text(encoding="utf-8"), is_package)
+    return import_graph(sources)
+
+
+def test_no_new_import_circles() -> None:
+    new = circles(our_import_graph()) - KNOWN_CIRCLES
+    assert not new, "import circles:\n" + "\n".join(sorted(map(drawn, new)))
+
+
+def test_known_circles_still_exist() -> None:
+    """A circle that is gone must leave KNOWN_CIRCLES (which must become empty)."""
+    gone = KNOWN_CIRCLES - circles(our_import_graph())
+    assert not gone, "gone, drop from KNOWN_CIRCLES:\n" + "\n".join(sorted(map(drawn, gone)))
 
 
 # --- the checkers catch what they should ----------------------------------------------------
@@ -267,3 +369,66 @@ def test_flow_checker_catches(source: str, module: str, is_package: bool, layer:
 )
 def test_flow_checker_allows(source: str, module: str, is_package: bool, layer: int) -> None:
     assert flow_violations(source, module, is_package, layer) == []
+
+
+@pytest.mark.parametrize(
+    ("source", "module"),
+    [
+        ("from paradoxplex.node.clock import timestamp", "paradoxplex.upstream.server"),
+        ("import paradoxplex.node", "paradoxplex.upstream"),
+        ("from paradoxplex import node", "paradoxplex.upstream.server"),
+        ("def f():\n    from paradoxplex.node import node", "paradoxplex.upstream.server"),
+    ],
+)
+def test_edge_checker_catches(source: str, module: str) -> None:
+    assert edge_violations(source, module, False) != []
+
+
+@pytest.mark.parametrize(
+    ("source", "module"),
+    [
+        ("from paradoxplex.shared.timestamps import timestamp", "paradoxplex.upstream.server"),
+        ("from paradoxplex.wire import upstream_pb2", "paradoxplex.upstream.server"),
+        ("from paradoxplex.upstream import UpstreamServer", "paradoxplex.node.echo"),
+        ("from paradoxplex.node import cli", "paradoxplex.upstreams"),
+    ],
+)
+def test_edge_checker_allows(source: str, module: str) -> None:
+    assert edge_violations(source, module, False) == []
+
+
+def graph_of(**modules: str) -> Graph:
+    """An import graph from sources, one keyword per module ``paradoxplex.m.<name>``."""
+    return import_graph(
+        {f"paradoxplex.m.{name}": (source, False) for name, source in modules.items()}
+    )
+
+
+@pytest.mark.parametrize(
+    ("modules", "expected"),
+    [
+        ({"a": "from paradoxplex.m import b", "b": "import paradoxplex.m.a"}, {("a", "b")}),
+        ({"a": "from . import b", "b": "def f():\n    from .a import x"}, {("a", "b")}),
+        (
+            {
+                "a": "from .b import x",
+                "b": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .c import y",
+                "c": "from . import a",
+            },
+            {("a", "b", "c")},
+        ),
+        (
+            {"a": "from . import b, c", "b": "from . import a", "c": "from . import a"},
+            {("a", "b"), ("a", "c")},
+        ),
+        ({"a": "from . import b", "b": "from . import c", "c": "import os"}, set()),
+        ({"a": "from .a import x"}, set()),
+    ],
+)
+def test_circles_are_found(modules: dict[str, str], expected: set[tuple[str, ...]]) -> None:
+    found = circles(graph_of(**modules))
+    assert found == {tuple(f"paradoxplex.m.{name}" for name in circle) for circle in expected}
+
+
+def test_a_circle_is_drawn_back_to_its_start() -> None:
+    assert drawn(("a", "b", "c")) == "a → b → c → a"

@@ -84,7 +84,7 @@ class Courier:
             while not route.queue:
                 route.wakeup.clear()
                 await route.wakeup.wait()
-            batch = _take(route.queue)
+            batch = take_batch(route.queue)
             route.room.set()
             try:
                 data = envelopes.deliver_batch(self.sender, batch)
@@ -113,7 +113,7 @@ class Courier:
         return f"<Courier routes={len(self.routes)} queued={queued}>"
 
 
-def _take(queue: deque[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+def take_batch(queue: deque[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """The next batch: in order, at most MAX_BATCH replies and about MAX_BATCH_BYTES."""
     batch: list[tuple[str, bytes]] = []
     size = 0

@@ -30,10 +30,10 @@ import grpc
 from google.protobuf import empty_pb2
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
-from paradoxplex.node.clock import timestamp
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.shared.errors import UpstreamUnavailable
 from paradoxplex.shared.health import Health, HealthTracker, Probe, in_rotation
+from paradoxplex.shared.timestamps import timestamp
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 from paradoxplex.wire import upstream_pb2 as pb
 from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
@@ -315,7 +315,7 @@ class UpstreamLink:
     async def _write_batches(self, call: Any) -> None:
         while True:
             items = await self._next_items(MAX_BATCH_ITEMS)
-            now = timestamp()
+            now = timestamp(time.time())
             batch = pb.InputBatch()
             add = batch.items.add
             for item in items:
@@ -329,7 +329,7 @@ class UpstreamLink:
     async def _write_each(self, call: Any) -> None:
         while True:
             items = await self._next_items(1)
-            await self._write(call, items[0].request(timestamp()), items)
+            await self._write(call, items[0].request(timestamp(time.time())), items)
             self._counts[0] += 1
 
     async def _write(self, call: Any, message: Any, items: list[Outgoing]) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from paradoxplex.node.clock import timestamp
+from paradoxplex.shared.timestamps import timestamp
 from paradoxplex.wire import upstream_pb2 as pb
 from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
 
@@ -126,7 +127,8 @@ class Outbox:
 Handler = Callable[[Message, Outbox], Awaitable[None] | None]
 
 
-_now = timestamp
+def _now() -> str:
+    return timestamp(time.time())
 
 
 class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):

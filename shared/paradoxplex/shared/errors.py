@@ -6,8 +6,7 @@
     ├─ FramingError                          the peer's fault, closes that socket
     │  └─ FrameTooLarge(size, limit)
     ├─ UpstreamError
-    │  ├─ UpstreamUnavailable(upstream_id)
-    │  └─ NoReadyUpstream
+    │  └─ UpstreamUnavailable(upstream_id)
     ├─ FleetError
     │  ├─ FleetUnavailable(reason)           Redis unreachable
     │  └─ OwnerTimeout(session, node)        the owner node did not answer in time
@@ -61,11 +60,6 @@ class UpstreamUnavailable(UpstreamError):
         super().__init__(f"upstream {upstream_id}: {reason}")
         self.upstream_id = upstream_id
         self.reason = reason
-
-
-class NoReadyUpstream(UpstreamError):
-    def __init__(self) -> None:
-        super().__init__("no upstream is ready")
 
 
 class FleetError(ParadoxplexError):

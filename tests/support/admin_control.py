@@ -1,0 +1,208 @@
+"""One fake admin ``Control`` for every admin test: a whole fleet in dicts, recording each call.
+
+The fleet: this node (``NODE``) holds ``S1`` (active, ``site=a``) and ``S2`` (paused);
+``OTHER`` holds ``S3`` (``site=b``); ``SILENT`` holds ``FAR`` and never answers, so every
+action on ``FAR`` (and draining ``SILENT``) raises ``OwnerTimeout``. One upstream,
+``127.0.0.1:45888``, ready on this node.
+
+Switches a test may flip: ``fleet_down`` (Redis gone: ``FleetUnavailable``), ``broken``
+(``send`` fails with a bug of the node's own), ``ready_answer``. Every call is recorded in
+``calls`` as ``(method, *arguments)``; ``sent`` holds the payloads delivered per socket.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from paradoxplex.shared.errors import (
+    Conflict,
+    FleetUnavailable,
+    OwnerTimeout,
+    UnknownSession,
+    UnknownUpstream,
+)
+from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState, matches
+from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
+
+NODE = "node-a"
+OTHER = "node-b"
+SILENT = "node-silent"
+S1 = "0f8fad5b-d9cb-469f-a165-70867728950e"
+S2 = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+S3 = "16fd2706-8baf-433b-82eb-8c7fada847da"
+FAR = "6ba7b810-9dad-41d1-80b4-00c04fd430c8"
+UPSTREAM = "127.0.0.1:45888"
+METRICS = b"# TYPE paradoxplex_sockets gauge\nparadoxplex_sockets 3\n"
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+NODES = [
+    {
+        "id": NODE,
+        "listen": "0.0.0.0:7999",
+        "admin_url": "http://127.0.0.1:8000",
+        "started_at": 1714564800.0,
+        "sockets": 2,
+    },
+    {
+        "id": OTHER,
+        "listen": "0.0.0.0:7999",
+        "admin_url": "http://10.0.0.9:8000",
+        "started_at": 1714564900.0,
+        "sockets": 1,
+    },
+]
+
+
+def fleet_sessions() -> dict[str, SessionInfo]:
+    """The fleet's four sockets, fresh for each fake (tests change them)."""
+    return {
+        S1: SessionInfo(S1, NODE, "10.0.0.1:5000", 1714564800.0, labels={"site": "a"}),
+        S2: SessionInfo(S2, NODE, "10.0.0.2:5000", 1714564801.0, SessionState.PAUSED),
+        S3: SessionInfo(S3, OTHER, "10.0.0.3:5000", 1714564802.0, labels={"site": "b"}),
+        FAR: SessionInfo(FAR, SILENT, "10.0.0.4:5000", 1714564803.0),
+    }
+
+
+class FakeControl:
+    """The admin API's view of the fleet above, answering like a node would."""
+
+    def __init__(self, node_id: str = NODE) -> None:
+        self.node_id = node_id
+        self.calls: list[tuple[Any, ...]] = []
+        self.sessions = fleet_sessions()
+        self.sent: dict[str, list[bytes]] = {}
+        self.upstreams = {UPSTREAM: UpstreamSpec("127.0.0.1", 45888)}
+        self.ready_answer: tuple[bool, dict[str, Any]] = (True, {"listening": True})
+        self.fleet_down = False
+        self.broken = False
+
+    def __repr__(self) -> str:
+        counts = f"sessions={len(self.sessions)} calls={len(self.calls)}"
+        return f"<FakeControl node={self.node_id} {counts}>"
+
+    def asked(self, method: str) -> list[tuple[Any, ...]]:
+        """The arguments of each call to ``method``, in order."""
+        return [call[1:] for call in self.calls if call[0] == method]
+
+    def _session(self, session: str) -> SessionInfo:
+        if self.fleet_down:
+            raise FleetUnavailable("redis: connection refused")
+        info = self.sessions.get(session)
+        if info is None:
+            raise UnknownSession(session)
+        if info.node_id == SILENT:
+            raise OwnerTimeout(session, SILENT)
+        return info
+
+    def _upstream(self, upstream_id: str) -> UpstreamSpec:
+        if upstream_id not in self.upstreams:
+            raise UnknownUpstream(upstream_id)
+        return self.upstreams[upstream_id]
+
+    async def list_nodes(self) -> list[dict[str, Any]]:
+        self.calls.append(("list_nodes",))
+        if self.fleet_down:
+            raise FleetUnavailable("redis: connection refused")
+        return [dict(node) for node in NODES]
+
+    async def list_sockets(
+        self,
+        *,
+        node: str | None,
+        state: SessionState | None,
+        label: tuple[str, str] | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        self.calls.append(("list_sockets", node, state, label, limit, cursor))
+        found = [
+            info
+            for info in sorted(self.sessions.values(), key=lambda info: info.uuid)
+            if (node is None or info.node_id == node)
+            and (state is None or info.state is state)
+            and matches(info, BroadcastTarget.ALL, label)
+        ]
+        start = int(cursor or 0)
+        following = start + limit
+        page = [info.to_dict() for info in found[start:following]]
+        return page, str(following) if following < len(found) else None
+
+    async def get_socket(self, session: str) -> dict[str, Any]:
+        self.calls.append(("get_socket", session))
+        return self._session(session).to_dict()
+
+    async def send(self, session: str, payload: bytes) -> None:
+        self.calls.append(("send", session, payload))
+        if self.broken:
+            raise RuntimeError("the node's own bug")
+        self._session(session)
+        self.sent.setdefault(session, []).append(payload)
+
+    async def pause(self, session: str) -> None:
+        self.calls.append(("pause", session))
+        self._session(session).state = SessionState.PAUSED
+
+    async def resume(self, session: str) -> None:
+        self.calls.append(("resume", session))
+        self._session(session).state = SessionState.ACTIVE
+
+    async def set_labels(self, session: str, labels: dict[str, str]) -> None:
+        self.calls.append(("set_labels", session, labels))
+        self._session(session).labels = dict(labels)
+
+    async def close(self, session: str) -> None:
+        self.calls.append(("close", session))
+        self._session(session)
+        del self.sessions[session]
+
+    async def broadcast(
+        self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
+    ) -> int:
+        """Counts what this node would write: its own matching sockets."""
+        self.calls.append(("broadcast", target, label, payload))
+        local = [info for info in self.sessions.values() if info.node_id == self.node_id]
+        return sum(1 for info in local if matches(info, target, label))
+
+    async def list_upstreams(self) -> list[dict[str, Any]]:
+        self.calls.append(("list_upstreams",))
+        views = {self.node_id: {"state": "ready"}}
+        return [spec.to_dict() | {"nodes": views} for spec in self.upstreams.values()]
+
+    async def add_upstream(self, spec: UpstreamSpec) -> dict[str, Any]:
+        self.calls.append(("add_upstream", spec))
+        if spec.id in self.upstreams:
+            raise Conflict(f"upstream {spec.id} is already registered")
+        self.upstreams[spec.id] = spec
+        return spec.to_dict()
+
+    async def remove_upstream(self, upstream_id: str) -> None:
+        self.calls.append(("remove_upstream", upstream_id))
+        del self.upstreams[self._upstream(upstream_id).id]
+
+    async def drain_upstream(self, upstream_id: str) -> dict[str, Any]:
+        self.calls.append(("drain_upstream", upstream_id))
+        spec = self._upstream(upstream_id)
+        drained = UpstreamSpec(
+            spec.host, spec.port, spec.ready_timeout, spec.alive_timeout, UpstreamMode.DRAINING
+        )
+        self.upstreams[upstream_id] = drained
+        return drained.to_dict()
+
+    async def drain_node(self, node_id: str) -> dict[str, Any]:
+        self.calls.append(("drain_node", node_id))
+        if node_id == SILENT:
+            raise OwnerTimeout("-", SILENT)
+        if node_id not in {node["id"] for node in NODES}:
+            raise Conflict(f"no live node {node_id}")
+        return {"id": node_id, "draining": True}
+
+    def live(self) -> bool:
+        self.calls.append(("live",))
+        return True
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        self.calls.append(("ready",))
+        return self.ready_answer
+
+    def metrics(self) -> tuple[bytes, str]:
+        self.calls.append(("metrics",))
+        return METRICS, METRICS_TYPE
