@@ -11,7 +11,7 @@ from typing import Protocol
 import pytest
 import pytest_asyncio
 
-from paradoxplex.node.redis_fleet import AliveCheck, RedisBus
+from paradoxplex.node.redis import AliveCheck, RedisBus
 from tests.support.eventually import eventually
 
 PAYLOADS = [

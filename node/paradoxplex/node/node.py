@@ -30,7 +30,7 @@ from paradoxplex.node.upstream import UpstreamLink
 from paradoxplex.shared import envelopes
 from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.errors import FleetUnavailable, OwnerTimeout
-from paradoxplex.shared.fleet import FleetBus, FleetState, MemoryBus, MemoryFleet, NodeRecord
+from paradoxplex.shared.fleet import Backend, FleetBus, FleetState, NodeRecord
 from paradoxplex.shared.routing import (
     Forward,
     PublishBroadcast,
@@ -52,20 +52,14 @@ UNKNOWN_LIMIT = 10_000
 
 
 class Node:
-    """One balancer process. ``fleet``/``bus`` default to the in-memory single node."""
+    """One balancer process, on the fleet state and bus of ``backend`` (``backends``)."""
 
-    def __init__(
-        self,
-        config: NodeConfig,
-        *,
-        fleet: FleetState | None = None,
-        bus: FleetBus | None = None,
-    ) -> None:
+    def __init__(self, config: NodeConfig, backend: Backend) -> None:
         self.config = config
         self.node_id = config.node_id
         self.metrics = Metrics()
-        self.fleet: FleetState = fleet or MemoryFleet()
-        self.bus: FleetBus = bus or MemoryBus()
+        self.fleet: FleetState = backend.state
+        self.bus: FleetBus = backend.bus
         self.sessions: dict[str, Session] = {}
         self.limits = SessionLimits(
             framing=config.framing,
@@ -127,7 +121,7 @@ class Node:
             )
             await self.fleet.put_upstream(spec)
         await self.reconcile_upstreams()
-        await self.bus.start(self.node_id, self.receive_envelope)
+        await self.bus.start(self.node_id, self.receive_envelope, on_reconnect=self.resync)
         self._spawn(self.sync.run(), "session sync")
         self._spawn(self._heartbeat(), "heartbeat")
         log.info(
@@ -601,7 +595,7 @@ class Node:
 
     def _registered(self) -> bool:
         """Whether session writes may go to the fleet: this node is registered there."""
-        return self.fleet_ok and getattr(self.bus, "connected", True)
+        return self.fleet_ok and self.bus.connected
 
     async def resync(self) -> None:
         """The fleet came back (maybe empty): register this node, its sessions and upstreams."""
