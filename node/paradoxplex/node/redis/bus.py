@@ -82,7 +82,7 @@ class RedisBus:
         self.keys = Keys(prefix)
         self.node_id = ""
         self.undelivered = 0
-        self._client = client
+        self.client = client
         self._redis = client.redis
         self._owns_client = owns_client
         self._is_alive = is_alive
@@ -150,7 +150,7 @@ class RedisBus:
         self._self_tag = bytes([len(sender)]) + sender
         channels = (self.keys.node_channel(node_id), self._broadcast, self._control)
         subscriber = Subscriber(
-            self._client,
+            self.client,
             name=node_id,
             channels=tuple(channel.encode() for channel in channels),
             own_tag=self._self_tag,
@@ -166,7 +166,7 @@ class RedisBus:
         if self._subscriber is not None:
             await self._subscriber.close()
         if self._owns_client:
-            await self._client.close()
+            await self.client.close()
         await asyncio.sleep(0)  # let closed transports finish closing
 
     # -- publishing ----------------------------------------------------------------------
