@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from paradoxplex.node.redis_fleet import RedisFleet
+from paradoxplex.node.redis import RedisFleet
 from paradoxplex.shared.fleet import FleetState, MemoryFleet
 from tests.support.redis_server import RedisServer
 

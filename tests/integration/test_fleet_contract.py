@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from paradoxplex.node.redis_fleet import RedisFleet
+from paradoxplex.node.redis import RedisFleet
 from paradoxplex.shared.fleet import FleetState, NodeRecord
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec

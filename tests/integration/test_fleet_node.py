@@ -359,6 +359,15 @@ async def test_socket_list_pages_through_every_nodes_sockets(fleet: Fleet) -> No
     assert by_node == {uuid for _, uuid in sockets[:2]}
 
 
+async def test_a_cursor_the_api_never_gave_out_is_400(fleet: Fleet) -> None:
+    status, answer = await fleet.admins[0].call("GET", "/v1/sockets?cursor=not-a-cursor")
+    assert status == 400, answer
+    assert answer["error"] == {
+        "code": "bad_request",
+        "message": "cursor: not a cursor this API gave out",
+    }
+
+
 @pytest.mark.parametrize(
     ("method", "suffix", "body"),
     [

@@ -1,17 +1,19 @@
-"""RedisBus on a real Redis: who receives what, binary payloads, and sends to absent nodes."""
+"""RedisBus on a real Redis, beyond the bus contract (``test_bus_contract``): binary
+payloads, sends to absent, dead and late nodes, the subscriber's resilience, its state."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 import pytest
 import pytest_asyncio
 
-from paradoxplex.node.redis_fleet import AliveCheck, RedisBus
+from paradoxplex.node.redis import AliveCheck, RedisBus
+from tests.support.bus import started
 from tests.support.eventually import eventually
 
 PAYLOADS = [
@@ -21,22 +23,6 @@ PAYLOADS = [
     b"\x01a" + b"tricky: starts like a broadcast frame",
     os.urandom(1 << 20),
 ]
-
-
-class Inbox:
-    """A handler that keeps what it is given."""
-
-    def __init__(self) -> None:
-        self.items: list[bytes] = []
-
-    async def __call__(self, envelope: bytes) -> None:
-        self.items.append(envelope)
-
-    def got(self, *expected: bytes) -> Callable[[], bool]:
-        return lambda: self.items == list(expected)
-
-    def holds(self, item: bytes) -> Callable[[], bool]:
-        return lambda: item in self.items
 
 
 class MakeBus(Protocol):
@@ -61,66 +47,6 @@ async def make_bus(redis_url: str, key_prefix: str) -> AsyncIterator[MakeBus]:
         await bus.close()
 
 
-async def started(bus: RedisBus, node_id: str) -> Inbox:
-    inbox = Inbox()
-    await bus.start(node_id, inbox)
-    return inbox
-
-
-async def settled(sender: RedisBus, *inboxes: Inbox) -> None:
-    """Wait until a control marker reached every inbox: whatever was published before it
-    and was meant for them has arrived too (one connection delivers in publish order)."""
-    marker = os.urandom(16)
-    await sender.control(marker)
-    for inbox in inboxes:
-        await eventually(inbox.holds(marker), message="the control marker")
-        inbox.items.remove(marker)
-
-
-async def test_send_reaches_only_the_target(make_bus: MakeBus) -> None:
-    a, b, c = make_bus(), make_bus(), make_bus()
-    inbox_a, inbox_b, inbox_c = await started(a, "a"), await started(b, "b"), await started(c, "c")
-    assert await a.send("b", b"for b")
-    await settled(a, inbox_a, inbox_b, inbox_c)
-    assert (inbox_a.items, inbox_b.items, inbox_c.items) == ([], [b"for b"], [])
-
-
-async def test_a_node_can_send_to_itself(make_bus: MakeBus) -> None:
-    a = make_bus()
-    inbox = await started(a, "a")
-    assert await a.send("a", b"loopback")
-    await eventually(inbox.got(b"loopback"))
-
-
-async def test_broadcast_reaches_the_others(make_bus: MakeBus) -> None:
-    a, b, c = make_bus(), make_bus(), make_bus()
-    inbox_a, inbox_b, inbox_c = await started(a, "a"), await started(b, "b"), await started(c, "c")
-    await a.broadcast(b"to everyone else")
-    await settled(a, inbox_a, inbox_b, inbox_c)
-    assert (inbox_a.items, inbox_b.items, inbox_c.items) == (
-        [],
-        [b"to everyone else"],
-        [b"to everyone else"],
-    )
-
-
-async def test_broadcast_from_a_node_whose_id_prefixes_another(make_bus: MakeBus) -> None:
-    a, ab = make_bus(), make_bus()
-    inbox_a, inbox_ab = await started(a, "a"), await started(ab, "ab")
-    await ab.broadcast(b"x")
-    await a.broadcast(b"y")
-    await settled(a, inbox_a, inbox_ab)
-    assert (inbox_a.items, inbox_ab.items) == ([b"x"], [b"y"])
-
-
-async def test_control_reaches_all(make_bus: MakeBus) -> None:
-    a, b = make_bus(), make_bus()
-    inbox_a, inbox_b = await started(a, "a"), await started(b, "b")
-    await a.control(b"reconcile")
-    await eventually(inbox_a.got(b"reconcile"))
-    await eventually(inbox_b.got(b"reconcile"))
-
-
 @pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: f"{len(p)}B")
 async def test_binary_payloads_arrive_unchanged(make_bus: MakeBus, payload: bytes) -> None:
     a, b = make_bus(), make_bus()
@@ -131,16 +57,6 @@ async def test_binary_payloads_arrive_unchanged(make_bus: MakeBus, payload: byte
     await a.control(payload)
     assert await a.publish_many("b", [payload, payload])
     await eventually(inbox_b.got(payload, payload, payload, payload, payload))
-
-
-async def test_publish_many_keeps_order(make_bus: MakeBus) -> None:
-    a, b = make_bus(), make_bus()
-    await started(a, "a")
-    inbox_b = await started(b, "b")
-    batch = [n.to_bytes(4, "big") for n in range(500)]
-    assert await a.publish_many("b", batch)
-    assert await a.publish_many("b", [])
-    await eventually(inbox_b.got(*batch))
 
 
 async def test_send_to_a_node_that_never_listens(

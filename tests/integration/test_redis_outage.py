@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from paradoxplex.node.redis_fleet import RedisBus, RedisFleet
+from paradoxplex.node.redis import RedisBus, RedisFleet
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import NodeRecord
 from paradoxplex.shared.sessions import SessionInfo
@@ -48,7 +48,7 @@ class Node:
     """A bus with an inbox, counting its reconnections."""
 
     def __init__(self, url: str, *, prefix: str, **options: Any) -> None:
-        self.bus = RedisBus.from_url(url, prefix=prefix, on_reconnect=self.on_reconnect, **options)
+        self.bus = RedisBus.from_url(url, prefix=prefix, **options)
         self.inbox: list[bytes] = []
         self.reconnected = 0
 
@@ -69,7 +69,7 @@ async def make_node(server: RedisServer, key_prefix: str) -> AsyncIterator[MakeN
     async def make(node_id: str, **options: Any) -> Node:
         node = Node(server.url, prefix=key_prefix, **options)
         nodes.append(node)
-        await node.bus.start(node_id, node.receive)
+        await node.bus.start(node_id, node.receive, on_reconnect=node.on_reconnect)
         return node
 
     yield make

@@ -24,9 +24,9 @@ from typing import Any
 import aiohttp
 import orjson
 
+from paradoxplex.node.backends import build_backend
 from paradoxplex.node.echo import Echo
 from paradoxplex.node.node import Node
-from paradoxplex.node.wiring import build_node
 from paradoxplex.shared.config import Address, NodeConfig
 from paradoxplex.upstream import Handler, Message, Outbox, UpstreamServer
 from tests.support.eventually import eventually
@@ -283,7 +283,8 @@ async def start_fleet(
     nodes: list[Node] = []
     try:
         for node_id in ids:
-            node = await build_node(node_config(redis_url, prefix, node_id, upstreams, **extra))
+            config = node_config(redis_url, prefix, node_id, upstreams, **extra)
+            node = Node(config, await build_backend(config))
             nodes.append(node)
             await node.start()
         await eventually(

@@ -20,6 +20,7 @@ from typing import Any
 from paradoxplex.node.node import Node
 from paradoxplex.node.session import Session
 from paradoxplex.shared.config import Address, NodeConfig
+from paradoxplex.shared.fleet import memory_backend
 from paradoxplex.upstream import Message, Outbox, UpstreamServer
 from tests.support.eventually import eventually
 
@@ -97,7 +98,7 @@ async def running_node(
     *upstream_ports: int, wait_ready: bool = True, **overrides: Any
 ) -> AsyncIterator[Node]:
     """A started node; with ``wait_ready``, every upstream is in rotation before it is yielded."""
-    node = Node(node_config(upstream_ports, **overrides))
+    node = Node(node_config(upstream_ports, **overrides), memory_backend())
     await node.start()
     try:
         if wait_ready:

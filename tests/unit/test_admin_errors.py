@@ -17,6 +17,7 @@ from paradoxplex.shared.errors import (
     FleetError,
     FleetUnavailable,
     FrameTooLarge,
+    InvalidRequest,
     OwnerTimeout,
     ParadoxplexError,
     UnknownSession,
@@ -28,6 +29,7 @@ from paradoxplex.shared.errors import (
     ("error", "status", "code", "says"),
     [
         (ConfigError("port", "must be a number"), 400, "bad_request", "port: must be a number"),
+        (InvalidRequest("cursor", "not a cursor"), 400, "bad_request", "cursor: not a cursor"),
         (UnknownSession("s-1"), 404, "not_found", "s-1"),
         (UnknownUpstream("h:1"), 404, "not_found", "h:1"),
         (Conflict("upstream h:1 exists"), 409, "conflict", "h:1"),

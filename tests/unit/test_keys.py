@@ -11,7 +11,6 @@ NAMES: list[tuple[str, str | None, str]] = [
     ("node", "n1", "px:node:n1"),
     ("node_alive", "n1", "px:alive:n1"),
     ("nodes", None, "px:nodes"),
-    ("session", "s1", "px:session:s1"),
     ("sessions_data", None, "px:session-data"),
     ("node_sessions", "n1", "px:node-sessions:n1"),
     ("upstreams", None, "px:upstreams"),

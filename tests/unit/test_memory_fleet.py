@@ -13,9 +13,11 @@ from paradoxplex.shared.fleet import (
     MemoryFleet,
     MemoryHub,
     NodeRecord,
+    memory_backend,
 )
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
+from tests.support.bus import Inbox
 
 
 def sid(number: int) -> str:
@@ -237,28 +239,30 @@ async def test_fleets_on_one_hub_share_state() -> None:
     assert repr(second) == "<MemoryFleet <MemoryHub nodes=1 sessions=1>>"
 
 
-class Inbox:
-    """An envelope handler that keeps what it receives."""
+async def test_bus_is_always_connected_and_never_reconnects() -> None:
+    """The rest of the bus's behaviour is the contract in ``test_bus_contract``."""
+    bus = MemoryBus()
+    assert bus.connected
+    reconnected: list[str] = []
 
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
+    async def on_reconnect() -> None:
+        reconnected.append("again")
 
-    async def __call__(self, envelope: bytes) -> None:
-        self.received.append(envelope)
+    await bus.start("a", Inbox(), on_reconnect=on_reconnect)
+    assert bus.connected
+    assert await bus.send("a", b"x")
+    await bus.close()
+    assert bus.connected
+    assert reconnected == []
 
 
-async def test_bus() -> None:
+def test_a_memory_backend_shares_one_hub() -> None:
     hub = MemoryHub()
-    inboxes = {name: Inbox() for name in "abc"}
-    buses = {name: MemoryBus(hub) for name in "abc"}
-    for name, bus in buses.items():
-        await bus.start(name, inboxes[name])
-    assert await buses["a"].send("b", b"direct") is True
-    assert await buses["a"].send("z", b"lost") is False
-    await buses["a"].broadcast(b"all-others")
-    await buses["a"].control(b"everyone")
-    assert inboxes["a"].received == [b"everyone"]
-    assert inboxes["b"].received == [b"direct", b"all-others", b"everyone"]
-    assert inboxes["c"].received == [b"all-others", b"everyone"]
-    await buses["b"].close()
-    assert await buses["a"].send("b", b"gone") is False
+    backend = memory_backend(hub)
+    assert isinstance(backend.state, MemoryFleet)
+    assert isinstance(backend.bus, MemoryBus)
+    assert backend.state.hub is backend.bus.hub is hub
+    fresh = memory_backend()
+    assert isinstance(fresh.state, MemoryFleet)
+    assert isinstance(fresh.bus, MemoryBus)
+    assert fresh.state.hub is fresh.bus.hub is not hub

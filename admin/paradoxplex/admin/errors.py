@@ -16,6 +16,7 @@ from paradoxplex.shared.errors import (
     ConfigError,
     Conflict,
     FleetUnavailable,
+    InvalidRequest,
     OwnerTimeout,
     UnknownSession,
     UnknownUpstream,
@@ -23,6 +24,7 @@ from paradoxplex.shared.errors import (
 
 STATUSES: dict[type[Exception], tuple[int, str]] = {
     ConfigError: (400, "bad_request"),
+    InvalidRequest: (400, "bad_request"),
     UnknownSession: (404, "not_found"),
     UnknownUpstream: (404, "not_found"),
     Conflict: (409, "conflict"),

@@ -78,9 +78,10 @@ def node_config(args: argparse.Namespace, env: dict[str, str]) -> NodeConfig:
 
 
 async def run_node(config: NodeConfig) -> None:
-    from paradoxplex.node.wiring import build_node
+    from paradoxplex.node.backends import build_backend
+    from paradoxplex.node.node import Node
 
-    node = await build_node(config)
+    node = Node(config, await build_backend(config))
     await node.start()
     print(
         f"paradoxplex node {node.node_id} listening on {node.listen_address}, "

@@ -41,7 +41,7 @@ from paradoxplex.node.upkeep import FleetUpkeep
 from paradoxplex.node.upstream import UpstreamLink
 from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.errors import FleetUnavailable
-from paradoxplex.shared.fleet import FleetBus, FleetState, MemoryBus, MemoryFleet, NodeRecord
+from paradoxplex.shared.fleet import Backend, FleetBus, FleetState, NodeRecord
 from paradoxplex.shared.sessions import SessionInfo, new_session_id
 from paradoxplex.shared.upstreams import UpstreamSpec
 from paradoxplex.wire import upstream_pb2 as pb
@@ -50,20 +50,14 @@ log = logging.getLogger("paradoxplex.node")
 
 
 class Node:
-    """One balancer process. ``fleet``/``bus`` default to the in-memory single node."""
+    """One balancer process, on the fleet state and bus of ``backend`` (``backends``)."""
 
-    def __init__(
-        self,
-        config: NodeConfig,
-        *,
-        fleet: FleetState | None = None,
-        bus: FleetBus | None = None,
-    ) -> None:
+    def __init__(self, config: NodeConfig, backend: Backend) -> None:
         self.config = config
         self.node_id = config.node_id
         self.metrics = Metrics()
-        self.fleet: FleetState = fleet or MemoryFleet()
-        self.bus: FleetBus = bus or MemoryBus()
+        self.fleet: FleetState = backend.state
+        self.bus: FleetBus = backend.bus
         self.sessions: dict[str, Session] = {}
         self.tasks = TaskSet()
         self.limits = SessionLimits(

@@ -2,14 +2,19 @@
 
 ``FleetState`` is what the fleet knows (nodes, sessions, upstreams, health views);
 ``FleetBus`` is how nodes talk (one channel per node, one for broadcasts, one for control).
+``Backend`` is the pair a node is given: a state and a bus built together, before the node.
 ``MemoryFleet`` / ``MemoryBus`` are the single-node default and the test double; several of
-them can share one ``MemoryHub`` to make a fleet inside one process. The Redis
-implementations live in ``paradoxplex.node.redis_fleet``.
+them can share one ``MemoryHub`` to make a fleet inside one process (``memory_backend``).
+The Redis implementations live in ``paradoxplex.node.redis``; ``paradoxplex.node.backends``
+chooses between the two.
 
 Rules:
 - Session listing is ordered by UUID; the cursor is the last UUID of the previous page.
 - A node's sessions are indexed per node, so a dead node's sessions can be found and removed.
 - ``claim_cleanup`` lets exactly one survivor clean up after a dead node.
+- A bus is whole before ``start``: ``start(node_id, handler, on_reconnect=...)`` only says who
+  listens and what to call after the bus came back from a loss; ``connected`` says whether it
+  can receive now (always True in memory).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamSpec
 
 EnvelopeHandler = Callable[[bytes], Awaitable[None]]
+ReconnectHandler = Callable[[], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -96,24 +102,21 @@ class FleetState(Protocol):
     async def health_views(self) -> dict[str, dict[str, dict[str, Any]]]: ...
 
 
-ReconnectCallback = Callable[[], Awaitable[None]]
-
-
 class FleetBus(Protocol):
     """How nodes talk. Envelopes are serialized ``paradoxplex.bus.Envelope`` messages."""
 
     @property
     def connected(self) -> bool:
-        """True while the bus listens (a lost subscription is being restored otherwise)."""
+        """True while envelopes for this node can reach it."""
 
     async def start(
         self,
         node_id: str,
         handler: EnvelopeHandler,
         *,
-        on_reconnect: ReconnectCallback | None = None,
+        on_reconnect: ReconnectHandler | None = None,
     ) -> None:
-        """Listen as ``node_id``; ``on_reconnect`` runs after a lost subscription is back."""
+        """Listen as ``node_id``; ``on_reconnect()`` runs after every recovered loss."""
 
     async def close(self) -> None: ...
     async def send(self, node_id: str, envelope: bytes) -> bool:
@@ -124,6 +127,14 @@ class FleetBus(Protocol):
 
     async def broadcast(self, envelope: bytes) -> None: ...
     async def control(self, envelope: bytes) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """A fleet state and its bus, built together; the node starts and closes them."""
+
+    state: FleetState
+    bus: FleetBus
 
 
 class MemoryHub:
@@ -259,19 +270,23 @@ class MemoryFleet:
 class MemoryBus:
     """In-process bus: delivers to the handlers registered on the same hub."""
 
-    connected = True
-
     def __init__(self, hub: MemoryHub | None = None) -> None:
         self.hub = hub or MemoryHub()
         self.node_id = ""
+
+    @property
+    def connected(self) -> bool:
+        """Always True: nothing stands between the buses of one hub."""
+        return True
 
     async def start(
         self,
         node_id: str,
         handler: EnvelopeHandler,
         *,
-        on_reconnect: ReconnectCallback | None = None,
+        on_reconnect: ReconnectHandler | None = None,
     ) -> None:
+        """Listen as ``node_id`` (``on_reconnect`` is never called: nothing is ever lost)."""
         self.node_id = node_id
         self.hub.handlers[node_id] = handler
 
@@ -299,3 +314,9 @@ class MemoryBus:
     async def control(self, envelope: bytes) -> None:
         for handler in list(self.hub.handlers.values()):
             await handler(envelope)
+
+
+def memory_backend(hub: MemoryHub | None = None) -> Backend:
+    """An in-memory state and bus on one hub (a new one unless given)."""
+    hub = hub or MemoryHub()
+    return Backend(MemoryFleet(hub), MemoryBus(hub))

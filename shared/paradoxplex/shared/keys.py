@@ -20,10 +20,6 @@ class Keys:
         """Set of every node id that registered and was not cleaned up."""
         return f"{self.prefix}:nodes"
 
-    def session(self, session: str) -> str:
-        """Hash: one socket's record."""
-        return f"{self.prefix}:session:{session}"
-
     @property
     def sessions_data(self) -> str:
         """Hash: 16-byte session id → the session's packed record."""
@@ -48,7 +44,7 @@ class Keys:
         return f"{self.prefix}:health-upstreams"
 
     def cleanup(self, node_id: str) -> str:
-        """SET NX EX lock: the survivor cleaning up after a dead node."""
+        """SET NX PX lock: the survivor cleaning up after a dead node."""
         return f"{self.prefix}:cleanup:{node_id}"
 
     def node_channel(self, node_id: str) -> str:

@@ -1,0 +1,27 @@
+"""The fleet on Redis: what the nodes share (``RedisFleet``) and how they talk (``RedisBus``).
+
+One module per job, read in this order:
+- ``client``      the one table from a URL kind to a client (``CLIENT_KINDS``, ``connect``);
+                  state and bus take the ``FleetClient`` it gives and never ask its mode
+- ``errors``      Redis and socket errors become ``FleetUnavailable`` here, once
+- ``rows``        how sessions, nodes and upstreams are stored (no I/O)
+- ``state``       ``RedisFleet``, the ``FleetState`` on Redis
+- ``bus``         ``RedisBus``, the ``FleetBus`` on pub/sub: publishing and its retries
+- ``subscriber``  the bus's one watched subscription, resubscribed on loss
+"""
+
+from __future__ import annotations
+
+from paradoxplex.node.redis.bus import AliveCheck, RedisBus
+from paradoxplex.node.redis.client import CLIENT_KINDS, FleetClient, connect, single_server
+from paradoxplex.node.redis.state import RedisFleet
+
+__all__ = [
+    "CLIENT_KINDS",
+    "AliveCheck",
+    "FleetClient",
+    "RedisBus",
+    "RedisFleet",
+    "connect",
+    "single_server",
+]

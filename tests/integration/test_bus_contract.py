@@ -1,0 +1,139 @@
+"""One bus contract, two implementations: every test here runs over MemoryBus and RedisBus.
+
+What a node may count on from its bus, whatever the backend: a send reaches its node only, in
+the order sent; a broadcast reaches every other node; a control envelope reaches every node,
+the sender included; a send to a node that never listens is False; a started bus is
+``connected``. Redis-only behaviour (stalls, outages, the subscriber) is in
+``test_redis_bus`` and ``test_redis_outage``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+import pytest
+import pytest_asyncio
+
+from paradoxplex.node.redis import RedisBus
+from paradoxplex.shared.fleet import FleetBus, MemoryBus, MemoryHub
+from tests.conftest import delete_prefix
+from tests.support.bus import settled, started
+from tests.support.eventually import eventually
+
+#: How long a Redis send waits for a node that never listens (memory gives up at once).
+SEND_DEADLINE = 0.2
+
+
+class MakeBus(Protocol):
+    def __call__(self) -> FleetBus: ...
+
+
+def memory_buses() -> Callable[[], FleetBus]:
+    hub = MemoryHub()
+    return lambda: MemoryBus(hub)
+
+
+@pytest_asyncio.fixture(params=["memory", "redis"])
+async def make_bus(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[MakeBus]:
+    """Buses of one fleet (one hub, or one Redis prefix); each is closed after the test."""
+    made: list[FleetBus] = []
+    if request.param == "memory":
+        build = memory_buses()
+    else:
+        url: str = request.getfixturevalue("redis_url")
+
+        def build() -> FleetBus:
+            return RedisBus.from_url(url, prefix=key_prefix, send_deadline=SEND_DEADLINE)
+
+    def make() -> FleetBus:
+        made.append(build())
+        return made[-1]
+
+    yield make
+    for bus in made:
+        await bus.close()
+    if request.param == "redis":
+        await delete_prefix(request.getfixturevalue("redis_url"), key_prefix)
+
+
+async def test_a_started_bus_is_connected(make_bus: MakeBus) -> None:
+    bus = make_bus()
+    await started(bus, "a")
+    assert bus.connected
+
+
+async def test_send_reaches_only_its_node(make_bus: MakeBus) -> None:
+    a, b, c = make_bus(), make_bus(), make_bus()
+    inbox_a, inbox_b, inbox_c = await started(a, "a"), await started(b, "b"), await started(c, "c")
+    assert await a.send("b", b"for b")
+    await settled(a, inbox_a, inbox_b, inbox_c)
+    assert (inbox_a.items, inbox_b.items, inbox_c.items) == ([], [b"for b"], [])
+
+
+async def test_a_node_can_send_to_itself(make_bus: MakeBus) -> None:
+    a = make_bus()
+    inbox = await started(a, "a")
+    assert await a.send("a", b"loopback")
+    await eventually(inbox.got(b"loopback"))
+
+
+async def test_sends_arrive_in_the_order_sent(make_bus: MakeBus) -> None:
+    a, b = make_bus(), make_bus()
+    await started(a, "a")
+    inbox_b = await started(b, "b")
+    envelopes = [n.to_bytes(2, "big") for n in range(300)]
+    for envelope in envelopes[:100]:
+        assert await a.send("b", envelope)
+    assert await a.publish_many("b", envelopes[100:200])
+    assert await a.publish_many("b", [])
+    for envelope in envelopes[200:]:
+        assert await a.send("b", envelope)
+    await eventually(inbox_b.got(*envelopes))
+
+
+async def test_broadcast_skips_its_sender_and_reaches_the_others(make_bus: MakeBus) -> None:
+    a, b, c = make_bus(), make_bus(), make_bus()
+    inbox_a, inbox_b, inbox_c = await started(a, "a"), await started(b, "b"), await started(c, "c")
+    await a.broadcast(b"to everyone else")
+    await settled(a, inbox_a, inbox_b, inbox_c)
+    assert (inbox_a.items, inbox_b.items, inbox_c.items) == (
+        [],
+        [b"to everyone else"],
+        [b"to everyone else"],
+    )
+
+
+async def test_broadcast_from_a_node_whose_id_prefixes_another(make_bus: MakeBus) -> None:
+    a, ab = make_bus(), make_bus()
+    inbox_a, inbox_ab = await started(a, "a"), await started(ab, "ab")
+    await ab.broadcast(b"x")
+    await a.broadcast(b"y")
+    await settled(a, inbox_a, inbox_ab)
+    assert (inbox_a.items, inbox_ab.items) == ([b"x"], [b"y"])
+
+
+async def test_control_reaches_every_node_the_sender_included(make_bus: MakeBus) -> None:
+    a, b = make_bus(), make_bus()
+    inbox_a, inbox_b = await started(a, "a"), await started(b, "b")
+    await a.control(b"reconcile")
+    await eventually(inbox_a.got(b"reconcile"))
+    await eventually(inbox_b.got(b"reconcile"))
+
+
+async def test_send_to_a_node_that_never_listens_is_false(make_bus: MakeBus) -> None:
+    a = make_bus()
+    inbox = await started(a, "a")
+    assert not await a.send("nobody", b"lost")
+    assert not await a.publish_many("nobody", [b"lost 1", b"lost 2"])
+    await settled(a, inbox)
+    assert inbox.items == []
+
+
+async def test_a_closed_node_no_longer_receives(make_bus: MakeBus) -> None:
+    a, b = make_bus(), make_bus()
+    await started(a, "a")
+    inbox_b = await started(b, "b")
+    await b.close()
+    assert not await a.send("b", b"gone")
+    assert inbox_b.items == []

@@ -1,0 +1,68 @@
+"""The one table from a Redis URL kind to a client (no I/O: clients connect lazily)."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+
+from paradoxplex.node.redis import CLIENT_KINDS, FleetClient, connect, single_server
+from paradoxplex.shared.config import PARSERS
+from paradoxplex.shared.errors import ConfigError
+
+URLS = {
+    "redis": ("redis://127.0.0.1:1/3", Connection),
+    "rediss": ("rediss://127.0.0.1:1/3", SSLConnection),
+    "unix": ("unix:///tmp/paradoxplex-none.sock?db=3", UnixDomainSocketConnection),
+}
+
+
+def test_every_kind_has_a_test_url() -> None:
+    assert set(URLS) == set(CLIENT_KINDS)
+
+
+@pytest.mark.parametrize("kind", sorted(CLIENT_KINDS))
+def test_the_config_accepts_every_kind(kind: str) -> None:
+    url = URLS[kind][0]
+    assert PARSERS["redis"]("redis", url) == url
+
+
+@pytest.mark.parametrize("kind", sorted(CLIENT_KINDS))
+async def test_a_kind_builds_a_client_and_its_subscribers(kind: str) -> None:
+    url, connection_class = URLS[kind]
+    client = connect(url, socket_timeout=1.5)
+    try:
+        assert isinstance(client, FleetClient)
+        options = client.redis.connection_pool.connection_kwargs
+        assert (options["socket_timeout"], options["socket_connect_timeout"]) == (1.5, 1.5)
+        assert options["db"] == 3
+        subscriber = client.subscriber()
+        assert type(subscriber) is connection_class
+        assert not subscriber.is_connected
+        assert subscriber.health_check_interval == 0
+        assert subscriber.retry.get_retries() == 0
+        assert subscriber.db == 3
+        assert client.subscriber() is not subscriber
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("url", ["http://r:6379", "sentinel://r:26379", "r:6379", ""])
+def test_an_unknown_kind_is_a_config_error(url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        connect(url)
+    assert caught.value.key == "redis"
+    assert "redis://, rediss://, unix://" in caught.value.reason
+
+
+async def test_an_injected_client_lends_its_settings_to_subscribers() -> None:
+    redis = Redis(host="127.0.0.1", port=1, db=5, password="secret", socket_timeout=0.5)
+    client = single_server(redis)
+    try:
+        subscriber = client.subscriber()
+        assert (subscriber.db, subscriber.password) == (5, "secret")
+        assert subscriber.socket_timeout == 0.5
+        assert client.redis is redis
+        assert repr(client).startswith("<FleetClient ")
+    finally:
+        await client.close()
