@@ -125,7 +125,7 @@ async def test_sockets_filters_pass_through(call: Call, server: Server) -> None:
     query = {"node": NODE, "state": "paused", "label": "site=a", "limit": "7", "cursor": "0"}
     answer = await call("GET", "/v1/sockets", params=query)
     assert answer.status == 200
-    assert answer.body == {"items": [], "cursor": None}
+    assert answer.body == {"items": [], "cursor": None, "partial": False}
     expected = ("list_sockets", NODE, SessionState.PAUSED, ("site", "a"), 7, "0")
     assert server.control.calls == [expected]
 

@@ -259,3 +259,13 @@ async def test_probes_and_metrics() -> None:
         assert 'paradoxplex_upstream_state{state="ready",upstream="' in text
         status, _ = await call(s.http, "GET", "/openapi.json")
         assert status == 200
+
+
+async def test_readyz_is_503_without_an_upstream_in_rotation() -> None:
+    async with (
+        running_node(wait_ready=False) as node,
+        aiohttp.ClientSession(node.admin_url) as http,
+    ):
+        status, body = await call(http, "GET", "/readyz")
+        assert (status, body["ready"], body["upstreams_ready"]) == (503, False, 0)
+        assert body["listening"] is True

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from paradoxplex.admin.control import SocketPage
 from paradoxplex.shared.errors import (
     Conflict,
     FleetUnavailable,
@@ -112,7 +113,7 @@ class FakeControl:
         label: tuple[str, str] | None,
         limit: int,
         cursor: str | None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> SocketPage:
         self.calls.append(("list_sockets", node, state, label, limit, cursor))
         found = [
             info
@@ -124,7 +125,7 @@ class FakeControl:
         start = int(cursor or 0)
         following = start + limit
         page = [info.to_dict() for info in found[start:following]]
-        return page, str(following) if following < len(found) else None
+        return SocketPage(page, str(following) if following < len(found) else None)
 
     async def get_socket(self, session: str) -> dict[str, Any]:
         self.calls.append(("get_socket", session))

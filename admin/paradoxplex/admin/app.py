@@ -199,14 +199,14 @@ class AdminHandlers:
 
     async def list_sockets(self, request: web.Request) -> web.Response:
         query = inputs.parse_socket_query(request.query.items())
-        items, cursor = await self.control.list_sockets(
+        page = await self.control.list_sockets(
             node=query.node,
             state=query.state,
             label=query.label,
             limit=query.limit,
             cursor=query.cursor,
         )
-        return json_response({"items": items, "cursor": cursor})
+        return json_response({"items": page.items, "cursor": page.cursor, "partial": page.partial})
 
     async def get_socket(self, request: web.Request) -> web.Response:
         session = inputs.parse_uuid(request.match_info["uuid"])

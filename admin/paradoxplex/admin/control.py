@@ -8,10 +8,21 @@ and over the fleet bus otherwise. Errors come from ``paradoxplex.shared.errors``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from paradoxplex.shared.sessions import BroadcastTarget, SessionState
 from paradoxplex.shared.upstreams import UpstreamSpec
+
+
+@dataclass(frozen=True, slots=True)
+class SocketPage:
+    """One page of sockets. ``partial``: the fleet state could not be read (Redis down), so
+    the page holds only the sockets of the node that answered."""
+
+    items: list[dict[str, Any]]
+    cursor: str | None
+    partial: bool = False
 
 
 class Control(Protocol):
@@ -29,8 +40,9 @@ class Control(Protocol):
         label: tuple[str, str] | None,
         limit: int,
         cursor: str | None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """One page of sockets fleet-wide (SessionInfo.to_dict() items) and the next cursor."""
+    ) -> SocketPage:
+        """One page of sockets fleet-wide (SessionInfo.to_dict() items) and the next cursor;
+        with the fleet state unreachable, this node's own sockets, marked partial."""
 
     async def get_socket(self, session: str) -> dict[str, Any]: ...
     async def send(self, session: str, payload: bytes) -> None: ...
@@ -58,7 +70,8 @@ class Control(Protocol):
 
     def live(self) -> bool: ...
     async def ready(self) -> tuple[bool, dict[str, Any]]:
-        """(ready, detail): listening and, in fleet mode, Redis reachable."""
+        """(ready, detail): listening, not draining, an upstream in rotation; Redis down does
+        not make a node unready (``detail["fleet"] == "degraded"``)."""
 
     def metrics(self) -> tuple[bytes, str]:
         """Prometheus exposition: (body, content type)."""

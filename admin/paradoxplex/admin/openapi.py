@@ -260,7 +260,8 @@ def _paths() -> Schema:
         "/readyz": {
             "get": _operation(
                 "readyz",
-                "listening and, in fleet mode, Redis reachable (no token needed)",
+                "listening, not draining, and an upstream in rotation (no token needed); "
+                "Redis down keeps a node ready, with fleet: degraded in the body",
                 {
                     **_ok("200", "ready", _schema("Ready")),
                     **_ok("503", "not ready", _schema("Ready")),
@@ -294,6 +295,17 @@ def _list_of(item: str) -> Schema:
             "cursor": {"type": ["string", "null"], "description": "opaque; null: last page"},
         },
     }
+
+
+def _socket_list() -> Schema:
+    page = _list_of("Socket")
+    page["required"] = [*page["required"], "partial"]
+    page["properties"]["partial"] = {
+        "type": "boolean",
+        "description": "true when the fleet state (Redis) could not be read: the page holds "
+        "only the sockets of the node that answered",
+    }
+    return page
 
 
 def _one_key(key: str, schema: Schema) -> Schema:
@@ -375,7 +387,7 @@ def _schemas() -> Schema:
                 "messages_out": count,
             },
         },
-        "SocketList": _list_of("Socket"),
+        "SocketList": _socket_list(),
         "UpstreamCreate": {
             "type": "object",
             "required": ["host", "port"],
@@ -404,7 +416,17 @@ def _schemas() -> Schema:
         "Ready": {
             "type": "object",
             "required": ["ready"],
-            "properties": {"ready": {"type": "boolean"}},
+            "properties": {
+                "ready": {"type": "boolean"},
+                "listening": {"type": "boolean"},
+                "draining": {"type": "boolean"},
+                "upstreams_ready": count,
+                "fleet": {
+                    "type": "string",
+                    "description": "ok, degraded (Redis unreachable: local traffic goes on), "
+                    "or the reason the fleet state failed",
+                },
+            },
             "additionalProperties": True,
         },
     }

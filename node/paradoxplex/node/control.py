@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from paradoxplex.admin.control import SocketPage
 from paradoxplex.node.bus_endpoint import BusEndpoint
 from paradoxplex.node.commands import SocketCommands
 from paradoxplex.node.metrics import Metrics
@@ -20,7 +21,7 @@ from paradoxplex.node.pool import UpstreamPool
 from paradoxplex.node.replies import ReplyRouter
 from paradoxplex.node.session import Session
 from paradoxplex.node.upkeep import FleetUpkeep
-from paradoxplex.shared.errors import Conflict, UnknownSession, UnknownUpstream
+from paradoxplex.shared.errors import Conflict, FleetUnavailable, UnknownSession, UnknownUpstream
 from paradoxplex.shared.fleet import FleetState
 from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
@@ -73,11 +74,16 @@ class NodeControl:
         label: tuple[str, str] | None,
         limit: int,
         cursor: str | None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
+    ) -> SocketPage:
+        partial = False
         if self.node.fleet.shared:
-            infos, next_cursor = await self.node.fleet.list_sessions(
-                node=node, cursor=cursor, limit=limit
-            )
+            try:
+                infos, next_cursor = await self.node.fleet.list_sessions(
+                    node=node, cursor=cursor, limit=limit
+                )
+            except FleetUnavailable:  # Redis down: at least this node's own sockets
+                partial = True
+                infos, next_cursor = self._local_page(node=node, cursor=cursor, limit=limit)
         else:  # a lone node: its own sockets, as they are this instant
             infos, next_cursor = self._local_page(node=node, cursor=cursor, limit=limit)
         items = []
@@ -88,7 +94,7 @@ class NodeControl:
             if label is not None and fresh.labels.get(label[0]) != label[1]:
                 continue
             items.append(fresh.to_dict())
-        return items, next_cursor
+        return SocketPage(items, next_cursor, partial)
 
     def _local_page(
         self, *, node: str | None, cursor: str | None, limit: int
@@ -220,8 +226,12 @@ class NodeControl:
         return True
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: listening, not draining, an upstream in rotation. Redis down leaves a node
+        ready (its local traffic works; taking every node out of a Service during a Redis
+        outage would turn a partial outage into a total one): the body says degraded."""
         node = self.node
         listening = node.listening
+        upstreams = len(node.pool.balancer_members())
         fleet = True
         if node.fleet.shared:
             try:
@@ -231,10 +241,10 @@ class NodeControl:
         detail = {
             "listening": listening,
             "fleet": "ok" if fleet else "degraded",
-            "upstreams_ready": len(node.pool.balancer_members()),
+            "upstreams_ready": upstreams,
             "draining": node.draining,
         }
-        return listening and fleet and not node.draining, detail
+        return listening and upstreams > 0 and not node.draining, detail
 
     def metrics(self) -> tuple[bytes, str]:
         return self.node.metrics.exposition()

@@ -85,6 +85,11 @@ class Metrics:
         self.fleet_errors = Counter(
             "paradoxplex_fleet_errors", "Fleet (Redis) operations that failed", registry=r
         )
+        self.fleet_degraded = Gauge(
+            "paradoxplex_fleet_degraded",
+            "1 while the fleet state (Redis) is unreachable: local sockets are still served",
+            registry=r,
+        )
         self.bus_messages = Counter(
             "paradoxplex_bus_messages",
             "Envelopes exchanged with other nodes",

@@ -66,10 +66,20 @@ class FleetUpkeep:
         self.heartbeat = heartbeat
         self.node_ttl = node_ttl
         self.lifecycle_events = lifecycle_events
-        self.fleet_ok = True
+        self._fleet_ok = True
         self.sync = SessionSync(
             fleet, self._local_infos, on_error=self._fleet_failed, ready=self.registered
         )
+
+    @property
+    def fleet_ok(self) -> bool:
+        """False while the fleet state is unreachable (``paradoxplex_fleet_degraded`` is 1)."""
+        return self._fleet_ok
+
+    @fleet_ok.setter
+    def fleet_ok(self, ok: bool) -> None:
+        self._fleet_ok = ok
+        self.metrics.fleet_degraded.set(0 if ok else 1)
 
     def registered(self) -> bool:
         """Whether session writes may go to the fleet: this node is registered there."""
