@@ -102,7 +102,7 @@ class UpstreamPool:
     # placing ----------------------------------------------------------------------------
 
     def submit(self, session: Session) -> None:
-        held = session.held
+        held = session.flow.held
         pick = self.balancer.pick
         uuid = session.uuid
         links = self.links
@@ -114,8 +114,7 @@ class UpstreamPool:
                 break
             links[decision.upstream_id].enqueue(Outgoing(uuid, frame))
             placed += 1
-        del held[:placed]
-        session.settle()
+        session.placed(placed)
 
     def send_event(self, session: str, event: pb.SocketEvent) -> bool:
         """A lifecycle event, placed like data; False (counted) when no link can take it."""
@@ -146,7 +145,7 @@ class UpstreamPool:
             for _ in range(len(self.waiting)):
                 session = self.waiting.popleft()
                 self._waiting_ids.discard(session.uuid)
-                if session.closing or not session.held:
+                if session.closing or not session.flow.held:
                     continue
                 self.submit(session)
                 if session.uuid in self._waiting_ids:
@@ -180,7 +179,7 @@ class UpstreamPool:
             if session is None or session.closing:
                 self.metrics.drops.labels("socket_closed").inc(len(payloads))
                 continue
-            session.held[:0] = payloads
+            session.flow.requeue(payloads)
             self.submit(session)
         if by_session:
             log.info("re-placed %d queued messages from a link that left rotation", len(items))
