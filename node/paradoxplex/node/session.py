@@ -33,7 +33,7 @@ from paradoxplex.shared.sessions import SessionInfo, SessionState
 log = logging.getLogger("paradoxplex.node.session")
 
 CLOSE_FLUSH = 5.0
-PROBE_INTERVAL = 0.5
+PROBE_INTERVAL = 0.25
 # tcp_info.tcpi_state (linux/tcp.h): the peer sent FIN, or the connection was reset
 TCP_CLOSE = 7
 TCP_CLOSE_WAIT = 8
