@@ -1,11 +1,13 @@
 """The node's upstream links, and placing held socket data on them.
 
 Rules:
-- ``submit`` places a session's held frames one by one where the balancer says; when it says
-  Wait or NoUpstream, the session keeps the rest (reading paused) and waits in line.
+- ``submit`` places a session's held frames (its ``Flow`` owns them) one by one where the
+  balancer says, then tells the session how many went (``placed``); when the balancer says
+  Wait or NoUpstream, the flow keeps the rest (reading paused) and the session waits in line.
 - When a link has room again or enters rotation, waiting sessions are retried in arrival order.
 - Items queued on a link that left rotation go back to the front of their sessions' held data
-  (order kept) and are placed again; items of sockets already closed are dropped and counted.
+  (``Flow.requeue``, order kept) and are placed again; items of sockets already closed are
+  dropped and counted.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from typing import Protocol, cast
 
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.shared.errors import FrameTooLarge
-from paradoxplex.shared.flow import Close, Deadline, Drop, Flow, FlowState, Reading, Write
+from paradoxplex.shared.flow import OPEN, WRITE, Close, Deadline, Drop, Flow, Reading
 from paradoxplex.shared.framing import Framer, make_framer
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 
@@ -123,7 +123,7 @@ class Session(asyncio.Protocol):
 
     @property
     def closing(self) -> bool:
-        return self.flow.state is not FlowState.OPEN
+        return self.flow.state is not OPEN
 
     @property
     def close_reason(self) -> str:
@@ -145,14 +145,14 @@ class Session(asyncio.Protocol):
             self._arm()
 
     def data_received(self, data: bytes) -> None:
-        info = self.info
-        if info is None or self.flow.state is not FlowState.OPEN:
+        info, flow = self.info, self.flow
+        if info is None or flow.state is not OPEN:
             return
         info.bytes_in += len(data)
         traffic = self.traffic
         traffic.bytes_in += len(data)
-        if self.flow.idle_timeout:
-            self.flow.touch(self._loop.time())
+        if flow.idle_timeout:
+            flow.touch(self._loop.time())
         try:
             frames = self.framer.feed(data)
         except FrameTooLarge as error:
@@ -164,7 +164,7 @@ class Session(asyncio.Protocol):
             return
         info.messages_in += len(frames)
         traffic.messages_in += len(frames)
-        self.flow.hold(frames)
+        flow.hold(frames)
         self.host.submit(self)
 
     def eof_received(self) -> bool:
@@ -191,8 +191,8 @@ class Session(asyncio.Protocol):
             self.host.metrics.drops.labels("socket_closed").inc()
             return False
         verdict = self.flow.write(transport.get_write_buffer_size(), len(payload))
-        if not isinstance(verdict, Write):
-            self._refused(verdict, len(payload))
+        if verdict is not WRITE:
+            self._refused(cast(Drop | Close, verdict), len(payload))
             return False
         transport.write(payload)
         info.bytes_out += len(payload)
@@ -217,8 +217,11 @@ class Session(asyncio.Protocol):
 
     def placed(self, count: int) -> None:
         """The host placed the first ``count`` of ``flow.held``; reading follows what is left."""
-        self._apply(self.flow.placed(count, self._loop.time()))
-        if self.flow.held:  # the hold deadline; a cleared one lets the timer fire for nothing
+        flow = self.flow
+        change = flow.placed(count, self._loop.time())
+        if change is not None:
+            self._apply(change)
+        if flow.held:  # the hold deadline; a cleared one lets the timer fire for nothing
             self._arm()
 
     def set_paused(self, paused: bool) -> None:
@@ -297,7 +300,7 @@ class Session(asyncio.Protocol):
         """Close the socket after writing what is buffered (at most ``CLOSE_FLUSH`` seconds:
         a peer that does not read is then aborted); ``reason`` goes to logs and metrics."""
         transport = self.transport
-        if transport is None or self.flow.state is not FlowState.OPEN:
+        if transport is None or self.flow.state is not OPEN:
             return
         transport.close()
         self.flow.close(reason, buffered=transport.get_write_buffer_size(), now=self._loop.time())

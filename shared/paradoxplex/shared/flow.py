@@ -91,11 +91,17 @@ WRITE = Write()
 DROP_FULL = Drop("write_buffer_full")
 DROP_CLOSED = Drop("socket_closed")
 CLOSE_FULL = Close("write_buffer_full")
-PROBED = Pause.ADMIN | Pause.BACKPRESSURE
+# The hot path (a read, a write) works on plain values: enum.Flag arithmetic costs ~0.6 µs and
+# a class attribute lookup of an enum member ~0.1 µs on CPython 3.11.
+OPEN, CLOSING, CLOSED = FlowState.OPEN, FlowState.CLOSING, FlowState.CLOSED
+_ADMIN = Pause.ADMIN.value
+_BACKPRESSURE = Pause.BACKPRESSURE.value
+_END_OF_INPUT = Pause.END_OF_INPUT.value
+_PROBED = _ADMIN | _BACKPRESSURE
 PAUSE_NAMES = (
-    ("admin", Pause.ADMIN),
-    ("backpressure", Pause.BACKPRESSURE),
-    ("end_of_input", Pause.END_OF_INPUT),
+    ("admin", _ADMIN),
+    ("backpressure", _BACKPRESSURE),
+    ("end_of_input", _END_OF_INPUT),
 )
 
 
@@ -149,10 +155,10 @@ class Flow:
         self.linger = linger
         self.flush_timeout = flush_timeout
         self.probe_interval = probe_interval
-        self.state = FlowState.OPEN
+        self.state = OPEN
         self.reason = ""
         self._held: list[bytes] = []
-        self._pause = Pause.NONE
+        self._pause = 0  # Pause values, as an int
         self._reading = True
         self._peer_closed = False
         self._last_io = now
@@ -174,14 +180,17 @@ class Flow:
 
     def placed(self, count: int, now: float) -> Reading | None:
         """The first ``count`` held frames went to links; the rest (if any) is backpressure."""
-        del self._held[:count]
-        if self._held:
-            self._pause |= Pause.BACKPRESSURE
-            if self._hold_at is None and self.state is FlowState.OPEN:
+        held = self._held
+        del held[:count]
+        if held:
+            self._pause |= _BACKPRESSURE
+            if self._hold_at is None and self.state is OPEN:
                 self._hold_at = now + self.hold_timeout
-        else:
-            self._pause &= ~Pause.BACKPRESSURE
+        elif self._pause & _BACKPRESSURE:
+            self._pause &= ~_BACKPRESSURE
             self._hold_at = None
+        else:
+            return None  # nothing held before or after: the common case
         return self._reading_change(now)
 
     def requeue(self, frames: Sequence[bytes]) -> None:
@@ -199,7 +208,7 @@ class Flow:
 
     @property
     def paused(self) -> Pause:
-        return self._pause
+        return Pause(self._pause)
 
     @property
     def reading(self) -> bool:
@@ -209,14 +218,14 @@ class Flow:
     def set_paused(self, paused: bool, now: float) -> Reading | None:
         """An admin pause (True) or resume (False)."""
         if paused:
-            self._pause |= Pause.ADMIN
+            self._pause |= _ADMIN
         else:
-            self._pause &= ~Pause.ADMIN
+            self._pause &= ~_ADMIN
         return self._reading_change(now)
 
     def end_of_input(self, now: float) -> Reading | None:
         """The client half-closed: stop reading, linger, then close."""
-        self._pause |= Pause.END_OF_INPUT
+        self._pause |= _END_OF_INPUT
         self._arm_linger(now)
         return self._reading_change(now)
 
@@ -232,9 +241,9 @@ class Flow:
             self._linger_at = now + self.linger
 
     def _reading_change(self, now: float) -> Reading | None:
-        if self.state is not FlowState.OPEN:
+        if self.state is not OPEN:
             return None
-        probe = bool(self._pause & PROBED) and not self._peer_closed
+        probe = bool(self._pause & _PROBED) and not self._peer_closed
         if not probe:
             self._probe_at = None
         elif self._probe_at is None:
@@ -253,7 +262,7 @@ class Flow:
 
     def write(self, buffered: int, size: int) -> Verdict:
         """What to do with a reply of ``size`` bytes when ``buffered`` bytes wait to be sent."""
-        if self.state is not FlowState.OPEN:
+        if self.state is not OPEN:
             return DROP_CLOSED
         if not buffered or buffered + size <= self.write_buffer:
             return WRITE
@@ -266,7 +275,7 @@ class Flow:
 
     def close(self, reason: str, *, buffered: int, now: float) -> bool:
         """Start closing after ``buffered`` bytes are written; False when already closing."""
-        if self.state is not FlowState.OPEN:
+        if self.state is not OPEN:
             return False
         self._closing(reason)
         if buffered:
@@ -275,7 +284,7 @@ class Flow:
 
     def abort(self, reason: str) -> None:
         """Close at once; the first reason given stays."""
-        if self.state is FlowState.OPEN:
+        if self.state is OPEN:
             self._closing(reason)
         self.reason = self.reason or reason
 
@@ -283,11 +292,11 @@ class Flow:
         """The transport is gone (``error``: by a connection error rather than a close)."""
         if not self.reason:
             self.reason = "connection error" if error else "client closed"
-        self.state = FlowState.CLOSED
+        self.state = CLOSED
         self._flush_at = None
 
     def _closing(self, reason: str) -> None:
-        self.state = FlowState.CLOSING
+        self.state = CLOSING
         self.reason = reason
         self._hold_at = self._linger_at = self._probe_at = None
 
@@ -295,9 +304,9 @@ class Flow:
 
     def next_deadline(self) -> float | None:
         """The earliest time ``expired`` may report something; None: no deadline is armed."""
-        if self.state is FlowState.CLOSING:
+        if self.state is CLOSING:
             return self._flush_at
-        if self.state is FlowState.CLOSED:
+        if self.state is CLOSED:
             return None
         idle = self._last_io + self.idle_timeout if self.idle_timeout > 0 else None
         armed = [t for t in (self._hold_at, self._linger_at, self._probe_at, idle) if t is not None]
@@ -306,12 +315,12 @@ class Flow:
     def expired(self, now: float) -> list[Deadline]:
         """The deadlines due at ``now``, in the order to act on them; each is reported once
         (the probe re-arms itself while reading stays paused)."""
-        if self.state is FlowState.CLOSING:
+        if self.state is CLOSING:
             if self._flush_at is not None and now >= self._flush_at:
                 self._flush_at = None
                 return [Deadline.FLUSH]
             return []
-        if self.state is FlowState.CLOSED:
+        if self.state is CLOSED:
             return []
         due: list[Deadline] = []
         if self._hold_at is not None and now >= self._hold_at:
@@ -328,7 +337,7 @@ class Flow:
         return due
 
     def __repr__(self) -> str:
-        reasons = "|".join(name for name, p in PAUSE_NAMES if p in self._pause)
+        reasons = "|".join(name for name, bit in PAUSE_NAMES if bit & self._pause)
         reading = "reading" if self._reading else f"paused={reasons}"
         reason = f" reason={self.reason!r}" if self.reason else ""
         return f"<Flow {self.state.value} {reading} held={len(self._held)}{reason}>"
