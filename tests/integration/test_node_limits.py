@@ -67,7 +67,7 @@ async def test_data_is_held_until_an_upstream_becomes_ready() -> None:
     async with running_node(port, wait_ready=False) as node, clients(node, 1) as (client,):
         await client.send(b"sent before any upstream")
         await eventually(lambda: sample(node, "paradoxplex_messages_in_total") == 1)
-        assert list(session_of(node, client).held) == [b"sent before any upstream"]
+        assert list(session_of(node, client).flow.held) == [b"sent before any upstream"]
         await asyncio.sleep(0.5)  # the upstream comes up later, as the scenario says
         server, recorder = await start_upstream(port=port)
         try:

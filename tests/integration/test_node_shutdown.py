@@ -33,7 +33,7 @@ async def test_stop_delivers_what_was_read_then_closes_the_sockets(batch: bool) 
                 message="the node read every frame",
             )
             link = node.pool.links[upstream_id(server.port)]
-            waiting = len(link.queue) + sum(len(s.held) for s in node.sessions.values())
+            waiting = len(link.queue) + sum(len(s.flow.held) for s in node.sessions.values())
             await node.stop()
             assert not node.sessions
             for client in pair:

@@ -206,7 +206,7 @@ class Node:
         for session in list(self.sessions.values()):
             session.set_paused(True)
         while time.monotonic() < deadline:
-            held = any(s.held for s in self.sessions.values())
+            held = any(s.flow.held for s in self.sessions.values())
             queued = any(link.queue for link in self.pool.links.values() if link.in_rotation)
             if not held and not queued:
                 return
@@ -280,9 +280,9 @@ class Node:
         if info is None or self.sessions.pop(info.uuid, None) is None:
             return
         self.pool.forget(info.uuid)
-        if session.held:
-            self.metrics.drops.labels("socket_closed").inc(len(session.held))
-            session.held.clear()
+        dropped = session.flow.drop_all()
+        if dropped:
+            self.metrics.drops.labels("socket_closed").inc(dropped)
         self.metrics.sockets.set(len(self.sessions))
         self.metrics.sockets_closed.labels(_reason_label(reason)).inc()
         self.sync.removed(info)

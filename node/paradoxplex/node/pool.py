@@ -1,11 +1,13 @@
 """The node's upstream links, and placing held socket data on them.
 
 Rules:
-- ``submit`` places a session's held frames one by one where the balancer says; when it says
-  Wait or NoUpstream, the session keeps the rest (reading paused) and waits in line.
+- ``submit`` places a session's held frames (its ``Flow`` owns them) one by one where the
+  balancer says, then tells the session how many went (``placed``); when the balancer says
+  Wait or NoUpstream, the flow keeps the rest (reading paused) and the session waits in line.
 - When a link has room again or enters rotation, waiting sessions are retried in arrival order.
 - Items queued on a link that left rotation go back to the front of their sessions' held data
-  (order kept) and are placed again; items of sockets already closed are dropped and counted.
+  (``Flow.requeue``, order kept) and are placed again; items of sockets already closed are
+  dropped and counted.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ class UpstreamPool:
     # placing ----------------------------------------------------------------------------
 
     def submit(self, session: Session) -> None:
-        held = session.held
+        held = session.flow.held
         pick = self.balancer.pick
         uuid = session.uuid
         links = self.links
@@ -114,8 +116,7 @@ class UpstreamPool:
                 break
             links[decision.upstream_id].enqueue(Outgoing(uuid, frame))
             placed += 1
-        del held[:placed]
-        session.settle()
+        session.placed(placed)
 
     def send_event(self, session: str, event: pb.SocketEvent) -> bool:
         """A lifecycle event, placed like data; False (counted) when no link can take it."""
@@ -146,7 +147,7 @@ class UpstreamPool:
             for _ in range(len(self.waiting)):
                 session = self.waiting.popleft()
                 self._waiting_ids.discard(session.uuid)
-                if session.closing or not session.held:
+                if session.closing or not session.flow.held:
                     continue
                 self.submit(session)
                 if session.uuid in self._waiting_ids:
@@ -180,7 +181,7 @@ class UpstreamPool:
             if session is None or session.closing:
                 self.metrics.drops.labels("socket_closed").inc(len(payloads))
                 continue
-            session.held[:0] = payloads
+            session.flow.requeue(payloads)
             self.submit(session)
         if by_session:
             log.info("re-placed %d queued messages from a link that left rotation", len(items))

@@ -10,25 +10,33 @@ Limits (keyword arguments of ``SessionLimits``, set from the node's config):
 - ``linger``: after the client half-closes, replies are still written for this long
   (default 1 s: a client that closed for good looks the same, and must leave the fleet's
   socket list within 2 s).
-Reading stops for three reasons that add up: an admin pause, backpressure (frames held), and
-end of input. It resumes only when none holds.
+The decisions (when to read, the write budget, the deadlines, the held frames) are the core's
+``Flow``; this class does the I/O they call for, with one timer for all deadlines. While reading
+is paused, a probe (``TCP_INFO``, Linux) notices a client that went away without reading it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, cast
 
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.shared.errors import FrameTooLarge
+from paradoxplex.shared.flow import OPEN, WRITE, Close, Deadline, Drop, Flow, Reading
 from paradoxplex.shared.framing import Framer, make_framer
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 
 log = logging.getLogger("paradoxplex.node.session")
 
 CLOSE_FLUSH = 5.0
+PROBE_INTERVAL = 0.25
+# tcp_info.tcpi_state (linux/tcp.h): the peer sent FIN, or the connection was reset
+TCP_CLOSE = 7
+TCP_CLOSE_WAIT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,23 +66,29 @@ class SessionHost(Protocol):
     def upstream_ready(self) -> bool: ...
 
 
+def peer_state(transport: asyncio.BaseTransport) -> int | None:
+    """The kernel's TCP state of the socket (``TCP_*``), without reading it; None if unknown."""
+    sock = transport.get_extra_info("socket")
+    option = getattr(socket, "TCP_INFO", None)
+    if sock is None or option is None:
+        return None
+    try:
+        info: bytes = sock.getsockopt(socket.IPPROTO_TCP, option, 1)
+    except (OSError, ValueError):  # uvloop: ValueError once the fd is closed
+        return None
+    return info[0] if info else None
+
+
 class Session(asyncio.Protocol):
-    """A socket's I/O; the decisions are the framer's, the balancer's and the router's."""
+    """A socket's I/O; the decisions are the flow's, the framer's, the balancer's and the
+    router's."""
 
     __slots__ = (
-        "_backpressured",
-        "_eof",
-        "_hold_timer",
-        "_idle_timer",
-        "_last_io",
-        "_linger_timer",
         "_loop",
-        "_paused_by_admin",
-        "_reading",
-        "close_reason",
-        "closing",
+        "_timer",
+        "_timer_at",
+        "flow",
         "framer",
-        "held",
         "host",
         "info",
         "limits",
@@ -88,24 +102,32 @@ class Session(asyncio.Protocol):
         self.traffic = host.metrics.traffic
         self.limits = limits
         self.framer: Framer = make_framer(limits.framing, max_frame=limits.max_frame)
-        self.held: list[bytes] = []
+        self.flow = Flow(
+            write_buffer=limits.write_buffer,
+            overflow=limits.overflow,
+            hold_timeout=limits.hold_timeout,
+            idle_timeout=limits.idle_timeout,
+            linger=limits.linger,
+            flush_timeout=CLOSE_FLUSH,
+            probe_interval=PROBE_INTERVAL,
+        )
         self.info: SessionInfo | None = None
         self.transport: asyncio.Transport | None = None
-        self.closing = False
-        self.close_reason = ""
         self.synced_io = 0
-        self._paused_by_admin = False
-        self._backpressured = False
-        self._eof = False
-        self._reading = True
-        self._last_io = 0.0
-        self._hold_timer: asyncio.TimerHandle | None = None
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._linger_timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
 
     @property
     def uuid(self) -> str:
         return self.info.uuid if self.info else ""
+
+    @property
+    def closing(self) -> bool:
+        return self.flow.state is not OPEN
+
+    @property
+    def close_reason(self) -> str:
+        return self.flow.reason
 
     # asyncio.Protocol -------------------------------------------------------------------
 
@@ -115,22 +137,22 @@ class Session(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()  # each call costs a getpid() system call
         self.info = self.host.open_session(self)
         if self.info is None:
-            self.closing = True
+            self.flow.abort("refused")
             self.transport.abort()
             return
-        if self.limits.idle_timeout > 0:
-            self._last_io = self._loop.time()
-            self._arm_idle()
+        if self.flow.idle_timeout > 0:
+            self.flow.touch(self._loop.time())
+            self._arm()
 
     def data_received(self, data: bytes) -> None:
-        info = self.info
-        if info is None or self.closing:
+        info, flow = self.info, self.flow
+        if info is None or flow.state is not OPEN:
             return
         info.bytes_in += len(data)
         traffic = self.traffic
         traffic.bytes_in += len(data)
-        if self.limits.idle_timeout:
-            self._last_io = self._loop.time()
+        if flow.idle_timeout:
+            flow.touch(self._loop.time())
         try:
             frames = self.framer.feed(data)
         except FrameTooLarge as error:
@@ -142,153 +164,164 @@ class Session(asyncio.Protocol):
             return
         info.messages_in += len(frames)
         traffic.messages_in += len(frames)
-        self.held.extend(frames)
+        flow.hold(frames)
         self.host.submit(self)
 
     def eof_received(self) -> bool:
         """The client half-closed: keep writing replies for ``linger`` seconds, then close."""
-        self._eof = True
-        self._update_reading()
-        if self._linger_timer is None:
-            loop = self._loop
-            self._linger_timer = loop.call_later(self.limits.linger, self.close, "client closed")
+        self._apply(self.flow.end_of_input(self._loop.time()))
+        self._arm()
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        for timer in (self._hold_timer, self._idle_timer, self._linger_timer):
-            if timer is not None:
-                timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.flow.lost(error=exc is not None)
         if self.info is None:
             return
-        if not self.close_reason:
-            self.close_reason = "client closed" if exc is None else "connection error"
-        self.closing = True
-        self.host.close_session(self, self.close_reason)
+        self.host.close_session(self, self.flow.reason)
 
     # writes -----------------------------------------------------------------------------
 
     def write(self, payload: bytes) -> bool:
-        """Write a reply unchanged; False when it was not written (closing or overflow)."""
+        """Write a reply unchanged; False when it was not (closing, overflow): then counted."""
         transport, info = self.transport, self.info
-        if transport is None or info is None or self.closing:
+        if transport is None or info is None:
+            self.host.metrics.drops.labels("socket_closed").inc()
             return False
-        # The limit bounds a slow reader's backlog: a reply on an empty buffer is always
-        # written (the kernel takes what it can), however large.
-        buffered = transport.get_write_buffer_size()
-        if buffered and buffered + len(payload) > self.limits.write_buffer:
-            return self._overflow(len(payload))
+        verdict = self.flow.write(transport.get_write_buffer_size(), len(payload))
+        if verdict is not WRITE:
+            self._refused(cast(Drop | Close, verdict), len(payload))
+            return False
         transport.write(payload)
         info.bytes_out += len(payload)
         info.messages_out += 1
         traffic = self.traffic
         traffic.bytes_out += len(payload)
         traffic.messages_out += 1
-        if self.limits.idle_timeout:
-            self._last_io = self._loop.time()
+        if self.flow.idle_timeout:
+            self.flow.touch(self._loop.time())
         return True
 
-    def _overflow(self, size: int) -> bool:
-        self.host.metrics.drops.labels("write_buffer_full").inc()
-        if self.limits.overflow == "drop":
-            log.debug("socket %s: write buffer full, reply of %d bytes dropped", self.uuid, size)
-            return False
-        log.warning(
-            "socket %s: write buffer over %d bytes; closing it", self.uuid, self.limits.write_buffer
-        )
-        self.abort("write buffer full")
-        return False
+    def _refused(self, verdict: Drop | Close, size: int) -> None:
+        self.host.metrics.drops.labels(verdict.reason).inc()
+        if isinstance(verdict, Close):
+            limit = self.flow.write_buffer
+            log.warning("socket %s: write buffer over %d bytes; closing it", self.uuid, limit)
+            self._abort_transport()
+        else:
+            log.debug("socket %s: reply of %d bytes dropped (%s)", self.uuid, size, verdict.reason)
 
     # flow control -----------------------------------------------------------------------
 
-    def settle(self) -> None:
-        """The host placed what it could: pause reading while frames are held, else resume."""
-        if self.held:
-            self._hold()
-            return
-        if self._backpressured:
-            self._backpressured = False
-            if self._hold_timer is not None:
-                self._hold_timer.cancel()
-                self._hold_timer = None
-            self._update_reading()
-
-    def _hold(self) -> None:
-        self._backpressured = True
-        self._update_reading()
-        if self._hold_timer is None and not self.closing:
-            loop = self._loop
-            self._hold_timer = loop.call_later(self.limits.hold_timeout, self._hold_expired)
-
-    def _hold_expired(self) -> None:
-        self._hold_timer = None
-        if not self.held or self.closing:
-            return
-        reason = "upstreams full" if self.host.upstream_ready() else "no upstream ready"
-        self.host.metrics.drops.labels("hold_timeout").inc(len(self.held))
-        log.warning(
-            "socket %s: %d frames waited %.1fs (%s); closing it",
-            self.uuid,
-            len(self.held),
-            self.limits.hold_timeout,
-            reason,
-        )
-        self.held.clear()
-        self.close(f"no upstream took its data: {reason}")
+    def placed(self, count: int) -> None:
+        """The host placed the first ``count`` of ``flow.held``; reading follows what is left."""
+        flow = self.flow
+        change = flow.placed(count, self._loop.time())
+        if change is not None:
+            self._apply(change)
+        if flow.held:  # the hold deadline; a cleared one lets the timer fire for nothing
+            self._arm()
 
     def set_paused(self, paused: bool) -> None:
         """Admin pause/resume: a paused socket is not read and is not *active*."""
-        self._paused_by_admin = paused
         if self.info is not None:
             self.info.state = SessionState.PAUSED if paused else SessionState.ACTIVE
-        self._update_reading()
+        if self.transport is None:
+            return
+        self._apply(self.flow.set_paused(paused, self._loop.time()))
+        self._arm()
 
-    def _update_reading(self) -> None:
+    def _apply(self, change: Reading | None) -> None:
         transport = self.transport
-        if transport is None or self.closing:
+        if change is None or transport is None:
             return
-        want = not (self._paused_by_admin or self._backpressured or self._eof)
-        if want == self._reading:
-            return
-        self._reading = want
-        if want:
+        if change is Reading.RESUME:
             transport.resume_reading()
         else:
             transport.pause_reading()
 
-    # timers and close -------------------------------------------------------------------
+    # deadlines --------------------------------------------------------------------------
 
-    def _arm_idle(self) -> None:
-        loop = self._loop
-        deadline = self._last_io + self.limits.idle_timeout
-        self._idle_timer = loop.call_at(deadline, self._idle_check)
-
-    def _idle_check(self) -> None:
-        if self.closing:
+    def _arm(self) -> None:
+        """One timer, at the flow's next deadline (an earlier timer stays: it re-arms)."""
+        deadline = self.flow.next_deadline()
+        if deadline is None:
             return
-        if self._loop.time() - self._last_io >= self.limits.idle_timeout:
-            self.close("idle timeout")
-        else:
-            self._arm_idle()
+        if self._timer is not None:
+            if self._timer_at <= deadline:
+                return
+            self._timer.cancel()
+        self._timer_at = deadline
+        self._timer = self._loop.call_at(deadline, self._deadline)
+
+    def _deadline(self) -> None:
+        self._timer = None
+        for due in self.flow.expired(self._loop.time()):
+            EXPIRED[due](self)
+        self._arm()
+
+    def _hold_expired(self) -> None:
+        reason = "upstreams full" if self.host.upstream_ready() else "no upstream ready"
+        count = self.flow.drop_all()
+        self.host.metrics.drops.labels("hold_timeout").inc(count)
+        log.warning(
+            "socket %s: %d frames waited %.1fs (%s); closing it",
+            self.uuid,
+            count,
+            self.flow.hold_timeout,
+            reason,
+        )
+        self.close(f"no upstream took its data: {reason}")
+
+    def _idle_expired(self) -> None:
+        self.close("idle timeout")
+
+    def _linger_expired(self) -> None:
+        self.close("client closed")
+
+    def _flush_expired(self) -> None:
+        self.abort(self.flow.reason)
+
+    def _probe(self) -> None:
+        """Reading is paused: did the client go away? (Its data stays unread.)"""
+        if self.transport is None:
+            return
+        state = peer_state(self.transport)
+        if state == TCP_CLOSE_WAIT:
+            self.flow.peer_closed(self._loop.time())
+        elif state == TCP_CLOSE:
+            self.abort("connection error")
+
+    # close ------------------------------------------------------------------------------
 
     def close(self, reason: str) -> None:
         """Close the socket after writing what is buffered (at most ``CLOSE_FLUSH`` seconds:
         a peer that does not read is then aborted); ``reason`` goes to logs and metrics."""
-        if self.closing or self.transport is None:
+        transport = self.transport
+        if transport is None or self.flow.state is not OPEN:
             return
-        self.closing = True
-        self.close_reason = reason
-        self.transport.close()
-        if self.transport.get_write_buffer_size():
-            loop = self._loop
-            self._linger_timer = loop.call_later(CLOSE_FLUSH, self.abort, reason)
+        transport.close()
+        self.flow.close(reason, buffered=transport.get_write_buffer_size(), now=self._loop.time())
+        self._arm()
 
     def abort(self, reason: str) -> None:
-        if self.transport is None:
-            return
-        self.close_reason = self.close_reason or reason
-        self.closing = True
-        self.transport.abort()
+        self.flow.abort(reason)
+        self._abort_transport()
+
+    def _abort_transport(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
 
     def __repr__(self) -> str:
-        state = "closing" if self.closing else ("paused" if self._paused_by_admin else "open")
-        return f"<Session {self.uuid} {state} held={len(self.held)}>"
+        return f"<Session {self.uuid} {self.flow!r}>"
+
+
+EXPIRED: dict[Deadline, Callable[[Session], None]] = {
+    Deadline.HOLD: Session._hold_expired,
+    Deadline.IDLE: Session._idle_expired,
+    Deadline.LINGER: Session._linger_expired,
+    Deadline.PROBE: Session._probe,
+    Deadline.FLUSH: Session._flush_expired,
+}
