@@ -1,8 +1,9 @@
 """Redis stopped and restarted (empty) under a fleet of three in-process nodes.
 
 A dedicated redis-server, since it is taken away: node-local traffic goes on untouched,
-``/readyz`` stays 200 and says degraded meanwhile, listings say they are partial, and within 5 s of Redis coming back cross-node delivery
-works again and every node's sockets are listed again.
+``/readyz`` stays 200 and says degraded meanwhile, listings say they are partial, and within
+5 s of Redis coming back cross-node delivery works again and every node's sockets are listed
+again.
 """
 
 from __future__ import annotations
