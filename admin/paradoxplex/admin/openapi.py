@@ -283,6 +283,38 @@ def _paths() -> Schema:
                 _ok("200", "the OpenAPI 3.1 document", {"type": "object"}),
             )
         },
+        **_ui_paths(),
+    }
+
+
+def _ui_paths() -> Schema:
+    """The dashboard: static files, no token (the page asks for it and sends it as Bearer)."""
+    page = {"200": {"description": "the page", "content": {"text/html": {}}}}
+    moved = {"308": {"description": "to /ui/ (Location: ui/)"}}
+    files = {
+        "200": {
+            "description": "the file; every answer has a strict Content-Security-Policy, "
+            "Cache-Control: no-cache and an ETag (304 when If-None-Match matches)",
+            "content": {kind: {} for kind in ("text/css", "text/javascript", "image/svg+xml")},
+        },
+        "404": _ref("responses", "NotFound"),
+    }
+    name = {**NODE_PARAM, "name": "name", "description": "app.js, app.css, icon.svg, index.html"}
+    return {
+        "/ui": {"get": _operation("uiRedirect", "to the dashboard", moved, open_probe=True)},
+        "/ui/": {
+            "get": _operation(
+                "ui",
+                "the live fleet dashboard; it acts only through the routes above",
+                page,
+                open_probe=True,
+            )
+        },
+        "/ui/{name}": {
+            "get": _operation(
+                "uiFile", "one of the dashboard's files", files, params=(name,), open_probe=True
+            )
+        },
     }
 
 
@@ -369,6 +401,18 @@ def _schemas() -> Schema:
                 "admin_url": {"type": "string"},
                 "started_at": number,
                 "sockets": count,
+                "state": {
+                    "enum": ["up", "draining", "degraded"],
+                    "description": "draining: accepts no new sockets; degraded: lost Redis",
+                },
+                "messages_in": {**count, "description": "frames read from its sockets, ever"},
+                "messages_out": {**count, "description": "messages written to its sockets"},
+                "drops": {**count, "description": "sum of paradoxplex_drops, every reason"},
+                "heartbeat_at": {
+                    **number,
+                    "description": "the node's clock (epoch s) when it wrote this record; "
+                    "counters are as of then: diff two records for rates",
+                },
             },
         },
         "NodeList": _list_of("Node"),
@@ -408,10 +452,33 @@ def _schemas() -> Schema:
                 "ready_timeout": number,
                 "alive_timeout": number,
                 "mode": {"enum": ["active", "draining"]},
-                "nodes": {"type": "object", "description": "node id → that node's health view"},
+                "nodes": {
+                    "type": "object",
+                    "description": "node id → that node's health view",
+                    "additionalProperties": _schema("UpstreamView"),
+                },
             },
         },
         "UpstreamList": _list_of("Upstream"),
+        "UpstreamView": {
+            "type": "object",
+            "description": "one node's view of one upstream; the dashboard shows an absent "
+            "key as a dash",
+            "properties": {
+                "state": {"enum": ["connecting", "ready", "backoff", "draining", "removed"]},
+                "ready": {"type": "boolean", "description": "in rotation"},
+                "live": {"type": "boolean"},
+                "since": {**number, "description": "epoch s of the last state change"},
+                "queued": count,
+                "batch": {"type": "boolean"},
+                "error": {"type": ["string", "null"]},
+                "sent": {**count, "description": "messages sent to it by this node"},
+                "received": {**count, "description": "messages received from it"},
+                "errors": {**count, "description": "stream errors"},
+                "rtt_ms": {"type": ["number", "null"], "description": "round-trip time"},
+                "reason": {"type": ["string", "null"], "description": "why in this state"},
+            },
+        },
         "Live": {"type": "object", "properties": {"status": {"const": "ok"}}},
         "Ready": {
             "type": "object",

@@ -97,5 +97,14 @@ class Metrics:
             registry=r,
         )
 
+    def dropped(self) -> int:
+        """Every message counted in ``paradoxplex_drops``, whatever its reason."""
+        return sum(
+            int(sample.value)
+            for family in self.drops.collect()
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        )
+
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

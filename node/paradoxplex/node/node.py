@@ -181,6 +181,11 @@ class Node:
             started_at=self.started_at,
             sockets=len(self.sessions),
             extra={"draining": self.draining},
+            state="draining" if self.draining else "up" if self._registered() else "degraded",
+            messages_in=self.metrics.traffic.messages_in,
+            messages_out=self.metrics.traffic.messages_out,
+            drops=self.metrics.dropped(),
+            heartbeat_at=time.time(),
         )
 
     async def drain(self, grace: float | None = None) -> None:

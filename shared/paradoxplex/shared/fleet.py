@@ -31,14 +31,30 @@ EnvelopeHandler = Callable[[bytes], Awaitable[None]]
 ReconnectHandler = Callable[[], Awaitable[None]]
 
 
+NODE_STATES = ("up", "draining", "degraded")
+
+
 @dataclass(slots=True)
 class NodeRecord:
+    """One node as the fleet lists it, rewritten by its every heartbeat.
+
+    ``state`` is ``up``, ``draining`` (stops accepting) or ``degraded`` (lost Redis);
+    ``messages_in`` / ``messages_out`` (frames read from / written to its sockets) and
+    ``drops`` (every ``paradoxplex_drops`` reason) are counters since start, for a reader to
+    diff; ``heartbeat_at`` is the node's wall clock when it wrote the record.
+    """
+
     node_id: str
     listen: str
     admin_url: str
     started_at: float
     sockets: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    state: str = "up"
+    messages_in: int = 0
+    messages_out: int = 0
+    drops: int = 0
+    heartbeat_at: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,16 +63,28 @@ class NodeRecord:
             "admin_url": self.admin_url,
             "started_at": self.started_at,
             "sockets": self.sockets,
+            "state": self.state,
+            "messages_in": self.messages_in,
+            "messages_out": self.messages_out,
+            "drops": self.drops,
+            "heartbeat_at": self.heartbeat_at,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeRecord:
+        """The record ``to_dict`` wrote; the counters default to 0 (records of older nodes)."""
+        state = str(data.get("state", "up"))
         return cls(
             node_id=str(data["id"]),
             listen=str(data["listen"]),
             admin_url=str(data["admin_url"]),
             started_at=float(data["started_at"]),
             sockets=int(data.get("sockets", 0)),
+            state=state if state in NODE_STATES else "up",
+            messages_in=int(data.get("messages_in", 0)),
+            messages_out=int(data.get("messages_out", 0)),
+            drops=int(data.get("drops", 0)),
+            heartbeat_at=float(data.get("heartbeat_at", 0.0)),
         )
 
 
