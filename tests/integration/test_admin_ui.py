@@ -10,14 +10,14 @@ from aiohttp import web
 
 from paradoxplex.admin import ui
 from paradoxplex.admin.app import build_app
-from tests.unit.test_admin_app import IdleControl
+from tests.support.admin_control import FakeControl
 
 TOKEN = "ui-token"
 
 
 @pytest.fixture
 async def base_url() -> AsyncIterator[str]:
-    runner = web.AppRunner(build_app(IdleControl(), token=TOKEN), access_log=None)
+    runner = web.AppRunner(build_app(FakeControl(), token=TOKEN), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

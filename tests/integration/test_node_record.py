@@ -24,9 +24,9 @@ async def test_the_record_counts_messages_and_drops_and_says_the_state() -> None
             node.metrics.drops.labels("socket_closed").inc(2)
             node.metrics.drops.labels("write_buffer_full").inc()
             assert node.record().drops == before.drops + 3
-            node.fleet_ok = False
+            node.upkeep.fleet_ok = False
             assert node.record().state == "degraded"
-            node.fleet_ok = True
+            node.upkeep.fleet_ok = True
             await node.drain(0)
             assert node.record().state == "draining"
     finally:

@@ -181,7 +181,7 @@ class Node:
             started_at=self.started_at,
             sockets=len(self.sessions),
             extra={"draining": self.draining},
-            state="draining" if self.draining else "up" if self._registered() else "degraded",
+            state="draining" if self.draining else "up" if self.upkeep.registered() else "degraded",
             messages_in=self.metrics.traffic.messages_in,
             messages_out=self.metrics.traffic.messages_out,
             drops=self.metrics.dropped(),
