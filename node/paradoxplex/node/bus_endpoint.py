@@ -9,8 +9,12 @@ Rules:
   broadcasts go to the reply router; admin commands are answered in a task of their own
   (the bus reads inline: keep the handler quick); control envelopes trigger a reconcile.
 - Admin request/reply: ``request`` waits at most ``owner_timeout`` seconds for the owner's
-  answer; the command carries that deadline and the owner drops a command that arrives
-  after it (counted), so a request answered 504 never acts later.
+  answer. The command carries a deadline ``COMMAND_MARGIN`` earlier than that (at most half
+  of it): the owner drops a command that arrives after its deadline (counted) and answers one
+  it acts on while the asker still waits, so a request answered 504 did not act and will not.
+- ``locate`` asks every other node at once whether it holds a socket the fleet state does not
+  know (it connected a moment ago, or Redis came back empty and is being refilled); it stops
+  at the first owner, or when every node it expects has said no, or after ``LOCATE_TIMEOUT``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from paradoxplex.shared.sessions import BroadcastTarget
 from paradoxplex.wire import bus_pb2
 
 log = logging.getLogger("paradoxplex.node.bus")
+
+COMMAND_MARGIN = 0.5
+LOCATE_TIMEOUT = 1.0
 
 
 class Deliveries(Protocol):
@@ -69,6 +76,7 @@ class BusEndpoint:
         self.owner_timeout = owner_timeout
         self.courier = Courier(bus, metrics, sender=node_id, on_undelivered=self._undelivered)
         self._pending: dict[str, asyncio.Future[bus_pb2.CommandReply]] = {}
+        self._gathering: dict[str, asyncio.Queue[tuple[str, bus_pb2.CommandReply]]] = {}
         self._deliveries: Deliveries | None = None
         self._commands: Commands | None = None
         self._on_control: Callable[[], Awaitable[None]] | None = None
@@ -146,7 +154,7 @@ class BusEndpoint:
             client_uuid,
             payload=payload,
             labels=labels,
-            deadline=time.time() + self.owner_timeout,
+            deadline=time.time() + self.owner_timeout - min(COMMAND_MARGIN, self.owner_timeout / 2),
         )
         try:
             async with asyncio.timeout(self.owner_timeout):
@@ -157,6 +165,37 @@ class BusEndpoint:
             raise OwnerTimeout(client_uuid, owner) from None
         finally:
             self._pending.pop(request_id, None)
+
+    async def locate(self, client_uuid: str, *, expected: int | None) -> tuple[str, bytes] | None:
+        """Ask every other node whether it holds ``client_uuid``: ``(owner, its record as
+        orjson)``, or None when ``expected`` nodes said no or nobody claimed it in time.
+        Raises ``FleetUnavailable`` when the question cannot be sent."""
+        request_id = uuid.uuid4().hex
+        answers: asyncio.Queue[tuple[str, bus_pb2.CommandReply]] = asyncio.Queue()
+        self._gathering[request_id] = answers
+        question = envelopes.command(
+            self.node_id,
+            request_id,
+            "get",
+            client_uuid,
+            deadline=time.time() + LOCATE_TIMEOUT - min(COMMAND_MARGIN, LOCATE_TIMEOUT / 2),
+        )
+        denied = 0
+        try:
+            async with asyncio.timeout(LOCATE_TIMEOUT):
+                await self.bus.broadcast(question)
+                while expected is None or denied < expected:
+                    sender, reply = await answers.get()
+                    if reply.status == "ok":
+                        return sender, reply.body
+                    denied += 1
+        except TimeoutError:
+            log.debug(
+                "locate %s: %d node(s) said no, the others did not answer", client_uuid, denied
+            )
+        finally:
+            self._gathering.pop(request_id, None)
+        return None
 
     # in ---------------------------------------------------------------------------------
 
@@ -176,11 +215,18 @@ class BusEndpoint:
         elif body == "command":
             self.tasks.spawn(self._answer(envelope.sender, envelope.command), "answer command")
         elif body == "reply":
-            future = self._pending.pop(envelope.reply.request_id, None)
-            if future is not None and not future.done():
-                future.set_result(envelope.reply)
+            self._receive_reply(envelope.sender, envelope.reply)
         elif body == "control" and self._on_control is not None:
             self.tasks.spawn(self._on_control(), "reconcile upstreams")
+
+    def _receive_reply(self, sender: str, reply: bus_pb2.CommandReply) -> None:
+        future = self._pending.pop(reply.request_id, None)
+        if future is not None and not future.done():
+            future.set_result(reply)
+            return
+        answers = self._gathering.get(reply.request_id)
+        if answers is not None:
+            answers.put_nowait((sender, reply))
 
     def _receive_broadcast(self, message: bus_pb2.Broadcast) -> None:
         try:

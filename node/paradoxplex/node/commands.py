@@ -5,8 +5,9 @@ Rules:
   ``resume``, ``labels``, ``close``); the answer is ``(status, body)``: ``ok`` with the
   socket's record as orjson, ``not_found`` when this node does not hold it, ``error`` with a
   reason otherwise.
-- A change (pause, resume, labels) is written to the fleet state before ``apply`` returns:
-  an admin action is visible fleet-wide once it is answered.
+- A change (pause, resume, labels) is written to the fleet state before ``apply`` returns
+  (that one socket's record, one round trip): an admin action is visible fleet-wide once it
+  is answered. Nothing else is waited for: the owner answers while its asker still waits.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.wire import bus_pb2
 
 Answer = tuple[str, bytes]
+#: Actions that change a socket's record in the fleet state.
+CHANGES = frozenset({"pause", "resume", "labels"})
 
 
 class SocketCommands:
@@ -27,17 +30,18 @@ class SocketCommands:
         self,
         sessions: Mapping[str, Session],
         *,
-        changed: Callable[[SessionInfo], None],
-        flush: Callable[[], Awaitable[None]],
+        write: Callable[[SessionInfo], Awaitable[None]],
     ) -> None:
         self.sessions = sessions
-        self.changed = changed
-        self.flush = flush
+        self.write = write
 
     async def apply(self, command: bus_pb2.Command) -> Answer:
-        """Execute, then write the session changes it made."""
+        """Execute, then write the change it made to the socket's record, if any."""
         answer = self.execute(command)
-        await self.flush()
+        if answer[0] == "ok" and command.action in CHANGES:
+            session = self.sessions.get(command.client_uuid)
+            if session is not None and session.info is not None:
+                await self.write(session.info)
         return answer
 
     def execute(self, command: bus_pb2.Command) -> Answer:
@@ -51,10 +55,8 @@ class SocketCommands:
                 return "error", b"socket is closing or its write buffer is full"
         elif action in ("pause", "resume"):
             session.set_paused(action == "pause")
-            self.changed(info)
         elif action == "labels":
             info.labels = dict(command.labels)
-            self.changed(info)
         elif action == "close":
             session.close("closed by admin")
         elif action != "get":

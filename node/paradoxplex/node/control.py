@@ -113,9 +113,25 @@ class NodeControl:
         if session in self.node.sessions:
             return self.node.node_id
         info = await self.node.fleet.lookup_session(session)
-        if info is None or info.node_id == self.node.node_id:
+        if info is not None and info.node_id != self.node.node_id:
+            return info.node_id
+        located = await self._locate(session) if info is None else None
+        if located is None:
             raise UnknownSession(session)
-        return info.node_id
+        return located[0]
+
+    async def _locate(self, session: str) -> tuple[str, bytes] | None:
+        """The fleet state does not know the socket: ask the other nodes (it may have just
+        connected, or Redis came back empty and the registry is being refilled)."""
+        if not self.node.fleet.shared:
+            return None
+        try:
+            others = len(
+                [n for n in await self.node.fleet.list_nodes() if n.node_id != self.node.node_id]
+            )
+        except FleetUnavailable:
+            others = None
+        return await self.node.endpoint.locate(session, expected=others)
 
     async def _act(
         self,
@@ -148,9 +164,13 @@ class NodeControl:
         if local is not None:
             return local.to_dict()
         info = await self.node.fleet.lookup_session(session)
-        if info is None:
+        if info is not None:
+            return info.to_dict()
+        located = await self._locate(session)
+        if located is None:
             raise UnknownSession(session)
-        return info.to_dict()
+        record: dict[str, Any] = orjson.loads(located[1])
+        return record
 
     async def send(self, session: str, payload: bytes) -> None:
         await self._act(session, "send", payload=payload)

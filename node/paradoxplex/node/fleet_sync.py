@@ -1,8 +1,11 @@
 """Keeps the fleet state's copy of this node's sessions in step with the sockets it holds.
 
 Rules:
-- Opens, changes and closes are queued and written in the background, every ``interval``
-  seconds (a closed socket leaves the fleet's list within about that long).
+- Opens are written at once, coalesced: every open queued while one write is on its way goes
+  in the next write, one round trip per ``CHUNK`` sessions. ``on_registered`` hears which
+  sessions the fleet knows from then on (the node holds their data back until then).
+- Changes and closes are written every ``interval`` seconds (a closed socket leaves the
+  fleet's list within about that long), or with the next opens.
 - A write that fails (fleet unavailable) is kept and retried; ``resync`` queues every local
   session again (Redis came back, possibly empty).
 - Counter changes are written at most every ``counter_interval`` seconds per session.
@@ -14,8 +17,9 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 from paradoxplex.node.tasks import checkpoint
@@ -38,22 +42,28 @@ class SessionSync:
         interval: float = 0.1,
         on_error: Callable[[], None] | None = None,
         ready: Callable[[], bool] | None = None,
+        on_registered: Callable[[Iterable[SessionInfo]], None] | None = None,
+        on_not_ready: Callable[[], None] | None = None,
     ) -> None:
         self.fleet = fleet
         self.ready = ready
         self.local = local
         self.interval = interval
         self.on_error = on_error
+        self.on_registered = on_registered
+        self.on_not_ready = on_not_ready
         self._added: dict[str, SessionInfo] = {}
         self._changed: dict[str, SessionInfo] = {}
         self._removed: dict[str, str] = {}
         self._wakeup = asyncio.Event()
+        self._urgent = asyncio.Event()
         self.healthy = True
 
     def added(self, info: SessionInfo) -> None:
         self._removed.pop(info.uuid, None)
         self._added[info.uuid] = info
         self._wakeup.set()
+        self._urgent.set()
 
     def changed(self, info: SessionInfo) -> None:
         if info.uuid not in self._added:
@@ -72,6 +82,11 @@ class SessionSync:
         self._wakeup.set()
 
     @property
+    def unwritten(self) -> dict[str, SessionInfo]:
+        """Opened sockets not written yet (an update would be a no-op for them)."""
+        return self._added
+
+    @property
     def pending(self) -> int:
         return len(self._added) + len(self._changed) + len(self._removed)
 
@@ -79,9 +94,12 @@ class SessionSync:
         while True:
             await self._wakeup.wait()
             if self.ready is not None and not self.ready():
+                if self.on_not_ready is not None:
+                    self.on_not_ready()
                 await asyncio.sleep(self.interval)
                 continue
             self._wakeup.clear()
+            self._urgent.clear()
             try:
                 await self.flush()
                 self.healthy = True
@@ -93,7 +111,9 @@ class SessionSync:
                     self.on_error()
                 self._wakeup.set()
             checkpoint()
-            await asyncio.sleep(self.interval)
+            with contextlib.suppress(TimeoutError):  # opens cut the wait short
+                async with asyncio.timeout(self.interval):
+                    await self._urgent.wait()
 
     async def flush(self) -> None:
         """Write what is queued, ``CHUNK`` sessions per round trip; what fails stays queued."""
@@ -105,13 +125,14 @@ class SessionSync:
             except FleetUnavailable:
                 _put_back(self._removed, chunk)
                 raise
-        await self._write(self._added, fleet.register_sessions)
+        await self._write(self._added, fleet.register_sessions, self.on_registered)
         await self._write(self._changed, fleet.update_sessions)
 
     async def _write(
         self,
         queue: dict[str, SessionInfo],
         write: Callable[[list[SessionInfo]], Awaitable[None]],
+        written: Callable[[Iterable[SessionInfo]], None] | None = None,
     ) -> None:
         while queue:
             chunk = _take(queue)
@@ -120,6 +141,8 @@ class SessionSync:
             except FleetUnavailable:
                 _put_back(queue, chunk)
                 raise
+            if written is not None:
+                written(chunk.values())
 
     def __repr__(self) -> str:
         return f"<SessionSync pending={self.pending} healthy={self.healthy}>"

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 from aiohttp import web
@@ -106,11 +106,13 @@ class Node:
             heartbeat=config.heartbeat,
             node_ttl=config.node_ttl,
             lifecycle_events=config.lifecycle_events,
+            on_registered=self._registered,
+            on_fleet_lost=self._release_unregistered,
         )
         self.sync = self.upkeep.sync
-        self.commands = SocketCommands(
-            self.sessions, changed=self.sync.changed, flush=self.upkeep.flush_sessions
-        )
+        # sockets whose data waits until the fleet knows them (known from the first byte)
+        self.unregistered: set[str] = set()
+        self.commands = SocketCommands(self.sessions, write=self.upkeep.write_session)
         self.started_at = time.time()
         self.listen_address = ""
         self.admin_url = ""
@@ -275,7 +277,9 @@ class Node:
                 with contextlib.suppress(OSError):
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sync.added(info)
-        if self.config.lifecycle_events:
+        if self.fleet.shared and self.upkeep.registered():
+            self.unregistered.add(info.uuid)  # nothing reaches an upstream before the fleet
+        elif self.config.lifecycle_events:  # knows the socket (see _registered)
             self._lifecycle(info, pb.SocketEvent.CONNECTED, "")
         log.debug("socket %s open from %s", info.uuid, remote)
         return info
@@ -285,6 +289,7 @@ class Node:
         if info is None or self.sessions.pop(info.uuid, None) is None:
             return
         self.pool.forget(info.uuid)
+        self.unregistered.discard(info.uuid)
         dropped = session.flow.drop_all()
         if dropped:
             self.metrics.drops.labels("socket_closed").inc(dropped)
@@ -296,7 +301,35 @@ class Node:
         log.debug("socket %s closed: %s", info.uuid, reason)
 
     def submit(self, session: Session) -> None:
+        if session.uuid in self.unregistered:
+            session.placed(0)  # held (reading paused) until the fleet knows the socket
+            return
         self.pool.submit(session)
+
+    def _registered(self, infos: Iterable[SessionInfo]) -> None:
+        """The fleet knows these sockets now: let their data (and CONNECTED event) go."""
+        unregistered = self.unregistered
+        if not unregistered:
+            return
+        for info in infos:
+            if info.uuid in unregistered:
+                self._let_go(info.uuid)
+
+    def _release_unregistered(self) -> None:
+        """The fleet cannot be written: serve every waiting socket locally anyway (an admin
+        miss then asks the other nodes instead of the fleet state)."""
+        for client_uuid in list(self.unregistered):
+            self._let_go(client_uuid)
+
+    def _let_go(self, client_uuid: str) -> None:
+        self.unregistered.discard(client_uuid)
+        session = self.sessions.get(client_uuid)
+        if session is None or session.info is None:
+            return
+        if self.config.lifecycle_events:
+            self._lifecycle(session.info, pb.SocketEvent.CONNECTED, "")
+        if session.flow.held:
+            self.pool.submit(session)
 
     def upstream_ready(self) -> bool:
         return self.pool.ready()

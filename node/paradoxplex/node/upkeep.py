@@ -53,6 +53,8 @@ class FleetUpkeep:
         heartbeat: float,
         node_ttl: float,
         lifecycle_events: bool,
+        on_registered: Callable[[Iterable[SessionInfo]], None],
+        on_fleet_lost: Callable[[], None],
     ) -> None:
         self.node_id = node_id
         self.fleet = fleet
@@ -67,8 +69,14 @@ class FleetUpkeep:
         self.node_ttl = node_ttl
         self.lifecycle_events = lifecycle_events
         self._fleet_ok = True
+        self.on_fleet_lost = on_fleet_lost
         self.sync = SessionSync(
-            fleet, self._local_infos, on_error=self._fleet_failed, ready=self.registered
+            fleet,
+            self._local_infos,
+            on_error=self._fleet_failed,
+            ready=self.registered,
+            on_registered=on_registered,
+            on_not_ready=on_fleet_lost,
         )
 
     @property
@@ -104,11 +112,13 @@ class FleetUpkeep:
     async def leave(self) -> None:
         await self.fleet.unregister_node(self.node_id)
 
-    async def flush_sessions(self) -> None:
-        """Write queued session changes now (an admin action is visible once answered)."""
-        if self.sync.pending:
+    async def write_session(self, info: SessionInfo) -> None:
+        """Write one socket's record now (an admin change is visible once answered); queued
+        as well, so a failed write is retried with the others."""
+        self.sync.changed(info)
+        if self.registered() and info.uuid not in self.sync.unwritten:
             with contextlib.suppress(FleetUnavailable):
-                await self.sync.flush()
+                await self.fleet.update_sessions([info])
 
     # upstreams --------------------------------------------------------------------------
 
@@ -185,6 +195,7 @@ class FleetUpkeep:
     def _fleet_failed(self) -> None:
         self.metrics.fleet_errors.inc()
         self.fleet_ok = False
+        self.on_fleet_lost()
 
     async def resync(self) -> None:
         """The fleet came back (maybe empty): register this node, its upstreams and sessions."""
