@@ -17,6 +17,7 @@ from paradoxplex.shared.errors import (
     FleetError,
     FleetUnavailable,
     FrameTooLarge,
+    InvalidRequest,
     OwnerTimeout,
     ParadoxplexError,
     UnknownSession,
@@ -27,7 +28,7 @@ from paradoxplex.shared.errors import (
 @pytest.mark.parametrize(
     ("error", "status", "code", "says"),
     [
-        (ConfigError("port", "must be a number"), 400, "bad_request", "port: must be a number"),
+        (InvalidRequest("port", "must be a number"), 400, "bad_request", "port: must be a number"),
         (UnknownSession("s-1"), 404, "not_found", "s-1"),
         (UnknownUpstream("h:1"), 404, "not_found", "h:1"),
         (Conflict("upstream h:1 exists"), 409, "conflict", "h:1"),
@@ -55,7 +56,14 @@ def test_a_subclass_takes_its_ancestors_entry() -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [RuntimeError("boom"), KeyError("k"), FrameTooLarge(10, 5), FleetError(), ParadoxplexError()],
+    [
+        RuntimeError("boom"),
+        KeyError("k"),
+        FrameTooLarge(10, 5),
+        FleetError(),
+        ParadoxplexError(),
+        ConfigError("redis", "a setting is never the caller's fault"),
+    ],
 )
 def test_unlisted_errors_are_unexpected(error: Exception) -> None:
     assert to_api_error(error) is None

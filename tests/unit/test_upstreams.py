@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from paradoxplex.shared.config import Address
-from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.errors import ConfigError, InvalidRequest
 from paradoxplex.shared.upstreams import (
     DEFAULT_ALIVE_TIMEOUT,
     DEFAULT_READY_TIMEOUT,
@@ -101,9 +101,9 @@ def test_from_dict(data: dict[str, Any], expected: UpstreamSpec) -> None:
     ],
 )
 def test_from_dict_refuses(data: Any, key: str) -> None:
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(InvalidRequest) as caught:
         UpstreamSpec.from_dict(data)
-    assert caught.value.key == key
+    assert caught.value.field == key
 
 
 @pytest.mark.parametrize(
@@ -133,7 +133,7 @@ def accepted_by_parse(host: str, port: int) -> bool:
 def accepted_by_from_dict(host: str, port: int) -> bool:
     try:
         UpstreamSpec.from_dict({"host": host, "port": port})
-    except ConfigError:
+    except InvalidRequest:
         return False
     return True
 

@@ -13,16 +13,16 @@ from __future__ import annotations
 from typing import Any
 
 from paradoxplex.shared.errors import (
-    ConfigError,
     Conflict,
     FleetUnavailable,
+    InvalidRequest,
     OwnerTimeout,
     UnknownSession,
     UnknownUpstream,
 )
 
 STATUSES: dict[type[Exception], tuple[int, str]] = {
-    ConfigError: (400, "bad_request"),
+    InvalidRequest: (400, "bad_request"),
     UnknownSession: (404, "not_found"),
     UnknownUpstream: (404, "not_found"),
     Conflict: (409, "conflict"),

@@ -56,7 +56,7 @@ from tenacity import (
 )
 
 from paradoxplex.node.tasks import checkpoint
-from paradoxplex.shared.errors import ConfigError, FleetUnavailable
+from paradoxplex.shared.errors import FleetUnavailable, InvalidRequest
 from paradoxplex.shared.fleet import EnvelopeHandler, NodeRecord
 from paradoxplex.shared.keys import Keys
 from paradoxplex.shared.sessions import SessionInfo, SessionState
@@ -179,7 +179,7 @@ def _cursor(text: str) -> bytes:
     """A paging cursor (a uuid, or any hex prefix of one) as 16 bytes that sort alike."""
     digits = text.replace("-", "").lower()
     if len(digits) > 32 or any(c not in "0123456789abcdef" for c in digits):
-        raise ConfigError("cursor", "not a cursor this API gave out")
+        raise InvalidRequest("cursor", "not a cursor this API gave out")
     return bytes.fromhex(digits.ljust(32, "0"))
 
 
@@ -245,7 +245,7 @@ def _decode_node(raw: Mapping[Any, Any]) -> NodeRecord | None:
 def _decode_upstream(upstream_id: str, raw: bytes | str) -> UpstreamSpec | None:
     try:
         return UpstreamSpec.from_dict(orjson.loads(raw))
-    except (ConfigError, ValueError) as exc:
+    except (InvalidRequest, ValueError) as exc:
         _log.warning("skipping a malformed upstream record %r: %s", upstream_id, exc)
         return None
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paradoxplex.shared.config import Address, parse_address
-from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.errors import ConfigError, InvalidRequest
 
 DEFAULT_READY_TIMEOUT = 10.0
 DEFAULT_ALIVE_TIMEOUT = 30.0
@@ -48,21 +48,22 @@ class UpstreamSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UpstreamSpec:
-        """Parse an upstream from outside (admin body, Redis); raises ConfigError."""
+        """Parse an upstream from outside (an admin request, or a record read back from
+        Redis); raises ``InvalidRequest`` naming the field."""
         if not isinstance(data, dict):
-            raise ConfigError("upstream", "expected an object")
+            raise InvalidRequest("upstream", "expected an object")
         host = data.get("host")
         port = data.get("port")
         if not isinstance(host, str) or not host.strip("[]"):
-            raise ConfigError("host", "must be a non-empty string")
+            raise InvalidRequest("host", "must be a non-empty string")
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ConfigError("port", "must be a number in 1-65535")
+            raise InvalidRequest("port", "must be a number in 1-65535")
         ready = _timeout("ready_timeout", data.get("ready_timeout", DEFAULT_READY_TIMEOUT))
         alive = _timeout("alive_timeout", data.get("alive_timeout", DEFAULT_ALIVE_TIMEOUT))
         try:
             mode = UpstreamMode(data.get("mode", "active"))
         except ValueError:
-            raise ConfigError("mode", "must be active or draining") from None
+            raise InvalidRequest("mode", "must be active or draining") from None
         return cls(host.strip("[]"), port, ready, alive, mode)
 
     @classmethod
@@ -75,5 +76,5 @@ class UpstreamSpec:
 
 def _timeout(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= 3600:
-        raise ConfigError(key, "must be seconds between 0.1 and 3600")
+        raise InvalidRequest(key, "must be seconds between 0.1 and 3600")
     return float(value)
