@@ -34,6 +34,7 @@ from paradoxplex.admin.errors import (
     to_api_error,
 )
 from paradoxplex.shared.errors import FleetUnavailable
+from paradoxplex.shared.logs import one_line
 
 logger = logging.getLogger("paradoxplex.admin")
 
@@ -100,7 +101,7 @@ def _http_error(request: web.Request, error: web.HTTPException) -> tuple[ApiErro
 
 def _unexpected(request: web.Request, error: Exception) -> ApiError:
     """Log an error no table entry expects; the caller learns only that it happened."""
-    logger.error("admin %s %s failed", request.method, request.path, exc_info=error)
+    logger.error("admin %s %s failed", request.method, one_line(request.path), exc_info=error)
     return ApiError(500, "internal", INTERNAL_MESSAGE)
 
 
@@ -125,7 +126,7 @@ async def _answer_errors(request: web.Request, handler: Handler) -> web.StreamRe
         response = _answer(request, error)
     except Exception as error:
         response = _answer(request, error)
-    logger.debug("%s %s %d", request.method, request.path, response.status)
+    logger.debug("%s %s %d", request.method, one_line(request.path), response.status)
     return response
 
 
