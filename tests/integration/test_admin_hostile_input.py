@@ -3,6 +3,7 @@ the fleet unchecked, and malformed HTTP gets the API's JSON error shape and one 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -74,3 +75,61 @@ async def test_a_path_with_a_newline_is_logged_on_one_line(
         assert answer.status == 405
     [line] = [text for text in lines_of(caplog) if "forged" in text]
     assert line == "GET /v1/nodes/a\\r\\nERROR forged\\x00/drain 405"
+
+
+MALFORMED = {
+    "10 kB URL": b"GET /v1/" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    "NUL in a header": b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Id: a\x00b\r\n\r\n",
+    "10 kB header": b"GET /livez HTTP/1.1\r\nHost: x\r\nX-Id: " + b"a" * 10_000 + b"\r\n\r\n",
+    "not HTTP": b"HELLO THERE\r\n\r\n",
+    "bad method": b"G\x01T / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "bad version": b"GET / HTTP/9\r\nHost: x\r\n\r\n",
+    "bad chunk": (
+        b"POST /v1/broadcast HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+    ),
+}
+
+
+async def exchange(node: Node, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes to the admin port; (status, headers, body) of the answer."""
+    host, port = node.admin_url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(data)
+        async with asyncio.timeout(5.0):
+            raw = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in header_lines)
+    return int(status_line.split(" ")[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+@pytest.mark.parametrize("data", MALFORMED.values(), ids=MALFORMED.keys())
+async def test_malformed_http_gets_the_json_error_shape_and_one_log_line(
+    node: Node, data: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    status, headers, body = await exchange(node, data)
+    assert status == 400
+    assert headers["content-type"].startswith("application/json")
+    answer = orjson.loads(body)
+    assert answer["error"]["code"] == "bad_request"
+    assert set(answer["error"]) == {"code", "message"}
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [(r.name, r.levelname, r.exc_info) for r in loud] == [
+        ("paradoxplex.admin", "WARNING", None)
+    ]
+    assert loud[0].getMessage().startswith("admin: refused a malformed request from 127.0.0.1")
+    assert len(loud[0].getMessage().splitlines()) == 1
+
+
+async def test_the_api_still_answers_after_malformed_requests(
+    node: Node, http: aiohttp.ClientSession
+) -> None:
+    for data in MALFORMED.values():
+        await exchange(node, data)
+    status, body = await request(http, "GET", "/livez")
+    assert (status, body) == (200, {"status": "ok"})

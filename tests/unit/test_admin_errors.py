@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from aiohttp import http_exceptions
 
 from paradoxplex.admin.errors import (
     STATUSES,
@@ -95,3 +96,22 @@ def test_codes_for_bare_statuses(status: int, code: str) -> None:
 
 def test_the_error_shape() -> None:
     assert error_body("conflict", "no") == {"error": {"code": "conflict", "message": "no"}}
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (http_exceptions.LineTooLong(b"GET /secret-path", 8190, "10000"), "too long"),
+        (http_exceptions.InvalidHeader(b"X-Id: a\x00b"), "malformed header"),
+        (http_exceptions.BadHttpMethod("G\x01T"), "bad method"),
+        (http_exceptions.TransferEncodingError("bad chunk zz"), "transfer encoding"),
+        (http_exceptions.BadHttpMessage("anything"), "malformed HTTP request"),
+    ],
+)
+def test_malformed_http_is_400_in_words_of_our_own(error: Exception, says: str) -> None:
+    answer = to_api_error(error)
+    assert answer is not None
+    assert (answer.status, answer.code) == (400, "bad_request")
+    assert says in answer.message
+    assert "secret" not in answer.message
+    assert "\x00" not in answer.message
