@@ -7,7 +7,10 @@ Rules:
   standard alphabet with padding); exactly one of them, never empty.
 - Unknown body keys and unknown query parameters are refused, so a typo is never ignored.
 - Socket lists: ``limit`` defaults to ``DEFAULT_LIMIT`` and is at most ``MAX_LIMIT``; an empty
-  query value counts as absent; a parameter may be given once.
+  query value counts as absent; a parameter may be given once; a ``cursor`` is what a page
+  gave out (hex digits and dashes, at most 36).
+- The patterns here (``BASE64_PATTERN``, ``CURSOR_PATTERN``) are the ones the OpenAPI
+  document states, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ BROADCAST_KEYS = PAYLOAD_KEYS | {"target", "label"}
 UPSTREAM_KEYS = frozenset({"host", "port", "ready_timeout", "alive_timeout"})
 SOCKET_QUERY_KEYS = ("node", "state", "label", "limit", "cursor")
 _LIMIT = re.compile(r"[0-9]{1,7}")
+BASE64_PATTERN = "(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+CURSOR_PATTERN = "[0-9A-Fa-f-]{1,36}"
+_BASE64 = re.compile(BASE64_PATTERN)
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +126,15 @@ def parse_socket_query(items: Iterable[tuple[str, str]]) -> SocketQuery:
     values = _single_values(items, SOCKET_QUERY_KEYS)
     state = values.get("state")
     label = values.get("label")
+    cursor = values.get("cursor")
+    if cursor is not None and not _CURSOR.fullmatch(cursor):
+        raise InvalidRequest("cursor", "not a cursor this API gave out")
     return SocketQuery(
         node=values.get("node"),
         state=_state(state) if state else None,
         label=parse_label(label) if label else None,
         limit=_limit(values["limit"]) if "limit" in values else DEFAULT_LIMIT,
-        cursor=values.get("cursor"),
+        cursor=cursor,
     )
 
 
@@ -162,12 +172,9 @@ def decode_base64(value: object) -> bytes:
     """Strict base64 (standard alphabet, padded); raises InvalidRequest("base64", ...)."""
     if not isinstance(value, str):
         raise InvalidRequest("base64", "expected a string")
-    try:
-        if len(value) % 4:
-            raise binascii.Error("not a whole number of 4-character groups")
-        return binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raise InvalidRequest("base64", "not valid base64 (standard alphabet, padded)") from None
+    if not _BASE64.fullmatch(value):
+        raise InvalidRequest("base64", "not valid base64 (standard alphabet, padded)")
+    return binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
 
 
 def _state(text: str) -> SessionState:

@@ -21,7 +21,8 @@ from paradoxplex.shared.errors import InvalidRequest
 
 MAX_LABELS = 32
 MAX_LABEL_LENGTH = 128
-_LABEL_KEY = re.compile(r"[A-Za-z0-9._\-/]+")
+LABEL_KEY_CHARS = "[A-Za-z0-9._/-]"
+_LABEL_KEY = re.compile(f"{LABEL_KEY_CHARS}+")
 
 
 class SessionState(enum.Enum):

@@ -1,11 +1,11 @@
 """The upstream registry's records: what an upstream is, and one node's view of its health.
 
 Rules:
-- An upstream's host is an IP literal (IPv4, or IPv6 with or without brackets) or a hostname
+- An upstream's host is an IP address (IPv4, or IPv6 without brackets or zone) or a hostname
   per RFC 1123: dot-separated labels of 1-63 letters, digits and inner hyphens, at most
   ``MAX_HOST_LENGTH`` characters, the last label not all digits. Nothing else (no spaces,
   control characters, underscores or trailing dot): the host becomes the upstream's id, which
-  every node stores, shows and logs.
+  every node stores, shows and logs. (``--upstream [v6]:PORT`` takes its brackets off first.)
 - A port is a whole number in 1-65535 (a JSON ``6133.0`` is the whole number 6133).
 """
 
@@ -66,9 +66,9 @@ class UpstreamSpec:
         if not isinstance(data, dict):
             raise InvalidRequest("upstream", "expected an object")
         host = data.get("host")
-        if not isinstance(host, str) or not host.strip("[]"):
+        if not isinstance(host, str) or not host:
             raise InvalidRequest("host", "must be a non-empty string")
-        problem = host_problem(host.strip("[]"))
+        problem = host_problem(host)
         if problem is not None:
             raise InvalidRequest("host", problem)
         port = _port(data.get("port"))
@@ -78,7 +78,7 @@ class UpstreamSpec:
             mode = UpstreamMode(data.get("mode", "active"))
         except ValueError:
             raise InvalidRequest("mode", "must be active or draining") from None
-        return cls(host.strip("[]"), port, ready, alive, mode)
+        return cls(host, port, ready, alive, mode)
 
     @classmethod
     def parse(cls, text: str, *, ready_timeout: float, alive_timeout: float) -> UpstreamSpec:
@@ -109,6 +109,8 @@ def host_problem(host: str) -> str | None:
     """Why ``host`` is neither an IP literal nor an RFC 1123 hostname; None when it is one."""
     if not host.isascii() or not host.isprintable() or " " in host:
         return "must not hold spaces, control or non-ASCII characters"
+    if host.startswith("[") or "%" in host:
+        return "must be an IP address without brackets or zone (%)"
     try:
         ipaddress.ip_address(host)
     except ValueError:
