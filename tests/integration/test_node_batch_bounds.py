@@ -8,12 +8,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import grpc
 import pytest
+from google.protobuf import empty_pb2
 
 from paradoxplex.node.node import Node
 from paradoxplex.node.upstream import UpstreamLink
-from paradoxplex.shared.batches import ENVELOPE, MAX_MESSAGE, BatchLimits
+from paradoxplex.shared.batches import DEFAULT_MAX_BYTES, ENVELOPE, MAX_MESSAGE, BatchLimits
 from paradoxplex.upstream import Message, Outbox, UpstreamServer
+from paradoxplex.wire import upstream_pb2 as pb
+from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
 from tests.support.eventually import eventually
 from tests.support.node_harness import (
     Client,
@@ -124,3 +128,62 @@ async def test_the_node_drops_a_message_too_large_to_send_and_counts_it(
         assert recorder.data == [b"after"]
     [line] = [r.getMessage() for r in caplog.records if "over the" in r.getMessage()]
     assert line.startswith(f"upstream {link.id}: dropped a message of {len(frame) + 128} bytes")
+
+
+class BatchSizes(pb_grpc.UpstreamPeerServiceServicer):
+    """A bare gRPC upstream that records the size of every batch the node sends it."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[int, int]] = []  # (items, encoded bytes)
+
+    async def ready(self, request: empty_pb2.Empty, context: Any) -> pb.ReadyResult:
+        return pb.ReadyResult(ready=True)
+
+    async def live(
+        self, request_iterator: AsyncIterator[empty_pb2.Empty], context: Any
+    ) -> AsyncIterator[pb.LiveResult]:
+        async for _ in request_iterator:
+            yield pb.LiveResult(live=True)
+
+    async def bidirectionalStreaming(
+        self, request_iterator: AsyncIterator[pb.InputStreamRequest], context: Any
+    ) -> AsyncIterator[pb.OutputStreamRequest]:
+        async for _ in request_iterator:  # not used: the node takes the batch path
+            yield pb.OutputStreamRequest()
+
+    async def batchStreaming(
+        self, request_iterator: AsyncIterator[pb.InputBatch], context: Any
+    ) -> AsyncIterator[pb.OutputBatch]:
+        async for batch in request_iterator:
+            if not batch.items:
+                yield pb.OutputBatch()  # the node's probe
+            else:
+                self.batches.append((len(batch.items), batch.ByteSize()))
+
+    @property
+    def payload_bytes(self) -> int:
+        return sum(size for _, size in self.batches)
+
+
+async def test_the_node_bounds_its_batches_in_bytes() -> None:
+    recorder = BatchSizes()
+    server = grpc.aio.server()
+    pb_grpc.add_UpstreamPeerServiceServicer_to_server(recorder, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with running_node(port) as node:
+            client = await Client.connect(node)
+            try:
+                await client.send(b"z" * (8 * 1024 * 1024))
+                await eventually(
+                    lambda: recorder.payload_bytes >= 8 * 1024 * 1024,
+                    timeout=30.0,
+                    message="8 MiB of socket data at the upstream",
+                )
+            finally:
+                await client.aclose()
+    finally:
+        await server.stop(0)
+    assert max(size for _, size in recorder.batches) <= DEFAULT_MAX_BYTES
+    assert len(recorder.batches) >= 8
