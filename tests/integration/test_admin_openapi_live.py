@@ -13,6 +13,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.support.node_harness import running_node, start_upstream
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,10 +23,12 @@ MAX_EXAMPLES = 15
 TOKEN = "fuzz-token"
 
 
-async def test_the_live_api_matches_its_own_document(tmp_path: Path) -> None:
+@pytest.mark.parametrize("token", [TOKEN, None], ids=["token", "no-token"])
+async def test_the_live_api_matches_its_own_document(tmp_path: Path, token: str | None) -> None:
+    auth = [f"--header=Authorization: Bearer {token}"] if token else []
     server, _ = await start_upstream()
     try:
-        async with running_node(server.port, admin_token=TOKEN) as node:
+        async with running_node(server.port, admin_token=token) as node:
             command = [
                 sys.executable,
                 "-m",
@@ -38,8 +42,8 @@ async def test_the_live_api_matches_its_own_document(tmp_path: Path) -> None:
                 "--seed=1",
                 "--workers=1",
                 "--request-timeout=5",
-                f"--header=Authorization: Bearer {TOKEN}",
                 "--no-color",
+                *auth,
             ]
             env = os.environ | {
                 "SCHEMATHESIS_HOOKS": str(HOOKS),

@@ -58,7 +58,8 @@ def build_app(
     if token is not None:
         middlewares.append(_require_token(token))
     app = web.Application(middlewares=middlewares, client_max_size=max_body)
-    for method, path, handler in AdminHandlers(control, max_body=max_body).routes():
+    handlers = AdminHandlers(control, max_body=max_body, secured=token is not None)
+    for method, path, handler in handlers.routes():
         app.router.add_route(method, path, handler)
     return app
 
@@ -204,10 +205,12 @@ def _require_token(token: str) -> Middleware:
 class AdminHandlers:
     """One method per route; each parses with ``inputs``, calls ``Control`` and answers."""
 
-    def __init__(self, control: Control, *, max_body: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(
+        self, control: Control, *, max_body: int = DEFAULT_MAX_BODY, secured: bool = True
+    ) -> None:
         self.control = control
         self.max_body = max_body
-        self._openapi = orjson.dumps(openapi.document())
+        self._openapi = orjson.dumps(openapi.document(secured=secured))
 
     def __repr__(self) -> str:
         return f"<AdminHandlers node={self.control.node_id} max_body={self.max_body}>"

@@ -4,7 +4,8 @@ Rules:
 - Every route the app serves is described here; a test compares the app's router with
   ``document()["paths"]``.
 - Every route needs ``Authorization: Bearer <token>`` when the node has a token, except the
-  probes ``/livez`` and ``/readyz`` (``security: []``).
+  probes ``/livez`` and ``/readyz`` (``security: []``). A node without a token serves the
+  document without security and without 401 answers (``document(secured=False)``).
 - Actions answer 200 ``{"ok": true}``; deletions answer 204 without a body; creation 201.
 - Errors share one shape, ``{"error": {"code", "message"}}``.
 - The document is exact: what it allows the API accepts, what it refuses the API refuses
@@ -461,8 +462,21 @@ def _responses() -> Schema:
     }
 
 
-def document() -> dict[str, Any]:
-    """The whole OpenAPI 3.1 document (a fresh dict on every call)."""
+def document(*, secured: bool = True) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document (a fresh dict on every call); ``secured``: the node
+    has a token."""
+    whole = _document()
+    if not secured:
+        del whole["security"]
+        del whole["components"]["securitySchemes"]
+        for item in whole["paths"].values():
+            for operation in item.values():
+                operation.pop("security", None)
+                operation["responses"].pop("401", None)
+    return whole
+
+
+def _document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {
