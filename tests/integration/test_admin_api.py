@@ -480,7 +480,16 @@ async def test_openapi_describes_every_served_route(call: Call, server: Server) 
     assert answer.body["openapi"].startswith("3.1")
     described = {(method, path) for path, item in answer.body["paths"].items() for method in item}
     assert described == served_routes(server.app)
+    assert answer.body == openapi.document(secured=False)  # this server has no token
+
+
+async def test_a_node_with_a_token_serves_the_secured_document(
+    http: aiohttp.ClientSession, secured: Server
+) -> None:
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    answer = await caller(http, secured)("GET", "/openapi.json", headers=headers)
     assert answer.body == openapi.document()
+    assert answer.body["security"] == [{"bearer": []}]
 
 
 async def test_unknown_route_is_404_json(call: Call) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from aiohttp import http_exceptions
 
 from paradoxplex.admin.errors import (
     STATUSES,
@@ -28,7 +29,7 @@ from paradoxplex.shared.errors import (
 @pytest.mark.parametrize(
     ("error", "status", "code", "says"),
     [
-        (ConfigError("port", "must be a number"), 400, "bad_request", "port: must be a number"),
+        (InvalidRequest("port", "must be a number"), 400, "bad_request", "port: must be a number"),
         (InvalidRequest("cursor", "not a cursor"), 400, "bad_request", "cursor: not a cursor"),
         (UnknownSession("s-1"), 404, "not_found", "s-1"),
         (UnknownUpstream("h:1"), 404, "not_found", "h:1"),
@@ -57,7 +58,14 @@ def test_a_subclass_takes_its_ancestors_entry() -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [RuntimeError("boom"), KeyError("k"), FrameTooLarge(10, 5), FleetError(), ParadoxplexError()],
+    [
+        RuntimeError("boom"),
+        KeyError("k"),
+        FrameTooLarge(10, 5),
+        FleetError(),
+        ParadoxplexError(),
+        ConfigError("redis", "a setting is never the caller's fault"),
+    ],
 )
 def test_unlisted_errors_are_unexpected(error: Exception) -> None:
     assert to_api_error(error) is None
@@ -89,3 +97,22 @@ def test_codes_for_bare_statuses(status: int, code: str) -> None:
 
 def test_the_error_shape() -> None:
     assert error_body("conflict", "no") == {"error": {"code": "conflict", "message": "no"}}
+
+
+@pytest.mark.parametrize(
+    ("error", "says"),
+    [
+        (http_exceptions.LineTooLong(b"GET /secret-path", 8190, "10000"), "too long"),
+        (http_exceptions.InvalidHeader(b"X-Id: a\x00b"), "malformed header"),
+        (http_exceptions.BadHttpMethod("G\x01T"), "bad method"),
+        (http_exceptions.TransferEncodingError("bad chunk zz"), "transfer encoding"),
+        (http_exceptions.BadHttpMessage("anything"), "malformed HTTP request"),
+    ],
+)
+def test_malformed_http_is_400_in_words_of_our_own(error: Exception, says: str) -> None:
+    answer = to_api_error(error)
+    assert answer is not None
+    assert (answer.status, answer.code) == (400, "bad_request")
+    assert says in answer.message
+    assert "secret" not in answer.message
+    assert "\x00" not in answer.message

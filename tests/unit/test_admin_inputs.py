@@ -22,15 +22,15 @@ from paradoxplex.admin.inputs import (
     parse_upstream,
     parse_uuid,
 )
-from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.errors import InvalidRequest
 from paradoxplex.shared.sessions import BroadcastTarget, SessionState
 from paradoxplex.shared.upstreams import UpstreamSpec
 
 ID = "0f8fad5b-d9cb-469f-a165-70867728950e"
 
 
-def key_of(error: pytest.ExceptionInfo[ConfigError]) -> str:
-    return error.value.key
+def key_of(error: pytest.ExceptionInfo[InvalidRequest]) -> str:
+    return error.value.field
 
 
 # --- JSON and content type ------------------------------------------------------------------
@@ -65,7 +65,7 @@ def test_json_content_types_pass(header: str | None) -> None:
 
 @pytest.mark.parametrize("header", ["", "multipart/form-data", "application/xml", "image/png"])
 def test_other_content_types_are_refused(header: str) -> None:
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(InvalidRequest) as raised:
         check_content_type(header)
     assert key_of(raised) == "content-type"
 
@@ -81,7 +81,7 @@ def test_a_canonical_uuid_passes() -> None:
     "text", [ID.upper(), ID.replace("-", ""), "{" + ID + "}", "urn:uuid:" + ID, "", "x" * 500]
 )
 def test_other_uuid_forms_are_refused(text: str) -> None:
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(InvalidRequest) as raised:
         parse_uuid(text)
     assert key_of(raised) == "uuid"
     assert len(str(raised.value)) < 200
@@ -118,7 +118,7 @@ def test_payloads(body: dict[str, Any], payload: bytes) -> None:
     ],
 )
 def test_bad_payloads(body: Any, key: str) -> None:
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(InvalidRequest) as raised:
         parse_payload(body)
     assert key_of(raised) == key
 
@@ -127,7 +127,7 @@ def test_bad_payloads(body: Any, key: str) -> None:
     "text", ["QQ", "QQ=", "QUJD=", "QQ==QQ==", " QUJD", "QUJD\n", "Q=UJ", "QU-D", "QU_D", "é"]
 )
 def test_base64_is_strict(text: str) -> None:
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(InvalidRequest) as raised:
         decode_base64(text)
     assert key_of(raised) == "base64"
 
@@ -158,7 +158,7 @@ def test_a_broadcast_without_label() -> None:
     ],
 )
 def test_bad_broadcasts(body: dict[str, Any], key: str) -> None:
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(InvalidRequest) as raised:
         parse_broadcast(body)
     assert key_of(raised) == key
 
@@ -169,7 +169,7 @@ def test_labels_are_the_bare_map() -> None:
 
 @pytest.mark.parametrize("body", [["a"], {"a": 1}, {"a b": "x"}, {"k": "v" * 129}])
 def test_bad_labels(body: Any) -> None:
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(InvalidRequest) as raised:
         parse_labels(body)
     assert key_of(raised) in ("label", "labels")
 
@@ -190,7 +190,7 @@ def test_an_upstream() -> None:
     ],
 )
 def test_bad_upstreams(body: Any, key: str) -> None:
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(InvalidRequest) as raised:
         parse_upstream(body)
     assert key_of(raised) == key
 
@@ -234,6 +234,6 @@ def test_limits_in_range(limit: str) -> None:
     ],
 )
 def test_bad_queries(items: list[tuple[str, str]], key: str) -> None:
-    with pytest.raises(ConfigError) as raised:
+    with pytest.raises(InvalidRequest) as raised:
         parse_socket_query(items)
     assert key_of(raised) == key

@@ -81,3 +81,14 @@ def test_a_fresh_document_each_call() -> None:
     first = document()
     first["paths"].clear()
     assert document()["paths"]
+
+
+def test_a_node_without_a_token_serves_a_document_without_security() -> None:
+    open_doc = document(secured=False)
+    assert "security" not in open_doc
+    assert "securitySchemes" not in open_doc["components"]
+    for item in open_doc["paths"].values():
+        for operation in item.values():
+            assert "401" not in operation["responses"]
+            assert "security" not in operation
+    assert open_doc["paths"].keys() == DOC["paths"].keys()

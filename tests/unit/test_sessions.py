@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.errors import InvalidRequest
 from paradoxplex.shared.sessions import (
     MAX_LABEL_LENGTH,
     MAX_LABELS,
@@ -101,9 +101,9 @@ def test_parse_label(text: str, expected: tuple[str, str]) -> None:
     ],
 )
 def test_bad_label(text: str) -> None:
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(InvalidRequest) as caught:
         parse_label(text)
-    assert caught.value.key == "label"
+    assert caught.value.field == "label"
     assert "\n" not in str(caught.value)
 
 
@@ -112,12 +112,12 @@ def test_bad_label(text: str) -> None:
     [("", "v"), ("a\n", "v"), ("\na", "v"), ("a b", "v"), ("k", "v" * (MAX_LABEL_LENGTH + 1))],
 )
 def test_check_label_refuses(key: str, value: str) -> None:
-    with pytest.raises(ConfigError):
+    with pytest.raises(InvalidRequest):
         check_label(key, value)
 
 
 def test_error_shows_at_most_64_chars_of_a_bad_key() -> None:
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(InvalidRequest) as caught:
         check_label("!" * 1000, "v")
     assert "!" * 65 not in str(caught.value)
 
@@ -148,9 +148,9 @@ def test_check_labels_accepts(labels: dict[str, str]) -> None:
     ],
 )
 def test_check_labels_refuses(labels: object) -> None:
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(InvalidRequest) as caught:
         check_labels(labels)
-    assert caught.value.key in ("labels", "label")
+    assert caught.value.field in ("labels", "label")
 
 
 # --- broadcast filters ----------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from paradoxplex.shared.config import Address
-from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.errors import ConfigError, InvalidRequest
 from paradoxplex.shared.upstreams import (
     DEFAULT_ALIVE_TIMEOUT,
     DEFAULT_READY_TIMEOUT,
@@ -54,7 +54,7 @@ def test_round_trip(spec: UpstreamSpec) -> None:
     ("data", "expected"),
     [
         ({"host": "up", "port": 1}, UpstreamSpec("up", 1)),
-        ({"host": "[::1]", "port": 2}, UpstreamSpec("::1", 2)),
+        ({"host": "::1", "port": 2}, UpstreamSpec("::1", 2)),
         (
             {"host": "up", "port": 3, "ready_timeout": 1, "alive_timeout": 2.5},
             UpstreamSpec("up", 3, 1.0, 2.5),
@@ -64,6 +64,11 @@ def test_round_trip(spec: UpstreamSpec) -> None:
             UpstreamSpec("up", 4, mode=UpstreamMode.DRAINING),
         ),
         ({"host": "up", "port": 5, "unknown": "ignored"}, UpstreamSpec("up", 5)),
+        # JSON has one number type: 6133.0 is the whole number the OpenAPI document allows
+        ({"host": "up", "port": 6133.0}, UpstreamSpec("up", 6133)),
+        ({"host": "::ffff:1.2.3.4", "port": 6}, UpstreamSpec("::ffff:1.2.3.4", 6)),
+        ({"host": "a-1.B.example", "port": 7}, UpstreamSpec("a-1.B.example", 7)),
+        ({"host": "x" * 63 + ".example", "port": 8}, UpstreamSpec("x" * 63 + ".example", 8)),
     ],
 )
 def test_from_dict(data: dict[str, Any], expected: UpstreamSpec) -> None:
@@ -85,7 +90,25 @@ def test_from_dict(data: dict[str, Any], expected: UpstreamSpec) -> None:
         ({"host": "up", "port": 65536}, "port"),
         ({"host": "up", "port": -1}, "port"),
         ({"host": "up", "port": "80"}, "port"),
-        ({"host": "up", "port": 80.0}, "port"),
+        ({"host": "up", "port": 80.5}, "port"),
+        ({"host": "up", "port": float("nan")}, "port"),
+        ({"host": "[::1]", "port": 1}, "host"),
+        ({"host": "fe80::1%eth0", "port": 1}, "host"),
+        ({"host": "127.0.0.1\n", "port": 1}, "host"),
+        ({"host": "\u0000", "port": 1}, "host"),
+        ({"host": "up\r\nINFO forged line", "port": 1}, "host"),
+        ({"host": "a b", "port": 1}, "host"),
+        ({"host": "up\u2028", "port": 1}, "host"),
+        ({"host": "été.example", "port": 1}, "host"),
+        ({"host": "-up", "port": 1}, "host"),
+        ({"host": "up-", "port": 1}, "host"),
+        ({"host": "a..b", "port": 1}, "host"),
+        ({"host": "up.", "port": 1}, "host"),
+        ({"host": "under_score", "port": 1}, "host"),
+        ({"host": "x" * 64, "port": 1}, "host"),
+        ({"host": ".".join(["x" * 63] * 4), "port": 1}, "host"),
+        ({"host": "256.1.1.1", "port": 1}, "host"),
+        ({"host": "1.2.3", "port": 1}, "host"),
         ({"host": "up", "port": True}, "port"),
         ({"host": "up", "port": 1, "ready_timeout": 0}, "ready_timeout"),
         ({"host": "up", "port": 1, "ready_timeout": 0.09}, "ready_timeout"),
@@ -101,9 +124,9 @@ def test_from_dict(data: dict[str, Any], expected: UpstreamSpec) -> None:
     ],
 )
 def test_from_dict_refuses(data: Any, key: str) -> None:
-    with pytest.raises(ConfigError) as caught:
+    with pytest.raises(InvalidRequest) as caught:
         UpstreamSpec.from_dict(data)
-    assert caught.value.key == key
+    assert caught.value.field == key
 
 
 @pytest.mark.parametrize(
@@ -133,7 +156,7 @@ def accepted_by_parse(host: str, port: int) -> bool:
 def accepted_by_from_dict(host: str, port: int) -> bool:
     try:
         UpstreamSpec.from_dict({"host": host, "port": port})
-    except ConfigError:
+    except InvalidRequest:
         return False
     return True
 
@@ -141,3 +164,19 @@ def accepted_by_from_dict(host: str, port: int) -> bool:
 @pytest.mark.parametrize("port", [-1, 0, 1, 65535, 65536])
 def test_parse_and_from_dict_agree_on_ports(port: int) -> None:
     assert accepted_by_parse("up", port) == accepted_by_from_dict("up", port)
+
+
+@pytest.mark.parametrize(
+    "host", ["up", "10.0.0.1", "::1", "up\n", "a b", "-up", "a..b", "256.1.1.1", "under_score"]
+)
+def test_parse_and_from_dict_agree_on_hosts(host: str) -> None:
+    shown = f"[{host}]" if ":" in host else host
+    assert accepted_by_parse(shown, 1) == accepted_by_from_dict(host, 1)
+
+
+def test_a_bad_upstream_setting_names_the_setting_and_quotes_the_host() -> None:
+    with pytest.raises(ConfigError) as caught:
+        UpstreamSpec.parse("up\n:1", ready_timeout=1.0, alive_timeout=2.0)
+    assert str(caught.value) == (
+        "upstream: host 'up\\n' must not hold spaces, control or non-ASCII characters"
+    )

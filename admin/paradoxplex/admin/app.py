@@ -12,6 +12,10 @@ Rules:
 - Actions answer 200 ``{"ok": true}``; DELETE answers 204; POST /v1/upstreams answers 201.
 - One DEBUG line per request (method, path, status); mount with ``access_log=None`` to keep
   aiohttp's own access log quiet.
+- Serve it with ``AdminRunner``: a request aiohttp cannot parse (a 10 kB URL, a NUL in a
+  header, not HTTP) never reaches the app; the runner answers it in the same error shape
+  (400 ``bad_request``) with one WARNING line, where aiohttp would answer plain text and log
+  an ERROR with a traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import orjson
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
+from aiohttp.web_protocol import RequestHandler
 
 from paradoxplex.admin import inputs, openapi, ui
 from paradoxplex.admin.control import Control
@@ -35,6 +40,7 @@ from paradoxplex.admin.errors import (
     to_api_error,
 )
 from paradoxplex.shared.errors import FleetUnavailable
+from paradoxplex.shared.logs import one_line
 
 logger = logging.getLogger("paradoxplex.admin")
 
@@ -53,8 +59,8 @@ def build_app(
     if token is not None:
         middlewares.append(_require_token(token))
     app = web.Application(middlewares=middlewares, client_max_size=max_body)
-    routes = AdminHandlers(control, max_body=max_body).routes() + ui.Dashboard().routes()
-    for method, path, handler in routes:
+    handlers = AdminHandlers(control, max_body=max_body, secured=token is not None)
+    for method, path, handler in handlers.routes() + ui.Dashboard().routes():
         app.router.add_route(method, path, handler)
     return app
 
@@ -100,9 +106,9 @@ def _http_error(request: web.Request, error: web.HTTPException) -> tuple[ApiErro
     return ApiError(error.status, code_for_status(error.status), message), headers
 
 
-def _unexpected(request: web.Request, error: Exception) -> ApiError:
+def _unexpected(request: web.BaseRequest, error: BaseException | None) -> ApiError:
     """Log an error no table entry expects; the caller learns only that it happened."""
-    logger.error("admin %s %s failed", request.method, request.path, exc_info=error)
+    logger.error("admin %s %s failed", request.method, one_line(request.path), exc_info=error)
     return ApiError(500, "internal", INTERNAL_MESSAGE)
 
 
@@ -127,8 +133,60 @@ async def _answer_errors(request: web.Request, handler: Handler) -> web.StreamRe
         response = _answer(request, error)
     except Exception as error:
         response = _answer(request, error)
-    logger.debug("%s %s %d", request.method, request.path, response.status)
+    logger.debug("%s %s %d", request.method, one_line(request.path), response.status)
     return response
+
+
+class _AdminRequestHandler(RequestHandler):
+    """aiohttp's connection handler, answering what never reaches the app in the API's shape.
+
+    aiohttp has no hook for the answer to a request its parser refused (aio-libs/aiohttp#3287):
+    ``handle_error`` is the one place such a request meets code, so it is overridden here.
+    """
+
+    __slots__ = ()
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        error = to_api_error(exc) if exc is not None else None
+        if error is None and status >= 500:
+            error = _unexpected(request, exc)
+        elif error is None:
+            error = ApiError(status, code_for_status(status), "bad request")
+        if error.status < 500:
+            logger.warning(
+                "admin: refused a malformed request from %s: %s (%s)",
+                request.remote,
+                error.message,
+                type(exc).__name__,
+            )
+        if request.writer.output_size > 0:  # an answer has begun: only closing is left
+            raise ConnectionError("cannot answer an error after a response has started")
+        response = error_response(error)
+        response.force_close()
+        return response
+
+
+class _AdminServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _AdminRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class AdminRunner(web.AppRunner):
+    """``web.AppRunner`` for the admin app: malformed HTTP is answered in the API's error
+    shape with one log line (see ``_AdminRequestHandler``)."""
+
+    __slots__ = ()
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = _AdminServer  # the same object; only its protocol factory differs
+        return server
 
 
 def _require_token(token: str) -> Middleware:
@@ -149,10 +207,12 @@ def _require_token(token: str) -> Middleware:
 class AdminHandlers:
     """One method per route; each parses with ``inputs``, calls ``Control`` and answers."""
 
-    def __init__(self, control: Control, *, max_body: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(
+        self, control: Control, *, max_body: int = DEFAULT_MAX_BODY, secured: bool = True
+    ) -> None:
         self.control = control
         self.max_body = max_body
-        self._openapi = orjson.dumps(openapi.document())
+        self._openapi = orjson.dumps(openapi.document(secured=secured))
 
     def __repr__(self) -> str:
         return f"<AdminHandlers node={self.control.node_id} max_body={self.max_body}>"

@@ -33,7 +33,7 @@ from paradoxplex.admin.tables import (
     render_records,
 )
 from paradoxplex.shared.config import parse_address
-from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.errors import ConfigError, InvalidRequest
 from paradoxplex.shared.sessions import parse_label
 
 DEFAULT_URL = "http://127.0.0.1:8000"
@@ -315,7 +315,7 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
         return out.error(error.code, error.message)
     except AdminUnreachable as error:
         return out.error("unreachable", f"{error.url}: {error.reason}")
-    except (ConfigError, ValueError) as error:
+    except (ConfigError, InvalidRequest, ValueError) as error:
         return out.error("bad_request", str(error))
 
 

@@ -2,7 +2,7 @@
 
 A node implements ``Control`` for the whole fleet: it acts locally when it holds the socket
 and over the fleet bus otherwise. Errors come from ``paradoxplex.shared.errors``:
-``UnknownSession`` / ``UnknownUpstream`` (404), ``OwnerTimeout`` (504), ``ConfigError`` (400),
+``UnknownSession`` / ``UnknownUpstream`` (404), ``OwnerTimeout`` (504), ``InvalidRequest`` (400),
 ``Conflict`` (409), ``FleetUnavailable`` (503).
 """
 

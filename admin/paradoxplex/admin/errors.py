@@ -5,6 +5,8 @@ Rules:
 - ``STATUSES`` maps paradoxplex exceptions to statuses; a subclass takes its nearest listed
   ancestor's entry. Anything not listed is a 500 ``internal`` whose message says nothing more.
 - ``ApiError`` is what the HTTP layer itself raises (bad JSON, bad token, too large).
+- ``MALFORMED`` maps aiohttp's HTTP parser errors (a 10 kB URL, a NUL in a header, a broken
+  chunked body) to 400 ``bad_request`` with a message of our own: aiohttp's quotes the bytes.
 - Messages are built from exception fields, never from payload bytes.
 """
 
@@ -12,8 +14,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import http_exceptions as http
+
 from paradoxplex.shared.errors import (
-    ConfigError,
     Conflict,
     FleetUnavailable,
     InvalidRequest,
@@ -23,13 +26,22 @@ from paradoxplex.shared.errors import (
 )
 
 STATUSES: dict[type[Exception], tuple[int, str]] = {
-    ConfigError: (400, "bad_request"),
     InvalidRequest: (400, "bad_request"),
     UnknownSession: (404, "not_found"),
     UnknownUpstream: (404, "not_found"),
     Conflict: (409, "conflict"),
     OwnerTimeout: (504, "owner_timeout"),
     FleetUnavailable: (503, "fleet_unavailable"),
+}
+
+MALFORMED: dict[type[Exception], str] = {
+    http.LineTooLong: "the request line or a header is too long",
+    http.BadHttpMethod: "not an HTTP request (bad method)",
+    http.BadStatusLine: "malformed request line",
+    http.InvalidURLError: "the request target is not a valid URL",
+    http.InvalidHeader: "malformed header",
+    http.PayloadEncodingError: "the body's transfer encoding is malformed",
+    http.HttpProcessingError: "malformed HTTP request",
 }
 
 HTTP_CODES: dict[int, str] = {
@@ -66,6 +78,8 @@ def to_api_error(error: BaseException) -> ApiError | None:
         if kind in STATUSES:
             status, code = STATUSES[kind]
             return ApiError(status, code, str(error))
+        if kind in MALFORMED:
+            return ApiError(400, "bad_request", MALFORMED[kind])
     return None
 
 

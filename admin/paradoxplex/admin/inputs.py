@@ -1,13 +1,16 @@
 """What the admin API accepts: request bodies and query strings in, plain values out.
 
 Rules:
-- No I/O here; each function raises ``ConfigError(key, reason)`` (→ 400 ``bad_request``, the
-  message names the key) or, for a body that is not JSON, ``ApiError(400, "bad_json")``.
+- No I/O here; each function raises ``InvalidRequest(field, reason)`` (→ 400 ``bad_request``,
+  the message names the field) or, for a body that is not JSON, ``ApiError(400, "bad_json")``.
 - A payload is ``{"text": "..."}`` (sent as UTF-8) or ``{"base64": "..."}`` (strict: the
   standard alphabet with padding); exactly one of them, never empty.
 - Unknown body keys and unknown query parameters are refused, so a typo is never ignored.
 - Socket lists: ``limit`` defaults to ``DEFAULT_LIMIT`` and is at most ``MAX_LIMIT``; an empty
-  query value counts as absent; a parameter may be given once.
+  query value counts as absent; a parameter may be given once; a ``cursor`` is what a page
+  gave out (hex digits and dashes, at most 36).
+- The patterns here (``BASE64_PATTERN``, ``CURSOR_PATTERN``) are the ones the OpenAPI
+  document states, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import orjson
 
 from paradoxplex.admin.errors import ApiError
-from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.errors import InvalidRequest
 from paradoxplex.shared.sessions import (
     BroadcastTarget,
     SessionState,
@@ -38,6 +41,10 @@ BROADCAST_KEYS = PAYLOAD_KEYS | {"target", "label"}
 UPSTREAM_KEYS = frozenset({"host", "port", "ready_timeout", "alive_timeout"})
 SOCKET_QUERY_KEYS = ("node", "state", "label", "limit", "cursor")
 _LIMIT = re.compile(r"[0-9]{1,7}")
+BASE64_PATTERN = "(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+CURSOR_PATTERN = "[0-9A-Fa-f-]{1,36}"
+_BASE64 = re.compile(BASE64_PATTERN)
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +81,7 @@ def parse_uuid(text: str) -> str:
     """A socket id from a path: must already be the canonical lowercase 8-4-4-4-12 form."""
     value = canonical_uuid(text)
     if value is None or value != text:
-        raise ConfigError("uuid", f"expected a lowercase 8-4-4-4-12 UUID, got {text[:64]!r}")
+        raise InvalidRequest("uuid", f"expected a lowercase 8-4-4-4-12 UUID, got {text[:64]!r}")
     return value
 
 
@@ -83,10 +90,10 @@ def parse_payload(body: object, *, allowed: frozenset[str] = PAYLOAD_KEYS) -> by
     data = _object(body, allowed)
     given = PAYLOAD_KEYS & data.keys()
     if len(given) != 1:
-        raise ConfigError("payload", 'give exactly one of "text" or "base64"')
+        raise InvalidRequest("payload", 'give exactly one of "text" or "base64"')
     payload = _text(data["text"]) if "text" in given else decode_base64(data["base64"])
     if not payload:
-        raise ConfigError(next(iter(given)), "the payload is empty")
+        raise InvalidRequest(next(iter(given)), "the payload is empty")
     return payload
 
 
@@ -96,10 +103,10 @@ def parse_broadcast(body: object) -> BroadcastRequest:
     try:
         target = BroadcastTarget(data.get("target"))
     except ValueError:
-        raise ConfigError("target", "must be all, active or inactive") from None
+        raise InvalidRequest("target", "must be all, active or inactive") from None
     label = data.get("label")
     if label is not None and not isinstance(label, str):
-        raise ConfigError("label", "expected a key=value string")
+        raise InvalidRequest("label", "expected a key=value string")
     parsed = parse_label(label) if label else None
     return BroadcastRequest(target, parsed, parse_payload(data, allowed=BROADCAST_KEYS))
 
@@ -119,12 +126,15 @@ def parse_socket_query(items: Iterable[tuple[str, str]]) -> SocketQuery:
     values = _single_values(items, SOCKET_QUERY_KEYS)
     state = values.get("state")
     label = values.get("label")
+    cursor = values.get("cursor")
+    if cursor is not None and not _CURSOR.fullmatch(cursor):
+        raise InvalidRequest("cursor", "not a cursor this API gave out")
     return SocketQuery(
         node=values.get("node"),
         state=_state(state) if state else None,
         label=parse_label(label) if label else None,
         limit=_limit(values["limit"]) if "limit" in values else DEFAULT_LIMIT,
-        cursor=values.get("cursor"),
+        cursor=cursor,
     )
 
 
@@ -132,9 +142,9 @@ def _single_values(items: Iterable[tuple[str, str]], known: tuple[str, ...]) -> 
     values: dict[str, str] = {}
     for key, value in items:
         if key not in known:
-            raise ConfigError(key, f"unknown query parameter (known: {', '.join(known)})")
+            raise InvalidRequest(key, f"unknown query parameter (known: {', '.join(known)})")
         if key in values:
-            raise ConfigError(key, "give this query parameter once")
+            raise InvalidRequest(key, "give this query parameter once")
         if value:
             values[key] = value
     return values
@@ -142,44 +152,41 @@ def _single_values(items: Iterable[tuple[str, str]], known: tuple[str, ...]) -> 
 
 def _object(body: object, allowed: frozenset[str]) -> dict[str, Any]:
     if not isinstance(body, dict):
-        raise ConfigError("body", "expected a JSON object")
+        raise InvalidRequest("body", "expected a JSON object")
     unknown = sorted(str(key) for key in body.keys() - allowed)
     if unknown:
-        raise ConfigError(unknown[0], f"unknown key (known: {', '.join(sorted(allowed))})")
+        raise InvalidRequest(unknown[0], f"unknown key (known: {', '.join(sorted(allowed))})")
     return body
 
 
 def _text(value: object) -> bytes:
     if not isinstance(value, str):
-        raise ConfigError("text", "expected a string")
+        raise InvalidRequest("text", "expected a string")
     try:
         return value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ConfigError("text", "not encodable as UTF-8 (lone surrogate)") from None
+        raise InvalidRequest("text", "not encodable as UTF-8 (lone surrogate)") from None
 
 
 def decode_base64(value: object) -> bytes:
-    """Strict base64 (standard alphabet, padded); raises ConfigError("base64", ...)."""
+    """Strict base64 (standard alphabet, padded); raises InvalidRequest("base64", ...)."""
     if not isinstance(value, str):
-        raise ConfigError("base64", "expected a string")
-    try:
-        if len(value) % 4:
-            raise binascii.Error("not a whole number of 4-character groups")
-        return binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
-    except (binascii.Error, UnicodeEncodeError):
-        raise ConfigError("base64", "not valid base64 (standard alphabet, padded)") from None
+        raise InvalidRequest("base64", "expected a string")
+    if not _BASE64.fullmatch(value):
+        raise InvalidRequest("base64", "not valid base64 (standard alphabet, padded)")
+    return binascii.a2b_base64(value.encode("ascii"), strict_mode=True)
 
 
 def _state(text: str) -> SessionState:
     try:
         return SessionState(text)
     except ValueError:
-        raise ConfigError("state", "must be active or paused") from None
+        raise InvalidRequest("state", "must be active or paused") from None
 
 
 def _limit(text: str) -> int:
     if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= MAX_LIMIT:
-        raise ConfigError("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+        raise InvalidRequest("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
     return int(text)
 
 
@@ -196,4 +203,4 @@ def check_content_type(header: str | None) -> None:
     if mime in LENIENT_TYPES:
         return
     if mime != "application/json" and not mime.endswith("+json"):
-        raise ConfigError("content-type", f"expected application/json, got {mime[:64]!r}")
+        raise InvalidRequest("content-type", f"expected application/json, got {mime[:64]!r}")

@@ -4,17 +4,23 @@ Rules:
 - Every route the app serves is described here; a test compares the app's router with
   ``document()["paths"]``.
 - Every route needs ``Authorization: Bearer <token>`` when the node has a token, except the
-  probes ``/livez`` and ``/readyz`` (``security: []``).
+  probes ``/livez`` and ``/readyz`` (``security: []``). A node without a token serves the
+  document without security and without 401 answers (``document(secured=False)``).
 - Actions answer 200 ``{"ok": true}``; deletions answer 204 without a body; creation 201.
 - Errors share one shape, ``{"error": {"code", "message"}}``.
+- The document is exact: what it allows the API accepts, what it refuses the API refuses
+  (a test runs schemathesis against a live node). Patterns are whole-string (``^...$``) and
+  come from the code that enforces them; an empty query value is no filter, so the query
+  schemas allow ``""``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from paradoxplex.admin.inputs import DEFAULT_LIMIT, MAX_LIMIT
-from paradoxplex.shared.sessions import MAX_LABEL_LENGTH, MAX_LABELS
+from paradoxplex.admin.inputs import BASE64_PATTERN, CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
+from paradoxplex.shared.sessions import LABEL_KEY_CHARS, MAX_LABEL_LENGTH, MAX_LABELS
+from paradoxplex.shared.upstreams import MAX_HOST_LENGTH
 
 VERSION = "1"
 JSON = "application/json"
@@ -82,7 +88,11 @@ UUID_PARAM: Schema = {
     "in": "path",
     "required": True,
     "description": "socket id, canonical lowercase 8-4-4-4-12 (otherwise 400)",
-    "schema": {"type": "string", "format": "uuid", "pattern": "^[0-9a-f-]{36}$"},
+    "schema": {
+        "type": "string",
+        "format": "uuid",
+        "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
+    },
 }
 UPSTREAM_PARAM: Schema = {
     "name": "id",
@@ -110,16 +120,33 @@ def _query(name: str, description: str, schema: Schema) -> Schema:
     }
 
 
+NO_FILTER: Schema = {"const": ""}
+# key=value: a label key, "=", a value of at most MAX_LABEL_LENGTH characters of any kind
+LABEL_FILTER = f"{LABEL_KEY_CHARS}{{1,{MAX_LABEL_LENGTH}}}=[\\s\\S]{{0,{MAX_LABEL_LENGTH}}}"
+LABEL: Schema = {"type": "string", "pattern": f"^(?:{LABEL_FILTER})?$"}
+
 SOCKET_QUERY: tuple[Schema, ...] = (
     _query("node", "only sockets held by this node", {"type": "string"}),
-    _query("state", "only active or paused sockets", {"enum": ["active", "paused"]}),
-    _query("label", "only sockets with this label, as key=value", {"type": "string"}),
+    _query(
+        "state", "only active or paused sockets; empty: either", {"enum": ["active", "paused", ""]}
+    ),
+    _query("label", "only sockets with this label, as key=value; empty: any", LABEL),
     _query(
         "limit",
-        f"page size, default {DEFAULT_LIMIT}, at most {MAX_LIMIT}",
-        {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+        f"page size, default {DEFAULT_LIMIT} (also when empty), at most {MAX_LIMIT}",
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                NO_FILTER,
+            ],
+            "default": DEFAULT_LIMIT,
+        },
     ),
-    _query("cursor", "the cursor of the previous page", {"type": "string"}),
+    _query(
+        "cursor",
+        "the cursor of the previous page; empty: the first page",
+        {"type": "string", "pattern": f"^(?:{CURSOR_PATTERN})?$"},
+    ),
 )
 
 SOCKET_ERRORS = ("400", "404", "503", "504")
@@ -350,11 +377,28 @@ def _one_key(key: str, schema: Schema) -> Schema:
 
 
 TEXT: Schema = {"type": "string", "minLength": 1, "description": "sent as UTF-8"}
-BASE64: Schema = {"type": "string", "minLength": 1, "contentEncoding": "base64"}
+BASE64: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "pattern": f"^{BASE64_PATTERN}$",
+    "contentEncoding": "base64",
+    "description": "standard alphabet, padded",
+}
+HOST: Schema = {
+    "type": "string",
+    "maxLength": MAX_HOST_LENGTH,
+    "anyOf": [
+        {"format": "ipv4"},
+        {"format": "ipv6"},
+        # the last label not all digits: 1.2.3 is no hostname, and no IPv4 address either
+        {"format": "hostname", "pattern": "[A-Za-z-][A-Za-z0-9-]*$"},
+    ],
+    "description": "an IP address (IPv6 without brackets) or an RFC 1123 hostname",
+}
 LABEL_MAP: Schema = {
     "type": "object",
     "maxProperties": MAX_LABELS,
-    "propertyNames": {"pattern": "^[A-Za-z0-9._\\-/]+$", "maxLength": MAX_LABEL_LENGTH},
+    "propertyNames": {"pattern": f"^{LABEL_KEY_CHARS}+$", "maxLength": MAX_LABEL_LENGTH},
     "additionalProperties": {"type": "string", "maxLength": MAX_LABEL_LENGTH},
 }
 
@@ -382,7 +426,8 @@ def _schemas() -> Schema:
             "required": ["target"],
             "properties": {
                 "target": {"enum": ["all", "active", "inactive"]},
-                "label": {"type": "string", "description": "key=value"},
+                "label": LABEL
+                | {"type": ["string", "null"], "description": "key=value; empty or null: any"},
                 "text": TEXT,
                 "base64": BASE64,
             },
@@ -436,7 +481,7 @@ def _schemas() -> Schema:
             "type": "object",
             "required": ["host", "port"],
             "properties": {
-                "host": {"type": "string", "minLength": 1},
+                "host": HOST,
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                 "ready_timeout": {"type": "number", "minimum": 0.1, "maximum": 3600},
                 "alive_timeout": {"type": "number", "minimum": 0.1, "maximum": 3600},
@@ -470,7 +515,10 @@ def _schemas() -> Schema:
                 "live": {"type": "boolean"},
                 "since": {**number, "description": "epoch s of the last state change"},
                 "queued": count,
-                "batch": {"type": "boolean"},
+                "batch": {
+                    "type": ["boolean", "null"],
+                    "description": "the batch RPC is used (null: not probed yet)",
+                },
                 "error": {"type": ["string", "null"]},
                 "sent": {**count, "description": "messages sent to it by this node"},
                 "received": {**count, "description": "messages received from it"},
@@ -506,8 +554,21 @@ def _responses() -> Schema:
     }
 
 
-def document() -> dict[str, Any]:
-    """The whole OpenAPI 3.1 document (a fresh dict on every call)."""
+def document(*, secured: bool = True) -> dict[str, Any]:
+    """The whole OpenAPI 3.1 document (a fresh dict on every call); ``secured``: the node
+    has a token."""
+    whole = _document()
+    if not secured:
+        del whole["security"]
+        del whole["components"]["securitySchemes"]
+        for item in whole["paths"].values():
+            for operation in item.values():
+                operation.pop("security", None)
+                operation["responses"].pop("401", None)
+    return whole
+
+
+def _document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {

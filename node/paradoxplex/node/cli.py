@@ -19,6 +19,7 @@ from paradoxplex.shared.config import (
     read_toml,
 )
 from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.logs import OneLineFormatter
 
 log = logging.getLogger("paradoxplex.node")
 
@@ -55,11 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(level: str = "info") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    """One line per event on stderr, whatever the logged strings hold (``OneLineFormatter``)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
 
 
 def install_uvloop() -> str:

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from paradoxplex.admin.app import build_app
+from paradoxplex.admin.app import AdminRunner, build_app
 from paradoxplex.node.bus_endpoint import BusEndpoint
 from paradoxplex.node.commands import SocketCommands
 from paradoxplex.node.control import NodeControl
@@ -165,7 +165,7 @@ class Node:
 
     async def _start_admin(self) -> None:
         app = build_app(NodeControl(self), token=self.config.admin_token)
-        self._admin = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._admin = AdminRunner(app, access_log=None, handle_signals=False)
         await self._admin.setup()
         site = web.TCPSite(self._admin, self.config.admin.host, self.config.admin.port)
         await site.start()

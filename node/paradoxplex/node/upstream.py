@@ -11,8 +11,10 @@ without a timer) when the upstream answers the probe, else ``streams`` parallel
 ``bidirectionalStreaming`` calls, the original's one message per gRPC message.
 
 Limits: ``queue_limit`` messages queued per link (the node stops reading sockets when every
-link is full); a batch carries at most ``MAX_BATCH_ITEMS`` messages and about
-``MAX_BATCH_BYTES`` bytes.
+link is full); batches follow ``paradoxplex.shared.batches`` (``limits``, by default at most
+512 messages and 1 MiB, a larger message alone); a message too large for one gRPC message
+(``MAX_MESSAGE``, set on the channel both ways) is dropped, counted as
+``paradoxplex_drops_total{reason="message_too_large"}`` and logged, and the stream goes on.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from google.protobuf import empty_pb2
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
 from paradoxplex.node.metrics import Metrics
+from paradoxplex.shared.batches import ITEM_OVERHEAD, MAX_MESSAGE, BatchLimits
 from paradoxplex.shared.errors import UpstreamUnavailable
 from paradoxplex.shared.health import Health, HealthTracker, Probe, in_rotation
 from paradoxplex.shared.timestamps import timestamp
@@ -40,9 +43,7 @@ from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
 
 log = logging.getLogger("paradoxplex.node.upstream")
 
-MAX_BATCH_ITEMS = 512
-MAX_BATCH_BYTES = 1024 * 1024
-MAX_MESSAGE = 64 * 1024 * 1024
+BATCH_LIMITS = BatchLimits()
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE),
     ("grpc.max_send_message_length", MAX_MESSAGE),
@@ -96,12 +97,14 @@ class UpstreamLink:
         queue_limit: int = 1024,
         streams: int = 16,
         batch: bool = True,
+        limits: BatchLimits = BATCH_LIMITS,
     ) -> None:
         self.spec = spec
         self.host = host
         self.queue_limit = queue_limit
         self.streams = streams
         self.batch_wanted = batch
+        self.limits = limits
         self.batching: bool | None = None
         self.queue: deque[Outgoing] = deque()
         self.tracker = HealthTracker(now=time.monotonic())
@@ -297,24 +300,50 @@ class UpstreamLink:
         return call
 
     async def _next_items(self, limit: int) -> list[Outgoing]:
-        while not self.queue:
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        was_full = len(self.queue) >= self.queue_limit
+        """The next batch: at most ``limit`` items, within ``self.limits``."""
         items: list[Outgoing] = []
-        size = 0
-        queue = self.queue
-        while queue and len(items) < limit and size < MAX_BATCH_BYTES:
-            item = queue.popleft()
-            items.append(item)
-            size += len(item.payload)
-        if was_full or self.queue_limit - len(queue) <= len(items):
-            self.host.link_room(self)
+        while not items:
+            while not self.queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            was_full = len(self.queue) >= self.queue_limit
+            items = self._take(limit)
+            if was_full or self.queue_limit - len(self.queue) <= len(items):
+                self.host.link_room(self)
         return items
+
+    def _take(self, limit: int) -> list[Outgoing]:
+        """Items from the front of the queue for one gRPC message; one too large to be sent
+        at all is dropped on the way (counted, logged)."""
+        items: list[Outgoing] = []
+        total = 0
+        queue = self.queue
+        limits = self.limits
+        while queue and len(items) < limit:
+            size = len(queue[0].payload) + ITEM_OVERHEAD
+            if not limits.fits(size):
+                self._refuse(queue.popleft(), size)
+            elif limits.admits(len(items), total, size):
+                items.append(queue.popleft())
+                total += size
+            else:
+                break
+        return items
+
+    def _refuse(self, item: Outgoing, size: int) -> None:
+        self.host.metrics.drops.labels("message_too_large").inc()
+        log.warning(
+            "upstream %s: dropped a message of %d bytes from socket %s: over the %d-byte limit "
+            "of one gRPC message",
+            self.id,
+            size,
+            item.session,
+            self.limits.max_single,
+        )
 
     async def _write_batches(self, call: Any) -> None:
         while True:
-            items = await self._next_items(MAX_BATCH_ITEMS)
+            items = await self._next_items(self.limits.max_items)
             now = timestamp(time.time())
             batch = pb.InputBatch()
             add = batch.items.add

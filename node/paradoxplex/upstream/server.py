@@ -1,4 +1,11 @@
-"""The upstream SDK's gRPC servicer: the original RPCs, the batch RPC, ready and live."""
+"""The upstream SDK's gRPC servicer: the original RPCs, the batch RPC, ready and live.
+
+Limits (``paradoxplex.shared.batches``): the server sends and receives gRPC messages of up to
+``MAX_MESSAGE`` (64 MiB); replies go back in batches of at most 512 replies and 1 MiB (a
+larger reply alone); a reply too large for one gRPC message is refused by ``Outbox``
+(``reply`` / ``broadcast`` answer False, ``Outbox.refused`` counts it, a WARNING says so)
+and the stream goes on.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
+from paradoxplex.shared.batches import MAX_MESSAGE, BatchLimits
 from paradoxplex.shared.timestamps import timestamp
 from paradoxplex.wire import upstream_pb2 as pb
 from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
@@ -25,10 +33,11 @@ BROADCASTS = {
     "active": pb.BROADCAST_ACTIVE,
     "inactive": pb.BROADCAST_NOT_ACTIVE,
 }
-MAX_BATCH = 512
+BATCH_LIMITS = BatchLimits()
 SERVER_OPTIONS = [
-    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-    ("grpc.max_send_message_length", 64 * 1024 * 1024),
+    # as the node's channel; ``UpstreamServer(limits=...)`` sets the send limit
+    ("grpc.max_receive_message_length", MAX_MESSAGE),
+    ("grpc.max_send_message_length", MAX_MESSAGE),
     # accept gentle client keepalive pings
     ("grpc.http2.min_ping_interval_without_data_ms", 60_000),
     # a taken port is an error, not a second server silently sharing it
@@ -72,30 +81,47 @@ class Message:
 class Outbox:
     """Replies of one stream, bounded; sent back in arrival order."""
 
-    def __init__(self, max_pending: int = 10_000) -> None:
+    def __init__(self, max_pending: int = 10_000, *, limits: BatchLimits = BATCH_LIMITS) -> None:
         self.max_pending = max_pending
+        self.limits = limits
         self.items: list[pb.OutputStreamRequest] = []
+        self.refused = 0
         self.probes = 0
         self.closed = False
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
 
-    def _put(self, item: pb.OutputStreamRequest) -> None:
+    def _put(self, item: pb.OutputStreamRequest) -> bool:
+        size = item.ByteSize()
+        if not self.limits.fits(size):
+            self.refused += 1
+            log.warning(
+                "refused a reply of %d bytes (to %s): over the %d-byte limit of one gRPC message",
+                size,
+                item.client_uuid or "a broadcast",
+                self.limits.max_single,
+            )
+            return False
         if len(self.items) >= self.max_pending:
             raise OutboxFull(f"{self.max_pending} replies pending")
         self.items.append(item)
         self._wakeup.set()
         if len(self.items) >= self.max_pending:
             self._room.clear()
+        return True
 
-    def reply(self, client_uuid: str, payload: bytes) -> None:
-        """Send ``payload`` to one socket, whichever node holds it."""
-        self._put(pb.OutputStreamRequest(time=_now(), client_uuid=client_uuid, payload=payload))
+    def reply(self, client_uuid: str, payload: bytes) -> bool:
+        """Send ``payload`` to one socket, whichever node holds it; False when the reply is
+        too large for one gRPC message (refused, counted in ``refused``, logged)."""
+        return self._put(
+            pb.OutputStreamRequest(time=_now(), client_uuid=client_uuid, payload=payload)
+        )
 
-    def broadcast(self, payload: bytes, *, target: str = "all", label: str = "") -> None:
-        """Send to every socket (``all``), the ``active`` or the ``inactive`` ones, fleet-wide."""
-        self._put(
+    def broadcast(self, payload: bytes, *, target: str = "all", label: str = "") -> bool:
+        """Send to every socket (``all``), the ``active`` or the ``inactive`` ones, fleet-wide;
+        False when refused as too large (see ``reply``)."""
+        return self._put(
             pb.OutputStreamRequest(
                 time=_now(), broadcast=BROADCASTS[target], payload=payload, broadcast_label=label
             )
@@ -134,9 +160,17 @@ def _now() -> str:
 class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
     """A gRPC server that hands each socket message to ``handler``."""
 
-    def __init__(self, handler: Handler, *, max_pending: int = 10_000, batch: bool = True) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        max_pending: int = 10_000,
+        batch: bool = True,
+        limits: BatchLimits = BATCH_LIMITS,
+    ) -> None:
         self.handler = handler
         self.max_pending = max_pending
+        self.limits = limits
         self.batch = batch
         self.is_ready = True
         self.is_live = True
@@ -146,7 +180,12 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
 
     async def start(self, address: str = "127.0.0.1:45888") -> int:
         """Listen on ``address`` (port 0: any free port); returns the port."""
-        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        sizes = {
+            "grpc.max_receive_message_length": MAX_MESSAGE,
+            "grpc.max_send_message_length": self.limits.max_message,
+        }
+        options = [(key, sizes.get(key, value)) for key, value in SERVER_OPTIONS]
+        self.server = grpc.aio.server(options=options)
         if self.batch:
             pb_grpc.add_UpstreamPeerServiceServicer_to_server(self, self.server)
         else:
@@ -210,7 +249,7 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
     async def bidirectionalStreaming(
         self, request_iterator: AsyncIterator[pb.InputStreamRequest], context: Any
     ) -> AsyncIterator[pb.OutputStreamRequest]:
-        outbox = Outbox(self.max_pending)
+        outbox = Outbox(self.max_pending, limits=self.limits)
         consumer = asyncio.create_task(self._consume(request_iterator, outbox, batched=False))
         try:
             while (items := await outbox.take()) is not None:
@@ -222,15 +261,17 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
     async def batchStreaming(
         self, request_iterator: AsyncIterator[pb.InputBatch], context: Any
     ) -> AsyncIterator[pb.OutputBatch]:
-        outbox = Outbox(self.max_pending)
+        outbox = Outbox(self.max_pending, limits=self.limits)
         consumer = asyncio.create_task(self._consume(request_iterator, outbox, batched=True))
         try:
             while (items := await outbox.take()) is not None:
                 while outbox.probes:
                     outbox.probes -= 1
                     yield pb.OutputBatch()
-                for start in range(0, len(items), MAX_BATCH):
-                    yield pb.OutputBatch(items=items[start : start + MAX_BATCH])
+                start = 0
+                for length in outbox.limits.split([item.ByteSize() for item in items]):
+                    yield pb.OutputBatch(items=items[start : start + length])
+                    start += length
         finally:
             await _finish(consumer)
 

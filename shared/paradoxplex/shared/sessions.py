@@ -17,11 +17,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.errors import InvalidRequest
 
 MAX_LABELS = 32
 MAX_LABEL_LENGTH = 128
-_LABEL_KEY = re.compile(r"[A-Za-z0-9._\-/]+")
+LABEL_KEY_CHARS = "[A-Za-z0-9._/-]"
+_LABEL_KEY = re.compile(f"{LABEL_KEY_CHARS}+")
 
 
 class SessionState(enum.Enum):
@@ -99,30 +100,30 @@ def canonical_uuid(text: str) -> str | None:
 
 
 def parse_label(text: str) -> tuple[str, str]:
-    """``"key=value"`` → ``("key", "value")``; raises ConfigError("label", ...) when malformed."""
+    """``"key=value"`` → ``("key", "value")``; raises InvalidRequest("label", ...) if bad."""
     key, sep, value = text.partition("=")
     if not sep or not key:
-        raise ConfigError("label", f"expected key=value, got {text[:64]!r}")
+        raise InvalidRequest("label", f"expected key=value, got {text[:64]!r}")
     check_label(key, value)
     return key, value
 
 
 def check_label(key: str, value: str) -> None:
     if not _LABEL_KEY.fullmatch(key) or len(key) > MAX_LABEL_LENGTH:
-        raise ConfigError("label", f"bad label key {key[:64]!r}")
+        raise InvalidRequest("label", f"bad label key {key[:64]!r}")
     if len(value) > MAX_LABEL_LENGTH:
-        raise ConfigError("label", f"label value for {key!r} is over {MAX_LABEL_LENGTH} chars")
+        raise InvalidRequest("label", f"label value for {key!r} is over {MAX_LABEL_LENGTH} chars")
 
 
 def check_labels(labels: object) -> dict[str, str]:
-    """Validate a label map from outside; raises ConfigError("labels", ...)."""
+    """Validate a label map from outside; raises InvalidRequest("labels", ...)."""
     if not isinstance(labels, dict):
-        raise ConfigError("labels", "expected an object of string keys and string values")
+        raise InvalidRequest("labels", "expected an object of string keys and string values")
     if len(labels) > MAX_LABELS:
-        raise ConfigError("labels", f"at most {MAX_LABELS} labels")
+        raise InvalidRequest("labels", f"at most {MAX_LABELS} labels")
     for key, value in labels.items():
         if not isinstance(key, str) or not isinstance(value, str):
-            raise ConfigError("labels", "keys and values must be strings")
+            raise InvalidRequest("labels", "keys and values must be strings")
         check_label(key, value)
     return dict(labels)
 

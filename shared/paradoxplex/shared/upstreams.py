@@ -1,16 +1,29 @@
-"""The upstream registry's records: what an upstream is, and one node's view of its health."""
+"""The upstream registry's records: what an upstream is, and one node's view of its health.
+
+Rules:
+- An upstream's host is an IP address (IPv4, or IPv6 without brackets or zone) or a hostname
+  per RFC 1123: dot-separated labels of 1-63 letters, digits and inner hyphens, at most
+  ``MAX_HOST_LENGTH`` characters, the last label not all digits. Nothing else (no spaces,
+  control characters, underscores or trailing dot): the host becomes the upstream's id, which
+  every node stores, shows and logs. (``--upstream [v6]:PORT`` takes its brackets off first.)
+- A port is a whole number in 1-65535 (a JSON ``6133.0`` is the whole number 6133).
+"""
 
 from __future__ import annotations
 
 import enum
+import ipaddress
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from paradoxplex.shared.config import Address, parse_address
-from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.errors import ConfigError, InvalidRequest
 
 DEFAULT_READY_TIMEOUT = 10.0
 DEFAULT_ALIVE_TIMEOUT = 30.0
+MAX_HOST_LENGTH = 253
+_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 
 class UpstreamMode(enum.Enum):
@@ -48,32 +61,68 @@ class UpstreamSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> UpstreamSpec:
-        """Parse an upstream from outside (admin body, Redis); raises ConfigError."""
+        """Parse an upstream from outside (an admin request, or a record read back from
+        Redis); raises ``InvalidRequest`` naming the field."""
         if not isinstance(data, dict):
-            raise ConfigError("upstream", "expected an object")
+            raise InvalidRequest("upstream", "expected an object")
         host = data.get("host")
-        port = data.get("port")
-        if not isinstance(host, str) or not host.strip("[]"):
-            raise ConfigError("host", "must be a non-empty string")
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise ConfigError("port", "must be a number in 1-65535")
+        if not isinstance(host, str) or not host:
+            raise InvalidRequest("host", "must be a non-empty string")
+        problem = host_problem(host)
+        if problem is not None:
+            raise InvalidRequest("host", problem)
+        port = _port(data.get("port"))
         ready = _timeout("ready_timeout", data.get("ready_timeout", DEFAULT_READY_TIMEOUT))
         alive = _timeout("alive_timeout", data.get("alive_timeout", DEFAULT_ALIVE_TIMEOUT))
         try:
             mode = UpstreamMode(data.get("mode", "active"))
         except ValueError:
-            raise ConfigError("mode", "must be active or draining") from None
-        return cls(host.strip("[]"), port, ready, alive, mode)
+            raise InvalidRequest("mode", "must be active or draining") from None
+        return cls(host, port, ready, alive, mode)
 
     @classmethod
     def parse(cls, text: str, *, ready_timeout: float, alive_timeout: float) -> UpstreamSpec:
         address = parse_address("upstream", text)
         if address.port == 0:
             raise ConfigError("upstream", f"{address} needs a port in 1-65535")
+        problem = host_problem(address.host)
+        if problem is not None:
+            raise ConfigError("upstream", f"host {address.host!r} {problem}")
         return cls(address.host, address.port, ready_timeout, alive_timeout)
 
 
 def _timeout(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= 3600:
-        raise ConfigError(key, "must be seconds between 0.1 and 3600")
+        raise InvalidRequest(key, "must be seconds between 0.1 and 3600")
     return float(value)
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise InvalidRequest("port", "must be a number in 1-65535")
+    return value
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` is neither an IP literal nor an RFC 1123 hostname; None when it is one."""
+    if not host.isascii() or not host.isprintable() or " " in host:
+        return "must not hold spaces, control or non-ASCII characters"
+    if host.startswith("[") or "%" in host:
+        return "must be an IP address without brackets or zone (%)"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:
+        return None
+    labels = host.split(".")
+    if len(host) > MAX_HOST_LENGTH or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        return (
+            "must be an IP address or a hostname (RFC 1123: dot-separated labels of letters, "
+            f"digits and inner hyphens, 1-63 characters each, {MAX_HOST_LENGTH} in all)"
+        )
+    if labels[-1].isdigit():
+        return "is not a valid IP address"
+    return None
