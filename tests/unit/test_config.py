@@ -468,7 +468,7 @@ def test_flags_end_to_end() -> None:
 def test_every_flag_reaches_its_setting(name: str) -> None:
     value = SAMPLE[name]
     argv = [flag_name(name)] if value is True else [flag_name(name), value]
-    toml = {"redis": "redis://r:1"} if name == "workers" else None
+    toml = {"redis": "redis://r:1"} if name in ("workers", "redis_password_file") else None
     config = load_config(vars(parser().parse_args(argv)), {}, toml)
     assert getattr(config, name) != getattr(NodeConfig(node_id="default"), name)
 
@@ -478,6 +478,7 @@ SAMPLE: dict[str, Any] = {
     "admin": "127.0.0.1:2",
     "upstream": "u:3",
     "redis": "redis://r:6379",
+    "redis_password_file": "/run/secrets/redis-password",
     "node_id": "flagged",
     "framing": "line",
     "max_frame": "5",
