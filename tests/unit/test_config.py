@@ -507,3 +507,15 @@ SAMPLE: dict[str, Any] = {
 
 def test_sample_covers_every_setting() -> None:
     assert set(SAMPLE) == set(FIELDS)
+
+
+def test_a_password_file_needs_a_redis_url() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({"redis_password_file": "/run/secrets/pw"}, {})
+    assert caught.value.key == "redis_password_file"
+
+
+def test_a_configs_repr_shows_no_secret() -> None:
+    config = NodeConfig(redis="redis://:hunter2@r:1/0", admin_token="t0ken-xyz")
+    assert "hunter2" not in repr(config)
+    assert "t0ken-xyz" not in repr(config)

@@ -179,13 +179,13 @@ def _cause(exc: BaseException, target: Target) -> str:
     """What went wrong on the way to a first answer."""
     for link in _causes(exc):
         if isinstance(link, ssl.SSLCertVerificationError):
-            found = link.verify_message or link.reason or "untrusted"
+            found = getattr(link, "verify_message", None) or "untrusted"
             return (
                 f"TLS certificate verify failed ({found}); "
                 "trust the server's CA with ?ssl_ca_certs=FILE in the URL"
             )
         if isinstance(link, ssl.SSLError):
-            return f"TLS handshake failed ({link.reason or link})"
+            return f"TLS handshake failed ({getattr(link, 'reason', None) or link.strerror})"
         if isinstance(link, ConnectionRefusedError):
             return "connection refused"
         if isinstance(link, socket.gaierror):

@@ -5,10 +5,12 @@ Rules:
   the prefix (``Keys.probe``), one MULTI/EXEC and one SUBSCRIBE, then deletes the keys: every
   command family the fleet state and the bus use (strings, hashes, sorted sets, sets, scripts,
   pub/sub, streams) on keys and channels the node's ACL must allow.
-- The first write comes first, so a read-only replica and an ACL without the prefix fail there.
+- The first write comes first (after PING), so a read-only replica and an ACL without the
+  prefix fail there.
+- ``tests/unit/test_redis_probe.py`` reads ``state``, ``bus`` and ``subscriber`` and fails
+  when they use a command the probe does not try: a new command gets a row in ``commands``.
 - The first failure is ``ConfigError`` (``errors.refused``): one line naming the cause and the
   setting; nothing is retried. The scratch keys are then deleted if Redis lets us.
-- A new Redis command in ``state`` or ``bus`` gets a row in ``commands``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ def commands(scratch: str, channel: str) -> list[Check]:
     """What the node will need, in the order tried (the first write first)."""
     text, hashed, ranked, members, stream = scratch_keys(scratch)
     return [
+        Check(("PING",), "read"),
         Check(("SET", text, "1", "NX", "PX", str(SCRATCH_TTL_MS))),
         Check(("GET", text), "read"),
         Check(("EXISTS", text), "read"),
