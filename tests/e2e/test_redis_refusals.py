@@ -22,7 +22,6 @@ pytestmark = pytest.mark.e2e
 
 PREFIX = "pp"
 SECRETS = (ADMIN_PASSWORD, USER_PASSWORD, "wrong-pw-31f0")
-NOPERM_KEYS = "this user has no permissions to access one of the keys used as arguments"
 
 
 def node(redis: str, *extra: str) -> tuple[int, str]:
@@ -51,9 +50,9 @@ def assert_one_line(stderr: str) -> str:
 def test_an_acl_user_kept_off_the_prefix(secured_redis: RedisServer) -> None:
     code, stderr = node(url(secured_redis, "elsewhere", USER_PASSWORD))
     assert code == 2
-    assert assert_one_line(stderr) == (
+    assert assert_one_line(stderr).startswith(  # the server's words differ across versions
         f'paradoxplex: redis: user "elsewhere" may not write keys under prefix "{PREFIX}" '
-        f"(SET: NOPERM {NOPERM_KEYS})"
+        "(SET: NOPERM "
     )
 
 
@@ -61,9 +60,9 @@ def test_a_failure_after_the_probe_is_one_line_too(secured_redis: RedisServer) -
     """The user passes the start-up probe (scratch keys) but may not register the node."""
     code, stderr = node(url(secured_redis, "probeonly", USER_PASSWORD))
     assert code == 2
-    assert assert_one_line(stderr) == (
+    assert assert_one_line(stderr).startswith(
         f'paradoxplex: redis: user "probeonly" may not write keys under prefix "{PREFIX}" '
-        f"(HSET: NOPERM {NOPERM_KEYS})"
+        "(HSET: NOPERM "
     )
 
 
