@@ -4,6 +4,8 @@
 - ``redis_url`` and ``key_prefix``: each test gets its own prefix; nothing is ever flushed.
 - ``fleet_state``: a started ``FleetState``, once in memory and once on Redis (contract tests).
 - ``redis_fleet`` / ``memory_fleet``: one implementation, started.
+- ``secured_redis`` / ``replica_redis``: servers that refuse a node (a password, ACL users,
+  a read-only replica; ``tests.support.secured_redis``), one each per session, on first use.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from redis.asyncio import Redis
 from paradoxplex.node.redis import RedisFleet
 from paradoxplex.shared.fleet import FleetState, MemoryFleet
 from tests.support.redis_server import RedisServer
+from tests.support.secured_redis import replica_of, secured
 
 
 def pytest_asyncio_loop_factories(
@@ -38,6 +41,18 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
     finally:
         server.close()
+
+
+@pytest.fixture(scope="session")
+def secured_redis() -> Iterator[RedisServer]:
+    with secured() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def replica_redis(secured_redis: RedisServer) -> Iterator[RedisServer]:
+    with replica_of(secured_redis) as server:
+        yield server
 
 
 @pytest.fixture

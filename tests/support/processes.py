@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -138,9 +139,12 @@ class Running:
 
 
 def start(
-    *args: str, ready: re.Pattern[str], timeout: float = START_TIMEOUT
+    *args: str,
+    ready: re.Pattern[str],
+    timeout: float = START_TIMEOUT,
+    env: Mapping[str, str] | None = None,
 ) -> tuple[Running, re.Match[str]]:
-    """Start ``paradoxplex ARGS`` and wait for its ``ready`` line."""
+    """Start ``paradoxplex ARGS`` (``env``: extra environment) and wait for its ``ready`` line."""
     command = [executable(), *args]
     log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - Running.close()
     process = subprocess.Popen(
@@ -149,7 +153,7 @@ def start(
         stderr=log,
         stdin=subprocess.DEVNULL,
         text=True,
-        env=environment(),
+        env=environment(**(env or {})),
     )
     running = Running(command, process, log)
     try:

@@ -8,6 +8,7 @@ Where it comes from, first match wins:
 
 The server keeps nothing on disk (``--save "" --appendonly no``) and runs in a temp dir of its
 own. ``restart()`` comes back on the same port, empty: what a Redis restart looks like.
+``RedisServer(args=[...])`` adds redis-server options (``--requirepass``, ``--replicaof``).
 Waits poll PING against a deadline; nothing sleeps a fixed time.
 """
 
@@ -15,12 +16,14 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -50,11 +53,11 @@ def free_port() -> int:
 
 
 def answers_ping(host: str, port: int, *, timeout: float = 0.5) -> bool:
-    """True when a Redis server on host:port answers PING with +PONG."""
+    """True when a Redis server on host:port answers PING (+PONG, or -NOAUTH with a password)."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as conn:
             conn.sendall(b"PING\r\n")
-            return conn.recv(16).startswith(b"+PONG")
+            return conn.recv(16).startswith((b"+PONG", b"-NOAUTH"))
     except OSError:
         return False
 
@@ -88,11 +91,12 @@ class RedisServer:
     """One redis-server for tests: ``start()``, ``stop()``, ``kill()``, ``freeze()`` /
     ``thaw()``, ``restart()``, ``close()``; ``url``, ``host``, ``port``. A context manager."""
 
-    def __init__(self, *, use_docker: bool | None = None) -> None:
+    def __init__(self, *, use_docker: bool | None = None, args: Sequence[str] = ()) -> None:
         choice = os.environ.get(ENV, "")
         if use_docker is None:
             use_docker = choice == "docker" or (choice != "binary" and docker_available())
         self.use_docker = use_docker
+        self.args = tuple(args)
         self.executable = None if use_docker else redis_executable()
         if not use_docker and self.executable is None:
             raise RuntimeError(INSTALL_HINT)
@@ -216,6 +220,7 @@ class RedisServer:
             "--dir", str(self._workdir),
             "--daemonize", "no",
             "--loglevel", "warning",
+            *self.args,
         ]  # fmt: skip
         log = (self._workdir / "redis.log").open("ab")
         with log:
@@ -261,7 +266,8 @@ class RedisServer:
             return
         self.port = free_port()
         container = _redis_container().with_bind_ports(6379, self.port)
-        container.with_command("redis-server --save '' --appendonly no")
+        extra = " ".join(shlex.quote(arg) for arg in self.args)
+        container.with_command(f"redis-server --save '' --appendonly no {extra}")
         container.start()
         self._container = container
         self.host = container.get_container_host_ip()

@@ -468,7 +468,7 @@ def test_flags_end_to_end() -> None:
 def test_every_flag_reaches_its_setting(name: str) -> None:
     value = SAMPLE[name]
     argv = [flag_name(name)] if value is True else [flag_name(name), value]
-    toml = {"redis": "redis://r:1"} if name == "workers" else None
+    toml = {"redis": "redis://r:1"} if name in ("workers", "redis_password_file") else None
     config = load_config(vars(parser().parse_args(argv)), {}, toml)
     assert getattr(config, name) != getattr(NodeConfig(node_id="default"), name)
 
@@ -478,6 +478,7 @@ SAMPLE: dict[str, Any] = {
     "admin": "127.0.0.1:2",
     "upstream": "u:3",
     "redis": "redis://r:6379",
+    "redis_password_file": "/run/secrets/redis-password",
     "node_id": "flagged",
     "framing": "line",
     "max_frame": "5",
@@ -506,3 +507,15 @@ SAMPLE: dict[str, Any] = {
 
 def test_sample_covers_every_setting() -> None:
     assert set(SAMPLE) == set(FIELDS)
+
+
+def test_a_password_file_needs_a_redis_url() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({"redis_password_file": "/run/secrets/pw"}, {})
+    assert caught.value.key == "redis_password_file"
+
+
+def test_a_configs_repr_shows_no_secret() -> None:
+    config = NodeConfig(redis="redis://:hunter2@r:1/0", admin_token="t0ken-xyz")
+    assert "hunter2" not in repr(config)
+    assert "t0ken-xyz" not in repr(config)

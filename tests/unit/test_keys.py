@@ -17,6 +17,7 @@ NAMES: list[tuple[str, str | None, str]] = [
     ("health", "u:1", "px:health:u:1"),
     ("health_upstreams", None, "px:health-upstreams"),
     ("cleanup", "n1", "px:cleanup:n1"),
+    ("probe", "ab12", "px:probe:ab12"),
     ("node_channel", "n1", "px:chan:node:n1"),
     ("broadcast_channel", None, "px:chan:broadcast"),
     ("control_channel", None, "px:chan:control"),

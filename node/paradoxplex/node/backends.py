@@ -8,20 +8,32 @@ Rules:
 - memory: one ``MemoryHub`` behind the state and the bus.
 - redis: one ``FleetClient`` (its kind from the URL, ``redis.CLIENT_KINDS``) behind the state
   and the bus; the state owns it (the node closes the bus first, the state last). The bus asks
-  the state whether a silent node is alive. A Redis that does not answer at start-up is
-  ``ConfigError("redis", "cannot reach <url>: <reason>")``: one line, no node.
+  the state whether a silent node is alive. Before either exists, ``redis.probe`` checks that
+  this Redis, as this user, lets a node do its work under the key prefix: a Redis that does
+  not answer, refuses the password, is a read-only replica or whose ACL denies a command, key
+  or channel is one ``ConfigError`` saying which, the URL redacted: one line, no node.
+- The password comes from the URL, or from ``redis_password_file`` (which replaces the URL's).
+- ``starting(config)`` wraps the rest of start-up: a Redis error there is a ``ConfigError``
+  too, worded the same way (no traceback, whatever step met it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from redis.exceptions import RedisError
 
 from paradoxplex.node.redis import RedisBus, RedisFleet, connect
+from paradoxplex.node.redis.client import SOCKET_TIMEOUT
+from paradoxplex.node.redis.errors import REDIS_DOWN, Target, refused
+from paradoxplex.node.redis.probe import probe
 from paradoxplex.shared.config import NodeConfig
-from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.credentials import read_password, with_password
+from paradoxplex.shared.errors import ConfigError, FleetUnavailable
 from paradoxplex.shared.fleet import Backend, memory_backend
 
-__all__ = ["BACKENDS", "backend_name", "build_backend"]
+__all__ = ["BACKENDS", "backend_name", "build_backend", "starting"]
 
 BackendBuilder = Callable[[NodeConfig], Awaitable[Backend]]
 
@@ -30,14 +42,31 @@ async def _memory(config: NodeConfig) -> Backend:
     return memory_backend()
 
 
+def target(config: NodeConfig) -> Target:
+    """What start-up messages about ``config``'s Redis name."""
+    assert config.redis is not None
+    setting = "redis_password_file" if config.redis_password_file else "redis"
+    return Target(config.redis, config.key_prefix, setting, SOCKET_TIMEOUT)
+
+
+def login_url(config: NodeConfig) -> str:
+    """The URL the client connects with: the password file's password, if any, put in."""
+    assert config.redis is not None
+    if not config.redis_password_file:
+        return config.redis
+    key = "redis_password_file"
+    return with_password(config.redis, read_password(key, config.redis_password_file))
+
+
 async def _redis(config: NodeConfig) -> Backend:
-    url = config.redis
-    assert url is not None
-    state = RedisFleet(connect(url), prefix=config.key_prefix, owns_client=True)
-    if not await state.ping():
-        await state.close()
-        raise ConfigError("redis", f"cannot reach {url}: no answer to PING")
-    bus = RedisBus(state.client, prefix=config.key_prefix, is_alive=state.node_alive)
+    client = connect(login_url(config), socket_timeout=SOCKET_TIMEOUT)
+    try:
+        await probe(client, prefix=config.key_prefix, target=target(config))
+    except BaseException:
+        await client.close()
+        raise
+    state = RedisFleet(client, prefix=config.key_prefix, owns_client=True)
+    bus = RedisBus(client, prefix=config.key_prefix, is_alive=state.node_alive)
     return Backend(state, bus)
 
 
@@ -55,3 +84,21 @@ def backend_name(config: NodeConfig) -> str:
 async def build_backend(config: NodeConfig) -> Backend:
     """The state and bus ``config`` asks for, ready for ``Node(config, backend)``."""
     return await BACKENDS[backend_name(config)](config)
+
+
+@contextlib.asynccontextmanager
+async def starting(config: NodeConfig) -> AsyncIterator[None]:
+    """Around a node's start-up: a Redis error in it becomes the ``ConfigError`` saying why."""
+    try:
+        yield
+    except FleetUnavailable as error:
+        if config.redis is None:
+            raise
+        cause = error.__cause__
+        if isinstance(cause, REDIS_DOWN):
+            raise refused(cause, target(config)) from None
+        raise ConfigError("redis", error.reason) from None
+    except RedisError as error:  # not OSError: a listener's "address in use" is no Redis error
+        if config.redis is None:
+            raise
+        raise refused(error, target(config)) from None

@@ -78,11 +78,12 @@ def node_config(args: argparse.Namespace, env: dict[str, str]) -> NodeConfig:
 
 
 async def run_node(config: NodeConfig) -> None:
-    from paradoxplex.node.backends import build_backend
+    from paradoxplex.node.backends import build_backend, starting
     from paradoxplex.node.node import Node
 
     node = Node(config, await build_backend(config))
-    await node.start()
+    async with starting(config):  # a Redis error here: one line, no traceback
+        await node.start()
     print(
         f"paradoxplex node {node.node_id} listening on {node.listen_address}, "
         f"admin on {node.admin_url}",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from paradoxplex.shared.balancing import ROUTING
+from paradoxplex.shared.credentials import redact_url
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.framing import DEFAULT_MAX_FRAME, FRAMERS
 
@@ -71,7 +72,8 @@ class NodeConfig:
     listen: Address = Address("0.0.0.0", 7999)
     admin: Address = Address("127.0.0.1", 8000)
     upstream: tuple[Address, ...] = ()
-    redis: str | None = None
+    redis: str | None = field(default=None, repr=False)  # its password stays out of reprs
+    redis_password_file: str | None = None
     node_id: str = field(default_factory=default_node_id)
     framing: str = "raw"
     max_frame: int = DEFAULT_MAX_FRAME
@@ -80,7 +82,7 @@ class NodeConfig:
     idle_timeout: float = 0.0
     lifecycle_events: bool = False
     workers: int = 1
-    admin_token: str | None = None
+    admin_token: str | None = field(default=None, repr=False)
     key_prefix: str = "paradoxplex"
     ready_timeout: float = 10.0
     alive_timeout: float = 30.0
@@ -178,7 +180,8 @@ def _redis(key: str, value: Any) -> str | None:
         return None
     text = str(value)
     if not text.startswith(("redis://", "rediss://", "unix://")):
-        raise ConfigError(key, f"expected a redis://, rediss:// or unix:// URL, got {text!r}")
+        shown = redact_url(text)
+        raise ConfigError(key, f"expected a redis://, rediss:// or unix:// URL, got {shown!r}")
     return text
 
 
@@ -187,6 +190,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "admin": _address,
     "upstream": _addresses,
     "redis": _redis,
+    "redis_password_file": _optional_text,
     "node_id": _text,
     "framing": _choice(tuple(FRAMERS)),
     "max_frame": _int(1),
@@ -217,6 +221,8 @@ HELP: dict[str, str] = {
     "admin": "admin HTTP API HOST:PORT (default 127.0.0.1:8000)",
     "upstream": "an initial upstream HOST:PORT (repeatable)",
     "redis": "join a fleet through this Redis URL (absent: single node, in-memory state)",
+    "redis_password_file": "file whose first line is the Redis password (replaces the URL's; "
+    "kept out of ps)",
     "node_id": "this node's id (default: hostname plus a short random suffix)",
     "framing": "raw (each read is one message), line, or length (4-byte big-endian prefix)",
     "max_frame": "largest frame in bytes; a larger one closes its socket (default 1048576)",
@@ -316,5 +322,7 @@ def check_config(config: NodeConfig) -> None:
         raise ConfigError("admin_token", f"required when the admin API listens on {config.admin}")
     if config.workers > 1 and not config.redis:
         raise ConfigError("workers", "more than one worker needs --redis (workers form a fleet)")
+    if config.redis_password_file and not config.redis:
+        raise ConfigError("redis_password_file", "needs --redis (a password for which Redis?)")
     if config.node_ttl <= config.heartbeat:
         raise ConfigError("node_ttl", "must be longer than heartbeat")

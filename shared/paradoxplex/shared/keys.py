@@ -47,6 +47,10 @@ class Keys:
         """SET NX PX lock: the survivor cleaning up after a dead node."""
         return f"{self.prefix}:cleanup:{node_id}"
 
+    def probe(self, nonce: str) -> str:
+        """Scratch keys (``probe:<nonce>`` and below) the start-up check writes and deletes."""
+        return f"{self.prefix}:probe:{nonce}"
+
     def node_channel(self, node_id: str) -> str:
         return f"{self.prefix}:chan:node:{node_id}"
 
