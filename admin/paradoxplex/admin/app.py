@@ -6,8 +6,9 @@ Rules:
 - Bodies are JSON (orjson), at most ``max_body`` bytes (default 2 MiB, else 413).
 - Errors are ``{"error": {"code", "message"}}``, including the router's 404 / 405; anything
   unexpected is a 500 logged with ``exc_info`` on ``paradoxplex.admin``.
-- With a token, every route but ``/livez`` and ``/readyz`` needs ``Authorization: Bearer``;
-  the comparison is constant-time and the token is never logged.
+- With a token, every route but ``/livez`` and ``/readyz`` (and ``/metrics`` with
+  ``metrics_public``) needs ``Authorization: Bearer``; the comparison is constant-time and
+  the token is never logged.
 - Actions answer 200 ``{"ok": true}``; DELETE answers 204; POST /v1/upstreams answers 201.
 - One DEBUG line per request (method, path, status); mount with ``access_log=None`` to keep
   aiohttp's own access log quiet.
@@ -43,14 +44,20 @@ Route = tuple[str, str, Handler]
 
 
 def build_app(
-    control: Control, *, token: str | None, max_body: int = DEFAULT_MAX_BODY
+    control: Control,
+    *,
+    token: str | None,
+    max_body: int = DEFAULT_MAX_BODY,
+    metrics_public: bool = False,
 ) -> web.Application:
-    """The admin app for ``control``; ``token`` None means no authentication (loopback only)."""
+    """The admin app for ``control``; ``token`` None means no authentication (loopback only);
+    ``metrics_public`` lets ``/metrics`` be scraped without the token, as the probes."""
     if token == "":
         raise ValueError("token must be None or a non-empty string")
     middlewares: list[Middleware] = [_answer_errors]
     if token is not None:
-        middlewares.append(_require_token(token))
+        open_paths = OPEN_PATHS | {"/metrics"} if metrics_public else OPEN_PATHS
+        middlewares.append(_require_token(token, open_paths))
     app = web.Application(middlewares=middlewares, client_max_size=max_body)
     for method, path, handler in AdminHandlers(control, max_body=max_body).routes():
         app.router.add_route(method, path, handler)
@@ -129,12 +136,12 @@ async def _answer_errors(request: web.Request, handler: Handler) -> web.StreamRe
     return response
 
 
-def _require_token(token: str) -> Middleware:
+def _require_token(token: str, open_paths: frozenset[str] = OPEN_PATHS) -> Middleware:
     expected = token.encode("utf-8")
 
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path not in OPEN_PATHS and not bearer_matches(
+        if request.path not in open_paths and not bearer_matches(
             request.headers.get(hdrs.AUTHORIZATION), expected
         ):
             raise ApiError(401, "unauthorized", "missing or bad bearer token")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 
+from paradoxplex.node.logs import quiet_grpc, setup_logging
 from paradoxplex.shared.config import (
     NodeConfig,
     add_node_arguments,
@@ -23,24 +25,42 @@ from paradoxplex.shared.errors import ConfigError
 log = logging.getLogger("paradoxplex.node")
 
 
+def version() -> str:
+    try:
+        return importlib.metadata.version("paradoxplex")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="paradoxplex",
         description="A clustered TCP load balancer that demultiplexes raw sockets to gRPC.",
     )
+    shown = f"paradoxplex {version()}"
+    parser.add_argument("--version", action="version", version=shown)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    node = commands.add_parser("node", help="run a balancer node")
+    node = commands.add_parser(
+        "node", help="run a balancer node", description="Run a balancer node."
+    )
+    node.add_argument("--version", action="version", version=shown)
+    node.add_argument(
+        "--check",
+        action="store_true",
+        help="load and check the whole configuration, reach Redis and every upstream, "
+        "print one line per problem, and exit (0: all good, 1: a problem)",
+    )
     add_node_arguments(node)
     echo = commands.add_parser("upstream-echo", help="an example upstream that echoes payloads")
     echo.add_argument(
-        "--listen", default="127.0.0.1:45888", help="HOST:PORT (default 127.0.0.1:45888)"
+        "--listen", default="127.0.0.1:45888", metavar="HOST:PORT", help="default: %(default)s"
     )
     echo.add_argument(
         "--broadcast-every",
         type=int,
         default=0,
         metavar="N",
-        help="also broadcast every Nth payload",
+        help="also broadcast every Nth payload (default: 0, never)",
     )
     echo.add_argument(
         "--original", action="store_true", help="serve only the original three RPCs (no batch path)"
@@ -51,15 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
     from paradoxplex.node.cluster import add_cluster_parser
 
     add_cluster_parser(commands)
+    from paradoxplex.node.health import add_health_parser
+
+    add_health_parser(commands)
     return parser
 
 
-def setup_logging(level: str = "info") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse; an unknown option is reported with the usage of its own sub-command."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        subparsers = next(
+            action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+        )
+        sub = subparsers.choices.get(args.command, parser)
+        sub.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
 
 
 def install_uvloop() -> str:
@@ -82,6 +109,12 @@ async def run_node(config: NodeConfig) -> None:
 
     node = await build_node(config)
     await node.start()
+    if not node.pool.links:
+        log.warning(
+            "no upstream registered: sockets are accepted but their data waits "
+            "(hold_timeout %gs); add one with --upstream or `paradoxplex admin upstream-add`",
+            config.hold_timeout,
+        )
     print(
         f"paradoxplex node {node.node_id} listening on {node.listen_address}, "
         f"admin on {node.admin_url}",
@@ -107,9 +140,8 @@ def _force_exit() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    quiet_grpc()
+    args = parse(build_parser(), argv)
     if args.command == "admin":
         from paradoxplex.admin.cli import run_admin
 
@@ -118,31 +150,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         from paradoxplex.node.cluster import run_cluster
 
         return run_cluster(args)
-    if args.command == "upstream-echo":
-        setup_logging()
-        try:
-            address = parse_address("--listen", args.listen)
-        except ConfigError as error:
-            print(f"paradoxplex: {error}", file=sys.stderr)
-            return 2
-        install_uvloop()
-        from paradoxplex.node.echo import main_echo
+    if args.command == "health":
+        from paradoxplex.node.health import run_health
 
-        try:
-            with contextlib.suppress(KeyboardInterrupt):
-                main_echo(
-                    str(address), broadcast_every=args.broadcast_every, batch=not args.original
-                )
-        except OSError as error:
-            print(f"paradoxplex upstream-echo: {error}", file=sys.stderr)
-            return 1
-        return 0
+        return run_health(args)
+    if args.command == "upstream-echo":
+        return run_echo(args)
     try:
         config = node_config(args, dict(os.environ))
     except ConfigError as error:
         print(f"paradoxplex: {error}", file=sys.stderr)
         return 2
-    setup_logging(config.log_level)
+    if args.check:
+        from paradoxplex.node.health import run_check
+
+        return run_check(config)
+    setup_logging(config.log_level, config.log_format, node_id=config.node_id)
     if config.workers > 1:
         from paradoxplex.node.workers import run_workers, worker_config, worker_index
 
@@ -158,6 +181,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as error:
         print(f"paradoxplex: cannot start: {error.strerror or error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_echo(args: argparse.Namespace) -> int:
+    setup_logging()
+    try:
+        address = parse_address("--listen", args.listen)
+    except ConfigError as error:
+        print(f"paradoxplex: {error}", file=sys.stderr)
+        return 2
+    install_uvloop()
+    from paradoxplex.node.echo import main_echo
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            main_echo(str(address), broadcast_every=args.broadcast_every, batch=not args.original)
+    except OSError as error:
+        print(f"paradoxplex upstream-echo: {error}", file=sys.stderr)
         return 1
     return 0
 

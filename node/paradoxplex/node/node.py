@@ -24,6 +24,8 @@ from paradoxplex.node.courier import Courier
 from paradoxplex.node.fleet_sync import SessionSync
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.pool import UpstreamPool
+from paradoxplex.node.probes import naming as _naming
+from paradoxplex.node.probes import reachable_host
 from paradoxplex.node.session import Session, SessionLimits
 from paradoxplex.node.tasks import checkpoint
 from paradoxplex.node.upstream import UpstreamLink
@@ -110,13 +112,14 @@ class Node:
     async def start(self) -> None:
         config = self.config
         await self.fleet.start()
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: Session(self, self.limits),
-            config.listen.host,
-            config.listen.port,
-            reuse_port=config.workers > 1 or None,
-            backlog=1024,
-        )
+        with _naming("--listen", config.listen):
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: Session(self, self.limits),
+                config.listen.host,
+                config.listen.port,
+                reuse_port=config.workers > 1 or None,
+                backlog=1024,
+            )
         bound = self._server.sockets[0].getsockname()
         self.listen_address = f"{config.listen.host}:{bound[1]}"
         await self._start_admin()
@@ -130,28 +133,27 @@ class Node:
         await self.bus.start(self.node_id, self.receive_envelope)
         self._spawn(self.sync.run(), "session sync")
         self._spawn(self._heartbeat(), "heartbeat")
-        log.info(
-            "node %s listening on %s, admin on %s",
-            self.node_id,
-            self.listen_address,
-            self.admin_url,
-        )
 
     async def _start_admin(self) -> None:
         from paradoxplex.admin.app import build_app
         from paradoxplex.node.control import NodeControl
 
-        app = build_app(NodeControl(self), token=self.config.admin_token)
+        app = build_app(
+            NodeControl(self),
+            token=self.config.admin_token,
+            metrics_public=self.config.metrics_public,
+        )
         self._admin = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._admin.setup()
         site = web.TCPSite(self._admin, self.config.admin.host, self.config.admin.port)
-        await site.start()
+        with _naming("--admin", self.config.admin):
+            await site.start()
         server = site._server
         port = self.config.admin.port
         sockets = getattr(server, "sockets", None)  # uvloop's Server is no asyncio.Server
         if sockets:
             port = sockets[0].getsockname()[1]
-        self.admin_url = f"http://{self.config.admin.host}:{port}"
+        self.admin_url = f"http://{reachable_host(self.config.admin.host)}:{port}"
 
     def record(self) -> NodeRecord:
         return NodeRecord(
@@ -290,7 +292,14 @@ class Node:
         self.sync.removed(info)
         if self.config.lifecycle_events:
             self._lifecycle(info, pb.SocketEvent.DISCONNECTED, reason)
-        log.debug("socket %s closed: %s", info.uuid, reason)
+        log.debug(
+            "socket %s closed: %s; %d bytes in, %d out, %.1fs",
+            info.uuid,
+            reason,
+            info.bytes_in,
+            info.bytes_out,
+            time.time() - info.connected_at,
+        )
 
     def submit(self, session: Session) -> None:
         self.pool.submit(session)

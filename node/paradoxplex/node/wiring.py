@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from paradoxplex.node.node import Node
 from paradoxplex.shared.config import NodeConfig
-from paradoxplex.shared.errors import ConfigError, FleetUnavailable
+from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.fleet import MemoryBus, MemoryFleet, MemoryHub
 
 
@@ -13,15 +13,13 @@ async def build_node(config: NodeConfig) -> Node:
     if not config.redis:
         hub = MemoryHub()
         return Node(config, fleet=MemoryFleet(hub), bus=MemoryBus(hub))
+    from paradoxplex.node.probes import redact, redis_problem
     from paradoxplex.node.redis_fleet import RedisBus, RedisFleet
 
+    problem = await redis_problem(config.redis)
+    if problem is not None:
+        raise ConfigError("--redis", f"cannot reach {redact(config.redis)}: {problem}")
     fleet = RedisFleet.from_url(config.redis, prefix=config.key_prefix)
-    try:
-        if not await fleet.ping():
-            raise FleetUnavailable("no answer to PING")
-    except FleetUnavailable as error:
-        await fleet.close()
-        raise ConfigError("redis", f"cannot reach {config.redis}: {error.reason}") from None
     node = Node(config, fleet=fleet)
     node.bus = RedisBus.from_url(
         config.redis,
