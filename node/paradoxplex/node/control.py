@@ -217,13 +217,26 @@ class NodeControl:
                 fleet = await node.fleet.ping()
             except Exception:
                 fleet = False
-        detail = {
+        upstreams = len(node.pool.balancer_members())
+        detail: dict[str, Any] = {
             "listening": listening,
             "fleet": "ok" if fleet else "degraded",
-            "upstreams_ready": len(node.pool.balancer_members()),
+            "upstreams_ready": upstreams,
             "draining": node.draining,
         }
-        return listening and fleet and not node.draining, detail
+        reasons = [
+            reason
+            for reason, failing in (
+                ("not listening", not listening),
+                ("fleet (Redis) unreachable", not fleet),
+                ("draining", node.draining),
+                ("no upstream in rotation", not upstreams),
+            )
+            if failing
+        ]
+        if reasons:
+            detail["reason"] = "; ".join(reasons)
+        return not reasons, detail
 
     def metrics(self) -> tuple[bytes, str]:
         return self.node.metrics.exposition()
