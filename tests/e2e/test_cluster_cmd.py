@@ -75,8 +75,8 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
         await client.close()
 
         # A node killed without warning: the others keep serving, it is named and restarted.
-        [node2] = [pid for pid in children if "node2" in cmdline(pid)]
-        os.kill(node2, signal.SIGKILL)
+        [node2_pid] = [pid for pid in children if "node2" in cmdline(pid)]
+        os.kill(node2_pid, signal.SIGKILL)
         await eventually(
             lambda: b"node2 (node) killed by SIGKILL; restarting it in 1s" in cluster.stderr(),
             timeout=10,
@@ -104,7 +104,8 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
         await eventually(lambda: all(map(pid_gone, children)), timeout=5, message="no process left")
         # nodes stop first, so no node complains of its upstreams or Redis going away
         stopping = cluster.stderr()[before:].decode(errors="replace")
-        assert "WARNING" not in stopping and "ERROR" not in stopping, stopping
+        assert "WARNING" not in stopping, stopping
+        assert "ERROR" not in stopping, stopping
     finally:
         if client is not None:
             await client.close()
