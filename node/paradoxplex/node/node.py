@@ -400,7 +400,9 @@ class Node:
         elif isinstance(action, Forward):
             await self._forward(action)
         elif isinstance(action, PublishBroadcast):
-            data = envelopes.broadcast(self.node_id, action.target, action.label, action.payload)
+            data = envelopes.broadcast(
+                self.node_id, action.target, action.label, action.payload, sent_at=time.time()
+            )
             await self._publish(self.bus.broadcast(data))
         else:
             self.metrics.drops.labels("unknown_socket").inc()
@@ -448,6 +450,8 @@ class Node:
             return
         self.metrics.bus_messages.labels("in").inc()
         body = envelope.WhichOneof("body")
+        if envelope.sent_at and body in ("deliver_batch", "broadcast"):
+            self.metrics.bus_delivery.observe(max(0.0, time.time() - envelope.sent_at))
         if body == "deliver_batch":
             for item in envelope.deliver_batch.items:
                 self._deliver(item)

@@ -6,22 +6,27 @@ from paradoxplex.shared.sessions import BroadcastTarget
 from paradoxplex.wire import bus_pb2
 
 
-def deliver_batch(sender: str, items: list[tuple[str, bytes]]) -> bytes:
-    """Many replies for one node in one envelope, in order."""
+def deliver_batch(sender: str, items: list[tuple[str, bytes]], *, sent_at: float = 0.0) -> bytes:
+    """Many replies for one node in one envelope, in order; ``sent_at`` is the sender's clock."""
     batch = bus_pb2.DeliverBatch()
     add = batch.items.add
     for session, payload in items:
         add(client_uuid=session, payload=payload)
-    return bus_pb2.Envelope(sender=sender, deliver_batch=batch).SerializeToString()
+    return bus_pb2.Envelope(sender=sender, deliver_batch=batch, sent_at=sent_at).SerializeToString()
 
 
 def broadcast(
-    sender: str, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
+    sender: str,
+    target: BroadcastTarget,
+    label: tuple[str, str] | None,
+    payload: bytes,
+    *,
+    sent_at: float = 0.0,
 ) -> bytes:
     body = bus_pb2.Broadcast(
         target=target.value, label=f"{label[0]}={label[1]}" if label else "", payload=payload
     )
-    return bus_pb2.Envelope(sender=sender, broadcast=body).SerializeToString()
+    return bus_pb2.Envelope(sender=sender, broadcast=body, sent_at=sent_at).SerializeToString()
 
 
 def command(
