@@ -107,6 +107,10 @@ def node_config(args: argparse.Namespace, env: dict[str, str]) -> NodeConfig:
 async def run_node(config: NodeConfig) -> None:
     from paradoxplex.node.wiring import build_node
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     node = await build_node(config)
     await node.start()
     if not node.pool.links:
@@ -120,10 +124,6 @@ async def run_node(config: NodeConfig) -> None:
         f"admin on {node.admin_url}",
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     stopping = asyncio.ensure_future(stop.wait())
     finished = asyncio.ensure_future(node._stopped.wait())
     await asyncio.wait({stopping, finished}, return_when=asyncio.FIRST_COMPLETED)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
 import urllib.parse
 from collections.abc import Iterator
@@ -118,7 +119,8 @@ def naming(flag: str, address: Address) -> Iterator[None]:
     try:
         yield
     except OSError as error:
-        reason = (error.strerror or str(error)).lower()
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        reason = reason.lower()
         raise ConfigError(flag, f"cannot listen on {address}: {reason}") from None
 
 
