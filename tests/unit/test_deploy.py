@@ -36,6 +36,7 @@ from paradoxplex.admin import openapi
 from paradoxplex.admin.app import OPEN_PATHS
 from paradoxplex.admin.cli import TOKEN_ENV, URL_ENV
 from paradoxplex.node import cli
+from paradoxplex.node.health import target_of
 from paradoxplex.shared.config import NodeConfig, env_name, load_config, parse_address
 from paradoxplex.shared.errors import ConfigError
 
@@ -56,7 +57,8 @@ POD_NAME = "paradoxplex-node-5d8f7b9c4-x2x7q"  # what fieldRef metadata.name sta
 REDIS_PORT = 6379
 PORT_NEAR_LOOPBACK = re.compile(r"(?:127\.0\.0\.1|localhost)['\"]?\s*[:,]\s*(\d+)")
 URL = re.compile(r"https?://([^/'\"\s]+)(/[^'\"\s?]*)")
-COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}|\$(\w+)")
+COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::?[-?]([^}]*))?\}|\$(\w+)")
+REQUIRED_VARIABLE = re.compile(r"\$\{(\w+):?\?[^}]*\}")
 K8S_VARIABLE = re.compile(r"\$\((\w+)\)")
 URL_AUTHORITY = re.compile(r"^\w+://(?:[^@/]*@)?([^/]*)")
 KUSTOMIZATION_KEYS = {
@@ -258,11 +260,14 @@ def compose_services() -> dict[str, Obj]:
 
 
 def compose_value(where: str, value: Any, problems: list[str]) -> str:
-    """A compose value with ``${VAR:-default}`` replaced by its default, ``$$`` by ``$``."""
+    """A compose value with ``${VAR:-default}`` replaced by its default, ``$$`` by ``$``, and
+    a required ``${VAR:?message}`` by a stand-in value (compose refuses to start without it)."""
 
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
+        if REQUIRED_VARIABLE.fullmatch(match.group(0)):
+            return f"required-{match.group(1).lower()}"
         if match.group(2) is None:
             problems.append(f"{where}: {match.group(0)} has no default")
             return ""
@@ -686,26 +691,47 @@ def test_the_dockerignore_keeps_the_context_small() -> None:
 def test_the_image_exposes_and_probes_the_configured_ports() -> None:
     image = dockerfile()
     config = Run("Dockerfile: ENV", ["node"], image.env | {TOKEN_ENV: "token"}).config()
-    problems = uncompilable("Dockerfile: HEALTHCHECK", image.healthcheck)
+    problems = []
     if image.expose != {config.listen.port, config.admin.port}:
         problems.append(
             f"Dockerfile: EXPOSE {sorted(image.expose)}, ENV sets {config.listen}"
             f" and {config.admin}"
         )
-    script = " ".join(image.healthcheck)
-    url = URL.search(script)
-    if url is None:
-        pytest.fail(f"Dockerfile: HEALTHCHECK {script!r} requests no URL")
-    port_text = url.group(1).rpartition(":")[2]
-    fallback = re.search(rf"environ\.get\(\s*'{env_name('admin')}'\s*,\s*'([^']+)'", script)
-    port: int | None = int(port_text) if port_text.isdigit() else None
-    if port is None and fallback is not None:
-        port = parse_address("admin", fallback.group(1)).port
-    if port != config.admin.port:
-        problems.append(f"Dockerfile: HEALTHCHECK probes port {port}, admin is {config.admin}")
-    if url.group(2) != "/livez":
-        problems.append(f"Dockerfile: HEALTHCHECK probes {url.group(2)}, want /livez")
+    if image.healthcheck[:2] != ["paradoxplex", "health"]:
+        pytest.fail(f"Dockerfile: HEALTHCHECK {image.healthcheck}; want `paradoxplex health`")
+    cli.build_parser().parse_args(image.healthcheck[1:])
+    target = target_of([*image.entrypoint, *image.cmd], image.env)
+    if (target.kind, target.address.port) != ("admin", config.admin.port):
+        problems.append(
+            f"Dockerfile: the node's HEALTHCHECK probes {target}, admin is {config.admin}"
+        )
     assert_none(problems)
+
+
+def test_every_container_of_the_image_has_a_health_check_for_its_role() -> None:
+    """The image's HEALTHCHECK probes what PID 1 runs: an upstream-echo container is healthy
+    when its gRPC port answers, not unhealthy for lack of an admin API (as it was)."""
+    problems = []
+    for name, run in compose_runs().items():
+        service = compose_services()[name]
+        if "healthcheck" in service:
+            continue  # its own
+        target = target_of(["paradoxplex", *run.argv], run.env)
+        if target.address.port not in run.ports():
+            problems.append(
+                f"{run.where}: the image's health check probes {target}, "
+                f"it listens on {sorted(run.ports())}"
+            )
+    assert_none(problems)
+
+
+def test_the_dockerfile_needs_no_frontend_image_and_says_how_to_reach_the_host() -> None:
+    text = DOCKERFILE.read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE), (
+        "Dockerfile: a `# syntax=` line makes BuildKit fetch a frontend image"
+    )
+    if "host.docker.internal" in text:
+        assert "--add-host=host.docker.internal:host-gateway" in text
 
 
 def test_every_paradoxplex_command_parses() -> None:
@@ -826,21 +852,56 @@ def test_compose_nodes_share_one_dns_alias_and_have_distinct_ids() -> None:
     assert len(set(ids)) == len(ids), f"{rel(COMPOSE)}: node ids repeat: {ids}"
 
 
-def test_compose_builds_every_paradoxplex_service_from_this_repository() -> None:
+def test_compose_builds_the_image_once_and_every_paradoxplex_service_uses_it() -> None:
     problems = []
-    images = set()
+    builders = [
+        name for name, service in compose_services().items() if compose_builds_here(service)
+    ]
+    if len(builders) != 1:
+        problems.append(f"{rel(COMPOSE)}: services {builders} build ./Dockerfile; want one")
+    image = compose_services()[builders[0]].get("image", "") if builders else ""
+    if image_repository(image) != IMAGE_NAME:
+        problems.append(f"{rel(COMPOSE)}: the built image is {image!r}; want {IMAGE_NAME}:TAG")
     for name, service in compose_services().items():
-        if compose_builds_here(service):
-            images.add(service.get("image", ""))
-        elif (
+        ours = (
             compose_is_ours(service)
             or "PARADOXPLEX_" in json.dumps(service)
             or runs_paradoxplex(command_list(service.get("command")) or [])
-        ):
-            problems.append(f"{rel(COMPOSE)}: service {name} is not built from ./Dockerfile")
-    if len(images) != 1 or image_repository(min(images)) != IMAGE_NAME:
-        problems.append(f"{rel(COMPOSE)}: built images {images}; want one {IMAGE_NAME}:TAG")
+        )
+        if ours and service.get("image") != image:
+            problems.append(f"{rel(COMPOSE)}: service {name} does not run the image {image!r}")
+        elif ours and name not in builders and service.get("pull_policy") != "never":
+            problems.append(
+                f"{rel(COMPOSE)}: service {name} would be pulled from a registry: "
+                "pull_policy: never (the image is built here)"
+            )
     assert_none(problems)
+
+
+def test_compose_requires_the_admin_token_and_publishes_admin_apis_on_loopback() -> None:
+    text = COMPOSE.read_text()
+    problems = []
+    for found in re.finditer(rf"\$\{{{TOKEN_ENV}([^}}]*)\}}", text):
+        if not found.group(1).startswith(":?"):
+            problems.append(f"{rel(COMPOSE)}: {found.group(0)} is not required (:?message)")
+    for name, run in compose_runs().items():
+        if run.command != "node":
+            continue
+        admin = config_of(run).admin.port
+        for entry in compose_services()[name].get("ports") or []:
+            parts = str(entry).split(":")
+            if parts[-1] == str(admin) and (len(parts) < 3 or parts[0] != "127.0.0.1"):
+                problems.append(
+                    f"{rel(COMPOSE)}: service {name} publishes its admin API "
+                    f"as {entry!r}; want 127.0.0.1:PORT:{admin}"
+                )
+    assert_none(problems)
+
+
+def test_compose_v2_is_named_where_the_file_needs_it() -> None:
+    if "name" in yaml.safe_load(COMPOSE.read_text()):
+        for path in (COMPOSE, ROOT / "README.md"):
+            assert "Compose v2" in path.read_text(), f"{rel(path)}: say that Compose v2 is needed"
 
 
 def test_compose_depends_on_waits_only_for_what_can_report() -> None:
