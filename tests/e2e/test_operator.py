@@ -126,6 +126,7 @@ async def test_an_unreachable_upstream_is_logged_with_its_cause_and_shown_by_adm
         assert running.terminate() == 0
         assert running.log().count(line) == 1  # once, not at every retry
         assert "removed" not in running.log()  # its own shutdown removes nothing fleet-wide
+        assert "draining" not in running.log().replace("node n1 draining", "")
 
 
 def test_a_node_without_upstream_says_so() -> None:

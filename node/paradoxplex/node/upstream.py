@@ -178,8 +178,9 @@ class UpstreamLink:
             log.info("upstream %s draining", self.id)
 
     async def close(self, *, grace: float = 5.0) -> None:
-        """Stop: let the queue empty for up to ``grace`` seconds, then end the streams."""
-        self.drain()
+        """Stop: let the queue empty for up to ``grace`` seconds, then end the streams (not
+        logged as a drain: the upstream stays registered for the fleet)."""
+        self._apply(Probe.DRAIN)
         deadline = time.monotonic() + grace
         while self.queue and time.monotonic() < deadline and self.batching is not None:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
