@@ -165,14 +165,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from paradoxplex.node.health import run_check
 
         return run_check(config)
-    setup_logging(config.log_level, config.log_format, node_id=config.node_id)
     if config.workers > 1:
         from paradoxplex.node.workers import run_workers, worker_config, worker_index
 
         index = worker_index(dict(os.environ))
         if index is None:
+            setup_logging(config.log_level, config.log_format, node_id=config.node_id)
             return run_workers(config, list(argv if argv is not None else sys.argv[1:]))
         config = worker_config(config, index)
+    setup_logging(config.log_level, config.log_format, node_id=config.node_id)
     install_uvloop()
     try:
         asyncio.run(run_node(config))
