@@ -1,9 +1,14 @@
-# syntax=docker/dockerfile:1
-# paradoxplex container image: `docker build -t paradoxplex .`
+# paradoxplex container image: `docker build -t paradoxplex .` (plain Dockerfile syntax: no
+# BuildKit frontend image to fetch, so it builds where no registry is reachable).
 #
-#   docker run --rm -p 7999:7999 -p 8000:8000 -e PARADOXPLEX_ADMIN_TOKEN=secret \
-#       -e PARADOXPLEX_UPSTREAM=host.docker.internal:45888 paradoxplex
 #   docker run --rm -p 45888:45888 paradoxplex upstream-echo --listen 0.0.0.0:45888
+#   docker run --rm -p 7999:7999 -p 127.0.0.1:8000:8000 -e PARADOXPLEX_ADMIN_TOKEN=secret \
+#       --add-host=host.docker.internal:host-gateway \
+#       -e PARADOXPLEX_UPSTREAM=host.docker.internal:45888 paradoxplex
+#
+# On Linux the name host.docker.internal (the host, where the first command published the
+# echo upstream) exists only with --add-host=host.docker.internal:host-gateway, as above;
+# Docker Desktop defines it by itself.
 #
 # Settings come from PARADOXPLEX_<NAME> environment variables (see the README's settings
 # table). The image listens on 0.0.0.0 for both the listener and the admin API, so the
@@ -43,9 +48,10 @@ ENV PATH=/opt/paradoxplex/bin:$PATH \
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 7999 8000
-# Probes the admin port named by PARADOXPLEX_ADMIN; /livez needs no token. urllib raises on
-# any non-2xx answer or a refused connection, which makes the check fail.
+# `paradoxplex health` probes the role the container runs (its PID 1): a node's /livez on the
+# port of PARADOXPLEX_ADMIN (no token needed), or an upstream-echo's gRPC ready at its --listen
+# port; it exits 1 with the reason when the probe fails.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; port = os.environ.get('PARADOXPLEX_ADMIN', '0.0.0.0:8000').rpartition(':')[2]; urllib.request.urlopen(f'http://127.0.0.1:{port}/livez', timeout=2)"]
+    CMD ["paradoxplex", "health", "--timeout", "2"]
 ENTRYPOINT ["paradoxplex"]
 CMD ["node"]

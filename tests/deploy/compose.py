@@ -27,7 +27,8 @@ from tests.deploy.image import (
 COMPOSE = ROOT / "docker-compose.yml"
 COMPOSE_DEFAULT_STOP_GRACE = 10.0
 COMPOSE_CONDITIONS = ("service_started", "service_healthy", "service_completed_successfully")
-COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::?-([^}]*))?\}|\$(\w+)")
+COMPOSE_VARIABLE = re.compile(r"\$\$|\$\{(\w+)(?::?[-?]([^}]*))?\}|\$(\w+)")
+REQUIRED_VARIABLE = re.compile(r"\$\{(\w+):?\?[^}]*\}")
 PORT_NEAR_LOOPBACK = re.compile(r"(?:127\.0\.0\.1|localhost)['\"]?\s*[:,]\s*(\d+)")
 
 
@@ -40,11 +41,14 @@ def compose_services() -> dict[str, Obj]:
 
 
 def compose_value(where: str, value: Any, problems: list[str]) -> str:
-    """A compose value with ``${VAR:-default}`` replaced by its default, ``$$`` by ``$``."""
+    """A compose value with ``${VAR:-default}`` replaced by its default, ``$$`` by ``$``, and
+    a required ``${VAR:?message}`` by a stand-in value (compose refuses to start without it)."""
 
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$$":
             return "$"
+        if REQUIRED_VARIABLE.fullmatch(match.group(0)):
+            return f"required-{match.group(1).lower()}"
         if match.group(2) is None:
             problems.append(f"{where}: {match.group(0)} has no default")
             return ""

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 
+import yaml
+
+from paradoxplex.admin.cli import TOKEN_ENV
 from tests.deploy.compose import (
     COMPOSE,
     COMPOSE_CONDITIONS,
@@ -20,6 +24,7 @@ from tests.deploy.compose import (
 )
 from tests.deploy.image import (
     IMAGE_NAME,
+    ROOT,
     SHUTDOWN_AFTER_GRACE,
     assert_none,
     config_of,
@@ -100,21 +105,56 @@ def test_compose_nodes_share_one_dns_alias_and_have_distinct_ids() -> None:
     assert len(set(ids)) == len(ids), f"{rel(COMPOSE)}: node ids repeat: {ids}"
 
 
-def test_compose_builds_every_paradoxplex_service_from_this_repository() -> None:
+def test_compose_builds_the_image_once_and_every_paradoxplex_service_uses_it() -> None:
     problems = []
-    images = set()
+    builders = [
+        name for name, service in compose_services().items() if compose_builds_here(service)
+    ]
+    if len(builders) != 1:
+        problems.append(f"{rel(COMPOSE)}: services {builders} build ./Dockerfile; want one")
+    image = compose_services()[builders[0]].get("image", "") if builders else ""
+    if image_repository(image) != IMAGE_NAME:
+        problems.append(f"{rel(COMPOSE)}: the built image is {image!r}; want {IMAGE_NAME}:TAG")
     for name, service in compose_services().items():
-        if compose_builds_here(service):
-            images.add(service.get("image", ""))
-        elif (
+        ours = (
             compose_is_ours(service)
             or "PARADOXPLEX_" in json.dumps(service)
             or runs_paradoxplex(command_list(service.get("command")) or [])
-        ):
-            problems.append(f"{rel(COMPOSE)}: service {name} is not built from ./Dockerfile")
-    if len(images) != 1 or image_repository(min(images)) != IMAGE_NAME:
-        problems.append(f"{rel(COMPOSE)}: built images {images}; want one {IMAGE_NAME}:TAG")
+        )
+        if ours and service.get("image") != image:
+            problems.append(f"{rel(COMPOSE)}: service {name} does not run the image {image!r}")
+        elif ours and name not in builders and service.get("pull_policy") != "never":
+            problems.append(
+                f"{rel(COMPOSE)}: service {name} would be pulled from a registry: "
+                "pull_policy: never (the image is built here)"
+            )
     assert_none(problems)
+
+
+def test_compose_requires_the_admin_token_and_publishes_admin_apis_on_loopback() -> None:
+    text = COMPOSE.read_text()
+    problems = []
+    for found in re.finditer(rf"\$\{{{TOKEN_ENV}([^}}]*)\}}", text):
+        if not found.group(1).startswith(":?"):
+            problems.append(f"{rel(COMPOSE)}: {found.group(0)} is not required (:?message)")
+    for name, run in compose_runs().items():
+        if run.command != "node":
+            continue
+        admin = config_of(run).admin.port
+        for entry in compose_services()[name].get("ports") or []:
+            parts = str(entry).split(":")
+            if parts[-1] == str(admin) and (len(parts) < 3 or parts[0] != "127.0.0.1"):
+                problems.append(
+                    f"{rel(COMPOSE)}: service {name} publishes its admin API "
+                    f"as {entry!r}; want 127.0.0.1:PORT:{admin}"
+                )
+    assert_none(problems)
+
+
+def test_compose_v2_is_named_where_the_file_needs_it() -> None:
+    if "name" in yaml.safe_load(COMPOSE.read_text()):
+        for path in (COMPOSE, ROOT / "README.md"):
+            assert "Compose v2" in path.read_text(), f"{rel(path)}: say that Compose v2 is needed"
 
 
 def test_compose_depends_on_waits_only_for_what_can_report() -> None:

@@ -9,20 +9,18 @@ import pytest
 
 from paradoxplex.admin.cli import TOKEN_ENV
 from paradoxplex.node import cli
-from paradoxplex.shared.config import env_name, parse_address
+from paradoxplex.node.health import target_of
 from paradoxplex.shared.errors import ConfigError
-from tests.deploy.compose import COMPOSE, compose_runs
+from tests.deploy.compose import COMPOSE, compose_runs, compose_services
 from tests.deploy.image import (
     DOCKERFILE,
     ROOT,
-    URL,
     Run,
     assemble_argv,
     assert_none,
     dockerfile,
     known_env_names,
     rel,
-    uncompilable,
 )
 from tests.deploy.kustomize import deploy_files, k8s_runs, renderings
 
@@ -60,26 +58,47 @@ def test_the_dockerignore_keeps_the_context_small() -> None:
 def test_the_image_exposes_and_probes_the_configured_ports() -> None:
     image = dockerfile()
     config = Run("Dockerfile: ENV", ["node"], image.env | {TOKEN_ENV: "token"}).config()
-    problems = uncompilable("Dockerfile: HEALTHCHECK", image.healthcheck)
+    problems = []
     if image.expose != {config.listen.port, config.admin.port}:
         problems.append(
             f"Dockerfile: EXPOSE {sorted(image.expose)}, ENV sets {config.listen}"
             f" and {config.admin}"
         )
-    script = " ".join(image.healthcheck)
-    url = URL.search(script)
-    if url is None:
-        pytest.fail(f"Dockerfile: HEALTHCHECK {script!r} requests no URL")
-    port_text = url.group(1).rpartition(":")[2]
-    fallback = re.search(rf"environ\.get\(\s*'{env_name('admin')}'\s*,\s*'([^']+)'", script)
-    port: int | None = int(port_text) if port_text.isdigit() else None
-    if port is None and fallback is not None:
-        port = parse_address("admin", fallback.group(1)).port
-    if port != config.admin.port:
-        problems.append(f"Dockerfile: HEALTHCHECK probes port {port}, admin is {config.admin}")
-    if url.group(2) != "/livez":
-        problems.append(f"Dockerfile: HEALTHCHECK probes {url.group(2)}, want /livez")
+    if image.healthcheck[:2] != ["paradoxplex", "health"]:
+        pytest.fail(f"Dockerfile: HEALTHCHECK {image.healthcheck}; want `paradoxplex health`")
+    cli.build_parser().parse_args(image.healthcheck[1:])
+    target = target_of([*image.entrypoint, *image.cmd], image.env)
+    if (target.kind, target.address.port) != ("admin", config.admin.port):
+        problems.append(
+            f"Dockerfile: the node's HEALTHCHECK probes {target}, admin is {config.admin}"
+        )
     assert_none(problems)
+
+
+def test_every_container_of_the_image_has_a_health_check_for_its_role() -> None:
+    """The image's HEALTHCHECK probes what PID 1 runs: an upstream-echo container is healthy
+    when its gRPC port answers, not unhealthy for lack of an admin API (as it was)."""
+    problems = []
+    for name, run in compose_runs().items():
+        service = compose_services()[name]
+        if "healthcheck" in service:
+            continue  # its own
+        target = target_of(["paradoxplex", *run.argv], run.env)
+        if target.address.port not in run.ports():
+            problems.append(
+                f"{run.where}: the image's health check probes {target}, "
+                f"it listens on {sorted(run.ports())}"
+            )
+    assert_none(problems)
+
+
+def test_the_dockerfile_needs_no_frontend_image_and_says_how_to_reach_the_host() -> None:
+    text = DOCKERFILE.read_text()
+    assert not re.search(r"^#\s*syntax\s*=", text, re.MULTILINE), (
+        "Dockerfile: a `# syntax=` line makes BuildKit fetch a frontend image"
+    )
+    if "host.docker.internal" in text:
+        assert "--add-host=host.docker.internal:host-gateway" in text
 
 
 def test_every_paradoxplex_command_parses() -> None:

@@ -27,6 +27,14 @@ pytestmark = pytest.mark.e2e
 UP_LINE = re.compile(rb"cluster up")
 
 
+def cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            return file.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
     listen = free_range(3)
     admin = free_range(3, avoid=range(listen, listen + 3))
@@ -52,6 +60,7 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
         for i in range(3):
             assert f"tcp 127.0.0.1:{listen + 2 - i}" in printed  # listeners count down
             assert f"admin http://127.0.0.1:{admin + i}" in printed
+        assert f"PARADOXPLEX_ADMIN_URL=http://127.0.0.1:{admin} paradoxplex admin nodes" in printed
 
         client = await Client.connect(f"127.0.0.1:{listen + 2}")
         await client.round_trip(b"<hello node1>")
@@ -65,9 +74,38 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
             assert (await node2.uuid_of(client)) in await node2.socket_uuids("node=node1")
         await client.close()
 
+        # A node killed without warning: the others keep serving, it is named and restarted.
+        [node2_pid] = [pid for pid in children if "node2" in cmdline(pid)]
+        os.kill(node2_pid, signal.SIGKILL)
+        await eventually(
+            lambda: b"node2 (node) killed by SIGKILL; restarting it in 1s" in cluster.stderr(),
+            timeout=10,
+            message="the cluster says which member died",
+        )
+        client = await Client.connect(f"127.0.0.1:{listen + 2}")
+        await client.round_trip(b"<node1 still serves>")
+        await client.close()
+        await eventually(
+            lambda: b"node2 restarted" in cluster.stderr(), timeout=10, message="node2 restarted"
+        )
+        async with aiohttp.ClientSession() as http:
+            node1 = Admin(f"http://127.0.0.1:{admin}", http)
+
+            async def node2_back() -> bool:
+                return "node2" in await node1.node_ids()
+
+            await eventually(node2_back, timeout=15, message="node2 back in the fleet")
+        children = children_of(cluster.pid)
+        assert cluster.popen.poll() is None
+
+        before = len(cluster.stderr())
         cluster.signal(signal.SIGINT)
         assert await cluster.wait_exit(timeout=30) == 0, cluster.tail()
         await eventually(lambda: all(map(pid_gone, children)), timeout=5, message="no process left")
+        # nodes stop first, so no node complains of its upstreams or Redis going away
+        stopping = cluster.stderr()[before:].decode(errors="replace")
+        assert "WARNING" not in stopping, stopping
+        assert "ERROR" not in stopping, stopping
     finally:
         if client is not None:
             await client.close()

@@ -51,7 +51,7 @@ def test_an_acl_user_kept_off_the_prefix(secured_redis: RedisServer) -> None:
     code, stderr = node(url(secured_redis, "elsewhere", USER_PASSWORD))
     assert code == 2
     assert assert_one_line(stderr).startswith(  # the server's words differ across versions
-        f'paradoxplex: redis: user "elsewhere" may not write keys under prefix "{PREFIX}" '
+        f'paradoxplex: --redis: user "elsewhere" may not write keys under prefix "{PREFIX}" '
         "(SET: NOPERM "
     )
 
@@ -61,7 +61,7 @@ def test_a_failure_after_the_probe_is_one_line_too(secured_redis: RedisServer) -
     code, stderr = node(url(secured_redis, "probeonly", USER_PASSWORD))
     assert code == 2
     assert assert_one_line(stderr).startswith(
-        f'paradoxplex: redis: user "probeonly" may not write keys under prefix "{PREFIX}" '
+        f'paradoxplex: --redis: user "probeonly" may not write keys under prefix "{PREFIX}" '
         "(HSET: NOPERM "
     )
 
@@ -70,7 +70,7 @@ def test_a_read_only_replica(replica_redis: RedisServer) -> None:
     code, stderr = node(url(replica_redis))
     assert code == 2
     assert assert_one_line(stderr) == (
-        "paradoxplex: redis: the server is a read-only replica; give the master's URL"
+        "paradoxplex: --redis: the server is a read-only replica; give the master's URL"
     )
 
 
@@ -79,7 +79,7 @@ def test_a_wrong_password(secured_redis: RedisServer) -> None:
     assert code == 2
     line = assert_one_line(stderr)
     shown = f"redis://:***@127.0.0.1:{secured_redis.port}/0"
-    assert line.startswith(f"paradoxplex: redis: cannot reach {shown}: wrong password or user ")
+    assert line.startswith(f"paradoxplex: --redis: cannot reach {shown}: wrong password or user ")
     assert "WRONGPASS" in line
 
 
@@ -87,7 +87,7 @@ def test_a_missing_password(secured_redis: RedisServer) -> None:
     code, stderr = node(url(secured_redis))
     assert code == 2
     assert assert_one_line(stderr) == (
-        f"paradoxplex: redis: cannot reach redis://127.0.0.1:{secured_redis.port}/0: "
+        f"paradoxplex: --redis: cannot reach redis://127.0.0.1:{secured_redis.port}/0: "
         "the server needs a password (NOAUTH): "
         "give it in the URL, in PARADOXPLEX_REDIS, or with --redis-password-file"
     )
@@ -101,7 +101,7 @@ def test_a_wrong_password_from_a_file_names_the_file_setting(
     code, stderr = node(url(secured_redis), "--redis-password-file", str(secret))
     assert code == 2
     line = assert_one_line(stderr)
-    assert line.startswith("paradoxplex: redis_password_file: cannot reach ")
+    assert line.startswith("paradoxplex: --redis-password-file: cannot reach ")
     assert "WRONGPASS" in line
 
 
@@ -110,7 +110,7 @@ def test_a_missing_password_file(secured_redis: RedisServer, tmp_path: Path) -> 
     code, stderr = node(url(secured_redis), "--redis-password-file", str(missing))
     assert code == 2
     assert assert_one_line(stderr) == (
-        f"paradoxplex: redis_password_file: cannot read {missing}: No such file or directory"
+        f"paradoxplex: --redis-password-file: cannot read {missing}: No such file or directory"
     )
 
 
@@ -121,7 +121,7 @@ def test_an_untrusted_tls_certificate(tmp_path: Path) -> None:
     assert code == 2
     line = assert_one_line(stderr)
     assert line.startswith(
-        f"paradoxplex: redis: cannot reach rediss://:***@127.0.0.1:{tls.port}/0: "
+        f"paradoxplex: --redis: cannot reach rediss://:***@127.0.0.1:{tls.port}/0: "
         "TLS certificate verify failed (self-signed certificate); "
         "trust the server's CA with ?ssl_ca_certs=FILE in the URL"
     ), line
@@ -132,7 +132,7 @@ def test_a_refused_connection() -> None:
     code, stderr = node(f"redis://:{USER_PASSWORD}@127.0.0.1:{port}/0")
     assert code == 2
     assert assert_one_line(stderr) == (
-        f"paradoxplex: redis: cannot reach redis://:***@127.0.0.1:{port}/0: connection refused"
+        f"paradoxplex: --redis: cannot reach redis://:***@127.0.0.1:{port}/0: connection refused"
     )
 
 
@@ -147,7 +147,7 @@ def test_a_server_that_never_answers(silent_port: int) -> None:
     code, stderr = node(f"redis://127.0.0.1:{silent_port}/0")
     assert code == 2
     assert assert_one_line(stderr) == (
-        f"paradoxplex: redis: cannot reach redis://127.0.0.1:{silent_port}/0: "
+        f"paradoxplex: --redis: cannot reach redis://127.0.0.1:{silent_port}/0: "
         "no answer within 2 s (timeout)"
     )
 

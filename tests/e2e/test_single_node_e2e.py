@@ -82,7 +82,7 @@ def test_a_node_process_serves_lists_and_stops_on_sigterm(echo_port: int) -> Non
     [
         (["--framing", "bogus"], "--framing"),
         (["--listen", "nonsense"], "--listen"),
-        (["--admin", "0.0.0.0:0"], "admin_token"),
+        (["--admin", "0.0.0.0:0"], "--admin-token"),
     ],
     ids=["framing", "listen", "admin-without-token"],
 )

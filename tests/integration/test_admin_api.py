@@ -386,7 +386,14 @@ async def test_upstreams_are_listed_with_node_views(call: Call) -> None:
     assert answer.status == 200
     [upstream] = answer.body["items"]
     assert upstream["id"] == "127.0.0.1:45888"
-    assert upstream["nodes"][NODE] == {"state": "ready"}
+    assert upstream["nodes"][NODE] == {
+        "state": "ready",
+        "sent": 3,
+        "received": 2,
+        "errors": 0,
+        "rtt_ms": 0.42,
+    }
+    assert upstream["nodes"]["far"]["reason"] == "unreachable: refused"
     assert answer.body["cursor"] is None
 
 
@@ -437,7 +444,10 @@ async def test_drain_upstream(call: Call) -> None:
 
 async def test_drain_node(call: Call) -> None:
     answer = await call("POST", "/v1/nodes/node-b/drain")
-    assert (answer.status, answer.body) == (200, {"id": "node-b", "draining": True})
+    assert (answer.status, answer.body) == (
+        200,
+        {"id": "node-b", "draining": True, "at": 1714564800.0},
+    )
     silent = await call("POST", f"/v1/nodes/{SILENT}/drain")
     assert silent.status == 504
 

@@ -148,8 +148,13 @@ def test_sockets_all_follows_cursors(
 def test_upstreams_table(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
     assert admin(server.url, "upstreams") == 0
     lines, _ = output(capsys)
-    assert lines[0].split() == ["ID", "MODE", "READY_TIMEOUT", "ALIVE_TIMEOUT", "NODES"]
-    assert lines[1].split() == ["127.0.0.1:45888", "active", "10.0", "30.0", f"{NODE}=ready"]
+    assert lines[0].split() == [
+        "ID", "MODE", "NODES", "SENT", "RECEIVED", "ERRORS", "RTT_MS", "REASON",
+    ]  # fmt: skip
+    assert lines[1].split(None, 7) == [
+        "127.0.0.1:45888", "active", f"{NODE}=ready,far=connecting", "3", "2", "4", "0.4",
+        "far: unreachable: refused",
+    ]  # fmt: skip
 
 
 # --- one socket -----------------------------------------------------------------------------
@@ -207,9 +212,32 @@ def test_pause_resume_labels_close(
 def test_broadcast(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
     assert admin(server.url, "broadcast", "active", "--label", "site=a", "--text", "hi") == 0
     assert server.control.asked("broadcast") == [(BroadcastTarget.ACTIVE, ("site", "a"), b"hi")]
-    assert capsys.readouterr().out == "delivered by this node: 1\n"
+    assert capsys.readouterr().out == (
+        "broadcast to 1 matching sockets fleet-wide (1 on this node)\n"
+    )
     assert admin(server.url, "--json", "broadcast", "all", "--base64", "AA==") == 0
-    assert orjson.loads(capsys.readouterr().out) == {"delivered_local": 2}
+    assert orjson.loads(capsys.readouterr().out) == {"delivered_local": 2, "matched_fleet": 4}
+
+
+def test_paused_and_inactive_are_one_state(
+    server: ThreadServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(server.url, "--json", "sockets", "--state", "paused") == 0
+    paused = orjson.loads(capsys.readouterr().out)["items"]
+    assert admin(server.url, "--json", "sockets", "--state", "inactive") == 0
+    assert orjson.loads(capsys.readouterr().out)["items"] == paused
+    assert admin(server.url, "broadcast", "paused", "--text", "p") == 0
+    assert admin(server.url, "broadcast", "inactive", "--text", "p") == 0
+    assert [target for target, _, _ in server.control.asked("broadcast")] == [
+        BroadcastTarget.INACTIVE,
+        BroadcastTarget.INACTIVE,
+    ]
+
+
+def test_send_newline(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
+    assert admin(server.url, "send", S1, "--text", "hi", "-n") == 0
+    assert admin(server.url, "send", S1, "--newline", "--text", "ho") == 0
+    assert server.control.sent == {S1: [b"hi\n", b"ho\n"]}
 
 
 # --- upstreams and nodes --------------------------------------------------------------------
@@ -231,7 +259,9 @@ def test_upstream_add_remove_drain(
 
 def test_drain_node(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
     assert admin(server.url, "drain", "node-b") == 0
-    assert capsys.readouterr().out.split() == ["id", "node-b", "draining", "yes"]
+    assert capsys.readouterr().out.split() == [
+        "id", "node-b", "draining", "yes", "at", "2024-05-01T12:00:00Z",
+    ]  # fmt: skip
 
 
 def test_health(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
@@ -283,6 +313,25 @@ def test_an_unreachable_node_is_one_clear_line(capsys: pytest.CaptureFixture[str
     out, err = output(capsys)
     assert out == []
     assert err == f"error: unreachable: {url}: connection refused\n"
+
+
+def test_a_host_name_that_does_not_resolve_is_named(capsys: pytest.CaptureFixture[str]) -> None:
+    assert admin("nonsense.invalid", "nodes") == 1
+    _, err = output(capsys)
+    assert err == (
+        "error: unreachable: http://nonsense.invalid: host name 'nonsense.invalid' not found\n"
+    )
+
+
+def test_https_on_a_plain_http_port_says_tls(
+    server: ThreadServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = server.url.replace("http://", "https://")
+    assert admin(url, "nodes") == 1
+    _, err = output(capsys)
+    assert err == (
+        f"error: unreachable: {url}: TLS handshake failed (does the admin API serve plain http://?)\n"
+    )
 
 
 # --- token and URL from options and environment ---------------------------------------------

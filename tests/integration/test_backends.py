@@ -72,4 +72,4 @@ async def test_an_unreachable_redis_is_a_config_error() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
     with pytest.raises(ConfigError) as caught:
         await build_backend(NodeConfig(redis=url))
-    assert str(caught.value) == f"redis: cannot reach {url}: connection refused"
+    assert str(caught.value) == f"--redis: cannot reach {url}: connection refused"

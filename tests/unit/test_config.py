@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 
 from paradoxplex.shared.config import (
+    CHOICES,
     HELP,
     PARSERS,
     Address,
     NodeConfig,
     add_node_arguments,
     check_config,
+    default_text,
     env_name,
     flag_name,
     load_config,
@@ -326,7 +328,7 @@ def test_admin_token_required_off_loopback(admin: str, token: str | None, ok: bo
     if ok:
         assert load(flags).admin == parse_address("admin", admin)
     else:
-        assert refused(flags).key == "admin_token"
+        assert refused(flags).key == "--admin-token"
 
 
 @pytest.mark.parametrize(
@@ -338,7 +340,7 @@ def test_workers_need_redis(workers: str, redis: str | None, ok: bool) -> None:
     if ok:
         assert load(flags).workers == int(workers)
     else:
-        assert refused(flags).key == "workers"
+        assert refused(flags).key == "--workers"
 
 
 @pytest.mark.parametrize(
@@ -350,7 +352,7 @@ def test_node_ttl_outlives_heartbeat(heartbeat: str, node_ttl: str, ok: bool) ->
     if ok:
         assert load(flags).node_ttl == float(node_ttl)
     else:
-        assert refused(flags).key == "node_ttl"
+        assert refused(flags).key == "--node-ttl"
 
 
 def test_check_config_accepts_the_defaults() -> None:
@@ -502,6 +504,8 @@ SAMPLE: dict[str, Any] = {
     "heartbeat": "1",
     "node_ttl": "15",
     "log_level": "debug",
+    "log_format": "json",
+    "metrics_public": True,
 }
 
 
@@ -512,10 +516,37 @@ def test_sample_covers_every_setting() -> None:
 def test_a_password_file_needs_a_redis_url() -> None:
     with pytest.raises(ConfigError) as caught:
         load_config({"redis_password_file": "/run/secrets/pw"}, {})
-    assert caught.value.key == "redis_password_file"
+    assert caught.value.key == "--redis-password-file"
 
 
 def test_a_configs_repr_shows_no_secret() -> None:
     config = NodeConfig(redis="redis://:hunter2@r:1/0", admin_token="t0ken-xyz")
     assert "hunter2" not in repr(config)
     assert "t0ken-xyz" not in repr(config)
+
+
+@pytest.mark.parametrize("name", FIELDS)
+def test_every_flag_help_shows_its_default_and_variable(name: str) -> None:
+    text = " ".join(parser().format_help().partition("options:")[2].split())
+    start = text.index(f" {flag_name(name)}")
+    entry = text[start : text.index("env PARADOXPLEX_", start) + 60]
+    assert f"default: {default_text(name)};" in entry
+    assert f"env {env_name(name)})" in entry
+
+
+@pytest.mark.parametrize("name", sorted(CHOICES))
+def test_a_flag_with_choices_lists_them(name: str) -> None:
+    assert f"{flag_name(name)} {{{','.join(CHOICES[name])}}}" in parser().format_help()
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("framing", "raw"),
+        ("max_frame", "1048576"),
+        ("drain_grace", "10"),
+        ("listen", "0.0.0.0:7999"),
+    ],
+)
+def test_defaults_are_shown_as_the_readme_writes_them(name: str, shown: str) -> None:
+    assert default_text(name) == shown

@@ -51,7 +51,7 @@ async def test_a_kind_builds_a_client_and_its_subscribers(kind: str) -> None:
 def test_an_unknown_kind_is_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError) as caught:
         connect(url)
-    assert caught.value.key == "redis"
+    assert caught.value.key == "--redis"
     assert "redis://, rediss://, unix://" in caught.value.reason
 
 

@@ -58,35 +58,35 @@ def connection_error(inner: BaseException) -> BaseException:
 
 # (id, what redis-py raised, the setting named, the message)
 CASES: list[tuple[str, BaseException, str, str]] = [
-    ("read-only", ReadOnlyError("You can't write…", status_code="READONLY"), "redis",
+    ("read-only", ReadOnlyError("You can't write…", status_code="READONLY"), "--redis",
      "the server is a read-only replica; give the master's URL"),
-    ("noperm-keys", NoPermissionError(KEYS, status_code="NOPERM"), "redis",
+    ("noperm-keys", NoPermissionError(KEYS, status_code="NOPERM"), "--redis",
      f'user "u" may not write keys under prefix "pp" (SET: NOPERM {KEYS})'),
-    ("noperm-channels", NoPermissionError(CHANNELS, status_code="NOPERM"), "redis",
+    ("noperm-channels", NoPermissionError(CHANNELS, status_code="NOPERM"), "--redis",
      f'user "u" may not use channels under prefix "pp" (SET: NOPERM {CHANNELS})'),
-    ("noperm-command", NoPermissionError(COMMAND, status_code="NOPERM"), "redis",
+    ("noperm-command", NoPermissionError(COMMAND, status_code="NOPERM"), "--redis",
      f'user "u" may not run SET (SET: NOPERM {COMMAND})'),
-    ("unknown-command", ResponseError(UNKNOWN), "redis",
+    ("unknown-command", ResponseError(UNKNOWN), "--redis",
      f"the server does not know SET (a Redis too old, or the command renamed): {UNKNOWN}"),
-    ("wrongpass", AuthenticationError(WRONGPASS, status_code="WRONGPASS"), "redis",
+    ("wrongpass", AuthenticationError(WRONGPASS, status_code="WRONGPASS"), "--redis",
      f"{REACH}wrong password or user (WRONGPASS {WRONGPASS})"),
-    ("noauth", AuthenticationError("Authentication required.", status_code="NOAUTH"), "redis",
+    ("noauth", AuthenticationError("Authentication required.", status_code="NOAUTH"), "--redis",
      f"{REACH}the server needs a password (NOAUTH): "
      "give it in the URL, in PARADOXPLEX_REDIS, or with --redis-password-file"),
-    ("untrusted", connection_error(certificate_error()), "redis",
+    ("untrusted", connection_error(certificate_error()), "--redis",
      f"{REACH}TLS certificate verify failed (self-signed certificate); "
      "trust the server's CA with ?ssl_ca_certs=FILE in the URL"),
-    ("tls", connection_error(ssl.SSLError(1, "x")), "redis",
+    ("tls", connection_error(ssl.SSLError(1, "x")), "--redis",
      f"{REACH}TLS handshake failed (x)"),
-    ("refused", connection_error(ConnectionRefusedError(111, "Connection refused")), "redis",
+    ("refused", connection_error(ConnectionRefusedError(111, "Connection refused")), "--redis",
      f"{REACH}connection refused"),
-    ("dns", connection_error(socket.gaierror(-2, "Name or service not known")), "redis",
+    ("dns", connection_error(socket.gaierror(-2, "Name or service not known")), "--redis",
      f"{REACH}cannot resolve its host name (Name or service not known)"),
-    ("timeout", RedisTimeoutError("Timeout connecting to server"), "redis",
+    ("timeout", RedisTimeoutError("Timeout connecting to server"), "--redis",
      f"{REACH}no answer within 2 s (timeout)"),
-    ("not-redis", InvalidResponse(PROTOCOL), "redis",
+    ("not-redis", InvalidResponse(PROTOCOL), "--redis",
      f"{REACH}it does not speak the Redis protocol ({PROTOCOL})"),
-    ("other", RedisConnectionError("Connection reset\nby peer"), "redis",
+    ("other", RedisConnectionError("Connection reset\nby peer"), "--redis",
      f"{REACH}ConnectionError: Connection reset by peer"),
 ]  # fmt: skip
 
@@ -103,8 +103,8 @@ def test_each_refusal_says_why_in_one_line(exc: BaseException, key: str, message
 
 def test_a_wrong_password_from_a_file_names_the_file_setting() -> None:
     wrong = AuthenticationError("invalid password", status_code="WRONGPASS")
-    error = refused(wrong, Target(URL, "pp", password_setting="redis_password_file"))
-    assert error.key == "redis_password_file"
+    error = refused(wrong, Target(URL, "pp", password_setting="--redis-password-file"))
+    assert error.key == "--redis-password-file"
 
 
 def test_a_tls_timeout_asks_whether_the_port_speaks_tls() -> None:

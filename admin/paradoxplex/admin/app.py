@@ -6,9 +6,9 @@ Rules:
 - Bodies are JSON (orjson), at most ``max_body`` bytes (default 2 MiB, else 413).
 - Errors are ``{"error": {"code", "message"}}``, including the router's 404 / 405; anything
   unexpected is a 500 logged with ``exc_info`` on ``paradoxplex.admin``.
-- With a token, every route but ``/livez``, ``/readyz`` and the dashboard's static files
-  (``ui.OPEN_PATHS``) needs ``Authorization: Bearer``; the comparison is constant-time and the
-  token is never logged.
+- With a token, every route but ``/livez``, ``/readyz``, the dashboard's static files
+  (``ui.OPEN_PATHS``) and ``/metrics`` with ``metrics_public`` needs ``Authorization:
+  Bearer``; the comparison is constant-time and the token is never logged.
 - Actions answer 200 ``{"ok": true}``; DELETE answers 204; POST /v1/upstreams answers 201.
 - One DEBUG line per request (method, path, status); mount with ``access_log=None`` to keep
   aiohttp's own access log quiet.
@@ -50,14 +50,20 @@ Route = tuple[str, str, Handler]
 
 
 def build_app(
-    control: Control, *, token: str | None, max_body: int = DEFAULT_MAX_BODY
+    control: Control,
+    *,
+    token: str | None,
+    max_body: int = DEFAULT_MAX_BODY,
+    metrics_public: bool = False,
 ) -> web.Application:
-    """The admin app for ``control``; ``token`` None means no authentication (loopback only)."""
+    """The admin app for ``control``; ``token`` None means no authentication (loopback only);
+    ``metrics_public`` lets ``/metrics`` be scraped without the token, as the probes."""
     if token == "":
         raise ValueError("token must be None or a non-empty string")
     middlewares: list[Middleware] = [_answer_errors]
     if token is not None:
-        middlewares.append(_require_token(token))
+        open_paths = OPEN_PATHS | {"/metrics"} if metrics_public else OPEN_PATHS
+        middlewares.append(_require_token(token, open_paths))
     app = web.Application(middlewares=middlewares, client_max_size=max_body)
     handlers = AdminHandlers(control, max_body=max_body, secured=token is not None)
     for method, path, handler in handlers.routes() + ui.Dashboard().routes():
@@ -189,9 +195,9 @@ class AdminRunner(web.AppRunner):
         return server
 
 
-def _require_token(token: str) -> Middleware:
+def _require_token(token: str, open_paths: frozenset[str] = OPEN_PATHS) -> Middleware:
     expected = token.encode("utf-8")
-    open_paths = OPEN_PATHS | ui.OPEN_PATHS
+    open_paths = open_paths | ui.OPEN_PATHS
 
     @web.middleware
     async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:

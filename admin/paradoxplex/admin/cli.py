@@ -31,6 +31,7 @@ from paradoxplex.admin.tables import (
     Columns,
     render_fields,
     render_records,
+    summarize_upstream,
 )
 from paradoxplex.shared.config import parse_address
 from paradoxplex.shared.errors import ConfigError, InvalidRequest
@@ -40,6 +41,9 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "PARADOXPLEX_ADMIN_URL"
 TOKEN_ENV = "PARADOXPLEX_ADMIN_TOKEN"
 DEFAULT_TIMEOUT = 10.0
+# A socket is active or paused; the original's word for paused, inactive, is accepted too.
+STATE_ALIASES = {"inactive": "paused"}
+BROADCAST_TARGETS = {"paused": "inactive"}  # the API's broadcast target keeps the original's
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -79,7 +83,8 @@ async def _nodes(client: AdminClient, args: argparse.Namespace, out: Output) -> 
 
 
 async def _sockets(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
-    filters = {"node": args.node, "state": args.state, "label": args.label, "limit": args.limit}
+    state = STATE_ALIASES.get(args.state, args.state)
+    filters = {"node": args.node, "state": state, "label": args.label, "limit": args.limit}
     if args.all:
         items = [item async for item in client.iter_sockets(**filters)]
         out.listing(items, None, SOCKET_COLUMNS)
@@ -98,7 +103,7 @@ async def _socket(client: AdminClient, args: argparse.Namespace, out: Output) ->
 def _payload(args: argparse.Namespace) -> str | bytes:
     """The payload named by --text, --base64 (checked here) or --stdin (read to the end)."""
     if args.text is not None:
-        return str(args.text)
+        return str(args.text) + ("\n" if getattr(args, "newline", False) else "")
     if args.base64 is not None:
         return decode_base64(args.base64)
     return sys.stdin.buffer.read()
@@ -141,13 +146,25 @@ async def _close(client: AdminClient, args: argparse.Namespace, out: Output) -> 
 async def _broadcast(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
     if args.label is not None:
         parse_label(args.label)
-    delivered = await client.broadcast(args.target, _payload(args), label=args.label)
-    out.data({"delivered_local": delivered}, f"delivered by this node: {delivered}")
+    target = BROADCAST_TARGETS.get(args.target, args.target)
+    delivered = await client.broadcast(target, _payload(args), label=args.label)
+    state = {"active": "active", "inactive": "paused"}.get(target)
+    matched = 0
+    async for _ in client.iter_sockets(state=state, label=args.label, limit=1000):
+        matched += 1
+    out.data(
+        {"delivered_local": delivered, "matched_fleet": matched},
+        f"broadcast to {matched} matching sockets fleet-wide ({delivered} on this node)",
+    )
     return 0
 
 
 async def _upstreams(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
-    out.listing(await client.list_upstreams(), None, UPSTREAM_COLUMNS)
+    items = await client.list_upstreams()
+    if out.json:
+        out.listing(items, None, UPSTREAM_COLUMNS)
+    else:
+        out.listing([summarize_upstream(item) for item in items], None, UPSTREAM_COLUMNS)
     return 0
 
 
@@ -226,6 +243,9 @@ def _common_options() -> argparse.ArgumentParser:
 
 
 def _add_payload_options(parser: argparse.ArgumentParser, *, stdin: bool) -> None:
+    parser.add_argument(
+        "-n", "--newline", action="store_true", help="end the --text payload with a newline"
+    )
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--text", help="payload text, sent as UTF-8")
     group.add_argument("--base64", help="payload bytes, base64-encoded")
@@ -252,7 +272,9 @@ def _add_list_commands(commands: SubParsers, common: argparse.ArgumentParser) ->
     commands.add_parser("nodes", parents=[common], help="list live nodes")
     sockets = commands.add_parser("sockets", parents=[common], help="list sockets fleet-wide")
     sockets.add_argument("--node", help="only sockets held by this node")
-    sockets.add_argument("--state", choices=("active", "paused"))
+    sockets.add_argument(
+        "--state", choices=("active", "paused", "inactive"), help="inactive is paused"
+    )
     sockets.add_argument("--label", metavar="KEY=VALUE", help="only sockets with this label")
     sockets.add_argument("--limit", type=int, help="page size (server default 100, max 1000)")
     sockets.add_argument("--cursor", help="the cursor a previous page printed")
@@ -263,7 +285,11 @@ def _add_list_commands(commands: SubParsers, common: argparse.ArgumentParser) ->
 
 def _add_fleet_commands(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     broadcast = commands.add_parser("broadcast", parents=[common], help="write to many sockets")
-    broadcast.add_argument("target", choices=("all", "active", "inactive"))
+    broadcast.add_argument(
+        "target",
+        choices=("all", "active", "paused", "inactive"),
+        help="all, active, or paused sockets (inactive is paused)",
+    )
     broadcast.add_argument("--label", metavar="KEY=VALUE", help="only sockets with this label")
     _add_payload_options(broadcast, stdin=False)
     add = commands.add_parser("upstream-add", parents=[common], help="register an upstream")

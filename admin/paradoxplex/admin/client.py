@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -73,8 +74,14 @@ def error_from_answer(status: int, reason: str, body: bytes) -> AdminAPIError:
 
 
 def _reason(error: Exception) -> str:
-    if isinstance(error, aiohttp.ClientConnectorError) and error.os_error.errno:
-        return os.strerror(error.os_error.errno).lower()
+    """A few words for why the API could not be reached."""
+    if isinstance(error, aiohttp.ClientSSLError | aiohttp.ServerFingerprintMismatch):
+        return "TLS handshake failed (does the admin API serve plain http://?)"
+    if isinstance(error, aiohttp.ClientConnectorError):
+        if isinstance(error.os_error, socket.gaierror):
+            return f"host name {error.host!r} not found"
+        if error.os_error.errno:
+            return os.strerror(error.os_error.errno).lower()
     if isinstance(error, TimeoutError):
         return "timed out"
     return str(error) or type(error).__name__
@@ -242,7 +249,8 @@ class AdminClient:
     async def broadcast(
         self, target: str, payload: str | bytes, *, label: str | None = None
     ) -> int:
-        """``POST /v1/broadcast``; returns how many sockets the answering node wrote."""
+        """``POST /v1/broadcast``; returns how many sockets the answering node wrote (the
+        other nodes write theirs on receiving it from the bus)."""
         body = {"target": target, **payload_body(payload)}
         if label is not None:
             body["label"] = label

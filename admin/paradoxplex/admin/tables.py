@@ -2,7 +2,8 @@
 
 Rules:
 - Columns are separated by two spaces; no line ends in spaces; the last column is not padded.
-- A missing value prints as ``-``; a ``*_at`` number is a UTC time (``2024-05-01T12:00:00Z``);
+- A missing value prints as ``-``; an ``at`` / ``*_at`` / ``since`` number is a UTC time
+  (``2024-05-01T12:00:00Z``);
   a map prints as ``k=v,k=v``; a health view (a map) prints its ``state``/``health``/``status``.
 """
 
@@ -35,10 +36,15 @@ SOCKET_COLUMNS: Columns = (
 UPSTREAM_COLUMNS: Columns = (
     ("ID", "id"),
     ("MODE", "mode"),
-    ("READY_TIMEOUT", "ready_timeout"),
-    ("ALIVE_TIMEOUT", "alive_timeout"),
     ("NODES", "nodes"),
+    ("SENT", "sent"),
+    ("RECEIVED", "received"),
+    ("ERRORS", "errors"),
+    ("RTT_MS", "rtt_ms"),
+    ("REASON", "reason"),
 )
+COUNTERS = ("sent", "received", "errors")
+TIME_KEYS = ("at", "since")
 VIEW_KEYS = ("state", "health", "status")
 
 
@@ -64,7 +70,7 @@ def format_cell(key: str, value: Any) -> str:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
-    if key.endswith("_at") and isinstance(value, int | float):
+    if (key.endswith("_at") or key in TIME_KEYS) and isinstance(value, int | float):
         return format_time(value)
     if isinstance(value, Mapping):
         pairs = [f"{k}={format_view(v)}" for k, v in value.items()]
@@ -72,6 +78,24 @@ def format_cell(key: str, value: Any) -> str:
     if isinstance(value, list | tuple):
         return ",".join(format_cell("", item) for item in value) or "-"
     return str(value)
+
+
+def summarize_upstream(record: Mapping[str, Any]) -> dict[str, Any]:
+    """An upstream with its nodes' views folded in: counters summed over the nodes, the
+    slowest round-trip time, and each node's reason for not using it (``node: reason``)."""
+    views = [
+        (node, view)
+        for node, view in (record.get("nodes") or {}).items()
+        if isinstance(view, Mapping)
+    ]
+    summary = dict(record)
+    for key in COUNTERS:
+        summary[key] = sum(int(view.get(key) or 0) for _, view in views)
+    rtts = [float(view["rtt_ms"]) for _, view in views if view.get("rtt_ms") is not None]
+    summary["rtt_ms"] = f"{max(rtts):.1f}" if rtts else None
+    reasons = [f"{node}: {view['reason']}" for node, view in views if view.get("reason")]
+    summary["reason"] = "; ".join(reasons) or None
+    return summary
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

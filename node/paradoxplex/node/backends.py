@@ -45,7 +45,7 @@ async def _memory(config: NodeConfig) -> Backend:
 def target(config: NodeConfig) -> Target:
     """What start-up messages about ``config``'s Redis name."""
     assert config.redis is not None
-    setting = "redis_password_file" if config.redis_password_file else "redis"
+    setting = "--redis-password-file" if config.redis_password_file else "--redis"
     return Target(config.redis, config.key_prefix, setting, SOCKET_TIMEOUT)
 
 
@@ -54,7 +54,7 @@ def login_url(config: NodeConfig) -> str:
     assert config.redis is not None
     if not config.redis_password_file:
         return config.redis
-    key = "redis_password_file"
+    key = "--redis-password-file"
     return with_password(config.redis, read_password(key, config.redis_password_file))
 
 
@@ -97,7 +97,7 @@ async def starting(config: NodeConfig) -> AsyncIterator[None]:
         cause = error.__cause__
         if isinstance(cause, REDIS_DOWN):
             raise refused(cause, target(config)) from None
-        raise ConfigError("redis", error.reason) from None
+        raise ConfigError("--redis", error.reason) from None
     except RedisError as error:  # not OSError: a listener's "address in use" is no Redis error
         if config.redis is None:
             raise

@@ -114,9 +114,8 @@ class BusEndpoint:
     async def publish_broadcast(
         self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
     ) -> None:
-        await self._publish(
-            self.bus.broadcast(envelopes.broadcast(self.node_id, target, label, payload))
-        )
+        data = envelopes.broadcast(self.node_id, target, label, payload, sent_at=time.time())
+        await self._publish(self.bus.broadcast(data))
 
     async def announce(self, upstream_id: str) -> None:
         """Tell every node (this one too) that the upstream registry changed."""
@@ -208,6 +207,8 @@ class BusEndpoint:
             return
         self.metrics.bus_messages.labels("in").inc()
         body = envelope.WhichOneof("body")
+        if envelope.sent_at and body in ("deliver_batch", "broadcast"):
+            self.metrics.bus_delivery.observe(max(0.0, time.time() - envelope.sent_at))
         if body == "deliver_batch" and self._deliveries is not None:
             self._deliveries.deliver_forwarded(envelope.deliver_batch.items)
         elif body == "broadcast" and envelope.sender != self.node_id:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.metadata
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
 
+from paradoxplex.node.logs import quiet_grpc, setup_logging
 from paradoxplex.shared.config import (
     NodeConfig,
     add_node_arguments,
@@ -19,9 +21,15 @@ from paradoxplex.shared.config import (
     read_toml,
 )
 from paradoxplex.shared.errors import ConfigError
-from paradoxplex.shared.logs import OneLineFormatter
 
 log = logging.getLogger("paradoxplex.node")
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("paradoxplex")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,19 +37,30 @@ def build_parser() -> argparse.ArgumentParser:
         prog="paradoxplex",
         description="A clustered TCP load balancer that demultiplexes raw sockets to gRPC.",
     )
+    shown = f"paradoxplex {version()}"
+    parser.add_argument("--version", action="version", version=shown)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    node = commands.add_parser("node", help="run a balancer node")
+    node = commands.add_parser(
+        "node", help="run a balancer node", description="Run a balancer node."
+    )
+    node.add_argument("--version", action="version", version=shown)
+    node.add_argument(
+        "--check",
+        action="store_true",
+        help="load and check the whole configuration, reach Redis and every upstream, "
+        "print one line per problem, and exit (0: all good, 1: a problem)",
+    )
     add_node_arguments(node)
     echo = commands.add_parser("upstream-echo", help="an example upstream that echoes payloads")
     echo.add_argument(
-        "--listen", default="127.0.0.1:45888", help="HOST:PORT (default 127.0.0.1:45888)"
+        "--listen", default="127.0.0.1:45888", metavar="HOST:PORT", help="default: %(default)s"
     )
     echo.add_argument(
         "--broadcast-every",
         type=int,
         default=0,
         metavar="N",
-        help="also broadcast every Nth payload",
+        help="also broadcast every Nth payload (default: 0, never)",
     )
     echo.add_argument(
         "--original", action="store_true", help="serve only the original three RPCs (no batch path)"
@@ -52,14 +71,22 @@ def build_parser() -> argparse.ArgumentParser:
     from paradoxplex.node.cluster import add_cluster_parser
 
     add_cluster_parser(commands)
+    from paradoxplex.node.health import add_health_parser
+
+    add_health_parser(commands)
     return parser
 
 
-def setup_logging(level: str = "info") -> None:
-    """One line per event on stderr, whatever the logged strings hold (``OneLineFormatter``)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse; an unknown option is reported with the usage of its own sub-command."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        subparsers = next(
+            action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+        )
+        sub = subparsers.choices.get(args.command, parser)
+        sub.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
 
 
 def install_uvloop() -> str:
@@ -81,18 +108,24 @@ async def run_node(config: NodeConfig) -> None:
     from paradoxplex.node.backends import build_backend, starting
     from paradoxplex.node.node import Node
 
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     node = Node(config, await build_backend(config))
     async with starting(config):  # a Redis error here: one line, no traceback
         await node.start()
+    if not node.pool.links:
+        log.warning(
+            "no upstream registered: sockets are accepted but their data waits "
+            "(hold_timeout %gs); add one with --upstream or `paradoxplex admin upstream-add`",
+            config.hold_timeout,
+        )
     print(
         f"paradoxplex node {node.node_id} listening on {node.listen_address}, "
         f"admin on {node.admin_url}",
         flush=True,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     stopping = asyncio.ensure_future(stop.wait())
     finished = asyncio.ensure_future(node.stopped.wait())
     await asyncio.wait({stopping, finished}, return_when=asyncio.FIRST_COMPLETED)
@@ -109,9 +142,8 @@ def _force_exit() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    quiet_grpc()
+    args = parse(build_parser(), argv)
     if args.command == "admin":
         from paradoxplex.admin.cli import run_admin
 
@@ -120,38 +152,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         from paradoxplex.node.cluster import run_cluster
 
         return run_cluster(args)
-    if args.command == "upstream-echo":
-        setup_logging()
-        try:
-            address = parse_address("--listen", args.listen)
-        except ConfigError as error:
-            print(f"paradoxplex: {error}", file=sys.stderr)
-            return 2
-        install_uvloop()
-        from paradoxplex.node.echo import main_echo
+    if args.command == "health":
+        from paradoxplex.node.health import run_health
 
-        try:
-            with contextlib.suppress(KeyboardInterrupt):
-                main_echo(
-                    str(address), broadcast_every=args.broadcast_every, batch=not args.original
-                )
-        except OSError as error:
-            print(f"paradoxplex upstream-echo: {error}", file=sys.stderr)
-            return 1
-        return 0
+        return run_health(args)
+    if args.command == "upstream-echo":
+        return run_echo(args)
     try:
         config = node_config(args, dict(os.environ))
     except ConfigError as error:
         print(f"paradoxplex: {error}", file=sys.stderr)
         return 2
-    setup_logging(config.log_level)
+    if args.check:
+        from paradoxplex.node.health import run_check
+
+        return run_check(config)
     if config.workers > 1:
         from paradoxplex.node.workers import run_workers, worker_config, worker_index
 
         index = worker_index(dict(os.environ))
         if index is None:
+            setup_logging(config.log_level, config.log_format, node_id=config.node_id)
             return run_workers(config, list(argv if argv is not None else sys.argv[1:]))
         config = worker_config(config, index)
+    setup_logging(config.log_level, config.log_format, node_id=config.node_id)
     install_uvloop()
     try:
         asyncio.run(run_node(config))
@@ -160,6 +184,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as error:
         print(f"paradoxplex: cannot start: {error.strerror or error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_echo(args: argparse.Namespace) -> int:
+    setup_logging()
+    try:
+        address = parse_address("--listen", args.listen)
+    except ConfigError as error:
+        print(f"paradoxplex: {error}", file=sys.stderr)
+        return 2
+    install_uvloop()
+    from paradoxplex.node.echo import main_echo
+
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            main_echo(str(address), broadcast_every=args.broadcast_every, batch=not args.original)
+    except OSError as error:
+        print(f"paradoxplex upstream-echo: {error}", file=sys.stderr)
         return 1
     return 0
 

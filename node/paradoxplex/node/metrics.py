@@ -1,13 +1,37 @@
-"""Prometheus metrics of one node, in a registry of its own (several nodes can share a process)."""
+"""Prometheus metrics of one node, in a registry of its own (several nodes can share a process).
+
+Names follow Prometheus conventions: counters end in ``_total``, durations are histograms in
+seconds. Besides ``paradoxplex_*`` the registry has the standard ``process_*`` metrics
+(resident memory, open fds, CPU seconds), ``python_info`` and ``paradoxplex_build_info``.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
+
+RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("paradoxplex")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class Traffic:
@@ -24,8 +48,8 @@ class Traffic:
         self.upstreams: dict[str, list[int]] = {}
 
     def upstream(self, upstream_id: str) -> list[int]:
-        """The ``[sent, received]`` message counts of one upstream, shared with its link."""
-        return self.upstreams.setdefault(upstream_id, [0, 0])
+        """The ``[sent, received, errors]`` counts of one upstream, shared with its link."""
+        return self.upstreams.setdefault(upstream_id, [0, 0, 0])
 
 
 class TrafficCollector(Collector):
@@ -46,10 +70,17 @@ class TrafficCollector(Collector):
             "Messages sent to and received from upstreams",
             labels=["upstream", "direction"],
         )
-        for upstream_id, (sent, received) in sorted(t.upstreams.items()):
+        errors = CounterMetricFamily(
+            "paradoxplex_upstream_errors",
+            "Failed ready checks and broken streams, per upstream",
+            labels=["upstream"],
+        )
+        for upstream_id, (sent, received, failed) in sorted(t.upstreams.items()):
             family.add_metric([upstream_id, "out"], sent)
             family.add_metric([upstream_id, "in"], received)
+            errors.add_metric([upstream_id], failed)
         yield family
+        yield errors
 
 
 class Metrics:
@@ -58,6 +89,11 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        Info("paradoxplex_build", "The version of paradoxplex", registry=r).info(
+            {"version": _version()}
+        )
         self.sockets = Gauge("paradoxplex_sockets", "Sockets held by this node", registry=r)
         self.sockets_opened = Counter("paradoxplex_sockets_opened", "Sockets accepted", registry=r)
         self.sockets_closed = Counter(
@@ -94,6 +130,20 @@ class Metrics:
             "paradoxplex_bus_messages",
             "Envelopes exchanged with other nodes",
             ["direction"],
+            registry=r,
+        )
+
+        self.upstream_rtt = Histogram(
+            "paradoxplex_upstream_rtt_seconds",
+            "Round-trip time of the live ping to each upstream",
+            ["upstream"],
+            buckets=RTT_BUCKETS,
+            registry=r,
+        )
+        self.bus_delivery = Histogram(
+            "paradoxplex_bus_delivery_seconds",
+            "Time from another node publishing a reply or broadcast to this node receiving it",
+            buckets=RTT_BUCKETS,
             registry=r,
         )
 

@@ -34,6 +34,7 @@ from paradoxplex.node.commands import SocketCommands
 from paradoxplex.node.control import NodeControl
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.pool import UpstreamPool
+from paradoxplex.node.probes import naming, reachable_host
 from paradoxplex.node.replies import ReplyRouter
 from paradoxplex.node.session import Session, SessionLimits
 from paradoxplex.node.tasks import TaskSet
@@ -135,13 +136,14 @@ class Node:
     async def start(self) -> None:
         config = self.config
         await self.fleet.start()
-        self._server = await asyncio.get_running_loop().create_server(
-            lambda: Session(self, self.limits),
-            config.listen.host,
-            config.listen.port,
-            reuse_port=config.workers > 1 or None,
-            backlog=1024,
-        )
+        with naming("--listen", config.listen):
+            self._server = await asyncio.get_running_loop().create_server(
+                lambda: Session(self, self.limits),
+                config.listen.host,
+                config.listen.port,
+                reuse_port=config.workers > 1 or None,
+                backlog=1024,
+            )
         bound = self._server.sockets[0].getsockname()
         self.listen_address = f"{config.listen.host}:{bound[1]}"
         await self._start_admin()
@@ -156,24 +158,23 @@ class Node:
             on_reconnect=self.upkeep.resync,
         )
         self.upkeep.start()
-        log.info(
-            "node %s listening on %s, admin on %s",
-            self.node_id,
-            self.listen_address,
-            self.admin_url,
-        )
 
     async def _start_admin(self) -> None:
-        app = build_app(NodeControl(self), token=self.config.admin_token)
+        app = build_app(
+            NodeControl(self),
+            token=self.config.admin_token,
+            metrics_public=self.config.metrics_public,
+        )
         self._admin = AdminRunner(app, access_log=None, handle_signals=False)
         await self._admin.setup()
         site = web.TCPSite(self._admin, self.config.admin.host, self.config.admin.port)
-        await site.start()
+        with naming("--admin", self.config.admin):
+            await site.start()
         port = self.config.admin.port
         for address in self._admin.addresses:  # the bound port, when asked for port 0
             port = address[1]
             break
-        self.admin_url = f"http://{self.config.admin.host}:{port}"
+        self.admin_url = f"http://{reachable_host(self.config.admin.host)}:{port}"
 
     def record(self) -> NodeRecord:
         return NodeRecord(
@@ -298,7 +299,14 @@ class Node:
         self.sync.removed(info)
         if self.config.lifecycle_events:
             self._lifecycle(info, pb.SocketEvent.DISCONNECTED, reason)
-        log.debug("socket %s closed: %s", info.uuid, reason)
+        log.debug(
+            "socket %s closed: %s; %d bytes in, %d out, %.1fs",
+            info.uuid,
+            reason,
+            info.bytes_in,
+            info.bytes_out,
+            time.time() - info.connected_at,
+        )
 
     def submit(self, session: Session) -> None:
         if session.uuid in self.unregistered:

@@ -13,6 +13,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -57,6 +58,8 @@ class UpstreamPool:
         self._has_room = self._link_has_room
         self._retrying = False
         self._removing: set[UpstreamLink] = set()
+        self._in_rotation = False
+        self._closing = False
 
     # registry ---------------------------------------------------------------------------
 
@@ -73,7 +76,9 @@ class UpstreamPool:
         log.info("upstream %s added", spec.id)
         return link
 
-    async def remove(self, upstream_id: str, *, grace: float = 5.0) -> None:
+    async def remove(self, upstream_id: str, *, grace: float = 5.0, stopping: bool = False) -> None:
+        """Close the link to an upstream; ``stopping``: because this node stops (logged at
+        DEBUG, since the upstream stays registered for the fleet)."""
         link = self.links.get(upstream_id)
         if link is None or link in self._removing:
             return
@@ -86,11 +91,17 @@ class UpstreamPool:
             del self.links[upstream_id]
         for state in Health:
             self.metrics.upstream_state.remove(upstream_id, state.value)
-        log.info("upstream %s removed", upstream_id)
+        with contextlib.suppress(KeyError):
+            self.metrics.upstream_rtt.remove(upstream_id)
+        if stopping:
+            log.debug("upstream %s link closed: node stopping", upstream_id)
+        else:
+            log.info("upstream %s removed", upstream_id)
 
     async def close(self, *, grace: float = 5.0) -> None:
+        self._closing = True
         for upstream_id in list(self.links):
-            await self.remove(upstream_id, grace=grace)
+            await self.remove(upstream_id, grace=grace, stopping=True)
 
     def ready(self) -> bool:
         return bool(self.balancer_members())
@@ -158,7 +169,13 @@ class UpstreamPool:
     # LinkHost ---------------------------------------------------------------------------
 
     def link_changed(self, link: UpstreamLink) -> None:
-        self.balancer.set_members(self.balancer_members())
+        members = self.balancer_members()
+        if self._in_rotation and not members and not self._closing:
+            log.warning(
+                "no upstream in rotation: sockets are held (reading paused) until one is ready"
+            )
+        self._in_rotation = bool(members)
+        self.balancer.set_members(members)
         self._export_state(link)
         if self._on_change is not None:
             self._on_change(link)

@@ -33,6 +33,7 @@ from google.protobuf import empty_pb2
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
 from paradoxplex.node.metrics import Metrics
+from paradoxplex.node.probes import grpc_cause
 from paradoxplex.shared.batches import ITEM_OVERHEAD, MAX_MESSAGE, BatchLimits
 from paradoxplex.shared.errors import UpstreamUnavailable
 from paradoxplex.shared.health import Health, HealthTracker, Probe, in_rotation
@@ -109,6 +110,10 @@ class UpstreamLink:
         self.queue: deque[Outgoing] = deque()
         self.tracker = HealthTracker(now=time.monotonic())
         self.error = ""
+        self.rtt: float | None = None
+        self._warned = ""
+        self._ping_sent: float | None = None
+        self._attempts = 0
         self._wakeup = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
@@ -146,7 +151,21 @@ class UpstreamLink:
             "queued": len(self.queue),
             "batch": self.batching,
             "error": self.error,
+            "reason": self.reason,
+            "sent": self._counts[0],
+            "received": self._counts[1],
+            "errors": self._counts[2],
+            "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 3),
         }
+
+    @property
+    def reason(self) -> str:
+        """Why the upstream is not in rotation ("" when it is)."""
+        if self.in_rotation:
+            return ""
+        if self.state is Health.DRAINING:
+            return "draining"
+        return self.error or self.state.value
 
     # lifecycle --------------------------------------------------------------------------
 
@@ -162,8 +181,9 @@ class UpstreamLink:
             log.info("upstream %s draining", self.id)
 
     async def close(self, *, grace: float = 5.0) -> None:
-        """Stop: let the queue empty for up to ``grace`` seconds, then end the streams."""
-        self.drain()
+        """Stop: let the queue empty for up to ``grace`` seconds, then end the streams (not
+        logged as a drain: the upstream stays registered for the fleet)."""
+        self._apply(Probe.DRAIN)
         deadline = time.monotonic() + grace
         while self.queue and time.monotonic() < deadline and self.batching is not None:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -198,11 +218,13 @@ class UpstreamLink:
                 await self._serve()
             except UpstreamUnavailable as error:
                 self.error = error.reason
+                self._counts[2] += 1
                 probe = (
                     Probe.READY_FAILED if self.state is Health.CONNECTING else Probe.STREAM_BROKEN
                 )
-                if self.state is not Health.DRAINING:
+                if self.state is not Health.DRAINING and not self._stopping:
                     log.warning("upstream %s out of rotation: %s", self.id, error.reason)
+                    self._warned = error.reason
                 self._apply(probe)
             except Exception:
                 log.exception("upstream %s: unexpected error", self.id)
@@ -230,15 +252,35 @@ class UpstreamLink:
                 await self._check_ready()
 
     async def _check_ready(self) -> None:
+        """One ready call. Attempts alternate: one fails fast, to learn why the upstream
+        cannot be reached ("connection refused"), the next waits for the channel to connect,
+        so that an upstream coming up is used as soon as gRPC reconnects."""
         stub: Any = pb_grpc.UpstreamPeerServiceStub(self._channel)  # type: ignore[arg-type]
+        self._attempts += 1
+        timeout = self.spec.ready_timeout
         try:
-            result = await stub.ready(EMPTY, timeout=self.spec.ready_timeout, wait_for_ready=True)
+            result = await stub.ready(
+                EMPTY, timeout=timeout, wait_for_ready=self._attempts % 2 == 0
+            )
         except grpc.aio.AioRpcError as error:
-            self.error = f"ready check failed: {error.code().name}"
+            cause = grpc_cause(error.code().name, error.details() or "", timeout=timeout)
+            if error.code() is not grpc.StatusCode.DEADLINE_EXCEEDED or not self.error:
+                self.error = f"unreachable: {cause}"
+            self._failed_attempt()
             raise UpstreamUnavailable(self.id, self.error) from None
         if not result.ready:
             self.error = "ready check answered ready=false"
+            self._failed_attempt()
             raise UpstreamUnavailable(self.id, self.error)
+        self._attempts = 0
+
+    def _failed_attempt(self) -> None:
+        """Count a failed ready check; warn once per new reason (not at every retry)."""
+        self._counts[2] += 1
+        if self.error != self._warned and not self._stopping:
+            self._warned = self.error
+            log.warning("upstream %s not ready: %s (retrying with backoff)", self.id, self.error)
+            self.host.link_changed(self)  # publishes the view with its new reason
 
     # serving ----------------------------------------------------------------------------
 
@@ -266,6 +308,7 @@ class UpstreamLink:
                     ]
             tasks.append(asyncio.create_task(self._keep_live(stub)))
             self.error = ""
+            self._warned = ""
             self._apply(Probe.READY_OK)
             log.info("upstream %s ready (%s)", self.id, "batch" if self.batching else "original")
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -404,6 +447,7 @@ class UpstreamLink:
                     call = stub.live()
                     reader = asyncio.create_task(self._read_live(call))
                 with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                    self._ping_sent = time.monotonic()
                     await call.write(EMPTY)
                 await asyncio.sleep(interval)
                 overdue = self.tracker.live_overdue(
@@ -423,8 +467,12 @@ class UpstreamLink:
                 result = await call.read()
                 if result is grpc.aio.EOF:
                     return
+                now = time.monotonic()
+                if self._ping_sent is not None:
+                    self.rtt, self._ping_sent = now - self._ping_sent, None
+                    self.host.metrics.upstream_rtt.labels(self.id).observe(self.rtt)
                 if result.live:
-                    self.tracker.apply(Probe.LIVE_OK, now=time.monotonic())
+                    self.tracker.apply(Probe.LIVE_OK, now=now)
 
     def __repr__(self) -> str:
         return f"<UpstreamLink {self.id} {self.state.value} queued={len(self.queue)}>"

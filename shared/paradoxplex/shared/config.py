@@ -26,6 +26,7 @@ ENV_PREFIX = "PARADOXPLEX_"
 OVERFLOW_POLICIES = ("close", "drop")
 BATCH_MODES = ("auto", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,8 @@ class NodeConfig:
     heartbeat: float = 2.0
     node_ttl: float = 10.0
     log_level: str = "info"
+    log_format: str = "text"
+    metrics_public: bool = False
 
 
 def _int(minimum: int) -> Callable[[str, Any], int]:
@@ -214,42 +217,62 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "heartbeat": _seconds(0.1),
     "node_ttl": _seconds(0.5),
     "log_level": _choice(LOG_LEVELS),
+    "log_format": _choice(LOG_FORMATS),
+    "metrics_public": _bool,
 }
 
 HELP: dict[str, str] = {
-    "listen": "downstream TCP listener HOST:PORT (default 0.0.0.0:7999)",
-    "admin": "admin HTTP API HOST:PORT (default 127.0.0.1:8000)",
+    "listen": "downstream TCP listener HOST:PORT",
+    "admin": "admin HTTP API HOST:PORT",
     "upstream": "an initial upstream HOST:PORT (repeatable)",
     "redis": "join a fleet through this Redis URL (absent: single node, in-memory state)",
     "redis_password_file": "file whose first line is the Redis password (replaces the URL's; "
     "kept out of ps)",
-    "node_id": "this node's id (default: hostname plus a short random suffix)",
+    "node_id": "this node's id",
     "framing": "raw (each read is one message), line, or length (4-byte big-endian prefix)",
-    "max_frame": "largest frame in bytes; a larger one closes its socket (default 1048576)",
+    "max_frame": "largest frame in bytes; a larger one closes its socket",
     "routing": "round-robin (per message) or sticky (per socket)",
-    "max_connections": "sockets served at once; beyond it new ones are refused (default 10000)",
-    "idle_timeout": "close a socket idle for this many seconds (default 0: off)",
+    "max_connections": "sockets served at once; beyond it new ones are refused",
+    "idle_timeout": "close a socket idle for this many seconds",
     "lifecycle_events": "tell upstreams when sockets connect and disconnect",
     "workers": "node processes sharing the listener (needs --redis when over 1)",
     "admin_token": "bearer token the admin API requires (mandatory off loopback)",
-    "key_prefix": "prefix of every Redis key and channel (default paradoxplex)",
-    "ready_timeout": "seconds an upstream has to answer ready=true (default 10)",
-    "alive_timeout": "seconds without live=true before an upstream leaves rotation (default 30)",
-    "upstream_queue": "messages queued per upstream link before backpressure (default 1024)",
-    "streams": "bidirectional streams per upstream without the batch RPC (default 16)",
+    "key_prefix": "prefix of every Redis key and channel",
+    "ready_timeout": "seconds an upstream has to answer ready=true",
+    "alive_timeout": "seconds without live=true before an upstream leaves rotation",
+    "upstream_queue": "messages queued per upstream link before backpressure",
+    "streams": "bidirectional streams per upstream without the batch RPC",
     "batch": "auto: use the batchStreaming RPC when the upstream has it; off: never",
-    "write_buffer": "bytes buffered per socket before the overflow policy (default 1048576)",
+    "write_buffer": "bytes buffered per socket before the overflow policy",
     "overflow": "when a socket's write buffer is full: close the socket or drop the reply",
     "hold_timeout": "seconds read data waits for a ready upstream before its socket closes",
     "drain_grace": "seconds sockets get to finish on SIGTERM before they are closed",
     "owner_timeout": "seconds to wait for another node to answer an admin command",
-    "heartbeat": "seconds between fleet heartbeats (default 2)",
-    "node_ttl": "seconds without a heartbeat before a node is dead (default 10)",
-    "log_level": "debug, info, warning or error",
+    "heartbeat": "seconds between fleet heartbeats",
+    "node_ttl": "seconds without a heartbeat before a node is dead",
+    "log_level": "debug, info (lifecycle only), warning or error",
+    "log_format": "text for people, json for log shippers (one object per line, with node_id)",
+    "metrics_public": "serve /metrics without the admin token, as /livez and /readyz",
 }
 
-BOOL_FLAGS = ("lifecycle_events",)
+BOOL_FLAGS = ("lifecycle_events", "metrics_public")
+DEFAULT_SHOWN = {
+    "node_id": "hostname plus a short random suffix",
+    "upstream": "none",
+    "redis": "none: single node",
+    "admin_token": "none",
+    "redis_password_file": "none",
+}
+CHOICES: dict[str, Sequence[str]] = {
+    "framing": tuple(FRAMERS),
+    "routing": ROUTING,
+    "batch": BATCH_MODES,
+    "overflow": OVERFLOW_POLICIES,
+    "log_level": LOG_LEVELS,
+    "log_format": LOG_FORMATS,
+}
 REPEATED_FLAGS = ("upstream",)
+METAVARS = {"listen": "HOST:PORT", "admin": "HOST:PORT", "redis": "URL", "node_id": "ID"}
 
 
 def flag_name(key: str) -> str:
@@ -260,24 +283,48 @@ def env_name(key: str) -> str:
     return ENV_PREFIX + key.upper()
 
 
+def default_text(key: str) -> str:
+    """The default of a setting as ``--help`` and the README show it."""
+    if key in DEFAULT_SHOWN:
+        return DEFAULT_SHOWN[key]
+    value = next(spec.default for spec in fields(NodeConfig) if spec.name == key)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def help_text(key: str) -> str:
+    """What ``--help`` says of a setting: what it does, its default and its variable."""
+    return f"{HELP[key]} (default: {default_text(key)}; env {env_name(key)})"
+
+
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags for every setting, all defaulting to None so that unset flags can be told apart."""
-    parser.add_argument("--config", metavar="FILE", help="TOML file with settings")
+    """Flags for every setting, all defaulting to None so that unset flags can be told apart;
+    the help of each shows its choices, its default and its environment variable."""
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML file with settings (env PARADOXPLEX_CONFIG)"
+    )
     for spec in fields(NodeConfig):
-        if spec.name in BOOL_FLAGS:
+        name, text = spec.name, help_text(spec.name)
+        if name in BOOL_FLAGS:
             parser.add_argument(
-                flag_name(spec.name),
-                dest=spec.name,
+                flag_name(name),
+                dest=name,
                 action=argparse.BooleanOptionalAction,
                 default=None,
-                help=HELP[spec.name],
+                help=text,
             )
-        elif spec.name in REPEATED_FLAGS:
+        elif name in REPEATED_FLAGS:
             parser.add_argument(
-                flag_name(spec.name), dest=spec.name, action="append", help=HELP[spec.name]
+                flag_name(name), dest=name, action="append", metavar="HOST:PORT", help=text
             )
+        elif name in CHOICES:
+            metavar = "{" + ",".join(CHOICES[name]) + "}"
+            parser.add_argument(flag_name(name), dest=name, metavar=metavar, help=text)
         else:
-            parser.add_argument(flag_name(spec.name), dest=spec.name, help=HELP[spec.name])
+            parser.add_argument(flag_name(name), dest=name, metavar=METAVARS.get(name), help=text)
 
 
 def read_toml(path: str) -> dict[str, Any]:
@@ -319,10 +366,10 @@ def load_config(
 
 def check_config(config: NodeConfig) -> None:
     if not config.admin.loopback and not config.admin_token:
-        raise ConfigError("admin_token", f"required when the admin API listens on {config.admin}")
+        raise ConfigError("--admin-token", f"required when the admin API listens on {config.admin}")
     if config.workers > 1 and not config.redis:
-        raise ConfigError("workers", "more than one worker needs --redis (workers form a fleet)")
+        raise ConfigError("--workers", "more than one worker needs --redis (workers form a fleet)")
     if config.redis_password_file and not config.redis:
-        raise ConfigError("redis_password_file", "needs --redis (a password for which Redis?)")
+        raise ConfigError("--redis-password-file", "needs --redis (a password for which Redis?)")
     if config.node_ttl <= config.heartbeat:
-        raise ConfigError("node_ttl", "must be longer than heartbeat")
+        raise ConfigError("--node-ttl", "must be longer than --heartbeat")

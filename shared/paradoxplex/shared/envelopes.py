@@ -6,13 +6,13 @@ from paradoxplex.shared.sessions import BroadcastTarget
 from paradoxplex.wire import bus_pb2
 
 
-def deliver_batch(sender: str, items: list[tuple[str, bytes]]) -> bytes:
-    """Many replies for one node in one envelope, in order."""
+def deliver_batch(sender: str, items: list[tuple[str, bytes]], *, sent_at: float = 0.0) -> bytes:
+    """Many replies for one node in one envelope, in order; ``sent_at`` is the sender's clock."""
     batch = bus_pb2.DeliverBatch()
     add = batch.items.add
     for session, payload in items:
         add(client_uuid=session, payload=payload)
-    return bus_pb2.Envelope(sender=sender, deliver_batch=batch).SerializeToString()
+    return bus_pb2.Envelope(sender=sender, deliver_batch=batch, sent_at=sent_at).SerializeToString()
 
 
 def label_to_wire(label: tuple[str, str] | None) -> str:
@@ -29,10 +29,15 @@ def label_from_wire(text: str) -> tuple[str, str] | None:
 
 
 def broadcast(
-    sender: str, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
+    sender: str,
+    target: BroadcastTarget,
+    label: tuple[str, str] | None,
+    payload: bytes,
+    *,
+    sent_at: float = 0.0,
 ) -> bytes:
     body = bus_pb2.Broadcast(target=target.value, label=label_to_wire(label), payload=payload)
-    return bus_pb2.Envelope(sender=sender, broadcast=body).SerializeToString()
+    return bus_pb2.Envelope(sender=sender, broadcast=body, sent_at=sent_at).SerializeToString()
 
 
 def command(

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aparadoxplex/wire/bus.proto\x12\x0fparadoxplex.bus\"\xc2\x02\n\x08\x45nvelope\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12+\n\x07\x64\x65liver\x18\x02 \x01(\x0b\x32\x18.paradoxplex.bus.DeliverH\x00\x12/\n\tbroadcast\x18\x03 \x01(\x0b\x32\x1a.paradoxplex.bus.BroadcastH\x00\x12+\n\x07\x63ommand\x18\x04 \x01(\x0b\x32\x18.paradoxplex.bus.CommandH\x00\x12.\n\x05reply\x18\x05 \x01(\x0b\x32\x1d.paradoxplex.bus.CommandReplyH\x00\x12+\n\x07\x63ontrol\x18\x06 \x01(\x0b\x32\x18.paradoxplex.bus.ControlH\x00\x12\x36\n\rdeliver_batch\x18\x07 \x01(\x0b\x32\x1d.paradoxplex.bus.DeliverBatchH\x00\x42\x06\n\x04\x62ody\"7\n\x0c\x44\x65liverBatch\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.paradoxplex.bus.Deliver\"/\n\x07\x44\x65liver\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\";\n\tBroadcast\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\"\xca\x01\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x34\n\x06labels\x18\x05 \x03(\x0b\x32$.paradoxplex.bus.Command.LabelsEntry\x12\x10\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x0c\x43ommandReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\".\n\x07\x43ontrol\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x13\n\x0bupstream_id\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1aparadoxplex/wire/bus.proto\x12\x0fparadoxplex.bus\"\xd3\x02\n\x08\x45nvelope\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12+\n\x07\x64\x65liver\x18\x02 \x01(\x0b\x32\x18.paradoxplex.bus.DeliverH\x00\x12/\n\tbroadcast\x18\x03 \x01(\x0b\x32\x1a.paradoxplex.bus.BroadcastH\x00\x12+\n\x07\x63ommand\x18\x04 \x01(\x0b\x32\x18.paradoxplex.bus.CommandH\x00\x12.\n\x05reply\x18\x05 \x01(\x0b\x32\x1d.paradoxplex.bus.CommandReplyH\x00\x12+\n\x07\x63ontrol\x18\x06 \x01(\x0b\x32\x18.paradoxplex.bus.ControlH\x00\x12\x36\n\rdeliver_batch\x18\x07 \x01(\x0b\x32\x1d.paradoxplex.bus.DeliverBatchH\x00\x12\x0f\n\x07sent_at\x18\x08 \x01(\x01\x42\x06\n\x04\x62ody\"7\n\x0c\x44\x65liverBatch\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.paradoxplex.bus.Deliver\"/\n\x07\x44\x65liver\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\";\n\tBroadcast\x12\x0e\n\x06target\x18\x01 \x01(\t\x12\r\n\x05label\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\"\xca\x01\n\x07\x43ommand\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x02 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x03 \x01(\t\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x34\n\x06labels\x18\x05 \x03(\x0b\x32$.paradoxplex.bus.Command.LabelsEntry\x12\x10\n\x08\x64\x65\x61\x64line\x18\x06 \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x0c\x43ommandReply\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0c\n\x04\x62ody\x18\x03 \x01(\x0c\".\n\x07\x43ontrol\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x13\n\x0bupstream_id\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,19 +34,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_COMMAND_LABELSENTRY']._loaded_options = None
   _globals['_COMMAND_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_ENVELOPE']._serialized_start=48
-  _globals['_ENVELOPE']._serialized_end=370
-  _globals['_DELIVERBATCH']._serialized_start=372
-  _globals['_DELIVERBATCH']._serialized_end=427
-  _globals['_DELIVER']._serialized_start=429
-  _globals['_DELIVER']._serialized_end=476
-  _globals['_BROADCAST']._serialized_start=478
-  _globals['_BROADCAST']._serialized_end=537
-  _globals['_COMMAND']._serialized_start=540
-  _globals['_COMMAND']._serialized_end=742
-  _globals['_COMMAND_LABELSENTRY']._serialized_start=697
-  _globals['_COMMAND_LABELSENTRY']._serialized_end=742
-  _globals['_COMMANDREPLY']._serialized_start=744
-  _globals['_COMMANDREPLY']._serialized_end=808
-  _globals['_CONTROL']._serialized_start=810
-  _globals['_CONTROL']._serialized_end=856
+  _globals['_ENVELOPE']._serialized_end=387
+  _globals['_DELIVERBATCH']._serialized_start=389
+  _globals['_DELIVERBATCH']._serialized_end=444
+  _globals['_DELIVER']._serialized_start=446
+  _globals['_DELIVER']._serialized_end=493
+  _globals['_BROADCAST']._serialized_start=495
+  _globals['_BROADCAST']._serialized_end=554
+  _globals['_COMMAND']._serialized_start=557
+  _globals['_COMMAND']._serialized_end=759
+  _globals['_COMMAND_LABELSENTRY']._serialized_start=714
+  _globals['_COMMAND_LABELSENTRY']._serialized_end=759
+  _globals['_COMMANDREPLY']._serialized_start=761
+  _globals['_COMMANDREPLY']._serialized_end=825
+  _globals['_CONTROL']._serialized_start=827
+  _globals['_CONTROL']._serialized_end=873
 # @@protoc_insertion_point(module_scope)

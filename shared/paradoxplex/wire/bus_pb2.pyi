@@ -31,8 +31,13 @@ class Envelope(_message.Message):
     REPLY_FIELD_NUMBER: _builtins.int
     CONTROL_FIELD_NUMBER: _builtins.int
     DELIVER_BATCH_FIELD_NUMBER: _builtins.int
+    SENT_AT_FIELD_NUMBER: _builtins.int
     sender: _builtins.str
     """The sending node."""
+    sent_at: _builtins.float
+    """When the sender published it (seconds since the epoch; 0: not set), for
+    paradoxplex_bus_delivery_seconds. Meaningful across nodes whose clocks agree (NTP).
+    """
     @_builtins.property
     def deliver(self) -> Global___Deliver: ...
     @_builtins.property
@@ -55,10 +60,11 @@ class Envelope(_message.Message):
         reply: Global___CommandReply | None = ...,
         control: Global___Control | None = ...,
         deliver_batch: Global___DeliverBatch | None = ...,
+        sent_at: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "broadcast", b"broadcast", "command", b"command", "control", b"control", "deliver", b"deliver", "deliver_batch", b"deliver_batch", "reply", b"reply"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "broadcast", b"broadcast", "command", b"command", "control", b"control", "deliver", b"deliver", "deliver_batch", b"deliver_batch", "reply", b"reply", "sender", b"sender"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "broadcast", b"broadcast", "command", b"command", "control", b"control", "deliver", b"deliver", "deliver_batch", b"deliver_batch", "reply", b"reply", "sender", b"sender", "sent_at", b"sent_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["deliver", "broadcast", "command", "reply", "control", "deliver_batch"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015

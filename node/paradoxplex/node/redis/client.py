@@ -102,5 +102,5 @@ def connect(
     factory = CLIENT_KINDS.get(scheme)
     if factory is None:
         known = ", ".join(f"{kind}://" for kind in CLIENT_KINDS)
-        raise ConfigError("redis", f"expected a {known} URL, got the kind {scheme!r}")
+        raise ConfigError("--redis", f"expected a {known} URL, got the kind {scheme!r}")
     return factory(url, socket_timeout=socket_timeout, health_check_interval=health_check_interval)

@@ -97,7 +97,7 @@ class Target:
 
     url: str
     prefix: str
-    password_setting: str = "redis"
+    password_setting: str = "--redis"
     timeout: float = 2.0
 
     @property
@@ -117,14 +117,14 @@ def refused(
     does to keys.
     """
     if isinstance(exc, ReadOnlyError):
-        return ConfigError("redis", "the server is a read-only replica; give the master's URL")
+        return ConfigError("--redis", "the server is a read-only replica; give the master's URL")
     if isinstance(exc, NoPermissionError):
         denied = _denied(exc, target.prefix, command or "a command the node needs", verb)
         on = f"{command}: " if command else ""
-        return ConfigError("redis", f'user "{target.user}" may not {denied} ({on}{_detail(exc)})')
+        return ConfigError("--redis", f'user "{target.user}" may not {denied} ({on}{_detail(exc)})')
     if isinstance(exc, ResponseError) and str(exc).lower().startswith("unknown command"):
         return ConfigError(
-            "redis",
+            "--redis",
             f"the server does not know {command or 'a command the node needs'} "
             f"(a Redis too old, or the command renamed): {_detail(exc)}",
         )
@@ -133,7 +133,7 @@ def refused(
             target.password_setting,
             f"cannot reach {redact_url(target.url)}: wrong password or user ({_detail(exc)})",
         )
-    return ConfigError("redis", f"cannot reach {redact_url(target.url)}: {_cause(exc, target)}")
+    return ConfigError("--redis", f"cannot reach {redact_url(target.url)}: {_cause(exc, target)}")
 
 
 def _code(exc: BaseException) -> str:
