@@ -37,7 +37,9 @@ async def _redis(config: NodeConfig) -> Backend:
     if not await state.ping():
         await state.close()
         raise ConfigError("redis", f"cannot reach {url}: no answer to PING")
-    bus = RedisBus(state.client, prefix=config.key_prefix, is_alive=state.node_alive)
+    bus = RedisBus(
+        state.client, prefix=config.key_prefix, is_alive=state.node_alive, hold=config.bus_hold
+    )
     return Backend(state, bus)
 
 

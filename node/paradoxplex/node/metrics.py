@@ -9,6 +9,8 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from paradoxplex.shared.fleet import BusStats
+
 
 class Traffic:
     """Hot-path counters as plain integers (a prometheus Counter takes a lock per ``inc``);
@@ -52,6 +54,34 @@ class TrafficCollector(Collector):
         yield family
 
 
+class BusCollector(Collector):
+    """The bus's own counts of what it found lost or duplicated on the way in."""
+
+    def __init__(self, stats: BusStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        s = self.stats
+        for name, doc, value in (
+            (
+                "paradoxplex_bus_gaps",
+                "Runs of cross-node envelopes that never arrived (a sender's numbering jumped)",
+                s.gaps,
+            ),
+            (
+                "paradoxplex_bus_lost",
+                "Cross-node messages (replies, broadcasts, commands) lost in those gaps",
+                s.lost,
+            ),
+            (
+                "paradoxplex_bus_duplicates",
+                "Cross-node envelopes that arrived twice; the second was dropped",
+                s.duplicates,
+            ),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+
+
 class Metrics:
     """Every metric a node exports, named ``paradoxplex_*``."""
 
@@ -91,6 +121,10 @@ class Metrics:
             ["direction"],
             registry=r,
         )
+
+    def watch_bus(self, stats: BusStats) -> None:
+        """Export a bus's gap and duplicate counts (once per node)."""
+        self.registry.register(BusCollector(stats))
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -96,7 +96,7 @@ class RedisBus:
             tail_interval=tail_interval,
         )
         self._reader: InboxReader | None = None
-        self._idle_stats = BusStats()
+        self._stats = BusStats()
         self._closed = False
 
     @classmethod
@@ -133,7 +133,7 @@ class RedisBus:
 
     @property
     def stats(self) -> BusStats:
-        return self._idle_stats if self._reader is None else self._reader.stats
+        return self._stats
 
     @property
     def reconnects(self) -> int:
@@ -172,6 +172,7 @@ class RedisBus:
             inbox_length=self._inbox_length,
             inbox_ttl=self._inbox_ttl,
             handler=handler,
+            stats=self._stats,
             on_reconnect=on_reconnect,
             on_lost=self._outbox.lost,
             ping_interval=self._ping_interval,

@@ -59,6 +59,7 @@ class InboxReader:
         inbox_length: int,
         inbox_ttl: float,
         handler: EnvelopeHandler,
+        stats: BusStats,
         on_reconnect: ReconnectHandler | None,
         on_lost: Callable[[], None],
         ping_interval: float,
@@ -67,7 +68,7 @@ class InboxReader:
         self.connected = False
         self.reconnects = 0
         self.handler_errors = 0
-        self.stats = BusStats()
+        self.stats = stats
         self.since = 0
         self._client = client
         self._name = name
