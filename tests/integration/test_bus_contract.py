@@ -1,14 +1,16 @@
 """One bus contract, two implementations: every test here runs over MemoryBus and RedisBus.
 
 What a node may count on from its bus, whatever the backend: a send reaches its node only, in
-the order sent; a broadcast reaches every other node; a control envelope reaches every node,
-the sender included; a send to a node that never listens is False; a started bus is
-``connected``. Redis-only behaviour (stalls, outages, the subscriber) is in
+the order sent (concurrent sends too, in the order called), with nothing counted lost or
+twice; a broadcast reaches every other node; a control envelope reaches every node, the
+sender included; a send to a node that never listens is False; a started bus is
+``connected``. Redis-only behaviour (stalls, outages, the reader, gaps) is in
 ``test_redis_bus`` and ``test_redis_outage``.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
@@ -137,3 +139,13 @@ async def test_a_closed_node_no_longer_receives(make_bus: MakeBus) -> None:
     await b.close()
     assert not await a.send("b", b"gone")
     assert inbox_b.items == []
+
+
+async def test_concurrent_sends_arrive_in_the_order_called(make_bus: MakeBus) -> None:
+    a, b = make_bus(), make_bus()
+    await started(a, "a")
+    inbox_b = await started(b, "b")
+    envelopes = [n.to_bytes(2, "big") for n in range(200)]
+    assert all(await asyncio.gather(*(a.send("b", envelope) for envelope in envelopes)))
+    await eventually(inbox_b.got(*envelopes))
+    assert (b.stats.gaps, b.stats.lost, b.stats.duplicates) == (0, 0, 0)

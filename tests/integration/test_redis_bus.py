@@ -11,9 +11,10 @@ from typing import Protocol
 
 import pytest
 import pytest_asyncio
+from redis.asyncio import Redis
 
 from paradoxplex.node.redis import AliveCheck, RedisBus
-from tests.support.bus import started
+from tests.support.bus import Inbox, started
 from tests.support.eventually import eventually
 
 PAYLOADS = [
@@ -191,3 +192,38 @@ async def test_state_in_repr(make_bus: MakeBus) -> None:
     assert repr(a) == "<RedisBus node='a' connected=True reconnects=0 undelivered=0 stalled=0>"
     await a.close()
     assert "connected=False" in repr(a)
+
+
+async def test_entries_lost_in_redis_are_counted_as_gaps(redis_url: str, key_prefix: str) -> None:
+    """Entries that vanish unread (trimmed here; an empty restart alike) are never silent: a
+    later envelope reveals a loss in the middle, a tail marker a loss at the end of a burst."""
+    a = RedisBus.from_url(redis_url, prefix=key_prefix, tail_interval=0.1)
+    b = RedisBus.from_url(redis_url, prefix=key_prefix)
+    redis = Redis.from_url(redis_url)
+    seen: list[bytes] = []
+    gate = asyncio.Event()
+
+    async def handler(envelope: bytes) -> None:
+        seen.append(envelope)
+        if envelope.startswith(b"hold"):
+            await gate.wait()
+            gate.clear()
+
+    await a.start("a", Inbox())
+    await b.start("b", handler)
+    try:
+        for burst, tail in ((b"hold 1", b"after"), (b"hold 2", None)):
+            assert await a.send("b", burst)
+            await eventually(lambda burst=burst: seen[-1:] == [burst])  # type: ignore[misc]
+            assert await a.publish_many("b", [b"x", b"y", b"z"])
+            await redis.xtrim(a.keys.inbox("b"), maxlen=0)  # the loss: unread entries vanish
+            gate.set()
+            if tail is not None:
+                assert await a.send("b", tail, count=2)
+        await eventually(lambda: b.stats.gaps == 2, message="both gaps counted")
+        assert seen == [b"hold 1", b"after", b"hold 2"]
+        assert (b.stats.gaps, b.stats.lost, b.stats.duplicates) == (2, 6, 0)
+    finally:
+        await redis.aclose()
+        await a.close()
+        await b.close()

@@ -1,7 +1,9 @@
 """Redis goes away mid-test (a server of the test's own, never the session's).
 
-What must hold: fleet calls fail fast with FleetUnavailable; the bus notices, and once Redis
-is back it resubscribes, calls ``on_reconnect`` and delivers again, all within 5 s.
+What must hold: fleet calls fail fast with FleetUnavailable; the bus notices, holds what is
+sent meanwhile (up to its ``hold``), and once Redis is back it reads again, calls
+``on_reconnect`` and delivers what it held and what comes next, all within 5 s; after
+``hold`` seconds of outage a send fails with FleetUnavailable.
 """
 
 from __future__ import annotations
@@ -178,11 +180,10 @@ async def test_the_bus_comes_back(
         timeout=PROMPT,
         message="both buses to notice that Redis is gone",
     )
-    with pytest.raises(FleetUnavailable):
-        await a.bus.send("b", b"while down")
-    with pytest.raises(FleetUnavailable):
-        await a.bus.broadcast(b"while down")
+    held_send = asyncio.create_task(a.bus.send("b", b"while down"))
+    held_broadcast = asyncio.create_task(a.bus.broadcast(b"broadcast while down"))
     await asyncio.sleep(down_for)  # the scenario: how long Redis stays away
+    assert not held_send.done()  # held, not failed
 
     loop = asyncio.get_running_loop()
     began = loop.time()
@@ -190,11 +191,19 @@ async def test_the_bus_comes_back(
     await eventually(
         lambda: a.bus.connected and b.bus.connected and a.reconnected == b.reconnected == 1,
         timeout=RECOVERY,
-        message="both buses to resubscribe and call on_reconnect",
+        message="both buses to read again and call on_reconnect",
     )
+    assert await asyncio.wait_for(held_send, RECOVERY)
+    await asyncio.wait_for(held_broadcast, RECOVERY)
     assert await a.bus.send("b", b"after")
     await b.bus.broadcast(b"broadcast after")
-    await eventually(lambda: b.inbox == [b"before", b"after"], timeout=RECOVERY)
+    await eventually(
+        lambda: (
+            b.inbox == [b"before", b"broadcast while down", b"while down", b"after"]
+            or b.inbox == [b"before", b"while down", b"broadcast while down", b"after"]
+        ),
+        timeout=RECOVERY,
+    )
     await eventually(lambda: a.inbox == [b"broadcast after"], timeout=RECOVERY)
     recovered = loop.time() - began
     log.info(
@@ -234,3 +243,16 @@ async def test_a_send_waiting_for_its_owner_survives_the_owner_reconnecting(
     await eventually(lambda: a.bus.connected or b.bus.connected, timeout=RECOVERY)
     assert await a.bus.send("b", b"late but delivered")
     await eventually(lambda: b.inbox == [b"late but delivered"], timeout=RECOVERY)
+
+
+async def test_a_send_held_longer_than_hold_fails(server: RedisServer, make_node: MakeNode) -> None:
+    a = await make_node("a", hold=0.3)
+    await asyncio.to_thread(server.stop)
+    await eventually(lambda: not a.bus.connected, timeout=PROMPT)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(FleetUnavailable):
+        await a.bus.send("b", b"held too long")
+    with pytest.raises(FleetUnavailable):
+        await a.bus.broadcast(b"held too long")
+    assert loop.time() - began < PROMPT

@@ -213,6 +213,7 @@ BAD: list[tuple[str, Any]] = [
     ("hold_timeout", "-1"),
     ("drain_grace", "-1"),
     ("owner_timeout", "0.01"),
+    ("bus_hold", "-1"),
     ("heartbeat", "0"),
     ("node_ttl", "0.1"),
     # choices
@@ -291,6 +292,7 @@ def test_bool_parsing(text: str, expected: bool) -> None:
         ("hold_timeout", 0, 0.0),
         ("write_buffer", "1024", 1024),
         ("owner_timeout", "0.05", 0.05),
+        ("bus_hold", "0", 0.0),
         ("redis", "rediss://r:6380/1", "rediss://r:6380/1"),
         ("redis", "unix:///tmp/r.sock", "unix:///tmp/r.sock"),
         ("admin_token", "", None),
@@ -501,6 +503,7 @@ SAMPLE: dict[str, Any] = {
     "hold_timeout": "12",
     "drain_grace": "13",
     "owner_timeout": "14",
+    "bus_hold": "3",
     "heartbeat": "1",
     "node_ttl": "15",
     "log_level": "debug",

@@ -18,9 +18,8 @@ NAMES: list[tuple[str, str | None, str]] = [
     ("health_upstreams", None, "px:health-upstreams"),
     ("cleanup", "n1", "px:cleanup:n1"),
     ("probe", "ab12", "px:probe:ab12"),
-    ("node_channel", "n1", "px:chan:node:n1"),
-    ("broadcast_channel", None, "px:chan:broadcast"),
-    ("control_channel", None, "px:chan:control"),
+    ("inbox", "n1", "px:inbox:n1"),
+    ("fleet_stream", None, "px:fleet-stream"),
 ]
 IDS = [attribute for attribute, _, _ in NAMES]
 

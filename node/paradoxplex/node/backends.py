@@ -66,7 +66,9 @@ async def _redis(config: NodeConfig) -> Backend:
         await client.close()
         raise
     state = RedisFleet(client, prefix=config.key_prefix, owns_client=True)
-    bus = RedisBus(client, prefix=config.key_prefix, is_alive=state.node_alive)
+    bus = RedisBus(
+        client, prefix=config.key_prefix, is_alive=state.node_alive, hold=config.bus_hold
+    )
     return Backend(state, bus)
 
 

@@ -75,6 +75,7 @@ class BusEndpoint:
         self.tasks = tasks
         self.owner_timeout = owner_timeout
         self.courier = Courier(bus, metrics, sender=node_id, on_undelivered=self._undelivered)
+        metrics.watch_bus(bus.stats)
         self._pending: dict[str, asyncio.Future[bus_pb2.CommandReply]] = {}
         self._gathering: dict[str, asyncio.Queue[tuple[str, bus_pb2.CommandReply]]] = {}
         self._deliveries: Deliveries | None = None

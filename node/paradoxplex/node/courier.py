@@ -5,9 +5,13 @@ Rules:
   queued (up to ``MAX_BATCH`` replies or ``MAX_BATCH_BYTES``) into one envelope and publishes
   it, with no timer (an idle queue adds no delay). Order per owner is kept.
 - When a queue is full, ``send`` waits for room: the upstream stream that carries the replies
-  slows down instead of the node buffering without bound.
-- What the bus could not deliver (the owner never listened, or Redis is down) is counted
-  under ``paradoxplex_drops{reason="owner_unreachable"}`` and logged by the bus.
+  slows down instead of the node buffering without bound. While the bus is not connected
+  (Redis unreachable: the bus holds what it sends), a full queue drops its oldest reply
+  instead (``paradoxplex_drops{reason="bus_hold_full"}``): local traffic on the same
+  upstream stream is not slowed by an outage.
+- What the bus could not deliver is counted per reply and logged by the bus:
+  ``owner_unreachable`` (the owner was not reading and did not start before the bus gave up,
+  or is dead), ``bus_hold_expired`` (Redis stayed unreachable longer than ``--bus-hold``).
 """
 
 from __future__ import annotations
@@ -69,8 +73,11 @@ class Courier:
             route = self.routes[node_id] = _Route()
             route.task = asyncio.create_task(self._work(node_id, route), name=f"courier {node_id}")
         if len(route.queue) >= self.limit:
-            route.room.clear()
-            return False
+            if self._bus.connected:
+                route.room.clear()
+                return False
+            route.queue.popleft()
+            self.metrics.drops.labels("bus_hold_full").inc()
         route.queue.append((session, payload))
         route.wakeup.set()
         return True
@@ -89,10 +96,11 @@ class Courier:
             route.room.set()
             try:
                 data = envelopes.deliver_batch(self.sender, batch, sent_at=time.time())
-                delivered = await self._bus.send(node_id, data)
+                delivered = await self._bus.send(node_id, data, count=len(batch))
             except FleetUnavailable:
-                delivered = False
                 self.metrics.fleet_errors.inc()
+                self.metrics.drops.labels("bus_hold_expired").inc(len(batch))
+                continue
             checkpoint()
             if delivered:
                 self.metrics.bus_messages.labels("out").inc(len(batch))

@@ -24,6 +24,8 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from paradoxplex.shared.fleet import BusStats
+
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -83,6 +85,34 @@ class TrafficCollector(Collector):
         yield errors
 
 
+class BusCollector(Collector):
+    """The bus's own counts of what it found lost or duplicated on the way in."""
+
+    def __init__(self, stats: BusStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        s = self.stats
+        for name, doc, value in (
+            (
+                "paradoxplex_bus_gaps",
+                "Runs of cross-node envelopes that never arrived (a sender's numbering jumped)",
+                s.gaps,
+            ),
+            (
+                "paradoxplex_bus_lost",
+                "Cross-node messages (replies, broadcasts, commands) lost in those gaps",
+                s.lost,
+            ),
+            (
+                "paradoxplex_bus_duplicates",
+                "Cross-node envelopes that arrived twice; the second was dropped",
+                s.duplicates,
+            ),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+
+
 class Metrics:
     """Every metric a node exports, named ``paradoxplex_*``."""
 
@@ -106,6 +136,8 @@ class Metrics:
         )
         self.traffic = Traffic()
         r.register(TrafficCollector(self.traffic))
+        self._bus = BusCollector(BusStats())
+        r.register(self._bus)
         self.upstream_state = Gauge(
             "paradoxplex_upstream_state",
             "1 for the state each upstream is in (this node's view)",
@@ -155,6 +187,10 @@ class Metrics:
             for sample in family.samples
             if sample.name.endswith("_total")
         )
+
+    def watch_bus(self, stats: BusStats) -> None:
+        """Export this bus's gap and duplicate counts (zeros until a bus is watched)."""
+        self._bus.stats = stats
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -95,6 +95,7 @@ class NodeConfig:
     hold_timeout: float = 30.0
     drain_grace: float = 10.0
     owner_timeout: float = 2.0
+    bus_hold: float = 10.0
     heartbeat: float = 2.0
     node_ttl: float = 10.0
     log_level: str = "info"
@@ -214,6 +215,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "hold_timeout": _seconds(0),
     "drain_grace": _seconds(0),
     "owner_timeout": _seconds(0.05),
+    "bus_hold": _seconds(0),
     "heartbeat": _seconds(0.1),
     "node_ttl": _seconds(0.5),
     "log_level": _choice(LOG_LEVELS),
@@ -248,6 +250,7 @@ HELP: dict[str, str] = {
     "hold_timeout": "seconds read data waits for a ready upstream before its socket closes",
     "drain_grace": "seconds sockets get to finish on SIGTERM before they are closed",
     "owner_timeout": "seconds to wait for another node to answer an admin command",
+    "bus_hold": "seconds cross-node messages are held while Redis is unreachable",
     "heartbeat": "seconds between fleet heartbeats",
     "node_ttl": "seconds without a heartbeat before a node is dead",
     "log_level": "debug, info (lifecycle only), warning or error",

@@ -15,6 +15,9 @@ Rules:
 - A bus is whole before ``start``: ``start(node_id, handler, on_reconnect=...)`` only says who
   listens and what to call after the bus came back from a loss; ``connected`` says whether it
   can receive now (always True in memory).
+- Every bus delivers what it sends to one node exactly once and in the order ``send`` was
+  called (concurrent sends included), and each broadcast once to every other node; what it
+  knows it lost on the way is counted in ``stats`` (memory: nothing is ever lost).
 """
 
 from __future__ import annotations
@@ -130,8 +133,23 @@ class FleetState(Protocol):
     async def health_views(self) -> dict[str, dict[str, dict[str, Any]]]: ...
 
 
+@dataclass(slots=True)
+class BusStats:
+    """What a bus counted on the receiving side: ``gaps`` (runs of envelopes that never came),
+    ``lost`` (the messages in them: a batch of replies counts each reply) and ``duplicates``
+    (envelopes that came twice and were dropped)."""
+
+    gaps: int = 0
+    lost: int = 0
+    duplicates: int = 0
+
+
 class FleetBus(Protocol):
     """How nodes talk. Envelopes are serialized ``paradoxplex.bus.Envelope`` messages."""
+
+    @property
+    def stats(self) -> BusStats:
+        """What this bus counted as lost or duplicated on the way in."""
 
     @property
     def connected(self) -> bool:
@@ -147,8 +165,9 @@ class FleetBus(Protocol):
         """Listen as ``node_id``; ``on_reconnect()`` runs after every recovered loss."""
 
     async def close(self) -> None: ...
-    async def send(self, node_id: str, envelope: bytes) -> bool:
-        """Deliver to one node; False when it never listened before giving up."""
+    async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
+        """Deliver to one node; False when it never listened before giving up.
+        ``count``: how many messages the envelope carries (what a loss of it would lose)."""
 
     async def publish_many(self, node_id: str, envelopes: list[bytes]) -> bool:
         """``send`` for a batch, in order; True when every envelope was delivered."""
@@ -301,6 +320,7 @@ class MemoryBus:
     def __init__(self, hub: MemoryHub | None = None) -> None:
         self.hub = hub or MemoryHub()
         self.node_id = ""
+        self.stats = BusStats()
 
     @property
     def connected(self) -> bool:
@@ -321,7 +341,7 @@ class MemoryBus:
     async def close(self) -> None:
         self.hub.handlers.pop(self.node_id, None)
 
-    async def send(self, node_id: str, envelope: bytes) -> bool:
+    async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
         handler = self.hub.handlers.get(node_id)
         if handler is None:
             return False

@@ -51,16 +51,15 @@ class Keys:
         """Scratch keys (``probe:<nonce>`` and below) the start-up check writes and deletes."""
         return f"{self.prefix}:probe:{nonce}"
 
-    def node_channel(self, node_id: str) -> str:
-        return f"{self.prefix}:chan:node:{node_id}"
+    def inbox(self, node_id: str) -> str:
+        """Stream: the node's inbox (replies, admin commands and answers for it), capped by
+        an approximate MAXLEN; it exists while the node reads it, and expires when it stops."""
+        return f"{self.prefix}:inbox:{node_id}"
 
     @property
-    def broadcast_channel(self) -> str:
-        return f"{self.prefix}:chan:broadcast"
-
-    @property
-    def control_channel(self) -> str:
-        return f"{self.prefix}:chan:control"
+    def fleet_stream(self) -> str:
+        """Stream every node reads: broadcasts and control (upstream registry changes)."""
+        return f"{self.prefix}:fleet-stream"
 
     def __repr__(self) -> str:
         return f"<Keys prefix={self.prefix!r}>"

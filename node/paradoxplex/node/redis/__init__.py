@@ -6,8 +6,10 @@ One module per job, read in this order:
 - ``errors``      Redis and socket errors become ``FleetUnavailable`` here, once
 - ``rows``        how sessions, nodes and upstreams are stored (no I/O)
 - ``state``       ``RedisFleet``, the ``FleetState`` on Redis
-- ``bus``         ``RedisBus``, the ``FleetBus`` on pub/sub: publishing and its retries
-- ``subscriber``  the bus's one watched subscription, resubscribed on loss
+- ``entries``     how an envelope sits in a stream entry (no I/O)
+- ``outbox``      the bus's sending end: numbered adds, in order, held through outages
+- ``inbox``       the bus's receiving end: one watched reader, resumed where it stopped
+- ``bus``         ``RedisBus``, the ``FleetBus`` on Redis Streams, made of the two
 """
 
 from __future__ import annotations

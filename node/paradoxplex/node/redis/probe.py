@@ -2,12 +2,12 @@
 
 Rules:
 - ``probe(client, prefix, target)`` runs ``commands(...)`` one by one on scratch keys under
-  the prefix (``Keys.probe``), one MULTI/EXEC and one SUBSCRIBE, then deletes the keys: every
-  command family the fleet state and the bus use (strings, hashes, sorted sets, sets, scripts,
-  pub/sub, streams) on keys and channels the node's ACL must allow.
+  the prefix (``Keys.probe``) and one MULTI/EXEC, then deletes the keys: every command family
+  the fleet state and the bus use (strings, hashes, sorted sets, sets, scripts, streams) on
+  keys the node's ACL must allow. The bus uses no pub/sub: channels need no permission.
 - The first write comes first (after PING), so a read-only replica and an ACL without the
   prefix fail there.
-- ``tests/unit/test_redis_probe.py`` reads ``state``, ``bus`` and ``subscriber`` and fails
+- ``tests/unit/test_redis_probe.py`` reads ``state``, ``bus``, ``inbox`` and ``outbox`` and fails
   when they use a command the probe does not try: a new command gets a row in ``commands``.
 - The first failure is ``ConfigError`` (``errors.refused``): one line naming the cause and the
   setting; nothing is retried. The scratch keys are then deleted if Redis lets us.
@@ -21,7 +21,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 
-from paradoxplex.node.redis.client import SOCKET_TIMEOUT, FleetClient
+from paradoxplex.node.redis.client import FleetClient
 from paradoxplex.node.redis.errors import REDIS_DOWN, Target, cancel_requested, refused
 from paradoxplex.shared.keys import Keys
 
@@ -46,7 +46,7 @@ class Check:
         return self.args[0]
 
 
-def commands(scratch: str, channel: str) -> list[Check]:
+def commands(scratch: str) -> list[Check]:
     """What the node will need, in the order tried (the first write first)."""
     text, hashed, ranked, members, stream = scratch_keys(scratch)
     return [
@@ -69,10 +69,12 @@ def commands(scratch: str, channel: str) -> list[Check]:
         Check(("SREM", members, "m")),
         Check(("EVAL", _SCRIPT, "1", text), "read"),
         Check(("EVALSHA", _SCRIPT_SHA, "1", text), "read"),
-        Check(("PUBLISH", channel, "probe")),
         Check(("XADD", stream, "MAXLEN", "~", "16", "*", "f", "v")),
-        Check(("XREAD", "COUNT", "1", "STREAMS", stream, "0-0"), "read"),
+        Check(("XADD", stream, "NOMKSTREAM", "MAXLEN", "~", "16", "*", "f", "v")),
+        Check(("PEXPIRE", stream, str(SCRATCH_TTL_MS))),
+        Check(("XREAD", "COUNT", "1", "BLOCK", "1", "STREAMS", stream, "0-0"), "read"),
         Check(("XRANGE", stream, "-", "+", "COUNT", "1"), "read"),
+        Check(("XREVRANGE", stream, "+", "-", "COUNT", "1"), "read"),
         Check(("XLEN", stream), "read"),
         Check(("XTRIM", stream, "MAXLEN", "0")),
         Check(("DEL", text, hashed, ranked, members, stream)),
@@ -88,15 +90,13 @@ async def probe(client: FleetClient, *, prefix: str, target: Target) -> None:
     """Raise ``ConfigError`` when Redis will not serve a node as configured."""
     keys = Keys(prefix)
     nonce = uuid.uuid4().hex[:12]
-    scratch, channel = keys.probe(nonce), keys.node_channel(f"probe-{nonce}")
+    scratch = keys.probe(nonce)
     check = Check(("PING",), "read")
     try:
-        for check in commands(scratch, channel):
+        for check in commands(scratch):
             await client.redis.execute_command(*check.args)  # type: ignore[no-untyped-call]
         check = Check(("MULTI",))
         await _transaction(client, scratch)
-        check = Check(("SUBSCRIBE", channel), "read")
-        await _subscribe(client, channel)
     except REDIS_DOWN as exc:
         if cancel_requested():
             raise asyncio.CancelledError from exc
@@ -115,16 +115,3 @@ async def _transaction(client: FleetClient, scratch: str) -> None:
         pipe.set(scratch, b"1", px=SCRATCH_TTL_MS)
         pipe.delete(scratch)
         await pipe.execute()
-
-
-async def _subscribe(client: FleetClient, channel: str) -> None:
-    """SUBSCRIBE and UNSUBSCRIBE on a subscriber connection of the client's kind."""
-    conn = client.subscriber()
-    try:
-        async with asyncio.timeout(SOCKET_TIMEOUT * 2):
-            await conn.connect()  # type: ignore[no-untyped-call]
-            for command in ("SUBSCRIBE", "UNSUBSCRIBE"):
-                await conn.send_command(command, channel, check_health=False)
-                await conn.read_response(push_request=True)
-    finally:
-        await conn.disconnect(nowait=True)
