@@ -125,13 +125,13 @@ class NodeControl:
         connected, or Redis came back empty and the registry is being refilled)."""
         if not self.node.fleet.shared:
             return None
-        try:
-            others = len(
-                [n for n in await self.node.fleet.list_nodes() if n.node_id != self.node.node_id]
-            )
+        expected: int | None = None
+        try:  # every node alive now, or seen alive lately (Redis may have come back empty)
+            alive = {record.node_id for record in await self.node.fleet.list_nodes()}
+            expected = len((alive | self.node.upkeep.peers()) - {self.node.node_id})
         except FleetUnavailable:
-            others = None
-        return await self.node.endpoint.locate(session, expected=others)
+            pass  # nobody to count: wait for answers until the locate timeout
+        return await self.node.endpoint.locate(session, expected=expected)
 
     async def _act(
         self,

@@ -3,25 +3,36 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from paradoxplex.shared.fleet import FleetState
 
 log = logging.getLogger("paradoxplex.node.fleet")
 
 
-async def reap_dead_nodes(
-    fleet: FleetState, *, node_id: str, ttl: float
-) -> list[tuple[str, list[str]]]:
+@dataclass(slots=True)
+class Census:
+    """What one look at the fleet's nodes found: the other nodes alive, and the dead ones this
+    node cleaned up, each with the sessions it held."""
+
+    alive: list[str] = field(default_factory=list)
+    cleaned: list[tuple[str, list[str]]] = field(default_factory=list)
+
+
+async def reap_dead_nodes(fleet: FleetState, *, node_id: str, ttl: float) -> Census:
     """Remove the registered nodes whose liveness expired and that this node wins the right
-    to clean up; each as ``(dead node id, the sessions it held)``."""
-    cleaned = []
+    to clean up; note the others that are alive."""
+    census = Census()
     for other in await fleet.known_nodes():
-        if other == node_id or await fleet.node_alive(other):
+        if other == node_id:
+            continue
+        if await fleet.node_alive(other):
+            census.alive.append(other)
             continue
         if not await fleet.claim_cleanup(other, node_id, ttl=ttl):
             continue
         sessions = await fleet.node_sessions(other)
         await fleet.unregister_node(other)
         log.warning("node %s is dead: removed it and its %d sockets", other, len(sessions))
-        cleaned.append((other, sessions))
-    return cleaned
+        census.cleaned.append((other, sessions))
+    return census

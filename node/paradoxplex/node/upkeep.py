@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 
 from paradoxplex.node.fleet_sync import SessionSync
@@ -69,6 +70,7 @@ class FleetUpkeep:
         self.node_ttl = node_ttl
         self.lifecycle_events = lifecycle_events
         self._fleet_ok = True
+        self._peers: dict[str, float] = {}
         self.on_fleet_lost = on_fleet_lost
         self.sync = SessionSync(
             fleet,
@@ -169,11 +171,22 @@ class FleetUpkeep:
         self._queue_counters()
         for link in list(self.pool.links.values()):
             await self.fleet.set_health(self.node_id, link.id, link.view())
-        for dead, sessions in await reap_dead_nodes(
-            self.fleet, node_id=self.node_id, ttl=self.node_ttl
-        ):
+        census = await reap_dead_nodes(self.fleet, node_id=self.node_id, ttl=self.node_ttl)
+        now = time.monotonic()
+        for other in census.alive:
+            self._peers[other] = now
+        for dead, sessions in census.cleaned:
+            self._peers.pop(dead, None)
             self._tell_lost(dead, sessions)
         self.fleet_ok = True
+
+    def peers(self) -> set[str]:
+        """The other nodes seen alive within ``node_ttl`` (kept through a Redis that came back
+        empty, while the nodes register again)."""
+        horizon = time.monotonic() - self.node_ttl
+        for gone in [node for node, seen in self._peers.items() if seen < horizon]:
+            del self._peers[gone]
+        return set(self._peers)
 
     def _tell_lost(self, dead: str, sessions: list[str]) -> None:
         if not self.lifecycle_events:
