@@ -29,7 +29,7 @@ from paradoxplex.shared import envelopes
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import FleetBus
 
-log = logging.getLogger("paradoxplex.fleet")
+log = logging.getLogger("paradoxplex.node.bus")
 
 DEFAULT_LIMIT = 10_000
 MAX_BATCH = 1_000

@@ -27,7 +27,7 @@ from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import FleetState
 from paradoxplex.shared.sessions import SessionInfo
 
-log = logging.getLogger("paradoxplex.fleet")
+log = logging.getLogger("paradoxplex.node.fleet")
 
 CHUNK = 500
 T = TypeVar("T")

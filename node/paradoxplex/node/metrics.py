@@ -36,6 +36,20 @@ def _version() -> str:
         return "unknown"
 
 
+class LinkCounts:
+    """One upstream's message counts, kept by its link and exported at scrape time."""
+
+    __slots__ = ("errors", "received", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.received = 0
+        self.errors = 0
+
+    def __repr__(self) -> str:
+        return f"<LinkCounts sent={self.sent} received={self.received} errors={self.errors}>"
+
+
 class Traffic:
     """Hot-path counters as plain integers (a prometheus Counter takes a lock per ``inc``);
     exported at scrape time by ``TrafficCollector``."""
@@ -47,11 +61,14 @@ class Traffic:
         self.bytes_out = 0
         self.messages_in = 0
         self.messages_out = 0
-        self.upstreams: dict[str, list[int]] = {}
+        self.upstreams: dict[str, LinkCounts] = {}
 
-    def upstream(self, upstream_id: str) -> list[int]:
-        """The ``[sent, received, errors]`` counts of one upstream, shared with its link."""
-        return self.upstreams.setdefault(upstream_id, [0, 0, 0])
+    def upstream(self, upstream_id: str) -> LinkCounts:
+        """The counts of one upstream, shared with its link."""
+        counts = self.upstreams.get(upstream_id)
+        if counts is None:
+            counts = self.upstreams[upstream_id] = LinkCounts()
+        return counts
 
 
 class TrafficCollector(Collector):
@@ -77,10 +94,10 @@ class TrafficCollector(Collector):
             "Failed ready checks and broken streams, per upstream",
             labels=["upstream"],
         )
-        for upstream_id, (sent, received, failed) in sorted(t.upstreams.items()):
-            family.add_metric([upstream_id, "out"], sent)
-            family.add_metric([upstream_id, "in"], received)
-            errors.add_metric([upstream_id], failed)
+        for upstream_id, counts in sorted(t.upstreams.items()):
+            family.add_metric([upstream_id, "out"], counts.sent)
+            family.add_metric([upstream_id, "in"], counts.received)
+            errors.add_metric([upstream_id], counts.errors)
         yield family
         yield errors
 

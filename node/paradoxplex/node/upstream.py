@@ -119,7 +119,7 @@ class UpstreamLink:
         self._task: asyncio.Task[None] | None = None
         self._channel: grpc.aio.Channel | None = None
         metrics = host.metrics
-        self._counts = metrics.traffic.upstream(spec.id)
+        self.counts = metrics.traffic.upstream(spec.id)
 
     @property
     def id(self) -> str:
@@ -152,9 +152,9 @@ class UpstreamLink:
             "batch": self.batching,
             "error": self.error,
             "reason": self.reason,
-            "sent": self._counts[0],
-            "received": self._counts[1],
-            "errors": self._counts[2],
+            "sent": self.counts.sent,
+            "received": self.counts.received,
+            "errors": self.counts.errors,
             "rtt_ms": None if self.rtt is None else round(self.rtt * 1000, 3),
         }
 
@@ -218,7 +218,7 @@ class UpstreamLink:
                 await self._serve()
             except UpstreamUnavailable as error:
                 self.error = error.reason
-                self._counts[2] += 1
+                self.counts.errors += 1
                 probe = (
                     Probe.READY_FAILED if self.state is Health.CONNECTING else Probe.STREAM_BROKEN
                 )
@@ -276,7 +276,7 @@ class UpstreamLink:
 
     def _failed_attempt(self) -> None:
         """Count a failed ready check; warn once per new reason (not at every retry)."""
-        self._counts[2] += 1
+        self.counts.errors += 1
         if self.error != self._warned and not self._stopping:
             self._warned = self.error
             log.warning("upstream %s not ready: %s (retrying with backoff)", self.id, self.error)
@@ -396,13 +396,13 @@ class UpstreamLink:
                 else:
                     add(time=now, client_uuid=item.session, event=item.event)
             await self._write(call, batch, items)
-            self._counts[0] += len(items)
+            self.counts.sent += len(items)
 
     async def _write_each(self, call: Any) -> None:
         while True:
             items = await self._next_items(1)
             await self._write(call, items[0].request(timestamp(time.time())), items)
-            self._counts[0] += 1
+            self.counts.sent += 1
 
     async def _write(self, call: Any, message: Any, items: list[Outgoing]) -> None:
         """Write one gRPC message. When the write fails or is cancelled (the link is going
@@ -421,7 +421,7 @@ class UpstreamLink:
         receive = self.host.receive_reply
         while True:
             batch = await _read(call, self.id)
-            self._counts[1] += len(batch.items)
+            self.counts.received += len(batch.items)
             for reply in batch.items:
                 pending = receive(reply)
                 if pending is not None:
@@ -431,7 +431,7 @@ class UpstreamLink:
         receive = self.host.receive_reply
         while True:
             reply = await _read(call, self.id)
-            self._counts[1] += 1
+            self.counts.received += 1
             pending = receive(reply)
             if pending is not None:
                 await pending
