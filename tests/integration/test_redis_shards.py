@@ -149,7 +149,8 @@ async def test_one_shard_stopped_stops_only_its_own_traffic(
         assert [keys.bucket(n.node_id) for n in (a, e, c)] == [0, 1, 2]
         owners = (a, e, c)
         clients = [await Client.connect(owner.listen_address) for owner in owners]
-        uuids = [await accepted(owner, client) for owner, client in zip(owners, clients)]
+        pairs = zip(owners, clients, strict=True)
+        uuids = [await accepted(owner, client) for owner, client in pairs]
         stopped = shard_servers[1]  # e's inbox; not the designated shard
         stopped.freeze()
         try:
@@ -176,7 +177,8 @@ async def test_one_shard_stopped_stops_only_its_own_traffic(
         for client in (clients[0], clients[2]):
             assert numbers(client) == list(range(SENT))
         got = numbers(clients[1])
-        assert len(got) == len(set(got)) and got == sorted(got)
+        assert len(got) == len(set(got)), "a reply arrived twice"
+        assert got == sorted(got), "replies out of order"
         counted = e.bus.stats.lost + drops(b, *LOST_AT_SENDER)
         assert len(got) + counted == SENT, (len(got), counted)
         assert (a.bus.stats.lost, c.bus.stats.lost) == (0, 0)
