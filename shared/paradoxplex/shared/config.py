@@ -188,14 +188,9 @@ def _redis(key: str, value: Any) -> str | None:
     items = value if isinstance(value, list | tuple) else [value]
     urls = [url for item in items for url in split_urls(str(item))]
     for text in urls:
-        if not text.startswith(("redis://", "rediss://", "unix://", "redis+cluster://")):
+        if not text.startswith(("redis://", "rediss://", "unix://")):
             shown = redact_url(text)
-            raise ConfigError(
-                key,
-                f"expected a redis://, rediss://, unix:// or redis+cluster:// URL, got {shown!r}",
-            )
-    if len(urls) > 1 and any(url.startswith("redis+cluster://") for url in urls):
-        raise ConfigError(key, "a redis+cluster:// URL is the whole cluster: give it alone")
+            raise ConfigError(key, f"expected a redis://, rediss:// or unix:// URL, got {shown!r}")
     return ",".join(urls) or None
 
 
