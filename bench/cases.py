@@ -193,7 +193,7 @@ def _warning(log: str) -> str:
 
 def _sessions(redis: RedisServer, prefix: str) -> int:
     """Sessions Redis holds (the hash of session records: ``Keys.sessions_data``)."""
-    return int(redis.client.hlen(Keys(prefix).sessions_data))
+    return int(redis.client.hlen(Keys(prefix).sessions_data(0)))
 
 
 def redis_memory(plan: Plan) -> list[Row]:

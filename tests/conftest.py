@@ -3,7 +3,9 @@
 - ``redis_server``: one real redis-server for the whole session, started on first use only.
 - ``redis_url`` and ``key_prefix``: each test gets its own prefix; nothing is ever flushed.
 - ``fleet_state``: a started ``FleetState``, once in memory and once on Redis (contract tests).
-- ``redis_fleet`` / ``memory_fleet``: one implementation, started.
+- ``redis_fleet`` / ``memory_fleet`` / ``shards_fleet``: one implementation, started.
+- ``redis_shards`` / ``shards_url``: three independent servers (the session's first), one
+  comma-separated URL list, for a sharded fleet; started on first use.
 - ``secured_redis`` / ``replica_redis``: servers that refuse a node (a password, ACL users,
   a read-only replica; ``tests.support.secured_redis``), one each per session, on first use.
 """
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
@@ -21,6 +24,7 @@ from redis.asyncio import Redis
 
 from paradoxplex.node.redis import RedisFleet
 from paradoxplex.shared.fleet import FleetState, MemoryFleet
+from paradoxplex.shared.placement import split_urls
 from tests.support.redis_server import RedisServer
 from tests.support.secured_redis import replica_of, secured
 
@@ -60,6 +64,21 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
+@pytest.fixture(scope="session")
+def redis_shards(redis_server: RedisServer) -> Iterator[list[RedisServer]]:
+    others = [RedisServer().start() for _ in range(2)]
+    try:
+        yield [redis_server, *others]
+    finally:
+        for server in others:
+            server.close()
+
+
+@pytest.fixture
+def shards_url(redis_shards: list[RedisServer]) -> str:
+    return ",".join(server.url for server in redis_shards)
+
+
 @pytest.fixture
 def key_prefix(request: pytest.FixtureRequest) -> str:
     """A prefix of this test's own: readable, unique, and free of glob characters."""
@@ -68,25 +87,34 @@ def key_prefix(request: pytest.FixtureRequest) -> str:
 
 
 async def delete_prefix(url: str, prefix: str) -> None:
-    """Remove one test's keys (the session's Redis is shared: never FLUSHALL)."""
-    client = Redis.from_url(url)
-    try:
-        doomed = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
-        if doomed:
-            await client.delete(*doomed)
-    finally:
-        await client.aclose()
+    """Remove one test's keys (the session's Redis is shared: never FLUSHALL); ``url`` may be
+    a list of shards."""
+    for one in split_urls(url):
+        client = Redis.from_url(one)
+        try:
+            doomed = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
+            for key in doomed:  # one by one: on a cluster each key may live elsewhere
+                await client.delete(key)
+        finally:
+            await client.aclose()
 
 
-@pytest_asyncio.fixture
-async def redis_fleet(redis_url: str, key_prefix: str) -> AsyncIterator[RedisFleet]:
-    fleet = RedisFleet.from_url(redis_url, prefix=key_prefix)
+@contextlib.asynccontextmanager
+async def started_fleet(url: str, prefix: str) -> AsyncIterator[RedisFleet]:
+    """A started ``RedisFleet`` on ``url`` (one server or shards); its keys deleted after."""
+    fleet = RedisFleet.from_url(url, prefix=prefix)
     await fleet.start()
     try:
         yield fleet
     finally:
         await fleet.close()
-        await delete_prefix(redis_url, key_prefix)
+        await delete_prefix(url, prefix)
+
+
+@pytest_asyncio.fixture
+async def redis_fleet(redis_url: str, key_prefix: str) -> AsyncIterator[RedisFleet]:
+    async with started_fleet(redis_url, key_prefix) as fleet:
+        yield fleet
 
 
 @pytest_asyncio.fixture
@@ -99,7 +127,13 @@ async def memory_fleet() -> AsyncIterator[MemoryFleet]:
         await fleet.close()
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest_asyncio.fixture
+async def shards_fleet(shards_url: str, key_prefix: str) -> AsyncIterator[RedisFleet]:
+    async with started_fleet(shards_url, key_prefix) as fleet:
+        yield fleet
+
+
+@pytest.fixture(params=["memory", "redis", "shards"])
 def fleet_state(request: pytest.FixtureRequest) -> FleetState:
     """The same contract, run over each implementation (Redis is started only when needed)."""
     fleet: FleetState = request.getfixturevalue(f"{request.param}_fleet")

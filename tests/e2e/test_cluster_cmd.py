@@ -114,3 +114,38 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
             if not pid_gone(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+
+
+async def test_cluster_in_shards_mode_spreads_over_three_redis_servers() -> None:
+    listen = free_range(2)
+    admin = free_range(2, avoid=range(listen, listen + 2))
+    upstream = free_range(1, avoid=[*range(listen, listen + 2), *range(admin, admin + 2)])
+    cluster = Proc(
+        "cluster",
+        [
+            executable(), "cluster", "--nodes", "2", "--upstreams", "1", "--redis-mode", "shards",
+            "--listen-base", str(listen + 1), "--admin-base", str(admin),
+            "--upstream-base", str(upstream), "--prefix", f"pxtest-shards-{uuid.uuid4().hex[:8]}",
+        ],
+    )  # fmt: skip
+    client: Client | None = None
+    try:
+        await cluster.wait_line(UP_LINE, timeout=60)
+        assert len(children_of(cluster.pid)) == 6  # 3 redis, 1 upstream, 2 nodes
+        printed = cluster.stdout().decode()
+        assert len(re.findall(r"redis\d\s+redis://127\.0\.0\.1:\d+/0", printed)) == 3, printed
+        client = await Client.connect(f"127.0.0.1:{listen + 1}")
+        await client.round_trip(b"<hello shards>")
+        async with aiohttp.ClientSession() as http:
+            node2 = Admin(f"http://127.0.0.1:{admin + 1}", http)
+
+            async def both() -> bool:
+                return await node2.node_ids() == {"node1", "node2"}
+
+            await eventually(both, timeout=10, message="node2 lists 2 nodes")
+            assert (await node2.uuid_of(client)) in await node2.socket_uuids("node=node1")
+    finally:
+        if client is not None:
+            await client.close()
+        cluster.signal(signal.SIGINT)
+        await cluster.wait_exit(timeout=30)

@@ -1,4 +1,5 @@
-"""One bus contract, two implementations: every test here runs over MemoryBus and RedisBus.
+"""One bus contract, two implementations: every test here runs over MemoryBus and RedisBus
+(on one server, on three shards, on a cluster).
 
 What a node may count on from its bus, whatever the backend: a send reaches its node only, in
 the order sent (concurrent sends too, in the order called), with nothing counted lost or
@@ -36,14 +37,19 @@ def memory_buses() -> Callable[[], FleetBus]:
     return lambda: MemoryBus(hub)
 
 
-@pytest_asyncio.fixture(params=["memory", "redis"])
+#: Redis mode → the fixture giving its URL (one server, three shards, a cluster).
+URLS = {"redis": "redis_url", "shards": "shards_url"}
+
+
+@pytest_asyncio.fixture(params=["memory", *URLS])
 async def make_bus(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[MakeBus]:
     """Buses of one fleet (one hub, or one Redis prefix); each is closed after the test."""
     made: list[FleetBus] = []
+    url = ""
     if request.param == "memory":
         build = memory_buses()
     else:
-        url: str = request.getfixturevalue("redis_url")
+        url = request.getfixturevalue(URLS[request.param])
 
         def build() -> FleetBus:
             return RedisBus.from_url(url, prefix=key_prefix, send_deadline=SEND_DEADLINE)
@@ -55,8 +61,8 @@ async def make_bus(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIter
     yield make
     for bus in made:
         await bus.close()
-    if request.param == "redis":
-        await delete_prefix(request.getfixturevalue("redis_url"), key_prefix)
+    if url:
+        await delete_prefix(url, key_prefix)
 
 
 async def test_a_started_bus_is_connected(make_bus: MakeBus) -> None:

@@ -1,4 +1,5 @@
-"""One contract, two implementations: every test here runs over MemoryFleet and RedisFleet.
+"""One contract, two implementations: every test here runs over MemoryFleet and RedisFleet
+(on one server, on three shards, on a cluster: ``fleet_state``'s parameters).
 
 The tests at the end are Redis-only behaviour (liveness TTLs, what is left in Redis).
 """

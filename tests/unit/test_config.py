@@ -553,3 +553,11 @@ def test_a_flag_with_choices_lists_them(name: str) -> None:
 )
 def test_defaults_are_shown_as_the_readme_writes_them(name: str, shown: str) -> None:
     assert default_text(name) == shown
+
+
+def test_redis_repeated_or_comma_separated_is_a_list_of_shards() -> None:
+    urls = ["redis://a:1/0", "redis://b:2/0"]
+    assert PARSERS["redis"]("--redis", urls) == "redis://a:1/0,redis://b:2/0"
+    assert PARSERS["redis"]("--redis", "redis://a:1/0, redis://b:2/0") == ",".join(urls)
+    with pytest.raises(ConfigError, match="got 'http://h'"):
+        PARSERS["redis"]("--redis", ["redis://a:1/0", "http://h"])

@@ -1,53 +1,54 @@
-"""Every Redis key and channel name comes from one ``Keys(prefix)``."""
+"""Every Redis key and channel name comes from one ``Keys(prefix)``; keys written together
+share a hash tag (``shared.placement``)."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 
 from paradoxplex.shared.keys import Keys
+from paradoxplex.shared.placement import hash_tag
 
-# (attribute, its id argument or None for a property, the name under prefix "px")
-NAMES: list[tuple[str, str | None, str]] = [
-    ("node", "n1", "px:node:n1"),
-    ("node_alive", "n1", "px:alive:n1"),
-    ("nodes", None, "px:nodes"),
-    ("sessions_data", None, "px:session-data"),
-    ("node_sessions", "n1", "px:node-sessions:n1"),
-    ("upstreams", None, "px:upstreams"),
-    ("health", "u:1", "px:health:u:1"),
-    ("health_upstreams", None, "px:health-upstreams"),
-    ("cleanup", "n1", "px:cleanup:n1"),
-    ("probe", "ab12", "px:probe:ab12"),
-    ("inbox", "n1", "px:inbox:n1"),
-    ("fleet_stream", None, "px:fleet-stream"),
+Name = Callable[[Keys, str], str]
+
+# (name, how it is made from Keys and an id, the name under prefix "px" for id "n1", 1 bucket)
+NAMES: list[tuple[str, Name, str]] = [
+    ("node", lambda k, i: k.node(i), "px:{fleet}:node:n1"),
+    ("node_alive", lambda k, i: k.node_alive(i), "px:{fleet}:alive:n1"),
+    ("nodes", lambda k, i: k.nodes, "px:{fleet}:nodes"),
+    ("sessions_data", lambda k, i: k.sessions_data(0), "px:session-data:{0}"),
+    ("node_sessions", lambda k, i: k.node_sessions(i, 0), "px:node-sessions:{0}:n1"),
+    ("upstreams", lambda k, i: k.upstreams, "px:{fleet}:upstreams"),
+    ("health", lambda k, i: k.health(i), "px:{fleet}:health:n1"),
+    ("health_upstreams", lambda k, i: k.health_upstreams, "px:{fleet}:health-upstreams"),
+    ("cleanup", lambda k, i: k.cleanup(i), "px:{fleet}:cleanup:n1"),
+    ("probe", lambda k, i: k.probe(i), "px:{fleet}:probe:n1"),
+    ("shard_list", lambda k, i: k.shard_list, "px:shard-list"),
+    ("inbox", lambda k, i: k.inbox(i), "px:inbox:{0}:n1"),
+    ("fleet_stream", lambda k, i: k.fleet_stream(0), "px:fleet-stream:{0}"),
 ]
-IDS = [attribute for attribute, _, _ in NAMES]
+IDS = [name for name, _, _ in NAMES]
+PER_ID = {"node", "node_alive", "node_sessions", "health", "cleanup", "probe", "inbox"}
 
 
-def name_of(keys: Keys, attribute: str, argument: str | None) -> str:
-    value = getattr(keys, attribute)
-    result = value if argument is None else value(argument)
-    assert isinstance(result, str)
-    return result
-
-
-def all_names(keys: Keys) -> list[str]:
-    return [name_of(keys, attribute, argument) for attribute, argument, _ in NAMES]
+def all_names(keys: Keys, node_id: str = "n1") -> list[str]:
+    return [make(keys, node_id) for _, make, _ in NAMES]
 
 
 def test_the_table_covers_every_name() -> None:
     public = {name for name in dir(Keys) if not name.startswith("_")}
-    assert public - {"prefix"} == set(IDS)
+    assert public - {"prefix", "buckets", "bucket", "fleet_streams"} == set(IDS)
 
 
-@pytest.mark.parametrize(("attribute", "argument", "expected"), NAMES, ids=IDS)
-def test_name(attribute: str, argument: str | None, expected: str) -> None:
-    assert name_of(Keys("px"), attribute, argument) == expected
+@pytest.mark.parametrize(("name", "make", "expected"), NAMES, ids=IDS)
+def test_name(name: str, make: Name, expected: str) -> None:
+    assert make(Keys("px"), "n1") == expected
 
 
-@pytest.mark.parametrize(("attribute", "argument", "expected"), NAMES, ids=IDS)
-def test_default_prefix(attribute: str, argument: str | None, expected: str) -> None:
-    assert name_of(Keys(), attribute, argument) == "paradoxplex" + expected.removeprefix("px")
+@pytest.mark.parametrize(("name", "make", "expected"), NAMES, ids=IDS)
+def test_default_prefix(name: str, make: Name, expected: str) -> None:
+    assert make(Keys(), "n1") == "paradoxplex" + expected.removeprefix("px")
 
 
 @pytest.mark.parametrize("prefix", ["a", "fleet-2", "tenant:blue"])
@@ -64,13 +65,45 @@ def test_two_prefixes_share_no_name() -> None:
     assert not set(all_names(Keys("one"))) & set(all_names(Keys("two")))
 
 
-@pytest.mark.parametrize(
-    "attribute", [attribute for attribute, argument, _ in NAMES if argument is not None]
-)
-def test_per_id_names_differ_per_id(attribute: str) -> None:
+@pytest.mark.parametrize("name", sorted(PER_ID))
+def test_per_id_names_differ_per_id(name: str) -> None:
+    make = next(make for key, make, _ in NAMES if key == name)
     keys = Keys("px")
-    assert name_of(keys, attribute, "a") != name_of(keys, attribute, "b")
+    assert make(keys, "a") != make(keys, "b")
+
+
+def test_every_name_but_the_shard_list_has_a_hash_tag() -> None:
+    keys = Keys("px", buckets=3)
+    tagged = [make(keys, "n1") for name, make, _ in NAMES if name != "shard_list"]
+    assert all(hash_tag(name) is not None for name in tagged)
+
+
+def test_an_inbox_shares_its_tag_with_its_buckets_fleet_stream() -> None:
+    keys = Keys("px", buckets=5)
+    for node_id in ("a", "b", "node-7", "x:y"):
+        bucket = keys.bucket(node_id)
+        assert hash_tag(keys.inbox(node_id)) == hash_tag(keys.fleet_stream(bucket)) == str(bucket)
+
+
+def test_a_session_row_and_its_index_share_a_tag() -> None:
+    keys = Keys("px", buckets=16)
+    bucket = keys.bucket("00000000-0000-4000-8000-000000000001")
+    assert hash_tag(keys.sessions_data(bucket)) == hash_tag(keys.node_sessions("n", bucket))
+
+
+def test_fleet_streams_one_per_bucket() -> None:
+    assert Keys("px", buckets=3).fleet_streams() == [
+        "px:fleet-stream:{0}",
+        "px:fleet-stream:{1}",
+        "px:fleet-stream:{2}",
+    ]
+    assert Keys("px").fleet_streams() == ["px:fleet-stream:{0}"]
+
+
+def test_zero_buckets_is_refused() -> None:
+    with pytest.raises(ValueError, match="buckets"):
+        Keys("px", buckets=0)
 
 
 def test_repr() -> None:
-    assert repr(Keys("px")) == "<Keys prefix='px'>"
+    assert repr(Keys("px", buckets=3)) == "<Keys prefix='px' buckets=3>"

@@ -12,6 +12,8 @@ Rules:
   this Redis, as this user, lets a node do its work under the key prefix: a Redis that does
   not answer, refuses the password, is a read-only replica or whose ACL denies a command, key
   or channel is one ``ConfigError`` saying which, the URL redacted: one line, no node.
+  Sharded (several URLs), every shard is probed, and the list must be the fleet's
+  (``shards.check_list``).
 - The password comes from the URL, or from ``redis_password_file`` (which replaces the URL's).
 - ``starting(config)`` wraps the rest of start-up: a Redis error there is a ``ConfigError``
   too, worded the same way (no traceback, whatever step met it).
@@ -21,17 +23,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 
 from redis.exceptions import RedisError
 
-from paradoxplex.node.redis import RedisBus, RedisFleet, connect
+from paradoxplex.node.redis import FleetClient, RedisBus, RedisFleet, connect
 from paradoxplex.node.redis.client import SOCKET_TIMEOUT
 from paradoxplex.node.redis.errors import REDIS_DOWN, Target, refused
 from paradoxplex.node.redis.probe import probe
+from paradoxplex.node.redis.shards import check_list
 from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.credentials import read_password, with_password
 from paradoxplex.shared.errors import ConfigError, FleetUnavailable
 from paradoxplex.shared.fleet import Backend, memory_backend
+from paradoxplex.shared.placement import split_urls
 
 __all__ = ["BACKENDS", "backend_name", "build_backend", "starting"]
 
@@ -59,9 +64,10 @@ def login_url(config: NodeConfig) -> str:
 
 
 async def _redis(config: NodeConfig) -> Backend:
-    client = connect(login_url(config), socket_timeout=SOCKET_TIMEOUT)
+    url = login_url(config)
+    client = connect(url, socket_timeout=SOCKET_TIMEOUT)
     try:
-        await probe(client, prefix=config.key_prefix, target=target(config))
+        await _check(client, url, config)
     except BaseException:
         await client.close()
         raise
@@ -70,6 +76,21 @@ async def _redis(config: NodeConfig) -> Backend:
         client, prefix=config.key_prefix, is_alive=state.node_alive, hold=config.bus_hold
     )
     return Backend(state, bus)
+
+
+async def _check(client: FleetClient, url: str, config: NodeConfig) -> None:
+    """The probe, on every shard; then, when sharded, that this node has the fleet's list."""
+    if not client.parts:
+        await probe(client, prefix=config.key_prefix, target=target(config))
+        return
+    urls = split_urls(url)
+    setting = target(config)
+    for part, one in zip(client.parts, urls, strict=True):
+        await probe(part, prefix=config.key_prefix, target=replace(setting, url=one))
+    try:
+        await check_list([part.redis for part in client.parts], urls, prefix=config.key_prefix)
+    except RedisError as error:
+        raise refused(error, setting) from None
 
 
 #: Backend name → how its state and bus are built.

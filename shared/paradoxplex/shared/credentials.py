@@ -4,7 +4,7 @@ Rules:
 - ``redact_url`` is the one way a Redis URL is shown (errors, logs, the cluster's banner): the
   password becomes ``***`` (``redis://user:***@host:port/db``), so does a ``password=`` query
   value. The user name stays (messages name it). Text that is no URL comes back unchanged
-  unless it has ``user:password@`` in it.
+  unless it has ``user:password@`` in it. A list of URLs (shards) is redacted URL by URL.
 - ``with_password(url, password)`` puts a password into a URL (percent-encoded), replacing
   the URL's own; the result is handed to the Redis client and never shown.
 - ``read_password(key, path)``: a password file holds the password on its first line; an
@@ -17,6 +17,7 @@ from __future__ import annotations
 from urllib.parse import quote, unquote
 
 from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.placement import split_urls
 
 __all__ = ["MASK", "read_password", "redact_url", "url_user", "with_password"]
 
@@ -49,7 +50,10 @@ def _redact_query(query: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with its password, if any, replaced by ``***``."""
+    """``url`` with its password, if any, replaced by ``***`` (each URL of a list)."""
+    urls = split_urls(url)
+    if len(urls) > 1:
+        return ",".join(redact_url(one) for one in urls)
     scheme, userinfo, head, query = _split(url)
     if userinfo is not None:
         user, colon, _ = userinfo.partition(":")
@@ -65,7 +69,11 @@ def url_user(url: str) -> str:
 
 
 def with_password(url: str, password: str) -> str:
-    """``url`` logging in with ``password`` (the URL's own password, if any, replaced)."""
+    """``url`` logging in with ``password`` (the URL's own password, if any, replaced; each
+    URL of a list: the shards of a fleet share one password file)."""
+    urls = split_urls(url)
+    if len(urls) > 1:
+        return ",".join(with_password(one, password) for one in urls)
     scheme, userinfo, head, query = _split(url)
     user = userinfo.partition(":")[0] if userinfo else ""
     return f"{scheme}{user}:{quote(password, safe='')}@{head}{query}"

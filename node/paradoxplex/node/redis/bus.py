@@ -1,11 +1,13 @@
 """The fleet bus on Redis Streams: how the nodes of a fleet talk, without losing anything
 silently.
 
-Streams (names from ``Keys(prefix)``): ``inbox:<id>``, one per node, for what is sent to that
-node; ``fleet-stream``, read by every node, for broadcasts (every node but the sender) and
-control (every node, the sender included). Both are capped by an approximate MAXLEN
-(``inbox_length``, default 1,000 entries; an entry is one envelope, a batch of replies at
-most 512 KiB).
+Streams (names from ``Keys(prefix, buckets=client.buckets)``): ``inbox:{b}:<id>``, one per
+node in its node's bucket, for what is sent to that node; ``fleet-stream:{b}``, one copy per
+bucket, for broadcasts (every node but the sender) and control (every node, the sender
+included): a sender adds to every copy, a node reads the copy of its inbox's bucket, with its
+inbox, in one XREAD on one server (on one server there is one bucket, so one copy). All are
+capped by an approximate MAXLEN (``inbox_length``, default 1,000 entries; an entry is one
+envelope, a batch of replies at most 512 KiB).
 
 Rules:
 - The bus is built whole before any node exists (client, prefix, ``is_alive``); ``start``
@@ -77,7 +79,7 @@ class RedisBus:
         tail_interval: float = TAIL_INTERVAL,
         owns_client: bool = False,
     ) -> None:
-        self.keys = Keys(prefix)
+        self.keys = Keys(prefix, buckets=client.buckets)
         self.node_id = ""
         self.client = client
         self._owns_client = owns_client
@@ -88,7 +90,7 @@ class RedisBus:
         self._outbox = Outbox(
             client,
             inbox_key=self.keys.inbox,
-            fleet_stream=self.keys.fleet_stream,
+            fleet_streams=self.keys.fleet_streams(),
             inbox_length=inbox_length,
             is_alive=is_alive,
             send_deadline=send_deadline,
@@ -168,7 +170,7 @@ class RedisBus:
             self.client,
             name=node_id,
             inbox=self.keys.inbox(node_id),
-            fleet_stream=self.keys.fleet_stream,
+            fleet_stream=self.keys.fleet_stream(self.keys.bucket(node_id)),
             inbox_length=self._inbox_length,
             inbox_ttl=self._inbox_ttl,
             handler=handler,

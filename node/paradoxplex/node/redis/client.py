@@ -2,9 +2,9 @@
 
 Rules:
 - ``CLIENT_KINDS`` maps a URL scheme to a factory, and ``connect(url)`` is its one reader.
-  Today every kind is one server (``redis://``, ``rediss://``, ``unix://``). Another Redis mode
-  (Sentinel, several shards, Cluster) is another row: ``RedisFleet`` and ``RedisBus`` take a
-  ``FleetClient`` and never ask which mode is behind it.
+  Another Redis mode (Sentinel, Cluster) is another row: ``RedisFleet`` and ``RedisBus`` take a
+  ``FleetClient`` and never ask which mode is behind it. Several URLs, comma-separated, are
+  shards (``shards``): each is built by its own row, and ``sharded`` puts them together.
 - A ``FleetClient`` answers commands (``redis``) and makes subscriber connections
   (``subscriber()``): fresh ones, of the client's kind, that never reconnect or retry behind the
   caller's back (the bus watches and replaces its own).
@@ -16,9 +16,9 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
@@ -26,9 +26,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from paradoxplex.node.redis.shards import ShardedRedis
 from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.placement import split_urls
 
-__all__ = ["CLIENT_KINDS", "FleetClient", "connect", "single_server"]
+__all__ = ["CLIENT_KINDS", "FleetClient", "connect", "sharded", "single_server"]
 
 SOCKET_TIMEOUT = 2.0
 HEALTH_CHECK_INTERVAL = 5.0
@@ -36,10 +38,23 @@ HEALTH_CHECK_INTERVAL = 5.0
 
 @dataclass(frozen=True, slots=True)
 class FleetClient:
-    """What the fleet state and bus need of Redis, whatever its mode."""
+    """What the fleet state and bus need of Redis, whatever its mode.
+
+    ``buckets`` is how many buckets the fleet's keys fall in (``shared.placement``): 1 for one
+    server. ``holder`` (absent for one server) gives the client of the server that holds a key
+    now: the inbox reader's dedicated connection goes there. ``parts`` are the shards, each a
+    client of its own kind, when the client spreads keys over several.
+    """
 
     redis: Redis
     subscriber: Callable[[], AbstractConnection]
+    buckets: int = 1
+    holder: Callable[[str], FleetClient] | None = None
+    parts: tuple[FleetClient, ...] = ()
+
+    def holding(self, key: str) -> FleetClient:
+        """The client whose ``subscriber()`` connects to the server holding ``key``."""
+        return self if self.holder is None else self.holder(key)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -91,16 +106,45 @@ CLIENT_KINDS: dict[str, ClientFactory] = {
 }
 
 
+def sharded(parts: Sequence[FleetClient]) -> FleetClient:
+    """One ``FleetClient`` over several shards, in the order given (``shards``)."""
+    redis = ShardedRedis([part.redis for part in parts])
+
+    def holder(key: str) -> FleetClient:
+        return parts[redis.shard_for(key)]
+
+    return FleetClient(
+        cast(Redis, redis),  # duck-typed: the commands the fleet uses, routed by key
+        parts[0].subscriber,
+        buckets=len(parts),
+        holder=holder,
+        parts=tuple(parts),
+    )
+
+
 def connect(
     url: str,
     *,
     socket_timeout: float = SOCKET_TIMEOUT,
     health_check_interval: float = HEALTH_CHECK_INTERVAL,
 ) -> FleetClient:
-    """A client for ``url``, of the kind its scheme names (no I/O: connections open lazily)."""
+    """A client for ``url``, of the kind its scheme names (no I/O: connections open lazily);
+    several comma-separated URLs are shards, each a client of its own kind (``sharded``)."""
+    urls = split_urls(url)
+    if len(urls) > 1:
+        return sharded(
+            [
+                _one_kind(one, socket_timeout=socket_timeout, health=health_check_interval)
+                for one in urls
+            ]
+        )
+    return _one_kind(url, socket_timeout=socket_timeout, health=health_check_interval)
+
+
+def _one_kind(url: str, *, socket_timeout: float, health: float) -> FleetClient:
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     factory = CLIENT_KINDS.get(scheme)
     if factory is None:
         known = ", ".join(f"{kind}://" for kind in CLIENT_KINDS)
         raise ConfigError("--redis", f"expected a {known} URL, got the kind {scheme!r}")
-    return factory(url, socket_timeout=socket_timeout, health_check_interval=health_check_interval)
+    return factory(url, socket_timeout=socket_timeout, health_check_interval=health)

@@ -123,7 +123,7 @@ class InboxReader:
         return inbox_id
 
     async def _open(self, *, first: bool) -> AbstractConnection:
-        conn = self._client.subscriber()
+        conn = self._client.holding(self._inbox.decode()).subscriber()
         try:
             async with asyncio.timeout(SOCKET_TIMEOUT * 2):
                 await conn.connect()  # type: ignore[no-untyped-call]

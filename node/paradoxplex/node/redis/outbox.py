@@ -52,6 +52,7 @@ class _Peer:
 
     node_id: str  # "" for the fleet stream
     key: str
+    copies: list[str] = field(default_factory=list)  # the fleet stream's other buckets
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     seq: int = 0
     total: int = 0
@@ -69,7 +70,7 @@ class Outbox:
         client: FleetClient,
         *,
         inbox_key: Callable[[str], str],
-        fleet_stream: str,
+        fleet_streams: list[str],
         inbox_length: int,
         is_alive: AliveCheck | None,
         send_deadline: float,
@@ -89,7 +90,7 @@ class Outbox:
         self._tail_interval = tail_interval
         self._alive_interval = alive_interval
         self._peers: dict[str, _Peer] = {}
-        self._fleet = _Peer("", fleet_stream)
+        self._fleet = _Peer("", fleet_streams[0], copies=fleet_streams[1:])
         self._down_since: float | None = None
         self._recovered_at = -math.inf
         self._tails: asyncio.Task[None] | None = None
@@ -224,13 +225,20 @@ class Outbox:
 
     @edge
     async def _add(self, peer: _Peer, meta: bytes, data: bytes) -> bool:
-        """XADD; False when the destination is a node's inbox that does not exist."""
+        """XADD (to every copy of the fleet stream at once); False when the destination is a
+        node's inbox that does not exist. A copy that failed fails the add: it is retried with
+        the same number everywhere, and the copies that had it drop the duplicate."""
         options: tuple[str, ...] = ("NOMKSTREAM",) if peer.node_id else ()
-        entry = await self._redis.execute_command(  # type: ignore[no-untyped-call]
-            "XADD", peer.key, *options, "MAXLEN", "~", self._inbox_length, "*",
+        added = await asyncio.gather(
+            *(self._xadd(key, options, meta, data) for key in (peer.key, *peer.copies))
+        )
+        return added[0] is not None
+
+    async def _xadd(self, key: str, options: tuple[str, ...], meta: bytes, data: bytes) -> object:
+        return await self._redis.execute_command(  # type: ignore[no-untyped-call]
+            "XADD", key, *options, "MAXLEN", "~", self._inbox_length, "*",
             *entries.fields(meta, data),
         )  # fmt: skip
-        return entry is not None
 
     # -- tails ---------------------------------------------------------------------------
 

@@ -1,21 +1,25 @@
 """Fleet state in Redis: what the nodes of a fleet share.
 
-Layout (every name comes from ``Keys(prefix)``):
-- ``session-data`` one hash of every session: field = the uuid's 16 raw bytes, value = a packed
-  row (``rows.pack_session``; under 300 bytes a session); ``node-sessions:<node>`` per node, a
-  sorted set of its sessions' 16-byte ids, all scores 0 (ZRANGEBYLEX pages by uuid).
-- ``node:<id>`` one hash per node; ``alive:<id>`` a string with a TTL the heartbeat refreshes;
-  ``nodes`` the set of every registered node id, alive or not (survivors find the dead there).
-- ``upstreams`` a hash id → orjson; ``health:<upstream>`` a hash node id → orjson view;
-  ``health-upstreams`` the set of upstreams that have views.
-- ``cleanup:<node>`` a SET NX PX lock: one survivor cleans up after a dead node.
+Layout (every name comes from ``Keys(prefix, buckets=client.buckets)``; ``shared.placement``
+says where each key lives when the fleet spans several servers):
+- ``session-data:{b}`` one hash per bucket of the sessions whose uuid falls in bucket ``b``:
+  field = the uuid's 16 raw bytes, value = a packed row (``rows.pack_session``; under 300
+  bytes a session); ``node-sessions:{b}:<node>`` per node and bucket, a sorted set of its
+  sessions' 16-byte ids, all scores 0 (ZRANGEBYLEX pages by uuid). A session's row and its
+  index entry share a bucket: one MULTI writes both, on one server.
+- Fleet-wide, tag ``{fleet}``: ``node:<id>`` one hash per node; ``alive:<id>`` a string with a
+  TTL the heartbeat refreshes; ``nodes`` the set of every registered node id, alive or not
+  (survivors find the dead there); ``upstreams`` a hash id → orjson; ``health:<upstream>`` a
+  hash node id → orjson view; ``health-upstreams`` the set of upstreams that have views;
+  ``cleanup:<node>`` a SET NX PX lock: one survivor cleans up after a dead node.
 
 Rules:
 - Every method but ``ping`` and ``close`` raises ``FleetUnavailable`` when Redis does not
   answer (``errors.edge``); nothing here knows which Redis mode the client speaks to.
-- Multi-key writes take one round trip; a batch of session writes is one MULTI. A node's
-  sessions are deleted ``CHUNK`` per round trip when it is unregistered.
-- A fleet-wide page merges the first ``limit + 1`` ids of each node's set.
+- A MULTI never leaves one bucket (or the fleet-wide keys); a batch of session writes is one
+  MULTI per bucket it touches, sent concurrently. A node's sessions are deleted ``CHUNK`` per
+  round trip and bucket when it is unregistered.
+- A fleet-wide page merges the first ``limit + 1`` ids of each (node, bucket) set.
 """
 
 from __future__ import annotations
@@ -79,7 +83,7 @@ class RedisFleet:
     shared = True
 
     def __init__(self, client: FleetClient, *, prefix: str, owns_client: bool = False) -> None:
-        self.keys = Keys(prefix)
+        self.keys = Keys(prefix, buckets=client.buckets)
         self.client = client
         self._redis = client.redis
         self._owns_client = owns_client
@@ -130,21 +134,27 @@ class RedisFleet:
     async def unregister_node(self, node_id: str) -> None:
         """Forget a node: its record, liveness, sessions and health views."""
         keys = self.keys
-        members = await self._redis.zrange(keys.node_sessions(node_id), 0, -1)
-        sessions = [raw(member) for member in cast(list[bytes], members)]
+        await asyncio.gather(*(self._forget_bucket(node_id, b) for b in range(keys.buckets)))
         upstreams = texts(await self._redis.smembers(keys.health_upstreams))
-        for start in range(0, len(sessions), CHUNK):
-            chunk = sessions[start : start + CHUNK]
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hdel(keys.sessions_data, *chunk)
-                pipe.zrem(keys.node_sessions(node_id), *chunk)
-                await pipe.execute()
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.node(node_id), keys.node_alive(node_id), keys.node_sessions(node_id))
+            pipe.delete(keys.node(node_id), keys.node_alive(node_id))
             pipe.srem(keys.nodes, node_id)
             for upstream in upstreams:
                 pipe.hdel(keys.health(upstream), node_id)
             await pipe.execute()
+
+    async def _forget_bucket(self, node_id: str, bucket: int) -> None:
+        """Delete a node's sessions in one bucket, ``CHUNK`` per MULTI, then its index there."""
+        index, data = self.keys.node_sessions(node_id, bucket), self.keys.sessions_data(bucket)
+        members = await self._redis.zrange(index, 0, -1)
+        sessions = [raw(member) for member in cast(list[bytes], members)]
+        for start in range(0, len(sessions), CHUNK):
+            chunk = sessions[start : start + CHUNK]
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(data, *chunk)
+                pipe.zrem(index, *chunk)
+                await pipe.execute()
+        await self._redis.delete(index)
 
     @edge
     async def list_nodes(self) -> list[NodeRecord]:
@@ -196,42 +206,63 @@ class RedisFleet:
 
     @edge
     async def register_sessions(self, infos: Sequence[SessionInfo]) -> None:
-        """Register many sessions in one round trip (one connection, however many)."""
+        """Register many sessions: one MULTI per bucket, all sent at once."""
         if not infos:
             return
+        writes = [self._register_bucket(b, group) for b, group in self._by_bucket(infos).items()]
+        nodes = {info.node_id for info in infos}
+        await asyncio.gather(self._redis.sadd(self.keys.nodes, *nodes), *writes)
+
+    def _by_bucket(self, infos: Sequence[SessionInfo]) -> dict[int, list[SessionInfo]]:
+        groups: dict[int, list[SessionInfo]] = {}
+        for info in infos:
+            groups.setdefault(self.keys.bucket(info.uuid), []).append(info)
+        return groups
+
+    async def _register_bucket(self, bucket: int, infos: list[SessionInfo]) -> None:
         keys = self.keys
         by_node: dict[str, list[bytes]] = {}
         for info in infos:
             by_node.setdefault(info.node_id, []).append(session_id(info.uuid))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(
-                keys.sessions_data, mapping={session_id(i.uuid): pack_session(i) for i in infos}
+                keys.sessions_data(bucket),
+                mapping={session_id(i.uuid): pack_session(i) for i in infos},
             )
             for node_id, ids in by_node.items():
-                pipe.zadd(keys.node_sessions(node_id), dict.fromkeys(ids, 0))
-                pipe.sadd(keys.nodes, node_id)
+                pipe.zadd(keys.node_sessions(node_id, bucket), dict.fromkeys(ids, 0))
             await pipe.execute()
 
     @edge
     async def update_sessions(self, infos: Sequence[SessionInfo]) -> None:
         if not infos:
             return
+        await asyncio.gather(
+            *(self._update_bucket(b, group) for b, group in self._by_bucket(infos).items())
+        )
+
+    async def _update_bucket(self, bucket: int, infos: list[SessionInfo]) -> None:
         args: list[EncodableT] = []
         for info in infos:
             args += (session_id(info.uuid), pack_session(info))
-        await self._update(keys=[self.keys.sessions_data], args=args)
+        await self._update(keys=[self.keys.sessions_data(bucket)], args=args)
 
     @edge
     async def unregister_sessions(self, sessions: Sequence[tuple[str, str]]) -> None:
-        """Remove many ``(session, node_id)`` in one round trip."""
+        """Remove many ``(session, node_id)``: one MULTI per bucket, all sent at once."""
         if not sessions:
             return
+        groups: dict[int, list[tuple[str, str]]] = {}
+        for pair in sessions:
+            groups.setdefault(self.keys.bucket(pair[0]), []).append(pair)
+        await asyncio.gather(*(self._unregister_bucket(b, group) for b, group in groups.items()))
+
+    async def _unregister_bucket(self, bucket: int, sessions: list[tuple[str, str]]) -> None:
         keys = self.keys
-        ids = [session_id(session) for session, _ in sessions]
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(keys.sessions_data, *ids)
+            pipe.hdel(keys.sessions_data(bucket), *(session_id(s) for s, _ in sessions))
             for session, node_id in sessions:
-                pipe.zrem(keys.node_sessions(node_id), session_id(session))
+                pipe.zrem(keys.node_sessions(node_id, bucket), session_id(session))
             await pipe.execute()
 
     @edge
@@ -240,7 +271,8 @@ class RedisFleet:
             key = session_id(session)
         except ValueError:
             return None
-        row = optional_raw(await self._redis.hget(self.keys.sessions_data, key))
+        data = self.keys.sessions_data(self.keys.bucket(session))
+        row = optional_raw(await self._redis.hget(data, key))
         return unpack_session(key, row)
 
     @edge
@@ -254,7 +286,9 @@ class RedisFleet:
         nodes = [node] if node is not None else await self._known()
         async with self._redis.pipeline(transaction=False) as pipe:
             for node_id in nodes:
-                pipe.zrangebylex(self.keys.node_sessions(node_id), low, b"+", 0, limit + 1)
+                for bucket in range(self.keys.buckets):
+                    index = self.keys.node_sessions(node_id, bucket)
+                    pipe.zrangebylex(index, low, b"+", 0, limit + 1)
             replies = await pipe.execute()
         ids = sorted(raw(member) for members in replies for member in members)[: limit + 1]
         page = ids[:limit]
@@ -265,14 +299,22 @@ class RedisFleet:
     async def _sessions(self, ids: list[bytes]) -> list[SessionInfo]:
         if not ids:
             return []
-        rows = await self._redis.hmget(self.keys.sessions_data, ids)
+        buckets = [self.keys.bucket(session_uuid(key)) for key in ids]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, bucket in zip(ids, buckets, strict=True):
+                pipe.hget(self.keys.sessions_data(bucket), key)
+            rows = await pipe.execute()
         infos = (unpack_session(key, optional_raw(row)) for key, row in zip(ids, rows, strict=True))
         return [info for info in infos if info is not None]
 
     @edge
     async def node_sessions(self, node_id: str) -> list[str]:
-        members = await self._redis.zrange(self.keys.node_sessions(node_id), 0, -1)
-        return [session_uuid(member) for member in cast(list[bytes], members)]
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in range(self.keys.buckets):
+                pipe.zrange(self.keys.node_sessions(node_id, bucket), 0, -1)
+            replies = await pipe.execute()
+        members = sorted(raw(member) for reply in replies for member in reply)
+        return [session_uuid(member) for member in members]
 
     # -- upstreams and health ------------------------------------------------------------
 
