@@ -40,6 +40,7 @@ from paradoxplex.node.session import Session, SessionLimits
 from paradoxplex.node.tasks import TaskSet
 from paradoxplex.node.upkeep import FleetUpkeep
 from paradoxplex.node.upstream import UpstreamLink
+from paradoxplex.shared.admission import Admission, Refusal, source_of
 from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import Backend, FleetBus, FleetState, NodeRecord
@@ -60,6 +61,11 @@ class Node:
         self.fleet: FleetState = backend.state
         self.bus: FleetBus = backend.bus
         self.sessions: dict[str, Session] = {}
+        self.admission = Admission(
+            max_total=config.max_connections,
+            max_per_source=config.max_connections_per_ip,
+            rate=config.accept_rate,
+        )
         self.tasks = TaskSet()
         self.limits = SessionLimits(
             framing=config.framing,
@@ -261,12 +267,20 @@ class Node:
     # SessionHost ------------------------------------------------------------------------
 
     def open_session(self, session: Session) -> SessionInfo | None:
-        if len(self.sessions) >= self.config.max_connections or self.draining:
-            self.metrics.sockets_refused.inc()
-            log.warning("refused a socket: %d sockets held (max_connections)", len(self.sessions))
-            return None
         transport = session.transport
         peer = transport.get_extra_info("peername") if transport else None
+        peer = peer if isinstance(peer, tuple) else None
+        source = source_of(str(peer[0])) if peer else "unknown"
+        now = time.monotonic()
+        held = len(self.sessions)
+        refusal = self.admission.admit(source, now, held=held, draining=self.draining)
+        if refusal is not None:
+            self.metrics.sockets_refused.labels(refusal.value).inc()
+            count = self.admission.refused(source, now)
+            if count:
+                log.warning(REFUSED[refusal], count, source, held)
+            return None
+        session.source = source
         remote = f"{peer[0]}:{peer[1]}" if peer else "unknown"
         info = SessionInfo(new_session_id(), self.node_id, remote, time.time())
         self.sessions[info.uuid] = session
@@ -289,6 +303,7 @@ class Node:
         info = session.info
         if info is None or self.sessions.pop(info.uuid, None) is None:
             return
+        self.admission.release(session.source)
         self.pool.forget(info.uuid)
         self.unregistered.discard(info.uuid)
         dropped = session.flow.drop_all()
@@ -370,6 +385,14 @@ async def _bounded(step: str, work: Awaitable[Any], seconds: float) -> None:
         log.info("shutdown: %s skipped, fleet unavailable: %s", step, error.reason)
     except Exception:
         log.exception("shutdown: %s failed; going on", step)
+
+
+REFUSED = {
+    Refusal.DRAINING: "refused %d socket(s) from %s: draining (%d sockets held)",
+    Refusal.MAX_CONNECTIONS: "refused %d socket(s) from %s: %d sockets held (max_connections)",
+    Refusal.PER_IP: "refused %d socket(s) from %s: max_connections_per_ip (%d sockets held)",
+    Refusal.ACCEPT_RATE: "refused %d socket(s) from %s: accept_rate (%d sockets held)",
+}
 
 
 def _reason_label(reason: str) -> str:
