@@ -233,3 +233,32 @@ async def test_accept_rate_refuses_a_fast_source_and_lets_it_back_later() -> Non
                     await client.aclose()
     finally:
         await server.stop(0)
+
+
+async def test_max_buffered_closes_the_biggest_offender_and_spares_a_reader_that_keeps_up() -> None:
+    server, _ = await start_upstream(Recorder(rule=flood))
+    try:
+        async with running_node(
+            server.port, write_buffer=16 * 1024 * 1024, max_buffered=1024 * 1024
+        ) as node:
+            slow = await Client.connect(node, rcvbuf=4096)
+            try:
+                async with clients(node, 1) as (fast,):
+                    slow_session = (
+                        session_of(node, slow) if await session_uuid(node, slow) else None
+                    )
+                    assert slow_session is not None
+                    await slow.send(b"flood")  # 6.4 MB, and never read
+                    for number in range(20):
+                        await fast.round_trip(f"fast {number}".encode())
+                    await eventually(lambda: slow_session.closing, message="slow reader closed")
+                    assert slow_session.close_reason == "node buffer full"
+                    assert sample(node, "paradoxplex_drops_total", reason="node_buffer_full") == 1
+                    assert sample(node, "paradoxplex_drops_total", reason="write_buffer_full") == 0
+                    await eventually(lambda: len(node.sessions) == 1)
+                    await fast.round_trip(b"after the slow one left")
+                    assert node.buffers.total == 0
+            finally:
+                await slow.aclose()
+    finally:
+        await server.stop(0)

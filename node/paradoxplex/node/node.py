@@ -41,6 +41,7 @@ from paradoxplex.node.tasks import TaskSet
 from paradoxplex.node.upkeep import FleetUpkeep
 from paradoxplex.node.upstream import UpstreamLink
 from paradoxplex.shared.admission import Admission, Refusal, source_of
+from paradoxplex.shared.buffers import ReplyBuffers
 from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import Backend, FleetBus, FleetState, NodeRecord
@@ -66,6 +67,8 @@ class Node:
             max_per_source=config.max_connections_per_ip,
             rate=config.accept_rate,
         )
+        self.buffers: ReplyBuffers[Session] = ReplyBuffers(limit=config.max_buffered)
+        self.metrics.buffered.set_function(self._buffered)
         self.tasks = TaskSet()
         self.limits = SessionLimits(
             framing=config.framing,
@@ -304,6 +307,7 @@ class Node:
         if info is None or self.sessions.pop(info.uuid, None) is None:
             return
         self.admission.release(session.source)
+        self.buffers.forget(session)
         self.pool.forget(info.uuid)
         self.unregistered.discard(info.uuid)
         dropped = session.flow.drop_all()
@@ -322,6 +326,32 @@ class Node:
             info.bytes_out,
             time.time() - info.connected_at,
         )
+
+    def make_room(self, session: Session, size: int) -> bool:
+        """Over ``max_buffered``: count every socket's share afresh; if the reply still does not
+        fit, close the sockets with the most buffered (``ReplyBuffers.shed``)."""
+        if self._buffered() + size <= self.buffers.limit:
+            return True
+        before = self.buffers.total
+        victims = self.buffers.shed(session, size)
+        for victim in victims:
+            victim.abort("node buffer full")
+        if victims:
+            log.warning(
+                "replies buffered for all sockets over max_buffered (%d bytes): closed %d "
+                "socket(s) with the most buffered, %d bytes freed",
+                self.buffers.limit,
+                len(victims),
+                before - self.buffers.total,
+            )
+        return session not in victims
+
+    def _buffered(self) -> int:
+        buffers = self.buffers
+        for session in buffers.backlogged():
+            transport = session.transport
+            buffers.update(session, transport.get_write_buffer_size() if transport else 0)
+        return buffers.total
 
     def submit(self, session: Session) -> None:
         if session.uuid in self.unregistered:

@@ -4,6 +4,8 @@ Limits (keyword arguments of ``SessionLimits``, set from the node's config):
 - ``max_frame``: a larger frame closes the socket (reason ``frame too large``).
 - ``write_buffer``: bytes buffered for a slow reader; past it the ``overflow`` policy applies:
   ``close`` (default) closes the socket, ``drop`` drops that reply. Either is counted.
+- The node's ``max_buffered`` bounds all sockets' buffers together (``ReplyBuffers``): each
+  write tells it this socket's share; a reply that does not fit asks the host to make room.
 - ``hold_timeout``: read frames that no upstream could take wait this long, reading paused,
   before the socket is closed (reason ``no upstream took its data``).
 - ``idle_timeout``: no byte either way for this long closes the socket (0: off).
@@ -25,8 +27,18 @@ from dataclasses import dataclass
 from typing import Protocol, cast
 
 from paradoxplex.node.metrics import Metrics
+from paradoxplex.shared.buffers import ReplyBuffers
 from paradoxplex.shared.errors import FrameTooLarge
-from paradoxplex.shared.flow import OPEN, WRITE, Close, Deadline, Drop, Flow, Reading
+from paradoxplex.shared.flow import (
+    DROP_NODE_FULL,
+    OPEN,
+    WRITE,
+    Close,
+    Deadline,
+    Drop,
+    Flow,
+    Reading,
+)
 from paradoxplex.shared.framing import Framer, make_framer
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 
@@ -54,9 +66,14 @@ class SessionHost(Protocol):
     """What a session needs from its node."""
 
     metrics: Metrics
+    buffers: ReplyBuffers[Session]
 
     def open_session(self, session: Session) -> SessionInfo | None:
         """Register a new socket; None refuses it (max_connections)."""
+
+    def make_room(self, session: Session, size: int) -> bool:
+        """Close the sockets with the most bytes buffered until a reply of ``size`` bytes to
+        ``session`` fits in ``max_buffered``; False when ``session`` itself was closed."""
 
     def close_session(self, session: Session, reason: str) -> None: ...
 
@@ -87,6 +104,7 @@ class Session(asyncio.Protocol):
         "_loop",
         "_timer",
         "_timer_at",
+        "buffers",
         "flow",
         "framer",
         "host",
@@ -101,6 +119,7 @@ class Session(asyncio.Protocol):
     def __init__(self, host: SessionHost, limits: SessionLimits) -> None:
         self.host = host
         self.traffic = host.metrics.traffic
+        self.buffers = host.buffers
         self.limits = limits
         self.framer: Framer = make_framer(limits.framing, max_frame=limits.max_frame)
         self.flow = Flow(
@@ -192,11 +211,20 @@ class Session(asyncio.Protocol):
         if transport is None or info is None:
             self.host.metrics.drops.labels("socket_closed").inc()
             return False
-        verdict = self.flow.write(transport.get_write_buffer_size(), len(payload))
+        size, buffered = len(payload), transport.get_write_buffer_size()
+        verdict = self.flow.write(buffered, size)
         if verdict is not WRITE:
-            self._refused(cast(Drop | Close, verdict), len(payload))
+            self._refused(cast(Drop | Close, verdict), size)
             return False
-        transport.write(payload)
+        buffers = self.buffers
+        if buffers.limit:
+            if not buffers.fits(size) and not self.host.make_room(self, size):
+                self._refused(DROP_NODE_FULL, size)
+                return False
+            transport.write(payload)  # a non-empty buffer takes it all, an empty one may not
+            buffers.update(self, buffered + size if buffered else transport.get_write_buffer_size())
+        else:
+            transport.write(payload)
         info.bytes_out += len(payload)
         info.messages_out += 1
         traffic = self.traffic

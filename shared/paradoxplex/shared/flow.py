@@ -90,6 +90,7 @@ Verdict = Write | Drop | Close
 WRITE = Write()
 DROP_FULL = Drop("write_buffer_full")
 DROP_CLOSED = Drop("socket_closed")
+DROP_NODE_FULL = Drop("node_buffer_full")  # the node's max_buffered (``buffers``), not the flow's
 CLOSE_FULL = Close("write_buffer_full")
 # The hot path (a read, a write) works on plain values: enum.Flag arithmetic costs ~0.6 µs and
 # a class attribute lookup of an enum member ~0.1 µs on CPython 3.11.
