@@ -389,13 +389,25 @@ def cross(plan: Plan) -> list[Row]:
         return rows + _alternate(procs, fresh, plan.fleet_levels[-1:], plan)
 
 
+FLOOD_NODES = {"node": [], "node-rate-1000": ["--max-frames-per-second", "1000"]}
+
+
 def floods(plan: Plan) -> list[Row]:
-    """Fresh clients' round trips, quiet and during a 4 MiB newline flood, in one run."""
+    """Fresh clients' round trips, quiet and during a 4 MiB newline flood, in one run; with
+    the defaults and with ``--max-frames-per-second 1000``."""
+    rows: list[Row] = []
+    for name, extra in FLOOD_NODES.items():
+        rows += _flood(plan, name, extra)
+    return rows
+
+
+def _flood(plan: Plan, name: str, extra: list[str]) -> list[Row]:
     metrics = ("fresh p50 quiet", "fresh max quiet", "fresh p50 flood", "fresh max flood")
-    with _case(plan.log_dir, "flood") as procs:
+    with _case(plan.log_dir, f"flood-{name}") as procs:
         try:
             _, address = start_upstream_echo(procs, "flood-upstream")
-            node = launch_node(procs, "flood", [address], extra=["--framing", "line"]).wait_ready()
+            argv = ["--framing", "line", *extra]
+            node = launch_node(procs, "flood", [address], extra=argv).wait_ready()
             flood.wait_echo(node.listen, timeout=START_TIMEOUT)
             quiet = flood.summary(flood.fresh_round_trips(node.listen))
             flooder = flood.Flood(node.listen)
@@ -405,19 +417,19 @@ def floods(plan: Plan) -> list[Row]:
             finally:
                 flooder.close()
         except Exception as error:
-            return [Row("flood", "node", 1, metric=m, error=_error(error)) for m in metrics]
+            return [Row("flood", name, 1, metric=m, error=_error(error)) for m in metrics]
     values = (*quiet, *during)
     rows = [
-        Row("flood", "node", flood.FRESH, metric=m, value=v, unit="ms")
+        Row("flood", name, flood.FRESH, metric=m, value=v, unit="ms")
         for m, v in zip(metrics, values, strict=True)
     ]
-    for name, at in (("p50", 0), ("max", 1)):
+    for label, at in (("p50", 0), ("max", 1)):
         ratio = during[at] / quiet[at] if quiet[at] else None
         rows.append(
-            Row("flood", "node", flood.FRESH, metric=f"{name} flood / {name} quiet", value=ratio)
+            Row("flood", name, flood.FRESH, metric=f"{label} flood / {label} quiet", value=ratio)
         )
     for row in rows:
-        print(f"  {row.metric:<22} {row.value or 0:>8.1f} {row.unit}")
+        print(f"  {name:<15} {row.metric:<22} {row.value or 0:>8.1f} {row.unit}")
     return rows
 
 

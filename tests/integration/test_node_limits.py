@@ -262,3 +262,27 @@ async def test_max_buffered_closes_the_biggest_offender_and_spares_a_reader_that
                 await slow.aclose()
     finally:
         await server.stop(0)
+
+
+async def test_max_frames_per_second_delays_a_fast_sender_drops_nothing_and_spares_others() -> None:
+    server, recorder = await start_upstream(Recorder(echo=False))
+    try:
+        async with (
+            running_node(server.port, framing="line", max_frames_per_second=20.0) as node,
+            clients(node, 2) as (fast, other),
+        ):
+            started = asyncio.get_running_loop().time()
+            await fast.send(b"".join(b"line %d\n" % number for number in range(50)))
+            await eventually(lambda: len(recorder.data) >= 20, message="the burst")
+            assert len(recorder.data) < 50, "the rest waits for tokens"
+            assert sample(node, "paradoxplex_rate_limited_total") >= 1
+            await other.send(b"not limited by the other's rate\n")
+            await eventually(lambda: b"not limited by the other's rate" in recorder.data)
+            await eventually(lambda: len(recorder.data) == 51, timeout=5.0, message="all")
+            elapsed = asyncio.get_running_loop().time() - started
+            assert elapsed >= 1.2  # 30 lines past the burst of 20, at 20 a second
+            lines = [d for d in recorder.data if d.startswith(b"line")]
+            assert lines == [b"line %d" % number for number in range(50)]
+            assert sample(node, "paradoxplex_drops_total", reason="hold_timeout") == 0
+    finally:
+        await server.stop(0)

@@ -77,6 +77,7 @@ class Node:
             overflow=config.overflow,
             hold_timeout=config.hold_timeout,
             idle_timeout=config.idle_timeout,
+            max_frames_per_second=config.max_frames_per_second,
         )
         self.endpoint = BusEndpoint(
             self.bus,

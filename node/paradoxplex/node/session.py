@@ -9,6 +9,9 @@ Limits (keyword arguments of ``SessionLimits``, set from the node's config):
 - ``hold_timeout``: read frames that no upstream could take wait this long, reading paused,
   before the socket is closed (reason ``no upstream took its data``).
 - ``idle_timeout``: no byte either way for this long closes the socket (0: off).
+- ``frames_per_turn`` (256) and ``max_frames_per_second`` (0: off): what one socket may send
+  upstream in one loop turn and in one second; the rest waits in the flow, reading paused
+  (see ``Flow.allowance``).
 - ``linger``: after the client half-closes, replies are still written for this long
   (default 1 s: a client that closed for good looks the same, and must leave the fleet's
   socket list within 2 s).
@@ -60,6 +63,9 @@ class SessionLimits:
     hold_timeout: float = 30.0
     idle_timeout: float = 0.0
     linger: float = 1.0
+    frames_per_turn: int = 256
+    turn: float = 0.001
+    max_frames_per_second: float = 0.0
 
 
 class SessionHost(Protocol):
@@ -130,6 +136,9 @@ class Session(asyncio.Protocol):
             linger=limits.linger,
             flush_timeout=CLOSE_FLUSH,
             probe_interval=PROBE_INTERVAL,
+            frames_per_turn=limits.frames_per_turn,
+            turn=limits.turn,
+            rate=limits.max_frames_per_second,
         )
         self.info: SessionInfo | None = None
         self.source = ""  # the client's address as per-source limits count it
@@ -245,12 +254,18 @@ class Session(asyncio.Protocol):
 
     # flow control -----------------------------------------------------------------------
 
+    def allowance(self) -> int:
+        """How many of ``flow.held`` the host may place now."""
+        return self.flow.allowance(self._loop.time())
+
     def placed(self, count: int) -> None:
         """The host placed the first ``count`` of ``flow.held``; reading follows what is left."""
         flow = self.flow
         change = flow.placed(count, self._loop.time())
         if change is not None:
             self._apply(change)
+            if change is Reading.PAUSE and flow.waiting_for_rate:
+                self.host.metrics.rate_limited.inc()
         if flow.held:  # the hold deadline; a cleared one lets the timer fire for nothing
             self._arm()
 
@@ -305,6 +320,11 @@ class Session(asyncio.Protocol):
         )
         self.close(f"no upstream took its data: {reason}")
 
+    def _pace_expired(self) -> None:
+        """Its turn (or a token) came: place more of what is held."""
+        if self.flow.held:
+            self.host.submit(self)
+
     def _idle_expired(self) -> None:
         self.close("idle timeout")
 
@@ -350,6 +370,7 @@ class Session(asyncio.Protocol):
 
 EXPIRED: dict[Deadline, Callable[[Session], None]] = {
     Deadline.HOLD: Session._hold_expired,
+    Deadline.PACE: Session._pace_expired,
     Deadline.IDLE: Session._idle_expired,
     Deadline.LINGER: Session._linger_expired,
     Deadline.PROBE: Session._probe,
