@@ -11,6 +11,7 @@ under test: a case (or one run) that fails becomes a row with ``error`` set.
 - ``broadcast``: one admin broadcast to every socket, one node vs two nodes over Redis.
 - ``workers``: ``--workers 2`` vs ``--workers 1`` (both with ``--redis``).
 - ``cross``: replies that must cross nodes through Redis vs the same traffic answered locally.
+- ``flood``: fresh clients' round trips while one socket sends 4 MiB of newlines, vs quiet.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import flood
 from bench.measure import (
     Timing,
     broadcast,
@@ -53,7 +55,7 @@ from bench.systems import (
 from paradoxplex.shared.keys import Keys
 
 SYNC_PAUSE = 0.5
-ALL_CASES = ("rr", "original", "idle", "redis-mem", "broadcast", "workers", "cross")
+ALL_CASES = ("rr", "original", "idle", "redis-mem", "broadcast", "workers", "cross", "flood")
 START_TIMEOUT = 30.0
 
 
@@ -387,6 +389,50 @@ def cross(plan: Plan) -> list[Row]:
         return rows + _alternate(procs, fresh, plan.fleet_levels[-1:], plan)
 
 
+FLOOD_NODES = {"node": [], "node-rate-1000": ["--max-frames-per-second", "1000"]}
+
+
+def floods(plan: Plan) -> list[Row]:
+    """Fresh clients' round trips, quiet and during a 4 MiB newline flood, in one run; with
+    the defaults and with ``--max-frames-per-second 1000``."""
+    rows: list[Row] = []
+    for name, extra in FLOOD_NODES.items():
+        rows += _flood(plan, name, extra)
+    return rows
+
+
+def _flood(plan: Plan, name: str, extra: list[str]) -> list[Row]:
+    metrics = ("fresh p50 quiet", "fresh max quiet", "fresh p50 flood", "fresh max flood")
+    with _case(plan.log_dir, f"flood-{name}") as procs:
+        try:
+            _, address = start_upstream_echo(procs, "flood-upstream")
+            argv = ["--framing", "line", *extra]
+            node = launch_node(procs, "flood", [address], extra=argv).wait_ready()
+            flood.wait_echo(node.listen, timeout=START_TIMEOUT)
+            quiet = flood.summary(flood.fresh_round_trips(node.listen))
+            flooder = flood.Flood(node.listen)
+            flooder.start()
+            try:
+                during = flood.summary(flood.fresh_round_trips(node.listen))
+            finally:
+                flooder.close()
+        except Exception as error:
+            return [Row("flood", name, 1, metric=m, error=_error(error)) for m in metrics]
+    values = (*quiet, *during)
+    rows = [
+        Row("flood", name, flood.FRESH, metric=m, value=v, unit="ms")
+        for m, v in zip(metrics, values, strict=True)
+    ]
+    for label, at in (("p50", 0), ("max", 1)):
+        ratio = during[at] / quiet[at] if quiet[at] else None
+        rows.append(
+            Row("flood", name, flood.FRESH, metric=f"{label} flood / {label} quiet", value=ratio)
+        )
+    for row in rows:
+        print(f"  {name:<15} {row.metric:<22} {row.value or 0:>8.1f} {row.unit}")
+    return rows
+
+
 def run_cases(plan: Plan, cases: list[str]) -> list[Row]:
     chosen = set(cases)
     rows: list[Row] = []
@@ -401,6 +447,7 @@ def run_cases(plan: Plan, cases: list[str]) -> list[Row]:
         ("broadcast", broadcasts),
         ("workers", workers),
         ("cross", cross),
+        ("flood", floods),
     ]
     for name, step in steps:
         if name in chosen:

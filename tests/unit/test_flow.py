@@ -344,3 +344,68 @@ def test_repr_summarises_the_state(setup: str, text: str) -> None:
     if setup == "close":
         flow.close("idle timeout", buffered=0, now=0.0)
     assert repr(flow) == text
+
+
+# --- pacing: frames per turn, frames per second ---------------------------------------------
+
+
+def test_frames_past_this_turns_allowance_wait_for_the_next_turn_reading_paused() -> None:
+    flow = Flow(frames_per_turn=2, turn=0.001)
+    flow.hold([b"1", b"2", b"3", b"4", b"5"])
+    assert flow.allowance(0.0) == 2
+    assert flow.placed(2, 0.0) is PAUSE
+    assert flow.paused == Pause.PACED
+    assert flow.next_deadline() == 0.001  # no hold deadline: nothing waits for a link
+    assert flow.expired(0.001) == [Deadline.PACE]
+    assert flow.allowance(0.001) == 2
+    assert flow.placed(2, 0.001) is None
+    assert flow.allowance(0.002) == 2
+    assert flow.placed(1, 0.002) is RESUME  # the last one: nothing held
+    assert (flow.paused, flow.next_deadline()) == (Pause.NONE, None)
+
+
+def test_a_full_link_within_the_allowance_is_backpressure_with_its_hold_deadline() -> None:
+    flow = Flow(frames_per_turn=10, hold_timeout=30.0)
+    flow.hold([b"1", b"2", b"3"])
+    assert flow.allowance(0.0) == 10
+    assert flow.placed(1, 0.0) is PAUSE
+    assert flow.paused == Pause.BACKPRESSURE
+    assert Deadline.HOLD in flow.expired(30.0)
+
+
+def test_the_rate_is_a_token_bucket_and_the_rest_waits_for_the_next_token() -> None:
+    flow = Flow(rate=10.0)  # ten a second, a burst of ten
+    flow.hold([b"x"] * 15)
+    assert flow.allowance(0.0) == 10
+    assert flow.placed(10, 0.0) is PAUSE
+    assert flow.waiting_for_rate
+    assert flow.next_deadline() == pytest.approx(0.1)
+    assert flow.expired(0.1) == [Deadline.PACE]
+    assert flow.allowance(0.1) == 1
+    assert flow.placed(1, 0.1) is None
+    assert flow.allowance(0.55) == 4  # 0.45 s at 10/s
+    assert flow.placed(4, 0.55) is RESUME
+    assert not flow.waiting_for_rate
+
+
+def test_placing_without_asking_the_allowance_is_backpressure() -> None:
+    flow = Flow(frames_per_turn=2)
+    flow.hold([b"1", b"2", b"3"])
+    flow.allowance(0.0)
+    flow.placed(2, 0.0)
+    assert flow.placed(0, 0.0) is None  # e.g. held until the fleet knows the socket
+    assert flow.paused == Pause.BACKPRESSURE
+
+
+def test_a_paced_socket_is_probed_and_closing_clears_the_pace() -> None:
+    flow = Flow(frames_per_turn=1, probe_interval=0.5)
+    flow.hold([b"1", b"2"])
+    flow.allowance(0.0)
+    flow.placed(1, 0.0)
+    assert flow.expired(0.5) == [Deadline.PACE, Deadline.PROBE]
+    flow.hold([b"3"])
+    flow.allowance(0.5)
+    flow.placed(1, 0.5)
+    flow.abort("test")
+    assert flow.next_deadline() is None
+    assert flow.drop_all() == 1

@@ -148,7 +148,18 @@ class Metrics:
         )
         self.sockets_refused = Counter(
             "paradoxplex_sockets_refused",
-            "Sockets refused because max_connections was reached",
+            "Sockets refused, by reason: max_connections, per_ip, accept_rate, draining",
+            ["reason"],
+            registry=r,
+        )
+        self.buffered = Gauge(
+            "paradoxplex_buffered_bytes",
+            "Reply bytes buffered for this node's sockets (bounded by max_buffered)",
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "paradoxplex_rate_limited",
+            "Times a socket's reading waited for max_frames_per_second",
             registry=r,
         )
         self.traffic = Traffic()

@@ -40,6 +40,8 @@ from paradoxplex.node.session import Session, SessionLimits
 from paradoxplex.node.tasks import TaskSet
 from paradoxplex.node.upkeep import FleetUpkeep
 from paradoxplex.node.upstream import UpstreamLink
+from paradoxplex.shared.admission import Admission, Refusal, source_of
+from paradoxplex.shared.buffers import ReplyBuffers
 from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import Backend, FleetBus, FleetState, NodeRecord
@@ -60,6 +62,13 @@ class Node:
         self.fleet: FleetState = backend.state
         self.bus: FleetBus = backend.bus
         self.sessions: dict[str, Session] = {}
+        self.admission = Admission(
+            max_total=config.max_connections,
+            max_per_source=config.max_connections_per_ip,
+            rate=config.accept_rate,
+        )
+        self.buffers: ReplyBuffers[Session] = ReplyBuffers(limit=config.max_buffered)
+        self.metrics.buffered.set_function(self._buffered)
         self.tasks = TaskSet()
         self.limits = SessionLimits(
             framing=config.framing,
@@ -68,6 +77,7 @@ class Node:
             overflow=config.overflow,
             hold_timeout=config.hold_timeout,
             idle_timeout=config.idle_timeout,
+            max_frames_per_second=config.max_frames_per_second,
         )
         self.endpoint = BusEndpoint(
             self.bus,
@@ -261,12 +271,20 @@ class Node:
     # SessionHost ------------------------------------------------------------------------
 
     def open_session(self, session: Session) -> SessionInfo | None:
-        if len(self.sessions) >= self.config.max_connections or self.draining:
-            self.metrics.sockets_refused.inc()
-            log.warning("refused a socket: %d sockets held (max_connections)", len(self.sessions))
-            return None
         transport = session.transport
         peer = transport.get_extra_info("peername") if transport else None
+        peer = peer if isinstance(peer, tuple) else None
+        source = source_of(str(peer[0])) if peer else "unknown"
+        now = time.monotonic()
+        held = len(self.sessions)
+        refusal = self.admission.admit(source, now, held=held, draining=self.draining)
+        if refusal is not None:
+            self.metrics.sockets_refused.labels(refusal.value).inc()
+            count = self.admission.refused(source, now)
+            if count:
+                log.warning(REFUSED[refusal], count, source, held)
+            return None
+        session.source = source
         remote = f"{peer[0]}:{peer[1]}" if peer else "unknown"
         info = SessionInfo(new_session_id(), self.node_id, remote, time.time())
         self.sessions[info.uuid] = session
@@ -289,6 +307,8 @@ class Node:
         info = session.info
         if info is None or self.sessions.pop(info.uuid, None) is None:
             return
+        self.admission.release(session.source)
+        self.buffers.forget(session)
         self.pool.forget(info.uuid)
         self.unregistered.discard(info.uuid)
         dropped = session.flow.drop_all()
@@ -307,6 +327,32 @@ class Node:
             info.bytes_out,
             time.time() - info.connected_at,
         )
+
+    def make_room(self, session: Session, size: int) -> bool:
+        """Over ``max_buffered``: count every socket's share afresh; if the reply still does not
+        fit, close the sockets with the most buffered (``ReplyBuffers.shed``)."""
+        if self._buffered() + size <= self.buffers.limit:
+            return True
+        before = self.buffers.total
+        victims = self.buffers.shed(session, size)
+        for victim in victims:
+            victim.abort("node buffer full")
+        if victims:
+            log.warning(
+                "replies buffered for all sockets over max_buffered (%d bytes): closed %d "
+                "socket(s) with the most buffered, %d bytes freed",
+                self.buffers.limit,
+                len(victims),
+                before - self.buffers.total,
+            )
+        return session not in victims
+
+    def _buffered(self) -> int:
+        buffers = self.buffers
+        for session in buffers.backlogged():
+            transport = session.transport
+            buffers.update(session, transport.get_write_buffer_size() if transport else 0)
+        return buffers.total
 
     def submit(self, session: Session) -> None:
         if session.uuid in self.unregistered:
@@ -370,6 +416,14 @@ async def _bounded(step: str, work: Awaitable[Any], seconds: float) -> None:
         log.info("shutdown: %s skipped, fleet unavailable: %s", step, error.reason)
     except Exception:
         log.exception("shutdown: %s failed; going on", step)
+
+
+REFUSED = {
+    Refusal.DRAINING: "refused %d socket(s) from %s: draining (%d sockets held)",
+    Refusal.MAX_CONNECTIONS: "refused %d socket(s) from %s: %d sockets held (max_connections)",
+    Refusal.PER_IP: "refused %d socket(s) from %s: max_connections_per_ip (%d sockets held)",
+    Refusal.ACCEPT_RATE: "refused %d socket(s) from %s: accept_rate (%d sockets held)",
+}
 
 
 def _reason_label(reason: str) -> str:

@@ -2,8 +2,9 @@
 
 Rules:
 - ``submit`` places a session's held frames (its ``Flow`` owns them) one by one where the
-  balancer says, then tells the session how many went (``placed``); when the balancer says
-  Wait or NoUpstream, the flow keeps the rest (reading paused) and the session waits in line.
+  balancer says, at most its ``allowance`` (fairness: frames per loop turn, and its rate),
+  then tells the session how many went (``placed``); when the balancer says Wait or
+  NoUpstream, the flow keeps the rest (reading paused) and the session waits in line.
 - When a link has room again or enters rotation, waiting sessions are retried in arrival order.
 - Items queued on a link that left rotation go back to the front of their sessions' held data
   (``Flow.requeue``, order kept) and are placed again; items of sockets already closed are
@@ -17,6 +18,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from itertools import islice
 
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.session import Session
@@ -120,7 +122,7 @@ class UpstreamPool:
         uuid = session.uuid
         links = self.links
         placed = 0
-        for frame in held:
+        for frame in islice(held, session.allowance()):
             decision = pick(uuid, self._has_room)
             if not isinstance(decision, Place):
                 self._wait(session)

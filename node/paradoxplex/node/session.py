@@ -4,9 +4,14 @@ Limits (keyword arguments of ``SessionLimits``, set from the node's config):
 - ``max_frame``: a larger frame closes the socket (reason ``frame too large``).
 - ``write_buffer``: bytes buffered for a slow reader; past it the ``overflow`` policy applies:
   ``close`` (default) closes the socket, ``drop`` drops that reply. Either is counted.
+- The node's ``max_buffered`` bounds all sockets' buffers together (``ReplyBuffers``): each
+  write tells it this socket's share; a reply that does not fit asks the host to make room.
 - ``hold_timeout``: read frames that no upstream could take wait this long, reading paused,
   before the socket is closed (reason ``no upstream took its data``).
 - ``idle_timeout``: no byte either way for this long closes the socket (0: off).
+- ``frames_per_turn`` (256) and ``max_frames_per_second`` (0: off): what one socket may send
+  upstream in one loop turn and in one second; the rest waits in the flow, reading paused
+  (see ``Flow.allowance``).
 - ``linger``: after the client half-closes, replies are still written for this long
   (default 1 s: a client that closed for good looks the same, and must leave the fleet's
   socket list within 2 s).
@@ -25,8 +30,18 @@ from dataclasses import dataclass
 from typing import Protocol, cast
 
 from paradoxplex.node.metrics import Metrics
+from paradoxplex.shared.buffers import ReplyBuffers
 from paradoxplex.shared.errors import FrameTooLarge
-from paradoxplex.shared.flow import OPEN, WRITE, Close, Deadline, Drop, Flow, Reading
+from paradoxplex.shared.flow import (
+    DROP_NODE_FULL,
+    OPEN,
+    WRITE,
+    Close,
+    Deadline,
+    Drop,
+    Flow,
+    Reading,
+)
 from paradoxplex.shared.framing import Framer, make_framer
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 
@@ -48,15 +63,23 @@ class SessionLimits:
     hold_timeout: float = 30.0
     idle_timeout: float = 0.0
     linger: float = 1.0
+    frames_per_turn: int = 256
+    turn: float = 0.001
+    max_frames_per_second: float = 0.0
 
 
 class SessionHost(Protocol):
     """What a session needs from its node."""
 
     metrics: Metrics
+    buffers: ReplyBuffers[Session]
 
     def open_session(self, session: Session) -> SessionInfo | None:
         """Register a new socket; None refuses it (max_connections)."""
+
+    def make_room(self, session: Session, size: int) -> bool:
+        """Close the sockets with the most bytes buffered until a reply of ``size`` bytes to
+        ``session`` fits in ``max_buffered``; False when ``session`` itself was closed."""
 
     def close_session(self, session: Session, reason: str) -> None: ...
 
@@ -87,11 +110,13 @@ class Session(asyncio.Protocol):
         "_loop",
         "_timer",
         "_timer_at",
+        "buffers",
         "flow",
         "framer",
         "host",
         "info",
         "limits",
+        "source",
         "synced_io",
         "traffic",
         "transport",
@@ -100,6 +125,7 @@ class Session(asyncio.Protocol):
     def __init__(self, host: SessionHost, limits: SessionLimits) -> None:
         self.host = host
         self.traffic = host.metrics.traffic
+        self.buffers = host.buffers
         self.limits = limits
         self.framer: Framer = make_framer(limits.framing, max_frame=limits.max_frame)
         self.flow = Flow(
@@ -110,8 +136,12 @@ class Session(asyncio.Protocol):
             linger=limits.linger,
             flush_timeout=CLOSE_FLUSH,
             probe_interval=PROBE_INTERVAL,
+            frames_per_turn=limits.frames_per_turn,
+            turn=limits.turn,
+            rate=limits.max_frames_per_second,
         )
         self.info: SessionInfo | None = None
+        self.source = ""  # the client's address as per-source limits count it
         self.transport: asyncio.Transport | None = None
         self.synced_io = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -190,11 +220,20 @@ class Session(asyncio.Protocol):
         if transport is None or info is None:
             self.host.metrics.drops.labels("socket_closed").inc()
             return False
-        verdict = self.flow.write(transport.get_write_buffer_size(), len(payload))
+        size, buffered = len(payload), transport.get_write_buffer_size()
+        verdict = self.flow.write(buffered, size)
         if verdict is not WRITE:
-            self._refused(cast(Drop | Close, verdict), len(payload))
+            self._refused(cast(Drop | Close, verdict), size)
             return False
-        transport.write(payload)
+        buffers = self.buffers
+        if buffers.limit:
+            if not buffers.fits(size) and not self.host.make_room(self, size):
+                self._refused(DROP_NODE_FULL, size)
+                return False
+            transport.write(payload)  # a non-empty buffer takes it all, an empty one may not
+            buffers.update(self, buffered + size if buffered else transport.get_write_buffer_size())
+        else:
+            transport.write(payload)
         info.bytes_out += len(payload)
         info.messages_out += 1
         traffic = self.traffic
@@ -215,12 +254,18 @@ class Session(asyncio.Protocol):
 
     # flow control -----------------------------------------------------------------------
 
+    def allowance(self) -> int:
+        """How many of ``flow.held`` the host may place now."""
+        return self.flow.allowance(self._loop.time())
+
     def placed(self, count: int) -> None:
         """The host placed the first ``count`` of ``flow.held``; reading follows what is left."""
         flow = self.flow
         change = flow.placed(count, self._loop.time())
         if change is not None:
             self._apply(change)
+            if change is Reading.PAUSE and flow.waiting_for_rate:
+                self.host.metrics.rate_limited.inc()
         if flow.held:  # the hold deadline; a cleared one lets the timer fire for nothing
             self._arm()
 
@@ -275,6 +320,11 @@ class Session(asyncio.Protocol):
         )
         self.close(f"no upstream took its data: {reason}")
 
+    def _pace_expired(self) -> None:
+        """Its turn (or a token) came: place more of what is held."""
+        if self.flow.held:
+            self.host.submit(self)
+
     def _idle_expired(self) -> None:
         self.close("idle timeout")
 
@@ -320,6 +370,7 @@ class Session(asyncio.Protocol):
 
 EXPIRED: dict[Deadline, Callable[[Session], None]] = {
     Deadline.HOLD: Session._hold_expired,
+    Deadline.PACE: Session._pace_expired,
     Deadline.IDLE: Session._idle_expired,
     Deadline.LINGER: Session._linger_expired,
     Deadline.PROBE: Session._probe,

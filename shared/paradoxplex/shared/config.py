@@ -81,6 +81,8 @@ class NodeConfig:
     max_frame: int = DEFAULT_MAX_FRAME
     routing: str = "round-robin"
     max_connections: int = 10_000
+    max_connections_per_ip: int = 0
+    accept_rate: float = 0.0
     idle_timeout: float = 0.0
     lifecycle_events: bool = False
     workers: int = 1
@@ -93,6 +95,8 @@ class NodeConfig:
     batch: str = "auto"
     write_buffer: int = 1024 * 1024
     overflow: str = "close"
+    max_buffered: int = 256 * 1024 * 1024
+    max_frames_per_second: float = 0.0
     hold_timeout: float = 30.0
     drain_grace: float = 10.0
     owner_timeout: float = 2.0
@@ -119,14 +123,14 @@ def _int(minimum: int) -> Callable[[str, Any], int]:
     return parse
 
 
-def _seconds(minimum: float) -> Callable[[str, Any], float]:
+def _seconds(minimum: float, unit: str = "seconds") -> Callable[[str, Any], float]:
     def parse(key: str, value: Any) -> float:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise ConfigError(key, f"expected seconds, got {value!r}") from None
+            raise ConfigError(key, f"expected {unit}, got {value!r}") from None
         if not math.isfinite(number):
-            raise ConfigError(key, f"expected a finite number of seconds, got {value!r}")
+            raise ConfigError(key, f"expected a finite number of {unit}, got {value!r}")
         if isinstance(value, bool) or number < minimum:
             raise ConfigError(key, f"must be at least {minimum}, got {value!r}")
         return number
@@ -205,6 +209,8 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "max_frame": _int(1),
     "routing": _choice(ROUTING),
     "max_connections": _int(1),
+    "max_connections_per_ip": _int(0),
+    "accept_rate": _seconds(0, "connections per second"),
     "idle_timeout": _seconds(0),
     "lifecycle_events": _bool,
     "workers": _int(1),
@@ -217,6 +223,8 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "batch": _choice(BATCH_MODES),
     "write_buffer": _int(1024),
     "overflow": _choice(OVERFLOW_POLICIES),
+    "max_buffered": _int(0),
+    "max_frames_per_second": _seconds(0, "messages per second"),
     "hold_timeout": _seconds(0),
     "drain_grace": _seconds(0),
     "owner_timeout": _seconds(0.05),
@@ -241,6 +249,10 @@ HELP: dict[str, str] = {
     "max_frame": "largest frame in bytes; a larger one closes its socket",
     "routing": "round-robin (per message) or sticky (per socket)",
     "max_connections": "sockets served at once; beyond it new ones are refused",
+    "max_connections_per_ip": "sockets served at once per client address (IPv6: per /64); "
+    "0: no limit",
+    "accept_rate": "new sockets per second per client address (a token bucket, burst one "
+    "second's worth); 0: no limit",
     "idle_timeout": "close a socket idle for this many seconds",
     "lifecycle_events": "tell upstreams when sockets connect and disconnect",
     "workers": "node processes sharing the listener (needs --redis when over 1)",
@@ -253,6 +265,10 @@ HELP: dict[str, str] = {
     "batch": "auto: use the batchStreaming RPC when the upstream has it; off: never",
     "write_buffer": "bytes buffered per socket before the overflow policy",
     "overflow": "when a socket's write buffer is full: close the socket or drop the reply",
+    "max_buffered": "reply bytes buffered for all sockets together; past it the sockets with "
+    "the most buffered are closed; 0: no limit",
+    "max_frames_per_second": "messages read per second per socket; past it reading that "
+    "socket waits; 0: no limit",
     "hold_timeout": "seconds read data waits for a ready upstream before its socket closes",
     "drain_grace": "seconds sockets get to finish on SIGTERM before they are closed",
     "owner_timeout": "seconds to wait for another node to answer an admin command",

@@ -3,10 +3,17 @@
 No I/O and no clock: the session (the edge) passes ``now`` and executes what ``Flow`` decides.
 
 Rules:
-- Reading stops for three reasons that add up (``Pause``): an admin pause, backpressure (frames
-  held that no upstream link took) and end of input (the client half-closed). It resumes only
-  when none holds. A method that changes a reason returns ``Reading.PAUSE`` / ``Reading.RESUME``
-  when the transport must change, else None. Once closing, reading is left as it is.
+- Reading stops for four reasons that add up (``Pause``): an admin pause, backpressure (frames
+  held that no upstream link took), pacing (frames held past this turn's allowance) and end
+  of input (the client half-closed). It resumes only when none holds. A method that changes a
+  reason returns ``Reading.PAUSE`` / ``Reading.RESUME`` when the transport must change, else
+  None. Once closing, reading is left as it is.
+- Pacing: ``allowance(now)`` is how many held frames may be placed now: at most
+  ``frames_per_turn`` (0: no cap) in one loop turn, so that one socket's flood cannot keep the
+  loop from other sockets, and at most the tokens of a ``rate`` bucket (frames per second per
+  socket, holding one second's worth, at least 1; 0: off). Frames held past the allowance
+  wait, reading paused: for the next turn (the pace deadline is ``now``) or for the next
+  token. Nothing is dropped: the client is slowed down by TCP.
 - Held frames have one owner, the ``Flow``: read frames are ``hold``-ed, the ones placed on a
   link leave from the front (``placed(n)``), the ones a link gave back return to the front in
   order (``requeue``), and a closing socket's are dropped (``drop_all``; the edge counts them).
@@ -18,6 +25,7 @@ Rules:
 - Deadlines (``next_deadline()``, then ``expired(now)``):
   - hold: frames still held after placing wait ``hold_timeout`` (then the socket closes);
     cleared as soon as none is held.
+  - pace: frames held past the allowance are placed again (next turn, or next token).
   - idle: ``idle_timeout`` after the last byte either way (0: off).
   - linger: ``linger`` after the client half-closed (its end of input was read, or seen by a
     probe while reading was paused); replies are written meanwhile, then the socket closes.
@@ -44,6 +52,7 @@ class Pause(enum.Flag):
     ADMIN = enum.auto()
     BACKPRESSURE = enum.auto()
     END_OF_INPUT = enum.auto()
+    PACED = enum.auto()
 
 
 class Reading(enum.Enum):
@@ -61,6 +70,7 @@ class FlowState(enum.Enum):
 
 class Deadline(enum.Enum):
     HOLD = "hold"
+    PACE = "pace"
     IDLE = "idle"
     LINGER = "linger"
     PROBE = "probe"
@@ -90,6 +100,7 @@ Verdict = Write | Drop | Close
 WRITE = Write()
 DROP_FULL = Drop("write_buffer_full")
 DROP_CLOSED = Drop("socket_closed")
+DROP_NODE_FULL = Drop("node_buffer_full")  # the node's max_buffered (``buffers``), not the flow's
 CLOSE_FULL = Close("write_buffer_full")
 # The hot path (a read, a write) works on plain values: enum.Flag arithmetic costs ~0.6 µs and
 # a class attribute lookup of an enum member ~0.1 µs on CPython 3.11.
@@ -97,12 +108,16 @@ OPEN, CLOSING, CLOSED = FlowState.OPEN, FlowState.CLOSING, FlowState.CLOSED
 _ADMIN = Pause.ADMIN.value
 _BACKPRESSURE = Pause.BACKPRESSURE.value
 _END_OF_INPUT = Pause.END_OF_INPUT.value
-_PROBED = _ADMIN | _BACKPRESSURE
+_PACED = Pause.PACED.value
+_PROBED = _ADMIN | _BACKPRESSURE | _PACED
+_HELD = _BACKPRESSURE | _PACED
 PAUSE_NAMES = (
     ("admin", _ADMIN),
     ("backpressure", _BACKPRESSURE),
     ("end_of_input", _END_OF_INPUT),
+    ("paced", _PACED),
 )
+UNLIMITED = 1 << 62
 
 
 class Flow:
@@ -110,27 +125,36 @@ class Flow:
 
     Limits (defaults as the node's): ``write_buffer`` 1 MiB, ``overflow`` ``close``,
     ``hold_timeout`` 30 s, ``idle_timeout`` 0 (off), ``linger`` 1 s, ``flush_timeout`` 5 s,
-    ``probe_interval`` 0.5 s.
+    ``probe_interval`` 0.5 s, ``frames_per_turn`` 0 (no cap; the node's is 256), ``rate`` 0
+    (off).
     """
 
     __slots__ = (
+        "_allowed",
         "_flush_at",
         "_held",
         "_hold_at",
         "_last_io",
         "_linger_at",
+        "_pace_at",
         "_pause",
         "_peer_closed",
         "_probe_at",
         "_reading",
+        "_tokens",
+        "_tokens_at",
+        "burst",
         "flush_timeout",
+        "frames_per_turn",
         "hold_timeout",
         "idle_timeout",
         "linger",
         "overflow",
         "probe_interval",
+        "rate",
         "reason",
         "state",
+        "turn",
         "write_buffer",
     )
 
@@ -144,6 +168,9 @@ class Flow:
         linger: float = 1.0,
         flush_timeout: float = 5.0,
         probe_interval: float = 0.5,
+        frames_per_turn: int = 0,
+        turn: float = 0.0,
+        rate: float = 0.0,
         now: float = 0.0,
     ) -> None:
         if overflow not in OVERFLOW_POLICIES:
@@ -155,6 +182,14 @@ class Flow:
         self.linger = linger
         self.flush_timeout = flush_timeout
         self.probe_interval = probe_interval
+        self.frames_per_turn = frames_per_turn or UNLIMITED
+        self.turn = turn
+        self.rate = rate
+        self.burst = max(1.0, rate)
+        self._tokens = self.burst
+        self._tokens_at = now
+        self._allowed = UNLIMITED
+        self._pace_at: float | None = None
         self.state = OPEN
         self.reason = ""
         self._held: list[bytes] = []
@@ -178,20 +213,51 @@ class Flow:
         """Frames just read, after those already held."""
         self._held.extend(frames)
 
+    def allowance(self, now: float) -> int:
+        """How many held frames may be placed now (this turn's cap, the rate's tokens)."""
+        allowed = self.frames_per_turn
+        if self.rate:
+            tokens = min(self.burst, self._tokens + (now - self._tokens_at) * self.rate)
+            self._tokens, self._tokens_at = tokens, now
+            allowed = min(allowed, int(tokens))
+        self._allowed = allowed
+        return allowed
+
     def placed(self, count: int, now: float) -> Reading | None:
-        """The first ``count`` held frames went to links; the rest (if any) is backpressure."""
+        """The first ``count`` held frames went to links; the rest (if any) waits for its
+        turn or a token when the allowance stopped it, else for a link (backpressure)."""
         held = self._held
         del held[:count]
+        if self.rate:
+            self._tokens -= count
+        allowed, self._allowed = self._allowed, UNLIMITED
         if held:
-            self._pause |= _BACKPRESSURE
-            if self._hold_at is None and self.state is OPEN:
-                self._hold_at = now + self.hold_timeout
-        elif self._pause & _BACKPRESSURE:
-            self._pause &= ~_BACKPRESSURE
-            self._hold_at = None
+            if count >= allowed:
+                self._pace(now)
+            else:
+                self._pause = self._pause & ~_PACED | _BACKPRESSURE
+                self._pace_at = None
+                if self._hold_at is None and self.state is OPEN:
+                    self._hold_at = now + self.hold_timeout
+        elif self._pause & _HELD:
+            self._pause &= ~_HELD
+            self._hold_at = self._pace_at = None
         else:
             return None  # nothing held before or after: the common case
         return self._reading_change(now)
+
+    def _pace(self, now: float) -> None:
+        self._pause = self._pause & ~_BACKPRESSURE | _PACED
+        self._hold_at = None
+        if self.rate and self._tokens < 1.0:
+            self._pace_at = now + (1.0 - self._tokens) / self.rate
+        else:
+            self._pace_at = now + self.turn
+
+    @property
+    def waiting_for_rate(self) -> bool:
+        """Frames wait for the rate's next token (not only for the next turn)."""
+        return bool(self._pause & _PACED) and bool(self.rate) and self._tokens < 1.0
 
     def requeue(self, frames: Sequence[bytes]) -> None:
         """Frames a link gave back go before those held, in their order."""
@@ -201,7 +267,7 @@ class Flow:
         """Forget every held frame; the count is for the edge to report."""
         count = len(self._held)
         self._held.clear()
-        self._hold_at = None
+        self._hold_at = self._pace_at = None
         return count
 
     # reading ----------------------------------------------------------------------------
@@ -298,7 +364,7 @@ class Flow:
     def _closing(self, reason: str) -> None:
         self.state = CLOSING
         self.reason = reason
-        self._hold_at = self._linger_at = self._probe_at = None
+        self._hold_at = self._linger_at = self._probe_at = self._pace_at = None
 
     # deadlines --------------------------------------------------------------------------
 
@@ -309,7 +375,8 @@ class Flow:
         if self.state is CLOSED:
             return None
         idle = self._last_io + self.idle_timeout if self.idle_timeout > 0 else None
-        armed = [t for t in (self._hold_at, self._linger_at, self._probe_at, idle) if t is not None]
+        times = (self._hold_at, self._pace_at, self._linger_at, self._probe_at, idle)
+        armed = [t for t in times if t is not None]
         return min(armed, default=None)
 
     def expired(self, now: float) -> list[Deadline]:
@@ -326,6 +393,9 @@ class Flow:
         if self._hold_at is not None and now >= self._hold_at:
             self._hold_at = None
             due.append(Deadline.HOLD)
+        if self._pace_at is not None and now >= self._pace_at:
+            self._pace_at = None
+            due.append(Deadline.PACE)
         if self.idle_timeout > 0 and now - self._last_io >= self.idle_timeout:
             due.append(Deadline.IDLE)
         if self._linger_at is not None and now >= self._linger_at:
