@@ -46,7 +46,8 @@ SERVER_OPTIONS = [
 
 
 class OutboxFull(Exception):
-    """The node is not taking replies as fast as the handler makes them."""
+    """One message made a handler queue ``max_pending`` more replies. (While ``max_pending``
+    replies wait for the node, the next message waits too: that is backpressure, no error.)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +104,8 @@ class Outbox:
                 self.limits.max_single,
             )
             return False
-        if len(self.items) >= self.max_pending:
-            raise OutboxFull(f"{self.max_pending} replies pending")
+        if len(self.items) >= 2 * self.max_pending:  # one message made max_pending replies
+            raise OutboxFull(f"{len(self.items)} replies pending")
         self.items.append(item)
         self._wakeup.set()
         if len(self.items) >= self.max_pending:
@@ -235,11 +236,11 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
                 else:
                     items = (request,)
                 for item in items:
+                    if len(outbox.items) >= outbox.max_pending:
+                        await outbox.wait_room()  # backpressure: the next message waits
                     result = handle(Message.from_request(item), outbox)
                     if result is not None:
                         await result
-                if len(outbox.items) >= outbox.max_pending:
-                    await outbox.wait_room()
         except Exception:
             log.exception("upstream handler failed; ending the stream")
             raise
