@@ -32,12 +32,14 @@ from paradoxplex.admin.app import AdminRunner, build_app
 from paradoxplex.node.bus_endpoint import BusEndpoint
 from paradoxplex.node.commands import SocketCommands
 from paradoxplex.node.control import NodeControl
+from paradoxplex.node.listener import Listener, stop_handshakes
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.pool import UpstreamPool
 from paradoxplex.node.probes import naming, reachable_host
 from paradoxplex.node.replies import ReplyRouter
 from paradoxplex.node.session import Session, SessionLimits
 from paradoxplex.node.tasks import TaskSet
+from paradoxplex.node.tls import ServerTls, TlsFiles, channel_credentials
 from paradoxplex.node.upkeep import FleetUpkeep
 from paradoxplex.node.upstream import UpstreamLink
 from paradoxplex.shared.config import NodeConfig
@@ -84,7 +86,19 @@ class Node:
             metrics=self.metrics,
             tasks=self.tasks,
         )
+        self.tls = ServerTls.optional(_listener_files(config))
+        self.admin_tls = ServerTls.optional(_admin_files(config))
+        self.listener = Listener(
+            lambda: Session(self, self.limits),
+            metrics=self.metrics,
+            tls=self.tls.context if self.tls else None,
+            proxy_protocol=config.proxy_protocol,
+            header_timeout=config.proxy_header_timeout,
+        )
         self.pool = UpstreamPool(
+            credentials=channel_credentials(
+                config.upstream_tls_ca, config.upstream_tls_cert, config.upstream_tls_key
+            ),
             metrics=self.metrics,
             sessions=self.sessions,
             receive_reply=self.replies.receive_reply,
@@ -137,18 +151,18 @@ class Node:
         config = self.config
         await self.fleet.start()
         with naming("--listen", config.listen):
-            self._server = await asyncio.get_running_loop().create_server(
-                lambda: Session(self, self.limits),
-                config.listen.host,
-                config.listen.port,
-                reuse_port=config.workers > 1 or None,
-                backlog=1024,
-            )
+            self._server = await self.listener.start(config.listen, reuse_port=config.workers > 1)
         bound = self._server.sockets[0].getsockname()
         self.listen_address = f"{config.listen.host}:{bound[1]}"
         await self._start_admin()
         await self.upkeep.join(
-            UpstreamSpec(address.host, address.port, config.ready_timeout, config.alive_timeout)
+            UpstreamSpec(
+                address.host,
+                address.port,
+                config.ready_timeout,
+                config.alive_timeout,
+                tls=config.upstream_tls,
+            )
             for address in config.upstream
         )
         await self.endpoint.start(
@@ -167,14 +181,27 @@ class Node:
         )
         self._admin = AdminRunner(app, access_log=None, handle_signals=False)
         await self._admin.setup()
-        site = web.TCPSite(self._admin, self.config.admin.host, self.config.admin.port)
+        site = web.TCPSite(
+            self._admin,
+            self.config.admin.host,
+            self.config.admin.port,
+            ssl_context=self.admin_tls.context if self.admin_tls else None,
+        )
         with naming("--admin", self.config.admin):
             await site.start()
         port = self.config.admin.port
         for address in self._admin.addresses:  # the bound port, when asked for port 0
             port = address[1]
             break
-        self.admin_url = f"http://{reachable_host(self.config.admin.host)}:{port}"
+        scheme = "https" if self.admin_tls else "http"
+        self.admin_url = f"{scheme}://{reachable_host(self.config.admin.host)}:{port}"
+
+    def reload_certificates(self) -> None:
+        """SIGHUP: load the listener's and the admin API's certificates again (new handshakes
+        use them; open sockets keep theirs; a bad file is logged and the old one kept)."""
+        for tls in (self.tls, self.admin_tls):
+            if tls is not None:
+                tls.reload()
 
     def record(self) -> NodeRecord:
         return NodeRecord(
@@ -255,6 +282,7 @@ class Node:
         if self._server is not None:
             self._server.close()
             await _bounded("close listener", self._server.wait_closed(), 2.0)
+        await stop_handshakes(self.listener)
         self.stopped.set()
         log.info("node %s stopped", self.node_id)
 
@@ -267,7 +295,7 @@ class Node:
             return None
         transport = session.transport
         peer = transport.get_extra_info("peername") if transport else None
-        remote = f"{peer[0]}:{peer[1]}" if peer else "unknown"
+        remote = session.peer or (f"{peer[0]}:{peer[1]}" if peer else "unknown")
         info = SessionInfo(new_session_id(), self.node_id, remote, time.time())
         self.sessions[info.uuid] = session
         self.metrics.sockets_opened.inc()
@@ -370,6 +398,19 @@ async def _bounded(step: str, work: Awaitable[Any], seconds: float) -> None:
         log.info("shutdown: %s skipped, fleet unavailable: %s", step, error.reason)
     except Exception:
         log.exception("shutdown: %s failed; going on", step)
+
+
+def _listener_files(config: NodeConfig) -> TlsFiles | None:
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    return TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca)
+
+
+def _admin_files(config: NodeConfig) -> TlsFiles | None:
+    if config.admin_tls_cert is None or config.admin_tls_key is None:
+        return None
+    flags = ("--admin-tls-cert", "--admin-tls-key", "")
+    return TlsFiles(config.admin_tls_cert, config.admin_tls_key, flags=flags)
 
 
 def _reason_label(reason: str) -> str:

@@ -92,6 +92,7 @@ class Session(asyncio.Protocol):
         "host",
         "info",
         "limits",
+        "peer",
         "synced_io",
         "traffic",
         "transport",
@@ -112,6 +113,7 @@ class Session(asyncio.Protocol):
             probe_interval=PROBE_INTERVAL,
         )
         self.info: SessionInfo | None = None
+        self.peer = ""  # the client's host:port from a PROXY header; "": the connection's
         self.transport: asyncio.Transport | None = None
         self.synced_io = 0
         self._timer: asyncio.TimerHandle | None = None
