@@ -133,21 +133,25 @@ def _with(authority: Authority, issued: Issued) -> ssl.SSLContext:
     return authority.client_context(issued)
 
 
+def copy_to(source: Issued, target: Issued) -> Issued:
+    """Put ``source``'s certificate and key in ``target``'s files (a renewal, say)."""
+    target.cert.write_bytes(source.cert.read_bytes())
+    target.key.write_bytes(source.key.read_bytes())
+    return target
+
+
 async def test_a_reload_keeps_open_sockets_and_new_handshakes_see_the_new_certificate(
     tmp_path: Path,
 ) -> None:
     authority = Authority(tmp_path)
     first, second = authority.issue("node one"), authority.issue("node two")
-    live = Issued(tmp_path / "live.crt", tmp_path / "live.key")
-    live.cert.write_bytes(first.cert.read_bytes())
-    live.key.write_bytes(first.key.read_bytes())
+    live = copy_to(first, Issued(tmp_path / "live.crt", tmp_path / "live.key"))
     async with tls_node(**listener_files(live)) as (node, _):
         old = await TlsClient.connect(node, authority.client_context())
         try:
             await old.round_trip(b"before")
             assert old.server_fingerprint == file_fingerprint(first.cert)
-            live.cert.write_bytes(second.cert.read_bytes())
-            live.key.write_bytes(second.key.read_bytes())
+            copy_to(second, live)
             node.reload_certificates()
             new = await TlsClient.connect(node, authority.client_context())
             try:
@@ -166,9 +170,7 @@ async def test_a_bad_file_at_reload_is_logged_and_the_old_certificate_kept(
 ) -> None:
     authority = Authority(tmp_path)
     first, other = authority.issue("node"), authority.issue("other")
-    live = Issued(tmp_path / "live.crt", tmp_path / "live.key")
-    live.cert.write_bytes(first.cert.read_bytes())
-    live.key.write_bytes(first.key.read_bytes())
+    live = copy_to(first, Issued(tmp_path / "live.crt", tmp_path / "live.key"))
     async with tls_node(**listener_files(live)) as (node, _):
         live.key.write_bytes(other.key.read_bytes())  # a key of another certificate
         with caplog.at_level(logging.ERROR, logger="paradoxplex.node.tls"):

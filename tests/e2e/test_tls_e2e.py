@@ -1,0 +1,146 @@
+"""Every edge secured at once, as processes: ``upstream-echo`` serving mTLS, a node behind a
+PROXY v2 header with TLS to its clients, https for its admin API and mTLS to the upstream;
+a real SIGHUP renews the listener's certificate while a socket stays open."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import signal
+import ssl
+import struct
+from pathlib import Path
+
+import pytest
+
+from paradoxplex.shared.proxy import V2_SIGNATURE
+from tests.support.eventually import eventually
+from tests.support.processes import ECHO_LINE, NODE_LINE, Running, run, start
+from tests.support.tls import Authority, Issued, file_fingerprint, fingerprint
+
+pytestmark = pytest.mark.e2e
+
+HEADER = (
+    V2_SIGNATURE
+    + bytes([0x21, 0x11])  # v2 PROXY, INET over STREAM
+    + struct.pack("!H", 12)
+    + ipaddress.ip_address("198.51.100.20").packed
+    + ipaddress.ip_address("10.0.0.1").packed
+    + struct.pack("!HH", 61000, 7999)
+)
+
+
+class Proxied:
+    """A client behind a load balancer: the PROXY header in clear, then TLS."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    @classmethod
+    async def connect(cls, port: int, context: ssl.SSLContext) -> Proxied:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(HEADER)
+        await writer.drain()
+        await writer.start_tls(context)
+        return cls(reader, writer)
+
+    @property
+    def certificate(self) -> str:
+        return fingerprint(self.writer.get_extra_info("ssl_object").getpeercert(True))
+
+    async def round_trip(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+        async with asyncio.timeout(10):
+            assert await self.reader.readexactly(len(data)) == data
+
+    async def aclose(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+
+def copy_to(source: Issued, target: Issued) -> None:
+    target.cert.write_bytes(source.cert.read_bytes())
+    target.key.write_bytes(source.key.read_bytes())
+
+
+async def new_handshake_presents(port: int, context: ssl.SSLContext, wanted: str) -> bool:
+    client = await Proxied.connect(port, context)
+    try:
+        return client.certificate == wanted
+    finally:
+        await client.aclose()
+
+
+def start_echo(authority: Authority, nodes_ca: Authority) -> tuple[Running, int]:
+    issued = authority.issue("echo")
+    echo, ready = start(
+        "upstream-echo", "--listen", "127.0.0.1:0",
+        "--tls-cert", str(issued.cert), "--tls-key", str(issued.key),
+        "--tls-client-ca", str(nodes_ca.ca),
+        ready=ECHO_LINE,
+    )  # fmt: skip
+    return echo, int(ready["port"])
+
+
+async def test_every_edge_secured_and_a_sighup_renewal(tmp_path: Path) -> None:
+    authority, nodes_ca = Authority(tmp_path), Authority(tmp_path, "nodes ca")
+    first, renewed = authority.issue("node one"), authority.issue("node two")
+    live = Issued(tmp_path / "live.crt", tmp_path / "live.key")
+    copy_to(first, live)
+    admin_cert, node_client = authority.issue("admin"), nodes_ca.issue("node client")
+    echo, echo_port = start_echo(authority, nodes_ca)
+    with echo:
+        node, ready = start(
+            "node", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+            "--upstream", f"127.0.0.1:{echo_port}", "--drain-grace", "0",
+            "--proxy-protocol", "--tls-cert", str(live.cert), "--tls-key", str(live.key),
+            "--admin-tls-cert", str(admin_cert.cert), "--admin-tls-key", str(admin_cert.key),
+            "--upstream-tls", "--upstream-tls-ca", str(authority.ca),
+            "--upstream-tls-cert", str(node_client.cert),
+            "--upstream-tls-key", str(node_client.key),
+            ready=NODE_LINE,
+        )  # fmt: skip
+        with node:
+            port, admin = int(ready["port"]), ready["admin"]
+            assert admin.startswith("https://")
+            context = authority.client_context()
+            old = await Proxied.connect(port, context)
+            try:
+                await old.round_trip(b"through every edge")  # echoed by the mTLS upstream
+                assert old.certificate == file_fingerprint(first.cert)
+                listed = run(
+                    "admin", "--url", admin, "--ca", str(authority.ca), "sockets", "--json"
+                )
+                assert listed.returncode == 0, listed.stderr
+                [item] = json.loads(listed.stdout)["items"]
+                assert item["remote"] == "198.51.100.20:61000"
+
+                copy_to(renewed, live)
+                node.process.send_signal(signal.SIGHUP)
+                wanted = file_fingerprint(renewed.cert)
+                await eventually(
+                    lambda: new_handshake_presents(port, context, wanted),
+                    timeout=10,
+                    message="a new handshake presents the renewed certificate",
+                )
+                await old.round_trip(b"the open socket goes on")
+                assert old.certificate == file_fingerprint(first.cert)
+            finally:
+                await old.aclose()
+            assert node.terminate() == 0, node.log()
+            assert "TLS certificate reloaded" in node.log()
+
+
+def test_a_bad_certificate_file_at_start_is_one_line_naming_the_flag(tmp_path: Path) -> None:
+    issued = Authority(tmp_path).issue("node")
+    done = run(
+        "node", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+        "--tls-cert", str(tmp_path / "absent.crt"), "--tls-key", str(issued.key),
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("paradoxplex: --tls-cert: cannot read ")
+    assert done.stderr.count("\n") == 1
