@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from paradoxplex.node.health import admin_target, target_of
 from paradoxplex.shared.proxy import V2_SIGNATURE
 from tests.support.eventually import eventually
 from tests.support.processes import ECHO_LINE, NODE_LINE, Running, run, start
@@ -144,3 +145,35 @@ def test_a_bad_certificate_file_at_start_is_one_line_naming_the_flag(tmp_path: P
     assert done.returncode == 2
     assert done.stderr.startswith("paradoxplex: --tls-cert: cannot read ")
     assert done.stderr.count("\n") == 1
+
+
+def test_node_check_loads_the_tls_files(tmp_path: Path) -> None:
+    authority = Authority(tmp_path)
+    good, other = authority.issue("node"), authority.issue("other")
+    done = run(
+        "node", "--check", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+        "--tls-cert", str(good.cert), "--tls-key", str(other.key),
+        "--admin-tls-cert", str(good.cert), "--admin-tls-key", str(good.key),
+        "--upstream-tls-ca", str(authority.ca),
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "problem: --tls-cert: --tls-key: " in done.stderr
+    assert "does not match --tls-cert" in done.stderr
+    assert "ok: --admin-tls-cert" in done.stdout
+    assert "ok: --upstream-tls-ca/cert" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "url"),
+    [
+        (["paradoxplex", "node"], {}, "http://127.0.0.1:8000"),
+        (["paradoxplex", "node", "--admin-tls-cert", "c.pem"], {}, "https://127.0.0.1:8000"),
+        (["paradoxplex", "node"], {"PARADOXPLEX_ADMIN_TLS_CERT": "c"}, "https://127.0.0.1:8000"),
+    ],
+)
+def test_health_probes_an_admin_api_with_tls_over_https(
+    argv: list[str], env: dict[str, str], url: str
+) -> None:
+    assert target_of(argv, env).url == url
+    assert admin_target("https://0.0.0.0:9/").url == "https://127.0.0.1:9"
+    assert admin_target("127.0.0.1:9").url == "http://127.0.0.1:9"

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from paradoxplex.node.probes import (
     DEFAULT_TIMEOUT,
     admin_problem,
@@ -31,7 +33,7 @@ from paradoxplex.node.probes import (
     redis_problem,
     upstream_problem,
 )
-from paradoxplex.node.tls import channel_credentials
+from paradoxplex.node.tls import file_problems, upstream_credentials
 from paradoxplex.shared.config import Address, NodeConfig, parse_address
 from paradoxplex.shared.errors import ConfigError
 
@@ -168,11 +170,13 @@ async def check_lines(config: NodeConfig, *, within: float = DEFAULT_TIMEOUT) ->
     ]
     if config.redis:
         checks.append((f"--redis {redact(config.redis)}", await redis_problem(config.redis)))
+    checks += file_problems(config)
     credentials = None
     if config.upstream_tls:
-        credentials = channel_credentials(
-            config.upstream_tls_ca, config.upstream_tls_cert, config.upstream_tls_key
-        )
+        try:
+            credentials = upstream_credentials(config)
+        except ConfigError:  # reported above; probe with the system's CAs
+            credentials = grpc.ssl_channel_credentials()
     problems = await asyncio.gather(
         *(
             upstream_problem(str(address), within=within, credentials=credentials)

@@ -39,7 +39,7 @@ from paradoxplex.node.probes import naming, reachable_host
 from paradoxplex.node.replies import ReplyRouter
 from paradoxplex.node.session import Session, SessionLimits
 from paradoxplex.node.tasks import TaskSet
-from paradoxplex.node.tls import ServerTls, TlsFiles, channel_credentials
+from paradoxplex.node.tls import ServerTls, admin_files, listener_files, upstream_credentials
 from paradoxplex.node.upkeep import FleetUpkeep
 from paradoxplex.node.upstream import UpstreamLink
 from paradoxplex.shared.config import NodeConfig
@@ -86,8 +86,8 @@ class Node:
             metrics=self.metrics,
             tasks=self.tasks,
         )
-        self.tls = ServerTls.optional(_listener_files(config))
-        self.admin_tls = ServerTls.optional(_admin_files(config))
+        self.tls = ServerTls.optional(listener_files(config))
+        self.admin_tls = ServerTls.optional(admin_files(config))
         self.listener = Listener(
             lambda: Session(self, self.limits),
             metrics=self.metrics,
@@ -96,9 +96,7 @@ class Node:
             header_timeout=config.proxy_header_timeout,
         )
         self.pool = UpstreamPool(
-            credentials=channel_credentials(
-                config.upstream_tls_ca, config.upstream_tls_cert, config.upstream_tls_key
-            ),
+            credentials=upstream_credentials(config),
             metrics=self.metrics,
             sessions=self.sessions,
             receive_reply=self.replies.receive_reply,
@@ -398,19 +396,6 @@ async def _bounded(step: str, work: Awaitable[Any], seconds: float) -> None:
         log.info("shutdown: %s skipped, fleet unavailable: %s", step, error.reason)
     except Exception:
         log.exception("shutdown: %s failed; going on", step)
-
-
-def _listener_files(config: NodeConfig) -> TlsFiles | None:
-    if config.tls_cert is None or config.tls_key is None:
-        return None
-    return TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca)
-
-
-def _admin_files(config: NodeConfig) -> TlsFiles | None:
-    if config.admin_tls_cert is None or config.admin_tls_key is None:
-        return None
-    flags = ("--admin-tls-cert", "--admin-tls-key", "")
-    return TlsFiles(config.admin_tls_cert, config.admin_tls_key, flags=flags)
 
 
 def _reason_label(reason: str) -> str:

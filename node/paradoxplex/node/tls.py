@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
+from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.errors import ConfigError
 
 log = logging.getLogger("paradoxplex.node.tls")
@@ -127,3 +129,46 @@ def channel_credentials(
     return grpc.ssl_channel_credentials(
         root_certificates=root, private_key=private, certificate_chain=chain
     )
+
+
+def listener_files(config: NodeConfig) -> TlsFiles | None:
+    """The listener's TLS files (``--tls-*``), or None: plain TCP."""
+    if config.tls_cert is None or config.tls_key is None:
+        return None
+    return TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca)
+
+
+def admin_files(config: NodeConfig) -> TlsFiles | None:
+    """The admin API's TLS files (``--admin-tls-*``), or None: plain http."""
+    if config.admin_tls_cert is None or config.admin_tls_key is None:
+        return None
+    flags = ("--admin-tls-cert", "--admin-tls-key", "")
+    return TlsFiles(config.admin_tls_cert, config.admin_tls_key, flags=flags)
+
+
+def file_problems(config: NodeConfig) -> list[tuple[str, str | None]]:
+    """(setting, problem or None) for each TLS file setting in use (``node --check``)."""
+    loads: list[tuple[str, Callable[[], object]]] = []
+    listener, admin = listener_files(config), admin_files(config)
+    if listener is not None:
+        loads.append(("--tls-cert", lambda: ServerTls(listener)))
+    if admin is not None:
+        loads.append(("--admin-tls-cert", lambda: ServerTls(admin)))
+    if config.upstream_tls_ca or config.upstream_tls_cert:
+        loads.append(("--upstream-tls-ca/cert", lambda: upstream_credentials(config)))
+    return [(what, _problem(load)) for what, load in loads]
+
+
+def upstream_credentials(config: NodeConfig) -> grpc.ChannelCredentials:
+    """The node's credentials for TLS upstreams, from its ``--upstream-tls-*`` files."""
+    return channel_credentials(
+        config.upstream_tls_ca, config.upstream_tls_cert, config.upstream_tls_key
+    )
+
+
+def _problem(load: Callable[[], object]) -> str | None:
+    try:
+        load()
+    except ConfigError as error:
+        return str(error)
+    return None
