@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import os
 import signal
 import ssl
 import struct
@@ -17,8 +18,11 @@ import pytest
 
 from paradoxplex.node.health import admin_target, target_of
 from paradoxplex.shared.proxy import V2_SIGNATURE
+from tests.conftest import delete_prefix
 from tests.support.eventually import eventually
-from tests.support.processes import ECHO_LINE, NODE_LINE, Running, run, start
+from tests.support.fleet import NODE_LINE as FLEET_NODE_LINE
+from tests.support.fleet import Proc, children_of, free_range, pid_gone, stop_all
+from tests.support.processes import ECHO_LINE, NODE_LINE, Running, executable, run, start
 from tests.support.tls import Authority, Issued, file_fingerprint, fingerprint
 
 pytestmark = pytest.mark.e2e
@@ -177,3 +181,40 @@ def test_health_probes_an_admin_api_with_tls_over_https(
     assert target_of(argv, env).url == url
     assert admin_target("https://0.0.0.0:9/").url == "https://127.0.0.1:9"
     assert admin_target("127.0.0.1:9").url == "http://127.0.0.1:9"
+
+
+async def test_sighup_to_a_workers_parent_reloads_every_worker(
+    tmp_path: Path, redis_url: str, key_prefix: str
+) -> None:
+    issued = Authority(tmp_path).issue("node")
+    admin_base = free_range(2)
+    parent = Proc(
+        "tls-workers",
+        [
+            executable(), "node", "--workers", "2", "--redis", redis_url,
+            "--key-prefix", key_prefix, "--node-id", "tw", "--listen", "127.0.0.1:0",
+            "--admin", f"127.0.0.1:{admin_base}", "--drain-grace", "0",
+            "--tls-cert", str(issued.cert), "--tls-key", str(issued.key),
+        ],
+    )  # fmt: skip
+    children: list[int] = []
+    try:
+        await parent.wait_line(FLEET_NODE_LINE, count=2)
+        children = children_of(parent.pid)
+        parent.signal(signal.SIGHUP)
+        await eventually(
+            lambda: parent.stderr().count(b"TLS certificate reloaded") == 2,
+            timeout=10,
+            message="both workers reloaded",
+        )
+        assert parent.popen.poll() is None
+        parent.signal(signal.SIGTERM)
+        assert await parent.wait_exit(timeout=15) == 0, parent.tail()
+        await eventually(lambda: all(map(pid_gone, children)), message="workers exited")
+    finally:
+        stop_all([parent])
+        for pid in children:  # workers this test started (through their parent), by pid
+            if not pid_gone(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        await delete_prefix(redis_url, key_prefix)
