@@ -122,6 +122,14 @@ async def test_tls_per_upstream_through_the_admin_api_with_a_server_name(
         async with http.get(f"{node.admin_url}/v1/upstreams") as answer:
             [listed] = (await answer.json())["items"]
         assert (listed["tls"], listed["server_name"]) == (True, "echo.internal")
+        drain = f"{node.admin_url}/v1/upstreams/127.0.0.1:{server.port}/drain"
+        async with http.post(drain) as answer:
+            drained = await answer.json()
+        assert (drained["mode"], drained["tls"], drained["server_name"]) == (
+            "draining",
+            True,
+            "echo.internal",
+        )
     assert recorder.data == [b"registered with tls"]
 
 
