@@ -20,6 +20,7 @@ import pytest
 from paradoxplex.node.node import Node
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.fleet import memory_backend
+from tests.support.eventually import eventually
 from tests.support.node_harness import (
     Recorder,
     listen_port,
@@ -82,6 +83,19 @@ async def test_a_tls_client_round_trip_through_the_node(tmp_path: Path) -> None:
         finally:
             await client.aclose()
         assert recorder.data == [b"over tls"]
+
+
+async def test_a_tls_client_that_closes_leaves_at_once_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    authority = Authority(tmp_path)
+    async with tls_node(**listener_files(authority.issue("node"))) as (node, _):
+        with caplog.at_level(logging.WARNING):
+            client = await TlsClient.connect(node, authority.client_context())
+            await client.round_trip(b"bye")
+            await client.aclose()
+            await eventually(lambda: node.sessions == {}, timeout=2, message="socket gone")
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_a_plain_client_of_a_tls_listener_is_never_a_socket(tmp_path: Path) -> None:

@@ -170,7 +170,10 @@ class Session(asyncio.Protocol):
         self.host.submit(self)
 
     def eof_received(self) -> bool:
-        """The client half-closed: keep writing replies for ``linger`` seconds, then close."""
+        """The client half-closed: keep writing replies for ``linger`` seconds, then close.
+        TLS has no half-close: its socket closes at once (asyncio warns on True there)."""
+        if self.transport is not None and self.transport.get_extra_info("ssl_object"):
+            return False
         self._apply(self.flow.end_of_input(self._loop.time()))
         self._arm()
         return True
