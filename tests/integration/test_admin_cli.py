@@ -257,6 +257,13 @@ def test_upstream_add_remove_drain(
     assert capsys.readouterr().out == "removed upstream [::1]:9000\n"
 
 
+def test_upstream_add_over_tls_with_a_server_name(server: ThreadServer) -> None:
+    argv = ["upstream-add", "10.0.0.5:443", "--tls", "--server-name", "echo.internal"]
+    assert admin(server.url, *argv) == 0
+    spec = server.control.upstreams["10.0.0.5:443"]
+    assert (spec.tls, spec.server_name) == (True, "echo.internal")
+
+
 def test_drain_node(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
     assert admin(server.url, "drain", "node-b") == 0
     assert capsys.readouterr().out.split() == [

@@ -29,7 +29,7 @@ STOP_TIMEOUT = 10.0
 
 NODE_LINE = re.compile(
     r"paradoxplex node (?P<id>\S+) listening on (?P<listen>\S+):(?P<port>\d+), "
-    r"admin on (?P<admin>http://\S+)"
+    r"admin on (?P<admin>https?://\S+)"
 )
 ECHO_LINE = re.compile(r"upstream-echo listening on (?P<host>\S+):(?P<port>\d+)")
 

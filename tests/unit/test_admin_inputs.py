@@ -179,6 +179,11 @@ def test_an_upstream() -> None:
     assert spec == UpstreamSpec("h", 80, alive_timeout=5.0)
 
 
+def test_an_upstream_over_tls_names_only_tls_and_a_server_name() -> None:
+    spec = parse_upstream({"host": "h", "port": 443, "tls": True, "server_name": "h.example"})
+    assert spec == UpstreamSpec("h", 443, tls=True, server_name="h.example")
+
+
 @pytest.mark.parametrize(
     ("body", "key"),
     [
@@ -186,6 +191,8 @@ def test_an_upstream() -> None:
         ({"host": "h", "port": 70000}, "port"),
         ({"host": "h", "port": 80, "mode": "draining"}, "mode"),
         ({"host": "h", "port": 80, "ready_timout": 5}, "ready_timout"),
+        ({"host": "h", "port": 80, "tls": True, "private_key": "-----BEGIN"}, "private_key"),
+        ({"host": "h", "port": 80, "tls": True, "ca": "-----BEGIN"}, "ca"),
         ([], "body"),
     ],
 )

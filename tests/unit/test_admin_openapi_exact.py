@@ -46,6 +46,8 @@ FIELDS: dict[str, tuple[dict[str, Any], Parse]] = {
     "cursor": (query_schema("cursor"), query_value("cursor")),
     "host": (CREATE["host"], upstream_field("host")),
     "port": (CREATE["port"], upstream_field("port")),
+    "tls": (CREATE["tls"], upstream_field("tls")),
+    "server_name": (CREATE["server_name"], upstream_field("server_name")),
 }
 
 CASES = [
@@ -97,6 +99,18 @@ CASES = [
     ("port", 6133.5, False),
     ("port", 0, False),
     ("port", 65536, False),
+    ("tls", True, True),
+    ("tls", False, True),
+    ("tls", None, False),
+    ("tls", "true", False),
+    ("tls", 1, False),
+    ("server_name", "echo.internal", True),
+    ("server_name", "10.0.0.5", True),
+    ("server_name", None, True),
+    ("server_name", "", False),
+    ("server_name", "a b", False),
+    ("server_name", "up.", False),
+    ("server_name", 5, False),
 ]
 
 

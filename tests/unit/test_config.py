@@ -481,8 +481,7 @@ def test_flags_end_to_end() -> None:
 def test_every_flag_reaches_its_setting(name: str) -> None:
     value = SAMPLE[name]
     argv = [flag_name(name)] if value is True else [flag_name(name), value]
-    toml = {"redis": "redis://r:1"} if name in ("workers", "redis_password_file") else None
-    config = load_config(vars(parser().parse_args(argv)), {}, toml)
+    config = load_config(vars(parser().parse_args(argv)), {}, PARTNERS.get(name))
     assert getattr(config, name) != getattr(NodeConfig(node_id="default"), name)
 
 
@@ -522,7 +521,51 @@ SAMPLE: dict[str, Any] = {
     "log_level": "debug",
     "log_format": "json",
     "metrics_public": True,
+    "tls_cert": "c.pem",
+    "tls_key": "k.pem",
+    "tls_client_ca": "ca.pem",
+    "proxy_protocol": True,
+    "proxy_header_timeout": "2",
+    "admin_tls_cert": "ac.pem",
+    "admin_tls_key": "ak.pem",
+    "upstream_tls": True,
+    "upstream_tls_ca": "uca.pem",
+    "upstream_tls_cert": "uc.pem",
+    "upstream_tls_key": "uk.pem",
 }
+
+
+# what a setting needs beside it to be valid at all
+PARTNERS: dict[str, dict[str, str]] = {
+    "workers": {"redis": "redis://r:1"},
+    "redis_password_file": {"redis": "redis://r:1"},
+    "tls_cert": {"tls_key": "k.pem"},
+    "tls_key": {"tls_cert": "c.pem"},
+    "tls_client_ca": {"tls_cert": "c.pem", "tls_key": "k.pem"},
+    "admin_tls_cert": {"admin_tls_key": "k.pem"},
+    "admin_tls_key": {"admin_tls_cert": "c.pem"},
+    "upstream_tls_cert": {"upstream_tls_key": "k.pem"},
+    "upstream_tls_key": {"upstream_tls_cert": "c.pem"},
+}
+
+
+@pytest.mark.parametrize(
+    ("given", "needed"),
+    [
+        ("tls_cert", "--tls-key"),
+        ("tls_key", "--tls-cert"),
+        ("tls_client_ca", "--tls-cert"),
+        ("admin_tls_cert", "--admin-tls-key"),
+        ("admin_tls_key", "--admin-tls-cert"),
+        ("upstream_tls_cert", "--upstream-tls-key"),
+        ("upstream_tls_key", "--upstream-tls-cert"),
+    ],
+)
+def test_tls_files_come_in_pairs(given: str, needed: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({given: "x.pem"}, {})
+    assert caught.value.key == flag_name(given)
+    assert caught.value.reason == f"needs {needed}"
 
 
 def test_sample_covers_every_setting() -> None:

@@ -26,6 +26,17 @@ def test_id_is_host_and_port(host: str, port: int, expected: str) -> None:
     assert spec.address == Address(host, port)
 
 
+def test_a_record_carries_tls_choices_and_never_key_material() -> None:
+    data = UpstreamSpec("up", 1, tls=True, server_name="a.example").to_dict()
+    assert (data["tls"], data["server_name"]) == (True, "a.example")
+    assert not {"key", "cert", "ca", "private_key"} & data.keys()
+
+
+def test_a_record_stored_before_tls_existed_reads_as_plain() -> None:
+    old = {"host": "up", "port": 1, "ready_timeout": 5, "alive_timeout": 30, "mode": "active"}
+    assert UpstreamSpec.from_dict(old) == UpstreamSpec("up", 1, 5.0, 30.0)
+
+
 def test_defaults() -> None:
     spec = UpstreamSpec("up", 1)
     assert (spec.ready_timeout, spec.alive_timeout, spec.mode) == (
@@ -41,6 +52,8 @@ def test_defaults() -> None:
         UpstreamSpec("up", 45888),
         UpstreamSpec("::1", 9, 0.1, 3600.0, UpstreamMode.DRAINING),
         UpstreamSpec("a.example", 443, 5.0, 30.0),
+        UpstreamSpec("10.0.0.5", 443, tls=True),
+        UpstreamSpec("10.0.0.5", 444, tls=True, server_name="echo.internal"),
     ],
     ids=str,
 )
@@ -69,6 +82,13 @@ def test_round_trip(spec: UpstreamSpec) -> None:
         ({"host": "::ffff:1.2.3.4", "port": 6}, UpstreamSpec("::ffff:1.2.3.4", 6)),
         ({"host": "a-1.B.example", "port": 7}, UpstreamSpec("a-1.B.example", 7)),
         ({"host": "x" * 63 + ".example", "port": 8}, UpstreamSpec("x" * 63 + ".example", 8)),
+        ({"host": "up", "port": 9, "tls": True}, UpstreamSpec("up", 9, tls=True)),
+        ({"host": "up", "port": 9, "tls": False}, UpstreamSpec("up", 9)),
+        (
+            {"host": "up", "port": 9, "tls": True, "server_name": "a.example"},
+            UpstreamSpec("up", 9, tls=True, server_name="a.example"),
+        ),
+        ({"host": "up", "port": 9, "server_name": None}, UpstreamSpec("up", 9)),
     ],
 )
 def test_from_dict(data: dict[str, Any], expected: UpstreamSpec) -> None:
@@ -121,6 +141,13 @@ def test_from_dict(data: dict[str, Any], expected: UpstreamSpec) -> None:
         ({"host": "up", "port": 1, "alive_timeout": None}, "alive_timeout"),
         ({"host": "up", "port": 1, "mode": "paused"}, "mode"),
         ({"host": "up", "port": 1, "mode": None}, "mode"),
+        ({"host": "up", "port": 1, "tls": "yes"}, "tls"),
+        ({"host": "up", "port": 1, "tls": 1}, "tls"),
+        ({"host": "up", "port": 1, "tls": None}, "tls"),
+        ({"host": "up", "port": 1, "server_name": ""}, "server_name"),
+        ({"host": "up", "port": 1, "server_name": 5}, "server_name"),
+        ({"host": "up", "port": 1, "server_name": "a b"}, "server_name"),
+        ({"host": "up", "port": 1, "server_name": "x\nINFO forged"}, "server_name"),
     ],
 )
 def test_from_dict_refuses(data: Any, key: str) -> None:

@@ -2,8 +2,10 @@
 
 Rules:
 - ``--url`` (default ``$PARADOXPLEX_ADMIN_URL``, else ``http://127.0.0.1:8000``; ``http://``
-  is added when no scheme is given), ``--token`` (default ``$PARADOXPLEX_ADMIN_TOKEN``) and
-  ``--json`` go before or after the sub-command.
+  is added when no scheme is given), ``--token`` (default ``$PARADOXPLEX_ADMIN_TOKEN``),
+  ``--ca`` (default ``$PARADOXPLEX_ADMIN_CA``: the PEM CA an ``https://`` admin API's
+  certificate must chain to, else the system's CAs) and ``--json`` go before or after the
+  sub-command.
 - Lists print aligned tables, records ``key  value`` lines, actions one confirmation line;
   ``--json`` prints the API's JSON instead, one document on one line.
 - Exit 0 on success. An error prints one line ``error: <code>: <message>`` to stderr and exits
@@ -40,6 +42,7 @@ from paradoxplex.shared.sessions import parse_label
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "PARADOXPLEX_ADMIN_URL"
 TOKEN_ENV = "PARADOXPLEX_ADMIN_TOKEN"
+CA_ENV = "PARADOXPLEX_ADMIN_CA"
 DEFAULT_TIMEOUT = 10.0
 # A socket is active or paused; the original's word for paused, inactive, is accepted too.
 STATE_ALIASES = {"inactive": "paused"}
@@ -175,6 +178,8 @@ async def _upstream_add(client: AdminClient, args: argparse.Namespace, out: Outp
         address.port,
         ready_timeout=args.ready_timeout,
         alive_timeout=args.alive_timeout,
+        tls=args.tls,
+        server_name=args.server_name,
     )
     out.data(record, render_fields(record))
     return 0
@@ -237,6 +242,12 @@ def _common_options() -> argparse.ArgumentParser:
         "--token", default=argparse.SUPPRESS, help=f"bearer token (default ${TOKEN_ENV})"
     )
     common.add_argument(
+        "--ca",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help=f"PEM CA of an https:// admin API (default ${CA_ENV}, else the system's CAs)",
+    )
+    common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print raw JSON"
     )
     return common
@@ -296,6 +307,10 @@ def _add_fleet_commands(commands: SubParsers, common: argparse.ArgumentParser) -
     add.add_argument("address", metavar="HOST:PORT")
     add.add_argument("--ready-timeout", type=float, metavar="SECONDS")
     add.add_argument("--alive-timeout", type=float, metavar="SECONDS")
+    add.add_argument("--tls", action="store_true", help="reach it over TLS")
+    add.add_argument(
+        "--server-name", metavar="NAME", help="name its certificate is checked against"
+    )
     for name, help_text in (
         ("upstream-remove", "remove an upstream fleet-wide"),
         ("upstream-drain", "stop new traffic to an upstream"),
@@ -332,10 +347,16 @@ def admin_token(args: argparse.Namespace) -> str | None:
     return getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None
 
 
+def admin_ca(args: argparse.Namespace) -> str | None:
+    """--ca, else $PARADOXPLEX_ADMIN_CA, else none (the system's CAs)."""
+    return getattr(args, "ca", None) or os.environ.get(CA_ENV) or None
+
+
 async def _run(args: argparse.Namespace, out: Output) -> int:
     command = COMMANDS[args.admin_command]
     try:
-        async with AdminClient(admin_url(args), admin_token(args), DEFAULT_TIMEOUT) as client:
+        client = AdminClient(admin_url(args), admin_token(args), DEFAULT_TIMEOUT, ca=admin_ca(args))
+        async with client:
             return await command(client, args, out)
     except AdminAPIError as error:
         return out.error(error.code, error.message)

@@ -5,6 +5,9 @@ Rules:
   reached (refused, reset, timed out) raises ``AdminUnreachable(url, reason)``. Nothing else
   from aiohttp escapes.
 - ``timeout`` (default 10 s) bounds each request as a whole.
+- ``https://`` URLs: the server's certificate is checked against ``ca`` (a PEM file), else
+  the system's CAs; ``verify=False`` skips the check (health probes only: they send no token).
+  A CA file that cannot be loaded raises ``ConfigError("--ca", ...)``.
 - Payloads: a ``str`` is sent as ``{"text": ...}``, ``bytes`` as ``{"base64": ...}``.
 - Use as ``async with AdminClient(url) as client:``, or call ``aclose()``.
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import ssl
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -22,6 +26,8 @@ from typing import Any
 import aiohttp
 import orjson
 from yarl import URL
+
+from paradoxplex.shared.errors import ConfigError
 
 DEFAULT_TIMEOUT = 10.0
 Record = dict[str, Any]
@@ -87,16 +93,36 @@ def _reason(error: Exception) -> str:
     return str(error) or type(error).__name__
 
 
+def client_tls(ca: str | None, *, verify: bool = True) -> ssl.SSLContext | bool:
+    """What the client checks an ``https://`` server's certificate against (see the rules)."""
+    if not verify:
+        return False
+    if ca is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as error:
+        reason = getattr(error, "strerror", None) or getattr(error, "reason", None) or error
+        raise ConfigError("--ca", f"cannot load {ca}: {reason}") from None
+
+
 class AdminClient:
     """One node's admin API; any node answers for the whole fleet."""
 
     def __init__(
-        self, base_url: str, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        *,
+        ca: str | None = None,
+        verify: bool = True,
     ) -> None:
         self.base_url = URL(base_url)
         if not self.base_url.absolute:
             raise ValueError(f"admin URL must be absolute (http://HOST:PORT), got {base_url!r}")
         self.timeout = timeout
+        self._ssl = client_tls(ca, verify=verify)
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -129,7 +155,9 @@ class AdminClient:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                headers=self._headers, timeout=aiohttp.ClientTimeout(total=self.timeout)
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(ssl=self._ssl),
             )
         return self._session
 
@@ -267,9 +295,16 @@ class AdminClient:
         *,
         ready_timeout: float | None = None,
         alive_timeout: float | None = None,
+        tls: bool = False,
+        server_name: str | None = None,
     ) -> Record:
-        """``POST /v1/upstreams``; timeouts left out take the server's defaults."""
+        """``POST /v1/upstreams``; timeouts left out take the server's defaults; ``tls``
+        (checked against ``server_name``, else the host) uses the nodes' own TLS files."""
         body: Record = {"host": host, "port": port}
+        if tls:
+            body["tls"] = True
+        if server_name is not None:
+            body["server_name"] = server_name
         if ready_timeout is not None:
             body["ready_timeout"] = ready_timeout
         if alive_timeout is not None:

@@ -38,7 +38,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 PAYLOAD_KEYS = frozenset({"text", "base64"})
 BROADCAST_KEYS = PAYLOAD_KEYS | {"target", "label"}
-UPSTREAM_KEYS = frozenset({"host", "port", "ready_timeout", "alive_timeout"})
+UPSTREAM_KEYS = frozenset({"host", "port", "ready_timeout", "alive_timeout", "tls", "server_name"})
 SOCKET_QUERY_KEYS = ("node", "state", "label", "limit", "cursor")
 _LIMIT = re.compile(r"[0-9]{1,7}")
 BASE64_PATTERN = "(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
@@ -117,7 +117,8 @@ def parse_labels(body: object) -> dict[str, str]:
 
 
 def parse_upstream(body: object) -> UpstreamSpec:
-    """``{"host", "port", "ready_timeout", "alive_timeout"}``; the timeouts are optional."""
+    """``{"host", "port", "ready_timeout", "alive_timeout", "tls", "server_name"}``; all but
+    host and port are optional."""
     return UpstreamSpec.from_dict(_object(body, UPSTREAM_KEYS))
 
 

@@ -485,6 +485,16 @@ def _schemas() -> Schema:
                 "port": {"type": "integer", "minimum": 1, "maximum": 65535},
                 "ready_timeout": {"type": "number", "minimum": 0.1, "maximum": 3600},
                 "alive_timeout": {"type": "number", "minimum": 0.1, "maximum": 3600},
+                "tls": {
+                    "type": "boolean",
+                    "description": "reach it over TLS with the nodes' own --upstream-tls-* "
+                    "files (no key or certificate is sent through this API)",
+                },
+                "server_name": {
+                    "anyOf": [HOST, {"type": "null"}],
+                    "description": "the name its certificate is checked against (absent or "
+                    "null: the host); used only with tls",
+                },
             },
             "additionalProperties": False,
         },
@@ -497,6 +507,8 @@ def _schemas() -> Schema:
                 "ready_timeout": number,
                 "alive_timeout": number,
                 "mode": {"enum": ["active", "draining"]},
+                "tls": {"type": "boolean"},
+                "server_name": {"type": ["string", "null"]},
                 "nodes": {
                     "type": "object",
                     "description": "node id → that node's health view",

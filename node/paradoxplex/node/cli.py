@@ -65,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     echo.add_argument(
         "--original", action="store_true", help="serve only the original three RPCs (no batch path)"
     )
+    echo.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this PEM certificate")
+    echo.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    echo.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="require client certificates signed by this PEM CA (mTLS)",
+    )
     from paradoxplex.admin.cli import add_admin_parser
 
     add_admin_parser(commands)
@@ -115,6 +122,7 @@ async def run_node(config: NodeConfig) -> None:
     node = Node(config, await build_backend(config))
     async with starting(config):  # a Redis error here: one line, no traceback
         await node.start()
+    loop.add_signal_handler(signal.SIGHUP, node.reload_certificates)
     if not node.pool.links:
         log.warning(
             "no upstream registered: sockets are accepted but their data waits "
@@ -195,12 +203,22 @@ def run_echo(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"paradoxplex: {error}", file=sys.stderr)
         return 2
-    install_uvloop()
-    from paradoxplex.node.echo import main_echo
+    from paradoxplex.node.echo import echo_credentials, main_echo
 
     try:
+        credentials = echo_credentials(args.tls_cert, args.tls_key, args.tls_client_ca)
+    except ConfigError as error:
+        print(f"paradoxplex: {error}", file=sys.stderr)
+        return 2
+    install_uvloop()
+    try:
         with contextlib.suppress(KeyboardInterrupt):
-            main_echo(str(address), broadcast_every=args.broadcast_every, batch=not args.original)
+            main_echo(
+                str(address),
+                broadcast_every=args.broadcast_every,
+                batch=not args.original,
+                credentials=credentials,
+            )
     except OSError as error:
         print(f"paradoxplex upstream-echo: {error}", file=sys.stderr)
         return 1

@@ -7,6 +7,7 @@ by ``SocketCommands`` here or on the owner node.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -224,9 +225,7 @@ class NodeControl:
         spec = specs.get(upstream_id)
         if spec is None:
             raise UnknownUpstream(upstream_id)
-        drained = UpstreamSpec(
-            spec.host, spec.port, spec.ready_timeout, spec.alive_timeout, UpstreamMode.DRAINING
-        )
+        drained = dataclasses.replace(spec, mode=UpstreamMode.DRAINING)
         await self.node.fleet.put_upstream(drained)
         await self._announce(upstream_id)
         return drained.to_dict()

@@ -6,7 +6,11 @@ import asyncio
 import logging
 import signal
 
-from paradoxplex.upstream import Message, Outbox, UpstreamServer
+import grpc
+
+from paradoxplex.node.tls import CERTIFICATE, PRIVATE_KEY, TlsFiles, read_pem
+from paradoxplex.shared.errors import ConfigError
+from paradoxplex.upstream import Message, Outbox, UpstreamServer, server_credentials
 
 log = logging.getLogger("paradoxplex.upstream")
 
@@ -30,11 +34,34 @@ class Echo:
             out.broadcast(message.payload)
 
 
-async def run_echo(listen: str, *, broadcast_every: int = 0, batch: bool = True) -> None:
+def echo_credentials(
+    cert: str | None, key: str | None, client_ca: str | None
+) -> grpc.ServerCredentials | None:
+    """TLS for ``upstream-echo --tls-cert/--tls-key [--tls-client-ca]``; None: plain."""
+    if cert is None and key is None and client_ca is None:
+        return None
+    if cert is None or key is None:
+        raise ConfigError("--tls-cert" if cert is None else "--tls-key", "needs both files")
+    TlsFiles(cert, key, client_ca).check()
+    return server_credentials(
+        read_pem("--tls-cert", cert, CERTIFICATE),
+        read_pem("--tls-key", key, PRIVATE_KEY),
+        read_pem("--tls-client-ca", client_ca, CERTIFICATE) if client_ca else None,
+    )
+
+
+async def run_echo(
+    listen: str,
+    *,
+    broadcast_every: int = 0,
+    batch: bool = True,
+    credentials: grpc.ServerCredentials | None = None,
+) -> None:
     server = UpstreamServer(Echo(broadcast_every=broadcast_every), batch=batch)
-    port = await server.start(listen)
+    port = await server.start(listen, credentials=credentials)
     host = listen.rpartition(":")[0]
-    print(f"upstream-echo listening on {host}:{port}", flush=True)
+    scheme = " (tls)" if credentials is not None else ""
+    print(f"upstream-echo listening on {host}:{port}{scheme}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -45,5 +72,13 @@ async def run_echo(listen: str, *, broadcast_every: int = 0, batch: bool = True)
         await server.stop(0.5)
 
 
-def main_echo(listen: str, *, broadcast_every: int = 0, batch: bool = True) -> None:
-    asyncio.run(run_echo(listen, broadcast_every=broadcast_every, batch=batch))
+def main_echo(
+    listen: str,
+    *,
+    broadcast_every: int = 0,
+    batch: bool = True,
+    credentials: grpc.ServerCredentials | None = None,
+) -> None:
+    asyncio.run(
+        run_echo(listen, broadcast_every=broadcast_every, batch=batch, credentials=credentials)
+    )

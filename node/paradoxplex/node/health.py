@@ -5,7 +5,9 @@ Rules:
   probes a node's ``/livez``, ``--upstream`` an upstream's ``ready`` RPC. With neither, it
   probes the role of the container's main process (PID 1): an ``upstream-echo`` at its
   ``--listen`` port, else a node at ``$PARADOXPLEX_ADMIN``. A wildcard host is probed on
-  127.0.0.1.
+  127.0.0.1. An admin API with TLS is probed over https: ``--admin https://HOST:PORT``, or
+  found from the main process (``--admin-tls-cert`` or ``$PARADOXPLEX_ADMIN_TLS_CERT``); its
+  certificate is checked against ``--ca`` when given, else not (``/livez`` needs no token).
 - ``node --check`` loads the configuration (a bad setting has already exited 2), then checks
   that the listener and admin ports are free, that Redis answers and that every upstream is
   ready; one line per check (``ok: …`` or ``problem: …``); exit 0 when there is no problem.
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from paradoxplex.node.probes import (
     DEFAULT_TIMEOUT,
     admin_problem,
@@ -29,6 +33,7 @@ from paradoxplex.node.probes import (
     redis_problem,
     upstream_problem,
 )
+from paradoxplex.node.tls import file_problems, upstream_credentials
 from paradoxplex.shared.config import Address, NodeConfig, parse_address
 from paradoxplex.shared.errors import ConfigError
 
@@ -43,9 +48,14 @@ class Target:
 
     kind: str
     address: Address
+    tls: bool = False
 
     def __str__(self) -> str:
         return f"{self.kind} {self.address}"
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.address}"
 
 
 def local(address: Address) -> Address:
@@ -66,7 +76,19 @@ def target_of(argv: list[str], env: dict[str, str]) -> Target:
                 listen = word.partition("=")[2]
         return Target("upstream", local(parse_address("--listen", listen)))
     admin = env.get("PARADOXPLEX_ADMIN") or DEFAULT_ADMIN
-    return Target("admin", local(parse_address("PARADOXPLEX_ADMIN", admin)))
+    tls = bool(env.get("PARADOXPLEX_ADMIN_TLS_CERT")) or any(
+        word.startswith("--admin-tls-cert") for word in argv
+    )
+    return Target("admin", local(parse_address("PARADOXPLEX_ADMIN", admin)), tls)
+
+
+def admin_target(text: str) -> Target:
+    """``--admin HOST:PORT``, ``http://HOST:PORT`` or ``https://HOST:PORT``."""
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme not in ("http", "https"):
+        raise ConfigError("--admin", f"expected http:// or https://, got {scheme}://")
+    address = parse_address("--admin", rest.rstrip("/") if sep else text)
+    return Target("admin", local(address), tls=scheme == "https")
 
 
 def main_process_argv() -> list[str]:
@@ -85,17 +107,22 @@ def add_health_parser(commands: Any) -> None:
         "exit 1. Without --admin or --upstream: probe the role of the container's main "
         "process (PID 1).",
     )
-    health.add_argument("--admin", metavar="HOST:PORT", help="probe a node's admin /livez")
+    health.add_argument(
+        "--admin", metavar="HOST:PORT", help="probe a node's admin /livez (https://H:P: over TLS)"
+    )
+    health.add_argument(
+        "--ca", metavar="FILE", help="PEM CA that an https admin API's certificate must chain to"
+    )
     health.add_argument("--upstream", metavar="HOST:PORT", help="probe an upstream's ready RPC")
     health.add_argument(
         "--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default: %(default)g)"
     )
 
 
-async def probe(target: Target, *, within: float) -> str | None:
+async def probe(target: Target, *, within: float, ca: str | None = None) -> str | None:
     if target.kind == "upstream":
         return await upstream_problem(str(target.address), within=within)
-    return await admin_problem(f"http://{target.address}", within=within)
+    return await admin_problem(target.url, within=within, ca=ca)
 
 
 def run_health(args: argparse.Namespace) -> int:
@@ -103,13 +130,17 @@ def run_health(args: argparse.Namespace) -> int:
         if args.upstream:
             target = Target("upstream", local(parse_address("--upstream", args.upstream)))
         elif args.admin:
-            target = Target("admin", local(parse_address("--admin", args.admin)))
+            target = admin_target(args.admin)
         else:
             target = target_of(main_process_argv(), dict(os.environ))
     except ConfigError as error:
         print(f"paradoxplex health: {error}", file=sys.stderr)
         return 2
-    problem = asyncio.run(probe(target, within=args.timeout))
+    try:
+        problem = asyncio.run(probe(target, within=args.timeout, ca=args.ca))
+    except ConfigError as error:
+        print(f"paradoxplex health: {error}", file=sys.stderr)
+        return 2
     if problem is None:
         print(f"healthy: {target}")
         return 0
@@ -139,8 +170,18 @@ async def check_lines(config: NodeConfig, *, within: float = DEFAULT_TIMEOUT) ->
     ]
     if config.redis:
         checks.append((f"--redis {redact(config.redis)}", await redis_problem(config.redis)))
+    checks += file_problems(config)
+    credentials = None
+    if config.upstream_tls:
+        try:
+            credentials = upstream_credentials(config)
+        except ConfigError:  # reported above; probe with the system's CAs
+            credentials = grpc.ssl_channel_credentials()
     problems = await asyncio.gather(
-        *(upstream_problem(str(address), within=within) for address in config.upstream)
+        *(
+            upstream_problem(str(address), within=within, credentials=credentials)
+            for address in config.upstream
+        )
     )
     checks += [
         (f"--upstream {address}", problem)

@@ -32,12 +32,14 @@ from paradoxplex.admin.app import AdminRunner, build_app
 from paradoxplex.node.bus_endpoint import BusEndpoint
 from paradoxplex.node.commands import SocketCommands
 from paradoxplex.node.control import NodeControl
+from paradoxplex.node.listener import Listener, stop_handshakes
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.pool import UpstreamPool
 from paradoxplex.node.probes import naming, reachable_host
 from paradoxplex.node.replies import ReplyRouter
 from paradoxplex.node.session import Session, SessionLimits
 from paradoxplex.node.tasks import TaskSet
+from paradoxplex.node.tls import ServerTls, admin_files, listener_files, upstream_credentials
 from paradoxplex.node.upkeep import FleetUpkeep
 from paradoxplex.node.upstream import UpstreamLink
 from paradoxplex.shared.admission import Admission, Refusal, source_of
@@ -94,7 +96,17 @@ class Node:
             metrics=self.metrics,
             tasks=self.tasks,
         )
+        self.tls = ServerTls.optional(listener_files(config))
+        self.admin_tls = ServerTls.optional(admin_files(config))
+        self.listener = Listener(
+            lambda: Session(self, self.limits),
+            metrics=self.metrics,
+            tls=self.tls.context if self.tls else None,
+            proxy_protocol=config.proxy_protocol,
+            header_timeout=config.proxy_header_timeout,
+        )
         self.pool = UpstreamPool(
+            credentials=upstream_credentials(config),
             metrics=self.metrics,
             sessions=self.sessions,
             receive_reply=self.replies.receive_reply,
@@ -147,18 +159,18 @@ class Node:
         config = self.config
         await self.fleet.start()
         with naming("--listen", config.listen):
-            self._server = await asyncio.get_running_loop().create_server(
-                lambda: Session(self, self.limits),
-                config.listen.host,
-                config.listen.port,
-                reuse_port=config.workers > 1 or None,
-                backlog=1024,
-            )
+            self._server = await self.listener.start(config.listen, reuse_port=config.workers > 1)
         bound = self._server.sockets[0].getsockname()
         self.listen_address = f"{config.listen.host}:{bound[1]}"
         await self._start_admin()
         await self.upkeep.join(
-            UpstreamSpec(address.host, address.port, config.ready_timeout, config.alive_timeout)
+            UpstreamSpec(
+                address.host,
+                address.port,
+                config.ready_timeout,
+                config.alive_timeout,
+                tls=config.upstream_tls,
+            )
             for address in config.upstream
         )
         await self.endpoint.start(
@@ -177,14 +189,27 @@ class Node:
         )
         self._admin = AdminRunner(app, access_log=None, handle_signals=False)
         await self._admin.setup()
-        site = web.TCPSite(self._admin, self.config.admin.host, self.config.admin.port)
+        site = web.TCPSite(
+            self._admin,
+            self.config.admin.host,
+            self.config.admin.port,
+            ssl_context=self.admin_tls.context if self.admin_tls else None,
+        )
         with naming("--admin", self.config.admin):
             await site.start()
         port = self.config.admin.port
         for address in self._admin.addresses:  # the bound port, when asked for port 0
             port = address[1]
             break
-        self.admin_url = f"http://{reachable_host(self.config.admin.host)}:{port}"
+        scheme = "https" if self.admin_tls else "http"
+        self.admin_url = f"{scheme}://{reachable_host(self.config.admin.host)}:{port}"
+
+    def reload_certificates(self) -> None:
+        """SIGHUP: load the listener's and the admin API's certificates again (new handshakes
+        use them; open sockets keep theirs; a bad file is logged and the old one kept)."""
+        for tls in (self.tls, self.admin_tls):
+            if tls is not None:
+                tls.reload()
 
     def record(self) -> NodeRecord:
         return NodeRecord(
@@ -265,6 +290,7 @@ class Node:
         if self._server is not None:
             self._server.close()
             await _bounded("close listener", self._server.wait_closed(), 2.0)
+        await stop_handshakes(self.listener)
         self.stopped.set()
         log.info("node %s stopped", self.node_id)
 
@@ -274,7 +300,9 @@ class Node:
         transport = session.transport
         peer = transport.get_extra_info("peername") if transport else None
         peer = peer if isinstance(peer, tuple) else None
-        source = source_of(str(peer[0])) if peer else "unknown"
+        # the real client: a PROXY header's source, else the connection's peer
+        host = session.peer.rpartition(":")[0] if session.peer else (str(peer[0]) if peer else "")
+        source = source_of(host) if host else "unknown"
         now = time.monotonic()
         held = len(self.sessions)
         refusal = self.admission.admit(source, now, held=held, draining=self.draining)
@@ -285,7 +313,7 @@ class Node:
                 log.warning(REFUSED[refusal], count, source, held)
             return None
         session.source = source
-        remote = f"{peer[0]}:{peer[1]}" if peer else "unknown"
+        remote = session.peer or (f"{peer[0]}:{peer[1]}" if peer else "unknown")
         info = SessionInfo(new_session_id(), self.node_id, remote, time.time())
         self.sessions[info.uuid] = session
         self.metrics.sockets_opened.inc()

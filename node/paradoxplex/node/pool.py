@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from itertools import islice
 
+import grpc
+
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.session import Session
 from paradoxplex.node.upstream import Outgoing, UpstreamLink
@@ -45,8 +47,10 @@ class UpstreamPool:
         streams: int = 16,
         batch: bool = True,
         on_change: Callable[[UpstreamLink], None] | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.metrics = metrics
+        self.credentials = credentials
         self.sessions = sessions
         self._receive = receive_reply
         self.balancer = Balancer(routing)
@@ -70,7 +74,12 @@ class UpstreamPool:
         if link is not None:
             return link
         link = UpstreamLink(
-            spec, self, queue_limit=self.queue_limit, streams=self.streams, batch=self.batch
+            spec,
+            self,
+            queue_limit=self.queue_limit,
+            streams=self.streams,
+            batch=self.batch,
+            credentials=self.credentials,
         )
         self.links[spec.id] = link
         self._export_state(link)

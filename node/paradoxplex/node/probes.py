@@ -70,9 +70,20 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
-async def upstream_problem(address: str, *, within: float = DEFAULT_TIMEOUT) -> str | None:
-    """None when the upstream at ``address`` answers ``ready`` with ready=true."""
-    async with grpc.aio.insecure_channel(address) as channel:
+async def upstream_problem(
+    address: str,
+    *,
+    within: float = DEFAULT_TIMEOUT,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> str | None:
+    """None when the upstream at ``address`` answers ``ready`` with ready=true (over TLS
+    with ``credentials``)."""
+    channel = (
+        grpc.aio.insecure_channel(address)
+        if credentials is None
+        else grpc.aio.secure_channel(address, credentials)
+    )
+    async with channel:
         stub = pb_grpc.UpstreamPeerServiceStub(channel)
         try:
             answer = await stub.ready(empty_pb2.Empty(), timeout=within)
@@ -99,12 +110,15 @@ async def redis_problem(url: str, *, within: float = DEFAULT_TIMEOUT) -> str | N
     return None
 
 
-async def admin_problem(url: str, *, within: float = DEFAULT_TIMEOUT) -> str | None:
-    """None when the admin API at ``url`` answers ``/livez`` with 200."""
+async def admin_problem(
+    url: str, *, within: float = DEFAULT_TIMEOUT, ca: str | None = None
+) -> str | None:
+    """None when the admin API at ``url`` answers ``/livez`` with 200. Over ``https://`` the
+    certificate is checked against ``ca`` when given, else not (a probe sends no token)."""
     from paradoxplex.admin.client import AdminAPIError, AdminClient, AdminUnreachable
 
     try:
-        async with AdminClient(url, timeout=within) as client:
+        async with AdminClient(url, timeout=within, ca=ca, verify=ca is not None) as client:
             await client.livez()
     except AdminUnreachable as error:
         return error.reason

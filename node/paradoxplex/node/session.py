@@ -116,6 +116,7 @@ class Session(asyncio.Protocol):
         "host",
         "info",
         "limits",
+        "peer",
         "source",
         "synced_io",
         "traffic",
@@ -142,6 +143,7 @@ class Session(asyncio.Protocol):
         )
         self.info: SessionInfo | None = None
         self.source = ""  # the client's address as per-source limits count it
+        self.peer = ""  # the client's host:port from a PROXY header; "": the connection's
         self.transport: asyncio.Transport | None = None
         self.synced_io = 0
         self._timer: asyncio.TimerHandle | None = None
@@ -198,7 +200,10 @@ class Session(asyncio.Protocol):
         self.host.submit(self)
 
     def eof_received(self) -> bool:
-        """The client half-closed: keep writing replies for ``linger`` seconds, then close."""
+        """The client half-closed: keep writing replies for ``linger`` seconds, then close.
+        TLS has no half-close: its socket closes at once (asyncio warns on True there)."""
+        if self.transport is not None and self.transport.get_extra_info("ssl_object"):
+            return False
         self._apply(self.flow.end_of_input(self._loop.time()))
         self._arm()
         return True

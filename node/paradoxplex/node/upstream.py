@@ -99,8 +99,10 @@ class UpstreamLink:
         streams: int = 16,
         batch: bool = True,
         limits: BatchLimits = BATCH_LIMITS,
+        credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self.spec = spec
+        self.credentials = credentials
         self.host = host
         self.queue_limit = queue_limit
         self.streams = streams
@@ -170,7 +172,7 @@ class UpstreamLink:
     # lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._channel = grpc.aio.insecure_channel(str(self.spec.address), options=CHANNEL_OPTIONS)
+        self._channel = open_channel(self.spec, self.credentials)
         self._task = asyncio.create_task(self._run(), name=f"upstream {self.id}")
         if self.spec.mode is UpstreamMode.DRAINING:
             self.drain()
@@ -476,6 +478,21 @@ class UpstreamLink:
 
     def __repr__(self) -> str:
         return f"<UpstreamLink {self.id} {self.state.value} queued={len(self.queue)}>"
+
+
+def open_channel(
+    spec: UpstreamSpec, credentials: grpc.ChannelCredentials | None
+) -> grpc.aio.Channel:
+    """The channel to an upstream: TLS when ``spec.tls`` (checked against ``server_name``,
+    else the host), with ``credentials`` (else the system's CAs)."""
+    address = str(spec.address)
+    if not spec.tls:
+        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    options: list[tuple[str, Any]] = list(CHANNEL_OPTIONS)
+    if spec.server_name:
+        options.append(("grpc.ssl_target_name_override", spec.server_name))
+    secure = credentials if credentials is not None else grpc.ssl_channel_credentials()
+    return grpc.aio.secure_channel(address, secure, options=options)
 
 
 async def _read(call: Any, upstream_id: str) -> Any:

@@ -57,8 +57,14 @@ def run_workers(config: NodeConfig, argv: list[str]) -> int:
             if child.poll() is None:
                 child.send_signal(signum)
 
+    def reload(signum: int, _frame: object) -> None:  # SIGHUP: each worker reloads its TLS
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(signum)
+
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
+    signal.signal(signal.SIGHUP, reload)
     restarts = dict.fromkeys(children, 0)
     codes: dict[int, int] = {}
     while len(codes) < len(children):

@@ -12,6 +12,9 @@ RPC and the batched fast path are served, and the handler sees the same ``Messag
 way. A handler may be a plain function or a coroutine function. Replies go back on the
 stream the message came from; ``Outbox.broadcast`` reaches sockets on every node.
 
+TLS: ``start(address, credentials=server_credentials(cert, key, client_ca))`` serves TLS
+(and, with ``client_ca``, requires the node's client certificate).
+
 Limits: each stream buffers at most ``max_pending`` replies (default 10,000); a handler that
 outruns the node waits (coroutine handlers) or sees ``OutboxFull`` (plain ones).
 """
@@ -22,6 +25,7 @@ from paradoxplex.upstream.server import (
     Outbox,
     OutboxFull,
     UpstreamServer,
+    server_credentials,
 )
 
-__all__ = ["Handler", "Message", "Outbox", "OutboxFull", "UpstreamServer"]
+__all__ = ["Handler", "Message", "Outbox", "OutboxFull", "UpstreamServer", "server_credentials"]

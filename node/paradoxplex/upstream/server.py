@@ -179,8 +179,14 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
         self.port = 0
         self._async = inspect.iscoroutinefunction(handler)
 
-    async def start(self, address: str = "127.0.0.1:45888") -> int:
-        """Listen on ``address`` (port 0: any free port); returns the port."""
+    async def start(
+        self,
+        address: str = "127.0.0.1:45888",
+        *,
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> int:
+        """Listen on ``address`` (port 0: any free port); returns the port. With
+        ``credentials`` (see ``server_credentials``) it serves TLS only."""
         sizes = {
             "grpc.max_receive_message_length": MAX_MESSAGE,
             "grpc.max_send_message_length": self.limits.max_message,
@@ -192,7 +198,10 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
         else:
             _add_original_only(self, self.server)
         try:
-            self.port = self.server.add_insecure_port(address)
+            if credentials is None:
+                self.port = self.server.add_insecure_port(address)
+            else:
+                self.port = self.server.add_secure_port(address, credentials)
         except RuntimeError:  # grpc's "Failed to bind": the port is taken or not ours
             self.port = 0
         if not self.port:
@@ -200,8 +209,13 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
         await self.server.start()
         return self.port
 
-    async def serve(self, address: str = "127.0.0.1:45888") -> None:
-        await self.start(address)
+    async def serve(
+        self,
+        address: str = "127.0.0.1:45888",
+        *,
+        credentials: grpc.ServerCredentials | None = None,
+    ) -> None:
+        await self.start(address, credentials=credentials)
         assert self.server is not None
         await self.server.wait_for_termination()
 
@@ -281,6 +295,18 @@ async def _finish(consumer: asyncio.Task[None]) -> None:
     consumer.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await consumer
+
+
+def server_credentials(
+    certificate_chain: bytes, private_key: bytes, client_ca: bytes | None = None
+) -> grpc.ServerCredentials:
+    """TLS for ``UpstreamServer.start(credentials=...)`` from PEM bytes; with ``client_ca``
+    every node must present a client certificate that CA signed (mTLS)."""
+    return grpc.ssl_server_credentials(
+        [(private_key, certificate_chain)],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
 
 
 def _add_original_only(servicer: UpstreamServer, server: grpc.aio.Server) -> None:

@@ -106,6 +106,17 @@ class NodeConfig:
     log_level: str = "info"
     log_format: str = "text"
     metrics_public: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+    proxy_protocol: bool = False
+    proxy_header_timeout: float = 5.0
+    admin_tls_cert: str | None = None
+    admin_tls_key: str | None = None
+    upstream_tls: bool = False
+    upstream_tls_ca: str | None = None
+    upstream_tls_cert: str | None = None
+    upstream_tls_key: str | None = None
 
 
 def _int(minimum: int) -> Callable[[str, Any], int]:
@@ -234,6 +245,17 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "log_level": _choice(LOG_LEVELS),
     "log_format": _choice(LOG_FORMATS),
     "metrics_public": _bool,
+    "tls_cert": _optional_text,
+    "tls_key": _optional_text,
+    "tls_client_ca": _optional_text,
+    "proxy_protocol": _bool,
+    "proxy_header_timeout": _seconds(0.1),
+    "admin_tls_cert": _optional_text,
+    "admin_tls_key": _optional_text,
+    "upstream_tls": _bool,
+    "upstream_tls_ca": _optional_text,
+    "upstream_tls_cert": _optional_text,
+    "upstream_tls_key": _optional_text,
 }
 
 HELP: dict[str, str] = {
@@ -278,10 +300,44 @@ HELP: dict[str, str] = {
     "log_level": "debug, info (lifecycle only), warning or error",
     "log_format": "text for people, json for log shippers (one object per line, with node_id)",
     "metrics_public": "serve /metrics without the admin token, as /livez and /readyz",
+    "tls_cert": "PEM certificate (chain) of the listener: clients speak TLS (reloaded on SIGHUP)",
+    "tls_key": "PEM private key of --tls-cert (reloaded on SIGHUP)",
+    "tls_client_ca": "PEM CA bundle: clients must present a certificate it signed (mTLS)",
+    "proxy_protocol": "every client starts with a PROXY protocol v1 or v2 header (a load "
+    "balancer's), whose source address is the socket's remote address",
+    "proxy_header_timeout": "seconds a client has to send its PROXY header",
+    "admin_tls_cert": "PEM certificate of the admin API: it serves https (reloaded on SIGHUP)",
+    "admin_tls_key": "PEM private key of --admin-tls-cert",
+    "upstream_tls": "reach the --upstream upstreams over TLS",
+    "upstream_tls_ca": "PEM CA bundle that upstream certificates must chain to (default: the "
+    "system's)",
+    "upstream_tls_cert": "PEM client certificate this node presents to TLS upstreams (mTLS)",
+    "upstream_tls_key": "PEM private key of --upstream-tls-cert",
 }
 
-BOOL_FLAGS = ("lifecycle_events", "metrics_public")
+BOOL_FLAGS = ("lifecycle_events", "metrics_public", "proxy_protocol", "upstream_tls")
+FILE_SETTINGS = (
+    "tls_cert",
+    "tls_key",
+    "tls_client_ca",
+    "admin_tls_cert",
+    "admin_tls_key",
+    "upstream_tls_ca",
+    "upstream_tls_cert",
+    "upstream_tls_key",
+)
+# settings that go together: (a setting, the one it needs)
+PAIRED = (
+    ("tls_cert", "tls_key"),
+    ("tls_key", "tls_cert"),
+    ("tls_client_ca", "tls_cert"),
+    ("admin_tls_cert", "admin_tls_key"),
+    ("admin_tls_key", "admin_tls_cert"),
+    ("upstream_tls_cert", "upstream_tls_key"),
+    ("upstream_tls_key", "upstream_tls_cert"),
+)
 DEFAULT_SHOWN = {
+    **dict.fromkeys(FILE_SETTINGS, "none"),
     "node_id": "hostname plus a short random suffix",
     "upstream": "none",
     "redis": "none: single node",
@@ -297,7 +353,13 @@ CHOICES: dict[str, Sequence[str]] = {
     "log_format": LOG_FORMATS,
 }
 REPEATED_FLAGS = ("upstream", "redis")
-METAVARS = {"listen": "HOST:PORT", "admin": "HOST:PORT", "redis": "URL", "node_id": "ID"}
+METAVARS = {
+    "listen": "HOST:PORT",
+    "admin": "HOST:PORT",
+    "redis": "URL",
+    "node_id": "ID",
+    **dict.fromkeys(FILE_SETTINGS, "FILE"),
+}
 
 
 def flag_name(key: str) -> str:
@@ -397,5 +459,8 @@ def check_config(config: NodeConfig) -> None:
         raise ConfigError("--workers", "more than one worker needs --redis (workers form a fleet)")
     if config.redis_password_file and not config.redis:
         raise ConfigError("--redis-password-file", "needs --redis (a password for which Redis?)")
+    for name, needed in PAIRED:
+        if getattr(config, name) and not getattr(config, needed):
+            raise ConfigError(flag_name(name), f"needs {flag_name(needed)}")
     if config.node_ttl <= config.heartbeat:
         raise ConfigError("--node-ttl", "must be longer than --heartbeat")

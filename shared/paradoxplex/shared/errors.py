@@ -4,7 +4,8 @@
     ├─ ConfigError(key, reason)              a bad setting: one line, exit 2
     ├─ InvalidRequest(field, reason)         bad input to the admin API: 400
     ├─ FramingError                          the peer's fault, closes that socket
-    │  └─ FrameTooLarge(size, limit)
+    │  ├─ FrameTooLarge(size, limit)
+    │  └─ BadProxyHeader(reason)           a missing or malformed PROXY protocol header
     ├─ UpstreamError
     │  └─ UpstreamUnavailable(upstream_id)
     ├─ FleetError
@@ -49,6 +50,12 @@ class FrameTooLarge(FramingError):
         super().__init__(f"frame of {size} bytes exceeds the limit of {limit} bytes")
         self.size = size
         self.limit = limit
+
+
+class BadProxyHeader(FramingError):
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"bad PROXY protocol header: {reason}")
+        self.reason = reason
 
 
 class UpstreamError(ParadoxplexError):

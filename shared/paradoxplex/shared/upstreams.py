@@ -7,6 +7,10 @@ Rules:
   control characters, underscores or trailing dot): the host becomes the upstream's id, which
   every node stores, shows and logs. (``--upstream [v6]:PORT`` takes its brackets off first.)
 - A port is a whole number in 1-65535 (a JSON ``6133.0`` is the whole number 6133).
+- ``tls`` (default false) reaches the upstream over TLS, with the node's own
+  ``--upstream-tls-*`` files; ``server_name`` (a hostname, as the host's rules) is the name its
+  certificate is checked against instead of the host, and matters only with ``tls``. No key or
+  certificate travels in a record: the fleet stores these records in Redis.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class UpstreamSpec:
     ready_timeout: float = DEFAULT_READY_TIMEOUT
     alive_timeout: float = DEFAULT_ALIVE_TIMEOUT
     mode: UpstreamMode = UpstreamMode.ACTIVE
+    tls: bool = False
+    server_name: str | None = None
 
     @property
     def id(self) -> str:
@@ -57,6 +63,8 @@ class UpstreamSpec:
             "ready_timeout": self.ready_timeout,
             "alive_timeout": self.alive_timeout,
             "mode": self.mode.value,
+            "tls": self.tls,
+            "server_name": self.server_name,
         }
 
     @classmethod
@@ -78,7 +86,10 @@ class UpstreamSpec:
             mode = UpstreamMode(data.get("mode", "active"))
         except ValueError:
             raise InvalidRequest("mode", "must be active or draining") from None
-        return cls(host, port, ready, alive, mode)
+        tls = data.get("tls", False)
+        if not isinstance(tls, bool):
+            raise InvalidRequest("tls", "must be true or false")
+        return cls(host, port, ready, alive, mode, tls, _server_name(data.get("server_name")))
 
     @classmethod
     def parse(cls, text: str, *, ready_timeout: float, alive_timeout: float) -> UpstreamSpec:
@@ -95,6 +106,17 @@ def _timeout(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.1 <= value <= 3600:
         raise InvalidRequest(key, "must be seconds between 0.1 and 3600")
     return float(value)
+
+
+def _server_name(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest("server_name", "must be a non-empty string")
+    problem = host_problem(value)
+    if problem is not None:
+        raise InvalidRequest("server_name", problem)
+    return value
 
 
 def _port(value: Any) -> int:
