@@ -182,3 +182,26 @@ async def test_under_tls_the_header_comes_first_then_the_handshake(tmp_path: Pat
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
+
+
+def v1_from(host: str, port: int) -> bytes:
+    return b"PROXY TCP4 %s 198.51.100.1 %d 7999\r\n" % (host.encode(), port)
+
+
+async def test_per_source_limits_count_the_headers_client_not_the_balancer() -> None:
+    """Behind a balancer every connection comes from its address: a per-IP limit must count
+    the client each PROXY header names."""
+    async with proxied_node(max_connections_per_ip=1) as (node, _):
+        clients = [await Client.connect(node) for _ in range(3)]
+        try:
+            await clients[0].send(v1_from("203.0.113.1", 1001))
+            await clients[0].round_trip(b"first client")
+            await clients[1].send(v1_from("203.0.113.2", 1002))  # another client: served
+            await clients[1].round_trip(b"second client")
+            await clients[2].send(v1_from("203.0.113.1", 1003))  # the first one again
+            await clients[2].closed_by_peer()
+            assert sample(node, "paradoxplex_sockets_refused_total", reason="per_ip") == 1
+            assert len(node.sessions) == 2
+        finally:
+            for client in clients:
+                await client.aclose()
