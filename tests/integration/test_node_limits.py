@@ -257,7 +257,7 @@ async def test_max_buffered_closes_the_biggest_offender_and_spares_a_reader_that
                     assert sample(node, "paradoxplex_drops_total", reason="write_buffer_full") == 0
                     await eventually(lambda: len(node.sessions) == 1)
                     await fast.round_trip(b"after the slow one left")
-                    assert node.buffers.total == 0
+                    assert node.hosting.buffers.total == 0
             finally:
                 await slow.aclose()
     finally:

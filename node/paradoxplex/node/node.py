@@ -19,11 +19,9 @@ flush), close links, write and unregister, stop the parts; every step is time-bo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
@@ -32,6 +30,7 @@ from paradoxplex.admin.app import AdminRunner, build_app
 from paradoxplex.node.bus_endpoint import BusEndpoint
 from paradoxplex.node.commands import SocketCommands
 from paradoxplex.node.control import NodeControl
+from paradoxplex.node.hosting import SessionHosting
 from paradoxplex.node.listener import Listener, stop_handshakes
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.pool import UpstreamPool
@@ -42,14 +41,11 @@ from paradoxplex.node.tasks import TaskSet
 from paradoxplex.node.tls import ServerTls, admin_files, listener_files, upstream_credentials
 from paradoxplex.node.upkeep import FleetUpkeep
 from paradoxplex.node.upstream import UpstreamLink
-from paradoxplex.shared.admission import Admission, Refusal, source_of
-from paradoxplex.shared.buffers import ReplyBuffers
+from paradoxplex.shared.admission import Admission
 from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import Backend, FleetBus, FleetState, NodeRecord
-from paradoxplex.shared.sessions import SessionInfo, new_session_id
 from paradoxplex.shared.upstreams import UpstreamSpec
-from paradoxplex.wire import upstream_pb2 as pb
 
 log = logging.getLogger("paradoxplex.node")
 
@@ -63,14 +59,19 @@ class Node:
         self.metrics = Metrics()
         self.fleet: FleetState = backend.state
         self.bus: FleetBus = backend.bus
-        self.sessions: dict[str, Session] = {}
-        self.admission = Admission(
-            max_total=config.max_connections,
-            max_per_source=config.max_connections_per_ip,
-            rate=config.accept_rate,
+        self.hosting = SessionHosting(
+            node_id=self.node_id,
+            metrics=self.metrics,
+            admission=Admission(
+                max_total=config.max_connections,
+                max_per_source=config.max_connections_per_ip,
+                rate=config.accept_rate,
+            ),
+            max_buffered=config.max_buffered,
+            lifecycle_events=config.lifecycle_events,
+            shared=self.fleet.shared,
         )
-        self.buffers: ReplyBuffers[Session] = ReplyBuffers(limit=config.max_buffered)
-        self.metrics.buffered.set_function(self._buffered)
+        self.sessions = self.hosting.sessions
         self.tasks = TaskSet()
         self.limits = SessionLimits(
             framing=config.framing,
@@ -99,7 +100,7 @@ class Node:
         self.tls = ServerTls.optional(listener_files(config))
         self.admin_tls = ServerTls.optional(admin_files(config))
         self.listener = Listener(
-            lambda: Session(self, self.limits),
+            lambda: Session(self.hosting, self.limits),
             metrics=self.metrics,
             tls=self.tls.context if self.tls else None,
             proxy_protocol=config.proxy_protocol,
@@ -129,17 +130,15 @@ class Node:
             heartbeat=config.heartbeat,
             node_ttl=config.node_ttl,
             lifecycle_events=config.lifecycle_events,
-            on_registered=self._registered,
-            on_fleet_lost=self._release_unregistered,
+            on_registered=self.hosting.registered,
+            on_fleet_lost=self.hosting.release_unregistered,
         )
         self.sync = self.upkeep.sync
-        # sockets whose data waits until the fleet knows them (known from the first byte)
-        self.unregistered: set[str] = set()
+        self.hosting.serve(self.pool, self.sync, registered=self.upkeep.registered)
         self.commands = SocketCommands(self.sessions, write=self.upkeep.write_session)
         self.started_at = time.time()
         self.listen_address = ""
         self.admin_url = ""
-        self.draining = False
         self._server: asyncio.Server | None = None
         self._admin: web.AppRunner | None = None
         self.stopped = asyncio.Event()
@@ -148,6 +147,10 @@ class Node:
     @property
     def listening(self) -> bool:
         return self._server is not None and self._server.is_serving()
+
+    @property
+    def draining(self) -> bool:
+        return self.hosting.draining
 
     @property
     def fleet_ok(self) -> bool:
@@ -230,7 +233,7 @@ class Node:
         """Stop accepting; let sockets finish for ``grace`` seconds; then close them."""
         if self.draining:
             return
-        self.draining = True
+        self.hosting.draining = True
         grace = self.config.drain_grace if grace is None else grace
         log.info(
             "node %s draining: %d sockets, grace %.1fs", self.node_id, len(self.sessions), grace
@@ -294,137 +297,6 @@ class Node:
         self.stopped.set()
         log.info("node %s stopped", self.node_id)
 
-    # SessionHost ------------------------------------------------------------------------
-
-    def open_session(self, session: Session) -> SessionInfo | None:
-        transport = session.transport
-        peer = transport.get_extra_info("peername") if transport else None
-        peer = peer if isinstance(peer, tuple) else None
-        # the real client: a PROXY header's source, else the connection's peer
-        host = session.peer.rpartition(":")[0] if session.peer else (str(peer[0]) if peer else "")
-        source = source_of(host) if host else "unknown"
-        now = time.monotonic()
-        held = len(self.sessions)
-        refusal = self.admission.admit(source, now, held=held, draining=self.draining)
-        if refusal is not None:
-            self.metrics.sockets_refused.labels(refusal.value).inc()
-            count = self.admission.refused(source, now)
-            if count:
-                log.warning(REFUSED[refusal], count, source, held)
-            return None
-        session.source = source
-        remote = session.peer or (f"{peer[0]}:{peer[1]}" if peer else "unknown")
-        info = SessionInfo(new_session_id(), self.node_id, remote, time.time())
-        self.sessions[info.uuid] = session
-        self.metrics.sockets_opened.inc()
-        self.metrics.sockets.set(len(self.sessions))
-        if transport is not None:
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.sync.added(info)
-        if self.fleet.shared and self.upkeep.registered():
-            self.unregistered.add(info.uuid)  # nothing reaches an upstream before the fleet
-        elif self.config.lifecycle_events:  # knows the socket (see _registered)
-            self._lifecycle(info, pb.SocketEvent.CONNECTED, "")
-        log.debug("socket %s open from %s", info.uuid, remote)
-        return info
-
-    def close_session(self, session: Session, reason: str) -> None:
-        info = session.info
-        if info is None or self.sessions.pop(info.uuid, None) is None:
-            return
-        self.admission.release(session.source)
-        self.buffers.forget(session)
-        self.pool.forget(info.uuid)
-        self.unregistered.discard(info.uuid)
-        dropped = session.flow.drop_all()
-        if dropped:
-            self.metrics.drops.labels("socket_closed").inc(dropped)
-        self.metrics.sockets.set(len(self.sessions))
-        self.metrics.sockets_closed.labels(_reason_label(reason)).inc()
-        self.sync.removed(info)
-        if self.config.lifecycle_events:
-            self._lifecycle(info, pb.SocketEvent.DISCONNECTED, reason)
-        log.debug(
-            "socket %s closed: %s; %d bytes in, %d out, %.1fs",
-            info.uuid,
-            reason,
-            info.bytes_in,
-            info.bytes_out,
-            time.time() - info.connected_at,
-        )
-
-    def make_room(self, session: Session, size: int) -> bool:
-        """Over ``max_buffered``: count every socket's share afresh; if the reply still does not
-        fit, close the sockets with the most buffered (``ReplyBuffers.shed``)."""
-        if self._buffered() + size <= self.buffers.limit:
-            return True
-        before = self.buffers.total
-        victims = self.buffers.shed(session, size)
-        for victim in victims:
-            victim.abort("node buffer full")
-        if victims:
-            log.warning(
-                "replies buffered for all sockets over max_buffered (%d bytes): closed %d "
-                "socket(s) with the most buffered, %d bytes freed",
-                self.buffers.limit,
-                len(victims),
-                before - self.buffers.total,
-            )
-        return session not in victims
-
-    def _buffered(self) -> int:
-        buffers = self.buffers
-        for session in buffers.backlogged():
-            transport = session.transport
-            buffers.update(session, transport.get_write_buffer_size() if transport else 0)
-        return buffers.total
-
-    def submit(self, session: Session) -> None:
-        if session.uuid in self.unregistered:
-            session.placed(0)  # held (reading paused) until the fleet knows the socket
-            return
-        self.pool.submit(session)
-
-    def _registered(self, infos: Iterable[SessionInfo]) -> None:
-        """The fleet knows these sockets now: let their data (and CONNECTED event) go."""
-        unregistered = self.unregistered
-        if not unregistered:
-            return
-        for info in infos:
-            if info.uuid in unregistered:
-                self._let_go(info.uuid)
-
-    def _release_unregistered(self) -> None:
-        """The fleet cannot be written: serve every waiting socket locally anyway (an admin
-        miss then asks the other nodes instead of the fleet state)."""
-        for client_uuid in list(self.unregistered):
-            self._let_go(client_uuid)
-
-    def _let_go(self, client_uuid: str) -> None:
-        self.unregistered.discard(client_uuid)
-        session = self.sessions.get(client_uuid)
-        if session is None or session.info is None:
-            return
-        if self.config.lifecycle_events:
-            self._lifecycle(session.info, pb.SocketEvent.CONNECTED, "")
-        if session.flow.held:
-            self.pool.submit(session)
-
-    def upstream_ready(self) -> bool:
-        return self.pool.ready()
-
-    def _lifecycle(self, info: SessionInfo, kind: int, reason: str) -> None:
-        event = pb.SocketEvent(
-            kind=kind,  # type: ignore[arg-type]
-            remote_address=info.remote,
-            node_id=info.node_id,
-            reason=reason,
-        )
-        self.pool.send_event(info.uuid, event)
-
     def _link_changed(self, link: UpstreamLink) -> None:
         self.upkeep.link_changed(link)
 
@@ -444,17 +316,3 @@ async def _bounded(step: str, work: Awaitable[Any], seconds: float) -> None:
         log.info("shutdown: %s skipped, fleet unavailable: %s", step, error.reason)
     except Exception:
         log.exception("shutdown: %s failed; going on", step)
-
-
-REFUSED = {
-    Refusal.DRAINING: "refused %d socket(s) from %s: draining (%d sockets held)",
-    Refusal.MAX_CONNECTIONS: "refused %d socket(s) from %s: %d sockets held (max_connections)",
-    Refusal.PER_IP: "refused %d socket(s) from %s: max_connections_per_ip (%d sockets held)",
-    Refusal.ACCEPT_RATE: "refused %d socket(s) from %s: accept_rate (%d sockets held)",
-}
-
-
-def _reason_label(reason: str) -> str:
-    """A bounded set of metric label values from free-text close reasons."""
-    head = reason.split(":", 1)[0]
-    return head if len(head) <= 40 else "other"
