@@ -11,6 +11,7 @@ under test: a case (or one run) that fails becomes a row with ``error`` set.
 - ``broadcast``: one admin broadcast to every socket, one node vs two nodes over Redis.
 - ``workers``: ``--workers 2`` vs ``--workers 1`` (both with ``--redis``).
 - ``cross``: replies that must cross nodes through Redis vs the same traffic answered locally.
+- ``storm``: a reconnect storm on a 2-node fleet, and through HAProxy (``bench/storm.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from bench.measure import (
 )
 from bench.procs import BenchError, Procs, fd_count
 from bench.report import Row
+from bench.storm import Storm, fleet_storm, haproxy_storm, storm_rows
 from bench.systems import (
     HAPROXY_INSTALL,
     RedisServer,
@@ -53,7 +55,7 @@ from bench.systems import (
 from paradoxplex.shared.keys import Keys
 
 SYNC_PAUSE = 0.5
-ALL_CASES = ("rr", "original", "idle", "redis-mem", "broadcast", "workers", "cross")
+ALL_CASES = ("rr", "original", "idle", "redis-mem", "broadcast", "workers", "cross", "storm")
 START_TIMEOUT = 30.0
 
 
@@ -68,6 +70,8 @@ class Plan:
     nofile: int
     warnings: list[str]
     profile_dir: Path | None = None
+    storm_sockets: int = 10_000
+    storm_rate: float = 10_000.0  # connects per second
 
     @property
     def haproxy_maxconn(self) -> int:
@@ -387,6 +391,43 @@ def cross(plan: Plan) -> list[Row]:
         return rows + _alternate(procs, fresh, plan.fleet_levels[-1:], plan)
 
 
+def storms(plan: Plan) -> list[Row]:
+    """The storm on a 2-node fleet, then through HAProxy (if installed)."""
+    rows: list[Row] = []
+    sockets, rate, wait = plan.storm_sockets, plan.storm_rate, 30.0
+    runs: list[tuple[str, int, Callable[[Procs], Storm]]] = [
+        ("fleet-2-nodes", sockets, lambda p: fleet_storm(p, sockets, rate, wait))
+    ]
+    if haproxy_binary():
+        capped = min(sockets, plan.haproxy_maxconn - 50)
+        runs.append(
+            (
+                "haproxy",
+                capped,
+                lambda p: haproxy_storm(p, capped, rate, wait, maxconn=plan.haproxy_maxconn),
+            )
+        )
+    else:
+        plan.warnings.append(f"haproxy not on PATH: no HAProxy storm ({HAPROXY_INSTALL})")
+    for name, count, run in runs:  # one fleet and one HAProxy storm
+        print(f"  storm     {name:<14} {count:>5} sockets at {rate:g}/s ...", end="", flush=True)
+        with Procs(plan.log_dir / f"storm-{name}") as procs:
+            try:
+                found = storm_rows(name, run(procs), rate)
+            except Exception as error:
+                found = [Row("storm", name, count, metric="all answered", error=_error(error))]
+        rows += found
+        shown = {row.metric: row for row in found}
+        print(" " + ", ".join(_shown(row) for row in shown.values()))
+    return rows
+
+
+def _shown(row: Row) -> str:
+    if row.error:
+        return f"{row.metric}: {row.error}"
+    return f"{row.metric} {row.value or 0:,.2f} {row.unit}"
+
+
 def run_cases(plan: Plan, cases: list[str]) -> list[Row]:
     chosen = set(cases)
     rows: list[Row] = []
@@ -401,6 +442,7 @@ def run_cases(plan: Plan, cases: list[str]) -> list[Row]:
         ("broadcast", broadcasts),
         ("workers", workers),
         ("cross", cross),
+        ("storm", storms),
     ]
     for name, step in steps:
         if name in chosen:
