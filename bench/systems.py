@@ -205,11 +205,14 @@ class NodeHandle:
     proc: Proc
     listen: str
     admin: list[str]
+    upstreams: int = 1
 
     def wait_ready(self) -> NodeHandle:
-        """Return once every worker's ``/readyz`` answers 200."""
+        """Return once every worker's ``/readyz`` answers 200 (``/livez`` for a node without
+        upstreams: it is never ready, "no upstream in rotation", but holds sockets)."""
+        probe = "/readyz" if self.upstreams else "/livez"
         for url in self.admin:
-            wait_http(f"{url}/readyz", self.proc)
+            wait_http(f"{url}{probe}", self.proc)
         return self
 
 
@@ -253,7 +256,7 @@ def launch_node(
         argv += ["--key-prefix", key_prefix]
     proc = procs.start(name, [*argv, *extra], env=node_env())
     urls = [f"http://127.0.0.1:{admin + i}" for i in range(workers)]
-    return NodeHandle(proc, f"127.0.0.1:{port}", urls)
+    return NodeHandle(proc, f"127.0.0.1:{port}", urls, len(upstreams))
 
 
 def start_echo_server(procs: Procs, name: str = "echo") -> tuple[Proc, str]:
