@@ -72,6 +72,7 @@ class Plan:
     profile_dir: Path | None = None
     storm_sockets: int = 10_000
     storm_rate: float = 10_000.0  # connects per second
+    baseline: Path | None = None  # ``rr`` also runs a node of this code (``node-base``)
 
     @property
     def haproxy_maxconn(self) -> int:
@@ -154,6 +155,9 @@ def throughput(plan: Plan, cases: set[str]) -> list[Row]:
         else:
             plan.warnings.append(f"haproxy not on PATH: no HAProxy column ({HAPROXY_INSTALL})")
         specs.append(("rr", "c-echo", echo_system))
+        if plan.baseline is not None:
+            base = plan.baseline
+            specs.append(("rr", "node-base", lambda p: node_system(p, "node-base", code=base)))
     if "original" in cases:
         specs.append(
             ("original", "node-original", lambda p: node_system(p, "node-original", original=True))
@@ -395,8 +399,9 @@ def storms(plan: Plan) -> list[Row]:
     """The storm on a 2-node fleet, then through HAProxy (if installed)."""
     rows: list[Row] = []
     sockets, rate, wait = plan.storm_sockets, plan.storm_rate, 30.0
+    spy = plan.profile_dir / "storm-node-a.txt" if plan.profile_dir else None
     runs: list[tuple[str, int, Callable[[Procs], Storm]]] = [
-        ("fleet-2-nodes", sockets, lambda p: fleet_storm(p, sockets, rate, wait))
+        ("fleet-2-nodes", sockets, lambda p: fleet_storm(p, sockets, rate, wait, profile=spy))
     ]
     if haproxy_binary():
         capped = min(sockets, plan.haproxy_maxconn - 50)

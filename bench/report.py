@@ -188,6 +188,8 @@ def ratios(rows: Sequence[Row]) -> dict[str, float | str]:
             rows, "broadcast", "fleet-2-nodes", "last arrival"
         ),
         "node CPU µs/msg @64 (batch)": cpu_us("rr", "node", 64),
+        "node/node-base msgs/s @64": _ratio(msgs("rr", "node", 64), msgs("rr", "node-base", 64)),
+        "node-base CPU µs/msg @64": cpu_us("rr", "node-base", 64),
         "node CPU µs/msg @64 (original)": cpu_us("original", "node-original", 64),
         "storm: all answered s": storm("fleet-2-nodes", "all answered"),
         "storm: all findable on B s": storm("fleet-2-nodes", "all findable on B"),

@@ -68,6 +68,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--storm-rate", type=float, default=10_000.0, help="storm connects per second (10000)"
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="REV",
+        help="rr also runs a node of git revision REV (node-base): a change as a ratio",
+    )
     parser.add_argument("--no-charts", action="store_true", help="no PNG charts")
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default results/)")
     parser.add_argument(
@@ -100,6 +106,7 @@ def make_plan(args: argparse.Namespace, log_dir: Path, nofile: int, stamp: str) 
         profile_dir=RESULTS / f"{stamp}-profiles" if args.profile else None,
         storm_sockets=sockets,
         storm_rate=args.storm_rate,
+        baseline=systems.baseline_code(args.baseline) if args.baseline else None,
     )
 
 
@@ -168,7 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     log_dir = BUILD / "logs" / stamp
     nofile = raise_nofile()
-    plan = make_plan(args, log_dir, nofile, stamp)
+    try:
+        plan = make_plan(args, log_dir, nofile, stamp)
+    except BenchError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 2
     if args.profile and profile.py_spy() is None:
         print(f"bench: --profile needs py-spy ({CHARTS_INSTALL})", file=sys.stderr)
         return 2

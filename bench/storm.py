@@ -20,11 +20,13 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import orjson
 
 from bench.measure import wait_count
 from bench.procs import BenchError, Proc, Procs, build, read_event, send_line
+from bench.profile import start_recording
 from bench.report import Row
 from bench.systems import (
     RedisServer,
@@ -148,7 +150,11 @@ class Finder(threading.Thread):
         return sum(found)
 
 
-def fleet_storm(procs: Procs, sockets: int, rate: float, wait: float) -> Storm:
+def fleet_storm(
+    procs: Procs, sockets: int, rate: float, wait: float, *, profile: Path | None = None
+) -> Storm:
+    """The storm on node A of a 2-node fleet; with ``profile``, py-spy samples A for the
+    storm's first seconds into that file."""
     redis = start_redis(procs)
     upstream, address = start_upstream_echo(procs, "storm-upstream")
     launched = [
@@ -168,6 +174,8 @@ def fleet_storm(procs: Procs, sockets: int, rate: float, wait: float) -> Storm:
     # the check's sockets leave the fleet's list first: the storm's are all it holds
     key = Keys(PREFIX).node_sessions("storm-a")
     wait_count(lambda: int(redis.client.zcard(key)), lambda n: n == 0, timeout=10)
+    if profile is not None:
+        spy = start_recording(procs, "py-spy-storm", nodes[0].proc, profile, sockets / rate + 2)
     loadgen, started = start_storm(procs, "fleet", nodes[0].listen, sockets, rate, wait)
     finder = Finder(redis, nodes[1].admin[0], "storm-a", sockets, started)
     finder.start()
@@ -178,6 +186,8 @@ def fleet_storm(procs: Procs, sockets: int, rate: float, wait: float) -> Storm:
         finder.join(FIND_LIMIT + 30)
     finally:
         end_storm(loadgen)
+    if profile is not None:
+        spy.popen.wait(30)
     storm = Storm(answered, finder.findable_s, finder.registered_s, finder.sampled)
     if finder.error:
         storm.notes.append(finder.error)
