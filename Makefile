@@ -47,8 +47,15 @@ chromium:
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py
 
-bench: $(STAMP)
-	$(BIN)/python -m bench.run
+# The benchmarks (bench/README.md); the bench extra adds matplotlib (charts) and py-spy.
+# BENCH_ARGS passes options, e.g. make bench BENCH_ARGS='--quick'.
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

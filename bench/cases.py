@@ -12,6 +12,7 @@ under test: a case (or one run) that fails becomes a row with ``error`` set.
 - ``workers``: ``--workers 2`` vs ``--workers 1`` (both with ``--redis``).
 - ``cross``: replies that must cross nodes through Redis vs the same traffic answered locally.
 - ``flood``: fresh clients' round trips while one socket sends 4 MiB of newlines, vs quiet.
+- ``storm``: a reconnect storm on a 2-node fleet, and through HAProxy (``bench/storm.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from bench.measure import (
 )
 from bench.procs import BenchError, Procs, fd_count
 from bench.report import Row
+from bench.storm import Storm, fleet_storm, haproxy_storm, storm_rows
 from bench.systems import (
     HAPROXY_INSTALL,
     RedisServer,
@@ -55,7 +57,9 @@ from bench.systems import (
 from paradoxplex.shared.keys import Keys
 
 SYNC_PAUSE = 0.5
-ALL_CASES = ("rr", "original", "idle", "redis-mem", "broadcast", "workers", "cross", "flood")
+ALL_CASES = (
+    "rr", "original", "idle", "redis-mem", "broadcast", "workers", "cross", "flood", "storm",
+)  # fmt: skip
 START_TIMEOUT = 30.0
 
 
@@ -70,6 +74,9 @@ class Plan:
     nofile: int
     warnings: list[str]
     profile_dir: Path | None = None
+    storm_sockets: int = 10_000
+    storm_rate: float = 10_000.0  # connects per second
+    baseline: Path | None = None  # ``rr`` also runs a node of this code (``node-base``)
 
     @property
     def haproxy_maxconn(self) -> int:
@@ -152,6 +159,9 @@ def throughput(plan: Plan, cases: set[str]) -> list[Row]:
         else:
             plan.warnings.append(f"haproxy not on PATH: no HAProxy column ({HAPROXY_INSTALL})")
         specs.append(("rr", "c-echo", echo_system))
+        if plan.baseline is not None:
+            base = plan.baseline
+            specs.append(("rr", "node-base", lambda p: node_system(p, "node-base", code=base)))
     if "original" in cases:
         specs.append(
             ("original", "node-original", lambda p: node_system(p, "node-original", original=True))
@@ -433,6 +443,44 @@ def _flood(plan: Plan, name: str, extra: list[str]) -> list[Row]:
     return rows
 
 
+def storms(plan: Plan) -> list[Row]:
+    """The storm on a 2-node fleet, then through HAProxy (if installed)."""
+    rows: list[Row] = []
+    sockets, rate, wait = plan.storm_sockets, plan.storm_rate, 30.0
+    spy = plan.profile_dir / "storm-node-a.txt" if plan.profile_dir else None
+    runs: list[tuple[str, int, Callable[[Procs], Storm]]] = [
+        ("fleet-2-nodes", sockets, lambda p: fleet_storm(p, sockets, rate, wait, profile=spy))
+    ]
+    if haproxy_binary():
+        capped = min(sockets, plan.haproxy_maxconn - 50)
+        runs.append(
+            (
+                "haproxy",
+                capped,
+                lambda p: haproxy_storm(p, capped, rate, wait, maxconn=plan.haproxy_maxconn),
+            )
+        )
+    else:
+        plan.warnings.append(f"haproxy not on PATH: no HAProxy storm ({HAPROXY_INSTALL})")
+    for name, count, run in runs:  # one fleet and one HAProxy storm
+        print(f"  storm     {name:<14} {count:>5} sockets at {rate:g}/s ...", end="", flush=True)
+        with Procs(plan.log_dir / f"storm-{name}") as procs:
+            try:
+                found = storm_rows(name, run(procs), rate)
+            except Exception as error:
+                found = [Row("storm", name, count, metric="all answered", error=_error(error))]
+        rows += found
+        shown = {row.metric: row for row in found}
+        print(" " + ", ".join(_shown(row) for row in shown.values()))
+    return rows
+
+
+def _shown(row: Row) -> str:
+    if row.error:
+        return f"{row.metric}: {row.error}"
+    return f"{row.metric} {row.value or 0:,.2f} {row.unit}"
+
+
 def run_cases(plan: Plan, cases: list[str]) -> list[Row]:
     chosen = set(cases)
     rows: list[Row] = []
@@ -448,6 +496,7 @@ def run_cases(plan: Plan, cases: list[str]) -> list[Row]:
         ("workers", workers),
         ("cross", cross),
         ("flood", floods),
+        ("storm", storms),
     ]
     for name, step in steps:
         if name in chosen:

@@ -14,6 +14,13 @@
  *       request) to the trigger address, and waits (at most WAIT_S) until every socket has
  *       received BYTES bytes; reports the time from the trigger to the first, median and
  *       last arrival.
+ *   loadgen storm -a HOST:PORT [-a ...] -c CONNS [-s BYTES] [-r RATE] [-d WAIT_S] [-t HOLD_S]
+ *       A reconnect storm: CONNS connects paced at RATE per second (0: as fast as -C allows),
+ *       each socket sends one BYTES-byte message as soon as it is connected and waits for
+ *       its echo. Emits "start" when the first connect is made, "answered" when every
+ *       socket got its echo (or WAIT_S passed): times from the start to the last connect
+ *       and the last answer, answer latencies (connect call -> echo) and the answers per
+ *       10 ms over time; then holds the sockets until a line on stdin (or HOLD_S).
  *
  * Connections are spread round robin over the -a addresses; at most -C (default 256)
  * connects are in flight at once; connecting (and waiting for stdin) is bounded by -t
@@ -45,7 +52,7 @@
 #define ID_TRIGGER 0xFFFFFFFDu
 #define MAX_EVENTS 1024
 
-enum { MODE_RR, MODE_IDLE, MODE_BCAST };
+enum { MODE_RR, MODE_IDLE, MODE_BCAST, MODE_STORM };
 enum { C_CONNECTING, C_OPEN, C_DEAD, C_PENDING };
 
 struct conn {
@@ -65,7 +72,7 @@ static struct conn *conns;
 static unsigned char *reqs, *resps; /* rr: size bytes per connection */
 static int ep;
 static long nconns = 1, size = 64, inflight_max = 256;
-static double warmup = 1.0, duration = 5.0, limit = 30.0, first_pause = 0.0;
+static double warmup = 1.0, duration = 5.0, limit = 30.0, first_pause = 0.0, rate = 0.0;
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -507,11 +514,151 @@ static int run_bcast(const char *trigger, const char *file) {
     return 0;
 }
 
+/* ---- storm mode ---------------------------------------------------------------------- */
+
+#define STORM_BUCKET_NS 10000000ull /* answers are counted per 10 ms */
+#define STORM_BUCKETS 3000
+
+static void storm_connected(long i, uint64_t t) {
+    struct conn *c = &conns[i];
+    c->state = C_OPEN;
+    ep_ctl(EPOLL_CTL_MOD, c->fd, EPOLLIN | EPOLLRDHUP, (uint32_t)i);
+    fill_request(i);
+    send_request(i, c->sent_ns); /* latency counts from the connect call */
+    (void)t;
+}
+
+/* Reads a socket's echo; returns 1 when it is complete (and checked). */
+static int storm_read(long i, long *closed, long *mismatches) {
+    struct conn *c = &conns[i];
+    unsigned char *resp = resps + (size_t)i * (size_t)size;
+    char scratch[512];
+    for (;;) {
+        uint32_t want = (uint32_t)size - c->got;
+        ssize_t r = read(c->fd, want ? resp + c->got : (unsigned char *)scratch,
+                         want ? want : sizeof scratch);
+        if (r == 0 || (r < 0 && errno != EAGAIN)) {
+            kill_conn(c);
+            (*closed)++;
+            return 0;
+        }
+        if (r < 0) return 0;
+        if (!want) continue;
+        c->got += (uint32_t)r;
+        if (c->got < (uint32_t)size) continue;
+        if (memcmp(resp, reqs + (size_t)i * (size_t)size, (size_t)size) != 0) (*mismatches)++;
+        return 1;
+    }
+}
+
+static int run_storm(void) {
+    reqs = malloc((size_t)nconns * (size_t)size);
+    resps = malloc((size_t)nconns * (size_t)size);
+    uint32_t *buckets = calloc(STORM_BUCKETS, sizeof *buckets);
+    uint32_t *latency = malloc(sizeof(uint32_t) * (size_t)nconns);
+    if (!reqs || !resps || !buckets || !latency) die("malloc");
+    for (long i = 0; i < nconns; i++) conns[i].fd = -1, conns[i].state = C_PENDING;
+    struct epoll_event evs[MAX_EVENTS];
+    long next = 0, inflight = 0, open = 0, failed = 0, answered = 0, closed = 0, mismatches = 0;
+    uint64_t t0 = now_ns(), last_connect = t0, last_answer = t0;
+    uint64_t deadline = t0 + (uint64_t)(duration * 1e9);
+    double cpu0 = cpu_seconds();
+    emit("{\"event\":\"start\"}");
+    while (answered + failed + closed < nconns && now_ns() < deadline) {
+        uint64_t t = now_ns();
+        long due = rate > 0 ? (long)((double)(t - t0) / 1e9 * rate) + 1 : nconns;
+        while (next < nconns && next < due && inflight < inflight_max) {
+            struct conn *c = &conns[next];
+            int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            if (fd < 0) die("socket");
+            int one = 1;
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            struct sockaddr_in *to = &targets[next % ntargets];
+            c->fd = fd;
+            c->state = C_CONNECTING;
+            c->sent_ns = now_ns();
+            if (connect(fd, (struct sockaddr *)to, sizeof *to) < 0 && errno != EINPROGRESS) {
+                kill_conn(c);
+                failed++;
+            } else {
+                ep_ctl(EPOLL_CTL_ADD, fd, EPOLLOUT, (uint32_t)next);
+                inflight++;
+            }
+            next++;
+        }
+        int n = epoll_wait(ep, evs, MAX_EVENTS, next < nconns ? 1 : 20);
+        t = now_ns();
+        for (int e = 0; e < n; e++) {
+            uint32_t id = evs[e].data.u32;
+            if (id >= (uint32_t)nconns) continue;
+            struct conn *c = &conns[id];
+            if (c->state == C_CONNECTING) {
+                int err = 0;
+                socklen_t len = sizeof err;
+                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+                inflight--;
+                if (err) {
+                    kill_conn(c);
+                    failed++;
+                    continue;
+                }
+                open++;
+                last_connect = t;
+                storm_connected(id, t);
+                continue;
+            }
+            if (c->state != C_OPEN) continue;
+            if (evs[e].events & EPOLLOUT) send_request(id, c->sent_ns);
+            if (c->state != C_OPEN || c->done_ns) continue;
+            if (!storm_read(id, &closed, &mismatches)) continue;
+            c->done_ns = t;
+            latency[answered++] = (uint32_t)((t - c->sent_ns) > 0xFFFFFFFFull ? 0xFFFFFFFFull
+                                                                              : t - c->sent_ns);
+            last_answer = t;
+            uint64_t b = (t - t0) / STORM_BUCKET_NS;
+            buckets[b < STORM_BUCKETS ? b : STORM_BUCKETS - 1]++;
+        }
+    }
+    double cpu = cpu_seconds() - cpu0;
+    qsort(latency, (size_t)answered, sizeof *latency, cmp_u32);
+    size_t nb = (size_t)((last_answer - t0) / STORM_BUCKET_NS) + 1;
+    if (nb > STORM_BUCKETS) nb = STORM_BUCKETS;
+    size_t cap = 1024 + nb * 12;
+    char *line = malloc(cap);
+    if (!line) die("malloc");
+    int at = snprintf(line, cap,
+                      "{\"event\":\"answered\",\"conns\":%ld,\"connected\":%ld,\"failed\":%ld,"
+                      "\"answered\":%ld,\"closed\":%ld,\"mismatches\":%ld,\"connect_s\":%.4f,"
+                      "\"answer_s\":%.4f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f,"
+                      "\"cpu_s\":%.4f,\"bucket_ms\":%llu,\"answers\":[",
+                      nconns, open, failed, answered, closed, mismatches,
+                      (double)(last_connect - t0) / 1e9, (double)(last_answer - t0) / 1e9,
+                      pct_us(latency, (size_t)answered, 0.5), pct_us(latency, (size_t)answered, 0.99),
+                      pct_us(latency, (size_t)answered, 1.0), cpu,
+                      STORM_BUCKET_NS / 1000000ull);
+    for (size_t b = 0; b < nb; b++)
+        at += snprintf(line + at, cap - (size_t)at, b ? ",%u" : "%u", buckets[b]);
+    snprintf(line + at, cap - (size_t)at, "]}");
+    emit(line);
+    free(line);
+    /* hold the sockets (the fleet still lists them) until told */
+    fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+    ep_ctl(EPOLL_CTL_ADD, 0, EPOLLIN, ID_STDIN);
+    uint64_t hold = now_ns() + (uint64_t)(limit * 1e9);
+    while (now_ns() < hold)
+        if (pump(100, &closed, NULL)) break;
+    char end[160];
+    snprintf(end, sizeof end, "{\"event\":\"result\",\"mode\":\"storm\",\"open\":%ld,\"closed\":%ld}",
+             open - closed, closed);
+    emit(end);
+    return 0;
+}
+
 static void usage(void) {
     fprintf(stderr,
-            "usage: loadgen rr|idle|bcast -a HOST:PORT [-a ...] [-c CONNS] [-s BYTES]\n"
+            "usage: loadgen rr|idle|bcast|storm -a HOST:PORT [-a ...] [-c CONNS] [-s BYTES]\n"
             "               [-w WARMUP_S] [-d SECONDS] [-t LIMIT_S] [-C INFLIGHT] [-D PAUSE_S]\n"
-            "               [-k BYTES -T HOST:PORT -F FILE]\n");
+            "               [-k BYTES -T HOST:PORT -F FILE] [-r RATE]\n");
     exit(2);
 }
 
@@ -520,12 +667,13 @@ int main(int argc, char **argv) {
     int mode = !strcmp(argv[1], "rr")     ? MODE_RR
                : !strcmp(argv[1], "idle") ? MODE_IDLE
                : !strcmp(argv[1], "bcast") ? MODE_BCAST
+               : !strcmp(argv[1], "storm") ? MODE_STORM
                                            : -1;
     if (mode < 0) usage();
     const char *trigger = NULL, *file = NULL;
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "a:c:s:w:d:t:C:k:T:F:D:")) != -1) {
+    while ((opt = getopt(argc, argv, "a:c:s:w:d:t:C:k:T:F:D:r:")) != -1) {
         switch (opt) {
         case 'a':
             if (ntargets == MAX_TARGETS || parse_addr(optarg, &targets[ntargets]) < 0) usage();
@@ -539,6 +687,7 @@ int main(int argc, char **argv) {
         case 't': limit = atof(optarg); break;
         case 'C': inflight_max = atol(optarg); break;
         case 'D': first_pause = atof(optarg); break;
+        case 'r': rate = atof(optarg); break;
         case 'T': trigger = optarg; break;
         case 'F': file = optarg; break;
         default: usage();
@@ -554,5 +703,6 @@ int main(int argc, char **argv) {
     if (!conns) die("calloc");
     if (mode == MODE_RR) return run_rr();
     if (mode == MODE_IDLE) return run_idle();
+    if (mode == MODE_STORM) return run_storm();
     return run_bcast(trigger, file);
 }

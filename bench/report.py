@@ -145,6 +145,10 @@ def _value(rows: Sequence[Row], case: str, system: str, metric: str) -> float | 
     return "n/a"
 
 
+def _real(value: float | str) -> float | None:
+    return value if isinstance(value, float | int) else None
+
+
 def ratios(rows: Sequence[Row]) -> dict[str, float | str]:
     """What the performance targets are about; absent rows give ``n/a``."""
 
@@ -155,6 +159,16 @@ def ratios(rows: Sequence[Row]) -> dict[str, float | str]:
     def p50(case: str, system: str, conns: int) -> float | None:
         row = _find(rows, case, system, conns)
         return row.p50_us if row else None
+
+    def cpu_us(case: str, system: str, conns: int) -> float | str:
+        """The node's CPU µs per message: its CPU seconds over the messages."""
+        row = _find(rows, case, system, conns)
+        if row is None or not row.msgs_per_s or row.cpu_proxy is None:
+            return "n/a"
+        return row.cpu_proxy / 100 / row.msgs_per_s * 1e6
+
+    def storm(system: str, metric: str) -> float | str:
+        return _value(rows, "storm", system, metric)
 
     found: dict[str, float | str] = {
         "node/haproxy msgs/s @1000": _ratio(msgs("rr", "node", 1000), msgs("rr", "haproxy", 1000)),
@@ -172,6 +186,16 @@ def ratios(rows: Sequence[Row]) -> dict[str, float | str]:
         "Redis bytes per session": _value(rows, "redis-mem", "node+redis", "Redis per session"),
         "broadcast 2 nodes, last arrival ms": _value(
             rows, "broadcast", "fleet-2-nodes", "last arrival"
+        ),
+        "node CPU µs/msg @64 (batch)": cpu_us("rr", "node", 64),
+        "node/node-base msgs/s @64": _ratio(msgs("rr", "node", 64), msgs("rr", "node-base", 64)),
+        "node-base CPU µs/msg @64": cpu_us("rr", "node-base", 64),
+        "node CPU µs/msg @64 (original)": cpu_us("original", "node-original", 64),
+        "storm: all answered s": storm("fleet-2-nodes", "all answered"),
+        "storm: all findable on B s": storm("fleet-2-nodes", "all findable on B"),
+        "storm: node conns/s": storm("fleet-2-nodes", "connections/s"),
+        "storm: node/haproxy conns/s": _ratio(
+            _real(storm("fleet-2-nodes", "connections/s")), _real(storm("haproxy", "connections/s"))
         ),
         "workers2/workers1 msgs/s @64": _ratio(
             msgs("workers", "workers-2", 64), msgs("workers", "workers-1", 64)

@@ -4,8 +4,9 @@ Prints a table and the ratios the performance targets are about, and writes ever
 ``bench/results/<timestamp>.json``. Every process it starts is stopped when its case ends;
 all traffic stays on 127.0.0.1; each load run stops by itself.
 
-    python -m bench.run                      # every case, 5 s per load run (about 4 minutes)
-    python -m bench.run --quick              # 1 s runs, small sizes (about 75 s)
+    python -m bench.run                      # every case, 3 runs of the target cases (~15 min)
+    python -m bench.run --quick              # 1 s runs, small sizes, one run (about 2 minutes)
+    python -m bench.run --cases storm --repeat 1
     python -m bench.run --cases rr,idle --duration 10
     python -m bench.run --cases rr --profile   # py-spy samples of the node per load run
 """
@@ -24,13 +25,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import profile, systems
+from bench import charts, profile, systems
 from bench.cases import ALL_CASES, Plan, run_cases
 from bench.measure import Timing
 from bench.procs import BENCH, BUILD, BenchError, Procs, build, raise_nofile
-from bench.report import ratios, render, write_json
+from bench.repeats import Spread, merge, render_targets, spreads, verdicts
+from bench.report import Row, ratios, render, write_json
 
 RESULTS = BENCH / "results"
+REPEATED = ("rr", "original", "idle", "redis-mem", "broadcast", "storm")  # issue 14's targets
+CHARTS_INSTALL = ".venv/bin/pip install -e '.[bench]', or make bench"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -54,6 +58,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="the node's event loop: as shipped (uvloop), the standard one, or auto: as "
         "shipped unless the node cannot echo with it",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        help="runs of the target cases (rr, original, idle, redis-mem, broadcast, storm), "
+        "reported as the median with the range (3; quick 1)",
+    )
+    parser.add_argument(
+        "--storm-rate", type=float, default=10_000.0, help="storm connects per second (10000)"
+    )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="REV",
+        help="rr also runs a node of git revision REV (node-base): a change as a ratio",
+    )
+    parser.add_argument("--no-charts", action="store_true", help="no PNG charts")
     parser.add_argument("--output", type=Path, default=None, help="JSON path (default results/)")
     parser.add_argument(
         "--profile",
@@ -83,6 +104,9 @@ def make_plan(args: argparse.Namespace, log_dir: Path, nofile: int, stamp: str) 
         nofile=nofile,
         warnings=[],
         profile_dir=RESULTS / f"{stamp}-profiles" if args.profile else None,
+        storm_sockets=sockets,
+        storm_rate=args.storm_rate,
+        baseline=systems.baseline_code(args.baseline) if args.baseline else None,
     )
 
 
@@ -118,6 +142,28 @@ def machine() -> dict[str, Any]:
     }
 
 
+def run_repeated(plan: Plan, cases: list[str], repeat: int) -> tuple[list[Row], dict[str, Spread]]:
+    """The target cases ``repeat`` times (each run alternates its systems), the others once;
+    rows merged into medians with ranges, each ratio taken within a run."""
+    repeated = [case for case in cases if case in REPEATED]
+    once = run_cases(plan, [case for case in cases if case not in REPEATED])
+    runs = []
+    for run in range(repeat if repeated else 0):
+        if repeat > 1:
+            print(f"run {run + 1} of {repeat}", flush=True)
+        runs.append(run_cases(plan, repeated))
+    per_run = [ratios([*rows, *once]) for rows in runs or [[]]]
+    return merge([*runs, once]), spreads(per_run)
+
+
+def draw_charts(rows: list[Row], stamp: str) -> None:
+    if not charts.available():
+        print(f"charts skipped: no matplotlib ({CHARTS_INSTALL})", file=sys.stderr)
+        return
+    for path in charts.draw(rows, RESULTS, stamp):
+        print(f"chart {path}")
+
+
 def _exit_on_sigterm(signum: int, _frame: object) -> None:
     """SIGTERM (e.g. from ``timeout``) unwinds like Ctrl-C: every case stops its children."""
     raise SystemExit(128 + signum)
@@ -129,9 +175,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     log_dir = BUILD / "logs" / stamp
     nofile = raise_nofile()
-    plan = make_plan(args, log_dir, nofile, stamp)
+    try:
+        plan = make_plan(args, log_dir, nofile, stamp)
+    except BenchError as error:
+        print(f"bench: {error}", file=sys.stderr)
+        return 2
     if args.profile and profile.py_spy() is None:
-        print("bench: --profile needs py-spy (.venv/bin/pip install py-spy)", file=sys.stderr)
+        print(f"bench: --profile needs py-spy ({CHARTS_INSTALL})", file=sys.stderr)
         return 2
     cases = [case for case in ALL_CASES if case in args.cases.split(",")]
     started = time.monotonic()
@@ -142,11 +192,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bench: {error}", file=sys.stderr)
         return 1
     if not systems.haproxy_binary():
-        print(
-            "note: haproxy is not installed, the HAProxy column is skipped; install it with: "
-            + systems.HAPROXY_INSTALL,
-            file=sys.stderr,
-        )
+        message = "haproxy is not installed: every HAProxy row and ratio is skipped (n/a)"
+        print(f"note: {message}; install it with: {systems.HAPROXY_INSTALL}", file=sys.stderr)
+        plan.warnings.append(f"{message} ({systems.HAPROXY_INSTALL})")
     loop = choose_node_loop(args.node_loop, log_dir, plan.warnings)
     systems.NODE_LOOP["loop"] = loop
     for warning in plan.warnings:
@@ -156,10 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{plan.timing.warmup:g} s warm-up; node loop: {loop}; logs in {log_dir}",
         flush=True,
     )
-    rows = run_cases(plan, cases)
-    found = ratios(rows)
-    print(render(rows, found))
-    for warning in plan.warnings:
+    rows, found = run_repeated(plan, cases, args.repeat or (1 if args.quick else 3))
+    shown: dict[str, float | str] = {name: spread.shown() for name, spread in found.items()}
+    print(render(rows, shown))
+    print(render_targets(found))
+    for warning in dict.fromkeys(plan.warnings):
         print(f"warning: {warning}")
     output = args.output or RESULTS / f"{stamp}.json"
     meta = {
@@ -173,8 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "logs": str(log_dir),
         "profiles": str(plan.profile_dir) if plan.profile_dir else None,
     }
-    write_json(output, meta, rows, found)
+    meta["targets"] = verdicts(found)
+    write_json(output, meta, rows, {name: vars(spread) for name, spread in found.items()})
     print(f"\nwrote {output} ({meta['seconds']} s)")
+    if not args.no_charts:
+        draw_charts(rows, stamp)
     if plan.profile_dir is not None:
         print(f"profiles in {plan.profile_dir} (python -m bench.profile FILE summarises one)")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
@@ -63,15 +64,43 @@ class RedisServer:
 NODE_LOOP = {"loop": "uvloop"}
 
 
-def node_env() -> dict[str, str]:
+def node_env(code: Path | None = None) -> dict[str, str]:
     """The node's environment; with the ``asyncio`` loop, ``import uvloop`` fails in it (and
-    in its ``--workers`` children), so the CLI falls back to the standard loop."""
+    in its ``--workers`` children), so the CLI falls back to the standard loop. ``code``: a
+    checkout (``baseline_code``) whose ``node``, ``shared`` and ``admin`` come first on the
+    path, so the node runs that version."""
     env = dict(os.environ, GRPC_VERBOSITY="ERROR")
+    first = [str(code / root) for root in ("node", "shared", "admin")] if code else []
     if NODE_LOOP["loop"] == "asyncio":
         NO_UVLOOP.mkdir(parents=True, exist_ok=True)
         (NO_UVLOOP / "uvloop.py").write_text('raise ImportError("uvloop disabled by bench")\n')
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(NO_UVLOOP), env.get("PYTHONPATH")]))
+        first.insert(0, str(NO_UVLOOP))
+    if first:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [*first, env.get("PYTHONPATH")]))
     return env
+
+
+def baseline_code(revision: str) -> Path:
+    """The node's code at a git ``revision`` (``git archive``), to run beside the work tree's
+    in the same run: an optimisation is measured as a ratio against it."""
+    found = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", revision],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if found.returncode != 0:
+        raise BenchError(f"--baseline {revision}: {found.stderr.strip()}")
+    target = BUILD / f"baseline-{found.stdout.strip()}"
+    if not target.exists():
+        target.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", revision, "node", "shared", "admin"],
+            capture_output=True,
+            check=True,
+        )
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
+    return target
 
 
 # readiness --------------------------------------------------------------------------------
@@ -205,11 +234,14 @@ class NodeHandle:
     proc: Proc
     listen: str
     admin: list[str]
+    upstreams: int = 1
 
     def wait_ready(self) -> NodeHandle:
-        """Return once every worker's ``/readyz`` answers 200."""
+        """Return once every worker's ``/readyz`` answers 200 (``/livez`` for a node without
+        upstreams: it is never ready, "no upstream in rotation", but holds sockets)."""
+        probe = "/readyz" if self.upstreams else "/livez"
         for url in self.admin:
-            wait_http(f"{url}/readyz", self.proc)
+            wait_http(f"{url}{probe}", self.proc)
         return self
 
 
@@ -223,6 +255,7 @@ def launch_node(
     node_id: str | None = None,
     key_prefix: str | None = None,
     extra: Sequence[str] = (),
+    code: Path | None = None,
 ) -> NodeHandle:
     """Start a ``paradoxplex node`` on free ports (``wait_ready`` waits for it)."""
     port = free_port()
@@ -251,9 +284,9 @@ def launch_node(
         argv += ["--node-id", node_id]
     if key_prefix:
         argv += ["--key-prefix", key_prefix]
-    proc = procs.start(name, [*argv, *extra], env=node_env())
+    proc = procs.start(name, [*argv, *extra], env=node_env(code))
     urls = [f"http://127.0.0.1:{admin + i}" for i in range(workers)]
-    return NodeHandle(proc, f"127.0.0.1:{port}", urls)
+    return NodeHandle(proc, f"127.0.0.1:{port}", urls, len(upstreams))
 
 
 def start_echo_server(procs: Procs, name: str = "echo") -> tuple[Proc, str]:
@@ -305,10 +338,13 @@ def start_haproxy(procs: Procs, backend: str, *, maxconn: int) -> tuple[Proc, st
 # whole systems ----------------------------------------------------------------------------
 
 
-def node_system(procs: Procs, name: str, *, original: bool = False) -> System:
-    """(a) a node in front of ``paradoxplex upstream-echo`` (``--original``: no batch RPC)."""
+def node_system(
+    procs: Procs, name: str, *, original: bool = False, code: Path | None = None
+) -> System:
+    """(a) a node in front of ``paradoxplex upstream-echo`` (``--original``: no batch RPC);
+    ``code``: the node runs that checkout's code (``baseline_code``)."""
     upstream, address = start_upstream_echo(procs, f"{name}-upstream", original=original)
-    node = launch_node(procs, name, [address]).wait_ready()
+    node = launch_node(procs, name, [address], code=code).wait_ready()
     system = System(name, [node.listen], [node.proc], [upstream], node.admin)
     wait_round_trip(system, [node.proc, upstream], timeout=START_TIMEOUT, tries=2)
     return system
