@@ -22,9 +22,10 @@ from itertools import islice
 
 import grpc
 
+from paradoxplex.node.link_queue import Outgoing
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.session import Session
-from paradoxplex.node.upstream import Outgoing, UpstreamLink
+from paradoxplex.node.upstream import UpstreamLink
 from paradoxplex.shared.balancing import Balancer, Place
 from paradoxplex.shared.health import Health
 from paradoxplex.shared.upstreams import UpstreamSpec

@@ -23,18 +23,18 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
 from google.protobuf import empty_pb2
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential, wait_random
 
+from paradoxplex.node.channels import open_channel, read_message, stream_failure
+from paradoxplex.node.link_queue import LinkQueue, Outgoing
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.probes import grpc_cause
-from paradoxplex.shared.batches import ITEM_OVERHEAD, MAX_MESSAGE, BatchLimits
+from paradoxplex.shared.batches import BatchLimits
 from paradoxplex.shared.errors import UpstreamUnavailable
 from paradoxplex.shared.health import Health, HealthTracker, Probe, in_rotation
 from paradoxplex.shared.timestamps import timestamp
@@ -45,30 +45,7 @@ from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
 log = logging.getLogger("paradoxplex.node.upstream")
 
 BATCH_LIMITS = BatchLimits()
-CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", MAX_MESSAGE),
-    ("grpc.max_send_message_length", MAX_MESSAGE),
-    # Gentle keepalive: grpc-go servers answer pings faster than 5 min with GOAWAY.
-    ("grpc.keepalive_time_ms", 300_000),
-    ("grpc.keepalive_permit_without_calls", 0),
-    ("grpc.initial_reconnect_backoff_ms", 200),
-    ("grpc.max_reconnect_backoff_ms", 5_000),
-]
 EMPTY = empty_pb2.Empty()
-
-
-@dataclass(slots=True)
-class Outgoing:
-    """A message for an upstream: socket data, or a lifecycle event (no payload)."""
-
-    session: str
-    payload: bytes
-    event: pb.SocketEvent | None = None
-
-    def request(self, now: str) -> pb.InputStreamRequest:
-        if self.event is None:
-            return pb.InputStreamRequest(time=now, client_uuid=self.session, payload=self.payload)
-        return pb.InputStreamRequest(time=now, client_uuid=self.session, event=self.event)
 
 
 class LinkHost(Protocol):
@@ -104,19 +81,22 @@ class UpstreamLink:
         self.spec = spec
         self.credentials = credentials
         self.host = host
-        self.queue_limit = queue_limit
         self.streams = streams
         self.batch_wanted = batch
         self.limits = limits
         self.batching: bool | None = None
-        self.queue: deque[Outgoing] = deque()
+        self.queue = LinkQueue(
+            limit=queue_limit,
+            limits=limits,
+            on_room=lambda: host.link_room(self),
+            on_refused=self._refuse,
+        )
         self.tracker = HealthTracker(now=time.monotonic())
         self.error = ""
         self.rtt: float | None = None
         self._warned = ""
         self._ping_sent: float | None = None
         self._attempts = 0
-        self._wakeup = asyncio.Event()
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
         self._channel: grpc.aio.Channel | None = None
@@ -136,12 +116,10 @@ class UpstreamLink:
         return in_rotation(self.tracker.state)
 
     def has_room(self) -> bool:
-        return len(self.queue) < self.queue_limit
+        return self.queue.has_room()
 
     def enqueue(self, item: Outgoing) -> None:
-        self.queue.append(item)
-        if not self._wakeup.is_set():
-            self._wakeup.set()
+        self.queue.put(item)
 
     def view(self) -> dict[str, Any]:
         """This node's view of the upstream, for the fleet and the admin API."""
@@ -197,8 +175,7 @@ class UpstreamLink:
                 await self._task
         if self._channel is not None:
             await self._channel.close()
-        leftovers = list(self.queue)
-        self.queue.clear()
+        leftovers = self.queue.drain()
         if leftovers:
             self.host.reroute(leftovers)
 
@@ -208,8 +185,7 @@ class UpstreamLink:
         if changed:
             self.host.link_changed(self)
             if was and not self.in_rotation and self.queue and probe is not Probe.DRAIN:
-                leftovers = list(self.queue)
-                self.queue.clear()
+                leftovers = self.queue.drain()
                 self.host.reroute(leftovers)
         return changed
 
@@ -344,37 +320,6 @@ class UpstreamLink:
             return None
         return call
 
-    async def _next_items(self, limit: int) -> list[Outgoing]:
-        """The next batch: at most ``limit`` items, within ``self.limits``."""
-        items: list[Outgoing] = []
-        while not items:
-            while not self.queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            was_full = len(self.queue) >= self.queue_limit
-            items = self._take(limit)
-            if was_full or self.queue_limit - len(self.queue) <= len(items):
-                self.host.link_room(self)
-        return items
-
-    def _take(self, limit: int) -> list[Outgoing]:
-        """Items from the front of the queue for one gRPC message; one too large to be sent
-        at all is dropped on the way (counted, logged)."""
-        items: list[Outgoing] = []
-        total = 0
-        queue = self.queue
-        limits = self.limits
-        while queue and len(items) < limit:
-            size = len(queue[0].payload) + ITEM_OVERHEAD
-            if not limits.fits(size):
-                self._refuse(queue.popleft(), size)
-            elif limits.admits(len(items), total, size):
-                items.append(queue.popleft())
-                total += size
-            else:
-                break
-        return items
-
     def _refuse(self, item: Outgoing, size: int) -> None:
         self.host.metrics.drops.labels("message_too_large").inc()
         log.warning(
@@ -388,7 +333,7 @@ class UpstreamLink:
 
     async def _write_batches(self, call: Any) -> None:
         while True:
-            items = await self._next_items(self.limits.max_items)
+            items = await self.queue.next(self.limits.max_items)
             now = timestamp(time.time())
             batch = pb.InputBatch()
             add = batch.items.add
@@ -402,7 +347,7 @@ class UpstreamLink:
 
     async def _write_each(self, call: Any) -> None:
         while True:
-            items = await self._next_items(1)
+            items = await self.queue.next(1)
             await self._write(call, items[0].request(timestamp(time.time())), items)
             self.counts.sent += 1
 
@@ -413,16 +358,16 @@ class UpstreamLink:
         try:
             await call.write(message)
         except (grpc.aio.AioRpcError, asyncio.InvalidStateError) as error:
-            self.queue.extendleft(reversed(items))
-            raise UpstreamUnavailable(self.id, _reason(error)) from None
+            self.queue.put_back(items)
+            raise UpstreamUnavailable(self.id, stream_failure(error)) from None
         except asyncio.CancelledError:
-            self.queue.extendleft(reversed(items))
+            self.queue.put_back(items)
             raise
 
     async def _read_batches(self, call: Any) -> None:
         receive = self.host.receive_reply
         while True:
-            batch = await _read(call, self.id)
+            batch = await read_message(call, self.id)
             self.counts.received += len(batch.items)
             for reply in batch.items:
                 pending = receive(reply)
@@ -432,7 +377,7 @@ class UpstreamLink:
     async def _read_each(self, call: Any) -> None:
         receive = self.host.receive_reply
         while True:
-            reply = await _read(call, self.id)
+            reply = await read_message(call, self.id)
             self.counts.received += 1
             pending = receive(reply)
             if pending is not None:
@@ -478,34 +423,3 @@ class UpstreamLink:
 
     def __repr__(self) -> str:
         return f"<UpstreamLink {self.id} {self.state.value} queued={len(self.queue)}>"
-
-
-def open_channel(
-    spec: UpstreamSpec, credentials: grpc.ChannelCredentials | None
-) -> grpc.aio.Channel:
-    """The channel to an upstream: TLS when ``spec.tls`` (checked against ``server_name``,
-    else the host), with ``credentials`` (else the system's CAs)."""
-    address = str(spec.address)
-    if not spec.tls:
-        return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
-    options: list[tuple[str, Any]] = list(CHANNEL_OPTIONS)
-    if spec.server_name:
-        options.append(("grpc.ssl_target_name_override", spec.server_name))
-    secure = credentials if credentials is not None else grpc.ssl_channel_credentials()
-    return grpc.aio.secure_channel(address, secure, options=options)
-
-
-async def _read(call: Any, upstream_id: str) -> Any:
-    try:
-        message = await call.read()
-    except grpc.aio.AioRpcError as error:
-        raise UpstreamUnavailable(upstream_id, _reason(error)) from None
-    if message is grpc.aio.EOF:
-        raise UpstreamUnavailable(upstream_id, "upstream ended the stream")
-    return message
-
-
-def _reason(error: Exception) -> str:
-    if isinstance(error, grpc.aio.AioRpcError):
-        return f"stream broken: {error.code().name}"
-    return "stream broken"

@@ -1,0 +1,110 @@
+"""An upstream link's bounded send queue, cut into gRPC messages.
+
+Rules:
+- At most ``limit`` items wait (``has_room``); the pool places nothing more on the link until
+  taking frees room, which ``on_room`` announces when the queue was full or nearly so.
+- ``next(count)`` waits for items, then gives the next message's worth from the front: at most
+  ``count`` items within the batch limits (count and bytes); an item too large for any gRPC
+  message is dropped on the way (``on_refused``: the link counts and logs it).
+- Items of a write that failed go back to the front, in order (``put_back``); ``drain()``
+  empties the queue for the items to be placed on other links.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from paradoxplex.shared.batches import ITEM_OVERHEAD, BatchLimits
+from paradoxplex.wire import upstream_pb2 as pb
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A message for an upstream: socket data, or a lifecycle event (no payload)."""
+
+    session: str
+    payload: bytes
+    event: pb.SocketEvent | None = None
+
+    def request(self, now: str) -> pb.InputStreamRequest:
+        if self.event is None:
+            return pb.InputStreamRequest(time=now, client_uuid=self.session, payload=self.payload)
+        return pb.InputStreamRequest(time=now, client_uuid=self.session, event=self.event)
+
+
+class LinkQueue:
+    __slots__ = ("_items", "_on_refused", "_on_room", "_wakeup", "limit", "limits")
+
+    def __init__(
+        self,
+        *,
+        limit: int,
+        limits: BatchLimits,
+        on_room: Callable[[], None],
+        on_refused: Callable[[Outgoing, int], None],
+    ) -> None:
+        self.limit = limit
+        self.limits = limits
+        self._items: deque[Outgoing] = deque()
+        self._wakeup = asyncio.Event()
+        self._on_room = on_room
+        self._on_refused = on_refused
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+    def has_room(self) -> bool:
+        return len(self._items) < self.limit
+
+    def put(self, item: Outgoing) -> None:
+        self._items.append(item)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    def put_back(self, items: list[Outgoing]) -> None:
+        """A failed write's items, back at the front in their order."""
+        self._items.extendleft(reversed(items))
+
+    def drain(self) -> list[Outgoing]:
+        leftovers = list(self._items)
+        self._items.clear()
+        return leftovers
+
+    async def next(self, count: int) -> list[Outgoing]:
+        """The next message's items (waits until there are some)."""
+        items: list[Outgoing] = []
+        while not items:
+            while not self._items:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            was_full = len(self._items) >= self.limit
+            items = self.take(count)
+            if was_full or self.limit - len(self._items) <= len(items):
+                self._on_room()
+        return items
+
+    def take(self, count: int) -> list[Outgoing]:
+        """Items from the front for one gRPC message; too large ones are refused on the way."""
+        items: list[Outgoing] = []
+        total = 0
+        queue = self._items
+        limits = self.limits
+        while queue and len(items) < count:
+            size = len(queue[0].payload) + ITEM_OVERHEAD
+            if not limits.fits(size):
+                self._on_refused(queue.popleft(), size)
+            elif limits.admits(len(items), total, size):
+                items.append(queue.popleft())
+                total += size
+            else:
+                break
+        return items
+
+    def __repr__(self) -> str:
+        return f"<LinkQueue {len(self._items)}/{self.limit}>"
