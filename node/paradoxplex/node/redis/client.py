@@ -2,9 +2,10 @@
 
 Rules:
 - ``CLIENT_KINDS`` maps a URL scheme to a factory, and ``connect(url)`` is its one reader.
-  Today every kind is one server (``redis://``, ``rediss://``, ``unix://``). Another Redis mode
-  (Sentinel, several shards, Cluster) is another row: ``RedisFleet`` and ``RedisBus`` take a
-  ``FleetClient`` and never ask which mode is behind it.
+  One server (``redis://``, ``rediss://``, ``unix://``); the master a Sentinel names
+  (``redis+sentinel://``, ``rediss+sentinel://``: ``redis.sentinel``, whose connections
+  follow a failover). Another Redis mode is another row: ``RedisFleet`` and ``RedisBus`` take
+  a ``FleetClient`` and never ask which mode is behind it.
 - A ``FleetClient`` answers commands (``redis``) and makes subscriber connections
   (``subscriber()``): fresh ones, of the client's kind, that never reconnect or retry behind the
   caller's back (the bus watches and replaces its own).
@@ -16,7 +17,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +27,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from paradoxplex.node.redis.sentinel import sentinel_master
 from paradoxplex.shared.errors import ConfigError
 
 __all__ = ["CLIENT_KINDS", "FleetClient", "connect", "single_server"]
@@ -40,9 +42,13 @@ class FleetClient:
 
     redis: Redis
     subscriber: Callable[[], AbstractConnection]
+    #: What else to close with it (a Sentinel's own connections).
+    also_close: tuple[Callable[[], Awaitable[None]], ...] = ()
 
     async def close(self) -> None:
         await self.redis.aclose()
+        for close in self.also_close:
+            await close()
 
     def __repr__(self) -> str:
         return f"<FleetClient {self.redis!r}>"
@@ -54,9 +60,12 @@ class ClientFactory(Protocol):
     ) -> FleetClient: ...
 
 
-def single_server(redis: Redis) -> FleetClient:
+def single_server(
+    redis: Redis, *, also_close: tuple[Callable[[], Awaitable[None]], ...] = ()
+) -> FleetClient:
     """A ``FleetClient`` around a client of one server (injected, or built by ``connect``);
-    its subscriber connections copy the client's connection settings."""
+    its subscriber connections copy the client's connection settings (and class: one of a
+    Sentinel's master asks the sentinels where the master is whenever it connects)."""
     pool = redis.connection_pool
 
     def subscriber() -> AbstractConnection:
@@ -68,7 +77,7 @@ def single_server(redis: Redis) -> FleetClient:
         }
         return pool.connection_class(**options)
 
-    return FleetClient(redis, subscriber)
+    return FleetClient(redis, subscriber, also_close)
 
 
 def _one_server(url: str, *, socket_timeout: float, health_check_interval: float) -> FleetClient:
@@ -83,11 +92,20 @@ def _one_server(url: str, *, socket_timeout: float, health_check_interval: float
     return single_server(redis)
 
 
+def _sentinel(url: str, *, socket_timeout: float, health_check_interval: float) -> FleetClient:
+    redis, sentinel = sentinel_master(
+        url, socket_timeout=socket_timeout, health_check_interval=health_check_interval
+    )
+    return single_server(redis, also_close=(sentinel.aclose,))
+
+
 #: URL scheme → how a client of that kind is built.
 CLIENT_KINDS: dict[str, ClientFactory] = {
     "redis": _one_server,
     "rediss": _one_server,
     "unix": _one_server,
+    "redis+sentinel": _sentinel,
+    "rediss+sentinel": _sentinel,
 }
 
 
