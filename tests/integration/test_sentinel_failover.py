@@ -5,7 +5,8 @@ Node ``b`` forwards numbered replies ``<n>`` to a socket node ``a`` holds, at a 
 while the master is SIGKILLed and the sentinels promote the replica. What must hold: within
 10 s of the promotion a reply sent after it arrives (state and bus on the new master), and
 every reply arrived exactly once, in order, or is counted as lost (``a``'s bus gaps, ``b``'s
-drops): asynchronous replication may lose the last writes, and the count is printed.
+drops): asynchronous replication may lose the last writes, and the count is printed. The
+nodes' ``node_ttl`` outlasts the failover, as it must in production (see the README).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from tests.support.sentinel_group import SentinelGroup
 PER_TICK = 20
 TICK = 0.02
 FOLLOW_WITHIN = 10.0
+#: Longer than a failover (as the default, 10 s): nodes must not take each other for dead
+#: while the sentinels vote (a "dead" owner's replies are given up: lost for nothing).
+NODE_TTL = 10.0
 
 
 @pytest.fixture
@@ -61,7 +65,9 @@ class Pump:
 async def test_the_fleet_follows_the_new_master(
     group: SentinelGroup, upstream: Address, key_prefix: str
 ) -> None:
-    nodes = await start_fleet(group.url, key_prefix, [upstream], ids=("a", "b"), bus_hold=15.0)
+    nodes = await start_fleet(
+        group.url, key_prefix, [upstream], ids=("a", "b"), bus_hold=15.0, node_ttl=NODE_TTL
+    )
     a, b = nodes
     client = await Client.connect(a.listen_address)
     try:
@@ -69,6 +75,7 @@ async def test_the_fleet_follows_the_new_master(
         pump = Pump(b, "a", uuid)
         pumping = asyncio.create_task(pump.run())
         await eventually(lambda: len(numbers(client)) >= 200, timeout=10, message="traffic flows")
+        killed_at = time.monotonic()
         old = await asyncio.to_thread(group.kill_master)
         promoted_at = await asyncio.to_thread(group.wait_promotion, old)
         first_after = pump.sent
@@ -89,12 +96,15 @@ async def test_the_fleet_follows_the_new_master(
         lost = a.bus.stats.lost + drops(b, *LOST_AT_SENDER)
         assert len(got) == len(set(got)), "a reply arrived twice"
         assert got == sorted(got), "replies out of order"
-        assert len(got) + lost == pump.sent, (len(got), a.bus.stats, lost)
+        # what did not arrive is counted: at the receiver (a gap) or the sender (a drop), or
+        # at both when an add's outcome was unknown (see outbox.py), never at neither
+        assert pump.sent - len(got) <= lost, (len(got), pump.sent, a.bus.stats, lost)
         assert group.master_port() != old
         assert isinstance(a.bus, RedisBus)
         assert a.bus.reconnects >= 1
         print(
-            f"\nsentinel failover: followed {followed:.2f} s after the promotion; "
+            f"\nsentinel failover: promoted {promoted_at - killed_at:.2f} s after the kill, "
+            f"followed {followed:.2f} s after the promotion; "
             f"{len(got)} of {pump.sent} replies arrived, {lost} counted lost ({a.bus.stats})"
         )
     finally:

@@ -152,7 +152,7 @@ def _no_master(exc: NoMaster) -> str:
                 f"sentinel_password= ({_detail(error)})"
             )
         if isinstance(error, ResponseError) and "unknown command" in str(error).lower():
-            return f"{where} is no sentinel (it does not know SENTINEL): list sentinels' ports"
+            return f"{where} is no sentinel (it does not know SENTINEL): give the sentinels' ports"
     if exc.down_at:
         return (
             f"the sentinels see the master of {service!r} down ({', '.join(exc.down_at)}); "

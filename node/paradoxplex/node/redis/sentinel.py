@@ -9,12 +9,18 @@ Rules:
 - A connection that meets ``READONLY`` (its master was demoted) is closed and raises a
   ``ConnectionError``: the caller's reconnect then asks the sentinels again (redis-py's
   ``SentinelManagedConnection`` does this, for pool and reader connections alike).
+- Concurrent lookups (every connection that reconnects looks the master up) share the list
+  of sentinels: each walks a copy, and the one that answered moves to the front by identity.
 - A sentinel that reports its master as down (``is_sdown``/``is_odown``) is not believed: the
   next one is asked. No sentinel naming a healthy master is ``NoMaster``, a ``ConnectionError``
   (so: an outage, retried like one) that says why per sentinel: what failed, which did not
-  know the service, which saw its master down (``errors.refused`` words it at start-up).
+  know the service, which saw its master down (``errors.refused`` words it at start-up). A
+  cancel that redis-py turned into a timeout on the way is a cancel again, not the next
+  sentinel's turn (else a stopping node would go on opening connections).
 - Sentinels get ``socket_timeout`` (also to connect) and the TLS options; their own login
-  comes from the URL's ``sentinel_username``/``sentinel_password`` only.
+  comes from the URL's ``sentinel_username``/``sentinel_password`` only. A sentinel query is
+  retried once at once when its connection broke, never with backoff: the next sentinel is
+  the fallback, so finding the master never takes longer than a failover.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from paradoxplex.node.tasks import checkpoint
 from paradoxplex.shared.sentinel import SentinelUrl, parse_sentinel_url
 
 __all__ = ["FleetSentinel", "NoMaster", "sentinel_master"]
@@ -71,11 +78,12 @@ class FleetSentinel(Sentinel):
         failed: list[tuple[str, BaseException]] = []
         unknown_at: list[str] = []
         down_at: list[str] = []
-        for index, sentinel in enumerate(self.sentinels):
+        for sentinel in list(self.sentinels):  # a copy: other calls reorder it meanwhile
             where = _where(sentinel)
             try:
                 masters = await sentinel.sentinel_masters()
             except (RedisConnectionError, RedisTimeoutError, ResponseError, OSError) as error:
+                checkpoint()  # a cancel redis-py turned into a timeout is no sentinel's failure
                 failed.append((where, error))
                 continue
             state = masters.get(service_name) if isinstance(masters, dict) else None
@@ -83,8 +91,8 @@ class FleetSentinel(Sentinel):
                 unknown_at.append(where)
             elif not self.check_master_state(state, service_name):
                 down_at.append(where)
-            else:  # the one that answered is asked first next time
-                self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
+            else:
+                self._ask_first(sentinel)
                 return str(state["ip"]), int(state["port"])
         raise NoMaster(
             service_name,
@@ -92,6 +100,13 @@ class FleetSentinel(Sentinel):
             unknown_at=tuple(unknown_at),
             down_at=tuple(down_at),
         )
+
+    def _ask_first(self, sentinel: Redis) -> None:
+        """Move the sentinel that answered to the front, found by identity: redis-py swaps by
+        the index it had before its await, and concurrent lookups then duplicate one sentinel
+        and drop another from the list (whose connections ``aclose`` then never closes)."""
+        index = self.sentinels.index(sentinel)
+        self.sentinels[0], self.sentinels[index] = sentinel, self.sentinels[0]
 
 
 def _where(sentinel: Redis) -> str:
@@ -112,6 +127,9 @@ def sentinel_options(url: SentinelUrl, master: dict[str, Any]) -> dict[str, Any]
     sentinels' own login."""
     options = {k: v for k, v in master.items() if k.startswith(_SHARED_PREFIXES)}
     options.update(username=url.sentinel_username, password=url.sentinel_password)
+    # at once, and once: the next sentinel is the fallback (redis-py's default retries
+    # three times with seconds of backoff, per sentinel, per connection: longer than a failover)
+    options["retry"] = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
     return options
 
 
