@@ -231,7 +231,7 @@ class RedisServer:
             self._process = self._spawn()
             if self._started(self._process):
                 return
-        raise RuntimeError(f"redis-server did not start on port {self.port}: {self._log_tail()}")
+        raise RuntimeError(f"redis-server did not start on port {self.port}: {self.log_tail()}")
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         assert self.executable is not None
@@ -281,11 +281,12 @@ class RedisServer:
             process.kill()
             process.wait()
 
-    def _log_tail(self) -> str:
+    def log_tail(self, chars: int = 500) -> str:
+        """The end of its log (binary only)."""
         if self._workdir is None:
             return ""
         path = self._workdir / "redis.log"
-        return path.read_text(errors="replace")[-500:] if path.exists() else ""
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     # -- docker --------------------------------------------------------------------------
 

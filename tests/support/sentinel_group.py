@@ -20,6 +20,8 @@ from paradoxplex.node.cluster import SENTINEL_SERVICE, sentinel_config
 from tests.support.redis_server import RedisServer
 
 READY_TIMEOUT = 20.0
+#: A vote the sentinels split is tried again after 2 x failover-timeout: room for a few.
+PROMOTION_TIMEOUT = 30.0
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 3000
 
@@ -81,9 +83,14 @@ class SentinelGroup:
                 server.kill()
         return port
 
-    def wait_promotion(self, old_port: int, *, timeout: float = READY_TIMEOUT) -> float:
-        """Wait until every sentinel names another master than ``old_port``; the time then."""
-        self._wait(lambda: self._all_name_other(old_port), "a new master", timeout=timeout)
+    def wait_promotion(self, old_port: int, *, timeout: float = PROMOTION_TIMEOUT) -> float:
+        """Wait until every sentinel names another master than ``old_port``; the time then.
+        When none does in time, the error carries the sentinels' logs (their events)."""
+        try:
+            self._wait(lambda: self._all_name_other(old_port), "new master", timeout=timeout)
+        except RuntimeError as error:
+            logs = "\n".join(f"sentinel {s.port}:\n{s.log_tail(2000)}" for s in self.sentinels)
+            raise RuntimeError(f"{error}\n{logs}") from None
         return time.monotonic()
 
     def close(self) -> None:
