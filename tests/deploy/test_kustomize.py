@@ -12,6 +12,8 @@ import pytest
 from paradoxplex.admin.app import OPEN_PATHS
 from paradoxplex.admin.cli import TOKEN_ENV
 from paradoxplex.shared.config import NodeConfig, env_name
+from paradoxplex.shared.credentials import redact_url
+from paradoxplex.shared.sentinel import is_sentinel_url, parse_sentinel_url
 from tests.deploy.compose import COMPOSE, compose_builds_here, compose_services
 from tests.deploy.image import (
     IMAGE_NAME,
@@ -26,6 +28,7 @@ from tests.deploy.image import (
     toml_text,
 )
 from tests.deploy.kustomize import (
+    DEPLOY,
     K8S_DEFAULT_TERMINATION_GRACE,
     Rendering,
     container_port,
@@ -227,6 +230,9 @@ def test_nodes_reach_upstreams_and_redis_through_services(rendering: Rendering) 
         redis = redis_address(config.redis) if config.redis else None
         if redis is not None:
             targets.append((str(config.redis), *redis))
+        if config.redis and is_sentinel_url(config.redis):  # each sentinel
+            shown = redact_url(config.redis)
+            targets += [(shown, *found) for found in parse_sentinel_url(config.redis).sentinels]
         for text, host, port in targets:
             if "." in host and not host.endswith((".svc", ".svc.cluster.local")):
                 continue  # outside the cluster
@@ -265,3 +271,17 @@ def test_kubernetes_runs_the_image_compose_builds() -> None:
             if not any(container.get("image") == image for container in containers):
                 problems.append(f"{where}: the images entry {image} matches no container")
     assert_none(problems)
+
+
+def test_the_sentinel_overlay_gives_nodes_a_sentinel_url_and_no_redis() -> None:
+    rendering = render(DEPLOY / "overlays" / "external-sentinel")
+    assert rendering.find("StatefulSet", "redis") is None
+    assert rendering.find("Service", "redis") is None
+    urls = {config_of(found.run).redis for found in k8s_nodes(rendering)}
+    assert len(urls) == 1
+    (url,) = urls
+    assert url is not None
+    parsed = parse_sentinel_url(url)
+    assert (len(parsed.sentinels), parsed.service) == (3, "mymaster")
+    assert parsed.password  # placeholders for both logins
+    assert parsed.sentinel_password

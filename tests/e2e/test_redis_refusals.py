@@ -156,7 +156,8 @@ def test_a_bad_scheme_hides_the_password() -> None:
     code, stderr = node(f"http://:{USER_PASSWORD}@127.0.0.1:1/0")
     assert code == 2
     assert assert_one_line(stderr) == (
-        "paradoxplex: --redis: expected a redis://, rediss:// or unix:// URL, "
+        "paradoxplex: --redis: expected a redis://, rediss://, unix://, redis+sentinel://, "
+        "rediss+sentinel:// URL, "
         "got 'http://:***@127.0.0.1:1/0'"
     )
 

@@ -24,7 +24,7 @@ from paradoxplex.node.redis import RedisBus
 from paradoxplex.shared.config import Address
 from paradoxplex.shared.sessions import BroadcastTarget
 from tests.support.eventually import eventually
-from tests.support.fleet import Client, accepted, close_all, start_fleet, start_upstream, stop_nodes
+from tests.support.fleet import Client, accepted, close_all, start_fleet, stop_nodes
 from tests.support.redis_server import RedisServer
 
 NUMBERED = re.compile(rb"<(\d+)>")
@@ -37,15 +37,6 @@ TICK = 0.02  # 1,500 replies over about 1.2 s of sending, plus the trouble
 def server() -> Iterator[RedisServer]:
     with RedisServer() as redis_server:
         yield redis_server
-
-
-@pytest_asyncio.fixture
-async def upstream() -> AsyncIterator[Address]:
-    upstream_server, address = await start_upstream()
-    try:
-        yield address
-    finally:
-        await upstream_server.stop(0)
 
 
 Fleet = tuple[list[Node], list[Client]]

@@ -10,7 +10,9 @@ Where it comes from (``choose_backend``):
 
 The server keeps nothing on disk (``--save "" --appendonly no``) and runs in a temp dir of its
 own. ``restart()`` comes back on the same port, empty: what a Redis restart looks like.
-``RedisServer(args=[...])`` adds redis-server options (``--requirepass``, ``--replicaof``).
+``RedisServer(args=[...])`` adds redis-server options (``--requirepass``, ``--replicaof``);
+``config="..."`` is a config file's text, written to its temp dir and named first (a sentinel
+needs a file it can rewrite: ``RedisServer(config=..., args=["--sentinel"])``, binary only).
 Waits poll PING against a deadline; nothing sleeps a fixed time.
 """
 
@@ -107,7 +109,9 @@ class RedisServer:
     """One redis-server for tests: ``start()``, ``stop()``, ``kill()``, ``freeze()`` /
     ``thaw()``, ``restart()``, ``close()``; ``url``, ``host``, ``port``. A context manager."""
 
-    def __init__(self, *, use_docker: bool | None = None, args: Sequence[str] = ()) -> None:
+    def __init__(
+        self, *, use_docker: bool | None = None, args: Sequence[str] = (), config: str = ""
+    ) -> None:
         if use_docker is None:
             backend = choose_backend(
                 os.environ.get(ENV, ""),
@@ -117,6 +121,7 @@ class RedisServer:
             use_docker = backend == "docker"
         self.use_docker = use_docker
         self.args = tuple(args)
+        self.config = config
         self.executable = None if use_docker else redis_executable()
         if not use_docker and self.executable is None:
             raise RuntimeError(INSTALL_HINT)
@@ -226,13 +231,17 @@ class RedisServer:
             self._process = self._spawn()
             if self._started(self._process):
                 return
-        raise RuntimeError(f"redis-server did not start on port {self.port}: {self._log_tail()}")
+        raise RuntimeError(f"redis-server did not start on port {self.port}: {self.log_tail()}")
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         assert self.executable is not None
         assert self._workdir is not None
+        config = self._workdir / "redis.conf"
+        if self.config and not config.exists():  # kept across restarts: a sentinel rewrites it
+            config.write_text(self.config)
         command = [
             self.executable,
+            *([str(config)] if self.config else []),
             "--port", str(self.port),
             "--bind", self.host,
             "--save", "",
@@ -272,11 +281,12 @@ class RedisServer:
             process.kill()
             process.wait()
 
-    def _log_tail(self) -> str:
+    def log_tail(self, chars: int = 500) -> str:
+        """The end of its log (binary only)."""
         if self._workdir is None:
             return ""
         path = self._workdir / "redis.log"
-        return path.read_text(errors="replace")[-500:] if path.exists() else ""
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     # -- docker --------------------------------------------------------------------------
 

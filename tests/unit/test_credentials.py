@@ -21,6 +21,9 @@ REDACTED = [
     ("unix://u:pw@/run/redis.sock?db=1", "unix://u:***@/run/redis.sock?db=1"),
     ("redis://r:6379/0?password=pw&db=1", "redis://r:6379/0?password=***&db=1"),
     ("http://:pw@r:1/0", "http://:***@r:1/0"),
+    ("redis+sentinel://:pw@s1:26379,s2:26379/svc/0", "redis+sentinel://:***@s1:26379,s2:26379/svc/0"),
+    ("redis+sentinel://s1,s2/svc?sentinel_password=x&a=1", "redis+sentinel://s1,s2/svc?sentinel_password=***&a=1"),
+    ("rediss+sentinel://u:p@s1/svc?Sentinel_Password=x", "rediss+sentinel://u:***@s1/svc?Sentinel_Password=***"),
     ("not a url", "not a url"),
     ("", ""),
 ]  # fmt: skip

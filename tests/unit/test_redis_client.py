@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
 
 from paradoxplex.node.redis import CLIENT_KINDS, FleetClient, connect, single_server
 from paradoxplex.shared.config import PARSERS
@@ -14,6 +15,8 @@ URLS = {
     "redis": ("redis://127.0.0.1:1/3", Connection),
     "rediss": ("rediss://127.0.0.1:1/3", SSLConnection),
     "unix": ("unix:///tmp/paradoxplex-none.sock?db=3", UnixDomainSocketConnection),
+    "redis+sentinel": ("redis+sentinel://127.0.0.1:1,127.0.0.1:2/svc/3", SentinelManagedConnection),
+    "rediss+sentinel": ("rediss+sentinel://127.0.0.1:1/svc/3", SentinelManagedSSLConnection),
 }
 
 

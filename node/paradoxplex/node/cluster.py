@@ -10,6 +10,12 @@ admin API on ``admin_base + i`` (8001, 8002, ...); upstream ``j`` listens on
 
 A member that dies (``kill -9`` to try failover) is reported and restarted after a backoff
 (1 s, 2 s, 4 s … up to ``MAX_BACKOFF``); the others keep running.
+
+``--redis-mode`` picks how Redis is laid out, one row of ``REDIS_MODES`` each: ``single`` (one
+server), ``sentinel`` (a master, a replica and three sentinels watching it, all from the
+same ``redis-server`` binary; the nodes are given the ``redis+sentinel://`` URL: ``kill -9``
+the master to watch them follow the replica the sentinels promote) or ``shards`` (three
+independent servers, the nodes given all three URLs).
 """
 
 from __future__ import annotations
@@ -32,6 +38,13 @@ STOP_TIMEOUT = 10.0
 #: Independent redis-servers of ``--redis-mode shards``.
 SHARDS = 3
 MAX_BACKOFF = 30.0
+#: The name the sentinels of ``--redis-mode sentinel`` know the master by.
+SENTINEL_SERVICE = "paradoxplex"
+#: Sentinels that watch the master of ``--redis-mode sentinel``.
+SENTINELS = 3
+#: Seconds before a dead Redis of ``--redis-mode sentinel`` is restarted: after the sentinels
+#: have promoted its replica (back sooner, empty, it would be synced from, as the master).
+SENTINEL_RESTART_DELAY = 10.0
 
 
 def add_cluster_parser(commands: Any) -> None:
@@ -69,7 +82,8 @@ def add_cluster_parser(commands: Any) -> None:
         "--redis-mode",
         choices=tuple(REDIS_MODES),
         default="single",
-        help="one redis-server, or shards: 3 independent ones (from --redis-port on)",
+        help="single: one Redis; sentinel: a master, a replica and 3 sentinels (failover); "
+        "shards: 3 independent ones (from --redis-port on)",
     )
 
 
@@ -105,6 +119,37 @@ def wait_port(port: int, process: subprocess.Popen[bytes], name: str) -> None:
     raise RuntimeError(f"{name} did not listen on port {port} within {STARTUP_TIMEOUT:g}s")
 
 
+def sentinel_config(
+    master_port: int,
+    *,
+    service: str = SENTINEL_SERVICE,
+    down_after_ms: int = 2000,
+    failover_timeout_ms: int = 6000,
+    quorum: int = 2,
+) -> str:
+    """A sentinel's config file watching the master on loopback ``master_port`` (its own port
+    comes from the command line; the sentinel rewrites the file as it learns)."""
+    return "\n".join(
+        [
+            f"sentinel monitor {service} 127.0.0.1 {master_port} {quorum}",
+            f"sentinel down-after-milliseconds {service} {down_after_ms}",
+            f"sentinel failover-timeout {service} {failover_timeout_ms}",
+            f"sentinel parallel-syncs {service} 1",
+            "",
+        ]
+    )
+
+
+def redis_command(redis: str, port: int, workdir: str, *extra: str) -> list[str]:
+    """A ``redis-server`` keeping nothing on disk, on loopback ``port``, in ``workdir``."""
+    os.makedirs(workdir, exist_ok=True)
+    return [
+        redis, *extra, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+        "--appendonly", "no", "--dir", workdir, "--loglevel", "warning",
+        "--logfile", os.path.join(workdir, "redis.log"),
+    ]  # fmt: skip
+
+
 def describe_exit(code: int) -> str:
     """``exit 3`` or ``killed by SIGKILL``."""
     if code < 0:
@@ -115,9 +160,9 @@ def describe_exit(code: int) -> str:
     return f"exit {code}"
 
 
-def restart_delay(restarts: int) -> float:
+def restart_delay(restarts: int, *, at_least: float = 0.0) -> float:
     """Seconds before restart number ``restarts`` (1, 2, 3 …) of one member."""
-    return float(min(MAX_BACKOFF, 2 ** max(0, restarts - 1)))
+    return max(at_least, float(min(MAX_BACKOFF, 2 ** max(0, restarts - 1))))
 
 
 @dataclass
@@ -130,6 +175,8 @@ class Member:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     restart_at: float | None = None
+    #: The shortest wait before a restart (see ``SENTINEL_RESTART_DELAY``).
+    min_delay: float = 0.0
 
     def start(self) -> subprocess.Popen[bytes]:
         self.process = subprocess.Popen(self.command, start_new_session=True)
@@ -149,8 +196,10 @@ class Cluster:
         self.members: list[Member] = []
         self.workdir = tempfile.mkdtemp(prefix="paradoxplex-cluster-")
 
-    def _start(self, name: str, role: str, command: list[str]) -> subprocess.Popen[bytes]:
-        member = Member(name, role, command)
+    def _start(
+        self, name: str, role: str, command: list[str], min_delay: float = 0.0
+    ) -> subprocess.Popen[bytes]:
+        member = Member(name, role, command, min_delay=min_delay)
         self.members.append(member)
         return member.start()
 
@@ -186,27 +235,45 @@ class Cluster:
         )
         return lines
 
-    def _redis_server(self, redis: str, name: str, port: int, *extra: str) -> str:
-        """Start one redis-server on loopback; its URL."""
+    def _redis_server(
+        self, redis: str, name: str, port: int, *extra: str, min_delay: float = 0.0
+    ) -> int:
+        """One ``redis-server`` (with ``FILE --sentinel`` first in ``extra``: a sentinel) as
+        member ``name``, in a directory of its own; its port."""
         port = port or free_port()
-        process = self._start(
-            name, "redis",
-            [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.workdir, "--loglevel", "warning",
-             "--logfile", os.path.join(self.workdir, f"{name}.log"), *extra],
-        )  # fmt: skip
-        wait_port(port, process, "redis-server")
-        return f"redis://127.0.0.1:{port}/0"
+        command = redis_command(redis, port, os.path.join(self.workdir, name), *extra)
+        wait_port(port, self._start(name, "redis", command, min_delay), name)
+        return port
 
     def _single(self, redis: str, port: int) -> tuple[str, list[str]]:
-        url = self._redis_server(redis, "redis", port)
+        url = f"redis://127.0.0.1:{self._redis_server(redis, 'redis', port)}/0"
         return url, [f"redis      {url}"]
 
+    def _sentinel(self, redis: str, port: int) -> tuple[str, list[str]]:
+        later = SENTINEL_RESTART_DELAY
+        master = self._redis_server(redis, "redis-master", port, min_delay=later)
+        replica = self._redis_server(
+            redis, "redis-replica", 0, "--replicaof", "127.0.0.1", str(master), min_delay=later
+        )
+        sentinels = []
+        for i in range(1, SENTINELS + 1):
+            config = os.path.join(self.workdir, f"sentinel{i}.conf")
+            with open(config, "w", encoding="utf-8") as file:
+                file.write(sentinel_config(master))
+            found = self._redis_server(redis, f"sentinel{i}", 0, config, "--sentinel")
+            sentinels.append(f"127.0.0.1:{found}")
+        url = f"redis+sentinel://{','.join(sentinels)}/{SENTINEL_SERVICE}/0"
+        return url, [
+            f"redis      master 127.0.0.1:{master}, replica 127.0.0.1:{replica}",
+            f"sentinels  {url}",
+        ]
+
     def _shards(self, redis: str, port: int) -> tuple[str, list[str]]:
-        urls = [
+        ports = [
             self._redis_server(redis, f"redis{i + 1}", port + i if port else 0)
             for i in range(SHARDS)
         ]
+        urls = [f"redis://127.0.0.1:{found}/0" for found in ports]
         return ",".join(urls), [f"redis{i + 1:<5} {url}" for i, url in enumerate(urls)]
 
     def supervise(self, now: float) -> list[str]:
@@ -218,7 +285,7 @@ class Cluster:
                 continue
             if member.restart_at is None:
                 member.restarts += 1
-                delay = restart_delay(member.restarts)
+                delay = restart_delay(member.restarts, at_least=member.min_delay)
                 member.restart_at = now + delay
                 said.append(
                     f"paradoxplex cluster: {member.name} ({member.role}) "
@@ -242,6 +309,14 @@ class Cluster:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+#: ``--redis-mode`` → how its Redis is started: the URL the nodes get, and lines to print.
+REDIS_MODES: dict[str, Callable[[Cluster, str, int], tuple[str, list[str]]]] = {
+    "single": Cluster._single,
+    "sentinel": Cluster._sentinel,
+    "shards": Cluster._shards,
+}
+
+
 def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
     for process in processes:
         if process.poll() is None:
@@ -253,13 +328,6 @@ def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-
-
-#: Redis mode → how the local fleet's Redis is started (its URL for the nodes, banner lines).
-REDIS_MODES: dict[str, Callable[[Cluster, str, int], tuple[str, list[str]]]] = {
-    "single": Cluster._single,
-    "shards": Cluster._shards,
-}
 
 
 def run_cluster(args: argparse.Namespace) -> int:

@@ -22,12 +22,16 @@ from paradoxplex.shared.credentials import redact_url
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.framing import DEFAULT_MAX_FRAME, FRAMERS
 from paradoxplex.shared.placement import split_urls
+from paradoxplex.shared.sentinel import SCHEMES as SENTINEL_SCHEMES
+from paradoxplex.shared.sentinel import is_sentinel_url, parse_sentinel_url
 
 ENV_PREFIX = "PARADOXPLEX_"
 OVERFLOW_POLICIES = ("close", "drop")
 BATCH_MODES = ("auto", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+#: The kinds of ``--redis`` URL a node accepts (each a row of ``node.redis.CLIENT_KINDS``).
+REDIS_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,9 +207,12 @@ def _redis(key: str, value: Any) -> str | None:
     items = value if isinstance(value, list | tuple) else [value]
     urls = [url for item in items for url in split_urls(str(item))]
     for text in urls:
-        if not text.startswith(("redis://", "rediss://", "unix://")):
-            shown = redact_url(text)
-            raise ConfigError(key, f"expected a redis://, rediss:// or unix:// URL, got {shown!r}")
+        scheme = text.partition("://")[0].lower() if "://" in text else ""
+        if scheme not in REDIS_SCHEMES:
+            known = ", ".join(f"{kind}://" for kind in REDIS_SCHEMES)
+            raise ConfigError(key, f"expected a {known} URL, got {redact_url(text)!r}")
+        if is_sentinel_url(text):
+            parse_sentinel_url(text, key=key)
     return ",".join(urls) or None
 
 

@@ -2,9 +2,11 @@
 
 Rules:
 - ``redact_url`` is the one way a Redis URL is shown (errors, logs, the cluster's banner): the
-  password becomes ``***`` (``redis://user:***@host:port/db``), so does a ``password=`` query
-  value. The user name stays (messages name it). Text that is no URL comes back unchanged
-  unless it has ``user:password@`` in it. A list of URLs (shards) is redacted URL by URL.
+  password becomes ``***`` (``redis://user:***@host:port/db``), so does the value of any query
+  option whose name ends in ``password`` (``password=``, a Sentinel URL's
+  ``sentinel_password=``). The user name stays (messages name it). Text that is no URL comes
+  back unchanged unless it has ``user:password@`` in it. A list of URLs (shards) is redacted
+  URL by URL.
 - ``with_password(url, password)`` puts a password into a URL (percent-encoded), replacing
   the URL's own; the result is handed to the Redis client and never shown.
 - ``read_password(key, path)``: a password file holds the password on its first line; an
@@ -41,11 +43,12 @@ def _split(url: str) -> tuple[str, str | None, str, str]:
 
 
 def _redact_query(query: str) -> str:
-    """``?a=1&password=x`` → ``?a=1&password=***``."""
+    """``?a=1&password=x&sentinel_password=y`` → ``?a=1&password=***&sentinel_password=***``."""
     pairs = query[1:].split("&") if query else []
     for index, pair in enumerate(pairs):
-        if pair.partition("=")[0].lower() == "password":
-            pairs[index] = f"password={MASK}"
+        name = pair.partition("=")[0]
+        if name.lower().endswith("password"):
+            pairs[index] = f"{name}={MASK}"
     return "?" + "&".join(pairs) if query else ""
 
 

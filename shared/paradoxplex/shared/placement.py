@@ -83,8 +83,12 @@ def shard_of(key: str | bytes, shards: int) -> int:
 def split_urls(text: str) -> list[str]:
     """``"redis://a,redis+sentinel://s1,s2/name"`` → ``["redis://a", "redis+sentinel://s1,s2/name"]``."""
     urls: list[str] = []
-    for piece in (piece.strip() for piece in text.split(",")):
-        if not piece:
+    pieces = [piece.strip() for piece in text.split(",")]
+    for at, piece in enumerate(pieces):
+        following = pieces[at + 1] if at + 1 < len(pieces) else ""
+        if not piece:  # an empty host inside a URL stays (for its parser to refuse)
+            if urls and following and "://" not in following:
+                urls[-1] += ","
             continue
         if "://" in piece or not urls:
             urls.append(piece)

@@ -3,6 +3,7 @@
 One module per job, read in this order:
 - ``client``      the one table from a URL kind to a client (``CLIENT_KINDS``, ``connect``);
                   state and bus take the ``FleetClient`` it gives and never ask its mode
+- ``sentinel``    the master a Sentinel names, followed through a failover (a client kind)
 - ``errors``      Redis and socket errors become ``FleetUnavailable`` here, once
 - ``rows``        how sessions, nodes and upstreams are stored (no I/O)
 - ``state``       ``RedisFleet``, the ``FleetState`` on Redis

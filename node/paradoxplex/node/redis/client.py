@@ -2,8 +2,10 @@
 
 Rules:
 - ``CLIENT_KINDS`` maps a URL scheme to a factory, and ``connect(url)`` is its one reader.
-  Another Redis mode (Sentinel, Cluster) is another row: ``RedisFleet`` and ``RedisBus`` take a
-  ``FleetClient`` and never ask which mode is behind it. Several URLs, comma-separated, are
+  One server (``redis://``, ``rediss://``, ``unix://``); the master a Sentinel names
+  (``redis+sentinel://``, ``rediss+sentinel://``: ``redis.sentinel``, whose connections
+  follow a failover). Another Redis mode is another row: ``RedisFleet`` and ``RedisBus`` take
+  a ``FleetClient`` and never ask which mode is behind it. Several URLs, comma-separated, are
   shards (``shards``): each is built by its own row, and ``sharded`` puts them together.
 - A ``FleetClient`` answers commands (``redis``) and makes subscriber connections
   (``subscriber()``): fresh ones, of the client's kind, that never reconnect or retry behind the
@@ -16,7 +18,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, cast
 
@@ -26,6 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from paradoxplex.node.redis.sentinel import sentinel_master
 from paradoxplex.node.redis.shards import ShardedRedis
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.placement import split_urls
@@ -56,8 +59,13 @@ class FleetClient:
         """The client whose ``subscriber()`` connects to the server holding ``key``."""
         return self if self.holder is None else self.holder(key)
 
+    #: What else to close with it (a Sentinel's own connections).
+    also_close: tuple[Callable[[], Awaitable[None]], ...] = ()
+
     async def close(self) -> None:
         await self.redis.aclose()
+        for close in self.also_close:
+            await close()
 
     def __repr__(self) -> str:
         return f"<FleetClient {self.redis!r}>"
@@ -69,9 +77,12 @@ class ClientFactory(Protocol):
     ) -> FleetClient: ...
 
 
-def single_server(redis: Redis) -> FleetClient:
+def single_server(
+    redis: Redis, *, also_close: tuple[Callable[[], Awaitable[None]], ...] = ()
+) -> FleetClient:
     """A ``FleetClient`` around a client of one server (injected, or built by ``connect``);
-    its subscriber connections copy the client's connection settings."""
+    its subscriber connections copy the client's connection settings (and class: one of a
+    Sentinel's master asks the sentinels where the master is whenever it connects)."""
     pool = redis.connection_pool
 
     def subscriber() -> AbstractConnection:
@@ -83,7 +94,7 @@ def single_server(redis: Redis) -> FleetClient:
         }
         return pool.connection_class(**options)
 
-    return FleetClient(redis, subscriber)
+    return FleetClient(redis, subscriber, also_close=also_close)
 
 
 def _one_server(url: str, *, socket_timeout: float, health_check_interval: float) -> FleetClient:
@@ -98,11 +109,20 @@ def _one_server(url: str, *, socket_timeout: float, health_check_interval: float
     return single_server(redis)
 
 
+def _sentinel(url: str, *, socket_timeout: float, health_check_interval: float) -> FleetClient:
+    redis, sentinel = sentinel_master(
+        url, socket_timeout=socket_timeout, health_check_interval=health_check_interval
+    )
+    return single_server(redis, also_close=(sentinel.aclose,))
+
+
 #: URL scheme → how a client of that kind is built.
 CLIENT_KINDS: dict[str, ClientFactory] = {
     "redis": _one_server,
     "rediss": _one_server,
     "unix": _one_server,
+    "redis+sentinel": _sentinel,
+    "rediss+sentinel": _sentinel,
 }
 
 

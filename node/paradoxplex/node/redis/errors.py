@@ -10,7 +10,10 @@ Rules:
 - A reason is the exception's type and at most 200 characters of its text, on one line.
 - At start-up a Redis failure is no outage but a setting to fix: ``refused(exc, target)`` says
   which (wrong password, no password, TLS trust, refused, timeout, ACL, read-only replica)
-  in one ``ConfigError`` naming the setting, the URL always redacted.
+  in one ``ConfigError`` naming the setting, the URL always redacted. Through Sentinel, when
+  no sentinel names a master (``sentinel.NoMaster``), it says why: no sentinel answers (and
+  what each said), a sentinel refused its login, one is no sentinel, none knows the service
+  name, or they see the master down.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from redis.exceptions import (
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from paradoxplex.node.redis.sentinel import NoMaster
 from paradoxplex.shared.credentials import redact_url, url_user
 from paradoxplex.shared.errors import ConfigError, FleetUnavailable
 
@@ -116,6 +120,8 @@ def refused(
     ``command`` is what was refused, when known; ``verb`` (``read`` or ``write``) what it
     does to keys.
     """
+    if isinstance(exc, NoMaster):
+        return ConfigError("--redis", f"cannot reach {redact_url(target.url)}: {_no_master(exc)}")
     if isinstance(exc, ReadOnlyError):
         return ConfigError("--redis", "the server is a read-only replica; give the master's URL")
     if isinstance(exc, NoPermissionError):
@@ -134,6 +140,43 @@ def refused(
             f"cannot reach {redact_url(target.url)}: wrong password or user ({_detail(exc)})",
         )
     return ConfigError("--redis", f"cannot reach {redact_url(target.url)}: {_cause(exc, target)}")
+
+
+def _no_master(exc: NoMaster) -> str:
+    """Why no sentinel named a master for the service."""
+    service = exc.service
+    for where, error in exc.failed:
+        if isinstance(error, AuthenticationError) or _code(error) == "NOAUTH":
+            return (
+                f"sentinel {where} refused the login: give or correct the URL's "
+                f"sentinel_password= ({_detail(error)})"
+            )
+        if isinstance(error, ResponseError) and "unknown command" in str(error).lower():
+            return f"{where} is no sentinel (it does not know SENTINEL): give the sentinels' ports"
+    if exc.down_at:
+        return (
+            f"the sentinels see the master of {service!r} down ({', '.join(exc.down_at)}); "
+            "a failover may be under way"
+        )
+    if exc.unknown_at:
+        return (
+            f"no sentinel knows the service {service!r} (asked {', '.join(exc.unknown_at)}): "
+            "check the name after the hosts"
+        )
+    said = "; ".join(f"{where}: {_said(error)}" for where, error in exc.failed)
+    return f"no sentinel answers ({said or 'none given'})"
+
+
+def _said(error: BaseException) -> str:
+    """What one sentinel's failure was, in a few words."""
+    for link in _causes(error):
+        if isinstance(link, ConnectionRefusedError) or "Connection refused" in str(link):
+            return "connection refused"
+        if isinstance(link, RedisTimeoutError | TimeoutError):
+            return "no answer (timeout)"
+        if isinstance(link, socket.gaierror):
+            return f"cannot resolve its host name ({link.strerror})"
+    return reason(error)
 
 
 def _code(exc: BaseException) -> str:
@@ -193,7 +236,7 @@ def _cause(exc: BaseException, target: Target) -> str:
     if _code(exc) == "NOAUTH":
         return f"the server needs a password (NOAUTH): {NO_PASSWORD_HINT}"
     if isinstance(exc, RedisTimeoutError | TimeoutError):
-        tls = "; does that port speak TLS?" if target.url.lower().startswith("rediss:") else ""
+        tls = "; does that port speak TLS?" if target.url.lower().startswith("rediss") else ""
         return f"no answer within {target.timeout:g} s (timeout{tls})"
     if isinstance(exc, InvalidResponse):
         return f"it does not speak the Redis protocol ({_detail(exc)})"
