@@ -15,7 +15,7 @@ from types import TracebackType
 
 from redis import Redis
 
-from paradoxplex.node.cluster import cluster_node_args, form_cluster
+from paradoxplex.node.cluster import cluster_node_args, form_cluster, free_cluster_port
 from tests.support.redis_server import RedisServer
 
 __all__ = ["ClusterServers"]
@@ -40,6 +40,7 @@ class ClusterServers:
         for _ in range(self.count):
             server = RedisServer(use_docker=False)
             server.args = tuple(cluster_node_args("nodes.conf", self.node_timeout_ms))
+            server.port = free_cluster_port()  # its bus port, + 10000, must be valid too
             self.servers.append(server.start())
         assert self.servers[0].executable is not None
         addresses = [f"{s.host}:{s.port}" for s in self.servers]

@@ -105,7 +105,8 @@ def cluster_node_args(
 def form_cluster(redis_server: str, addresses: list[str], *, replicas: int) -> None:
     """Join the Cluster nodes at ``addresses`` (``host:port``) into one cluster, the slots over
     the first ``len / (replicas + 1)``, each with ``replicas`` replicas; returns once every
-    node agrees (``redis-cli --cluster create``, from beside ``redis_server`` or PATH)."""
+    node says ``cluster_state:ok`` (``redis-cli --cluster create``, from beside
+    ``redis_server`` or PATH)."""
     beside = os.path.join(os.path.dirname(redis_server), "redis-cli")
     cli = beside if os.path.exists(beside) else shutil.which("redis-cli")
     if cli is None:
@@ -116,6 +117,27 @@ def form_cluster(redis_server: str, addresses: list[str], *, replicas: int) -> N
     if done.returncode != 0 or b"[OK] All 16384 slots covered" not in done.stdout:
         tail = (done.stdout + done.stderr).decode(errors="replace").strip().splitlines()[-3:]
         raise RuntimeError(f"redis-cli --cluster create failed: {' / '.join(tail)}")
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    for address in addresses:  # every node, not only the one redis-cli asked, says ok
+        host, _, port = address.rpartition(":")
+        info = [cli, "-h", host, "-p", port, "cluster", "info"]
+        while b"cluster_state:ok" not in subprocess.run(info, capture_output=True).stdout:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster node {address} not ok within {STARTUP_TIMEOUT:g} s")
+            time.sleep(0.05)  # a poll interval, bounded by the deadline
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (``port + 10000``) is free and valid too."""
+    while True:  # bounded in practice: about 4 ephemeral ports in 5 qualify
+        port = free_port()
+        if port + 10000 < 65536:
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
 
 
 def free_port() -> int:
@@ -243,7 +265,7 @@ class Cluster:
 
     def _cluster(self, redis: str, port: int) -> tuple[str, list[str]]:
         count = CLUSTER_MASTERS * 2
-        ports = [port + i if port else free_port() for i in range(count)]
+        ports = [port + i if port else free_cluster_port() for i in range(count)]
         for i, one in enumerate(ports):
             state = os.path.join(self.workdir, f"cluster{i + 1}-nodes.conf")
             self._redis_server(redis, f"cluster{i + 1}", one, *cluster_node_args(state))
