@@ -3,9 +3,12 @@
 - ``redis_server``: one real redis-server for the whole session, started on first use only.
 - ``redis_url`` and ``key_prefix``: each test gets its own prefix; nothing is ever flushed.
 - ``fleet_state``: a started ``FleetState``, once in memory and once on Redis (contract tests).
-- ``redis_fleet`` / ``memory_fleet`` / ``shards_fleet``: one implementation, started.
+- ``redis_fleet`` / ``memory_fleet`` / ``shards_fleet`` / ``cluster_fleet``: one
+  implementation, started.
 - ``redis_shards`` / ``shards_url``: three independent servers (the session's first), one
   comma-separated URL list, for a sharded fleet; started on first use.
+- ``redis_cluster`` / ``cluster_url``: a Redis Cluster of three masters (no replicas), one
+  ``redis+cluster://`` seed list, for a fleet on Cluster; started on first use.
 - ``secured_redis`` / ``replica_redis``: servers that refuse a node (a password, ACL users,
   a read-only replica; ``tests.support.secured_redis``), one each per session, on first use.
 """
@@ -22,9 +25,10 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from paradoxplex.node.redis import RedisFleet
+from paradoxplex.node.redis import RedisFleet, connect
 from paradoxplex.shared.fleet import FleetState, MemoryFleet
 from paradoxplex.shared.placement import split_urls
+from tests.support.redis_cluster import ClusterServers
 from tests.support.redis_server import RedisServer
 from tests.support.secured_redis import replica_of, secured
 
@@ -79,6 +83,17 @@ def shards_url(redis_shards: list[RedisServer]) -> str:
     return ",".join(server.url for server in redis_shards)
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[ClusterServers]:
+    with ClusterServers(masters=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: ClusterServers) -> str:
+    return redis_cluster.url
+
+
 @pytest.fixture
 def key_prefix(request: pytest.FixtureRequest) -> str:
     """A prefix of this test's own: readable, unique, and free of glob characters."""
@@ -88,9 +103,9 @@ def key_prefix(request: pytest.FixtureRequest) -> str:
 
 async def delete_prefix(url: str, prefix: str) -> None:
     """Remove one test's keys (the session's Redis is shared: never FLUSHALL); ``url`` may be
-    a list of shards."""
+    a list of shards or a cluster."""
     for one in split_urls(url):
-        client = Redis.from_url(one)
+        client = connect(one).redis if one.startswith("redis+cluster://") else Redis.from_url(one)
         try:
             doomed = [key async for key in client.scan_iter(match=f"{prefix}:*", count=500)]
             for key in doomed:  # one by one: on a cluster each key may live elsewhere
@@ -133,7 +148,13 @@ async def shards_fleet(shards_url: str, key_prefix: str) -> AsyncIterator[RedisF
         yield fleet
 
 
-@pytest.fixture(params=["memory", "redis", "shards"])
+@pytest_asyncio.fixture
+async def cluster_fleet(cluster_url: str, key_prefix: str) -> AsyncIterator[RedisFleet]:
+    async with started_fleet(cluster_url, key_prefix) as fleet:
+        yield fleet
+
+
+@pytest.fixture(params=["memory", "redis", "shards", "cluster"])
 def fleet_state(request: pytest.FixtureRequest) -> FleetState:
     """The same contract, run over each implementation (Redis is started only when needed)."""
     fleet: FleetState = request.getfixturevalue(f"{request.param}_fleet")

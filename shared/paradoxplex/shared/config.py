@@ -31,7 +31,7 @@ BATCH_MODES = ("auto", "off")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 #: The kinds of ``--redis`` URL a node accepts (each a row of ``node.redis.CLIENT_KINDS``).
-REDIS_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES)
+REDIS_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES, "redis+cluster")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +199,7 @@ def _addresses(key: str, value: Any) -> tuple[Address, ...]:
     return addresses
 
 
+#: The Redis URL kinds a node can be given (``node.redis.CLIENT_KINDS`` builds each).
 def _redis(key: str, value: Any) -> str | None:
     """One URL, or several (repeated flag, list, comma-separated): shards, kept comma-joined
     in the order given (``placement.split_urls`` reads them back)."""

@@ -13,6 +13,8 @@ Rules:
 - ``split_urls`` reads a comma-separated list of Redis URLs in which one URL may itself hold
   commas (``redis+sentinel://h1:26379,h2:26379/name``): a piece without ``://`` belongs to the
   URL before it.
+- ``cluster_seeds(url)`` reads ``redis+cluster://[user:password@]host:port[,host:port…]``: the
+  nodes a Cluster client asks for the topology first (any of them will do).
 - ``fingerprint(urls)`` names a list of shards, in order, without credentials: every node of a
   sharded fleet must be given the same list.
 """
@@ -21,12 +23,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "CLUSTER_BUCKETS",
     "FLEET_TAG",
     "bucket_of",
+    "cluster_seeds",
     "fingerprint",
     "hash_tag",
     "jump_hash",
@@ -105,3 +108,18 @@ def fingerprint(urls: Sequence[str]) -> str:
         host = parts.netloc.rpartition("@")[2]
         places.append(f"{parts.scheme}://{host}{parts.path}")
     return hashlib.sha256("\n".join(places).encode()).hexdigest()[:16]
+
+
+def cluster_seeds(url: str) -> tuple[str | None, str | None, list[tuple[str, int]]]:
+    """``redis+cluster://u:p@h1:1,h2:2`` → ``("u", "p", [("h1", 1), ("h2", 2)])``;
+    ``ValueError`` naming what is wrong (a node without a port, a port out of range)."""
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    seeds = []
+    for item in (item.strip() for item in hosts.split(",")):
+        host, _, port = item.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port, got {item!r}")
+        seeds.append((host.strip("[]"), int(port)))
+    return (unquote(user) or None, unquote(password) if colon else None, seeds)

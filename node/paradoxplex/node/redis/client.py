@@ -28,10 +28,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from paradoxplex.node.redis.cluster import cluster_of, reader_of
 from paradoxplex.node.redis.sentinel import sentinel_master
 from paradoxplex.node.redis.shards import ShardedRedis
 from paradoxplex.shared.errors import ConfigError
-from paradoxplex.shared.placement import split_urls
+from paradoxplex.shared.placement import CLUSTER_BUCKETS, FLEET_TAG, split_urls
 
 __all__ = ["CLIENT_KINDS", "FleetClient", "connect", "sharded", "single_server"]
 
@@ -116,6 +117,23 @@ def _sentinel(url: str, *, socket_timeout: float, health_check_interval: float) 
     return single_server(redis, also_close=(sentinel.aclose,))
 
 
+def _cluster(url: str, *, socket_timeout: float, health_check_interval: float) -> FleetClient:
+    """Redis Cluster (``redis.cluster``): commands routed by the cluster client; the reader
+    connects to the master of its inbox's slot, looked up anew at each connect."""
+    cluster = cluster_of(
+        url, socket_timeout=socket_timeout, health_check_interval=health_check_interval
+    )
+    redis = cast(Redis, cluster)  # duck-typed: the same commands, pipelines, scripts, by key
+
+    def holder(key: str) -> FleetClient:
+        return FleetClient(redis, lambda: reader_of(cluster, key), buckets=CLUSTER_BUCKETS)
+
+    fleet_wide = f"{{{FLEET_TAG}}}"
+    return FleetClient(
+        redis, lambda: reader_of(cluster, fleet_wide), buckets=CLUSTER_BUCKETS, holder=holder
+    )
+
+
 #: URL scheme → how a client of that kind is built.
 CLIENT_KINDS: dict[str, ClientFactory] = {
     "redis": _one_server,
@@ -123,6 +141,7 @@ CLIENT_KINDS: dict[str, ClientFactory] = {
     "unix": _one_server,
     "redis+sentinel": _sentinel,
     "rediss+sentinel": _sentinel,
+    "redis+cluster": _cluster,
 }
 
 
