@@ -100,7 +100,7 @@ def test_route_broadcast(
     actions = route_broadcast(once(SESSIONS), target, label, b"all", fleet=fleet)
     writes = [a for a in actions if isinstance(a, WriteLocal)]
     publishes = [a for a in actions if isinstance(a, PublishBroadcast)]
-    assert [w.session for w in writes] == REACHED[target, label]
+    assert [w.client_uuid for w in writes] == REACHED[target, label]
     assert all(w.payload == b"all" for w in writes)
     assert publishes == ([PublishBroadcast(target, label, b"all")] if fleet else [])
     assert len(writes) + len(publishes) == len(actions)

@@ -25,14 +25,16 @@ from paradoxplex.wire import upstream_pb2 as pb
 class Outgoing:
     """A message for an upstream: socket data, or a lifecycle event (no payload)."""
 
-    session: str
+    client_uuid: str
     payload: bytes
     event: pb.SocketEvent | None = None
 
     def request(self, now: str) -> pb.InputStreamRequest:
         if self.event is None:
-            return pb.InputStreamRequest(time=now, client_uuid=self.session, payload=self.payload)
-        return pb.InputStreamRequest(time=now, client_uuid=self.session, event=self.event)
+            return pb.InputStreamRequest(
+                time=now, client_uuid=self.client_uuid, payload=self.payload
+            )
+        return pb.InputStreamRequest(time=now, client_uuid=self.client_uuid, event=self.event)
 
 
 class LinkQueue:

@@ -202,9 +202,9 @@ class UpstreamPool:
         by_session: dict[str, list[bytes]] = {}
         for item in items:
             if item.event is not None:
-                self.send_event(item.session, item.event)
+                self.send_event(item.client_uuid, item.event)
             else:
-                by_session.setdefault(item.session, []).append(item.payload)
+                by_session.setdefault(item.client_uuid, []).append(item.payload)
         for uuid, payloads in by_session.items():
             session = self.sessions.get(uuid)
             if session is None or session.closing:

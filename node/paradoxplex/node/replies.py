@@ -185,8 +185,8 @@ class ReplyRouter:
         if isinstance(action, WriteLocal):
             self._write(action)
         elif isinstance(action, Forward):
-            if not self.outbox.forward_nowait(action.node_id, action.session, action.payload):
-                return self.outbox.forward(action.node_id, action.session, action.payload)
+            if not self.outbox.forward_nowait(action.node_id, action.client_uuid, action.payload):
+                return self.outbox.forward(action.node_id, action.client_uuid, action.payload)
         elif isinstance(action, LookUp):
             return self._look_up(action)
         elif isinstance(action, RetryLater):
@@ -196,17 +196,17 @@ class ReplyRouter:
             return self.outbox.publish_broadcast(action.target, action.label, action.payload)
         else:
             self.metrics.drops.labels("unknown_socket").inc()
-            log.info("reply for unknown socket %s dropped (%s)", action.session, action.reason)
+            log.info("reply for unknown socket %s dropped (%s)", action.client_uuid, action.reason)
         return None
 
     def _write(self, action: WriteLocal) -> bool:
-        session = self.sessions.get(action.session)
+        session = self.sessions.get(action.client_uuid)
         return session is not None and session.write(action.payload)
 
     def _reroute(self, action: LookUp | RetryLater, owner: str | None) -> Action:
         attempt = action.attempt if isinstance(action, RetryLater) else 0
         return route_reply(
-            action.session,
+            action.client_uuid,
             action.payload,
             is_local=self._is_local,
             owner=owner,
@@ -217,7 +217,7 @@ class ReplyRouter:
         )
 
     async def _look_up(self, action: LookUp) -> None:
-        decided = self._reroute(action, await self._owner_of(action.session))
+        decided = self._reroute(action, await self._owner_of(action.client_uuid))
         pending = self._execute(decided)
         if pending is not None:
             await pending
@@ -229,7 +229,7 @@ class ReplyRouter:
             decided: Action = action
             while isinstance(decided, RetryLater):
                 await asyncio.sleep(decided.delay)
-                decided = self._reroute(decided, await self._owner_of(decided.session))
+                decided = self._reroute(decided, await self._owner_of(decided.client_uuid))
             pending = self._execute(decided)
             if pending is not None:
                 await pending

@@ -327,7 +327,7 @@ class UpstreamLink:
             "of one gRPC message",
             self.id,
             size,
-            item.session,
+            item.client_uuid,
             self.limits.max_single,
         )
 
@@ -339,9 +339,9 @@ class UpstreamLink:
             add = batch.items.add
             for item in items:
                 if item.event is None:
-                    add(time=now, client_uuid=item.session, payload=item.payload)
+                    add(time=now, client_uuid=item.client_uuid, payload=item.payload)
                 else:
-                    add(time=now, client_uuid=item.session, event=item.event)
+                    add(time=now, client_uuid=item.client_uuid, event=item.event)
             await self._write(call, batch, items)
             self.counts.sent += len(items)
 

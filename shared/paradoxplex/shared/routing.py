@@ -22,13 +22,13 @@ from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, matches
 
 @dataclass(frozen=True, slots=True)
 class WriteLocal:
-    session: str
+    client_uuid: str
     payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
 class Forward:
-    session: str
+    client_uuid: str
     node_id: str
     payload: bytes
 
@@ -44,7 +44,7 @@ class PublishBroadcast:
 class LookUp:
     """Ask the fleet state who holds the socket, then route again with ``looked_up=True``."""
 
-    session: str
+    client_uuid: str
     payload: bytes
 
 
@@ -52,7 +52,7 @@ class LookUp:
 class RetryLater:
     """Route again (``attempt``) after ``delay`` seconds: the owner may register by then."""
 
-    session: str
+    client_uuid: str
     payload: bytes
     delay: float
     attempt: int
@@ -60,7 +60,7 @@ class RetryLater:
 
 @dataclass(frozen=True, slots=True)
 class Undeliverable:
-    session: str
+    client_uuid: str
     reason: str
 
 
@@ -71,7 +71,7 @@ UNKNOWN_RETRY = (0.05, 0.1, 0.2, 0.4, 0.8)
 
 
 def route_reply(
-    session: str,
+    client_uuid: str,
     payload: bytes,
     *,
     is_local: Callable[[str], bool],
@@ -81,22 +81,22 @@ def route_reply(
     attempt: int = 0,
     may_retry: bool = True,
 ) -> Action:
-    """Where a reply for ``session`` goes; ``owner`` is the cached or looked-up owner node.
+    """Where a reply for ``client_uuid`` goes; ``owner`` is the cached or looked-up owner node.
 
     ``fleet``: other nodes may hold the socket; ``looked_up``: the fleet state was asked
     already for this attempt; ``may_retry``: the node has room for one more waiting reply.
     """
-    if is_local(session):
-        return WriteLocal(session, payload)
+    if is_local(client_uuid):
+        return WriteLocal(client_uuid, payload)
     if owner is not None:
-        return Forward(session, owner, payload)
+        return Forward(client_uuid, owner, payload)
     if not fleet:
-        return Undeliverable(session, "unknown socket")
+        return Undeliverable(client_uuid, "unknown socket")
     if not looked_up:
-        return LookUp(session, payload)
+        return LookUp(client_uuid, payload)
     if may_retry and attempt < len(UNKNOWN_RETRY):
-        return RetryLater(session, payload, UNKNOWN_RETRY[attempt], attempt + 1)
-    return Undeliverable(session, "unknown socket")
+        return RetryLater(client_uuid, payload, UNKNOWN_RETRY[attempt], attempt + 1)
+    return Undeliverable(client_uuid, "unknown socket")
 
 
 def route_broadcast(
