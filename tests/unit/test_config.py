@@ -10,20 +10,17 @@ from typing import Any
 import pytest
 
 from paradoxplex.shared.config import (
-    CHOICES,
-    HELP,
     PARSERS,
     Address,
     NodeConfig,
-    add_node_arguments,
     check_config,
-    default_text,
     env_name,
     flag_name,
     load_config,
     parse_address,
 )
 from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.flags import CHOICES, HELP, add_node_arguments, default_text
 
 FIELDS = [spec.name for spec in dataclasses.fields(NodeConfig)]
 

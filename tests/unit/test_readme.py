@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from paradoxplex.node.metrics import Metrics
-from paradoxplex.shared.config import CHOICES, NodeConfig, default_text, env_name, flag_name
+from paradoxplex.shared.config import NodeConfig, env_name, flag_name
+from paradoxplex.shared.flags import CHOICES, default_text
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 NAMES = [spec.name for spec in fields(NodeConfig)]

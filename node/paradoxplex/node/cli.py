@@ -13,14 +13,9 @@ import sys
 from collections.abc import Sequence
 
 from paradoxplex.node.logs import quiet_grpc, setup_logging
-from paradoxplex.shared.config import (
-    NodeConfig,
-    add_node_arguments,
-    load_config,
-    parse_address,
-    read_toml,
-)
+from paradoxplex.shared.config import NodeConfig, load_config, parse_address, read_toml
 from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.flags import add_node_arguments
 
 log = logging.getLogger("paradoxplex.node")
 
