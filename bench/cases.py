@@ -29,7 +29,7 @@ from pathlib import Path
 
 from bench import flood
 from bench.layouts import MODES as LAYOUTS
-from bench.layouts import Layout, start_layout
+from bench.layouts import Layout, Spent, start_layout
 from bench.measure import (
     Timing,
     broadcast,
@@ -435,24 +435,28 @@ def _fleet_load(procs: Procs, plan: Plan, layout: Layout, system: System, files:
     print(f"  fleet     {system.name:<14} {FLEET_CONNS:>5} conns ...", end="", flush=True)
     try:
         _check_alive(system)
-        began, before = time.monotonic(), layout.counters()
-        row = load_run(procs, "fleet", system, FLEET_CONNS, plan.timing)
-        wall, after = time.monotonic() - began, layout.counters()
+        readings: list[tuple[float, list[Spent]]] = []
+
+        def read() -> None:
+            readings.append((time.monotonic(), layout.counters()))
+
+        row = load_run(procs, "fleet", system, FLEET_CONNS, plan.timing, window=read)
     except Exception as error:
         print(f" {_error(error)}")
         return [Row("fleet", system.name, FLEET_CONNS, error=_error(error))]
     if row.error:
         print(f" {row.error}")
         return [row]
-    rows = [row]
+    (began, before), (ended, after) = readings
+    wall, rows = ended - began, [row]
     cpu = [100 * (b.cpu_s - a.cpu_s) / wall for a, b in zip(before, after, strict=True)]
     ops = [(b.commands - a.commands) / wall for a, b in zip(before, after, strict=True)]
     for i, (one_cpu, one_ops) in enumerate(zip(cpu, ops, strict=True)):
         server = f"redis{i + 1}"
         rows.append(_measure(system.name, FLEET_CONNS, f"{server} CPU", one_cpu, "% core"))
         rows.append(_measure(system.name, FLEET_CONNS, f"{server} commands/s", one_ops))
-    per_msg = sum(ops) / row.msgs_per_s if row.msgs_per_s else None
-    rows.append(_measure(system.name, FLEET_CONNS, "Redis commands per msg", per_msg))
+    per_msg = 1000 * sum(ops) / row.msgs_per_s if row.msgs_per_s else None
+    rows.append(_measure(system.name, FLEET_CONNS, "Redis commands per 1k msgs", per_msg))
     row.detail |= {"redis_cpu_percent": cpu, "redis_commands_per_s": ops, "window_s": wall}
     shown = ", ".join(f"{c:.0f}% {o:,.0f}/s" for c, o in zip(cpu, ops, strict=True))
     print(f" {row.msgs_per_s or 0:>10,.0f} msgs/s; Redis CPU, commands: {shown}")
