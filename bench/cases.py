@@ -11,6 +11,8 @@ under test: a case (or one run) that fails becomes a row with ``error`` set.
 - ``broadcast``: one admin broadcast to every socket, one node vs two nodes over Redis.
 - ``workers``: ``--workers 2`` vs ``--workers 1`` (both with ``--redis``).
 - ``cross``: replies that must cross nodes through Redis vs the same traffic answered locally.
+- ``fleet``: ``cross`` at 64 connections over one Redis, 3 shards and a 3-master Cluster, with
+  each server's Redis CPU and commands, and Redis bytes per session in each layout.
 - ``flood``: fresh clients' round trips while one socket sends 4 MiB of newlines, vs quiet.
 - ``storm``: a reconnect storm on a 2-node fleet, and through HAProxy (``bench/storm.py``).
 """
@@ -26,6 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import flood
+from bench.layouts import MODES as LAYOUTS
+from bench.layouts import Layout, Spent, start_layout
 from bench.measure import (
     Timing,
     broadcast,
@@ -58,7 +62,8 @@ from paradoxplex.shared.keys import Keys
 
 SYNC_PAUSE = 0.5
 ALL_CASES = (
-    "rr", "original", "idle", "redis-mem", "broadcast", "workers", "cross", "flood", "storm",
+    "rr", "original", "idle", "redis-mem", "broadcast", "workers", "cross", "fleet", "flood",
+    "storm",
 )  # fmt: skip
 START_TIMEOUT = 30.0
 
@@ -344,6 +349,38 @@ def workers(plan: Plan) -> list[Row]:
         return rows + _alternate(procs, started, plan.worker_levels, plan)
 
 
+def cross_pair(procs: Procs, name: str, redis_url: str, *, mode: str) -> System:
+    """Nodes A and B on ``redis_url`` and a cross upstream answering in ``mode`` (``cross``:
+    on B's stream, so every reply to A's sockets goes through Redis; ``local``)."""
+    upstream, address = start_cross_upstream(procs, f"{name}-upstream", mode=mode)
+    launched = [
+        launch_node(
+            procs,
+            f"{name}-{tag}",
+            [address],
+            redis_url=redis_url,
+            node_id=f"{name}-{tag}",
+            key_prefix=name,
+        )
+        for tag in ("a", "b")
+    ]
+    nodes = [node.wait_ready() for node in launched]
+    # The loadgen talks to A only; B holds no socket, it only relays replies.
+    # A writes new sessions to Redis in the background: the first request
+    # waits SYNC_PAUSE so that B can find the socket's owner.
+    system = System(
+        name,
+        [nodes[0].listen],
+        [n.proc for n in nodes],
+        [upstream],
+        [n.admin[0] for n in nodes],
+        note=f"first request {SYNC_PAUSE:g} s after connect",
+        pause=SYNC_PAUSE,
+    )
+    wait_round_trip(system, [*system.proxy, upstream], timeout=START_TIMEOUT, tries=4, pause=0.5)
+    return system
+
+
 def cross(plan: Plan) -> list[Row]:
     """Node A's sockets answered on node B's upstream stream (a Redis hop) vs locally."""
     with _case(plan.log_dir, "cross") as procs:
@@ -353,39 +390,7 @@ def cross(plan: Plan) -> list[Row]:
             return [Row("cross", "fleet-cross", c, error=_error(error)) for c in plan.fleet_levels]
 
         def factory(mode: str) -> Factory:
-            def start(p: Procs) -> System:
-                name = f"fleet-{mode}"
-                upstream, address = start_cross_upstream(p, f"{name}-upstream", mode=mode)
-                launched = [
-                    launch_node(
-                        p,
-                        f"{name}-{tag}",
-                        [address],
-                        redis_url=redis.url,
-                        node_id=f"{name}-{tag}",
-                        key_prefix=name,
-                    )
-                    for tag in ("a", "b")
-                ]
-                nodes = [node.wait_ready() for node in launched]
-                # The loadgen talks to A only; B holds no socket, it only relays replies.
-                # A writes new sessions to Redis in the background: the first request
-                # waits SYNC_PAUSE so that B can find the socket's owner.
-                system = System(
-                    name,
-                    [nodes[0].listen],
-                    [n.proc for n in nodes],
-                    [upstream],
-                    [n.admin[0] for n in nodes],
-                    note=f"first request {SYNC_PAUSE:g} s after connect",
-                    pause=SYNC_PAUSE,
-                )
-                wait_round_trip(
-                    system, [*system.proxy, upstream], timeout=START_TIMEOUT, tries=4, pause=0.5
-                )
-                return system
-
-            return start
+            return lambda p: cross_pair(p, f"fleet-{mode}", redis.url, mode=mode)
 
         specs = [("cross", f"fleet-{mode}", factory(mode)) for mode in ("local", "cross")]
         started, rows = _start_all(procs, specs, plan.fleet_levels)
@@ -397,6 +402,111 @@ def cross(plan: Plan) -> list[Row]:
             if system.name == "fleet-cross"
         ]
         return rows + _alternate(procs, fresh, plan.fleet_levels[-1:], plan)
+
+
+FLEET_CONNS = 64
+
+
+def fleet(plan: Plan) -> list[Row]:
+    """Cross-node msgs/s at ``FLEET_CONNS`` connections over each Redis layout (one Redis, 3
+    shards, a 3-master Cluster: ``bench/layouts.py``), all started once and run in turn; each
+    server's Redis CPU and commands during the run; then Redis bytes per session."""
+    rows: list[Row] = []
+    with _case(plan.log_dir, "fleet") as procs:
+        started: list[tuple[Layout, System, int]] = []
+        for mode in LAYOUTS:
+            name = f"redis-{mode}"
+            try:
+                layout = start_layout(procs, mode)
+                system = cross_pair(procs, name, layout.url, mode="cross")
+            except Exception as error:
+                rows.append(Row("fleet", name, FLEET_CONNS, error=_error(error)))
+                continue
+            started.append((layout, system, open_files(system)))
+        for layout, system, files in started:
+            rows += _fleet_load(procs, plan, layout, system, files)
+        for layout, system, _ in started:
+            rows.append(_fleet_memory(procs, plan, layout, system))
+    return rows + _fleet_ratios(rows)
+
+
+def _fleet_load(procs: Procs, plan: Plan, layout: Layout, system: System, files: int) -> list[Row]:
+    settle(system, files)
+    print(f"  fleet     {system.name:<14} {FLEET_CONNS:>5} conns ...", end="", flush=True)
+    try:
+        _check_alive(system)
+        readings: list[tuple[float, list[Spent]]] = []
+
+        def read() -> None:
+            readings.append((time.monotonic(), layout.counters()))
+
+        row = load_run(procs, "fleet", system, FLEET_CONNS, plan.timing, window=read)
+    except Exception as error:
+        print(f" {_error(error)}")
+        return [Row("fleet", system.name, FLEET_CONNS, error=_error(error))]
+    if row.error:
+        print(f" {row.error}")
+        return [row]
+    (began, before), (ended, after) = readings
+    wall, rows = ended - began, [row]
+    cpu = [100 * (b.cpu_s - a.cpu_s) / wall for a, b in zip(before, after, strict=True)]
+    ops = [(b.commands - a.commands) / wall for a, b in zip(before, after, strict=True)]
+    for i, (one_cpu, one_ops) in enumerate(zip(cpu, ops, strict=True)):
+        server = f"redis{i + 1}"
+        rows.append(_measure(system.name, FLEET_CONNS, f"{server} CPU", one_cpu, "% core"))
+        rows.append(_measure(system.name, FLEET_CONNS, f"{server} commands/s", one_ops))
+    per_msg = 1000 * sum(ops) / row.msgs_per_s if row.msgs_per_s else None
+    rows.append(_measure(system.name, FLEET_CONNS, "Redis commands per 1k msgs", per_msg))
+    row.detail |= {"redis_cpu_percent": cpu, "redis_commands_per_s": ops, "window_s": wall}
+    shown = ", ".join(f"{c:.0f}% {o:,.0f}/s" for c, o in zip(cpu, ops, strict=True))
+    print(f" {row.msgs_per_s or 0:>10,.0f} msgs/s; Redis CPU, commands: {shown}")
+    return rows
+
+
+def _fleet_memory(procs: Procs, plan: Plan, layout: Layout, system: System) -> Row:
+    """Redis ``used_memory`` growth, summed over the layout's servers, per idle session."""
+    sockets, prefix = plan.idle_sockets, system.name
+    metric = "Redis per session"
+    print(f"  fleet     {system.name:<14} {sockets:>5} sockets ...", end="", flush=True)
+    try:
+        wait_count(lambda: layout.sessions(prefix), lambda n: n == 0, timeout=15)
+        used0 = layout.used_memory()
+        held = hold_idle(procs, f"fleet-{layout.mode}", system.targets[:1], sockets)
+        try:
+            _, count = wait_count(
+                lambda: layout.sessions(prefix), lambda n: n >= held.connected, timeout=60
+            )
+            used1 = layout.used_memory()
+        finally:
+            held.release()
+    except Exception as error:
+        print(f" {_error(error)}")
+        return Row("fleet", system.name, sockets, metric=metric, error=_error(error))
+    row = _measure(system.name, count, metric, (used1 - used0) / max(count, 1), "bytes")
+    row.detail = {"used_memory_before": used0, "used_memory_after": used1, "sessions": count}
+    if count < held.connected * 0.95:
+        row.error = f"only {count} of {held.connected} sessions reached Redis"
+    print(f" {row.value or 0:,.0f} bytes/session over {len(layout.servers)} server(s)")
+    return row
+
+
+def _measure(system: str, conns: int, metric: str, value: float | None, unit: str = "") -> Row:
+    return Row("fleet", system, conns, metric=metric, value=value, unit=unit)
+
+
+def _fleet_ratios(rows: list[Row]) -> list[Row]:
+    """Each layout's msgs/s over one Redis's."""
+    load = {row.system: row.msgs_per_s for row in rows if row.is_load and not row.error}
+    single = load.get("redis-single")
+    found = []
+    for mode in LAYOUTS[1:]:
+        name = f"redis-{mode}"
+        value = load.get(name)
+        if single and value:
+            found.append(_measure(name, FLEET_CONNS, "msgs/s / redis-single", value / single))
+    for row in found:
+        print(f"  fleet     {row.system:<14} {row.value or 0:.2f} x the msgs/s of one Redis")
+    return found
 
 
 FLOOD_NODES = {"node": [], "node-rate-1000": ["--max-frames-per-second", "1000"]}
@@ -495,6 +605,7 @@ def run_cases(plan: Plan, cases: list[str]) -> list[Row]:
         ("broadcast", broadcasts),
         ("workers", workers),
         ("cross", cross),
+        ("fleet", fleet),
         ("flood", floods),
         ("storm", storms),
     ]

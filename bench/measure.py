@@ -93,9 +93,11 @@ def load_run(
     timing: Timing,
     *,
     profile_dir: Path | None = None,
+    window: Callable[[], None] | None = None,
 ) -> Row:
     """``conns`` closed-loop connections of 64-byte requests against ``system``; with
-    ``profile_dir``, py-spy samples the node(s) during the measured window."""
+    ``profile_dir``, py-spy samples the node(s) during the measured window; ``window`` is
+    called as it starts and as it ends (to read counters of other processes over it)."""
     loadgen_path = build("loadgen")
     warmup = timing.warmup + (1.0 if conns >= 1000 else 0.0)
     argv = [
@@ -123,9 +125,13 @@ def load_run(
         spies = _profile(procs, profile_dir, f"{case}-{system.name}-{conns}", system, timing)
         start, busy0 = time.monotonic(), machine_busy()
         proxy0, upstream0 = cpu_seconds(proxy_pids), cpu_seconds(upstream_pids)
+        if window:
+            window()
         _event(loadgen, "end", timing.duration + 10)
         wall, busy1 = time.monotonic() - start, machine_busy()
         proxy1, upstream1 = cpu_seconds(proxy_pids), cpu_seconds(upstream_pids)
+        if window:
+            window()
         result = _event(loadgen, "result", 30)
         for spy in spies:
             spy.popen.wait(15)
