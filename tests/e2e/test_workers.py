@@ -106,3 +106,41 @@ def test_workers_without_redis_exit_2_with_one_line_naming_workers() -> None:
     assert len(lines) == 1, done.stderr
     assert "workers" in lines[0]
     assert "Traceback" not in done.stderr
+
+
+async def test_workers_whose_supervisor_is_killed_stop_instead_of_running_on(
+    redis_url: str, key_prefix: str
+) -> None:
+    """SIGKILL leaves the supervisor no chance to stop its children: they notice it is gone
+    and drain and stop by themselves (no orphaned fleet members)."""
+    echo = spawn_echo()
+    procs: list[Proc] = [echo]
+    children: list[int] = []
+    try:
+        upstream = await echo_address(echo)
+        parent = Proc(
+            "workers",
+            [
+                executable(), "node", "--workers", "2", "--redis", redis_url,
+                "--key-prefix", key_prefix, "--node-id", "orphan",
+                "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0",
+                "--upstream", upstream, "--heartbeat", "0.5", "--node-ttl", "3",
+                "--drain-grace", "1",
+            ],
+        )  # fmt: skip
+        procs.append(parent)
+        await parent.wait_line(NODE_LINE, count=2)
+        children = children_of(parent.pid)
+        assert len(children) == 2
+        parent.kill()
+        await eventually(
+            lambda: all(pid_gone(pid) for pid in children),
+            timeout=15,
+            message="the orphaned workers stopped",
+        )
+    finally:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        stop_all(procs)
+        await delete_prefix(redis_url, key_prefix)

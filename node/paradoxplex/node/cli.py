@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from paradoxplex.node.logs import quiet_grpc, setup_logging
+from paradoxplex.node.workers import worker_index
 from paradoxplex.shared.config import NodeConfig, load_config, parse_address, read_toml
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.flags import add_node_arguments
@@ -131,12 +132,23 @@ async def run_node(config: NodeConfig) -> None:
     )
     stopping = asyncio.ensure_future(stop.wait())
     finished = asyncio.ensure_future(node.stopped.wait())
-    await asyncio.wait({stopping, finished}, return_when=asyncio.FIRST_COMPLETED)
+    orphaned = asyncio.ensure_future(_supervisor_gone(os.getppid()))
+    await asyncio.wait({stopping, finished, orphaned}, return_when=asyncio.FIRST_COMPLETED)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, _force_exit)
     await node.stop()
-    stopping.cancel()
-    finished.cancel()
+    for waiting in (stopping, finished, orphaned):
+        waiting.cancel()
+
+
+async def _supervisor_gone(parent: int, *, every: float = 1.0) -> None:
+    """Returns when a ``--workers`` child's supervisor died without stopping it (killed with
+    SIGKILL): the worker then drains and stops instead of running on as an orphan."""
+    if worker_index(dict(os.environ)) is None:
+        await asyncio.Event().wait()  # not a worker: never
+    while os.getppid() == parent:  # noqa: ASYNC110 - a parent's death sends no event
+        await asyncio.sleep(every)
+    log.warning("the --workers supervisor (pid %d) is gone; stopping", parent)
 
 
 def _force_exit() -> None:
@@ -171,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_check(config)
     if config.workers > 1:
-        from paradoxplex.node.workers import run_workers, worker_config, worker_index
+        from paradoxplex.node.workers import run_workers, worker_config
 
         index = worker_index(dict(os.environ))
         if index is None:
