@@ -49,7 +49,10 @@ def free_port() -> int:
 
 
 def port_free(port: int) -> bool:
+    """Whether a server could bind ``port`` now (servers set SO_REUSEADDR, so a port whose
+    last connections wait in TIME_WAIT counts as free, as it is for them)."""
     with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:

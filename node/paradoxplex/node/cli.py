@@ -12,7 +12,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from paradoxplex.node.logs import quiet_grpc, setup_logging
+from paradoxplex.node.grpc_env import apply_grpc_defaults
+from paradoxplex.node.logs import setup_logging
 from paradoxplex.node.workers import worker_index
 from paradoxplex.shared.config import NodeConfig, load_config, parse_address, read_toml
 from paradoxplex.shared.errors import ConfigError
@@ -157,7 +158,7 @@ def _force_exit() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    quiet_grpc()
+    apply_grpc_defaults()
     args = parse(build_parser(), argv)
     if args.command == "admin":
         from paradoxplex.admin.cli import run_admin

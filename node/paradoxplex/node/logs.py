@@ -8,14 +8,13 @@ Rules:
   exception, ``exc_info``.
 - ``--log-level`` applies to the ``paradoxplex`` loggers; other libraries (gRPC, asyncio,
   aiohttp) log at INFO and above only, so their debug chatter stays out. gRPC's C core is
-  silent unless ``GRPC_VERBOSITY`` asks for it.
+  silent unless ``GRPC_VERBOSITY`` asks for it (``grpc_env.py``).
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
-import os
 import sys
 
 import orjson
@@ -44,11 +43,6 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             data["exc_info"] = self.formatException(record.exc_info)
         return orjson.dumps(data).decode()
-
-
-def quiet_grpc(env: dict[str, str] | None = None) -> None:
-    """Keep gRPC's C core silent (its own lines, such as ``E… add_port.cc``), unless asked."""
-    (os.environ if env is None else env).setdefault("GRPC_VERBOSITY", "NONE")
 
 
 def setup_logging(level: str = "info", fmt: str = "text", *, node_id: str = "") -> None:
