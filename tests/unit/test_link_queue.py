@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from paradoxplex.node.link_queue import ITEM_OVERHEAD, TOP_UP_BELOW, LinkQueue, Outgoing
-from paradoxplex.shared.batches import BatchLimits
+from paradoxplex.node.link_queue import TOP_UP_BELOW, LinkQueue, Outgoing
+from paradoxplex.shared.batches import ITEM_OVERHEAD, BatchLimits
 
 
 def make_queue(limits: BatchLimits | None = None, limit: int = 1_000) -> LinkQueue:
@@ -28,6 +28,11 @@ def names(batch: list[Outgoing]) -> list[str]:
     return [item.client_uuid for item in batch]
 
 
+def put_all(queue: LinkQueue, batch: list[Outgoing]) -> None:
+    for item in batch:
+        queue.put(item)
+
+
 async def test_a_lone_item_goes_at_once() -> None:
     queue = make_queue()
     queue.put(items("a")[0])
@@ -43,7 +48,7 @@ async def test_a_small_batch_tops_up_with_what_arrives_in_the_next_turn() -> Non
     for item in items("a", "b"):
         queue.put(item)
     later = items("c", "d")
-    asyncio.get_running_loop().call_soon(lambda: [queue.put(item) for item in later])
+    asyncio.get_running_loop().call_soon(put_all, queue, later)
     assert names(await queue.next(100)) == ["a", "b", "c", "d"]
     assert not queue
 
@@ -65,7 +70,7 @@ async def test_the_top_up_keeps_the_count_and_byte_limits_of_one_message() -> No
     for item in items("a", "b"):
         queue.put(item)
     later = items("c", "d", "e")
-    asyncio.get_running_loop().call_soon(lambda: [queue.put(item) for item in later])
+    asyncio.get_running_loop().call_soon(put_all, queue, later)
     assert names(await queue.next(10)) == ["a", "b", "c"]
     assert names(queue.drain()) == ["d", "e"]
 
