@@ -1,13 +1,16 @@
 """What Python allocates per idle socket in a node: a tracemalloc breakdown.
 
-``python -m bench.session_memory [--sockets N] [--group lineno|filename|traceback]``
+``python -m bench.session_memory [--sockets N] [--group lineno|filename|traceback] [--bare]``
 
 Starts a node in this process (the shipped loop: uvloop when installed, the in-memory fleet,
 one in-process echo upstream), snapshots tracemalloc, opens ``--sockets`` idle sockets from
 a child process, waits until the node holds them all, snapshots again and prints the top
 allocation sites by bytes per socket, the objects per socket by type (``gc``), and the
 process's VmRSS growth per socket (tracemalloc sees Python's allocations, not libuv's or the
-kernel's, so the two differ).
+kernel's, so the two differ; tracemalloc's own bookkeeping inflates that VmRSS too).
+
+``--bare``: no node and no tracemalloc, only the loop's transports under a protocol that keeps
+nothing but its transport: the VmRSS per socket no node on this loop can go below.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import tracemalloc
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from paradoxplex.node.cli import install_uvloop
 from paradoxplex.node.node import Node
@@ -63,6 +67,53 @@ async def wait_for(predicate: Callable[[], bool], seconds: float) -> None:
         await asyncio.sleep(0.05)
 
 
+class Bare(asyncio.Protocol):
+    __slots__ = ("transport",)
+    held: ClassVar[list[Bare]] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.held.append(self)
+
+
+async def open_clients(port: int, sockets: int) -> asyncio.subprocess.Process:
+    """A child process holding ``sockets`` idle sockets to ``port`` until a line on stdin."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        CLIENTS,
+        str(port),
+        str(sockets),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    await child.stdout.readline()
+    return child
+
+
+async def close_clients(child: asyncio.subprocess.Process) -> None:
+    assert child.stdin is not None
+    child.stdin.write(b"\n")
+    await child.stdin.drain()
+    await child.wait()
+
+
+async def measure_bare(sockets: int) -> None:
+    server = await asyncio.get_running_loop().create_server(Bare, "127.0.0.1", 0, backlog=1024)
+    await asyncio.sleep(0.2)
+    gc.collect()
+    before = rss()
+    child = await open_clients(server.sockets[0].getsockname()[1], sockets)
+    await wait_for(lambda: len(Bare.held) >= sockets, 60)
+    await asyncio.sleep(0.5)
+    gc.collect()
+    loop = type(asyncio.get_running_loop()).__module__
+    print(f"bare protocol on {loop}: VmRSS growth {(rss() - before) / sockets:,.0f} B per socket")
+    await close_clients(child)
+    server.close()
+
+
 async def measure(sockets: int, group: str, top: int) -> None:
     upstream = UpstreamServer(echo)
     port = await upstream.start("127.0.0.1:0")
@@ -81,19 +132,7 @@ async def measure(sockets: int, group: str, top: int) -> None:
     gc.collect()
     before_types, before_rss = types(), rss()
     first = tracemalloc.take_snapshot()
-    listen = int(node.listen_address.rsplit(":", 1)[1])
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        CLIENTS,
-        str(listen),
-        str(sockets),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-    )
-    assert child.stdout is not None
-    assert child.stdin is not None
-    await child.stdout.readline()
+    child = await open_clients(int(node.listen_address.rsplit(":", 1)[1]), sockets)
     await wait_for(lambda: len(node.sessions) >= sockets, 60)
     await asyncio.sleep(1.0)  # the session copy (fleet_sync) writes what it queued
     gc.collect()
@@ -101,9 +140,7 @@ async def measure(sockets: int, group: str, top: int) -> None:
     after_rss, after_types = rss(), types()
     report(first, second, before_types, after_types, sockets, group, top)
     print(f"VmRSS growth: {(after_rss - before_rss) / sockets:,.0f} bytes per socket")
-    child.stdin.write(b"\n")
-    await child.stdin.drain()
-    await child.wait()
+    await close_clients(child)
     await node.stop()
     await upstream.stop(0)
 
@@ -141,8 +178,12 @@ def main() -> None:
     parser.add_argument("--sockets", type=int, default=5000)
     parser.add_argument("--group", choices=["lineno", "filename", "traceback"], default="lineno")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--bare", action="store_true", help="the loop's floor (no node)")
     args = parser.parse_args()
     install_uvloop()
+    if args.bare:
+        asyncio.run(measure_bare(args.sockets))
+        return
     tracemalloc.start(8)
     asyncio.run(measure(args.sockets, args.group, args.top))
 
