@@ -23,6 +23,7 @@ from tests.support.node_harness import (
     free_port,
     running_node,
     sample,
+    session_of,
     session_uuid,
     start_upstream,
 )
@@ -69,6 +70,16 @@ async def gone_everywhere(node: Node, http: aiohttp.ClientSession, uuid: str) ->
     assert await status_of(http, "GET", f"/v1/sockets/{uuid}") == 404
     send = await status_of(http, "POST", f"/v1/sockets/{uuid}/send", json={"text": "hello?"})
     assert send == 404
+
+
+async def test_an_accepted_socket_sends_without_nagle_delay() -> None:
+    """TCP_NODELAY comes from the loop's transport (the node no longer sets it itself)."""
+    async with echo_node() as (node, _, _), clients(node, 1) as (client,):
+        await session_uuid(node, client)
+        session = session_of(node, client)
+        assert session.transport is not None
+        sock = session.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
 
 
 # --- issue 12, item 1: a paused socket whose client left ------------------------------------

@@ -13,6 +13,7 @@ from paradoxplex.shared.flow import (
     WRITE,
     Deadline,
     Flow,
+    FlowLimits,
     FlowState,
     Pause,
     Reading,
@@ -107,7 +108,7 @@ def test_held_frames_leave_from_the_front_and_come_back_to_it(
 
 
 def test_drop_all_counts_the_held_frames_and_clears_the_hold_deadline() -> None:
-    flow = Flow(hold_timeout=5.0)
+    flow = Flow(FlowLimits(hold_timeout=5.0))
     backpressured(flow)
     assert flow.expired(5.0) == [Deadline.HOLD, Deadline.PROBE]
     backpressured(flow, now=10.0)
@@ -116,6 +117,31 @@ def test_drop_all_counts_the_held_frames_and_clears_the_hold_deadline() -> None:
     assert list(flow.held) == []
     assert flow.next_deadline() is not None  # the backpressure probe, until placed again
     assert Deadline.HOLD not in flow.expired(100.0)
+
+
+def test_flows_share_their_limits_and_hold_no_list_while_nothing_is_held() -> None:
+    limits = FlowLimits(frames_per_turn=2, hold_timeout=5.0)
+    flow, other = Flow(limits), Flow(limits)
+    assert flow.limits is other.limits
+    assert flow.held == ()  # idle: no list
+    assert flow.placed(0, 0.0) is None
+    flow.hold([b"1", b"2", b"3"])
+    assert flow.allowance(0.0) == 2  # the shared cap still holds
+    assert flow.placed(2, 0.0) is PAUSE
+    flow.requeue([b"0"])
+    assert list(flow.held) == [b"0", b"3"]
+    assert flow.placed(2, 0.0) is RESUME
+    assert flow.held == ()  # drained: the list is let go
+    flow.requeue([b"4"])  # a link gave one back to an idle flow
+    flow.hold([b"5"])
+    assert list(flow.held) == [b"4", b"5"]
+    assert other.held == ()
+
+
+@pytest.mark.parametrize("overflow", ["ignore", ""])
+def test_limits_refuse_an_unknown_overflow_policy(overflow: str) -> None:
+    with pytest.raises(ValueError, match="overflow"):
+        FlowLimits(overflow=overflow)
 
 
 # --- the write budget and the overflow policy ---------------------------------------------
@@ -135,11 +161,11 @@ def test_drop_all_counts_the_held_frames_and_clears_the_hold_deadline() -> None:
     ],
 )
 def test_write_budget(overflow: str, buffered: int, size: int, verdict: Verdict) -> None:
-    assert Flow(overflow=overflow).write(buffered, size) == verdict
+    assert Flow(FlowLimits(overflow=overflow)).write(buffered, size) == verdict
 
 
 def test_overflow_close_closes_and_drops_every_later_reply() -> None:
-    flow = Flow(overflow="close", write_buffer=100)
+    flow = Flow(FlowLimits(overflow="close", write_buffer=100))
     assert flow.write(90, 20) == CLOSE_FULL
     assert (flow.state, flow.reason) == (FlowState.CLOSING, "write buffer full")
     assert [flow.write(0, 1) for _ in range(3)] == [DROP_CLOSED] * 3
@@ -167,7 +193,7 @@ def test_a_reply_to_a_socket_that_is_not_open_is_a_counted_drop(
 
 def test_the_overflow_policy_is_checked() -> None:
     with pytest.raises(ValueError, match="overflow"):
-        Flow(overflow="ignore")
+        Flow(FlowLimits(overflow="ignore"))
 
 
 # --- closing ------------------------------------------------------------------------------
@@ -220,14 +246,14 @@ def test_no_deadline_by_default() -> None:
 def test_the_idle_deadline_follows_the_last_io(
     last_io: float, now: float, due: list[Deadline]
 ) -> None:
-    flow = Flow(idle_timeout=10.0, now=0.0)
+    flow = Flow(FlowLimits(idle_timeout=10.0), now=0.0)
     flow.touch(last_io)
     assert flow.next_deadline() == last_io + 10.0
     assert flow.expired(now) == due
 
 
 def test_the_hold_deadline_is_armed_once_and_cleared_when_nothing_is_held() -> None:
-    flow = Flow(hold_timeout=30.0)
+    flow = Flow(FlowLimits(hold_timeout=30.0))
     backpressured(flow, now=1.0)
     flow.hold([b"c"])
     flow.placed(1, now=20.0)  # some placed, some still held: the first deadline stands
@@ -242,7 +268,7 @@ def test_the_hold_deadline_is_armed_once_and_cleared_when_nothing_is_held() -> N
 
 
 def test_placing_everything_clears_the_hold_deadline() -> None:
-    flow = Flow(hold_timeout=30.0)
+    flow = Flow(FlowLimits(hold_timeout=30.0))
     backpressured(flow)
     flow.placed(2, now=1.0)
     assert flow.next_deadline() is None
@@ -254,7 +280,7 @@ def test_placing_everything_clears_the_hold_deadline() -> None:
     [("admin", True), ("full", True), ("eof", False), ("none", False)],
 )
 def test_a_paused_socket_is_probed_while_reading_is_paused(pause: str, probed: bool) -> None:
-    flow = Flow(probe_interval=0.5)
+    flow = Flow(FlowLimits(probe_interval=0.5))
     if pause == "admin":
         flow.set_paused(True, 1.0)
     elif pause == "full":
@@ -266,7 +292,7 @@ def test_a_paused_socket_is_probed_while_reading_is_paused(pause: str, probed: b
 
 
 def test_probing_stops_when_reading_resumes() -> None:
-    flow = Flow(probe_interval=0.5)
+    flow = Flow(FlowLimits(probe_interval=0.5))
     flow.set_paused(True, 0.0)
     flow.set_paused(False, 0.1)
     assert flow.next_deadline() is None
@@ -274,7 +300,7 @@ def test_probing_stops_when_reading_resumes() -> None:
 
 @pytest.mark.parametrize("seen", ["eof", "probe"])
 def test_a_client_that_half_closed_gets_linger_seconds(seen: str) -> None:
-    flow = Flow(linger=1.0, probe_interval=0.5)
+    flow = Flow(FlowLimits(linger=1.0, probe_interval=0.5))
     flow.set_paused(True, 0.0)
     if seen == "eof":
         flow.end_of_input(2.0)
@@ -285,7 +311,7 @@ def test_a_client_that_half_closed_gets_linger_seconds(seen: str) -> None:
 
 
 def test_the_first_end_of_input_sets_the_linger_deadline() -> None:
-    flow = Flow(linger=1.0)
+    flow = Flow(FlowLimits(linger=1.0))
     flow.peer_closed(0.0)
     flow.end_of_input(0.7)  # the transport read the EOF after an admin resume
     assert flow.next_deadline() == 1.0
@@ -295,7 +321,7 @@ def test_the_first_end_of_input_sets_the_linger_deadline() -> None:
 def test_a_close_with_bytes_buffered_is_flushed_for_a_bounded_time(
     buffered: int, deadline: float | None
 ) -> None:
-    flow = Flow(flush_timeout=5.0, idle_timeout=1.0, hold_timeout=1.0, linger=1.0)
+    flow = Flow(FlowLimits(flush_timeout=5.0, idle_timeout=1.0, hold_timeout=1.0, linger=1.0))
     backpressured(flow)
     flow.end_of_input(0.0)
     flow.close("by admin", buffered=buffered, now=0.0)
@@ -306,7 +332,7 @@ def test_a_close_with_bytes_buffered_is_flushed_for_a_bounded_time(
 
 
 def test_a_closed_flow_has_no_deadline() -> None:
-    flow = Flow(idle_timeout=1.0)
+    flow = Flow(FlowLimits(idle_timeout=1.0))
     flow.close("x", buffered=10, now=0.0)
     flow.lost(error=False)
     assert flow.next_deadline() is None
@@ -314,7 +340,7 @@ def test_a_closed_flow_has_no_deadline() -> None:
 
 
 def test_deadlines_due_together_come_in_order() -> None:
-    flow = Flow(hold_timeout=1.0, idle_timeout=1.0, linger=1.0, probe_interval=1.0)
+    flow = Flow(FlowLimits(hold_timeout=1.0, idle_timeout=1.0, linger=1.0, probe_interval=1.0))
     backpressured(flow)
     flow.peer_closed(0.0)
     assert flow.expired(1.0) == [Deadline.HOLD, Deadline.IDLE, Deadline.LINGER]
@@ -350,7 +376,7 @@ def test_repr_summarises_the_state(setup: str, text: str) -> None:
 
 
 def test_frames_past_this_turns_allowance_wait_for_the_next_turn_reading_paused() -> None:
-    flow = Flow(frames_per_turn=2, turn=0.001)
+    flow = Flow(FlowLimits(frames_per_turn=2, turn=0.001))
     flow.hold([b"1", b"2", b"3", b"4", b"5"])
     assert flow.allowance(0.0) == 2
     assert flow.placed(2, 0.0) is PAUSE
@@ -365,7 +391,7 @@ def test_frames_past_this_turns_allowance_wait_for_the_next_turn_reading_paused(
 
 
 def test_a_full_link_within_the_allowance_is_backpressure_with_its_hold_deadline() -> None:
-    flow = Flow(frames_per_turn=10, hold_timeout=30.0)
+    flow = Flow(FlowLimits(frames_per_turn=10, hold_timeout=30.0))
     flow.hold([b"1", b"2", b"3"])
     assert flow.allowance(0.0) == 10
     assert flow.placed(1, 0.0) is PAUSE
@@ -374,7 +400,7 @@ def test_a_full_link_within_the_allowance_is_backpressure_with_its_hold_deadline
 
 
 def test_the_rate_is_a_token_bucket_and_the_rest_waits_for_the_next_token() -> None:
-    flow = Flow(rate=10.0)  # ten a second, a burst of ten
+    flow = Flow(FlowLimits(rate=10.0))  # ten a second, a burst of ten
     flow.hold([b"x"] * 15)
     assert flow.allowance(0.0) == 10
     assert flow.placed(10, 0.0) is PAUSE
@@ -389,7 +415,7 @@ def test_the_rate_is_a_token_bucket_and_the_rest_waits_for_the_next_token() -> N
 
 
 def test_placing_without_asking_the_allowance_is_backpressure() -> None:
-    flow = Flow(frames_per_turn=2)
+    flow = Flow(FlowLimits(frames_per_turn=2))
     flow.hold([b"1", b"2", b"3"])
     flow.allowance(0.0)
     flow.placed(2, 0.0)
@@ -398,7 +424,7 @@ def test_placing_without_asking_the_allowance_is_backpressure() -> None:
 
 
 def test_a_paced_socket_is_probed_and_closing_clears_the_pace() -> None:
-    flow = Flow(frames_per_turn=1, probe_interval=0.5)
+    flow = Flow(FlowLimits(frames_per_turn=1, probe_interval=0.5))
     flow.hold([b"1", b"2"])
     flow.allowance(0.0)
     flow.placed(1, 0.0)

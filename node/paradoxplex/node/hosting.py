@@ -15,9 +15,8 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
+import sys
 import time
 from collections.abc import Callable, Iterable
 
@@ -95,17 +94,14 @@ class SessionHosting:
             if count:
                 log.warning(REFUSED[refusal], count, source, held)
             return None
-        session.source = source
+        session.source = sys.intern(source)  # one string per source, not one per socket
         remote = session.peer or (f"{peer[0]}:{peer[1]}" if peer else "unknown")
         info = SessionInfo(new_session_id(), self.node_id, remote, time.time())
         self.sessions[info.uuid] = session
         self.metrics.sockets_opened.inc()
         self.metrics.sockets.set(len(self.sessions))
-        if transport is not None:
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # no TCP_NODELAY here: both loops set it on every TCP transport, and asking for the
+        # transport's socket object would keep one more object per socket
         self.sync.added(info)
         if self.shared and self._registered_in_fleet():
             self.unregistered.add(info.uuid)  # nothing reaches an upstream before the fleet

@@ -19,6 +19,7 @@ flush), close links, write and unregister, stop the parts; every step is time-bo
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable
@@ -36,7 +37,7 @@ from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.pool import UpstreamPool
 from paradoxplex.node.probes import naming, reachable_host
 from paradoxplex.node.replies import ReplyRouter
-from paradoxplex.node.session import Session, SessionLimits
+from paradoxplex.node.session import NODE_FLOW, Session, SessionLimits
 from paradoxplex.node.tasks import TaskSet
 from paradoxplex.node.tls import ServerTls, admin_files, listener_files, upstream_credentials
 from paradoxplex.node.upkeep import FleetUpkeep
@@ -76,11 +77,14 @@ class Node:
         self.limits = SessionLimits(
             framing=config.framing,
             max_frame=config.max_frame,
-            write_buffer=config.write_buffer,
-            overflow=config.overflow,
-            hold_timeout=config.hold_timeout,
-            idle_timeout=config.idle_timeout,
-            max_frames_per_second=config.max_frames_per_second,
+            flow=dataclasses.replace(
+                NODE_FLOW,
+                write_buffer=config.write_buffer,
+                overflow=config.overflow,
+                hold_timeout=config.hold_timeout,
+                idle_timeout=config.idle_timeout,
+                rate=config.max_frames_per_second,
+            ),
         )
         self.endpoint = BusEndpoint(
             self.bus,

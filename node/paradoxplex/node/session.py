@@ -1,6 +1,7 @@
 """One downstream socket: an ``asyncio.Protocol`` that frames reads and writes replies.
 
-Limits (keyword arguments of ``SessionLimits``, set from the node's config):
+Limits (``SessionLimits``: ``framing`` and ``max_frame``, then the flow's ``FlowLimits``, set
+from the node's config; ``NODE_FLOW`` holds the node's defaults):
 - ``max_frame``: a larger frame closes the socket (reason ``frame too large``).
 - ``write_buffer``: bytes buffered for a slow reader; past it the ``overflow`` policy applies:
   ``close`` (default) closes the socket, ``drop`` drops that reply. Either is counted.
@@ -9,9 +10,9 @@ Limits (keyword arguments of ``SessionLimits``, set from the node's config):
 - ``hold_timeout``: read frames that no upstream could take wait this long, reading paused,
   before the socket is closed (reason ``no upstream took its data``).
 - ``idle_timeout``: no byte either way for this long closes the socket (0: off).
-- ``frames_per_turn`` (256) and ``max_frames_per_second`` (0: off): what one socket may send
-  upstream in one loop turn and in one second; the rest waits in the flow, reading paused
-  (see ``Flow.allowance``).
+- ``frames_per_turn`` (256) and ``rate`` (``max_frames_per_second``; 0: off): what one
+  socket may send upstream in one loop turn and in one second; the rest waits in the flow,
+  reading paused (see ``Flow.allowance``).
 - ``linger``: after the client half-closes, replies are still written for this long
   (default 1 s: a client that closed for good looks the same, and must leave the fleet's
   socket list within 2 s).
@@ -40,6 +41,7 @@ from paradoxplex.shared.flow import (
     Deadline,
     Drop,
     Flow,
+    FlowLimits,
     Reading,
 )
 from paradoxplex.shared.framing import Framer, make_framer
@@ -54,18 +56,18 @@ TCP_CLOSE = 7
 TCP_CLOSE_WAIT = 8
 
 
+NODE_FLOW = FlowLimits(
+    flush_timeout=CLOSE_FLUSH, probe_interval=PROBE_INTERVAL, frames_per_turn=256, turn=0.001
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
+    """Every socket's limits; one object, shared by all the sockets of a node."""
+
     framing: str = "raw"
     max_frame: int = 1024 * 1024
-    write_buffer: int = 1024 * 1024
-    overflow: str = "close"
-    hold_timeout: float = 30.0
-    idle_timeout: float = 0.0
-    linger: float = 1.0
-    frames_per_turn: int = 256
-    turn: float = 0.001
-    max_frames_per_second: float = 0.0
+    flow: FlowLimits = NODE_FLOW
 
 
 class SessionHost(Protocol):
@@ -104,18 +106,17 @@ def peer_state(transport: asyncio.BaseTransport) -> int | None:
 
 class Session(asyncio.Protocol):
     """A socket's I/O; the decisions are the flow's, the framer's, the balancer's and the
-    router's."""
+    router's. Kept small (issue 14, RSS per idle socket): the limits, the raw framer and the
+    reply budget are the node's, shared; a slot is only for what differs per socket."""
 
     __slots__ = (
         "_loop",
         "_timer",
         "_timer_at",
-        "buffers",
         "flow",
         "framer",
         "host",
         "info",
-        "limits",
         "peer",
         "source",
         "synced_io",
@@ -126,21 +127,8 @@ class Session(asyncio.Protocol):
     def __init__(self, host: SessionHost, limits: SessionLimits) -> None:
         self.host = host
         self.traffic = host.metrics.traffic
-        self.buffers = host.buffers
-        self.limits = limits
         self.framer: Framer = make_framer(limits.framing, max_frame=limits.max_frame)
-        self.flow = Flow(
-            write_buffer=limits.write_buffer,
-            overflow=limits.overflow,
-            hold_timeout=limits.hold_timeout,
-            idle_timeout=limits.idle_timeout,
-            linger=limits.linger,
-            flush_timeout=CLOSE_FLUSH,
-            probe_interval=PROBE_INTERVAL,
-            frames_per_turn=limits.frames_per_turn,
-            turn=limits.turn,
-            rate=limits.max_frames_per_second,
-        )
+        self.flow = Flow(limits.flow)
         self.info: SessionInfo | None = None
         self.source = ""  # the client's address as per-source limits count it
         self.peer = ""  # the client's host:port from a PROXY header; "": the connection's
@@ -172,7 +160,7 @@ class Session(asyncio.Protocol):
             self.flow.abort("refused")
             self.transport.abort()
             return
-        if self.flow.idle_timeout > 0:
+        if self.flow.limits.idle_timeout > 0:
             self.flow.touch(self._loop.time())
             self._arm()
 
@@ -183,7 +171,7 @@ class Session(asyncio.Protocol):
         info.bytes_in += len(data)
         traffic = self.traffic
         traffic.bytes_in += len(data)
-        if flow.idle_timeout:
+        if flow.limits.idle_timeout:
             flow.touch(self._loop.time())
         try:
             frames = self.framer.feed(data)
@@ -230,7 +218,7 @@ class Session(asyncio.Protocol):
         if verdict is not WRITE:
             self._refused(cast(Drop | Close, verdict), size)
             return False
-        buffers = self.buffers
+        buffers = self.host.buffers
         if buffers.limit:
             if not buffers.fits(size) and not self.host.make_room(self, size):
                 self._refused(DROP_NODE_FULL, size)
@@ -244,14 +232,14 @@ class Session(asyncio.Protocol):
         traffic = self.traffic
         traffic.bytes_out += len(payload)
         traffic.messages_out += 1
-        if self.flow.idle_timeout:
+        if self.flow.limits.idle_timeout:
             self.flow.touch(self._loop.time())
         return True
 
     def _refused(self, verdict: Drop | Close, size: int) -> None:
         self.host.metrics.drops.labels(verdict.reason).inc()
         if isinstance(verdict, Close):
-            limit = self.flow.write_buffer
+            limit = self.flow.limits.write_buffer
             log.warning("socket %s: write buffer over %d bytes; closing it", self.uuid, limit)
             self._abort_transport()
         else:
@@ -320,7 +308,7 @@ class Session(asyncio.Protocol):
             "socket %s: %d frames waited %.1fs (%s); closing it",
             self.uuid,
             count,
-            self.flow.hold_timeout,
+            self.flow.limits.hold_timeout,
             reason,
         )
         self.close(f"no upstream took its data: {reason}")

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from paradoxplex.shared.config import OVERFLOW_POLICIES
 
@@ -118,15 +118,44 @@ PAUSE_NAMES = (
     ("paced", _PACED),
 )
 UNLIMITED = 1 << 62
+NO_FRAMES: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FlowLimits:
+    """A socket's limits (defaults as the node's): ``write_buffer`` 1 MiB, ``overflow``
+    ``close``, ``hold_timeout`` 30 s, ``idle_timeout`` 0 (off), ``linger`` 1 s,
+    ``flush_timeout`` 5 s, ``probe_interval`` 0.5 s, ``frames_per_turn`` 0 (no cap; the node's
+    is 256), ``rate`` 0 (off). Immutable: one object serves every socket of a node."""
+
+    write_buffer: int = 1024 * 1024
+    overflow: str = "close"
+    hold_timeout: float = 30.0
+    idle_timeout: float = 0.0
+    linger: float = 1.0
+    flush_timeout: float = 5.0
+    probe_interval: float = 0.5
+    frames_per_turn: int = 0
+    turn: float = 0.0
+    rate: float = 0.0
+    per_turn: int = field(init=False, repr=False)  # frames_per_turn, 0 as UNLIMITED
+    burst: float = field(init=False, repr=False)  # the rate bucket's size
+
+    def __post_init__(self) -> None:
+        if self.overflow not in OVERFLOW_POLICIES:
+            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {self.overflow!r}")
+        object.__setattr__(self, "per_turn", self.frames_per_turn or UNLIMITED)
+        object.__setattr__(self, "burst", max(1.0, self.rate))
+
+
+DEFAULT_LIMITS = FlowLimits()
 
 
 class Flow:
     """A socket's read/write decisions and deadlines. Times are the edge's clock, in seconds.
 
-    Limits (defaults as the node's): ``write_buffer`` 1 MiB, ``overflow`` ``close``,
-    ``hold_timeout`` 30 s, ``idle_timeout`` 0 (off), ``linger`` 1 s, ``flush_timeout`` 5 s,
-    ``probe_interval`` 0.5 s, ``frames_per_turn`` 0 (no cap; the node's is 256), ``rate`` 0
-    (off).
+    Its ``limits`` are shared, not copied, and nothing is allocated for held frames until
+    there are some: an idle socket costs one small object (issue 14, RSS per socket).
     """
 
     __slots__ = (
@@ -143,56 +172,20 @@ class Flow:
         "_reading",
         "_tokens",
         "_tokens_at",
-        "burst",
-        "flush_timeout",
-        "frames_per_turn",
-        "hold_timeout",
-        "idle_timeout",
-        "linger",
-        "overflow",
-        "probe_interval",
-        "rate",
+        "limits",
         "reason",
         "state",
-        "turn",
-        "write_buffer",
     )
 
-    def __init__(
-        self,
-        *,
-        write_buffer: int = 1024 * 1024,
-        overflow: str = "close",
-        hold_timeout: float = 30.0,
-        idle_timeout: float = 0.0,
-        linger: float = 1.0,
-        flush_timeout: float = 5.0,
-        probe_interval: float = 0.5,
-        frames_per_turn: int = 0,
-        turn: float = 0.0,
-        rate: float = 0.0,
-        now: float = 0.0,
-    ) -> None:
-        if overflow not in OVERFLOW_POLICIES:
-            raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, not {overflow!r}")
-        self.write_buffer = write_buffer
-        self.overflow = overflow
-        self.hold_timeout = hold_timeout
-        self.idle_timeout = idle_timeout
-        self.linger = linger
-        self.flush_timeout = flush_timeout
-        self.probe_interval = probe_interval
-        self.frames_per_turn = frames_per_turn or UNLIMITED
-        self.turn = turn
-        self.rate = rate
-        self.burst = max(1.0, rate)
-        self._tokens = self.burst
+    def __init__(self, limits: FlowLimits = DEFAULT_LIMITS, *, now: float = 0.0) -> None:
+        self.limits = limits
+        self._tokens = limits.burst
         self._tokens_at = now
         self._allowed = UNLIMITED
         self._pace_at: float | None = None
         self.state = OPEN
         self.reason = ""
-        self._held: list[bytes] = []
+        self._held: list[bytes] | None = None  # None: none held
         self._pause = 0  # Pause values, as an int
         self._reading = True
         self._peer_closed = False
@@ -207,17 +200,21 @@ class Flow:
     @property
     def held(self) -> Sequence[bytes]:
         """The frames waiting for a link, oldest first (read-only: use the methods below)."""
-        return self._held
+        return self._held or NO_FRAMES
 
     def hold(self, frames: Iterable[bytes]) -> None:
         """Frames just read, after those already held."""
-        self._held.extend(frames)
+        if self._held is None:
+            self._held = list(frames)
+        else:
+            self._held.extend(frames)
 
     def allowance(self, now: float) -> int:
         """How many held frames may be placed now (this turn's cap, the rate's tokens)."""
-        allowed = self.frames_per_turn
-        if self.rate:
-            tokens = min(self.burst, self._tokens + (now - self._tokens_at) * self.rate)
+        limits = self.limits
+        allowed = limits.per_turn
+        if limits.rate:
+            tokens = min(limits.burst, self._tokens + (now - self._tokens_at) * limits.rate)
             self._tokens, self._tokens_at = tokens, now
             allowed = min(allowed, int(tokens))
         self._allowed = allowed
@@ -227,8 +224,9 @@ class Flow:
         """The first ``count`` held frames went to links; the rest (if any) waits for its
         turn or a token when the allowance stopped it, else for a link (backpressure)."""
         held = self._held
-        del held[:count]
-        if self.rate:
+        if held is not None:
+            del held[:count]
+        if self.limits.rate:
             self._tokens -= count
         allowed, self._allowed = self._allowed, UNLIMITED
         if held:
@@ -238,35 +236,40 @@ class Flow:
                 self._pause = self._pause & ~_PACED | _BACKPRESSURE
                 self._pace_at = None
                 if self._hold_at is None and self.state is OPEN:
-                    self._hold_at = now + self.hold_timeout
-        elif self._pause & _HELD:
-            self._pause &= ~_HELD
-            self._hold_at = self._pace_at = None
-        else:
+                    self._hold_at = now + self.limits.hold_timeout
+            return self._reading_change(now)
+        self._held = None  # an idle socket keeps no list
+        if not self._pause & _HELD:
             return None  # nothing held before or after: the common case
+        self._pause &= ~_HELD
+        self._hold_at = self._pace_at = None
         return self._reading_change(now)
 
     def _pace(self, now: float) -> None:
         self._pause = self._pause & ~_BACKPRESSURE | _PACED
         self._hold_at = None
-        if self.rate and self._tokens < 1.0:
-            self._pace_at = now + (1.0 - self._tokens) / self.rate
+        limits = self.limits
+        if limits.rate and self._tokens < 1.0:
+            self._pace_at = now + (1.0 - self._tokens) / limits.rate
         else:
-            self._pace_at = now + self.turn
+            self._pace_at = now + limits.turn
 
     @property
     def waiting_for_rate(self) -> bool:
         """Frames wait for the rate's next token (not only for the next turn)."""
-        return bool(self._pause & _PACED) and bool(self.rate) and self._tokens < 1.0
+        return bool(self._pause & _PACED) and bool(self.limits.rate) and self._tokens < 1.0
 
     def requeue(self, frames: Sequence[bytes]) -> None:
         """Frames a link gave back go before those held, in their order."""
-        self._held[:0] = frames
+        if self._held is None:
+            self._held = list(frames)
+        else:
+            self._held[:0] = frames
 
     def drop_all(self) -> int:
         """Forget every held frame; the count is for the edge to report."""
-        count = len(self._held)
-        self._held.clear()
+        count = len(self._held or NO_FRAMES)
+        self._held = None
         self._hold_at = self._pace_at = None
         return count
 
@@ -304,7 +307,7 @@ class Flow:
 
     def _arm_linger(self, now: float) -> None:
         if self._linger_at is None:
-            self._linger_at = now + self.linger
+            self._linger_at = now + self.limits.linger
 
     def _reading_change(self, now: float) -> Reading | None:
         if self.state is not OPEN:
@@ -313,7 +316,7 @@ class Flow:
         if not probe:
             self._probe_at = None
         elif self._probe_at is None:
-            self._probe_at = now + self.probe_interval
+            self._probe_at = now + self.limits.probe_interval
         want = not self._pause
         if want == self._reading:
             return None
@@ -330,9 +333,9 @@ class Flow:
         """What to do with a reply of ``size`` bytes when ``buffered`` bytes wait to be sent."""
         if self.state is not OPEN:
             return DROP_CLOSED
-        if not buffered or buffered + size <= self.write_buffer:
+        if not buffered or buffered + size <= self.limits.write_buffer:
             return WRITE
-        if self.overflow == "drop":
+        if self.limits.overflow == "drop":
             return DROP_FULL
         self.abort("write buffer full")
         return CLOSE_FULL
@@ -345,7 +348,7 @@ class Flow:
             return False
         self._closing(reason)
         if buffered:
-            self._flush_at = now + self.flush_timeout
+            self._flush_at = now + self.limits.flush_timeout
         return True
 
     def abort(self, reason: str) -> None:
@@ -374,7 +377,8 @@ class Flow:
             return self._flush_at
         if self.state is CLOSED:
             return None
-        idle = self._last_io + self.idle_timeout if self.idle_timeout > 0 else None
+        idle_timeout = self.limits.idle_timeout
+        idle = self._last_io + idle_timeout if idle_timeout > 0 else None
         times = (self._hold_at, self._pace_at, self._linger_at, self._probe_at, idle)
         armed = [t for t in times if t is not None]
         return min(armed, default=None)
@@ -396,13 +400,14 @@ class Flow:
         if self._pace_at is not None and now >= self._pace_at:
             self._pace_at = None
             due.append(Deadline.PACE)
-        if self.idle_timeout > 0 and now - self._last_io >= self.idle_timeout:
+        idle_timeout = self.limits.idle_timeout
+        if idle_timeout > 0 and now - self._last_io >= idle_timeout:
             due.append(Deadline.IDLE)
         if self._linger_at is not None and now >= self._linger_at:
             self._linger_at = None
             due.append(Deadline.LINGER)
         if self._probe_at is not None and now >= self._probe_at:
-            self._probe_at = now + self.probe_interval
+            self._probe_at = now + self.limits.probe_interval
             due.append(Deadline.PROBE)
         return due
 
@@ -410,4 +415,4 @@ class Flow:
         reasons = "|".join(name for name, bit in PAUSE_NAMES if bit & self._pause)
         reading = "reading" if self._reading else f"paused={reasons}"
         reason = f" reason={self.reason!r}" if self.reason else ""
-        return f"<Flow {self.state.value} {reading} held={len(self._held)}{reason}>"
+        return f"<Flow {self.state.value} {reading} held={len(self.held)}{reason}>"

@@ -14,7 +14,9 @@ from __future__ import annotations
 import enum
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from paradoxplex.shared.errors import InvalidRequest
@@ -22,6 +24,7 @@ from paradoxplex.shared.errors import InvalidRequest
 MAX_LABELS = 32
 MAX_LABEL_LENGTH = 128
 LABEL_KEY_CHARS = "[A-Za-z0-9._/-]"
+NO_LABELS: Mapping[str, str] = MappingProxyType({})
 _LABEL_KEY = re.compile(f"{LABEL_KEY_CHARS}+")
 
 
@@ -38,14 +41,16 @@ class BroadcastTarget(enum.Enum):
 
 @dataclass(slots=True)
 class SessionInfo:
-    """What the fleet knows about one socket. Counters are updated by the node that holds it."""
+    """What the fleet knows about one socket. Counters are updated by the node that holds it.
+    ``labels`` are replaced whole, never changed in place: a socket without any shares one
+    empty read-only map (most sockets have none)."""
 
     uuid: str
     node_id: str
     remote: str
     connected_at: float
     state: SessionState = SessionState.ACTIVE
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = field(default_factory=lambda: NO_LABELS)
     bytes_in: int = 0
     bytes_out: int = 0
     messages_in: int = 0
