@@ -15,9 +15,7 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import time
 from collections.abc import Callable, Iterable
 
@@ -101,11 +99,6 @@ class SessionHosting:
         self.sessions[info.uuid] = session
         self.metrics.sockets_opened.inc()
         self.metrics.sockets.set(len(self.sessions))
-        if transport is not None:
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sync.added(info)
         if self.shared and self._registered_in_fleet():
             self.unregistered.add(info.uuid)  # nothing reaches an upstream before the fleet
