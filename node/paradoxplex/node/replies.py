@@ -132,16 +132,17 @@ class ReplyRouter:
         writes never wait for the fleet."""
         actions = route_broadcast(self._infos(), target, label, payload, fleet=self._shared)
         publishing: list[asyncio.Task[None]] = []
-        written = 0
+        written = tried = 0
         for action in actions:
-            if isinstance(action, WriteLocal):
-                if written and written % BROADCAST_SLICE == 0:
-                    await asyncio.sleep(0)  # let the publish reach the bus
-                written += self._write(action)
+            if not isinstance(action, WriteLocal):
+                pending = self._execute(action)
+                if pending is not None:
+                    publishing.append(self.tasks.spawn(pending, "publish broadcast"))
                 continue
-            pending = self._execute(action)
-            if pending is not None:
-                publishing.append(self.tasks.spawn(pending, "publish broadcast"))
+            if tried and tried % BROADCAST_SLICE == 0:
+                await asyncio.sleep(0)  # let the publish reach the bus
+            tried += 1
+            written += self._write(action)
         for task in publishing:
             await task
         return written
