@@ -113,9 +113,11 @@ def test_broadcast_with_no_local_sessions(fleet: bool, expected: int) -> None:
     assert all(isinstance(a, PublishBroadcast) for a in actions)
 
 
-def test_publish_comes_after_the_local_writes() -> None:
+def test_publish_comes_before_the_local_writes() -> None:
+    """The other nodes fan out while this one writes to its own sockets."""
     actions = route_broadcast(SESSIONS, BroadcastTarget.ALL, None, b"x", fleet=True)
-    assert isinstance(actions[-1], PublishBroadcast)
+    assert isinstance(actions[0], PublishBroadcast)
+    assert all(isinstance(a, WriteLocal) for a in actions[1:])
 
 
 def test_the_table_covers_every_target() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import uuid
 
 import pytest
 
@@ -11,6 +12,7 @@ from paradoxplex.shared.sessions import (
     MAX_LABEL_LENGTH,
     MAX_LABELS,
     BroadcastTarget,
+    SessionIds,
     SessionInfo,
     SessionState,
     canonical_uuid,
@@ -280,3 +282,26 @@ def test_from_dict_coerces_strings() -> None:
         }
     )
     assert (info.bytes_in, info.labels) == (7, {"k": "5"})
+
+
+def test_session_ids_are_version_4_with_every_other_bit_random() -> None:
+    ids = SessionIds(block=8)
+    values = [uuid.UUID(ids.new()) for _ in range(200)]  # 25 blocks
+    assert len(set(values)) == 200
+    assert all(value.version == 4 and value.variant == uuid.RFC_4122 for value in values)
+    assert all(canonical_uuid(str(value)) == str(value) for value in values)
+    ored = 0
+    anded = (1 << 128) - 1
+    for value in values:
+        ored |= value.int
+        anded &= value.int
+    fixed = (0xF000 << 64) | (0xC000 << 48)  # the version and variant bits
+    assert ored | fixed == (1 << 128) - 1  # every random bit was seen set...
+    assert anded & ~fixed == 0  # ...and clear
+
+
+def test_forgetting_the_drawn_bytes_draws_new_ones() -> None:
+    ids = SessionIds(block=4)
+    first = ids.new()
+    ids.forget()
+    assert ids.new() != first

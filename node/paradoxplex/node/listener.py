@@ -34,6 +34,10 @@ from paradoxplex.shared.proxy import ProxyHeader, ProxyHeaderReader
 log = logging.getLogger("paradoxplex.node.session")
 
 HANDSHAKE_TIMEOUT = 10.0
+#: Connections the kernel may hold completed but not yet accepted. A reconnect storm fills a
+#: short queue while the loop is busy, and the kernel then drops SYNs (the client retries
+#: after 1 s). Linux caps it at ``net.core.somaxconn`` (4096 by default since 5.4).
+BACKLOG = 65535
 
 
 class Listener:
@@ -63,7 +67,7 @@ class Listener:
             address.host,
             address.port,
             reuse_port=reuse_port or None,
-            backlog=1024,
+            backlog=BACKLOG,
             ssl=direct_tls,
             ssl_handshake_timeout=HANDSHAKE_TIMEOUT if direct_tls else None,
         )

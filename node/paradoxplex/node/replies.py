@@ -45,6 +45,8 @@ log = logging.getLogger("paradoxplex.node.replies")
 
 OWNER_CACHE = 65_536
 UNKNOWN_LIMIT = 10_000
+#: Local sockets a broadcast writes to between two yields to the loop (see ``broadcast``).
+BROADCAST_SLICE = 512
 
 TARGETS = {
     pb.BROADCAST_ALL: BroadcastTarget.ALL,
@@ -123,16 +125,26 @@ class ReplyRouter:
     async def broadcast(
         self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
     ) -> int:
-        """Write to each matching local socket once, and publish once for the other nodes;
-        the number of local sockets written to."""
-        written = 0
-        for action in route_broadcast(self._infos(), target, label, payload, fleet=self._shared):
-            if isinstance(action, WriteLocal):
-                written += self._write(action)
-            else:
+        """Publish once for the other nodes and write to each matching local socket once; the
+        number of local sockets written to. The publish is started first and goes out while
+        the local writes go on (they yield every ``BROADCAST_SLICE`` sockets), so the other
+        nodes fan out at the same time as this one; it is awaited at the end. The local
+        writes never wait for the fleet."""
+        actions = route_broadcast(self._infos(), target, label, payload, fleet=self._shared)
+        publishing: list[asyncio.Task[None]] = []
+        written = tried = 0
+        for action in actions:
+            if not isinstance(action, WriteLocal):
                 pending = self._execute(action)
                 if pending is not None:
-                    await pending
+                    publishing.append(self.tasks.spawn(pending, "publish broadcast"))
+                continue
+            if tried and tried % BROADCAST_SLICE == 0:
+                await asyncio.sleep(0)  # let the publish reach the bus
+            tried += 1
+            written += self._write(action)
+        for task in publishing:
+            await task
         return written
 
     # from other nodes -------------------------------------------------------------------

@@ -20,6 +20,7 @@ Rules:
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -35,6 +36,7 @@ class Refusal(enum.Enum):
     ACCEPT_RATE = "accept_rate"
 
 
+@functools.lru_cache(maxsize=4096)  # parsing an address costs more than the rest of an accept
 def source_of(host: str) -> str:
     """The source a peer address counts against: IPv4 as is, IPv6 by its /64."""
     try:

@@ -7,9 +7,9 @@ Rules:
   (a socket that connected on another node a moment ago may not be in the fleet state yet).
   After that it is undeliverable (counted and logged, never an exception). A lone node
   (``fleet=False``) neither looks up nor retries.
-- A broadcast is delivered to the matching local sockets and published once for the other
-  nodes (in fleet mode); each node delivers only to the sockets it holds, so each matching
-  socket gets it exactly once.
+- A broadcast is published once for the other nodes (in fleet mode), first, so that they
+  fan out while this node writes, and delivered to the matching local sockets; each node
+  delivers only to the sockets it holds, so each matching socket gets it exactly once.
 """
 
 from __future__ import annotations
@@ -107,10 +107,7 @@ def route_broadcast(
     *,
     fleet: bool,
 ) -> list[Action]:
-    """Writes to each matching local session, plus one publish for the fleet."""
-    actions: list[Action] = [
-        WriteLocal(info.uuid, payload) for info in sessions if matches(info, target, label)
-    ]
-    if fleet:
-        actions.append(PublishBroadcast(target, label, payload))
+    """One publish for the fleet (first), then a write to each matching local session."""
+    actions: list[Action] = [PublishBroadcast(target, label, payload)] if fleet else []
+    actions += (WriteLocal(info.uuid, payload) for info in sessions if matches(info, target, label))
     return actions

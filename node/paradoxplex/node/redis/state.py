@@ -221,14 +221,14 @@ class RedisFleet:
 
     async def _register_bucket(self, bucket: int, infos: list[SessionInfo]) -> None:
         keys = self.keys
+        rows: dict[bytes, bytes] = {}
         by_node: dict[str, list[bytes]] = {}
         for info in infos:
-            by_node.setdefault(info.node_id, []).append(session_id(info.uuid))
+            key = session_id(info.uuid)
+            rows[key] = pack_session(info)
+            by_node.setdefault(info.node_id, []).append(key)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.sessions_data(bucket),
-                mapping={session_id(i.uuid): pack_session(i) for i in infos},
-            )
+            pipe.hset(keys.sessions_data(bucket), mapping=rows)  # type: ignore[arg-type]
             for node_id, ids in by_node.items():
                 pipe.zadd(keys.node_sessions(node_id, bucket), dict.fromkeys(ids, 0))
             await pipe.execute()
