@@ -95,3 +95,57 @@ async def test_one_at_a_time_for_original_proto_links() -> None:
         queue.put(item)
     assert names(await queue.next(1)) == ["a"]
     assert names(await queue.next(1)) == ["b"]
+
+
+async def test_lanes_keep_each_socket_on_one_lane_in_order() -> None:
+    queue = make_queue()
+    queue.set_lanes(4)
+    sent = [Outgoing(f"s{i % 10}", b"%d" % i) for i in range(200)]
+    put_all(queue, sent)
+    assert len(queue) == 200
+    seen: dict[str, list[bytes]] = {}
+    lane_of_socket: dict[str, int] = {}
+    for lane in range(4):
+        while batch := queue.take(1, lane=lane):
+            item = batch[0]
+            seen.setdefault(item.client_uuid, []).append(item.payload)
+            assert lane_of_socket.setdefault(item.client_uuid, lane) == lane
+    assert not queue
+    for socket, payloads in seen.items():
+        assert payloads == [s.payload for s in sent if s.client_uuid == socket]
+    assert len(set(lane_of_socket.values())) > 1  # the sockets are spread
+
+
+async def test_set_lanes_spreads_what_is_queued_and_the_limit_counts_all_lanes() -> None:
+    queue = make_queue(limit=6)
+    put_all(queue, items("a", "b", "c", "d", "e"))
+    queue.set_lanes(3)
+    assert len(queue) == 5
+    assert queue.has_room()
+    queue.put(items("f")[0])
+    assert not queue.has_room()
+    assert sorted(names(queue.drain())) == ["a", "b", "c", "d", "e", "f"]
+
+
+async def test_a_failed_write_goes_back_to_the_front_of_its_lane() -> None:
+    queue = make_queue()
+    queue.set_lanes(3)
+    put_all(queue, items("x", "x", "x"))
+    lane = queue.lane_of("x")
+    taken = await queue.next(1, lane)
+    queue.put_back(taken)
+    assert len(queue) == 3
+    assert [item.client_uuid for item in queue.take(10, lane=lane)] == ["x", "x", "x"]
+
+
+async def test_a_writer_waits_on_its_own_lane() -> None:
+    queue = make_queue()
+    queue.set_lanes(2)
+    mine = next(n for n in (f"s{i}" for i in range(100)) if queue.lane_of(n) == 1)
+    other = next(n for n in (f"s{i}" for i in range(100)) if queue.lane_of(n) == 0)
+    waiting = asyncio.ensure_future(queue.next(1, 1))
+    queue.put(items(other)[0])
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    queue.put(items(mine)[0])
+    assert names(await waiting) == [mine]

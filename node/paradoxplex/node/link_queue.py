@@ -14,6 +14,11 @@ Rules:
   back to the front.
 - Items of a write that failed go back to the front, in order (``put_back``); ``drain()``
   empties the queue for the items to be placed on other links.
+- Lanes: a link with several parallel streams (the original proto's, one message per gRPC
+  message) gives each stream a lane, and every item of one socket goes to the same lane
+  (by its uuid), so a socket's messages cannot overtake each other on two streams and reach
+  the upstream out of order. ``set_lanes`` spreads what is queued by the same rule; the
+  limit counts the items of all lanes.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ class Outgoing:
 
 
 class LinkQueue:
-    __slots__ = ("_items", "_on_refused", "_on_room", "_wakeup", "limit", "limits")
+    __slots__ = ("_count", "_lanes", "_on_refused", "_on_room", "_wakeups", "limit", "limits")
 
     def __init__(
         self,
@@ -55,77 +60,113 @@ class LinkQueue:
         limits: BatchLimits,
         on_room: Callable[[], None],
         on_refused: Callable[[Outgoing, int], None],
+        lanes: int = 1,
     ) -> None:
         self.limit = limit
         self.limits = limits
-        self._items: deque[Outgoing] = deque()
-        self._wakeup = asyncio.Event()
         self._on_room = on_room
         self._on_refused = on_refused
+        self._lanes: list[deque[Outgoing]] = [deque()]
+        self._wakeups = [asyncio.Event()]
+        self._count = 0
+        self.set_lanes(lanes)
 
     def __len__(self) -> int:
-        return len(self._items)
+        return self._count
 
     def __bool__(self) -> bool:
-        return bool(self._items)
+        return self._count > 0
+
+    @property
+    def lanes(self) -> int:
+        return len(self._lanes)
+
+    def set_lanes(self, count: int) -> None:
+        """``count`` lanes (one per stream); what is queued is spread over them by socket."""
+        if count < 1:
+            raise ValueError("a link queue needs at least one lane")
+        queued = self.drain()
+        self._lanes = [deque() for _ in range(count)]
+        self._wakeups = [asyncio.Event() for _ in range(count)]
+        for item in queued:
+            self.put(item)
 
     def has_room(self) -> bool:
-        return len(self._items) < self.limit
+        return self._count < self.limit
+
+    def lane_of(self, client_uuid: str) -> int:
+        lanes = len(self._lanes)
+        return 0 if lanes == 1 else hash(client_uuid) % lanes
 
     def put(self, item: Outgoing) -> None:
-        self._items.append(item)
-        if not self._wakeup.is_set():
-            self._wakeup.set()
+        lane = self.lane_of(item.client_uuid)
+        self._lanes[lane].append(item)
+        self._count += 1
+        wakeup = self._wakeups[lane]
+        if not wakeup.is_set():
+            wakeup.set()
 
     def put_back(self, items: list[Outgoing]) -> None:
-        """A failed write's items, back at the front in their order."""
-        self._items.extendleft(reversed(items))
+        """A failed write's items (all from one lane), back at its front in their order."""
+        if items:
+            self._lanes[self.lane_of(items[0].client_uuid)].extendleft(reversed(items))
+            self._count += len(items)
 
     def drain(self) -> list[Outgoing]:
-        leftovers = list(self._items)
-        self._items.clear()
+        leftovers = [item for lane in self._lanes for item in lane]
+        for lane in self._lanes:
+            lane.clear()
+        self._count = 0
         return leftovers
 
-    async def next(self, count: int) -> list[Outgoing]:
-        """The next message's items (waits until there are some)."""
+    async def next(self, count: int, lane: int = 0) -> list[Outgoing]:
+        """The next message's items from ``lane`` (waits until there are some)."""
         items: list[Outgoing] = []
         while not items:
-            while not self._items:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            was_full = len(self._items) >= self.limit
-            items = self.take(count)
+            queue = self._lanes[lane]
+            while not queue:
+                wakeup = self._wakeups[lane]
+                wakeup.clear()
+                await wakeup.wait()
+                queue = self._lanes[lane]
+            was_full = self._count >= self.limit
+            items = self.take(count, lane=lane)
             if 1 < len(items) < min(count, TOP_UP_BELOW):
-                await self._top_up(items, count)
-            if was_full or self.limit - len(self._items) <= len(items):
+                await self._top_up(items, count, lane)
+            if was_full or self.limit - self._count <= len(items):
                 self._on_room()
         return items
 
-    async def _top_up(self, items: list[Outgoing], count: int) -> None:
+    async def _top_up(self, items: list[Outgoing], count: int, lane: int) -> None:
         try:
             await asyncio.sleep(0)
         except asyncio.CancelledError:
             self.put_back(items)
             raise
-        self.take(count, items)
+        self.take(count, items, lane=lane)
 
-    def take(self, count: int, items: list[Outgoing] | None = None) -> list[Outgoing]:
-        """Items from the front for one gRPC message (after ``items``, when given: they count
-        toward its limits); too large ones are refused on the way."""
+    def take(
+        self, count: int, items: list[Outgoing] | None = None, *, lane: int = 0
+    ) -> list[Outgoing]:
+        """Items from the front of ``lane`` for one gRPC message (after ``items``, when given:
+        they count toward its limits); too large ones are refused on the way."""
         items = [] if items is None else items
         total = sum(len(item.payload) + ITEM_OVERHEAD for item in items)
-        queue = self._items
+        queue = self._lanes[lane]
         limits = self.limits
+        taken = len(items)
         while queue and len(items) < count:
             size = len(queue[0].payload) + ITEM_OVERHEAD
             if not limits.fits(size):
+                self._count -= 1
                 self._on_refused(queue.popleft(), size)
             elif limits.admits(len(items), total, size):
                 items.append(queue.popleft())
                 total += size
             else:
                 break
+        self._count -= len(items) - taken
         return items
 
     def __repr__(self) -> str:
-        return f"<LinkQueue {len(self._items)}/{self.limit}>"
+        return f"<LinkQueue {self._count}/{self.limit} lanes={len(self._lanes)}>"

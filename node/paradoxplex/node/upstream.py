@@ -8,7 +8,8 @@ what is still queued goes back to the node to be placed on another link.
 
 Data streams: ``batchStreaming`` (many messages per gRPC message, drained from the queue
 without a timer) when the upstream answers the probe, else ``streams`` parallel
-``bidirectionalStreaming`` calls, the original's one message per gRPC message.
+``bidirectionalStreaming`` calls, the original's one message per gRPC message, each stream
+fed by its own lane of the queue so that a socket's messages keep to one stream (in order).
 
 Limits: ``queue_limit`` messages queued per link (the node stops reading sockets when every
 link is full); batches follow ``paradoxplex.shared.batches`` (``limits``, by default at most
@@ -270,6 +271,7 @@ class UpstreamLink:
             batch_call = await self._open_batch(stub) if self.batch_wanted else None
             if batch_call is not None:
                 self.batching = True
+                self.queue.set_lanes(1)
                 calls.append(batch_call)
                 tasks += [
                     asyncio.create_task(self._write_batches(batch_call)),
@@ -277,11 +279,12 @@ class UpstreamLink:
                 ]
             else:
                 self.batching = False
-                for _ in range(self.streams):
+                self.queue.set_lanes(self.streams)  # a socket's messages keep to one stream
+                for lane in range(self.streams):
                     call = stub.bidirectionalStreaming()
                     calls.append(call)
                     tasks += [
-                        asyncio.create_task(self._write_each(call)),
+                        asyncio.create_task(self._write_each(call, lane)),
                         asyncio.create_task(self._read_each(call)),
                     ]
             tasks.append(asyncio.create_task(self._keep_live(stub)))
@@ -345,9 +348,9 @@ class UpstreamLink:
             await self._write(call, batch, items)
             self.counts.sent += len(items)
 
-    async def _write_each(self, call: Any) -> None:
+    async def _write_each(self, call: Any, lane: int) -> None:
         while True:
-            items = await self.queue.next(1)
+            items = await self.queue.next(1, lane)
             await self._write(call, items[0].request(timestamp(time.time())), items)
             self.counts.sent += 1
 
