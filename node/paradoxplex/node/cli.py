@@ -110,6 +110,7 @@ def node_config(args: argparse.Namespace, env: dict[str, str]) -> NodeConfig:
 
 async def run_node(config: NodeConfig) -> None:
     from paradoxplex.node.backends import build_backend, starting
+    from paradoxplex.node.collector import tune_collector
     from paradoxplex.node.node import Node
 
     stop = asyncio.Event()
@@ -119,6 +120,7 @@ async def run_node(config: NodeConfig) -> None:
     node = Node(config, await build_backend(config))
     async with starting(config):  # a Redis error here: one line, no traceback
         await node.start()
+    tune_collector()
     loop.add_signal_handler(signal.SIGHUP, node.reload_certificates)
     if not node.pool.links:
         log.warning(

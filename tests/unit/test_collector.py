@@ -1,0 +1,48 @@
+"""The node's garbage-collector settings: what is alive at start is frozen, generation 0 is
+collected less often, and what is made afterwards is still collected."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+from paradoxplex.node.collector import GEN0, tune_collector
+
+
+@pytest.fixture
+def restored_collector() -> Iterator[None]:
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.other: Cycle | None = None
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_tuning_freezes_what_is_alive_and_raises_the_first_threshold() -> None:
+    gc.unfreeze()
+    _, gen1, gen2 = gc.get_threshold()
+    alive = [object()]
+    tune_collector()
+    assert gc.get_freeze_count() > 0
+    assert gc.is_tracked(alive)
+    assert all(obj is not alive for obj in gc.get_objects())  # frozen: in no generation
+    assert gc.get_threshold() == (GEN0, gen1, gen2)
+
+
+@pytest.mark.usefixtures("restored_collector")
+def test_cycles_made_after_tuning_are_still_collected() -> None:
+    tune_collector()
+    first, second = Cycle(), Cycle()
+    first.other, second.other = second, first
+    gone = weakref.ref(first)
+    del first, second
+    gc.collect()
+    assert gone() is None
