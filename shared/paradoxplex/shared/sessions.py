@@ -94,11 +94,8 @@ class SessionInfo:
 class SessionIds:
     """Random (version 4) UUIDs, as ``uuid.uuid4`` makes them, but drawn ``block`` at a time:
     one ``os.urandom`` call per ``block`` ids instead of one per id (a storm of new sockets
-    pays it per socket). Every id keeps 122 random bits; only the RFC 4122 version and
-    variant bits are set."""
-
-    _CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
-    _SET = (0x4000 << 64) | (0x8000 << 48)
+    pays it per socket). Every id keeps 122 random bits; ``uuid.UUID`` sets the RFC 4122
+    version and variant bits."""
 
     def __init__(self, *, block: int = 256) -> None:
         self.block = block
@@ -111,9 +108,7 @@ class SessionIds:
             self._random = os.urandom(16 * self.block)
             at = 0
         self._at = at + 16
-        number = (int.from_bytes(self._random[at : at + 16], "big") & self._CLEAR) | self._SET
-        h = f"{number:032x}"
-        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+        return str(uuid.UUID(bytes=self._random[at : at + 16], version=4))
 
     def forget(self) -> None:
         """Drop the drawn bytes (a forked child must not hand out its parent's ids)."""
