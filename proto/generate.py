@@ -6,10 +6,12 @@ Usage: python proto/generate.py            regenerate in place
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from grpc_tools import protoc  # type: ignore[import-untyped]
@@ -18,6 +20,26 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 OUT = ROOT / "shared"
 PROTOS = ["paradoxplex/wire/upstream.proto", "paradoxplex/wire/bus.proto"]
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Hold what protoc's plugins print on file descriptor 2 (mypy-protobuf's "Writing mypy
+    to ..." per file); show it only when protoc fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            sys.stderr.write(held.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def generate(out: Path) -> None:
@@ -60,7 +82,8 @@ def main(argv: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         fresh = Path(tmp)
         (fresh / "paradoxplex/wire").mkdir(parents=True)
-        generate(fresh)
+        with quiet_stderr():  # a check writes nothing, so it says nothing of writing
+            generate(fresh)
         bad = stale(OUT, fresh)
     if bad:
         print(f"generated code is stale, run 'python proto/generate.py': {', '.join(bad)}")

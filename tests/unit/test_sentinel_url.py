@@ -188,7 +188,7 @@ def test_the_local_sentinels_watch_the_master_and_a_dead_redis_waits() -> None:
 def test_concurrent_lookups_keep_every_sentinel() -> None:
     """Two lookups answered by the same sentinel each move it to the front: the list keeps
     all three (redis-py's swap by a stale index would hold one twice and lose one)."""
-    sentinel = FleetSentinel([("s1", 1), ("s2", 2), ("s3", 3)])  # type: ignore[no-untyped-call]
+    sentinel = FleetSentinel([("s1", 1), ("s2", 2), ("s3", 3)])
     first, answered, last = sentinel.sentinels
     sentinel._ask_first(answered)
     sentinel._ask_first(answered)

@@ -142,7 +142,7 @@ def sentinel_master(
     options = connection_options(parsed)
     options.setdefault("socket_timeout", socket_timeout)
     options.setdefault("socket_connect_timeout", socket_timeout)
-    sentinel = FleetSentinel(  # type: ignore[no-untyped-call]
+    sentinel = FleetSentinel(
         list(parsed.sentinels), sentinel_kwargs=sentinel_options(parsed, options)
     )
     redis = sentinel.master_for(
