@@ -12,7 +12,7 @@ Rules:
 - Actions answer 200 ``{"ok": true}``; DELETE answers 204; POST /v1/upstreams answers 201.
 - One DEBUG line per request (method, path, status); mount with ``access_log=None`` to keep
   aiohttp's own access log quiet.
-- Serve it with ``AdminRunner``: a request aiohttp cannot parse (a 10 kB URL, a NUL in a
+- Serve it with ``AdminServer``: a request aiohttp cannot parse (a 10 kB URL, a NUL in a
   header, not HTTP) never reaches the app; the runner answers it in the same error shape
   (400 ``bad_request``) with one WARNING line, where aiohttp would answer plain text and log
   an ERROR with a traceback.
@@ -20,9 +20,11 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from ssl import SSLContext
 from typing import Any
 
 import orjson
@@ -178,21 +180,59 @@ class _AdminRequestHandler(RequestHandler):
         return response
 
 
-class _AdminServer(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _AdminRequestHandler(self, loop=self._loop, **self._kwargs)
+class AdminServer:
+    """Serves the admin app on one address; malformed HTTP is answered in the API's error shape
+    with one log line (see ``_AdminRequestHandler``).
 
+    Public aiohttp API only: ``web.AppRunner`` runs the app (setup, shutdown, cleanup) and its
+    ``server`` property is the low-level server that ties a connection to the app; each
+    connection's protocol is our ``RequestHandler`` subclass, made by the factory given to
+    ``loop.create_server`` (aiohttp's ``TCPSite`` would make aiohttp's own).
+    """
 
-class AdminRunner(web.AppRunner):
-    """``web.AppRunner`` for the admin app: malformed HTTP is answered in the API's error
-    shape with one log line (see ``_AdminRequestHandler``)."""
+    __slots__ = ("_handler_options", "_listening", "_runner")
 
-    __slots__ = ()
+    def __init__(self, app: web.Application) -> None:
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._handler_options: dict[str, Any] = {"access_log": None}
+        self._listening: asyncio.Server | None = None
 
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        server.__class__ = _AdminServer  # the same object; only its protocol factory differs
-        return server
+    def __repr__(self) -> str:
+        return f"<AdminServer address={self.address}>"
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        """(host, port) actually bound (the port when asked for 0), or None before start."""
+        if self._listening is None or not self._listening.sockets:
+            return None
+        host, port = self._listening.sockets[0].getsockname()[:2]
+        return host, port
+
+    async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> tuple[str, int]:
+        """Set the app up and listen; the (host, port) bound. OSError when the address is taken."""
+        await self._runner.setup()
+        loop = asyncio.get_running_loop()
+        server = self._runner.server
+        assert server is not None  # set by setup()
+
+        def connection() -> RequestHandler:
+            return _AdminRequestHandler(server, loop=loop, **self._handler_options)
+
+        self._listening = await loop.create_server(
+            connection, host, port, ssl=ssl, reuse_address=True
+        )
+        address = self.address
+        assert address is not None
+        return address
+
+    async def close(self) -> None:
+        """Stop listening, end open connections (after the requests in flight), clean up."""
+        if self._listening is not None:
+            self._listening.close()
+        await self._runner.cleanup()
+        if self._listening is not None:
+            await self._listening.wait_closed()
+            self._listening = None
 
 
 def _require_token(token: str, open_paths: frozenset[str] = OPEN_PATHS) -> Middleware:

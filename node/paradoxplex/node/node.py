@@ -25,9 +25,7 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
-from aiohttp import web
-
-from paradoxplex.admin.app import AdminRunner, build_app
+from paradoxplex.admin.app import AdminServer, build_app
 from paradoxplex.node.bus_endpoint import BusEndpoint
 from paradoxplex.node.commands import SocketCommands
 from paradoxplex.node.control import NodeControl
@@ -144,7 +142,7 @@ class Node:
         self.listen_address = ""
         self.admin_url = ""
         self._server: asyncio.Server | None = None
-        self._admin: web.AppRunner | None = None
+        self._admin: AdminServer | None = None
         self.stopped = asyncio.Event()
         self._stopping: asyncio.Future[None] | None = None
 
@@ -194,20 +192,13 @@ class Node:
             token=self.config.admin_token,
             metrics_public=self.config.metrics_public,
         )
-        self._admin = AdminRunner(app, access_log=None, handle_signals=False)
-        await self._admin.setup()
-        site = web.TCPSite(
-            self._admin,
-            self.config.admin.host,
-            self.config.admin.port,
-            ssl_context=self.admin_tls.context if self.admin_tls else None,
-        )
+        self._admin = AdminServer(app)
         with naming("--admin", self.config.admin):
-            await site.start()
-        port = self.config.admin.port
-        for address in self._admin.addresses:  # the bound port, when asked for port 0
-            port = address[1]
-            break
+            _, port = await self._admin.start(  # the bound port, when asked for port 0
+                self.config.admin.host,
+                self.config.admin.port,
+                self.admin_tls.context if self.admin_tls else None,
+            )
         scheme = "https" if self.admin_tls else "http"
         self.admin_url = f"{scheme}://{reachable_host(self.config.admin.host)}:{port}"
 
@@ -293,7 +284,7 @@ class Node:
         await _bounded("close bus endpoint", self.endpoint.close(), 5.0)
         await _bounded("close fleet", self.fleet.close(), 3.0)
         if self._admin is not None:
-            await _bounded("close admin API", self._admin.cleanup(), 3.0)
+            await _bounded("close admin API", self._admin.close(), 3.0)
         if self._server is not None:
             self._server.close()
             await _bounded("close listener", self._server.wait_closed(), 2.0)
