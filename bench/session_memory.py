@@ -27,10 +27,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from paradoxplex.node.cli import install_uvloop
+from paradoxplex.node.cli.main import install_uvloop
+from paradoxplex.node.fleet.memory import memory_backend
 from paradoxplex.node.node import Node
 from paradoxplex.shared.config import Address, NodeConfig
-from paradoxplex.shared.fleet import memory_backend
 from paradoxplex.upstream import Message, Outbox, UpstreamServer
 
 CLIENTS = """

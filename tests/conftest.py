@@ -25,8 +25,9 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from paradoxplex.node.redis import RedisFleet, connect
-from paradoxplex.shared.fleet import FleetState, MemoryFleet
+from paradoxplex.node.fleet.memory import MemoryFleet
+from paradoxplex.node.fleet.redis import RedisFleet, connect
+from paradoxplex.shared.fleet import FleetState
 from paradoxplex.shared.placement import split_urls
 from tests.support.redis_cluster import ClusterServers
 from tests.support.redis_server import RedisServer

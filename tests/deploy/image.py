@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from paradoxplex.admin.cli import TOKEN_ENV, URL_ENV
-from paradoxplex.node import cli
+from paradoxplex.node.cli import main as cli
 from paradoxplex.shared.config import NodeConfig, env_name, load_config, parse_address
 from paradoxplex.shared.errors import ConfigError
 

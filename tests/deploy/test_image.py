@@ -8,8 +8,8 @@ import shlex
 import pytest
 
 from paradoxplex.admin.cli import TOKEN_ENV
-from paradoxplex.node import cli
-from paradoxplex.node.health import target_of
+from paradoxplex.node.cli import main as cli
+from paradoxplex.node.cli.healthcheck import target_of
 from paradoxplex.shared.errors import ConfigError
 from tests.deploy.compose import COMPOSE, compose_runs, compose_services
 from tests.deploy.image import (

@@ -13,7 +13,7 @@ from paradoxplex.admin.app import OPEN_PATHS
 from paradoxplex.admin.cli import TOKEN_ENV
 from paradoxplex.shared.config import NodeConfig, env_name
 from paradoxplex.shared.credentials import redact_url
-from paradoxplex.shared.sentinel import is_sentinel_url, parse_sentinel_url
+from paradoxplex.shared.sentinel_url import is_sentinel_url, parse_sentinel_url
 from tests.deploy.compose import COMPOSE, compose_builds_here, compose_services
 from tests.deploy.image import (
     IMAGE_NAME,

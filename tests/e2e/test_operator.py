@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from paradoxplex.node.cli import version
+from paradoxplex.node.cli.main import version
 from tests.support.eventually import eventually
 from tests.support.processes import ECHO_LINE, NODE_LINE, Running, executable, run, start
 
@@ -209,7 +209,7 @@ def test_health_probes_an_upstream_and_a_node(echo_port: int) -> None:
 
 
 def test_health_finds_the_role_of_the_main_process() -> None:
-    from paradoxplex.node.health import Target, target_of
+    from paradoxplex.node.cli.healthcheck import Target, target_of
     from paradoxplex.shared.config import Address
 
     echo = ["/opt/paradoxplex/bin/python", "paradoxplex", "upstream-echo", "--listen", "0.0.0.0:5"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from paradoxplex.node.health import admin_target, target_of
+from paradoxplex.node.cli.healthcheck import admin_target, target_of
 from paradoxplex.shared.proxy import V2_SIGNATURE
 from tests.conftest import delete_prefix
 from tests.support.eventually import eventually

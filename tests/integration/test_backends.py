@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 
-from paradoxplex.node.backends import BACKENDS, backend_name, build_backend
-from paradoxplex.node.redis import RedisBus, RedisFleet
+from paradoxplex.node.fleet.backends import BACKENDS, backend_name, build_backend
+from paradoxplex.node.fleet.memory import MemoryBus, MemoryFleet
+from paradoxplex.node.fleet.redis import RedisBus, RedisFleet
 from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.errors import ConfigError
-from paradoxplex.shared.fleet import Backend, MemoryBus, MemoryFleet
+from paradoxplex.shared.fleet import Backend
 from tests.conftest import delete_prefix
 from tests.support.bus import started
 from tests.support.fleet import free_port

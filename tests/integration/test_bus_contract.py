@@ -18,8 +18,9 @@ from typing import Protocol
 import pytest
 import pytest_asyncio
 
-from paradoxplex.node.redis import RedisBus
-from paradoxplex.shared.fleet import FleetBus, MemoryBus, MemoryHub
+from paradoxplex.node.fleet.memory import MemoryBus, MemoryHub
+from paradoxplex.node.fleet.redis import RedisBus
+from paradoxplex.shared.fleet import FleetBus
 from tests.conftest import delete_prefix
 from tests.support.bus import settled, started
 from tests.support.eventually import eventually

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from redis.asyncio import Redis
 
-from paradoxplex.node.redis import RedisFleet
+from paradoxplex.node.fleet.redis import RedisFleet
 from paradoxplex.shared.fleet import FleetState, NodeRecord
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec

@@ -19,8 +19,8 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
+from paradoxplex.node.fleet.redis import RedisBus
 from paradoxplex.node.node import Node
-from paradoxplex.node.redis import RedisBus
 from paradoxplex.shared.config import Address
 from paradoxplex.shared.sessions import BroadcastTarget
 from tests.support.eventually import eventually

@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable, Sequence
 
-from paradoxplex.node.fleet_sync import CHUNK, SessionSync
-from paradoxplex.shared.fleet import MemoryFleet
+from paradoxplex.node.fleet.memory import MemoryFleet
+from paradoxplex.node.fleet.session_sync import CHUNK, SessionSync
 from paradoxplex.shared.sessions import SessionInfo, new_session_id
 from tests.support.eventually import eventually
 

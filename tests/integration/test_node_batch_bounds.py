@@ -12,8 +12,8 @@ import grpc
 import pytest
 from google.protobuf import empty_pb2
 
+from paradoxplex.node.links.link import UpstreamLink
 from paradoxplex.node.node import Node
-from paradoxplex.node.upstream import UpstreamLink
 from paradoxplex.shared.batches import DEFAULT_MAX_BYTES, ENVELOPE, MAX_MESSAGE, BatchLimits
 from paradoxplex.upstream import Message, Outbox, UpstreamServer
 from paradoxplex.wire import upstream_pb2 as pb

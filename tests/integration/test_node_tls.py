@@ -17,9 +17,9 @@ from typing import Any
 import orjson
 import pytest
 
+from paradoxplex.node.fleet.memory import memory_backend
 from paradoxplex.node.node import Node
 from paradoxplex.shared.errors import ConfigError
-from paradoxplex.shared.fleet import memory_backend
 from tests.support.eventually import eventually
 from tests.support.node_harness import (
     Recorder,

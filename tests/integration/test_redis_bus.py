@@ -13,7 +13,7 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from paradoxplex.node.redis import AliveCheck, RedisBus
+from paradoxplex.node.fleet.redis import AliveCheck, RedisBus
 from tests.support.bus import Inbox, started
 from tests.support.eventually import eventually
 

@@ -10,8 +10,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError
 
-from paradoxplex.node.backends import build_backend, starting
-from paradoxplex.node.redis import connect
+from paradoxplex.node.fleet.backends import build_backend, starting
+from paradoxplex.node.fleet.redis import connect
 from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.errors import ConfigError, FleetUnavailable
 from tests.conftest import delete_prefix

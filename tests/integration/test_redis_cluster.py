@@ -22,8 +22,8 @@ import pytest_asyncio
 from redis import Redis
 from redis.crc import key_slot
 
+from paradoxplex.node.fleet.redis import RedisBus, RedisFleet
 from paradoxplex.node.node import Node
-from paradoxplex.node.redis import RedisBus, RedisFleet
 from paradoxplex.shared.keys import Keys
 from paradoxplex.shared.placement import CLUSTER_BUCKETS
 from paradoxplex.shared.sessions import SessionInfo

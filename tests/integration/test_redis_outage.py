@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from paradoxplex.node.redis import RedisBus, RedisFleet
+from paradoxplex.node.fleet.redis import RedisBus, RedisFleet
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import NodeRecord
 from paradoxplex.shared.sessions import SessionInfo

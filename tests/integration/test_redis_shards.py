@@ -17,9 +17,9 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
-from paradoxplex.node.backends import build_backend
+from paradoxplex.node.fleet.backends import build_backend
+from paradoxplex.node.fleet.redis import RedisFleet
 from paradoxplex.node.node import Node
-from paradoxplex.node.redis import RedisFleet
 from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.keys import Keys

@@ -17,9 +17,9 @@ import pytest_asyncio
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from paradoxplex.node.backends import build_backend
-from paradoxplex.node.cluster import sentinel_config
-from paradoxplex.node.redis import connect
+from paradoxplex.node.cli.devfleet import sentinel_config
+from paradoxplex.node.fleet.backends import build_backend
+from paradoxplex.node.fleet.redis import connect
 from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.fleet import Backend

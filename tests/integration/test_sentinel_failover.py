@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from paradoxplex.node.fleet.redis import RedisBus
 from paradoxplex.node.node import Node
-from paradoxplex.node.redis import RedisBus
 from paradoxplex.shared.config import Address
 from tests.integration.test_fleet_delivery import LOST_AT_SENDER, drops, numbers
 from tests.support.eventually import eventually

@@ -24,8 +24,8 @@ from typing import Any
 import aiohttp
 import orjson
 
-from paradoxplex.node.backends import build_backend
-from paradoxplex.node.echo import Echo
+from paradoxplex.node.cli.echo import Echo
+from paradoxplex.node.fleet.backends import build_backend
 from paradoxplex.node.node import Node
 from paradoxplex.shared.config import Address, NodeConfig
 from paradoxplex.upstream import Handler, Message, Outbox, UpstreamServer

@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from paradoxplex.node.fleet.memory import memory_backend
 from paradoxplex.node.node import Node
-from paradoxplex.node.session import Session
+from paradoxplex.node.sockets.session import Session
 from paradoxplex.shared.config import Address, NodeConfig
-from paradoxplex.shared.fleet import memory_backend
 from paradoxplex.upstream import Message, Outbox, UpstreamServer
 from tests.support.eventually import eventually
 

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from paradoxplex.node.cluster import find_redis_server
+from paradoxplex.node.cli.devfleet import find_redis_server
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer

@@ -6,7 +6,7 @@ from collections import deque
 
 import pytest
 
-from paradoxplex.node.courier import MAX_BATCH, MAX_BATCH_BYTES, take_batch
+from paradoxplex.node.delivery.courier import MAX_BATCH, MAX_BATCH_BYTES, take_batch
 from paradoxplex.shared import envelopes
 
 

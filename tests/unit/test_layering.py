@@ -218,6 +218,21 @@ ALL_FILES = sorted(
 )
 
 
+def test_entry_rules_catch_a_node_part_that_starts_the_command_line() -> None:
+    graph = {
+        "paradoxplex.node.links.link": {"paradoxplex.node.cli.checks"},
+        "paradoxplex.node.cli.main": {"paradoxplex.node.cli.checks"},
+        "paradoxplex.node.node": {"paradoxplex.node.fleet.redis.state"},
+        "paradoxplex.node.fleet.backends": {"paradoxplex.node.fleet.redis"},
+    }
+    assert entry_violations(graph) == [
+        "paradoxplex.node.links.link imports paradoxplex.node.cli.checks "
+        "(the command line sits on top; nothing below starts it)",
+        "paradoxplex.node.node imports paradoxplex.node.fleet.redis.state "
+        "(the backend is chosen in one place (fleet/backends.py))",
+    ]
+
+
 def test_the_core_is_where_we_look() -> None:
     names = {path.name for path in CORE_FILES}
     assert {"framing.py", "balancing.py", "routing.py", "config.py", "fleet.py"} <= names
@@ -274,6 +289,41 @@ def test_no_import_circles() -> None:
     """Imports inside functions and under TYPE_CHECKING count: dodging a circle is a circle."""
     found = circles(our_import_graph())
     assert not found, "import circles:\n" + "\n".join(sorted(map(drawn, found)))
+
+
+# Inside the node: who may import a package of it from outside that package.
+INNER_ENTRIES = {
+    "paradoxplex.node.cli": (set(), "the command line sits on top; nothing below starts it"),
+    "paradoxplex.node.fleet.redis": (
+        {"paradoxplex.node.fleet.backends"},
+        "the backend is chosen in one place (fleet/backends.py)",
+    ),
+}
+
+
+def entry_violations(graph: Graph) -> list[str]:
+    """Each import of an ``INNER_ENTRIES`` package from outside it by a module not allowed."""
+    return [
+        f"{module} imports {target} ({why})"
+        for module, targets in sorted(graph.items())
+        for target in sorted(targets)
+        for package, (allowed, why) in INNER_ENTRIES.items()
+        if within(target, package) and not within(module, package) and module not in allowed
+    ]
+
+
+def test_the_node_packages_are_entered_only_where_they_should_be() -> None:
+    assert entry_violations(our_import_graph()) == []
+
+
+def test_the_node_package_is_its_folders() -> None:
+    """At most 12 modules at the top of the node package; the rest live in a folder by job."""
+    top = ROOT / "node" / "paradoxplex" / "node"
+    modules = sorted(p.name for p in top.glob("*.py") if p.name != "__init__.py")
+    assert len(modules) <= 12, modules
+    assert {"sockets", "links", "delivery", "fleet", "cli"} <= {
+        p.name for p in top.iterdir() if (p / "__init__.py").exists()
+    }
 
 
 # --- the checkers catch what they should ----------------------------------------------------
@@ -377,7 +427,7 @@ def test_edge_checker_catches(source: str, module: str) -> None:
     [
         ("from paradoxplex.shared.timestamps import timestamp", "paradoxplex.upstream.server"),
         ("from paradoxplex.wire import upstream_pb2", "paradoxplex.upstream.server"),
-        ("from paradoxplex.upstream import UpstreamServer", "paradoxplex.node.echo"),
+        ("from paradoxplex.upstream import UpstreamServer", "paradoxplex.node.cli.echo"),
         ("from paradoxplex.node import cli", "paradoxplex.upstreams"),
     ],
 )

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from paradoxplex.node.link_queue import TOP_UP_BELOW, LinkQueue, Outgoing
+from paradoxplex.node.links.queue import TOP_UP_BELOW, LinkQueue, Outgoing
 from paradoxplex.shared.batches import ITEM_OVERHEAD, BatchLimits
 
 

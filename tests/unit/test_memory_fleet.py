@@ -6,15 +6,8 @@ import uuid
 
 import pytest
 
-from paradoxplex.shared.fleet import (
-    FleetBus,
-    FleetState,
-    MemoryBus,
-    MemoryFleet,
-    MemoryHub,
-    NodeRecord,
-    memory_backend,
-)
+from paradoxplex.node.fleet.memory import MemoryBus, MemoryFleet, MemoryHub, memory_backend
+from paradoxplex.shared.fleet import FleetBus, FleetState, NodeRecord
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 from tests.support.bus import Inbox

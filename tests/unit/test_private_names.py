@@ -62,13 +62,13 @@ def test_no_private_names(path: Path) -> None:
 @pytest.mark.parametrize(
     "source",
     [
-        "from paradoxplex.node.courier import MAX_BATCH, _take",
-        "from paradoxplex.node.courier import _take as take",
+        "from paradoxplex.node.delivery.courier import MAX_BATCH, _take",
+        "from paradoxplex.node.delivery.courier import _take as take",
         "from paradoxplex.node._private import thing",
         "import paradoxplex.node._private",
         "from paradoxplex.node import courier\ncourier._take([])",
-        "import paradoxplex.node.courier\nparadoxplex.node.courier._take([])",
-        "import paradoxplex.node.courier as c\nc._take([])",
+        "import paradoxplex.node.delivery.courier\nparadoxplex.node.delivery.courier._take([])",
+        "import paradoxplex.node.delivery.courier as c\nc._take([])",
         "from paradoxplex.node.node import Node\nNode._spawn",
     ],
 )
@@ -79,9 +79,9 @@ def test_checker_catches(source: str) -> None:
 @pytest.mark.parametrize(
     "source",
     [
-        "from paradoxplex.node.courier import take_batch",
+        "from paradoxplex.node.delivery.courier import take_batch",
         "from paradoxplex import __name__ as name",
-        "import paradoxplex.node.courier\nparadoxplex.node.courier.__name__",
+        "import paradoxplex.node.delivery.courier\nparadoxplex.node.delivery.courier.__name__",
         "import argparse\nargparse._SubParsersAction",
         "class Fake:\n    def f(self):\n        return self._x",
     ],

@@ -8,8 +8,8 @@ from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
 from redis.asyncio.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
 
-from paradoxplex.node.redis import CLIENT_KINDS, FleetClient, connect, single_server
-from paradoxplex.node.redis.cluster import SlotConnection
+from paradoxplex.node.fleet.redis import CLIENT_KINDS, FleetClient, connect, single_server
+from paradoxplex.node.fleet.redis.cluster import SlotConnection
 from paradoxplex.shared.config import PARSERS
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.placement import CLUSTER_BUCKETS

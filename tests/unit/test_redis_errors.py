@@ -18,7 +18,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from paradoxplex.node.redis.errors import Target, reason, refused
+from paradoxplex.node.fleet.redis.errors import Target, reason, refused
 
 URL = "redis://u:hunter2@r:6379/0"
 SHOWN = "redis://u:***@r:6379/0"

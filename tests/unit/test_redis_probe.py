@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from paradoxplex.node.redis.probe import commands, scratch_keys
+from paradoxplex.node.fleet.redis.preflight import commands, scratch_keys
 
-REDIS = Path(__file__).resolve().parents[2] / "node" / "paradoxplex" / "node" / "redis"
+REDIS = Path(__file__).resolve().parents[2] / "node" / "paradoxplex" / "node" / "fleet" / "redis"
 USERS = ("state.py", "inbox.py", "outbox.py")
 
 #: redis-py client methods that are no command, or another command's name.

@@ -7,7 +7,7 @@ import uuid
 import orjson
 import pytest
 
-from paradoxplex.node.redis.rows import (
+from paradoxplex.node.fleet.redis.rows import (
     cursor_key,
     decode_node,
     decode_upstream,

@@ -8,10 +8,10 @@ from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from paradoxplex.node.cluster import restart_delay, sentinel_config
-from paradoxplex.node.redis import CLIENT_KINDS
-from paradoxplex.node.redis.errors import Target, refused
-from paradoxplex.node.redis.sentinel import (
+from paradoxplex.node.cli.devfleet import restart_delay, sentinel_config
+from paradoxplex.node.fleet.redis import CLIENT_KINDS
+from paradoxplex.node.fleet.redis.errors import Target, refused
+from paradoxplex.node.fleet.redis.sentinel import (
     FleetSentinel,
     NoMaster,
     connection_options,
@@ -19,7 +19,7 @@ from paradoxplex.node.redis.sentinel import (
 )
 from paradoxplex.shared.config import PARSERS, REDIS_SCHEMES
 from paradoxplex.shared.errors import ConfigError
-from paradoxplex.shared.sentinel import SentinelUrl, is_sentinel_url, parse_sentinel_url
+from paradoxplex.shared.sentinel_url import SentinelUrl, is_sentinel_url, parse_sentinel_url
 
 PARSED = [
     (

@@ -44,7 +44,7 @@ from paradoxplex.admin.errors import (
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.logs import one_line
 
-logger = logging.getLogger("paradoxplex.admin")
+log = logging.getLogger("paradoxplex.admin")
 
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
 OPEN_PATHS = frozenset({"/livez", "/readyz"})
@@ -116,7 +116,7 @@ def _http_error(request: web.Request, error: web.HTTPException) -> tuple[ApiErro
 
 def _unexpected(request: web.BaseRequest, error: BaseException | None) -> ApiError:
     """Log an error no table entry expects; the caller learns only that it happened."""
-    logger.error("admin %s %s failed", request.method, one_line(request.path), exc_info=error)
+    log.error("admin %s %s failed", request.method, one_line(request.path), exc_info=error)
     return ApiError(500, "internal", INTERNAL_MESSAGE)
 
 
@@ -141,7 +141,7 @@ async def _answer_errors(request: web.Request, handler: Handler) -> web.StreamRe
         response = _answer(request, error)
     except Exception as error:
         response = _answer(request, error)
-    logger.debug("%s %s %d", request.method, one_line(request.path), response.status)
+    log.debug("%s %s %d", request.method, one_line(request.path), response.status)
     return response
 
 
@@ -167,7 +167,7 @@ class _AdminRequestHandler(RequestHandler):
         elif error is None:
             error = ApiError(status, code_for_status(status), "bad request")
         if error.status < 500:
-            logger.warning(
+            log.warning(
                 "admin: refused a malformed request from %s: %s (%s)",
                 request.remote,
                 error.message,

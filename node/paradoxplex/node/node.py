@@ -19,30 +19,32 @@ flush), close links, write and unregister, stop the parts; every step is time-bo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
+import os
+import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 from paradoxplex.admin.app import AdminServer, build_app
-from paradoxplex.node.bus_endpoint import BusEndpoint
-from paradoxplex.node.commands import SocketCommands
-from paradoxplex.node.control import NodeControl
-from paradoxplex.node.hosting import SessionHosting
-from paradoxplex.node.listener import Listener, stop_handshakes
+from paradoxplex.node.admin_bridge import NodeControl
+from paradoxplex.node.delivery.commands import SocketCommands
+from paradoxplex.node.delivery.endpoint import BusEndpoint
+from paradoxplex.node.delivery.replies import ReplyRouter
+from paradoxplex.node.fleet.upkeep import FleetUpkeep
+from paradoxplex.node.links.link import UpstreamLink
+from paradoxplex.node.links.pool import UpstreamPool
 from paradoxplex.node.metrics import Metrics
-from paradoxplex.node.pool import UpstreamPool
-from paradoxplex.node.probes import naming, reachable_host
-from paradoxplex.node.replies import ReplyRouter
-from paradoxplex.node.session import NODE_FLOW, Session, SessionLimits
+from paradoxplex.node.sockets.hosting import SessionHosting
+from paradoxplex.node.sockets.listener import Listener, stop_handshakes
+from paradoxplex.node.sockets.session import NODE_FLOW, Session, SessionLimits
 from paradoxplex.node.tasks import TaskSet
 from paradoxplex.node.tls import ServerTls, admin_files, listener_files, upstream_credentials
-from paradoxplex.node.upkeep import FleetUpkeep
-from paradoxplex.node.upstream import UpstreamLink
 from paradoxplex.shared.admission import Admission
-from paradoxplex.shared.config import NodeConfig
-from paradoxplex.shared.errors import FleetUnavailable
+from paradoxplex.shared.config import Address, NodeConfig
+from paradoxplex.shared.errors import ConfigError, FleetUnavailable
 from paradoxplex.shared.fleet import Backend, FleetBus, FleetState, NodeRecord
 from paradoxplex.shared.upstreams import UpstreamSpec
 
@@ -311,3 +313,26 @@ async def _bounded(step: str, work: Awaitable[Any], seconds: float) -> None:
         log.info("shutdown: %s skipped, fleet unavailable: %s", step, error.reason)
     except Exception:
         log.exception("shutdown: %s failed; going on", step)
+
+
+@contextlib.contextmanager
+def naming(flag: str, address: Address) -> Iterator[None]:
+    """Turn an OSError of binding ``address`` into a ConfigError naming the setting."""
+    try:
+        yield
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        reason = reason.lower()
+        raise ConfigError(flag, f"cannot listen on {address}: {reason}") from None
+
+
+def reachable_host(host: str) -> str:
+    """An address other hosts can reach for a listener bound to ``host``: a wildcard
+    becomes this machine's address (its host name's, else loopback)."""
+    if host not in ("0.0.0.0", "::", ""):
+        return host
+    try:
+        found = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return "127.0.0.1"
+    return found

@@ -21,8 +21,8 @@ from paradoxplex.shared.credentials import redact_url
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.framing import DEFAULT_MAX_FRAME, FRAMERS
 from paradoxplex.shared.placement import split_urls
-from paradoxplex.shared.sentinel import SCHEMES as SENTINEL_SCHEMES
-from paradoxplex.shared.sentinel import is_sentinel_url, parse_sentinel_url
+from paradoxplex.shared.sentinel_url import SCHEMES as SENTINEL_SCHEMES
+from paradoxplex.shared.sentinel_url import is_sentinel_url, parse_sentinel_url
 
 ENV_PREFIX = "PARADOXPLEX_"
 OVERFLOW_POLICIES = ("close", "drop")

@@ -1,0 +1,280 @@
+"""The node's side of the admin API: act locally on sockets it holds, over the bus otherwise.
+
+``NodeControl`` implements ``paradoxplex.admin.control.Control`` through a node's public
+parts (``ControlledNode``); it decides nothing about sockets itself: commands are carried out
+by ``SocketCommands`` here or on the owner node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import orjson
+
+from paradoxplex.admin.control import SocketPage
+from paradoxplex.node.delivery.commands import SocketCommands
+from paradoxplex.node.delivery.endpoint import BusEndpoint
+from paradoxplex.node.delivery.replies import ReplyRouter
+from paradoxplex.node.fleet.upkeep import FleetUpkeep
+from paradoxplex.node.links.pool import UpstreamPool
+from paradoxplex.node.metrics import Metrics
+from paradoxplex.node.sockets.session import Session
+from paradoxplex.shared.errors import Conflict, FleetUnavailable, UnknownSession, UnknownUpstream
+from paradoxplex.shared.fleet import FleetState
+from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState
+from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
+from paradoxplex.wire import bus_pb2
+
+
+class ControlledNode(Protocol):
+    """The parts of a node the admin API acts through (``Node`` has them)."""
+
+    node_id: str
+    fleet: FleetState
+    pool: UpstreamPool
+    replies: ReplyRouter
+    endpoint: BusEndpoint
+    upkeep: FleetUpkeep
+    commands: SocketCommands
+    metrics: Metrics
+
+    @property
+    def sessions(self) -> Mapping[str, Session]: ...
+
+    @property
+    def draining(self) -> bool: ...
+
+    @property
+    def listening(self) -> bool: ...
+
+    def request_stop(self) -> None:
+        """Drain and stop in the background."""
+
+
+class NodeControl:
+    """Implements ``paradoxplex.admin.control.Control`` for one node, fleet-wide."""
+
+    def __init__(self, node: ControlledNode) -> None:
+        self.node = node
+
+    @property
+    def node_id(self) -> str:
+        return self.node.node_id
+
+    async def list_nodes(self) -> list[dict[str, Any]]:
+        return [record.to_dict() for record in await self.node.fleet.list_nodes()]
+
+    async def list_sockets(
+        self,
+        *,
+        node: str | None,
+        state: SessionState | None,
+        label: tuple[str, str] | None,
+        limit: int,
+        cursor: str | None,
+    ) -> SocketPage:
+        partial = False
+        if self.node.fleet.shared:
+            try:
+                infos, next_cursor = await self.node.fleet.list_sessions(
+                    node=node, cursor=cursor, limit=limit
+                )
+            except FleetUnavailable:  # Redis down: at least this node's own sockets
+                partial = True
+                infos, next_cursor = self._local_page(node=node, cursor=cursor, limit=limit)
+        else:  # a lone node: its own sockets, as they are this instant
+            infos, next_cursor = self._local_page(node=node, cursor=cursor, limit=limit)
+        items = []
+        for info in infos:
+            fresh = self._local(info.uuid) or info
+            if state is not None and fresh.state is not state:
+                continue
+            if label is not None and fresh.labels.get(label[0]) != label[1]:
+                continue
+            items.append(fresh.to_dict())
+        return SocketPage(items, next_cursor, partial)
+
+    def _local_page(
+        self, *, node: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[SessionInfo], str | None]:
+        if node is not None and node != self.node.node_id:
+            return [], None
+        ids = sorted(uuid for uuid in self.node.sessions if cursor is None or uuid > cursor)
+        page = [info for uuid in ids[:limit] if (info := self._local(uuid)) is not None]
+        return page, (ids[limit - 1] if len(ids) > limit else None)
+
+    def _local(self, session: str) -> SessionInfo | None:
+        local = self.node.sessions.get(session)
+        return local.info if local is not None else None
+
+    async def _owner(self, session: str) -> str:
+        if session in self.node.sessions:
+            return self.node.node_id
+        info = await self.node.fleet.lookup_session(session)
+        if info is not None and info.node_id != self.node.node_id:
+            return info.node_id
+        located = await self._locate(session) if info is None else None
+        if located is None:
+            raise UnknownSession(session)
+        return located[0]
+
+    async def _locate(self, session: str) -> tuple[str, bytes] | None:
+        """The fleet state does not know the socket: ask the other nodes (it may have just
+        connected, or Redis came back empty and the registry is being refilled)."""
+        if not self.node.fleet.shared:
+            return None
+        expected: int | None = None
+        try:  # every node alive now, or seen alive lately (Redis may have come back empty)
+            alive = {record.node_id for record in await self.node.fleet.list_nodes()}
+            expected = len((alive | self.node.upkeep.peers()) - {self.node.node_id})
+        except FleetUnavailable:
+            pass  # nobody to count: wait for answers until the locate timeout
+        return await self.node.endpoint.locate(session, expected=expected)
+
+    async def _act(
+        self,
+        session: str,
+        action: str,
+        *,
+        payload: bytes = b"",
+        labels: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        owner = await self._owner(session)
+        command = bus_pb2.Command(
+            action=action, client_uuid=session, payload=payload, labels=labels or {}
+        )
+        if owner == self.node.node_id:
+            status, body = await self.node.commands.apply(command)
+        else:
+            reply = await self.node.endpoint.request(
+                owner, action, session, payload=payload, labels=labels
+            )
+            status, body = reply.status, reply.body
+        if status == "not_found":
+            raise UnknownSession(session)
+        if status != "ok":
+            raise Conflict(body.decode("utf-8", "replace") or "the owner node refused")
+        result: dict[str, Any] = orjson.loads(body)
+        return result
+
+    async def get_socket(self, session: str) -> dict[str, Any]:
+        local = self._local(session)
+        if local is not None:
+            return local.to_dict()
+        info = await self.node.fleet.lookup_session(session)
+        if info is not None:
+            return info.to_dict()
+        located = await self._locate(session)
+        if located is None:
+            raise UnknownSession(session)
+        record: dict[str, Any] = orjson.loads(located[1])
+        return record
+
+    async def send(self, session: str, payload: bytes) -> None:
+        await self._act(session, "send", payload=payload)
+
+    async def pause(self, session: str) -> None:
+        await self._act(session, "pause")
+
+    async def resume(self, session: str) -> None:
+        await self._act(session, "resume")
+
+    async def set_labels(self, session: str, labels: dict[str, str]) -> None:
+        await self._act(session, "labels", labels=labels)
+
+    async def close(self, session: str) -> None:
+        await self._act(session, "close")
+
+    async def broadcast(
+        self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
+    ) -> int:
+        return await self.node.replies.broadcast(target, label, payload)
+
+    async def list_upstreams(self) -> list[dict[str, Any]]:
+        fleet = self.node.fleet
+        views = await fleet.health_views()
+        items = []
+        for spec in await fleet.list_upstreams():
+            record = spec.to_dict()
+            nodes = dict(views.get(spec.id, {}))
+            link = self.node.pool.links.get(spec.id)
+            if link is not None:
+                nodes[self.node.node_id] = link.view()
+            record["nodes"] = nodes
+            items.append(record)
+        return items
+
+    async def add_upstream(self, spec: UpstreamSpec) -> dict[str, Any]:
+        known = {existing.id for existing in await self.node.fleet.list_upstreams()}
+        if spec.id in known:
+            raise Conflict(f"upstream {spec.id} is already registered")
+        await self.node.fleet.put_upstream(spec)
+        await self._announce(spec.id)
+        return spec.to_dict()
+
+    async def remove_upstream(self, upstream_id: str) -> None:
+        if not await self.node.fleet.remove_upstream(upstream_id):
+            raise UnknownUpstream(upstream_id)
+        await self._announce(upstream_id)
+
+    async def drain_upstream(self, upstream_id: str) -> dict[str, Any]:
+        specs = {spec.id: spec for spec in await self.node.fleet.list_upstreams()}
+        spec = specs.get(upstream_id)
+        if spec is None:
+            raise UnknownUpstream(upstream_id)
+        drained = dataclasses.replace(spec, mode=UpstreamMode.DRAINING)
+        await self.node.fleet.put_upstream(drained)
+        await self._announce(upstream_id)
+        return drained.to_dict()
+
+    async def _announce(self, upstream_id: str) -> None:
+        await self.node.upkeep.reconcile()
+        if self.node.fleet.shared:
+            await self.node.endpoint.announce(upstream_id)
+
+    async def drain_node(self, node_id: str) -> dict[str, Any]:
+        if node_id != self.node.node_id:
+            raise Conflict("a node can only drain itself; ask that node's admin API")
+        self.node.request_stop()
+        return {"id": node_id, "draining": True, "at": time.time()}
+
+    def live(self) -> bool:
+        return True
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: listening, not draining, an upstream in rotation. Redis down leaves a node
+        ready (its local traffic works; taking every node out of a Service during a Redis
+        outage would turn a partial outage into a total one): the body says degraded."""
+        node = self.node
+        listening = node.listening
+        upstreams = len(node.pool.balancer_members())
+        fleet = True
+        if node.fleet.shared:
+            try:
+                fleet = await node.fleet.ping()
+            except Exception:
+                fleet = False
+        detail: dict[str, Any] = {
+            "listening": listening,
+            "fleet": "ok" if fleet else "degraded",
+            "upstreams_ready": upstreams,
+            "draining": node.draining,
+        }
+        reasons = [
+            reason
+            for reason, failing in (
+                ("not listening", not listening),
+                ("draining", node.draining),
+                ("no upstream in rotation", not upstreams),
+            )
+            if failing
+        ]
+        if reasons:
+            detail["reason"] = "; ".join(reasons)
+        return not reasons, detail
+
+    def metrics(self) -> tuple[bytes, str]:
+        return self.node.metrics.exposition()

@@ -1,0 +1,239 @@
+"""The ``paradoxplex`` command: ``node``, ``upstream-echo``, ``admin``, ``cluster``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from paradoxplex.node.cli.workers import worker_index
+from paradoxplex.node.grpc_env import apply_grpc_defaults
+from paradoxplex.node.logs import setup_logging
+from paradoxplex.shared.config import NodeConfig, load_config, parse_address, read_toml
+from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.flags import add_node_arguments
+
+log = logging.getLogger("paradoxplex.node")
+
+
+def version() -> str:
+    try:
+        return importlib.metadata.version("paradoxplex")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="paradoxplex",
+        description="A clustered TCP load balancer that demultiplexes raw sockets to gRPC.",
+    )
+    shown = f"paradoxplex {version()}"
+    parser.add_argument("--version", action="version", version=shown)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    node = commands.add_parser(
+        "node", help="run a balancer node", description="Run a balancer node."
+    )
+    node.add_argument("--version", action="version", version=shown)
+    node.add_argument(
+        "--check",
+        action="store_true",
+        help="load and check the whole configuration, reach Redis and every upstream, "
+        "print one line per problem, and exit (0: all good, 1: a problem)",
+    )
+    add_node_arguments(node)
+    echo = commands.add_parser("upstream-echo", help="an example upstream that echoes payloads")
+    echo.add_argument(
+        "--listen", default="127.0.0.1:45888", metavar="HOST:PORT", help="default: %(default)s"
+    )
+    echo.add_argument(
+        "--broadcast-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also broadcast every Nth payload (default: 0, never)",
+    )
+    echo.add_argument(
+        "--original", action="store_true", help="serve only the original three RPCs (no batch path)"
+    )
+    echo.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this PEM certificate")
+    echo.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
+    echo.add_argument(
+        "--tls-client-ca",
+        metavar="FILE",
+        help="require client certificates signed by this PEM CA (mTLS)",
+    )
+    from paradoxplex.admin.cli import add_admin_parser
+
+    add_admin_parser(commands)
+    from paradoxplex.node.cli.devfleet import add_cluster_parser
+
+    add_cluster_parser(commands)
+    from paradoxplex.node.cli.healthcheck import add_health_parser
+
+    add_health_parser(commands)
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse; an unknown option is reported with the usage of its own sub-command."""
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        subparsers = next(
+            action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+        )
+        sub = subparsers.choices.get(args.command, parser)
+        sub.error(f"unrecognized arguments: {' '.join(extras)}")
+    return args
+
+
+def install_uvloop() -> str:
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+def node_config(args: argparse.Namespace, env: dict[str, str]) -> NodeConfig:
+    path = args.config or env.get("PARADOXPLEX_CONFIG")
+    toml = read_toml(path) if path else None
+    return load_config(vars(args), env, toml)
+
+
+async def run_node(config: NodeConfig) -> None:
+    from paradoxplex.node.collector import tune_collector
+    from paradoxplex.node.fleet.backends import build_backend, starting
+    from paradoxplex.node.node import Node
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    node = Node(config, await build_backend(config))
+    async with starting(config):  # a Redis error here: one line, no traceback
+        await node.start()
+    tune_collector()
+    loop.add_signal_handler(signal.SIGHUP, node.reload_certificates)
+    if not node.pool.links:
+        log.warning(
+            "no upstream registered: sockets are accepted but their data waits "
+            "(hold_timeout %gs); add one with --upstream or `paradoxplex admin upstream-add`",
+            config.hold_timeout,
+        )
+    print(
+        f"paradoxplex node {node.node_id} listening on {node.listen_address}, "
+        f"admin on {node.admin_url}",
+        flush=True,
+    )
+    stopping = asyncio.ensure_future(stop.wait())
+    finished = asyncio.ensure_future(node.stopped.wait())
+    orphaned = asyncio.ensure_future(_supervisor_gone(os.getppid()))
+    await asyncio.wait({stopping, finished, orphaned}, return_when=asyncio.FIRST_COMPLETED)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, _force_exit)
+    await node.stop()
+    for waiting in (stopping, finished, orphaned):
+        waiting.cancel()
+
+
+async def _supervisor_gone(parent: int, *, every: float = 1.0) -> None:
+    """Returns when a ``--workers`` child's supervisor died without stopping it (killed with
+    SIGKILL): the worker then drains and stops instead of running on as an orphan."""
+    if worker_index(dict(os.environ)) is None:
+        await asyncio.Event().wait()  # not a worker: never
+    while os.getppid() == parent:  # noqa: ASYNC110 - a parent's death sends no event
+        await asyncio.sleep(every)
+    log.warning("the --workers supervisor (pid %d) is gone; stopping", parent)
+
+
+def _force_exit() -> None:
+    log.warning("second signal: exiting without draining")
+    os._exit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    apply_grpc_defaults()
+    args = parse(build_parser(), argv)
+    if args.command == "admin":
+        from paradoxplex.admin.cli import run_admin
+
+        return run_admin(args)
+    if args.command == "cluster":
+        from paradoxplex.node.cli.devfleet import run_cluster
+
+        return run_cluster(args)
+    if args.command == "health":
+        from paradoxplex.node.cli.healthcheck import run_health
+
+        return run_health(args)
+    if args.command == "upstream-echo":
+        return run_echo(args)
+    try:
+        config = node_config(args, dict(os.environ))
+    except ConfigError as error:
+        print(f"paradoxplex: {error}", file=sys.stderr)
+        return 2
+    if args.check:
+        from paradoxplex.node.cli.healthcheck import run_check
+
+        return run_check(config)
+    if config.workers > 1:
+        from paradoxplex.node.cli.workers import run_workers, worker_config
+
+        index = worker_index(dict(os.environ))
+        if index is None:
+            setup_logging(config.log_level, config.log_format, node_id=config.node_id)
+            return run_workers(config, list(argv if argv is not None else sys.argv[1:]))
+        config = worker_config(config, index)
+    setup_logging(config.log_level, config.log_format, node_id=config.node_id)
+    install_uvloop()
+    try:
+        asyncio.run(run_node(config))
+    except ConfigError as error:
+        print(f"paradoxplex: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"paradoxplex: cannot start: {error.strerror or error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_echo(args: argparse.Namespace) -> int:
+    setup_logging()
+    try:
+        address = parse_address("--listen", args.listen)
+    except ConfigError as error:
+        print(f"paradoxplex: {error}", file=sys.stderr)
+        return 2
+    from paradoxplex.node.cli.echo import echo_credentials, main_echo
+
+    try:
+        credentials = echo_credentials(args.tls_cert, args.tls_key, args.tls_client_ca)
+    except ConfigError as error:
+        print(f"paradoxplex: {error}", file=sys.stderr)
+        return 2
+    install_uvloop()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            main_echo(
+                str(address),
+                broadcast_every=args.broadcast_every,
+                batch=not args.original,
+                credentials=credentials,
+            )
+    except OSError as error:
+        print(f"paradoxplex upstream-echo: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""This node's end of the fleet bus: what it sends to other nodes and what it does with
+what they send.
+
+Rules:
+- Out: replies for sockets on other nodes go through the ``Courier`` (one queue per owner
+  node, batched); broadcasts and upstream-registry announcements are published once.
+- In: every envelope is decoded here once; an undecodable one is counted
+  (``paradoxplex_bad_input_total{kind="bus_envelope"}``) and dropped. Forwarded replies and
+  broadcasts go to the reply router; admin commands are answered in a task of their own
+  (the bus reads inline: keep the handler quick); control envelopes trigger a reconcile.
+- Admin request/reply: ``request`` waits at most ``owner_timeout`` seconds for the owner's
+  answer. The command carries a deadline ``COMMAND_MARGIN`` earlier than that (at most half
+  of it): the owner drops a command that arrives after its deadline (counted) and answers one
+  it acts on while the asker still waits, so a request answered 504 did not act and will not.
+- ``locate`` asks every other node at once whether it holds a socket the fleet state does not
+  know (it connected a moment ago, or Redis came back empty and is being refilled); it stops
+  at the first owner, or when every node it expects has said no, or after ``LOCATE_TIMEOUT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol
+
+from paradoxplex.node.delivery.courier import Courier
+from paradoxplex.node.metrics import Metrics
+from paradoxplex.node.tasks import TaskSet
+from paradoxplex.shared import envelopes
+from paradoxplex.shared.errors import FleetUnavailable, OwnerTimeout
+from paradoxplex.shared.fleet import FleetBus
+from paradoxplex.shared.sessions import BroadcastTarget
+from paradoxplex.wire import bus_pb2
+
+log = logging.getLogger("paradoxplex.node.delivery")
+
+COMMAND_MARGIN = 0.5
+LOCATE_TIMEOUT = 1.0
+
+
+class Deliveries(Protocol):
+    """Where replies and broadcasts from other nodes go (the reply router)."""
+
+    def deliver_forwarded(self, items: Iterable[bus_pb2.Deliver]) -> None: ...
+
+    def deliver_broadcast(
+        self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
+    ) -> None: ...
+
+    def forget_node(self, node_id: str) -> None: ...
+
+
+class Commands(Protocol):
+    """Who answers admin commands for sockets held here."""
+
+    async def apply(self, command: bus_pb2.Command) -> tuple[str, bytes]: ...
+
+
+class BusEndpoint:
+    def __init__(
+        self,
+        bus: FleetBus,
+        *,
+        node_id: str,
+        metrics: Metrics,
+        tasks: TaskSet,
+        owner_timeout: float,
+    ) -> None:
+        self.bus = bus
+        self.node_id = node_id
+        self.metrics = metrics
+        self.tasks = tasks
+        self.owner_timeout = owner_timeout
+        self.courier = Courier(bus, metrics, sender=node_id, on_undelivered=self._undelivered)
+        metrics.watch_bus(bus.stats)
+        self._pending: dict[str, asyncio.Future[bus_pb2.CommandReply]] = {}
+        self._gathering: dict[str, asyncio.Queue[tuple[str, bus_pb2.CommandReply]]] = {}
+        self._deliveries: Deliveries | None = None
+        self._commands: Commands | None = None
+        self._on_control: Callable[[], Awaitable[None]] | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.bus.connected
+
+    async def start(
+        self,
+        deliveries: Deliveries,
+        commands: Commands,
+        *,
+        on_control: Callable[[], Awaitable[None]],
+        on_reconnect: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Start listening; raises ``FleetUnavailable`` when the bus cannot be reached."""
+        self._deliveries = deliveries
+        self._commands = commands
+        self._on_control = on_control
+        await self.bus.start(self.node_id, self.receive, on_reconnect=on_reconnect)
+
+    async def close(self) -> None:
+        await self.courier.close()
+        await self.bus.close()
+
+    # out --------------------------------------------------------------------------------
+
+    def forward_nowait(self, node_id: str, client_uuid: str, payload: bytes) -> bool:
+        return self.courier.send_nowait(node_id, client_uuid, payload)
+
+    async def forward(self, node_id: str, client_uuid: str, payload: bytes) -> None:
+        await self.courier.send(node_id, client_uuid, payload)
+
+    async def publish_broadcast(
+        self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
+    ) -> None:
+        data = envelopes.broadcast(self.node_id, target, label, payload, sent_at=time.time())
+        await self._publish(self.bus.broadcast(data))
+
+    async def announce(self, upstream_id: str) -> None:
+        """Tell every node (this one too) that the upstream registry changed."""
+        await self.bus.control(envelopes.control(self.node_id, "reconcile", upstream_id))
+
+    async def _publish(self, send: Awaitable[None]) -> None:
+        try:
+            await send
+            self.metrics.bus_messages.labels("out").inc()
+        except FleetUnavailable:
+            self.metrics.fleet_errors.inc()
+            self.metrics.drops.labels("fleet_unavailable").inc()
+
+    def _undelivered(self, node_id: str) -> None:
+        if self._deliveries is not None:
+            self._deliveries.forget_node(node_id)
+
+    async def request(
+        self,
+        owner: str,
+        action: str,
+        client_uuid: str,
+        *,
+        payload: bytes = b"",
+        labels: dict[str, str] | None = None,
+    ) -> bus_pb2.CommandReply:
+        """Ask the owner node to act on its socket; ``OwnerTimeout`` after ``owner_timeout``."""
+        request_id = uuid.uuid4().hex
+        future: asyncio.Future[bus_pb2.CommandReply] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        data = envelopes.command(
+            self.node_id,
+            request_id,
+            action,
+            client_uuid,
+            payload=payload,
+            labels=labels,
+            deadline=time.time() + self.owner_timeout - min(COMMAND_MARGIN, self.owner_timeout / 2),
+        )
+        try:
+            async with asyncio.timeout(self.owner_timeout):
+                if not await self.bus.send(owner, data):
+                    raise OwnerTimeout(client_uuid, owner)
+                return await future
+        except TimeoutError:
+            raise OwnerTimeout(client_uuid, owner) from None
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def locate(self, client_uuid: str, *, expected: int | None) -> tuple[str, bytes] | None:
+        """Ask every other node whether it holds ``client_uuid``: ``(owner, its record as
+        orjson)``, or None when ``expected`` nodes said no or nobody claimed it in time.
+        Raises ``FleetUnavailable`` when the question cannot be sent."""
+        request_id = uuid.uuid4().hex
+        answers: asyncio.Queue[tuple[str, bus_pb2.CommandReply]] = asyncio.Queue()
+        self._gathering[request_id] = answers
+        question = envelopes.command(
+            self.node_id,
+            request_id,
+            "get",
+            client_uuid,
+            deadline=time.time() + LOCATE_TIMEOUT - min(COMMAND_MARGIN, LOCATE_TIMEOUT / 2),
+        )
+        denied = 0
+        try:
+            async with asyncio.timeout(LOCATE_TIMEOUT):
+                await self.bus.broadcast(question)
+                while expected is None or denied < expected:
+                    sender, reply = await answers.get()
+                    if reply.status == "ok":
+                        return sender, reply.body
+                    denied += 1
+        except TimeoutError:
+            log.debug(
+                "locate %s: %d node(s) said no, the others did not answer", client_uuid, denied
+            )
+        finally:
+            self._gathering.pop(request_id, None)
+        return None
+
+    # in ---------------------------------------------------------------------------------
+
+    async def receive(self, data: bytes) -> None:
+        try:
+            envelope = envelopes.parse(data)
+        except Exception:
+            self.metrics.bad_input.labels("bus_envelope").inc()
+            log.warning("dropped an undecodable bus envelope of %d bytes", len(data))
+            return
+        self.metrics.bus_messages.labels("in").inc()
+        body = envelope.WhichOneof("body")
+        if envelope.sent_at and body in ("deliver_batch", "broadcast"):
+            self.metrics.bus_delivery.observe(max(0.0, time.time() - envelope.sent_at))
+        if body == "deliver_batch" and self._deliveries is not None:
+            self._deliveries.deliver_forwarded(envelope.deliver_batch.items)
+        elif body == "broadcast" and envelope.sender != self.node_id:
+            self._receive_broadcast(envelope.broadcast)
+        elif body == "command":
+            self.tasks.spawn(self._answer(envelope.sender, envelope.command), "answer command")
+        elif body == "reply":
+            self._receive_reply(envelope.sender, envelope.reply)
+        elif body == "control" and self._on_control is not None:
+            self.tasks.spawn(self._on_control(), "reconcile upstreams")
+
+    def _receive_reply(self, sender: str, reply: bus_pb2.CommandReply) -> None:
+        future = self._pending.pop(reply.request_id, None)
+        if future is not None and not future.done():
+            future.set_result(reply)
+            return
+        answers = self._gathering.get(reply.request_id)
+        if answers is not None:
+            answers.put_nowait((sender, reply))
+
+    def _receive_broadcast(self, message: bus_pb2.Broadcast) -> None:
+        try:
+            target = BroadcastTarget(message.target)
+        except ValueError:
+            self.metrics.bad_input.labels("bus_envelope").inc()
+            return
+        if self._deliveries is not None:
+            self._deliveries.deliver_broadcast(
+                target, envelopes.label_from_wire(message.label), message.payload
+            )
+
+    async def _answer(self, sender: str, command: bus_pb2.Command) -> None:
+        if command.deadline and time.time() > command.deadline:
+            self.metrics.drops.labels("command_expired").inc()
+            log.warning(
+                "admin command %s for socket %s arrived after its requester gave up; dropped",
+                command.action,
+                command.client_uuid,
+            )
+            return
+        if self._commands is None:
+            return
+        status, body = await self._commands.apply(command)
+        try:
+            await self.bus.send(
+                sender, envelopes.reply(self.node_id, command.request_id, status, body)
+            )
+        except FleetUnavailable:
+            self.metrics.fleet_errors.inc()
+
+    def __repr__(self) -> str:
+        return (
+            f"<BusEndpoint {self.node_id} connected={self.connected} "
+            f"pending={len(self._pending)} {self.courier!r}>"
+        )

@@ -1,0 +1,223 @@
+"""The fleet bus on Redis Streams: how the nodes of a fleet talk, without losing anything
+silently.
+
+Streams (names from ``Keys(prefix, buckets=client.buckets)``): ``inbox:{b}:<id>``, one per
+node in its node's bucket, for what is sent to that node; ``fleet-stream:{b}``, one copy per
+bucket, for broadcasts (every node but the sender) and control (every node, the sender
+included): a sender adds to every copy, a node reads the copy of its inbox's bucket, with its
+inbox, in one XREAD on one server (on one server there is one bucket, so one copy). All are
+capped by an approximate MAXLEN (``inbox_length``, default 1,000 entries; an entry is one
+envelope, a batch of replies at most 512 KiB).
+
+Rules:
+- The bus is built whole before any node exists (client, prefix, ``is_alive``); ``start``
+  gives it the node id, the envelope handler and ``on_reconnect``. It never asks which Redis
+  mode its ``FleetClient`` speaks to.
+- Receiving is the ``InboxReader``'s job (``inbox``): one watched connection, resumed from the
+  last entry processed after any loss; ``connected`` is whether it reads now. Every envelope
+  is applied once and in order per sender; a gap that cannot be filled is counted in
+  ``stats`` and logged.
+- Sending is the ``Outbox``'s job (``outbox``): numbered entries, in call order per
+  destination, held through outages of up to ``hold`` seconds (default 10), waiting up to
+  ``send_deadline`` (default 5 s) for a node that is not reading yet.
+- A failure to reach Redis for longer than ``hold`` raises ``FleetUnavailable``
+  (``errors.edge``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import paradoxplex.node.fleet.redis.entries as entries
+from paradoxplex.node.fleet.redis.client import FleetClient, connect
+from paradoxplex.node.fleet.redis.inbox import InboxReader
+from paradoxplex.node.fleet.redis.outbox import AliveCheck, Outbox
+from paradoxplex.shared.fleet import BusStats, EnvelopeHandler, ReconnectHandler
+from paradoxplex.shared.keys import Keys
+from paradoxplex.shared.ordering import new_epoch
+
+__all__ = ["AliveCheck", "RedisBus"]
+
+INBOX_LENGTH = 1_000
+INBOX_TTL = 60.0
+HOLD = 10.0
+TAIL_INTERVAL = 1.0
+
+
+class RedisBus:
+    """The fleet bus on Redis Streams.
+
+    ``is_alive(node_id)`` lets ``send`` stop waiting for a node known to be dead.
+    ``send_deadline`` (default 5 s) bounds how long ``send`` waits for a node to read.
+    ``hold`` (default 10 s) bounds how long sends wait through a Redis outage.
+    ``ping_interval`` (default 1 s): a blocked read returns at least this often, and the
+    connection is declared lost after two more intervals of silence. ``max_backoff``
+    (default 1 s) caps the wait between reconnection attempts. ``inbox_length`` (default
+    1,000) caps each stream (approximately); ``inbox_ttl`` (default 60 s): an inbox nobody
+    reads any more expires after it. ``tail_interval`` (default 1 s): how long a destination
+    stays idle before it gets a tail marker. ``client`` may be injected (then it is the
+    caller's to close, unless ``owns_client``); ``from_url`` builds one and closes it in
+    ``close``.
+
+    The handler runs on the reader task, one envelope at a time: keep it quick (hand off to a
+    bounded queue). While it runs nothing is read; the inbox keeps what comes meanwhile.
+    """
+
+    def __init__(
+        self,
+        client: FleetClient,
+        *,
+        prefix: str,
+        is_alive: AliveCheck | None = None,
+        send_deadline: float = 5.0,
+        hold: float = HOLD,
+        ping_interval: float = 1.0,
+        max_backoff: float = 1.0,
+        inbox_length: int = INBOX_LENGTH,
+        inbox_ttl: float = INBOX_TTL,
+        tail_interval: float = TAIL_INTERVAL,
+        owns_client: bool = False,
+    ) -> None:
+        self.keys = Keys(prefix, buckets=client.buckets)
+        self.node_id = ""
+        self.client = client
+        self._owns_client = owns_client
+        self._ping_interval = ping_interval
+        self._max_backoff = max_backoff
+        self._inbox_length = inbox_length
+        self._inbox_ttl = inbox_ttl
+        self._outbox = Outbox(
+            client,
+            inbox_key=self.keys.inbox,
+            fleet_streams=self.keys.fleet_streams(),
+            inbox_length=inbox_length,
+            is_alive=is_alive,
+            send_deadline=send_deadline,
+            hold=hold,
+            tail_interval=tail_interval,
+        )
+        self._reader: InboxReader | None = None
+        self._stats = BusStats()
+        self._closed = False
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        prefix: str,
+        is_alive: AliveCheck | None = None,
+        send_deadline: float = 5.0,
+        hold: float = HOLD,
+        ping_interval: float = 1.0,
+        max_backoff: float = 1.0,
+        inbox_length: int = INBOX_LENGTH,
+        tail_interval: float = TAIL_INTERVAL,
+    ) -> RedisBus:
+        return cls(
+            connect(url),
+            prefix=prefix,
+            is_alive=is_alive,
+            send_deadline=send_deadline,
+            hold=hold,
+            ping_interval=ping_interval,
+            max_backoff=max_backoff,
+            inbox_length=inbox_length,
+            tail_interval=tail_interval,
+            owns_client=True,
+        )
+
+    @property
+    def connected(self) -> bool:
+        """True while the reader reads (False before ``start`` and after ``close``)."""
+        return self._reader is not None and self._reader.connected
+
+    @property
+    def stats(self) -> BusStats:
+        return self._stats
+
+    @property
+    def reconnects(self) -> int:
+        return 0 if self._reader is None else self._reader.reconnects
+
+    @property
+    def handler_errors(self) -> int:
+        return 0 if self._reader is None else self._reader.handler_errors
+
+    @property
+    def undelivered(self) -> int:
+        return self._outbox.undelivered
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def start(
+        self,
+        node_id: str,
+        handler: EnvelopeHandler,
+        *,
+        on_reconnect: ReconnectHandler | None = None,
+    ) -> None:
+        """Make the inbox (raises ``FleetUnavailable`` when Redis does not answer), then read.
+        ``on_reconnect()`` is awaited, in a task of its own, after every reconnection:
+        re-register what Redis may have lost."""
+        if self._reader is not None:
+            raise RuntimeError("RedisBus already started")
+        if not node_id:
+            raise ValueError("a node id must not be empty")
+        self.node_id = node_id
+        reader = InboxReader(
+            self.client,
+            name=node_id,
+            inbox=self.keys.inbox(node_id),
+            fleet_stream=self.keys.fleet_stream(self.keys.bucket(node_id)),
+            inbox_length=self._inbox_length,
+            inbox_ttl=self._inbox_ttl,
+            handler=handler,
+            stats=self._stats,
+            on_reconnect=on_reconnect,
+            on_lost=self._outbox.lost,
+            ping_interval=self._ping_interval,
+            max_backoff=self._max_backoff,
+        )
+        await reader.start()
+        self._reader = reader
+        self._outbox.start(node_id, new_epoch(reader.since))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._outbox.close()
+        if self._reader is not None:
+            await self._reader.close()
+            with contextlib.suppress(Exception):  # Redis gone: the inbox expires by itself
+                await self._reader.delete_inbox()
+        if self._owns_client:
+            await self.client.close()
+        await asyncio.sleep(0)  # let closed transports finish closing
+
+    # -- sending -------------------------------------------------------------------------
+
+    async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
+        """Deliver to one node; False (counted, logged) when it did not read in time."""
+        return await self._outbox.send(node_id, envelope, count)
+
+    async def publish_many(self, node_id: str, envelopes: list[bytes]) -> bool:
+        """``send`` for each, in order; True when every envelope was delivered."""
+        return await self._outbox.send_many(node_id, envelopes)
+
+    async def broadcast(self, envelope: bytes) -> None:
+        """Once for every other node (the sender skips its own broadcasts)."""
+        await self._outbox.publish(entries.BROADCAST, envelope)
+
+    async def control(self, envelope: bytes) -> None:
+        """Once for every node, this one included."""
+        await self._outbox.publish(entries.CONTROL, envelope)
+
+    def __repr__(self) -> str:
+        return (
+            f"<RedisBus node={self.node_id!r} connected={self.connected} "
+            f"reconnects={self.reconnects} undelivered={self.undelivered} "
+            f"stalled={self._outbox.stalled}>"
+        )

@@ -1,0 +1,230 @@
+"""Keeping this node's place in the fleet: registration, heartbeat, the copy of its sessions,
+upstream reconciliation and health views, resync after an outage, dead-node cleanup.
+
+Rules:
+- ``join`` registers the node and the configured upstreams, then opens links to every
+  registered upstream (``reconcile``). ``start`` runs the heartbeat every ``heartbeat`` s.
+- Each beat refreshes the node's record and liveness (TTL ``node_ttl``); in a shared fleet it
+  also queues moved session counters, publishes every link's health view and reaps dead
+  nodes (one survivor each; their sockets' upstreams hear DISCONNECTED with lifecycle events).
+- Fleet unreachable: ``fleet_ok`` goes False (one WARNING), sessions stay queued; when the
+  fleet answers again (or the bus reconnects), ``resync`` re-registers the node first, then
+  its upstreams and sessions (Redis may have come back empty) and forgets cached owners.
+- Sessions are written only while ``registered()``: the node's record is in the fleet and the
+  bus listens (a session written before its node's liveness key would make the node look dead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+
+from paradoxplex.node.fleet.reaper import reap_dead_nodes
+from paradoxplex.node.fleet.session_sync import SessionSync
+from paradoxplex.node.links.link import UpstreamLink
+from paradoxplex.node.links.pool import UpstreamPool
+from paradoxplex.node.metrics import Metrics
+from paradoxplex.node.sockets.session import Session
+from paradoxplex.node.tasks import TaskSet, checkpoint
+from paradoxplex.shared.errors import FleetUnavailable
+from paradoxplex.shared.fleet import FleetBus, FleetState, NodeRecord
+from paradoxplex.shared.sessions import SessionInfo
+from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
+from paradoxplex.wire import upstream_pb2 as pb
+
+log = logging.getLogger("paradoxplex.node.fleet")
+
+
+class FleetUpkeep:
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        fleet: FleetState,
+        bus: FleetBus,
+        pool: UpstreamPool,
+        sessions: Mapping[str, Session],
+        record: Callable[[], NodeRecord],
+        forget_owners: Callable[[], None],
+        metrics: Metrics,
+        tasks: TaskSet,
+        heartbeat: float,
+        node_ttl: float,
+        lifecycle_events: bool,
+        on_registered: Callable[[Iterable[SessionInfo]], None],
+        on_fleet_lost: Callable[[], None],
+    ) -> None:
+        self.node_id = node_id
+        self.fleet = fleet
+        self.bus = bus
+        self.pool = pool
+        self.sessions = sessions
+        self.record = record
+        self.forget_owners = forget_owners
+        self.metrics = metrics
+        self.tasks = tasks
+        self.heartbeat = heartbeat
+        self.node_ttl = node_ttl
+        self.lifecycle_events = lifecycle_events
+        self._fleet_ok = True
+        self._peers: dict[str, float] = {}
+        self.on_fleet_lost = on_fleet_lost
+        self.sync = SessionSync(
+            fleet,
+            self._local_infos,
+            on_error=self._fleet_failed,
+            ready=self.registered,
+            on_registered=on_registered,
+            on_not_ready=on_fleet_lost,
+        )
+
+    @property
+    def fleet_ok(self) -> bool:
+        """False while the fleet state is unreachable (``paradoxplex_fleet_degraded`` is 1)."""
+        return self._fleet_ok
+
+    @fleet_ok.setter
+    def fleet_ok(self, ok: bool) -> None:
+        self._fleet_ok = ok
+        self.metrics.fleet_degraded.set(0 if ok else 1)
+
+    def registered(self) -> bool:
+        """Whether session writes may go to the fleet: this node is registered there."""
+        return self.fleet_ok and self.bus.connected
+
+    # joining and leaving ----------------------------------------------------------------
+
+    async def join(self, upstreams: Iterable[UpstreamSpec]) -> None:
+        await self.fleet.register_node(self.record(), ttl=self.node_ttl)
+        for spec in upstreams:
+            await self.fleet.put_upstream(spec)
+        await self.reconcile()
+
+    def start(self) -> None:
+        self.tasks.spawn(self.sync.run(), "session sync")
+        self.tasks.spawn(self._beat_forever(), "heartbeat")
+
+    async def announce_draining(self) -> None:
+        with contextlib.suppress(FleetUnavailable):
+            await self.fleet.heartbeat(self.record(), ttl=self.node_ttl)
+
+    async def leave(self) -> None:
+        await self.fleet.unregister_node(self.node_id)
+
+    async def write_session(self, info: SessionInfo) -> None:
+        """Write one socket's record now (an admin change is visible once answered); queued
+        as well, so a failed write is retried with the others."""
+        self.sync.changed(info)
+        if self.registered() and info.uuid not in self.sync.unwritten:
+            with contextlib.suppress(FleetUnavailable):
+                await self.fleet.update_sessions([info])
+
+    # upstreams --------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Open links to registered upstreams, drain and close the rest."""
+        try:
+            specs = {spec.id: spec for spec in await self.fleet.list_upstreams()}
+        except FleetUnavailable:
+            self.metrics.fleet_errors.inc()
+            return
+        for spec in specs.values():
+            link = self.pool.links.get(spec.id)
+            if link is None:
+                self.pool.add(spec)
+            elif spec.mode is UpstreamMode.DRAINING:
+                link.drain()
+        for upstream_id in list(self.pool.links):
+            if upstream_id not in specs:
+                self.tasks.spawn(self.pool.remove(upstream_id), f"remove {upstream_id}")
+
+    def link_changed(self, link: UpstreamLink) -> None:
+        if self.fleet.shared:
+            self.tasks.spawn(self._publish_health(link), f"health {link.id}")
+
+    async def _publish_health(self, link: UpstreamLink) -> None:
+        with contextlib.suppress(FleetUnavailable):
+            await self.fleet.set_health(self.node_id, link.id, link.view())
+
+    # the heartbeat ----------------------------------------------------------------------
+
+    async def _beat_forever(self) -> None:
+        while True:
+            try:
+                await self.beat()
+            except FleetUnavailable as error:
+                if self.fleet_ok:
+                    log.warning("fleet unavailable, serving local sockets only: %s", error.reason)
+                self._fleet_failed()
+            checkpoint()
+            await asyncio.sleep(self.heartbeat)
+
+    async def beat(self) -> None:
+        if not self.fleet_ok and await self.fleet.ping():
+            await self.resync()
+        await self.fleet.heartbeat(self.record(), ttl=self.node_ttl)
+        if not self.fleet.shared:
+            return
+        self._queue_counters()
+        for link in list(self.pool.links.values()):
+            await self.fleet.set_health(self.node_id, link.id, link.view())
+        census = await reap_dead_nodes(self.fleet, node_id=self.node_id, ttl=self.node_ttl)
+        now = time.monotonic()
+        for other in census.alive:
+            self._peers[other] = now
+        for dead, sessions in census.cleaned:
+            self._peers.pop(dead, None)
+            self._tell_lost(dead, sessions)
+        self.fleet_ok = True
+
+    def peers(self) -> set[str]:
+        """The other nodes seen alive within ``node_ttl`` (kept through a Redis that came back
+        empty, while the nodes register again)."""
+        horizon = time.monotonic() - self.node_ttl
+        for gone in [node for node, seen in self._peers.items() if seen < horizon]:
+            del self._peers[gone]
+        return set(self._peers)
+
+    def _tell_lost(self, dead: str, sessions: list[str]) -> None:
+        if not self.lifecycle_events:
+            return
+        for client_uuid in sessions:
+            event = pb.SocketEvent(
+                kind=pb.SocketEvent.DISCONNECTED, node_id=dead, reason="node lost"
+            )
+            self.pool.send_event(client_uuid, event)
+
+    def _queue_counters(self) -> None:
+        """Queue the sessions whose counters moved since the last heartbeat."""
+        for session in self.sessions.values():
+            info = session.info
+            if info is not None and session.synced_io != info.bytes_in + info.bytes_out:
+                session.synced_io = info.bytes_in + info.bytes_out
+                self.sync.changed(info)
+
+    def _fleet_failed(self) -> None:
+        self.metrics.fleet_errors.inc()
+        self.fleet_ok = False
+        self.on_fleet_lost()
+
+    async def resync(self) -> None:
+        """The fleet came back (maybe empty): register this node, its upstreams and sessions."""
+        self.fleet_ok = False  # no session writes before the node's own record is back
+        await self.fleet.register_node(self.record(), ttl=self.node_ttl)
+        known = {spec.id for spec in await self.fleet.list_upstreams()}
+        for link in self.pool.links.values():
+            if link.id not in known:
+                await self.fleet.put_upstream(link.spec)
+        self.sync.resync()
+        self.forget_owners()
+        self.fleet_ok = True
+        log.info("fleet reachable again: node, %d sockets re-registered", len(self.sessions))
+
+    def _local_infos(self) -> list[SessionInfo]:
+        return [s.info for s in self.sessions.values() if s.info is not None]
+
+    def __repr__(self) -> str:
+        return f"<FleetUpkeep {self.node_id} fleet_ok={self.fleet_ok} {self.sync!r}>"
