@@ -2,8 +2,10 @@
 
 Rules:
 - Each owner node has its own queue of at most ``limit`` replies; a worker packs everything
-  queued (up to ``MAX_BATCH`` replies or ``MAX_BATCH_BYTES``) into one envelope and publishes
-  it, with no timer (an idle queue adds no delay). Order per owner is kept.
+  queued into one envelope and publishes it, with no timer (an idle queue adds no delay).
+  Order per owner is kept. A batch is bounded by ``BATCH_LIMITS`` (``shared.batches``, the
+  same rule as a link's batches): at most ``MAX_BATCH`` replies and ``MAX_BATCH_BYTES`` of
+  payload, but a larger reply goes alone.
 - When a queue is full, ``send`` waits for room: the upstream stream that carries the replies
   slows down instead of the node buffering without bound. While the bus is not connected
   (Redis unreachable: the bus holds what it sends), a full queue drops its oldest reply
@@ -26,6 +28,7 @@ from collections.abc import Callable
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.tasks import checkpoint
 from paradoxplex.shared import envelopes
+from paradoxplex.shared.batches import BatchLimits
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import FleetBus
 
@@ -34,6 +37,7 @@ log = logging.getLogger("paradoxplex.node.delivery")
 DEFAULT_LIMIT = 10_000
 MAX_BATCH = 1_000
 MAX_BATCH_BYTES = 512 * 1024
+BATCH_LIMITS = BatchLimits(max_items=MAX_BATCH, max_bytes=MAX_BATCH_BYTES)
 
 
 class _Route:
@@ -122,12 +126,15 @@ class Courier:
         return f"<Courier routes={len(self.routes)} queued={queued}>"
 
 
-def take_batch(queue: deque[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
-    """The next batch: in order, at most MAX_BATCH replies and about MAX_BATCH_BYTES."""
+def take_batch(
+    queue: deque[tuple[str, bytes]], limits: BatchLimits = BATCH_LIMITS
+) -> list[tuple[str, bytes]]:
+    """The next batch from the front of ``queue``, in order, within ``limits`` (counting
+    payload bytes); a reply over ``max_bytes`` goes alone."""
     batch: list[tuple[str, bytes]] = []
-    size = 0
-    while queue and len(batch) < MAX_BATCH and size < MAX_BATCH_BYTES:
+    total = 0
+    while queue and limits.admits(len(batch), total, len(queue[0][1])):
         item = queue.popleft()
         batch.append(item)
-        size += len(item[1])
+        total += len(item[1])
     return batch
