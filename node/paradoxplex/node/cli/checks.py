@@ -5,13 +5,12 @@ Rules:
   "host name not found", "no answer within 3s"); it never raises for the failure it reports.
 - Foreign error texts (gRPC's details, redis-py's messages) are translated by
   ``paradoxplex.shared.causes``, as the upstream links' warnings are.
-- A URL is shown without its password (``redact``).
+- A URL is shown without its password (``shared.credentials.redact_url``, by the caller).
 """
 
 from __future__ import annotations
 
 import asyncio
-import urllib.parse
 
 import grpc
 from google.protobuf import empty_pb2
@@ -20,16 +19,6 @@ from paradoxplex.shared.causes import cause_of, grpc_cause
 from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
 
 DEFAULT_TIMEOUT = 3.0
-
-
-def redact(url: str) -> str:
-    """``url`` with its password replaced by ``***``."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 async def upstream_problem(

@@ -29,12 +29,12 @@ import grpc
 from paradoxplex.node.cli.checks import (
     DEFAULT_TIMEOUT,
     admin_problem,
-    redact,
     redis_problem,
     upstream_problem,
 )
 from paradoxplex.node.tls import file_problems, upstream_credentials
 from paradoxplex.shared.config import Address, NodeConfig, parse_address
+from paradoxplex.shared.credentials import redact_url
 from paradoxplex.shared.errors import ConfigError
 
 WILDCARDS = ("0.0.0.0", "::", "")
@@ -169,7 +169,7 @@ async def check_lines(config: NodeConfig, *, within: float = DEFAULT_TIMEOUT) ->
         (f"--admin {config.admin}", port_problem(config.admin)),
     ]
     if config.redis:
-        checks.append((f"--redis {redact(config.redis)}", await redis_problem(config.redis)))
+        checks.append((f"--redis {redact_url(config.redis)}", await redis_problem(config.redis)))
     checks += file_problems(config)
     credentials = None
     if config.upstream_tls:
