@@ -9,6 +9,10 @@ from typing import Any
 
 import pytest
 
+from paradoxplex.node.sockets.session import SessionLimits
+from paradoxplex.shared.admission import Admission
+from paradoxplex.shared.balancing import Balancer
+from paradoxplex.shared.buffers import ReplyBuffers
 from paradoxplex.shared.config import (
     PARSERS,
     Address,
@@ -21,6 +25,9 @@ from paradoxplex.shared.config import (
 )
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.flags import CHOICES, HELP, add_node_arguments, default_text
+from paradoxplex.shared.flow import FlowLimits
+from paradoxplex.shared.keys import Keys
+from paradoxplex.shared.upstreams import UpstreamSpec
 
 FIELDS = [spec.name for spec in dataclasses.fields(NodeConfig)]
 
@@ -614,3 +621,25 @@ def test_redis_repeated_or_comma_separated_is_a_list_of_shards() -> None:
     assert PARSERS["redis"]("--redis", "redis://a:1/0, redis://b:2/0") == ",".join(urls)
     with pytest.raises(ConfigError, match="got 'http://h'"):
         PARSERS["redis"]("--redis", ["redis://a:1/0", "http://h"])
+
+
+def test_each_part_defaults_to_the_node_setting() -> None:
+    """A part built without the setting behaves as a node left at its default does."""
+    config = NodeConfig(node_id="n")
+    flow = FlowLimits()
+    session = SessionLimits()
+    spec = UpstreamSpec("up", 1)
+    assert (flow.write_buffer, flow.overflow, flow.hold_timeout, flow.idle_timeout, flow.rate) == (
+        config.write_buffer,
+        config.overflow,
+        config.hold_timeout,
+        config.idle_timeout,
+        config.max_frames_per_second,
+    )
+    assert (session.framing, session.max_frame) == (config.framing, config.max_frame)
+    assert (spec.ready_timeout, spec.alive_timeout) == (config.ready_timeout, config.alive_timeout)
+    assert UpstreamSpec.from_dict({"host": "up", "port": 1}) == spec
+    assert Balancer().policy == config.routing
+    assert Keys().prefix == config.key_prefix
+    assert Admission().max_total == config.max_connections
+    assert ReplyBuffers[str]().limit == config.max_buffered

@@ -6,14 +6,9 @@ from typing import Any
 
 import pytest
 
-from paradoxplex.shared.config import Address
+from paradoxplex.shared.config import DEFAULT_ALIVE_TIMEOUT, DEFAULT_READY_TIMEOUT, Address
 from paradoxplex.shared.errors import ConfigError, InvalidRequest
-from paradoxplex.shared.upstreams import (
-    DEFAULT_ALIVE_TIMEOUT,
-    DEFAULT_READY_TIMEOUT,
-    UpstreamMode,
-    UpstreamSpec,
-)
+from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 
 
 @pytest.mark.parametrize(

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
-from paradoxplex.admin.client import AdminAPIError, AdminClient, AdminUnreachable
-from paradoxplex.admin.inputs import decode_base64
+from paradoxplex.admin.client import DEFAULT_TIMEOUT, AdminAPIError, AdminClient, AdminUnreachable
+from paradoxplex.admin.inputs import DEFAULT_LIMIT, MAX_LIMIT, decode_base64
 from paradoxplex.admin.tables import (
     NODE_COLUMNS,
     SOCKET_COLUMNS,
@@ -35,15 +35,14 @@ from paradoxplex.admin.tables import (
     render_records,
     summarize_upstream,
 )
-from paradoxplex.shared.config import parse_address
+from paradoxplex.shared.config import DEFAULT_ADMIN, parse_address
 from paradoxplex.shared.errors import ConfigError, InvalidRequest
 from paradoxplex.shared.sessions import parse_label
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_URL = f"http://{DEFAULT_ADMIN}"
 URL_ENV = "PARADOXPLEX_ADMIN_URL"
 TOKEN_ENV = "PARADOXPLEX_ADMIN_TOKEN"
 CA_ENV = "PARADOXPLEX_ADMIN_CA"
-DEFAULT_TIMEOUT = 10.0
 # A socket is active or paused; the original's word for paused, inactive, is accepted too.
 STATE_ALIASES = {"inactive": "paused"}
 BROADCAST_TARGETS = {"paused": "inactive"}  # the API's broadcast target keeps the original's
@@ -287,7 +286,9 @@ def _add_list_commands(commands: SubParsers, common: argparse.ArgumentParser) ->
         "--state", choices=("active", "paused", "inactive"), help="inactive is paused"
     )
     sockets.add_argument("--label", metavar="KEY=VALUE", help="only sockets with this label")
-    sockets.add_argument("--limit", type=int, help="page size (server default 100, max 1000)")
+    sockets.add_argument(
+        "--limit", type=int, help=f"page size (server default {DEFAULT_LIMIT}, max {MAX_LIMIT})"
+    )
     sockets.add_argument("--cursor", help="the cursor a previous page printed")
     sockets.add_argument("--all", action="store_true", help="follow cursors to the last page")
     commands.add_parser("upstreams", parents=[common], help="list upstreams")

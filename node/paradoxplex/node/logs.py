@@ -19,6 +19,7 @@ import sys
 
 import orjson
 
+from paradoxplex.shared.config import DEFAULT_LOG_FORMAT, DEFAULT_LOG_LEVEL
 from paradoxplex.shared.logs import OneLineFormatter
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -45,7 +46,9 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(data).decode()
 
 
-def setup_logging(level: str = "info", fmt: str = "text", *, node_id: str = "") -> None:
+def setup_logging(
+    level: str = DEFAULT_LOG_LEVEL, fmt: str = DEFAULT_LOG_FORMAT, *, node_id: str = ""
+) -> None:
     """Configure the root handler for ``level`` (a name) and ``fmt`` (``text`` or ``json``)."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":

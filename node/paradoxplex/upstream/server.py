@@ -23,6 +23,7 @@ from google.protobuf import empty_pb2
 
 from paradoxplex.shared.batches import MAX_MESSAGE, BatchLimits
 from paradoxplex.shared.timestamps import timestamp
+from paradoxplex.shared.upstreams import EXAMPLE_UPSTREAM
 from paradoxplex.wire import upstream_pb2 as pb
 from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
 
@@ -34,6 +35,7 @@ BROADCASTS = {
     "inactive": pb.BROADCAST_NOT_ACTIVE,
 }
 BATCH_LIMITS = BatchLimits()
+MAX_PENDING = 10_000  # replies an upstream holds for the node before its handler waits
 SERVER_OPTIONS = [
     # as the node's channel; ``UpstreamServer(limits=...)`` sets the send limit
     ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -82,7 +84,9 @@ class Message:
 class Outbox:
     """Replies of one stream, bounded; sent back in arrival order."""
 
-    def __init__(self, max_pending: int = 10_000, *, limits: BatchLimits = BATCH_LIMITS) -> None:
+    def __init__(
+        self, max_pending: int = MAX_PENDING, *, limits: BatchLimits = BATCH_LIMITS
+    ) -> None:
         self.max_pending = max_pending
         self.limits = limits
         self.items: list[pb.OutputStreamRequest] = []
@@ -165,7 +169,7 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
         self,
         handler: Handler,
         *,
-        max_pending: int = 10_000,
+        max_pending: int = MAX_PENDING,
         batch: bool = True,
         limits: BatchLimits = BATCH_LIMITS,
     ) -> None:
@@ -181,7 +185,7 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
 
     async def start(
         self,
-        address: str = "127.0.0.1:45888",
+        address: str = str(EXAMPLE_UPSTREAM),
         *,
         credentials: grpc.ServerCredentials | None = None,
     ) -> int:
@@ -211,7 +215,7 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
 
     async def serve(
         self,
-        address: str = "127.0.0.1:45888",
+        address: str = str(EXAMPLE_UPSTREAM),
         *,
         credentials: grpc.ServerCredentials | None = None,
     ) -> None:

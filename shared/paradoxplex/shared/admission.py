@@ -25,6 +25,7 @@ import ipaddress
 from dataclasses import dataclass
 
 SWEEP_FLOOR = 1024
+DEFAULT_MAX_TOTAL = 10_000  # --max-connections
 
 
 class Refusal(enum.Enum):
@@ -77,7 +78,7 @@ class Admission:
     def __init__(
         self,
         *,
-        max_total: int = 10_000,
+        max_total: int = DEFAULT_MAX_TOTAL,
         max_per_source: int = 0,
         rate: float = 0.0,
         burst: float | None = None,

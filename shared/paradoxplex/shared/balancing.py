@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+ROUTING = ("round-robin", "sticky")
+DEFAULT_ROUTING = ROUTING[0]
+
 
 @dataclass(frozen=True, slots=True)
 class Place:
@@ -99,7 +102,7 @@ class Sticky:
 class Balancer:
     """The routing policy a node runs: round robin or sticky, chosen by name."""
 
-    def __init__(self, policy: str = "round-robin") -> None:
+    def __init__(self, policy: str = DEFAULT_ROUTING) -> None:
         if policy not in ROUTING:
             raise ValueError(f"unknown routing {policy!r}")
         self.policy = policy
@@ -118,6 +121,3 @@ class Balancer:
 
     def __repr__(self) -> str:
         return f"<Balancer {self.policy} {self._sticky!r}>"
-
-
-ROUTING = ("round-robin", "sticky")

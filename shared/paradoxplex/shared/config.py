@@ -3,6 +3,11 @@
 Precedence: command-line flag > ``PARADOXPLEX_<NAME>`` environment variable > TOML file
 (``--config FILE``, keys are the setting names with ``_``) > default. A bad value raises
 ``ConfigError(key, reason)``; the CLI prints it as one line and exits 2.
+
+Each default is declared once, in the lowest module that needs it, and imported by the
+others: a default that a decision module below this one owns comes from there (framing,
+balancing, admission, buffers, proxy, keys); one that modules importing this one share is a
+``DEFAULT_*`` constant here (flow, upstreams, the node's links, bus and logs).
 """
 
 from __future__ import annotations
@@ -16,11 +21,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from paradoxplex.shared.balancing import ROUTING
+from paradoxplex.shared.admission import DEFAULT_MAX_TOTAL
+from paradoxplex.shared.balancing import DEFAULT_ROUTING, ROUTING
+from paradoxplex.shared.buffers import DEFAULT_LIMIT as DEFAULT_MAX_BUFFERED
 from paradoxplex.shared.credentials import redact_url
 from paradoxplex.shared.errors import ConfigError
-from paradoxplex.shared.framing import DEFAULT_MAX_FRAME, FRAMERS
+from paradoxplex.shared.framing import DEFAULT_FRAMING, DEFAULT_MAX_FRAME, FRAMERS
+from paradoxplex.shared.keys import DEFAULT_PREFIX
 from paradoxplex.shared.placement import split_urls
+from paradoxplex.shared.proxy import DEFAULT_HEADER_TIMEOUT
 from paradoxplex.shared.sentinel_url import SCHEMES as SENTINEL_SCHEMES
 from paradoxplex.shared.sentinel_url import is_sentinel_url, parse_sentinel_url
 
@@ -31,6 +40,18 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 #: The kinds of ``--redis`` URL a node accepts (each a row of ``node.redis.CLIENT_KINDS``).
 REDIS_SCHEMES = ("redis", "rediss", "unix", *SENTINEL_SCHEMES, "redis+cluster")
+
+# Defaults that modules importing this one share (see the rules above).
+DEFAULT_READY_TIMEOUT = 10.0  # upstreams.UpstreamSpec too (one added through the admin API)
+DEFAULT_ALIVE_TIMEOUT = 30.0
+DEFAULT_UPSTREAM_QUEUE = 1024  # the node's links and pool
+DEFAULT_STREAMS = 16
+DEFAULT_WRITE_BUFFER = 1024 * 1024  # flow.FlowLimits
+DEFAULT_OVERFLOW = OVERFLOW_POLICIES[0]
+DEFAULT_HOLD_TIMEOUT = 30.0
+DEFAULT_BUS_HOLD = 10.0  # the Redis bus
+DEFAULT_LOG_LEVEL = "info"  # node.logs
+DEFAULT_LOG_FORMAT = LOG_FORMATS[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +87,10 @@ def parse_address(key: str, text: str) -> Address:
     return Address(host, number)
 
 
+DEFAULT_LISTEN = Address("0.0.0.0", 7999)  # the original's ports
+DEFAULT_ADMIN = Address("127.0.0.1", 8000)  # the admin CLI's and `paradoxplex health`'s too
+
+
 def default_node_id() -> str:
     return f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
 
@@ -74,46 +99,46 @@ def default_node_id() -> str:
 class NodeConfig:
     """Every setting of ``paradoxplex node``; the README's settings table lists the same."""
 
-    listen: Address = Address("0.0.0.0", 7999)
-    admin: Address = Address("127.0.0.1", 8000)
+    listen: Address = DEFAULT_LISTEN
+    admin: Address = DEFAULT_ADMIN
     upstream: tuple[Address, ...] = ()
     redis: str | None = field(default=None, repr=False)  # its password stays out of reprs
     redis_password_file: str | None = None
     node_id: str = field(default_factory=default_node_id)
-    framing: str = "raw"
+    framing: str = DEFAULT_FRAMING
     max_frame: int = DEFAULT_MAX_FRAME
-    routing: str = "round-robin"
-    max_connections: int = 10_000
+    routing: str = DEFAULT_ROUTING
+    max_connections: int = DEFAULT_MAX_TOTAL
     max_connections_per_ip: int = 0
     accept_rate: float = 0.0
     idle_timeout: float = 0.0
     lifecycle_events: bool = False
     workers: int = 1
     admin_token: str | None = field(default=None, repr=False)
-    key_prefix: str = "paradoxplex"
-    ready_timeout: float = 10.0
-    alive_timeout: float = 30.0
-    upstream_queue: int = 1024
-    streams: int = 16
+    key_prefix: str = DEFAULT_PREFIX
+    ready_timeout: float = DEFAULT_READY_TIMEOUT
+    alive_timeout: float = DEFAULT_ALIVE_TIMEOUT
+    upstream_queue: int = DEFAULT_UPSTREAM_QUEUE
+    streams: int = DEFAULT_STREAMS
     batch: str = "auto"
-    write_buffer: int = 1024 * 1024
-    overflow: str = "close"
-    max_buffered: int = 256 * 1024 * 1024
+    write_buffer: int = DEFAULT_WRITE_BUFFER
+    overflow: str = DEFAULT_OVERFLOW
+    max_buffered: int = DEFAULT_MAX_BUFFERED
     max_frames_per_second: float = 0.0
-    hold_timeout: float = 30.0
+    hold_timeout: float = DEFAULT_HOLD_TIMEOUT
     drain_grace: float = 10.0
     owner_timeout: float = 2.0
-    bus_hold: float = 10.0
+    bus_hold: float = DEFAULT_BUS_HOLD
     heartbeat: float = 2.0
     node_ttl: float = 10.0
-    log_level: str = "info"
-    log_format: str = "text"
+    log_level: str = DEFAULT_LOG_LEVEL
+    log_format: str = DEFAULT_LOG_FORMAT
     metrics_public: bool = False
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
     proxy_protocol: bool = False
-    proxy_header_timeout: float = 5.0
+    proxy_header_timeout: float = DEFAULT_HEADER_TIMEOUT
     admin_tls_cert: str | None = None
     admin_tls_key: str | None = None
     upstream_tls: bool = False

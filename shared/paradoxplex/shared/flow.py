@@ -42,7 +42,12 @@ import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from paradoxplex.shared.config import OVERFLOW_POLICIES
+from paradoxplex.shared.config import (
+    DEFAULT_HOLD_TIMEOUT,
+    DEFAULT_OVERFLOW,
+    DEFAULT_WRITE_BUFFER,
+    OVERFLOW_POLICIES,
+)
 
 
 class Pause(enum.Flag):
@@ -128,9 +133,9 @@ class FlowLimits:
     ``flush_timeout`` 5 s, ``probe_interval`` 0.5 s, ``frames_per_turn`` 0 (no cap; the node's
     is 256), ``rate`` 0 (off). Immutable: one object serves every socket of a node."""
 
-    write_buffer: int = 1024 * 1024
-    overflow: str = "close"
-    hold_timeout: float = 30.0
+    write_buffer: int = DEFAULT_WRITE_BUFFER
+    overflow: str = DEFAULT_OVERFLOW
+    hold_timeout: float = DEFAULT_HOLD_TIMEOUT
     idle_timeout: float = 0.0
     linger: float = 1.0
     flush_timeout: float = 5.0

@@ -18,6 +18,7 @@ from typing import Protocol
 from paradoxplex.shared.errors import FrameTooLarge
 
 DEFAULT_MAX_FRAME = 1024 * 1024
+DEFAULT_FRAMING = "raw"  # as the original: each read is one message
 
 
 class Framer(Protocol):

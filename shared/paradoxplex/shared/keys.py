@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from paradoxplex.shared.placement import FLEET_TAG, bucket_of
 
+DEFAULT_PREFIX = "paradoxplex"  # --key-prefix
+
 
 class Keys:
-    def __init__(self, prefix: str = "paradoxplex", *, buckets: int = 1) -> None:
+    def __init__(self, prefix: str = DEFAULT_PREFIX, *, buckets: int = 1) -> None:
         if buckets < 1:
             raise ValueError("buckets must be at least 1")
         self.prefix = prefix

@@ -30,6 +30,7 @@ V1_MIN = len(b"PROXY UNKNOWN\r\n")
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V2_FIXED = 16
 DEFAULT_MAX_V2 = 4096
+DEFAULT_HEADER_TIMEOUT = 5.0  # seconds a client has to send its header (the listener waits)
 # v2 family (high nibble of byte 14) -> (address block size, address version) for addresses
 V2_FAMILIES = {0x1: (12, 4), 0x2: (36, 6)}
 V2_UNSPEC_FAMILIES = (0x0, 0x3)  # UNSPEC, UNIX: no address to use

@@ -21,12 +21,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from paradoxplex.shared.config import Address, parse_address
+from paradoxplex.shared.config import (
+    DEFAULT_ALIVE_TIMEOUT,
+    DEFAULT_READY_TIMEOUT,
+    Address,
+    parse_address,
+)
 from paradoxplex.shared.errors import ConfigError, InvalidRequest
 
-DEFAULT_READY_TIMEOUT = 10.0
-DEFAULT_ALIVE_TIMEOUT = 30.0
 MAX_HOST_LENGTH = 253
+#: Where ``upstream-echo`` and the SDK listen by default (the original's example upstream).
+EXAMPLE_UPSTREAM = Address("127.0.0.1", 45888)
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 

@@ -33,6 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from paradoxplex.shared.config import DEFAULT_LISTEN
+from paradoxplex.shared.keys import DEFAULT_PREFIX
+from paradoxplex.shared.upstreams import EXAMPLE_UPSTREAM
+
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 #: Independent redis-servers of ``--redis-mode shards``.
@@ -64,7 +68,7 @@ def add_cluster_parser(commands: Any) -> None:
     cluster.add_argument(
         "--listen-base",
         type=int,
-        default=7999,
+        default=DEFAULT_LISTEN.port,
         metavar="PORT",
         help="first node's listener; the next count down",
     )
@@ -76,12 +80,16 @@ def add_cluster_parser(commands: Any) -> None:
         help="first node's admin port; the next count up",
     )
     cluster.add_argument(
-        "--upstream-base", type=int, default=45888, metavar="PORT", help="first upstream's port"
+        "--upstream-base",
+        type=int,
+        default=EXAMPLE_UPSTREAM.port,
+        metavar="PORT",
+        help="first upstream's port",
     )
     cluster.add_argument(
         "--redis-port", type=int, default=0, metavar="PORT", help="Redis port; 0: a free one"
     )
-    cluster.add_argument("--prefix", default="paradoxplex", help="Redis key prefix")
+    cluster.add_argument("--prefix", default=DEFAULT_PREFIX, help="Redis key prefix")
     cluster.add_argument(
         "--redis-mode",
         choices=tuple(REDIS_MODES),

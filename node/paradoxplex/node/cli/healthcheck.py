@@ -33,13 +33,12 @@ from paradoxplex.node.cli.checks import (
     upstream_problem,
 )
 from paradoxplex.node.tls import file_problems, upstream_credentials
-from paradoxplex.shared.config import Address, NodeConfig, parse_address
+from paradoxplex.shared.config import DEFAULT_ADMIN, Address, NodeConfig, parse_address
 from paradoxplex.shared.credentials import redact_url
 from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.upstreams import EXAMPLE_UPSTREAM
 
 WILDCARDS = ("0.0.0.0", "::", "")
-DEFAULT_ADMIN = "127.0.0.1:8000"
-DEFAULT_ECHO = "127.0.0.1:45888"
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,14 +67,14 @@ def target_of(argv: list[str], env: dict[str, str]) -> Target:
     H:P`` or a node), and the address that answers for it."""
     if "upstream-echo" in argv:
         rest = argv[argv.index("upstream-echo") + 1 :]
-        listen = DEFAULT_ECHO
+        listen = str(EXAMPLE_UPSTREAM)
         for i, word in enumerate(rest):
             if word == "--listen" and i + 1 < len(rest):
                 listen = rest[i + 1]
             elif word.startswith("--listen="):
                 listen = word.partition("=")[2]
         return Target("upstream", local(parse_address("--listen", listen)))
-    admin = env.get("PARADOXPLEX_ADMIN") or DEFAULT_ADMIN
+    admin = env.get("PARADOXPLEX_ADMIN") or str(DEFAULT_ADMIN)
     tls = bool(env.get("PARADOXPLEX_ADMIN_TLS_CERT")) or any(
         word.startswith("--admin-tls-cert") for word in argv
     )

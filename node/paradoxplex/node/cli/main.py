@@ -18,6 +18,7 @@ from paradoxplex.node.logs import setup_logging
 from paradoxplex.shared.config import NodeConfig, load_config, parse_address, read_toml
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.flags import add_node_arguments
+from paradoxplex.shared.upstreams import EXAMPLE_UPSTREAM
 
 log = logging.getLogger("paradoxplex.node")
 
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_node_arguments(node)
     echo = commands.add_parser("upstream-echo", help="an example upstream that echoes payloads")
     echo.add_argument(
-        "--listen", default="127.0.0.1:45888", metavar="HOST:PORT", help="default: %(default)s"
+        "--listen", default=str(EXAMPLE_UPSTREAM), metavar="HOST:PORT", help="default: %(default)s"
     )
     echo.add_argument(
         "--broadcast-every",

@@ -36,6 +36,7 @@ from paradoxplex.node.links.queue import LinkQueue, Outgoing
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.shared.batches import BatchLimits
 from paradoxplex.shared.causes import grpc_cause
+from paradoxplex.shared.config import DEFAULT_STREAMS, DEFAULT_UPSTREAM_QUEUE
 from paradoxplex.shared.errors import UpstreamUnavailable
 from paradoxplex.shared.health import Health, HealthTracker, Probe, in_rotation
 from paradoxplex.shared.timestamps import timestamp
@@ -73,8 +74,8 @@ class UpstreamLink:
         spec: UpstreamSpec,
         host: LinkHost,
         *,
-        queue_limit: int = 1024,
-        streams: int = 16,
+        queue_limit: int = DEFAULT_UPSTREAM_QUEUE,
+        streams: int = DEFAULT_STREAMS,
         batch: bool = True,
         limits: BatchLimits = BATCH_LIMITS,
         credentials: grpc.ChannelCredentials | None = None,

@@ -26,7 +26,8 @@ from paradoxplex.node.links.link import UpstreamLink
 from paradoxplex.node.links.queue import Outgoing
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.session import Session
-from paradoxplex.shared.balancing import Balancer, Place
+from paradoxplex.shared.balancing import DEFAULT_ROUTING, Balancer, Place
+from paradoxplex.shared.config import DEFAULT_STREAMS, DEFAULT_UPSTREAM_QUEUE
 from paradoxplex.shared.health import Health
 from paradoxplex.shared.upstreams import UpstreamSpec
 from paradoxplex.wire import upstream_pb2 as pb
@@ -43,9 +44,9 @@ class UpstreamPool:
         metrics: Metrics,
         sessions: Mapping[str, Session],
         receive_reply: ReplyHandler,
-        routing: str = "round-robin",
-        queue_limit: int = 1024,
-        streams: int = 16,
+        routing: str = DEFAULT_ROUTING,
+        queue_limit: int = DEFAULT_UPSTREAM_QUEUE,
+        streams: int = DEFAULT_STREAMS,
         batch: bool = True,
         on_change: Callable[[UpstreamLink], None] | None = None,
         credentials: grpc.ChannelCredentials | None = None,

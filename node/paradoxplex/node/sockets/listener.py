@@ -29,7 +29,7 @@ from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.session import Session
 from paradoxplex.shared.config import Address
 from paradoxplex.shared.errors import BadProxyHeader
-from paradoxplex.shared.proxy import ProxyHeader, ProxyHeaderReader
+from paradoxplex.shared.proxy import DEFAULT_HEADER_TIMEOUT, ProxyHeader, ProxyHeaderReader
 
 log = logging.getLogger("paradoxplex.node.sockets")
 
@@ -50,7 +50,7 @@ class Listener:
         metrics: Metrics,
         tls: ssl.SSLContext | None = None,
         proxy_protocol: bool = False,
-        header_timeout: float = 5.0,
+        header_timeout: float = DEFAULT_HEADER_TIMEOUT,
     ) -> None:
         self.new_session = new_session
         self.metrics = metrics

@@ -44,29 +44,26 @@ from paradoxplex.shared.flow import (
     FlowLimits,
     Reading,
 )
-from paradoxplex.shared.framing import Framer, make_framer
+from paradoxplex.shared.framing import DEFAULT_FRAMING, DEFAULT_MAX_FRAME, Framer, make_framer
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 
 log = logging.getLogger("paradoxplex.node.sockets")
 
-CLOSE_FLUSH = 5.0
 PROBE_INTERVAL = 0.25
 # tcp_info.tcpi_state (linux/tcp.h): the peer sent FIN, or the connection was reset
 TCP_CLOSE = 7
 TCP_CLOSE_WAIT = 8
 
 
-NODE_FLOW = FlowLimits(
-    flush_timeout=CLOSE_FLUSH, probe_interval=PROBE_INTERVAL, frames_per_turn=256, turn=0.001
-)
+NODE_FLOW = FlowLimits(probe_interval=PROBE_INTERVAL, frames_per_turn=256, turn=0.001)
 
 
 @dataclass(frozen=True, slots=True)
 class SessionLimits:
     """Every socket's limits; one object, shared by all the sockets of a node."""
 
-    framing: str = "raw"
-    max_frame: int = 1024 * 1024
+    framing: str = DEFAULT_FRAMING
+    max_frame: int = DEFAULT_MAX_FRAME
     flow: FlowLimits = NODE_FLOW
 
 
@@ -340,7 +337,7 @@ class Session(asyncio.Protocol):
     # close ------------------------------------------------------------------------------
 
     def close(self, reason: str) -> None:
-        """Close the socket after writing what is buffered (at most ``CLOSE_FLUSH`` seconds:
+        """Close the socket after writing what is buffered (at most the flow's ``flush_timeout``:
         a peer that does not read is then aborted); ``reason`` goes to logs and metrics."""
         transport = self.transport
         if transport is None or self.flow.state is not OPEN:

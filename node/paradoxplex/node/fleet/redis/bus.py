@@ -33,6 +33,7 @@ import paradoxplex.node.fleet.redis.entries as entries
 from paradoxplex.node.fleet.redis.client import FleetClient, connect
 from paradoxplex.node.fleet.redis.inbox import InboxReader
 from paradoxplex.node.fleet.redis.outbox import AliveCheck, Outbox
+from paradoxplex.shared.config import DEFAULT_BUS_HOLD
 from paradoxplex.shared.fleet import BusStats, EnvelopeHandler, ReconnectHandler
 from paradoxplex.shared.keys import Keys
 from paradoxplex.shared.ordering import new_epoch
@@ -41,7 +42,7 @@ __all__ = ["AliveCheck", "RedisBus"]
 
 INBOX_LENGTH = 1_000
 INBOX_TTL = 60.0
-HOLD = 10.0
+HOLD = DEFAULT_BUS_HOLD  # --bus-hold
 TAIL_INTERVAL = 1.0
 
 
