@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from paradoxplex.admin import inputs, openapi
+from paradoxplex.admin import inputs, openapi, schemas
 from paradoxplex.shared.errors import InvalidRequest
 from paradoxplex.shared.upstreams import UpstreamSpec
 
@@ -29,15 +29,15 @@ def upstream_field(name: str) -> Parse:
 
 
 def query_schema(name: str) -> dict[str, Any]:
-    [schema] = [param["schema"] for param in openapi.SOCKET_QUERY if param["name"] == name]
+    [schema] = [param["schema"] for param in schemas.SOCKET_QUERY if param["name"] == name]
     return dict(schema)
 
 
 CREATE = openapi.document()["components"]["schemas"]["UpstreamCreate"]["properties"]
 FIELDS: dict[str, tuple[dict[str, Any], Parse]] = {
-    "base64": (openapi.BASE64, lambda value: inputs.parse_payload({"base64": value})),
+    "base64": (schemas.BASE64, lambda value: inputs.parse_payload({"base64": value})),
     "broadcast label": (
-        openapi.LABEL,
+        schemas.LABEL,
         lambda value: inputs.parse_broadcast({"target": "all", "text": "x", "label": value}),
     ),
     "state": (query_schema("state"), query_value("state")),

@@ -6,8 +6,9 @@ Rules:
 - Bodies are JSON (orjson), at most ``max_body`` bytes (default 2 MiB, else 413).
 - Errors are ``{"error": {"code", "message"}}``, including the router's 404 / 405; anything
   unexpected is a 500 logged with ``exc_info`` on ``paradoxplex.admin``.
-- With a token, every route but ``/livez``, ``/readyz``, the dashboard's static files
-  (``ui.OPEN_PATHS``) and ``/metrics`` with ``metrics_public`` needs ``Authorization:
+- Routes come from one table, ``routes.ROUTES``, which the OpenAPI document is built from too.
+- With a token, every route but the table's public ones (``/livez``, ``/readyz``, the
+  dashboard and its files) and ``/metrics`` with ``metrics_public`` needs ``Authorization:
   Bearer``; the comparison is constant-time and the token is never logged.
 - Actions answer 200 ``{"ok": true}``; DELETE answers 204; POST /v1/upstreams answers 201.
 - One DEBUG line per request (method, path, status); mount with ``access_log=None`` to keep
@@ -32,7 +33,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler, Middleware
 from aiohttp.web_protocol import RequestHandler
 
-from paradoxplex.admin import inputs, openapi, ui
+from paradoxplex.admin import inputs, openapi, routes, ui
 from paradoxplex.admin.control import Control
 from paradoxplex.admin.errors import (
     INTERNAL_MESSAGE,
@@ -47,7 +48,10 @@ from paradoxplex.shared.logs import one_line
 log = logging.getLogger("paradoxplex.admin")
 
 DEFAULT_MAX_BODY = 2 * 1024 * 1024
-OPEN_PATHS = frozenset({"/livez", "/readyz"})
+# the public routes of the table; a dashboard file is public by name (``ui.OPEN_PATHS``)
+OPEN_PATHS = frozenset(
+    route.path for route in routes.ROUTES if route.public and "{" not in route.path
+)
 Route = tuple[str, str, Handler]
 
 
@@ -264,28 +268,8 @@ class AdminHandlers:
         return f"<AdminHandlers node={self.control.node_id} max_body={self.max_body}>"
 
     def routes(self) -> list[Route]:
-        """(method, path, handler) for every route; openapi.py describes the same set."""
-        socket = "/v1/sockets/{uuid:[^/]+}"
-        return [
-            ("GET", "/v1/nodes", self.list_nodes),
-            ("POST", "/v1/nodes/{id}/drain", self.drain_node),
-            ("GET", "/v1/sockets", self.list_sockets),
-            ("GET", socket, self.get_socket),
-            ("DELETE", socket, self.close_socket),
-            ("POST", f"{socket}/send", self.send),
-            ("POST", f"{socket}/pause", self._action(self.control.pause)),
-            ("POST", f"{socket}/resume", self._action(self.control.resume)),
-            ("PUT", f"{socket}/labels", self.set_labels),
-            ("POST", "/v1/broadcast", self.broadcast),
-            ("GET", "/v1/upstreams", self.list_upstreams),
-            ("POST", "/v1/upstreams", self.add_upstream),
-            ("DELETE", "/v1/upstreams/{id}", self.remove_upstream),
-            ("POST", "/v1/upstreams/{id}/drain", self.drain_upstream),
-            ("GET", "/livez", self.livez),
-            ("GET", "/readyz", self.readyz),
-            ("GET", "/metrics", self.metrics),
-            ("GET", "/openapi.json", self.openapi),
-        ]
+        """(method, router path, handler) for every row of ``routes.API``."""
+        return [(row.method, row.router_path, getattr(self, row.handler)) for row in routes.API]
 
     async def read_json(self, request: web.Request) -> Any:
         """The request's JSON body: JSON content type (or none), at most ``max_body`` bytes."""
@@ -325,22 +309,26 @@ class AdminHandlers:
         await self.control.close(inputs.parse_uuid(request.match_info["uuid"]))
         return web.Response(status=204)
 
-    async def send(self, request: web.Request) -> web.Response:
+    async def send_to_socket(self, request: web.Request) -> web.Response:
         session = inputs.parse_uuid(request.match_info["uuid"])
         payload = inputs.parse_payload(await self.read_json(request))
         await self.control.send(session, payload)
         return json_response({"ok": True})
 
-    def _action(self, act: Callable[[str], Awaitable[None]]) -> Handler:
-        """A handler for a bodiless action on one socket (pause, resume)."""
+    async def pause_socket(self, request: web.Request) -> web.Response:
+        return await self._act(request, self.control.pause)
 
-        async def handle(request: web.Request) -> web.StreamResponse:
-            await act(inputs.parse_uuid(request.match_info["uuid"]))
-            return json_response({"ok": True})
+    async def resume_socket(self, request: web.Request) -> web.Response:
+        return await self._act(request, self.control.resume)
 
-        return handle
+    async def _act(
+        self, request: web.Request, act: Callable[[str], Awaitable[None]]
+    ) -> web.Response:
+        """A bodiless action on one socket (pause, resume)."""
+        await act(inputs.parse_uuid(request.match_info["uuid"]))
+        return json_response({"ok": True})
 
-    async def set_labels(self, request: web.Request) -> web.Response:
+    async def set_socket_labels(self, request: web.Request) -> web.Response:
         session = inputs.parse_uuid(request.match_info["uuid"])
         labels = inputs.parse_labels(await self.read_json(request))
         await self.control.set_labels(session, labels)

@@ -23,7 +23,9 @@ from importlib import resources
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
-PREFIX = "/ui/"
+from paradoxplex.admin import routes
+
+PREFIX = routes.UI_PREFIX
 INDEX = "index.html"
 ASSETS: dict[str, str] = {
     INDEX: "text/html; charset=utf-8",
@@ -52,8 +54,9 @@ HEADERS: dict[str, str] = {
     "Cross-Origin-Resource-Policy": "same-origin",
     "Cache-Control": "no-cache",
 }
-# every path the dashboard serves without a token: ``/ui`` (redirect), ``/ui/`` and its files
-OPEN_PATHS = frozenset({PREFIX.rstrip("/"), PREFIX, *(PREFIX + name for name in ASSETS)})
+# the dashboard's files, served without a token by name (``/ui`` and ``/ui/`` are public rows
+# of the route table, and so is ``/ui/{name}``)
+OPEN_PATHS = frozenset(PREFIX + name for name in ASSETS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,19 +89,18 @@ class Dashboard:
         return f"<Dashboard files={len(self.assets)} bytes={size}>"
 
     def routes(self) -> list[tuple[str, str, Handler]]:
+        """(method, router path, handler) for every row of ``routes.DASHBOARD``."""
         return [
-            ("GET", PREFIX.rstrip("/"), self.redirect),
-            ("GET", PREFIX, self.index),
-            ("GET", PREFIX + "{name}", self.file),
+            (row.method, row.router_path, getattr(self, row.handler)) for row in routes.DASHBOARD
         ]
 
-    async def redirect(self, request: web.Request) -> web.StreamResponse:
+    async def ui_redirect(self, request: web.Request) -> web.StreamResponse:
         raise web.HTTPPermanentRedirect("ui/")  # relative: works behind a path prefix too
 
-    async def index(self, request: web.Request) -> web.StreamResponse:
+    async def ui(self, request: web.Request) -> web.StreamResponse:
         return self.answer(request, INDEX)
 
-    async def file(self, request: web.Request) -> web.StreamResponse:
+    async def ui_file(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         if name not in self.assets:
             raise web.HTTPNotFound()
