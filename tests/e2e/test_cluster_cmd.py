@@ -11,15 +11,10 @@ import uuid
 import aiohttp
 import pytest
 
+from tests.support.client import Client
 from tests.support.eventually import eventually
-from tests.support.fleet import (
-    Admin,
-    Client,
-    Proc,
-    children_of,
-    free_range,
-    pid_gone,
-)
+from tests.support.fleet import Admin, Proc, children_of, pid_gone
+from tests.support.ports import free_range
 from tests.support.processes import executable
 
 pytestmark = pytest.mark.e2e
@@ -62,7 +57,7 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
             assert f"admin http://127.0.0.1:{admin + i}" in printed
         assert f"PARADOXPLEX_ADMIN_URL=http://127.0.0.1:{admin} paradoxplex admin nodes" in printed
 
-        client = await Client.connect(f"127.0.0.1:{listen + 2}")
+        client = await Client.connect(f"127.0.0.1:{listen + 2}", collect=True)
         await client.round_trip(b"<hello node1>")
         async with aiohttp.ClientSession() as http:
             node2 = Admin(f"http://127.0.0.1:{admin + 1}", http)
@@ -72,7 +67,7 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
 
             await eventually(three, timeout=10, message="node2 lists 3 nodes")
             assert (await node2.uuid_of(client)) in await node2.socket_uuids("node=node1")
-        await client.close()
+        await client.aclose()
 
         # A node killed without warning: the others keep serving, it is named and restarted.
         [node2_pid] = [pid for pid in children if "node2" in cmdline(pid)]
@@ -82,9 +77,9 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
             timeout=10,
             message="the cluster says which member died",
         )
-        client = await Client.connect(f"127.0.0.1:{listen + 2}")
+        client = await Client.connect(f"127.0.0.1:{listen + 2}", collect=True)
         await client.round_trip(b"<node1 still serves>")
-        await client.close()
+        await client.aclose()
         await eventually(
             lambda: b"node2 restarted" in cluster.stderr(), timeout=10, message="node2 restarted"
         )
@@ -108,7 +103,7 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
         assert "ERROR" not in stopping, stopping
     finally:
         if client is not None:
-            await client.close()
+            await client.aclose()
         cluster.kill()
         for pid in children:  # processes this test started (through the cluster), by pid
             if not pid_gone(pid):
@@ -143,7 +138,7 @@ async def test_cluster_in_a_redis_mode_runs_a_fleet_over_its_servers(mode: str) 
         assert len(children_of(cluster.pid)) == servers + 3  # redis, 1 upstream, 2 nodes
         printed = cluster.stdout().decode()
         assert len(re.findall(banner, printed)) == (3 if mode == "shards" else 1), printed
-        client = await Client.connect(f"127.0.0.1:{listen + 1}")
+        client = await Client.connect(f"127.0.0.1:{listen + 1}", collect=True)
         await client.round_trip(b"<hello %s>" % mode.encode())
         async with aiohttp.ClientSession() as http:
             node2 = Admin(f"http://127.0.0.1:{admin + 1}", http)
@@ -155,6 +150,6 @@ async def test_cluster_in_a_redis_mode_runs_a_fleet_over_its_servers(mode: str) 
             assert (await node2.uuid_of(client)) in await node2.socket_uuids("node=node1")
     finally:
         if client is not None:
-            await client.close()
+            await client.aclose()
         cluster.signal(signal.SIGINT)
         await cluster.wait_exit(timeout=30)

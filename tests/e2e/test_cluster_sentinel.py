@@ -15,8 +15,10 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.e2e.test_cluster_cmd import UP_LINE, cmdline
+from tests.support.client import Client
 from tests.support.eventually import eventually
-from tests.support.fleet import Admin, Client, Proc, children_of, free_range, pid_gone
+from tests.support.fleet import Admin, Proc, children_of, pid_gone
+from tests.support.ports import free_range
 from tests.support.processes import executable
 
 pytestmark = pytest.mark.e2e
@@ -58,7 +60,7 @@ async def test_the_sentinel_mode_follows_a_failover() -> None:
         sentinel = int(found_sentinels.group(2).split(",")[0].rpartition(":")[2])
         assert f"--redis {found_sentinels.group(1)}" in " ".join(map(cmdline, children))
 
-        client = await Client.connect(f"127.0.0.1:{listen + 1}")
+        client = await Client.connect(f"127.0.0.1:{listen + 1}", collect=True)
         await client.round_trip(b"<before>")
         [master_pid] = [p for p in children if cmdline(p).strip().endswith(f"127.0.0.1:{master}")]
         os.kill(master_pid, signal.SIGKILL)
@@ -82,7 +84,7 @@ async def test_the_sentinel_mode_follows_a_failover() -> None:
 
             await eventually(follows, timeout=10, message="node2 lists node1's socket again")
         await client.round_trip(b"<after>")
-        await client.close()
+        await client.aclose()
         client = None
 
         cluster.signal(signal.SIGINT)
@@ -90,7 +92,7 @@ async def test_the_sentinel_mode_follows_a_failover() -> None:
         await eventually(lambda: all(map(pid_gone, children)), timeout=5, message="none left")
     finally:
         if client is not None:
-            await client.close()
+            await client.aclose()
         cluster.kill()
         for pid in children_of(cluster.pid) + children:  # started by this test, by pid
             if not pid_gone(pid):

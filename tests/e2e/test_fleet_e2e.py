@@ -18,13 +18,12 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import delete_prefix
+from tests.support.client import Client, close_all
 from tests.support.eventually import eventually
 from tests.support.fleet import (
     Admin,
-    Client,
     NodeProc,
     Proc,
-    close_all,
     echo_address,
     spawn_echo,
     spawn_node,
@@ -47,7 +46,7 @@ class ProcFleet:
         return Admin(self.nodes[index].admin_url, self.http)
 
     async def connect(self, index: int) -> tuple[Client, str]:
-        client = await Client.connect(self.nodes[index].listen)
+        client = await Client.connect(self.nodes[index].listen, collect=True)
         self.clients.append(client)
         return client, await self.admin(index).uuid_of(client)
 

@@ -16,10 +16,10 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import delete_prefix
+from tests.support.client import Client
 from tests.support.eventually import eventually
 from tests.support.fleet import (
     Admin,
-    Client,
     NodeProc,
     Proc,
     echo_address,
@@ -69,7 +69,7 @@ async def test_crash_cleanup_cross_node_admin_workers_and_drain(
             await eventually(listed, timeout=15, message=f"{sorted(members)} in /v1/nodes")
 
             # a socket on m2, sent to and closed through m1
-            client = await Client.connect(nodes[1].listen)
+            client = await Client.connect(nodes[1].listen, collect=True)
             clients.append(client)
             await client.round_trip(b"<hello>")
             uuid = await first.uuid_of(client)
@@ -80,7 +80,7 @@ async def test_crash_cleanup_cross_node_admin_workers_and_drain(
             await eventually(lambda: client.eof, message="closed through another node")
 
             # m2 killed without warning, with a socket: gone from m1's lists within 15 s
-            doomed = await Client.connect(nodes[1].listen)
+            doomed = await Client.connect(nodes[1].listen, collect=True)
             clients.append(doomed)
             await doomed.round_trip(b"<doomed>")
             doomed_uuid = await first.uuid_of(doomed)
@@ -106,5 +106,5 @@ async def test_crash_cleanup_cross_node_admin_workers_and_drain(
             await eventually(left, timeout=10, message="the stopped node left /v1/nodes")
     finally:
         for client in clients:
-            await client.close()
+            await client.aclose()
         stop_all(procs)

@@ -18,6 +18,7 @@ import aiohttp
 import pytest
 
 from paradoxplex.upstream import Message, Outbox
+from tests.support.client import Client
 from tests.support.eventually import eventually
 from tests.support.node_harness import Recorder, start_upstream
 from tests.support.processes import NODE_LINE, Running, start
@@ -72,14 +73,11 @@ async def node_process(upstream_port: int, *extra: str) -> AsyncIterator[tuple[R
         await asyncio.to_thread(node.close)
 
 
-async def round_trip(port: int, data: bytes) -> bool:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    try:
-        writer.write(data)
-        async with asyncio.timeout(5):
-            return await reader.readexactly(len(data)) == data
-    finally:
-        writer.close()
+async def echoed_to_a_new_client(port: int, data: bytes) -> bool:
+    """A new client's ``round_trip`` passes (else it raises)."""
+    async with await Client.connect(port) as client:
+        await client.round_trip(data)
+    return True
 
 
 async def never_reading(port: int) -> socket.socket:
@@ -96,9 +94,9 @@ async def test_five_clients_that_never_read_stay_within_max_buffered_and_rss_com
     try:
         async with node_process(server.port, "--max-buffered", str(LIMIT)) as (node, port, admin):
             pid = node.process.pid
-            await eventually(lambda: round_trip(port, b"warm up"), timeout=10)
+            await eventually(lambda: echoed_to_a_new_client(port, b"warm up"), timeout=10)
             for _ in range(20):
-                await round_trip(port, b"x" * 65536)
+                await echoed_to_a_new_client(port, b"x" * 65536)
             baseline = rss(pid)
             peak = baseline
             socks = [await never_reading(port) for _ in range(CLIENTS)]
@@ -116,7 +114,7 @@ async def test_five_clients_that_never_read_stay_within_max_buffered_and_rss_com
                     return got >= REPLIES * CLIENTS
 
                 await eventually(all_replies_routed, timeout=60, interval=0.05)
-                assert await round_trip(port, b"a reader that keeps up is served")
+                assert await echoed_to_a_new_client(port, b"a reader that keeps up is served")
                 closed = await metric(
                     admin, "paradoxplex_sockets_closed_total", reason="node buffer full"
                 )

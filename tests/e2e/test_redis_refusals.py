@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.ports import free_port
 from tests.support.processes import NODE_LINE, run, start
-from tests.support.redis_server import RedisServer, free_port
+from tests.support.redis_server import RedisServer
 from tests.support.secured_redis import ADMIN_PASSWORD, USER_PASSWORD, url
 from tests.support.tls import TlsPort, self_signed
 

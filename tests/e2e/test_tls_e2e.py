@@ -4,7 +4,6 @@ a real SIGHUP renews the listener's certificate while a socket stays open."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
 import json
@@ -19,11 +18,13 @@ import pytest
 from paradoxplex.node.cli.healthcheck import admin_target, target_of
 from paradoxplex.shared.proxy import V2_SIGNATURE
 from tests.conftest import delete_prefix
+from tests.support.client import Client
 from tests.support.eventually import eventually
 from tests.support.fleet import NODE_LINE as FLEET_NODE_LINE
-from tests.support.fleet import Proc, children_of, free_range, pid_gone, stop_all
+from tests.support.fleet import Proc, children_of, pid_gone, stop_all
+from tests.support.ports import free_range
 from tests.support.processes import ECHO_LINE, NODE_LINE, Running, executable, run, start
-from tests.support.tls import Authority, Issued, file_fingerprint, fingerprint
+from tests.support.tls import Authority, Issued, file_fingerprint
 
 pytestmark = pytest.mark.e2e
 
@@ -37,45 +38,15 @@ HEADER = (
 )
 
 
-class Proxied:
-    """A client behind a load balancer: the PROXY header in clear, then TLS."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    @classmethod
-    async def connect(cls, port: int, context: ssl.SSLContext) -> Proxied:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(HEADER)
-        await writer.drain()
-        await writer.start_tls(context)
-        return cls(reader, writer)
-
-    @property
-    def certificate(self) -> str:
-        return fingerprint(self.writer.get_extra_info("ssl_object").getpeercert(True))
-
-    async def round_trip(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-        async with asyncio.timeout(10):
-            assert await self.reader.readexactly(len(data)) == data
-
-    async def aclose(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError):
-            await self.writer.wait_closed()
-
-
 def copy_to(source: Issued, target: Issued) -> None:
     target.cert.write_bytes(source.cert.read_bytes())
     target.key.write_bytes(source.key.read_bytes())
 
 
 async def new_handshake_presents(port: int, context: ssl.SSLContext, wanted: str) -> bool:
-    client = await Proxied.connect(port, context)
+    client = await Client.connect(port, header=HEADER, ssl=context)
     try:
-        return client.certificate == wanted
+        return client.peer_fingerprint == wanted
     finally:
         await client.aclose()
 
@@ -113,10 +84,12 @@ async def test_every_edge_secured_and_a_sighup_renewal(tmp_path: Path) -> None:
             port, admin = int(ready["port"]), ready["admin"]
             assert admin.startswith("https://")
             context = authority.client_context()
-            old = await Proxied.connect(port, context)
+            old = await Client.connect(port, header=HEADER, ssl=context)
             try:
-                await old.round_trip(b"through every edge")  # echoed by the mTLS upstream
-                assert old.certificate == file_fingerprint(first.cert)
+                await old.round_trip(
+                    b"through every edge", within=10
+                )  # echoed by the mTLS upstream
+                assert old.peer_fingerprint == file_fingerprint(first.cert)
                 listed = run(
                     "admin", "--url", admin, "--ca", str(authority.ca), "sockets", "--json"
                 )
@@ -132,8 +105,8 @@ async def test_every_edge_secured_and_a_sighup_renewal(tmp_path: Path) -> None:
                     timeout=10,
                     message="a new handshake presents the renewed certificate",
                 )
-                await old.round_trip(b"the open socket goes on")
-                assert old.certificate == file_fingerprint(first.cert)
+                await old.round_trip(b"the open socket goes on", within=10)
+                assert old.peer_fingerprint == file_fingerprint(first.cert)
             finally:
                 await old.aclose()
             assert node.terminate() == 0, node.log()

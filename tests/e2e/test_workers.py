@@ -10,21 +10,19 @@ import aiohttp
 import pytest
 
 from tests.conftest import delete_prefix
+from tests.support.client import Client, close_all
 from tests.support.eventually import eventually
 from tests.support.fleet import (
     NODE_LINE,
     Admin,
-    Client,
     Proc,
     children_of,
-    close_all,
     echo_address,
-    free_port,
-    free_range,
     pid_gone,
     spawn_echo,
     stop_all,
 )
+from tests.support.ports import free_port, free_range
 from tests.support.processes import executable, run
 
 pytestmark = pytest.mark.e2e
@@ -73,7 +71,7 @@ async def test_two_workers_join_the_fleet_share_the_listener_and_stop_on_sigterm
 
             first = Admin(f"http://127.0.0.1:{admin_base}", http)
             for number in range(8):
-                client = await Client.connect(f"127.0.0.1:{listen}")
+                client = await Client.connect(f"127.0.0.1:{listen}", collect=True)
                 clients.append(client)
                 await client.round_trip(b"<w%d>" % number)
                 await first.uuid_of(client)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from tests.support.admin_control import (
     SILENT,
     FakeControl,
 )
+from tests.support.ports import free_port
 
 TOKEN = "s3cret-token"
 
@@ -661,14 +661,6 @@ async def test_client_sends_the_token(secured: Server) -> None:
         with pytest.raises(AdminAPIError) as raised:
             await anonymous.list_nodes()
     assert (raised.value.status, raised.value.code) == (401, "unauthorized")
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 async def test_client_reports_an_unreachable_node() -> None:

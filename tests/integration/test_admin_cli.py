@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import socket
 import threading
 from collections.abc import Iterator
 
@@ -17,6 +16,7 @@ from paradoxplex.admin.app import build_app
 from paradoxplex.admin.cli import add_admin_parser, main, run_admin
 from paradoxplex.shared.sessions import BroadcastTarget, SessionState
 from tests.support.admin_control import FAR, NODE, S1, S2, S3, FakeControl
+from tests.support.ports import free_port
 
 TOKEN = "cli-token"
 
@@ -305,13 +305,6 @@ def test_errors_are_one_line_and_exit_1(
     assert out == []
     assert err.startswith(line)
     assert err.count("\n") == 1
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def test_an_unreachable_node_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -16,7 +16,7 @@ from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.fleet import Backend
 from tests.conftest import delete_prefix
 from tests.support.bus import started
-from tests.support.fleet import free_port
+from tests.support.ports import free_port
 
 
 @pytest_asyncio.fixture

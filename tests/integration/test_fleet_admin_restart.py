@@ -18,8 +18,9 @@ import pytest
 import pytest_asyncio
 
 from paradoxplex.shared.config import Address
+from tests.support.client import Client, close_all
 from tests.support.eventually import eventually
-from tests.support.fleet import Client, accepted, close_all, start_fleet, start_upstream, stop_nodes
+from tests.support.fleet import accepted, start_fleet, start_upstream, stop_nodes
 from tests.support.redis_server import RedisServer
 
 SOCKETS = 5
@@ -51,7 +52,7 @@ async def test_admin_sends_across_an_empty_restart_mean_what_they_answer(
     server: RedisServer, upstream: Address, key_prefix: str
 ) -> None:
     nodes = await start_fleet(server.url, key_prefix, [upstream], ids=("a", "b"))
-    clients = [await Client.connect(nodes[0].listen_address) for _ in range(SOCKETS)]
+    clients = [await Client.connect(nodes[0].listen_address, collect=True) for _ in range(SOCKETS)]
     answers: dict[int, int] = {}
     try:
         uuids = [await accepted(nodes[0], client) for client in clients]

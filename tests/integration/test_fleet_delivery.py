@@ -23,8 +23,9 @@ from paradoxplex.node.fleet.redis import RedisBus
 from paradoxplex.node.node import Node
 from paradoxplex.shared.config import Address
 from paradoxplex.shared.sessions import BroadcastTarget
+from tests.support.client import Client, close_all
 from tests.support.eventually import eventually
-from tests.support.fleet import Client, accepted, close_all, start_fleet, stop_nodes
+from tests.support.fleet import accepted, start_fleet, stop_nodes
 from tests.support.redis_server import RedisServer
 
 NUMBERED = re.compile(rb"<(\d+)>")
@@ -50,8 +51,8 @@ async def fleet(server: RedisServer, upstream: Address, key_prefix: str) -> Asyn
     try:
         nodes = await start_fleet(server.url, key_prefix, [upstream], bus_hold=10.0)
         clients = [
-            await Client.connect(nodes[0].listen_address),
-            await Client.connect(nodes[2].listen_address),
+            await Client.connect(nodes[0].listen_address, collect=True),
+            await Client.connect(nodes[2].listen_address, collect=True),
         ]
         yield nodes, clients
     finally:

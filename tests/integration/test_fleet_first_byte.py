@@ -15,8 +15,9 @@ import aiohttp
 
 from paradoxplex.upstream import Message, Outbox
 from tests.conftest import delete_prefix
+from tests.support.client import Client, close_all
 from tests.support.eventually import eventually
-from tests.support.fleet import Client, close_all, start_fleet, start_upstream, stop_nodes
+from tests.support.fleet import start_fleet, start_upstream, stop_nodes
 
 SOCKETS = 500
 PER_BATCH = 50  # opened together, then the next batch: about 1,000 sockets a second
@@ -73,7 +74,10 @@ async def test_another_node_finds_a_socket_as_soon_as_an_upstream_saw_it(
             for _ in range(SOCKETS // PER_BATCH):
                 began = loop.time()
                 batch = await asyncio.gather(
-                    *(Client.connect(nodes[0].listen_address) for _ in range(PER_BATCH))
+                    *(
+                        Client.connect(nodes[0].listen_address, collect=True)
+                        for _ in range(PER_BATCH)
+                    )
                 )
                 clients.extend(batch)
                 await asyncio.gather(*(client.send(b"first") for client in batch))
@@ -107,7 +111,7 @@ async def test_a_socket_missing_from_the_fleet_state_is_found_by_asking_the_node
     """What an admin miss looks like while Redis is being refilled after an empty restart."""
     server, address = await start_upstream()
     nodes = await start_fleet(redis_url, key_prefix, [address], ids=("a", "b"))
-    client = await Client.connect(nodes[0].listen_address)
+    client = await Client.connect(nodes[0].listen_address, collect=True)
     try:
         async with aiohttp.ClientSession() as http:
             await client.round_trip(b"hello")
@@ -128,7 +132,7 @@ async def test_a_socket_missing_from_the_fleet_state_is_found_by_asking_the_node
                 assert answer.status == 404
             assert loop.time() - began < 0.5  # every other node said no: no waiting it out
     finally:
-        await client.close()
+        await client.aclose()
         await stop_nodes(nodes)
         await server.stop(0)
         await delete_prefix(redis_url, key_prefix)

@@ -20,13 +20,12 @@ from paradoxplex.node.node import Node
 from paradoxplex.upstream import Handler, Message, Outbox, UpstreamServer
 from paradoxplex.wire import upstream_pb2 as pb
 from tests.conftest import delete_prefix
+from tests.support.client import Client, close_all
 from tests.support.eventually import eventually
 from tests.support.fleet import (
     Admin,
-    Client,
     Tagged,
     accepted,
-    close_all,
     registered,
     start_fleet,
     start_upstream,
@@ -49,7 +48,7 @@ class Fleet:
         return [Admin(node.admin_url, self.http) for node in self.nodes]
 
     async def connect(self, index: int) -> Client:
-        client = await Client.connect(self.nodes[index].listen_address)
+        client = await Client.connect(self.nodes[index].listen_address, collect=True)
         self.clients.append(client)
         return client
 
@@ -416,7 +415,7 @@ async def test_a_socket_closed_by_its_client_leaves_the_fleet_list_within_2s(
     uuid = await fleet.uuid(1, client)
     charlie = fleet.admins[2]
     assert uuid in await charlie.socket_uuids()
-    await client.close()
+    await client.aclose()
     took = await eventually(lambda: _absent(charlie, uuid), timeout=2.0)
     print(f"closed socket left /v1/sockets after {took:.2f} s")
 

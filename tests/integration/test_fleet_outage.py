@@ -20,14 +20,13 @@ import pytest_asyncio
 from paradoxplex.node.node import Node
 from paradoxplex.shared.config import Address
 from paradoxplex.upstream import UpstreamServer
+from tests.support.client import Client, close_all
 from tests.support.eventually import eventually
 from tests.support.fleet import (
     Admin,
-    Client,
     Scripted,
     accepted,
     client_on,
-    close_all,
     registered,
     start_fleet,
     start_upstream,
@@ -73,7 +72,7 @@ class Traffic:
         while not self._stop.is_set():
             number += 1
             try:
-                await self.client.round_trip(b"<rt%d>" % number, timeout=3.0)
+                await self.client.round_trip(b"<rt%d>" % number, within=3.0)
                 self.answered += 1
             except AssertionError as error:
                 self.failures.append(str(error)[:200])
@@ -98,7 +97,7 @@ async def test_node_local_traffic_survives_a_redis_restart_and_the_fleet_recover
             uuids: dict[str, Client] = {}
             for node in nodes:
                 for _ in range(2):
-                    client = await Client.connect(node.listen_address)
+                    client = await Client.connect(node.listen_address, collect=True)
                     clients.append(client)
                     uuids[await accepted(node, client)] = client
 
@@ -123,7 +122,7 @@ async def test_node_local_traffic_survives_a_redis_restart_and_the_fleet_recover
                 message="every node noticed the outage (heartbeat and bus)",
             )
             # a socket opened during the outage is served, and listed once Redis is back
-            late = await Client.connect(nodes[2].listen_address)
+            late = await Client.connect(nodes[2].listen_address, collect=True)
             clients.append(late)
             await late.round_trip(b"<late>")
             uuids[client_on(nodes[2], late)] = late

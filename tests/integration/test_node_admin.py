@@ -14,9 +14,9 @@ import aiohttp
 from paradoxplex.node.node import Node
 from paradoxplex.shared.health import Health
 from paradoxplex.upstream import UpstreamServer
+from tests.support.client import Client
 from tests.support.eventually import eventually
 from tests.support.node_harness import (
-    Client,
     Recorder,
     clients,
     running_node,

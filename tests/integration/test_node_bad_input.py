@@ -9,9 +9,9 @@ import struct
 
 import pytest
 
+from tests.support.client import Client
 from tests.support.eventually import eventually
 from tests.support.node_harness import (
-    Client,
     clients,
     running_node,
     sample,

@@ -18,14 +18,9 @@ from paradoxplex.shared.batches import DEFAULT_MAX_BYTES, ENVELOPE, MAX_MESSAGE,
 from paradoxplex.upstream import Message, Outbox, UpstreamServer
 from paradoxplex.wire import upstream_pb2 as pb
 from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
+from tests.support.client import Client
 from tests.support.eventually import eventually
-from tests.support.node_harness import (
-    Client,
-    Recorder,
-    running_node,
-    sample,
-    upstream_id,
-)
+from tests.support.node_harness import Recorder, running_node, sample, upstream_id
 
 REPLIES = 600
 REPLY_SIZE = 128 * 1024

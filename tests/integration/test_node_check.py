@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from paradoxplex.node.cli.healthcheck import check_lines
 from paradoxplex.shared.config import Address, NodeConfig
-from tests.support.node_harness import free_port
+from tests.support.ports import free_port
 
 
 async def test_a_redis_url_is_shown_without_its_passwords() -> None:

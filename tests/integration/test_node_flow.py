@@ -15,18 +15,18 @@ import pytest
 
 from paradoxplex.node.node import Node
 from paradoxplex.upstream import Message, Outbox
+from tests.support.client import Client
 from tests.support.eventually import eventually
 from tests.support.node_harness import (
-    Client,
     Recorder,
     clients,
-    free_port,
     running_node,
     sample,
     session_of,
     session_uuid,
     start_upstream,
 )
+from tests.support.ports import free_port
 
 CONTRACT = 2.0  # a socket closed by its client leaves the list within 2 s, paused or not
 REPLIES = 800

@@ -9,12 +9,11 @@ import pytest
 
 from paradoxplex.node.node import Node
 from paradoxplex.upstream import Message, Outbox
+from tests.support.client import Client
 from tests.support.eventually import eventually
 from tests.support.node_harness import (
-    Client,
     Recorder,
     clients,
-    free_port,
     listen_port,
     running_node,
     sample,
@@ -22,6 +21,7 @@ from tests.support.node_harness import (
     session_uuid,
     start_upstream,
 )
+from tests.support.ports import free_port
 
 
 async def test_the_socket_past_max_connections_is_closed_at_once() -> None:

@@ -10,8 +10,9 @@ from collections import defaultdict
 
 import pytest
 
+from tests.support.client import Client
 from tests.support.eventually import eventually
-from tests.support.node_harness import Client, Recorder, running_node, start_upstream
+from tests.support.node_harness import Recorder, running_node, start_upstream
 
 SOCKETS = 6
 MESSAGES = 1_500

@@ -18,8 +18,9 @@ import pytest
 
 from paradoxplex.node.node import Node
 from paradoxplex.shared.proxy import V2_SIGNATURE
+from tests.support.client import Client
 from tests.support.eventually import eventually
-from tests.support.node_harness import Client, Recorder, listen_port, running_node, sample
+from tests.support.node_harness import Recorder, listen_port, running_node, sample
 from tests.support.node_harness import start_upstream as start_echo
 from tests.support.tls import Authority
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.support.node_harness import Client, running_node, start_upstream
+from tests.support.client import Client
+from tests.support.node_harness import running_node, start_upstream
 
 
 async def test_the_record_counts_messages_and_drops_and_says_the_state() -> None:

@@ -6,15 +6,9 @@ import asyncio
 
 import pytest
 
+from tests.support.client import Client
 from tests.support.eventually import eventually
-from tests.support.node_harness import (
-    Client,
-    clients,
-    running_node,
-    sample,
-    start_upstream,
-    upstream_id,
-)
+from tests.support.node_harness import clients, running_node, sample, start_upstream, upstream_id
 
 FRAMES = 3000
 

@@ -5,7 +5,6 @@ the admin CLI's ``--ca`` and ``paradoxplex health``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import sys
@@ -20,6 +19,7 @@ import pytest
 from paradoxplex.node.fleet.memory import memory_backend
 from paradoxplex.node.node import Node
 from paradoxplex.shared.errors import ConfigError
+from tests.support.client import Client
 from tests.support.eventually import eventually
 from tests.support.node_harness import (
     Recorder,
@@ -28,36 +28,7 @@ from tests.support.node_harness import (
     running_node,
     start_upstream,
 )
-from tests.support.tls import Authority, Issued, file_fingerprint, fingerprint
-
-
-class TlsClient:
-    """A TLS client of the node's listener."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    @classmethod
-    async def connect(cls, node: Node, context: ssl.SSLContext) -> TlsClient:
-        reader, writer = await asyncio.open_connection("127.0.0.1", listen_port(node), ssl=context)
-        return cls(reader, writer)
-
-    @property
-    def server_fingerprint(self) -> str:
-        sslobj = self.writer.get_extra_info("ssl_object")
-        return fingerprint(sslobj.getpeercert(binary_form=True))
-
-    async def round_trip(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-        async with asyncio.timeout(5):
-            assert await self.reader.readexactly(len(data)) == data
-
-    async def aclose(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError):
-            await self.writer.wait_closed()
+from tests.support.tls import Authority, Issued, file_fingerprint
 
 
 @asynccontextmanager
@@ -77,7 +48,7 @@ def listener_files(issued: Issued) -> dict[str, str]:
 async def test_a_tls_client_round_trip_through_the_node(tmp_path: Path) -> None:
     authority = Authority(tmp_path)
     async with tls_node(**listener_files(authority.issue("node"))) as (node, recorder):
-        client = await TlsClient.connect(node, authority.client_context())
+        client = await Client.connect(node, ssl=authority.client_context())
         try:
             await client.round_trip(b"over tls")
         finally:
@@ -91,7 +62,7 @@ async def test_a_tls_client_that_closes_leaves_at_once_without_a_warning(
     authority = Authority(tmp_path)
     async with tls_node(**listener_files(authority.issue("node"))) as (node, _):
         with caplog.at_level(logging.WARNING):
-            client = await TlsClient.connect(node, authority.client_context())
+            client = await Client.connect(node, ssl=authority.client_context())
             await client.round_trip(b"bye")
             await client.aclose()
             await eventually(lambda: node.sessions == {}, timeout=2, message="socket gone")
@@ -117,7 +88,7 @@ async def test_client_certificates_are_required_with_a_client_ca(tmp_path: Path)
     async with tls_node(**overrides) as (node, recorder):
         context = authority.client_context()
         context.load_cert_chain(*_pair(clients_ca.issue("device")))
-        client = await TlsClient.connect(node, context)
+        client = await Client.connect(node, ssl=context)
         try:
             await client.round_trip(b"with a certificate")
         finally:
@@ -131,7 +102,7 @@ async def test_client_certificates_are_required_with_a_client_ca(tmp_path: Path)
 
 async def refused_round_trip(node: Node, context: ssl.SSLContext) -> None:
     """Connect and round-trip; with TLS 1.3 the server's refusal shows at the first read."""
-    stranger = await TlsClient.connect(node, context)
+    stranger = await Client.connect(node, ssl=context)
     try:
         await stranger.round_trip(b"without one")
     finally:
@@ -161,20 +132,20 @@ async def test_a_reload_keeps_open_sockets_and_new_handshakes_see_the_new_certif
     first, second = authority.issue("node one"), authority.issue("node two")
     live = copy_to(first, Issued(tmp_path / "live.crt", tmp_path / "live.key"))
     async with tls_node(**listener_files(live)) as (node, _):
-        old = await TlsClient.connect(node, authority.client_context())
+        old = await Client.connect(node, ssl=authority.client_context())
         try:
             await old.round_trip(b"before")
-            assert old.server_fingerprint == file_fingerprint(first.cert)
+            assert old.peer_fingerprint == file_fingerprint(first.cert)
             copy_to(second, live)
             node.reload_certificates()
-            new = await TlsClient.connect(node, authority.client_context())
+            new = await Client.connect(node, ssl=authority.client_context())
             try:
-                assert new.server_fingerprint == file_fingerprint(second.cert)
+                assert new.peer_fingerprint == file_fingerprint(second.cert)
                 await new.round_trip(b"new")
             finally:
                 await new.aclose()
             await old.round_trip(b"after, on the same socket")
-            assert old.server_fingerprint == file_fingerprint(first.cert)
+            assert old.peer_fingerprint == file_fingerprint(first.cert)
         finally:
             await old.aclose()
 
@@ -191,9 +162,9 @@ async def test_a_bad_file_at_reload_is_logged_and_the_old_certificate_kept(
             node.reload_certificates()
         assert "TLS reload failed, keeping the current certificate" in caplog.text
         assert "--tls-key" in caplog.text
-        client = await TlsClient.connect(node, authority.client_context())
+        client = await Client.connect(node, ssl=authority.client_context())
         try:
-            assert client.server_fingerprint == file_fingerprint(first.cert)
+            assert client.peer_fingerprint == file_fingerprint(first.cert)
             await client.round_trip(b"still served")
         finally:
             await client.aclose()

@@ -7,9 +7,9 @@ import uuid as uuidlib
 from collections.abc import Callable
 
 from paradoxplex.upstream import Message, Outbox, UpstreamServer
+from tests.support.client import Client
 from tests.support.eventually import eventually
 from tests.support.node_harness import (
-    Collector,
     Recorder,
     clients,
     running_node,
@@ -34,8 +34,8 @@ def short_echo(message: Message, out: Outbox) -> bool:
     return True
 
 
-def answered(collector: Collector) -> set[bytes]:
-    return set(collector.tokens(b"|"))
+def answered(client: Client) -> set[bytes]:
+    return set(client.tokens(b"|"))
 
 
 async def test_an_upstream_dying_mid_stream_loses_nothing_it_had_not_taken() -> None:
@@ -53,7 +53,7 @@ async def test_an_upstream_dying_mid_stream_loses_nothing_it_had_not_taken() -> 
             running_node(dying.port, healthy.port, framing="line") as node,
             clients(node, 1) as (client,),
         ):
-            collector = Collector(client)
+            client.collect()
             link = node.pool.links[upstream_id(dying.port)]
 
             def out_to_dying() -> float:
@@ -82,19 +82,18 @@ async def test_an_upstream_dying_mid_stream_loses_nothing_it_had_not_taken() -> 
             taken = out_to_dying()
             # Only what the dying upstream had taken off the node's queue may be missing.
             await eventually(
-                lambda: len(answered(collector)) >= len(before_ids) - taken,
+                lambda: len(answered(client)) >= len(before_ids) - taken,
                 message="everything the dead upstream had not taken is answered",
             )
             after, after_ids = numbered(len(before_ids), 500)
             await client.send(after)
             await eventually(
-                lambda: after_ids <= answered(collector),
+                lambda: after_ids <= answered(client),
                 message="every message sent after the failure is answered",
             )
-            missing = before_ids - answered(collector)
+            missing = before_ids - answered(client)
             assert len(missing) <= taken
             assert sample(node, "paradoxplex_drops_total", reason="socket_closed") == 0
-            await collector.stop()
     finally:
         await dying.stop(0)
         await healthy.stop(0)

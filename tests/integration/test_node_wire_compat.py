@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 
 from tests.integration.original_upstream import OriginalUpstream, compile_original
+from tests.support.client import Client
 from tests.support.eventually import eventually
 from tests.support.node_harness import (
-    Client,
     clients,
     running_node,
     sample,

@@ -28,8 +28,9 @@ from paradoxplex.shared.keys import Keys
 from paradoxplex.shared.placement import CLUSTER_BUCKETS
 from paradoxplex.shared.sessions import SessionInfo
 from tests.integration.test_fleet_delivery import LOST_AT_SENDER, NUMBERED, drops
+from tests.support.client import Client, close_all
 from tests.support.eventually import eventually
-from tests.support.fleet import Client, accepted, close_all, start_fleet, start_upstream, stop_nodes
+from tests.support.fleet import accepted, start_fleet, start_upstream, stop_nodes
 from tests.support.redis_cluster import ClusterServers
 from tests.support.redis_server import RedisServer
 
@@ -84,7 +85,7 @@ async def fleet(
     client: Client | None = None
     try:
         nodes = await start_fleet(failover_cluster.url, key_prefix, [address], bus_hold=15.0)
-        client = await Client.connect(nodes[0].listen_address)
+        client = await Client.connect(nodes[0].listen_address, collect=True)
         yield nodes, client
     finally:
         if client is not None:

@@ -26,8 +26,9 @@ from paradoxplex.shared.keys import Keys
 from paradoxplex.shared.sessions import SessionInfo
 from tests.conftest import delete_prefix
 from tests.integration.test_fleet_delivery import LOST_AT_SENDER, NUMBERED, drops
+from tests.support.client import Client, close_all
 from tests.support.eventually import eventually
-from tests.support.fleet import Client, accepted, close_all, start_fleet, start_upstream, stop_nodes
+from tests.support.fleet import accepted, start_fleet, start_upstream, stop_nodes
 from tests.support.redis_server import RedisServer
 
 SESSIONS = 3_000
@@ -148,7 +149,7 @@ async def test_one_shard_stopped_stops_only_its_own_traffic(
         keys = Keys(key_prefix, buckets=3)
         assert [keys.bucket(n.node_id) for n in (a, e, c)] == [0, 1, 2]
         owners = (a, e, c)
-        clients = [await Client.connect(owner.listen_address) for owner in owners]
+        clients = [await Client.connect(owner.listen_address, collect=True) for owner in owners]
         pairs = zip(owners, clients, strict=True)
         uuids = [await accepted(owner, client) for owner, client in pairs]
         stopped = shard_servers[1]  # e's inbox; not the designated shard

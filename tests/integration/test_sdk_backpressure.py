@@ -4,7 +4,8 @@ the node takes the replies back (its outbox holds ``max_pending``)."""
 from __future__ import annotations
 
 from paradoxplex.upstream import Message, Outbox, UpstreamServer
-from tests.support.node_harness import Client, running_node
+from tests.support.client import Client
+from tests.support.node_harness import running_node
 
 LINES = 3_000
 

@@ -23,7 +23,7 @@ from paradoxplex.node.fleet.redis import connect
 from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.fleet import Backend
-from tests.support.fleet import free_port
+from tests.support.ports import free_port
 from tests.support.redis_server import RedisServer
 
 MASTER_PASSWORD = "m4ster-s3cret"

@@ -21,14 +21,9 @@ from paradoxplex.node.fleet.redis import RedisBus
 from paradoxplex.node.node import Node
 from paradoxplex.shared.config import Address
 from tests.integration.test_fleet_delivery import LOST_AT_SENDER, drops, numbers
+from tests.support.client import Client
 from tests.support.eventually import eventually
-from tests.support.fleet import (
-    Client,
-    accepted,
-    registered,
-    start_fleet,
-    stop_nodes,
-)
+from tests.support.fleet import accepted, registered, start_fleet, stop_nodes
 from tests.support.sentinel_group import SentinelGroup
 
 PER_TICK = 20
@@ -69,7 +64,7 @@ async def test_the_fleet_follows_the_new_master(
         group.url, key_prefix, [upstream], ids=("a", "b"), bus_hold=15.0, node_ttl=NODE_TTL
     )
     a, b = nodes
-    client = await Client.connect(a.listen_address)
+    client = await Client.connect(a.listen_address, collect=True)
     try:
         uuid = await accepted(a, client)
         pump = Pump(b, "a", uuid)
@@ -108,7 +103,7 @@ async def test_the_fleet_follows_the_new_master(
             f"{len(got)} of {pump.sent} replies arrived, {lost} counted lost ({a.bus.stats})"
         )
     finally:
-        await client.close()
+        await client.aclose()
         await stop_nodes(nodes)
 
 

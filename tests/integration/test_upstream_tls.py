@@ -13,10 +13,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from paradoxplex.node.node import Node
 from paradoxplex.upstream import UpstreamServer, server_credentials
+from tests.support.client import Client
 from tests.support.eventually import eventually
-from tests.support.node_harness import Client, Recorder, running_node, upstream_id
+from tests.support.node_harness import Recorder, running_node, upstream_id
 from tests.support.tls import Authority, Issued
 
 
@@ -38,14 +38,6 @@ def pem_of(cert: Path, key: Path, client_ca: Path | None) -> tuple[bytes, bytes,
     return cert.read_bytes(), key.read_bytes(), client_ca.read_bytes() if client_ca else None
 
 
-async def round_trip(node: Node, data: bytes) -> None:
-    client = await Client.connect(node)
-    try:
-        await client.round_trip(data)
-    finally:
-        await client.aclose()
-
-
 def node_tls(authority: Authority, client: Issued | None = None) -> dict[str, Any]:
     settings: dict[str, Any] = {"upstream_tls": True, "upstream_tls_ca": str(authority.ca)}
     if client is not None:
@@ -58,8 +50,9 @@ async def test_node_to_sdk_upstream_over_tls(tmp_path: Path) -> None:
     async with (
         tls_upstream(authority.issue("upstream")) as (server, recorder),
         running_node(server.port, **node_tls(authority)) as node,
+        await Client.connect(node) as client,
     ):
-        await round_trip(node, b"over tls to the upstream")
+        await client.round_trip(b"over tls to the upstream")
     assert recorder.data == [b"over tls to the upstream"]
 
 
@@ -70,8 +63,9 @@ async def test_node_to_sdk_upstream_over_mtls(tmp_path: Path) -> None:
     async with (
         tls_upstream(authority.issue("upstream"), nodes_ca.ca) as (server, recorder),
         running_node(server.port, **node_tls(authority, node_cert)) as node,
+        await Client.connect(node) as client,
     ):
-        await round_trip(node, b"mutual")
+        await client.round_trip(b"mutual")
     assert recorder.data == [b"mutual"]
 
 
@@ -118,7 +112,8 @@ async def test_tls_per_upstream_through_the_admin_api_with_a_server_name(
             record = await answer.json()
         assert (record["tls"], record["server_name"]) == (True, "echo.internal")
         await eventually(lambda: node.pool.ready(), message="the TLS upstream in rotation")
-        await round_trip(node, b"registered with tls")
+        async with await Client.connect(node) as client:
+            await client.round_trip(b"registered with tls")
         async with http.get(f"{node.admin_url}/v1/upstreams") as answer:
             [listed] = (await answer.json())["items"]
         assert (listed["tls"], listed["server_name"]) == (True, "echo.internal")

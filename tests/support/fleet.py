@@ -1,6 +1,7 @@
 """Helpers for fleet tests: TCP clients, an admin API caller, in-process fleets, processes.
 
-- ``Client``: a downstream socket that keeps everything it receives; tests wait on it.
+- Downstream sockets are ``tests.support.client.Client``s, connected with ``collect=True``
+  (they keep everything they receive; tests wait on it).
 - ``Admin``: calls one node's admin API and answers ``(status, json)``, errors included.
 - ``start_fleet``: N in-process nodes on one Redis prefix, with their upstreams ready.
 - ``Proc`` / ``start_node`` / ``start_echo``: ``paradoxplex`` subprocesses whose start-up
@@ -13,10 +14,8 @@ import asyncio
 import contextlib
 import re
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from paradoxplex.node.fleet.backends import build_backend
 from paradoxplex.node.node import Node
 from paradoxplex.shared.config import Address, NodeConfig
 from paradoxplex.upstream import Handler, Message, Outbox, UpstreamServer
+from tests.support.client import Client
 from tests.support.eventually import eventually
 from tests.support.processes import environment, executable
 
@@ -37,105 +37,6 @@ NODE_LINE = re.compile(
     rb"paradoxplex node (?P<id>\S+) listening on (?P<listen>\S+), admin on (?P<admin>\S+)"
 )
 ECHO_LINE = re.compile(rb"upstream-echo listening on (?P<listen>\S+)")
-
-# -- sockets -------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def port_free(port: int) -> bool:
-    """Whether a server could bind ``port`` now (servers set SO_REUSEADDR, so a port whose
-    last connections wait in TIME_WAIT counts as free, as it is for them)."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
-
-
-def free_range(count: int, *, avoid: Iterable[int] = ()) -> int:
-    """A base port such that ``base .. base+count-1`` are free now (and not in ``avoid``)."""
-    taken = set(avoid)
-    for _ in range(200):
-        base = free_port()
-        ports = range(base, base + count)
-        if base + count < 65535 and taken.isdisjoint(ports) and all(map(port_free, ports)):
-            return base
-    raise RuntimeError(f"no {count} consecutive free ports")
-
-
-class Client:
-    """One downstream TCP connection; a reader task keeps every byte received."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.received = bytearray()
-        self.eof = False
-        host, port = writer.get_extra_info("sockname")[:2]
-        self.local = f"{host}:{port}"
-        self._task = asyncio.create_task(self._read())
-
-    @classmethod
-    async def connect(cls, address: str) -> Client:
-        host, _, port = address.rpartition(":")
-        reader, writer = await asyncio.open_connection(host, int(port))
-        return cls(reader, writer)
-
-    async def _read(self) -> None:
-        with contextlib.suppress(OSError):
-            while chunk := await self.reader.read(65536):
-                self.received += chunk
-        self.eof = True
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    def count(self, token: bytes) -> int:
-        return bytes(self.received).count(token)
-
-    async def expect(self, token: bytes, *, times: int = 1, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """Wait until ``token`` was received at least ``times`` times."""
-        await eventually(
-            lambda: self.count(token) >= times,
-            timeout=timeout,
-            message=f"{self.local} to receive {token!r} x{times} ({self!r})",
-        )
-
-    async def round_trip(self, payload: bytes, *, timeout: float = 5.0) -> float:  # noqa: ASYNC109
-        """Send a unique payload and wait for its echo; the seconds it took."""
-        before = self.count(payload)
-        started = time.monotonic()
-        await self.send(payload)
-        await self.expect(payload, times=before + 1, timeout=timeout)
-        return time.monotonic() - started
-
-    async def close(self) -> None:
-        if not self.writer.is_closing():
-            self.writer.close()
-        with contextlib.suppress(OSError):
-            await self.writer.wait_closed()
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    def __repr__(self) -> str:
-        tail = bytes(self.received[-200:])
-        return f"<Client {self.local} received={len(self.received)} eof={self.eof} tail={tail!r}>"
-
-
-async def close_all(clients: Iterable[Client]) -> None:
-    for client in clients:
-        await client.close()
-
 
 # -- admin API -----------------------------------------------------------------------------
 

@@ -4,15 +4,13 @@
 - ``start_upstream``: a real gRPC upstream (the SDK's ``UpstreamServer``) on a free port.
 - ``running_node``: a ``Node`` with the given upstreams, started, ready, stopped afterwards
   (``drain_grace`` 0 unless told otherwise, so stopping does not wait for open sockets).
-- ``Client``: a real TCP socket to the node's listener, with reads bounded by a deadline.
+- Clients of a node's listener are ``tests.support.client.Client``s.
 - ``sample``: a metric's value from the node's own Prometheus registry (0.0 when absent).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,9 +20,9 @@ from paradoxplex.node.node import Node
 from paradoxplex.node.sockets.session import Session
 from paradoxplex.shared.config import Address, NodeConfig
 from paradoxplex.upstream import Message, Outbox, UpstreamServer
+from tests.support.client import Client
 from tests.support.eventually import eventually
 
-READ_TIMEOUT = 5.0
 ReplyRule = Callable[[Message, Outbox], bool]
 
 
@@ -69,14 +67,6 @@ async def start_upstream(
     server = UpstreamServer(recorder, batch=batch)
     await server.start(f"127.0.0.1:{port}")
     return server, recorder
-
-
-def free_port() -> int:
-    """A port that was free a moment ago (for an upstream started later)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def node_config(upstream_ports: tuple[int, ...], **overrides: Any) -> NodeConfig:
@@ -125,78 +115,6 @@ def upstream_id(port: int) -> str:
     return f"127.0.0.1:{port}"
 
 
-class Client:
-    """A TCP client of the node's listener. Close it (``aclose``) in every test."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.local_port: int = writer.get_extra_info("sockname")[1]
-
-    @classmethod
-    async def connect(cls, node: Node, *, rcvbuf: int | None = None) -> Client:
-        """Connect to ``node``; ``rcvbuf`` shrinks the client's receive buffer (slow readers)."""
-        if rcvbuf is None:
-            reader, writer = await asyncio.open_connection("127.0.0.1", listen_port(node))
-            return cls(reader, writer)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        sock.setblocking(False)
-        try:
-            await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", listen_port(node)))
-        except OSError:
-            sock.close()
-            raise
-        reader, writer = await asyncio.open_connection(sock=sock)
-        return cls(reader, writer)
-
-    @property
-    def remote_as_node_sees_it(self) -> str:
-        return f"127.0.0.1:{self.local_port}"
-
-    async def send(self, data: bytes) -> None:
-        self.writer.write(data)
-        await self.writer.drain()
-
-    async def receive_exactly(self, size: int, *, within: float = READ_TIMEOUT) -> bytes:
-        async with asyncio.timeout(within):
-            return await self.reader.readexactly(size)
-
-    async def receive_until(self, marker: bytes, *, within: float = READ_TIMEOUT) -> bytes:
-        """Everything up to and including ``marker``."""
-        async with asyncio.timeout(within):
-            return await self.reader.readuntil(marker)
-
-    async def round_trip(self, data: bytes, *, reply: bytes | None = None) -> None:
-        """Send ``data``; assert that ``reply`` (default: ``data``) comes back."""
-        expected = data if reply is None else reply
-        await self.send(data)
-        got = await self.receive_exactly(len(expected))
-        assert got == expected
-
-    async def closed_by_peer(self, *, within: float = READ_TIMEOUT) -> bytes:
-        """Read to end of stream (EOF or reset); return what came before it."""
-        chunks: list[bytes] = []
-        async with asyncio.timeout(within):
-            while True:
-                try:
-                    chunk = await self.reader.read(65536)
-                except ConnectionError:
-                    break
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        return b"".join(chunks)
-
-    async def aclose(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError, OSError):
-            await self.writer.wait_closed()
-
-    def __repr__(self) -> str:
-        return f"<Client local_port={self.local_port}>"
-
-
 def session_of(node: Node, client: Client) -> Session:
     """The node's session for ``client`` (by the client's address)."""
     wanted = client.remote_as_node_sees_it
@@ -229,31 +147,3 @@ async def clients(node: Node, count: int) -> AsyncIterator[list[Client]]:
     finally:
         for client in opened:
             await client.aclose()
-
-
-class Collector:
-    """Reads a client in the background; ``tokens(sep)`` splits what arrived so far."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-        self.buffer = bytearray()
-        self.ended = False
-        self._task = asyncio.create_task(self._read())
-
-    async def _read(self) -> None:
-        try:
-            while chunk := await self.client.reader.read(65536):
-                self.buffer += chunk
-        except ConnectionError:
-            pass
-        finally:
-            self.ended = True
-
-    def tokens(self, separator: bytes) -> list[bytes]:
-        *complete, _ = bytes(self.buffer).split(separator)
-        return complete
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task

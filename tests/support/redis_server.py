@@ -33,6 +33,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from paradoxplex.node.cli.devfleet import find_redis_server
+from tests.support.ports import free_port
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -47,13 +48,6 @@ INSTALL_HINT = (
     "`apt-get install redis-server`, "
     "or start a Docker engine and `pip install 'testcontainers[redis]'`"
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def answers_ping(host: str, port: int, *, timeout: float = 0.5) -> bool:
