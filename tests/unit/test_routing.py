@@ -34,9 +34,9 @@ class Local:
         self.held = set(held)
         self.asked: list[str] = []
 
-    def __call__(self, session: str) -> bool:
-        self.asked.append(session)
-        return session in self.held
+    def __call__(self, client_uuid: str) -> bool:
+        self.asked.append(client_uuid)
+        return client_uuid in self.held
 
 
 @pytest.mark.parametrize(

@@ -91,7 +91,7 @@ class SessionInfo:
         )
 
 
-class SessionIds:
+class ClientUuids:
     """Random (version 4) UUIDs, as ``uuid.uuid4`` makes them, but drawn ``block`` at a time:
     one ``os.urandom`` call per ``block`` ids instead of one per id (a storm of new sockets
     pays it per socket). Every id keeps 122 random bits; ``uuid.UUID`` sets the RFC 4122
@@ -116,9 +116,9 @@ class SessionIds:
         self._at = 0
 
 
-_IDS = SessionIds()
+_IDS = ClientUuids()
 os.register_at_fork(after_in_child=_IDS.forget)
-new_session_id = _IDS.new
+new_client_uuid = _IDS.new
 
 
 def canonical_uuid(text: str) -> str | None:

@@ -66,7 +66,7 @@ class Courier:
         self.on_undelivered = on_undelivered
         self.routes: dict[str, _Route] = {}
 
-    def send_nowait(self, node_id: str, session: str, payload: bytes) -> bool:
+    def send_nowait(self, node_id: str, client_uuid: str, payload: bytes) -> bool:
         """Queue a reply for a socket on ``node_id``; False when that node's queue is full."""
         route = self.routes.get(node_id)
         if route is None:
@@ -78,13 +78,13 @@ class Courier:
                 return False
             route.queue.popleft()
             self.metrics.drops.labels("bus_hold_full").inc()
-        route.queue.append((session, payload))
+        route.queue.append((client_uuid, payload))
         route.wakeup.set()
         return True
 
-    async def send(self, node_id: str, session: str, payload: bytes) -> None:
+    async def send(self, node_id: str, client_uuid: str, payload: bytes) -> None:
         """Queue a reply, waiting while that node's queue is full."""
-        while not self.send_nowait(node_id, session, payload):
+        while not self.send_nowait(node_id, client_uuid, payload):
             await self.routes[node_id].room.wait()
 
     async def _work(self, node_id: str, route: _Route) -> None:

@@ -26,7 +26,7 @@ from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.session import Session
 from paradoxplex.shared.admission import Admission, Refusal, source_of
 from paradoxplex.shared.buffers import ReplyBuffers
-from paradoxplex.shared.sessions import SessionInfo, new_session_id
+from paradoxplex.shared.sessions import SessionInfo, new_client_uuid
 from paradoxplex.wire import upstream_pb2 as pb
 
 log = logging.getLogger("paradoxplex.node.sockets")
@@ -96,7 +96,7 @@ class SessionHosting:
             return None
         session.source = sys.intern(source)  # one string per source, not one per socket
         remote = session.peer or (f"{peer[0]}:{peer[1]}" if peer else "unknown")
-        info = SessionInfo(new_session_id(), self.node_id, remote, time.time())
+        info = SessionInfo(new_client_uuid(), self.node_id, remote, time.time())
         self.sessions[info.uuid] = session
         self.metrics.sockets_opened.inc()
         self.metrics.sockets.set(len(self.sessions))
