@@ -27,6 +27,7 @@ from paradoxplex.node.links.queue import Outgoing
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.session import Session
 from paradoxplex.shared.balancing import Balancer, Place
+from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.health import Health
 from paradoxplex.shared.upstreams import UpstreamSpec
 from paradoxplex.wire import upstream_pb2 as pb
@@ -147,7 +148,7 @@ class UpstreamPool:
         if isinstance(decision, Place):
             self.links[decision.upstream_id].enqueue(Outgoing(client_uuid, b"", event))
             return True
-        self.metrics.drops.labels("lifecycle_event_no_upstream").inc()
+        self.metrics.drops.labels(DropReason.LIFECYCLE_EVENT_NO_UPSTREAM).inc()
         return False
 
     def forget(self, client_uuid: str) -> None:
@@ -208,7 +209,7 @@ class UpstreamPool:
         for client_uuid, payloads in by_session.items():
             session = self.sessions.get(client_uuid)
             if session is None or session.closing:
-                self.metrics.drops.labels("socket_closed").inc(len(payloads))
+                self.metrics.drops.labels(DropReason.SOCKET_CLOSED).inc(len(payloads))
                 continue
             session.flow.requeue(payloads)
             self.submit(session)

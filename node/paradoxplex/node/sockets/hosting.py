@@ -26,6 +26,7 @@ from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.session import Session
 from paradoxplex.shared.admission import Admission, Refusal, source_of
 from paradoxplex.shared.buffers import ReplyBuffers
+from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.sessions import SessionInfo, new_client_uuid
 from paradoxplex.wire import upstream_pb2 as pb
 
@@ -89,7 +90,7 @@ class SessionHosting:
         held = len(self.sessions)
         refusal = self.admission.admit(source, now, held=held, draining=self.draining)
         if refusal is not None:
-            self.metrics.sockets_refused.labels(refusal.value).inc()
+            self.metrics.sockets_refused.labels(refusal).inc()
             count = self.admission.refused(source, now)
             if count:
                 log.warning(REFUSED[refusal], count, source, held)
@@ -120,7 +121,7 @@ class SessionHosting:
         self.unregistered.discard(info.uuid)
         dropped = session.flow.drop_all()
         if dropped:
-            self.metrics.drops.labels("socket_closed").inc(dropped)
+            self.metrics.drops.labels(DropReason.SOCKET_CLOSED).inc(dropped)
         self.metrics.sockets.set(len(self.sessions))
         self.metrics.sockets_closed.labels(_reason_label(reason)).inc()
         self.sync.removed(info)
