@@ -346,7 +346,15 @@ def test_https_on_a_plain_http_port_says_tls(
 
 def test_token_option(secured: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
     assert admin(secured.url, "nodes") == 1
-    assert capsys.readouterr().err.startswith("error: unauthorized: ")
+    assert capsys.readouterr().err == (
+        "error: unauthorized: missing or bad bearer token "
+        "(this admin API needs a token: pass --token or set PARADOXPLEX_ADMIN_TOKEN)\n"
+    )
+    assert admin(secured.url, "nodes", "--token", "not-it") == 1
+    assert capsys.readouterr().err == (
+        "error: unauthorized: missing or bad bearer token "
+        "(the token given by --token or PARADOXPLEX_ADMIN_TOKEN is not the node's --admin-token)\n"
+    )
     assert admin(secured.url, "nodes", "--token", TOKEN) == 0
     assert admin(secured.url, "health") == 0
 

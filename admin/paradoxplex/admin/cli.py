@@ -359,11 +359,20 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
         async with client:
             return await command(client, args, out)
     except AdminAPIError as error:
-        return out.error(error.code, error.message)
+        return out.error(error.code, error.message + _token_hint(error.code, admin_token(args)))
     except AdminUnreachable as error:
         return out.error("unreachable", f"{error.url}: {error.reason}")
     except (ConfigError, InvalidRequest, ValueError) as error:
         return out.error("bad_request", str(error))
+
+
+def _token_hint(code: str, token: str | None) -> str:
+    """What to do about a 401: where the token comes from, or that the one sent is wrong."""
+    if code != "unauthorized":
+        return ""
+    if token is None:
+        return f" (this admin API needs a token: pass --token or set {TOKEN_ENV})"
+    return f" (the token given by --token or {TOKEN_ENV} is not the node's --admin-token)"
 
 
 def run_admin(args: argparse.Namespace) -> int:
