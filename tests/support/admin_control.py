@@ -42,6 +42,10 @@ NODES = [
         "admin_url": "http://127.0.0.1:8000",
         "started_at": 1714564800.0,
         "sockets": 2,
+        "state": "up",
+        "messages_in": 40,
+        "messages_out": 38,
+        "drops": 1,
     },
     {
         "id": OTHER,

@@ -170,8 +170,8 @@ REACHES = {
     (BroadcastTarget.ALL, SessionState.PAUSED): True,
     (BroadcastTarget.ACTIVE, SessionState.ACTIVE): True,
     (BroadcastTarget.ACTIVE, SessionState.PAUSED): False,
-    (BroadcastTarget.INACTIVE, SessionState.ACTIVE): False,
-    (BroadcastTarget.INACTIVE, SessionState.PAUSED): True,
+    (BroadcastTarget.PAUSED, SessionState.ACTIVE): False,
+    (BroadcastTarget.PAUSED, SessionState.PAUSED): True,
 }
 CASES = [
     pytest.param(
@@ -208,7 +208,7 @@ def test_every_target_and_state_is_in_the_table() -> None:
 @pytest.mark.parametrize("target", list(BroadcastTarget))
 def test_label_filter_on_a_session_without_labels(target: BroadcastTarget) -> None:
     info = session(
-        SessionState.ACTIVE if target is not BroadcastTarget.INACTIVE else SessionState.PAUSED
+        SessionState.ACTIVE if target is not BroadcastTarget.PAUSED else SessionState.PAUSED
     )
     assert matches(info, target) is True
     assert matches(info, target, ("team", "blue")) is False

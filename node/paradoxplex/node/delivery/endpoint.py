@@ -35,7 +35,7 @@ from paradoxplex.node.tasks import TaskSet
 from paradoxplex.shared import envelopes
 from paradoxplex.shared.errors import FleetUnavailable, OwnerTimeout
 from paradoxplex.shared.fleet import FleetBus
-from paradoxplex.shared.sessions import BroadcastTarget
+from paradoxplex.shared.sessions import BroadcastTarget, parse_target
 from paradoxplex.wire import bus_pb2
 
 log = logging.getLogger("paradoxplex.node.delivery")
@@ -269,7 +269,7 @@ class BusEndpoint:
 
     def _receive_broadcast(self, message: bus_pb2.Broadcast) -> None:
         try:
-            target = BroadcastTarget(message.target)
+            target = parse_target(message.target)
         except ValueError:
             self.metrics.bad_input.labels("bus_envelope").inc()
             return

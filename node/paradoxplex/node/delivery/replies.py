@@ -52,7 +52,7 @@ BROADCAST_SLICE = 512
 TARGETS = {
     pb.BROADCAST_ALL: BroadcastTarget.ALL,
     pb.BROADCAST_ACTIVE: BroadcastTarget.ACTIVE,
-    pb.BROADCAST_NOT_ACTIVE: BroadcastTarget.INACTIVE,
+    pb.BROADCAST_NOT_ACTIVE: BroadcastTarget.PAUSED,
 }
 
 
