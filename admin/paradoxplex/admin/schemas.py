@@ -89,7 +89,9 @@ LABEL: Schema = {"type": "string", "pattern": f"^(?:{LABEL_FILTER})?$"}
 SOCKET_QUERY: tuple[Schema, ...] = (
     query("node", "only sockets held by this node", {"type": "string"}),
     query(
-        "state", "only active or paused sockets; empty: either", {"enum": ["active", "paused", ""]}
+        "state",
+        "only active or paused sockets; empty: either",
+        {"enum": ["active", "paused", "inactive", ""]},
     ),
     query("label", "only sockets with this label, as key=value; empty: any", LABEL),
     query(
@@ -191,7 +193,7 @@ def schemas() -> Schema:
             "type": "object",
             "required": ["target"],
             "properties": {
-                "target": {"enum": ["all", "active", "inactive"]},
+                "target": {"enum": ["all", "active", "paused", "inactive"]},
                 "label": LABEL
                 | {"type": ["string", "null"], "description": "key=value; empty or null: any"},
                 "text": TEXT,

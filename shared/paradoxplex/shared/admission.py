@@ -28,7 +28,7 @@ SWEEP_FLOOR = 1024
 DEFAULT_MAX_TOTAL = 10_000  # --max-connections
 
 
-class Refusal(enum.Enum):
+class Refusal(enum.StrEnum):
     """Why a socket was refused; the value is the metric label."""
 
     DRAINING = "draining"

@@ -31,9 +31,10 @@ from typing import Any, cast
 import orjson
 from redis.typing import EncodableT
 
-from paradoxplex.node.fleet.redis.client import FleetClient, connect
+from paradoxplex.node.fleet.redis.client import FleetClient
 from paradoxplex.node.fleet.redis.errors import REDIS_DOWN, cancel_requested, edge
 from paradoxplex.node.fleet.redis.rows import (
+    client_uuid_of,
     cursor_key,
     decode_node,
     decode_upstream,
@@ -44,11 +45,10 @@ from paradoxplex.node.fleet.redis.rows import (
     optional_raw,
     pack_session,
     raw,
-    session_id,
-    session_uuid,
     text,
     texts,
     unpack_session,
+    uuid_key,
 )
 from paradoxplex.shared.fleet import NodeRecord
 from paradoxplex.shared.keys import Keys
@@ -76,8 +76,8 @@ return updated
 class RedisFleet:
     """Fleet state in Redis, shared by every node of a fleet.
 
-    ``client`` may be injected (it is then the caller's to close, unless ``owns_client``);
-    ``from_url`` builds one with ``client.connect`` and closes it in ``close``.
+    ``client`` comes from ``client.connect``; it is the caller's to close, unless
+    ``owns_client`` (then ``close`` closes it).
     """
 
     shared = True
@@ -88,10 +88,6 @@ class RedisFleet:
         self._redis = client.redis
         self._owns_client = owns_client
         self._update = self._redis.register_script(_UPDATE_IF_EXISTS)
-
-    @classmethod
-    def from_url(cls, url: str, *, prefix: str) -> RedisFleet:
-        return cls(connect(url), prefix=prefix, owns_client=True)
 
     @edge
     async def start(self) -> None:
@@ -144,12 +140,12 @@ class RedisFleet:
             await pipe.execute()
 
     async def _forget_bucket(self, node_id: str, bucket: int) -> None:
-        """Delete a node's sessions in one bucket, ``CHUNK`` per MULTI, then its index there."""
+        """Delete a node's uuid_keys in one bucket, ``CHUNK`` per MULTI, then its index there."""
         index, data = self.keys.node_sessions(node_id, bucket), self.keys.sessions_data(bucket)
         members = await self._redis.zrange(index, 0, -1)
-        sessions = [raw(member) for member in cast(list[bytes], members)]
-        for start in range(0, len(sessions), CHUNK):
-            chunk = sessions[start : start + CHUNK]
+        uuid_keys = [raw(member) for member in cast(list[bytes], members)]
+        for start in range(0, len(uuid_keys), CHUNK):
+            chunk = uuid_keys[start : start + CHUNK]
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hdel(data, *chunk)
                 pipe.zrem(index, *chunk)
@@ -194,16 +190,6 @@ class RedisFleet:
 
     # -- sessions ------------------------------------------------------------------------
 
-    async def register_session(self, info: SessionInfo) -> None:
-        await self.register_sessions([info])
-
-    async def update_session(self, info: SessionInfo) -> None:
-        """Overwrite a registered session's fields; a no-op when it is not registered."""
-        await self.update_sessions([info])
-
-    async def unregister_session(self, session: str, node_id: str) -> None:
-        await self.unregister_sessions([(session, node_id)])
-
     @edge
     async def register_sessions(self, infos: Sequence[SessionInfo]) -> None:
         """Register many sessions: one MULTI per bucket, all sent at once."""
@@ -224,7 +210,7 @@ class RedisFleet:
         rows: dict[bytes, bytes] = {}
         by_node: dict[str, list[bytes]] = {}
         for info in infos:
-            key = session_id(info.uuid)
+            key = uuid_key(info.uuid)
             rows[key] = pack_session(info)
             by_node.setdefault(info.node_id, []).append(key)
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -235,6 +221,7 @@ class RedisFleet:
 
     @edge
     async def update_sessions(self, infos: Sequence[SessionInfo]) -> None:
+        """Overwrite registered sessions' fields; a session not registered is left out."""
         if not infos:
             return
         await asyncio.gather(
@@ -244,12 +231,12 @@ class RedisFleet:
     async def _update_bucket(self, bucket: int, infos: list[SessionInfo]) -> None:
         args: list[EncodableT] = []
         for info in infos:
-            args += (session_id(info.uuid), pack_session(info))
+            args += (uuid_key(info.uuid), pack_session(info))
         await self._update(keys=[self.keys.sessions_data(bucket)], args=args)
 
     @edge
     async def unregister_sessions(self, sessions: Sequence[tuple[str, str]]) -> None:
-        """Remove many ``(session, node_id)``: one MULTI per bucket, all sent at once."""
+        """Remove many ``(client_uuid, node_id)``: one MULTI per bucket, all sent at once."""
         if not sessions:
             return
         groups: dict[int, list[tuple[str, str]]] = {}
@@ -260,18 +247,18 @@ class RedisFleet:
     async def _unregister_bucket(self, bucket: int, sessions: list[tuple[str, str]]) -> None:
         keys = self.keys
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(keys.sessions_data(bucket), *(session_id(s) for s, _ in sessions))
-            for session, node_id in sessions:
-                pipe.zrem(keys.node_sessions(node_id, bucket), session_id(session))
+            pipe.hdel(keys.sessions_data(bucket), *(uuid_key(s) for s, _ in sessions))
+            for client_uuid, node_id in sessions:
+                pipe.zrem(keys.node_sessions(node_id, bucket), uuid_key(client_uuid))
             await pipe.execute()
 
     @edge
-    async def lookup_session(self, session: str) -> SessionInfo | None:
+    async def lookup_session(self, client_uuid: str) -> SessionInfo | None:
         try:
-            key = session_id(session)
+            key = uuid_key(client_uuid)
         except ValueError:
             return None
-        data = self.keys.sessions_data(self.keys.bucket(session))
+        data = self.keys.sessions_data(self.keys.bucket(client_uuid))
         row = optional_raw(await self._redis.hget(data, key))
         return unpack_session(key, row)
 
@@ -293,13 +280,13 @@ class RedisFleet:
         ids = sorted(raw(member) for members in replies for member in members)[: limit + 1]
         page = ids[:limit]
         found = await self._sessions(page)
-        next_cursor = session_uuid(page[-1]) if len(ids) > limit and page else None
+        next_cursor = client_uuid_of(page[-1]) if len(ids) > limit and page else None
         return found, next_cursor
 
     async def _sessions(self, ids: list[bytes]) -> list[SessionInfo]:
         if not ids:
             return []
-        buckets = [self.keys.bucket(session_uuid(key)) for key in ids]
+        buckets = [self.keys.bucket(client_uuid_of(key)) for key in ids]
         async with self._redis.pipeline(transaction=False) as pipe:
             for key, bucket in zip(ids, buckets, strict=True):
                 pipe.hget(self.keys.sessions_data(bucket), key)
@@ -314,7 +301,7 @@ class RedisFleet:
                 pipe.zrange(self.keys.node_sessions(node_id, bucket), 0, -1)
             replies = await pipe.execute()
         members = sorted(raw(member) for reply in replies for member in reply)
-        return [session_uuid(member) for member in members]
+        return [client_uuid_of(member) for member in members]
 
     # -- upstreams and health ------------------------------------------------------------
 
