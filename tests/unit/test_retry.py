@@ -10,9 +10,11 @@ from paradoxplex.shared.retry import (
     BUS_RECONNECT,
     BUS_SEND,
     CLUSTER_COMMAND,
+    MEMBER_RESTART,
     NO_RETRY,
     UNKNOWN_SOCKET,
     UPSTREAM_LINK,
+    WORKER_RESTART,
     Backoff,
     RetryPolicy,
 )
@@ -190,3 +192,21 @@ async def test_async_retrying_built_from_a_policy_waits_and_stops_as_the_policy_
         await retrying(refused)
     assert calls == 4
     assert slept == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_a_worker_is_restarted_five_times_as_before() -> None:
+    # was: restart n (1, 2, ...) after min(5, 0.2 * 2**n) s, and no restart after the fifth
+    assert delays(WORKER_RESTART, 6) == pytest.approx([min(5.0, 0.2 * 2**n) for n in range(1, 7)])
+    backoff = Backoff(WORKER_RESTART)
+    restarts = 0
+    while True:
+        backoff.failed()  # a death
+        if backoff.exhausted:
+            break
+        restarts += 1
+    assert restarts == 5
+
+
+def test_a_dev_fleet_member_is_restarted_after_1_2_4_up_to_30_seconds() -> None:
+    assert delays(MEMBER_RESTART, 7) == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert MEMBER_RESTART.attempts is None

@@ -148,3 +148,11 @@ BROKEN_CONNECTION = RetryPolicy(attempts=2)
 
 #: Never again: connections whose owner watches and replaces them itself.
 NO_RETRY = RetryPolicy(attempts=1)
+
+#: ``--workers``: a worker process that died is started again 0.4, 0.8, 1.6, 3.2 and 5 s
+#: later; at its sixth death the parent gives up.
+WORKER_RESTART = RetryPolicy(first=0.4, cap=5.0, attempts=6)
+
+#: ``paradoxplex cluster``: a member that died is started again 1, 2, 4 … up to 30 s later,
+#: as often as it dies.
+MEMBER_RESTART = RetryPolicy(first=1.0, cap=30.0)
