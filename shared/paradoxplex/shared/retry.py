@@ -63,7 +63,7 @@ class RetryPolicy:
     @property
     def wait(self) -> wait_base:
         """The wait as a tenacity strategy (for ``AsyncRetrying(wait=...)``)."""
-        exponential = wait_exponential(multiplier=self.first, max=self.cap)
+        exponential = self._exponential()
         return exponential + wait_random(0, self.jitter) if self.jitter else exponential
 
     @property
@@ -77,12 +77,15 @@ class RetryPolicy:
 
     def bounds(self, failures: int) -> tuple[float, float]:
         """The least and the most ``delay(failures)`` can be (the jitter is their difference)."""
-        base = float(wait_exponential(multiplier=self.first, max=self.cap)(_attempt(failures)))
+        base = float(self._exponential()(_attempt(failures)))
         return base, base + self.jitter
 
     def gives_up(self, failures: int) -> bool:
         """Whether ``failures`` failed attempts in a row are all that the policy allows."""
         return bool(self.stop(_attempt(failures)))
+
+    def _exponential(self) -> wait_exponential:
+        return wait_exponential(multiplier=self.first, max=self.cap)
 
     def capped(self, cap: float) -> RetryPolicy:
         """The same policy with another longest wait (``first`` lowered to it if needed)."""
