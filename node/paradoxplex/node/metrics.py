@@ -3,6 +3,8 @@
 Names follow Prometheus conventions: counters end in ``_total``, durations are histograms in
 seconds. Besides ``paradoxplex_*`` the registry has the standard ``process_*`` metrics
 (resident memory, open fds, CPU seconds), ``python_info`` and ``paradoxplex_build_info``.
+Labels that name a reason come from an enum (``DropReason``, ``Refusal``), and every reason's
+series exists from the start: a scrape shows it at 0 before it first happens.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from paradoxplex.shared.admission import Refusal
+from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.fleet import BusStats
 
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -152,6 +156,8 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        for refusal in Refusal:
+            self.sockets_refused.labels(refusal)
         self.buffered = Gauge(
             "paradoxplex_buffered_bytes",
             "Reply bytes buffered for this node's sockets (bounded by max_buffered)",
@@ -175,6 +181,8 @@ class Metrics:
         self.drops = Counter(
             "paradoxplex_drops", "Messages not delivered, by reason", ["reason"], registry=r
         )
+        for reason in DropReason:
+            self.drops.labels(reason)
         self.bad_input = Counter(
             "paradoxplex_bad_input", "Bad input rejected, by kind", ["kind"], registry=r
         )

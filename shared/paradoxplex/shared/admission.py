@@ -27,7 +27,7 @@ from dataclasses import dataclass
 SWEEP_FLOOR = 1024
 
 
-class Refusal(enum.Enum):
+class Refusal(enum.StrEnum):
     """Why a socket was refused; the value is the metric label."""
 
     DRAINING = "draining"

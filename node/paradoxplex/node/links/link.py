@@ -38,6 +38,7 @@ from paradoxplex.node.links.queue import LinkQueue, Outgoing
 from paradoxplex.node.links.streams import DataStreams
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.shared.batches import BatchLimits
+from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.errors import UpstreamUnavailable
 from paradoxplex.shared.health import Health, HealthTracker, Probe
 from paradoxplex.shared.retry import UPSTREAM_LINK, Backoff
@@ -252,7 +253,7 @@ class UpstreamLink:
             self.streams.close()
 
     def _refuse(self, item: Outgoing, size: int) -> None:
-        self.host.metrics.drops.labels("message_too_large").inc()
+        self.host.metrics.drops.labels(DropReason.MESSAGE_TOO_LARGE).inc()
         log.warning(
             "upstream %s: dropped a message of %d bytes from socket %s: over the %d-byte limit "
             "of one gRPC message",
