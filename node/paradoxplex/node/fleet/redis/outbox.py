@@ -138,14 +138,6 @@ class Outbox:
         async with peer.lock:
             return await self._deliver(peer, entries.DIRECT, envelope, count)
 
-    async def send_many(self, node_id: str, envelopes: list[bytes]) -> bool:
-        """``send`` each in turn; at the first that fails, the rest are not sent (counted)."""
-        for index, envelope in enumerate(envelopes):
-            if not await self.send(node_id, envelope, 1):
-                self.undelivered += len(envelopes) - index - 1
-                return False
-        return True
-
     async def publish(self, kind: bytes, envelope: bytes) -> None:
         """Add to the fleet stream (broadcast or control); ``FleetUnavailable`` after ``hold``."""
         async with self._fleet.lock:
