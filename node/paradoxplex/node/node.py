@@ -39,10 +39,11 @@ from paradoxplex.node.links.pool import UpstreamPool
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.hosting import SessionHosting
 from paradoxplex.node.sockets.listener import Listener, stop_handshakes
+from paradoxplex.node.sockets.open_files import open_files_limit
 from paradoxplex.node.sockets.session import NODE_FLOW, Session, SessionLimits
 from paradoxplex.node.tasks import TaskSet
 from paradoxplex.node.tls import ServerTls, admin_files, listener_files, upstream_credentials
-from paradoxplex.shared.admission import Admission
+from paradoxplex.shared.admission import Admission, socket_room
 from paradoxplex.shared.config import Address, NodeConfig
 from paradoxplex.shared.errors import ConfigError, FleetUnavailable
 from paradoxplex.shared.fleet import Backend, FleetBus, FleetState, NodeRecord
@@ -65,6 +66,7 @@ class Node:
             metrics=self.metrics,
             admission=Admission(
                 max_total=config.max_connections,
+                fd_room=socket_room(open_files_limit()),
                 max_per_source=config.max_connections_per_ip,
                 rate=config.accept_rate,
             ),
@@ -121,6 +123,8 @@ class Node:
             batch=config.batch == "auto",
             on_change=self._link_changed,
         )
+        self.metrics.max_connections.set(config.max_connections)
+        self.metrics.upstreams_in_rotation.set_function(lambda: len(self.pool.balancer_members()))
         self.upkeep = FleetUpkeep(
             node_id=self.node_id,
             fleet=self.fleet,

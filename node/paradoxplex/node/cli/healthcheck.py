@@ -11,6 +11,8 @@ Rules:
 - ``node --check`` loads the configuration (a bad setting has already exited 2), then checks
   that the listener and admin ports are free, that Redis answers and that every upstream is
   ready; one line per check (``ok: …`` or ``problem: …``); exit 0 when there is no problem.
+  Warnings (no upstream; an open-file limit too low for ``--max-connections``) are lines of
+  their own (``warning: …``) that do not fail the check.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from paradoxplex.node.cli.checks import (
     redis_problem,
     upstream_problem,
 )
+from paradoxplex.node.sockets.open_files import open_files_limit
 from paradoxplex.node.tls import file_problems, upstream_credentials
+from paradoxplex.shared.admission import fd_shortfall, socket_room
 from paradoxplex.shared.config import Address, NodeConfig, parse_address
 from paradoxplex.shared.errors import ConfigError
 
@@ -191,6 +195,13 @@ async def check_lines(config: NodeConfig, *, within: float = DEFAULT_TIMEOUT) ->
     lines += [f"problem: {what}: {why}" if why else f"ok: {what}" for what, why in checks]
     if not config.upstream:
         lines.append("warning: no --upstream: sockets would wait for one to be added")
+    limit = open_files_limit()
+    shortfall = fd_shortfall(config.max_connections, limit)
+    lines.append(
+        f"warning: {shortfall}"
+        if shortfall
+        else f"ok: open-file limit {limit}: room for {socket_room(limit)} sockets"
+    )
     return lines
 
 

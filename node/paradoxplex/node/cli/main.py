@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from paradoxplex.node.cli.workers import worker_index
 from paradoxplex.node.grpc_env import apply_grpc_defaults
 from paradoxplex.node.logs import setup_logging
+from paradoxplex.node.sockets.open_files import open_files_limit, raise_open_files
+from paradoxplex.shared.admission import fd_shortfall
 from paradoxplex.shared.config import NodeConfig, load_config, parse_address, read_toml
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.flags import add_node_arguments
@@ -113,6 +115,9 @@ async def run_node(config: NodeConfig) -> None:
     from paradoxplex.node.fleet.backends import build_backend, starting
     from paradoxplex.node.node import Node
 
+    shortfall = fd_shortfall(config.max_connections, open_files_limit())
+    if shortfall:
+        log.warning(shortfall)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -181,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"paradoxplex: {error}", file=sys.stderr)
         return 2
+    raise_open_files()  # before --check, so that it reports what a node would have
     if args.check:
         from paradoxplex.node.cli.healthcheck import run_check
 
