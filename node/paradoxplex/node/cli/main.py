@@ -22,6 +22,7 @@ from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.flags import add_node_arguments
 
 log = logging.getLogger("paradoxplex.node")
+CHECKS = ("all", "config")  # node --check: everything, or what needs no network
 
 
 def version() -> str:
@@ -45,9 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--version", action="version", version=shown)
     node.add_argument(
         "--check",
-        action="store_true",
+        nargs="?",
+        const="all",
+        choices=CHECKS,
+        metavar="all|config",
         help="load and check the whole configuration, reach Redis and every upstream, "
-        "print one line per problem, and exit (0: all good, 1: a problem)",
+        "print one line per problem, and exit (0: all good, 1: a problem); --check=config: "
+        "the settings and their files only, reaching nothing (for systemd's ExecStartPre)",
     )
     add_node_arguments(node)
     echo = commands.add_parser("upstream-echo", help="an example upstream that echoes payloads")
@@ -190,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.check:
         from paradoxplex.node.cli.healthcheck import run_check
 
-        return run_check(config)
+        return run_check(config, reach=args.check == "all")
     if config.workers > 1:
         from paradoxplex.node.cli.workers import run_workers, worker_config
 
