@@ -26,12 +26,16 @@ $(STAMP): pyproject.toml uv.lock
 	touch $(STAMP)
 
 # A node on 0.0.0.0:7999 (admin on 127.0.0.1:8000) and an echo upstream on 127.0.0.1:45888;
-# try it with `nc 127.0.0.1 7999`. Ctrl-C stops both.
+# try it with `nc 127.0.0.1 7999`. Ctrl-C stops the node first (it drains), then the upstream:
+# the shell ignores SIGINT and the upstream, a background job, does too; the node handles it.
+RUN_LISTEN ?= 0.0.0.0:7999
+RUN_ADMIN ?= 127.0.0.1:8000
+RUN_UPSTREAM ?= 127.0.0.1:45888
 run: $(STAMP)
-	@$(BIN)/paradoxplex upstream-echo --listen 127.0.0.1:45888 & echo_pid=$$!; \
-	trap 'kill $$echo_pid 2>/dev/null' EXIT INT TERM; \
-	sleep 1; kill -0 $$echo_pid 2>/dev/null || { echo "make run: upstream-echo did not start (is port 45888 taken?)" >&2; exit 1; }; \
-	$(BIN)/paradoxplex node --upstream 127.0.0.1:45888 --drain-grace 1
+	@$(BIN)/paradoxplex upstream-echo --listen $(RUN_UPSTREAM) & echo_pid=$$!; \
+	trap 'kill $$echo_pid 2>/dev/null; wait $$echo_pid 2>/dev/null || true' EXIT; trap '' INT; \
+	sleep 1; kill -0 $$echo_pid 2>/dev/null || { echo "make run: upstream-echo did not start (is $(RUN_UPSTREAM) taken?)" >&2; exit 1; }; \
+	$(BIN)/paradoxplex node --listen $(RUN_LISTEN) --admin $(RUN_ADMIN) --upstream $(RUN_UPSTREAM) --drain-grace 1
 
 cluster: $(STAMP)
 	$(BIN)/paradoxplex cluster --nodes 3 --upstreams 2

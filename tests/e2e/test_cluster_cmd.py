@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -60,7 +61,20 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
         for i in range(3):
             assert f"tcp 127.0.0.1:{listen + 2 - i}" in printed  # listeners count down
             assert f"admin http://127.0.0.1:{admin + i}" in printed
-        assert f"PARADOXPLEX_ADMIN_URL=http://127.0.0.1:{admin} paradoxplex admin nodes" in printed
+        [paste] = re.findall(r"^admin:\s+(PARADOXPLEX_ADMIN_URL=\S+ .*admin nodes)$", printed, re.M)
+        assert paste.startswith(f"PARADOXPLEX_ADMIN_URL=http://127.0.0.1:{admin} ")
+        # the line works as printed, in a shell whose PATH lacks the venv (as a new user's)
+        shell = await asyncio.create_subprocess_exec(
+            "bash",
+            "-c",
+            paste,
+            env={"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(shell.communicate(), timeout=30)
+        assert shell.returncode == 0, err.decode()
+        assert b"node1" in out
 
         client = await Client.connect(f"127.0.0.1:{listen + 2}")
         await client.round_trip(b"<hello node1>")

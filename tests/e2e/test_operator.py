@@ -78,11 +78,25 @@ def test_node_help_shows_choices_defaults_and_variables() -> None:
     assert "(default: off; env PARADOXPLEX_METRICS_PUBLIC)" in text
 
 
-def test_an_unknown_node_option_prints_the_node_usage() -> None:
+def test_an_unknown_node_option_is_one_line_naming_it() -> None:
     done = run("node", "--bogus")
     assert done.returncode == 2
-    assert done.stderr.startswith("usage: paradoxplex node ")
-    assert done.stderr.rstrip().endswith("unrecognized arguments: --bogus")
+    assert done.stderr == (
+        "paradoxplex node: unrecognized arguments: --bogus; see 'paradoxplex node --help'\n"
+    )
+
+
+def test_a_misspelled_option_is_one_line_with_the_option_meant() -> None:
+    done = run("node", "--uptream", "127.0.0.1:45888")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "paradoxplex node: unrecognized arguments: --uptream 127.0.0.1:45888 "
+        "(did you mean --upstream?); see 'paradoxplex node --help'\n"
+    )
+    admin = run("admin", "sockets", "--sate", "paused")
+    assert admin.returncode == 2
+    assert admin.stderr.count("\n") == 1
+    assert "(did you mean --state?)" in admin.stderr
 
 
 def test_cluster_and_echo_help_show_their_defaults() -> None:

@@ -94,14 +94,13 @@ def output(capsys: pytest.CaptureFixture[str]) -> tuple[list[str], str]:
 def test_nodes_table(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
     assert admin(server.url, "nodes") == 0
     lines, err = output(capsys)
-    assert lines[0].split() == ["ID", "LISTEN", "ADMIN", "STARTED", "SOCKETS"]
+    assert lines[0].split() == [
+        "ID", "STATE", "LISTEN", "ADMIN", "STARTED", "SOCKETS", "MSGS_IN", "MSGS_OUT", "DROPS"
+    ]  # fmt: skip
     assert lines[1].split() == [
-        NODE,
-        "0.0.0.0:7999",
-        "http://127.0.0.1:8000",
-        "2024-05-01T12:00:00Z",
-        "2",
-    ]
+        NODE, "up", "0.0.0.0:7999", "http://127.0.0.1:8000", "2024-05-01T12:00:00Z", "2",
+        "40", "38", "1",
+    ]  # fmt: skip
     assert lines[0].index("LISTEN") == lines[1].index("0.0.0.0:7999")
     assert err == ""
 
@@ -229,8 +228,8 @@ def test_paused_and_inactive_are_one_state(
     assert admin(server.url, "broadcast", "paused", "--text", "p") == 0
     assert admin(server.url, "broadcast", "inactive", "--text", "p") == 0
     assert [target for target, _, _ in server.control.asked("broadcast")] == [
-        BroadcastTarget.INACTIVE,
-        BroadcastTarget.INACTIVE,
+        BroadcastTarget.PAUSED,
+        BroadcastTarget.PAUSED,
     ]
 
 
@@ -346,7 +345,15 @@ def test_https_on_a_plain_http_port_says_tls(
 
 def test_token_option(secured: ThreadServer, capsys: pytest.CaptureFixture[str]) -> None:
     assert admin(secured.url, "nodes") == 1
-    assert capsys.readouterr().err.startswith("error: unauthorized: ")
+    assert capsys.readouterr().err == (
+        "error: unauthorized: missing or bad bearer token "
+        "(this admin API needs a token: pass --token or set PARADOXPLEX_ADMIN_TOKEN)\n"
+    )
+    assert admin(secured.url, "nodes", "--token", "not-it") == 1
+    assert capsys.readouterr().err == (
+        "error: unauthorized: missing or bad bearer token "
+        "(the token given by --token or PARADOXPLEX_ADMIN_TOKEN is not the node's --admin-token)\n"
+    )
     assert admin(secured.url, "nodes", "--token", TOKEN) == 0
     assert admin(secured.url, "health") == 0
 

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 
 from paradoxplex.node.fleet.memory import MemoryFleet
 from paradoxplex.node.fleet.session_sync import CHUNK, SessionSync
-from paradoxplex.shared.sessions import SessionInfo, new_session_id
+from paradoxplex.shared.sessions import SessionInfo, new_client_uuid
 from tests.support.eventually import eventually
 
 
@@ -28,7 +28,7 @@ class CountingFleet(MemoryFleet):
 
 
 def _info() -> SessionInfo:
-    return SessionInfo(new_session_id(), "n1", "127.0.0.1:1", 0.0)
+    return SessionInfo(new_client_uuid(), "n1", "127.0.0.1:1", 0.0)
 
 
 async def test_a_burst_of_opens_goes_in_few_writes_and_each_is_registered() -> None:

@@ -10,8 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
 
 from paradoxplex.node.node import Node
+from paradoxplex.shared.admission import Refusal
+from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.health import Health
 from paradoxplex.upstream import UpstreamServer
 from tests.support.eventually import eventually
@@ -259,6 +262,27 @@ async def test_probes_and_metrics() -> None:
         assert 'paradoxplex_upstream_state{state="ready",upstream="' in text
         status, _ = await call(s.http, "GET", "/openapi.json")
         assert status == 200
+
+
+async def test_a_scrape_right_after_start_shows_every_drop_and_refusal_reason_at_zero() -> None:
+    async with (
+        running_node(wait_ready=False) as node,
+        aiohttp.ClientSession(node.admin_url) as http,
+        http.get("/metrics") as answer,
+    ):
+        assert answer.status == 200
+        text = await answer.text()
+    counted = {
+        (family.name, found.labels["reason"]): found.value
+        for family in text_string_to_metric_families(text)
+        if family.name in ("paradoxplex_drops", "paradoxplex_sockets_refused")
+        for found in family.samples
+        if found.name.endswith("_total")
+    }
+    assert counted == {
+        **{("paradoxplex_drops", reason.value): 0.0 for reason in DropReason},
+        **{("paradoxplex_sockets_refused", refusal.value): 0.0 for refusal in Refusal},
+    }
 
 
 async def test_readyz_is_503_without_an_upstream_in_rotation() -> None:

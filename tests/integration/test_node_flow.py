@@ -158,11 +158,12 @@ def burst(message: Message, out: Outbox) -> bool:
 
 
 def drops(node: Node) -> dict[str, float]:
-    """Every ``paradoxplex_drops_total`` sample, by reason."""
+    """Every ``paradoxplex_drops_total`` sample that counted something, by reason (every
+    reason has a series, at 0, from the start)."""
     counted: dict[str, float] = {}
     for family in node.metrics.registry.collect():
         for found in family.samples:
-            if found.name == "paradoxplex_drops_total":
+            if found.name == "paradoxplex_drops_total" and found.value:
                 counted[found.labels["reason"]] = found.value
     return counted
 

@@ -42,6 +42,10 @@ NODES = [
         "admin_url": "http://127.0.0.1:8000",
         "started_at": 1714564800.0,
         "sockets": 2,
+        "state": "up",
+        "messages_in": 40,
+        "messages_out": 38,
+        "drops": 1,
     },
     {
         "id": OTHER,
@@ -84,14 +88,14 @@ class FakeControl:
         """The arguments of each call to ``method``, in order."""
         return [call[1:] for call in self.calls if call[0] == method]
 
-    def _session(self, session: str) -> SessionInfo:
+    def _session(self, client_uuid: str) -> SessionInfo:
         if self.fleet_down:
             raise FleetUnavailable("redis: connection refused")
-        info = self.sessions.get(session)
+        info = self.sessions.get(client_uuid)
         if info is None:
-            raise UnknownSession(session)
+            raise UnknownSession(client_uuid)
         if info.node_id == SILENT:
-            raise OwnerTimeout(session, SILENT)
+            raise OwnerTimeout(client_uuid, SILENT)
         return info
 
     def _upstream(self, upstream_id: str) -> UpstreamSpec:
@@ -127,33 +131,33 @@ class FakeControl:
         page = [info.to_dict() for info in found[start:following]]
         return SocketPage(page, str(following) if following < len(found) else None)
 
-    async def get_socket(self, session: str) -> dict[str, Any]:
-        self.calls.append(("get_socket", session))
-        return self._session(session).to_dict()
+    async def get_socket(self, client_uuid: str) -> dict[str, Any]:
+        self.calls.append(("get_socket", client_uuid))
+        return self._session(client_uuid).to_dict()
 
-    async def send(self, session: str, payload: bytes) -> None:
-        self.calls.append(("send", session, payload))
+    async def send(self, client_uuid: str, payload: bytes) -> None:
+        self.calls.append(("send", client_uuid, payload))
         if self.broken:
             raise RuntimeError("the node's own bug")
-        self._session(session)
-        self.sent.setdefault(session, []).append(payload)
+        self._session(client_uuid)
+        self.sent.setdefault(client_uuid, []).append(payload)
 
-    async def pause(self, session: str) -> None:
-        self.calls.append(("pause", session))
-        self._session(session).state = SessionState.PAUSED
+    async def pause(self, client_uuid: str) -> None:
+        self.calls.append(("pause", client_uuid))
+        self._session(client_uuid).state = SessionState.PAUSED
 
-    async def resume(self, session: str) -> None:
-        self.calls.append(("resume", session))
-        self._session(session).state = SessionState.ACTIVE
+    async def resume(self, client_uuid: str) -> None:
+        self.calls.append(("resume", client_uuid))
+        self._session(client_uuid).state = SessionState.ACTIVE
 
-    async def set_labels(self, session: str, labels: dict[str, str]) -> None:
-        self.calls.append(("set_labels", session, labels))
-        self._session(session).labels = dict(labels)
+    async def set_labels(self, client_uuid: str, labels: dict[str, str]) -> None:
+        self.calls.append(("set_labels", client_uuid, labels))
+        self._session(client_uuid).labels = dict(labels)
 
-    async def close(self, session: str) -> None:
-        self.calls.append(("close", session))
-        self._session(session)
-        del self.sessions[session]
+    async def close(self, client_uuid: str) -> None:
+        self.calls.append(("close", client_uuid))
+        self._session(client_uuid)
+        del self.sessions[client_uuid]
 
     async def broadcast(
         self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes

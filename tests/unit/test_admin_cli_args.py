@@ -105,7 +105,7 @@ def test_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str
 def test_text_output_and_cursor_hint() -> None:
     out, err = io.StringIO(), io.StringIO()
     Output(json=False, out=out, err=err).listing([{"id": "n"}], "c2", NODE_COLUMNS)
-    assert out.getvalue().splitlines()[1].split() == ["n", "-", "-", "-", "-"]
+    assert out.getvalue().splitlines()[1].split() == ["n"] + ["-"] * (len(NODE_COLUMNS) - 1)
     assert err.getvalue() == "more: pass --cursor c2 (or --all)\n"
 
 

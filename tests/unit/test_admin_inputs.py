@@ -135,9 +135,10 @@ def test_base64_is_strict(text: str) -> None:
 # --- broadcast, labels, upstreams -----------------------------------------------------------
 
 
-def test_a_broadcast() -> None:
-    body = {"target": "inactive", "label": "site=a", "text": "hi"}
-    assert parse_broadcast(body) == BroadcastRequest(BroadcastTarget.INACTIVE, ("site", "a"), b"hi")
+@pytest.mark.parametrize("word", ["paused", "inactive"])
+def test_a_broadcast_to_paused_sockets_by_either_word(word: str) -> None:
+    body = {"target": word, "label": "site=a", "text": "hi"}
+    assert parse_broadcast(body) == BroadcastRequest(BroadcastTarget.PAUSED, ("site", "a"), b"hi")
 
 
 def test_a_broadcast_without_label() -> None:
@@ -212,6 +213,10 @@ def test_the_default_query() -> None:
 def test_a_full_query() -> None:
     items = [("node", "n"), ("state", "paused"), ("label", "a=b"), ("limit", "5"), ("cursor", "c")]
     assert parse_socket_query(items) == SocketQuery("n", SessionState.PAUSED, ("a", "b"), 5, "c")
+
+
+def test_the_listing_takes_the_originals_word_for_paused() -> None:
+    assert parse_socket_query([("state", "inactive")]).state is SessionState.PAUSED
 
 
 def test_empty_values_count_as_absent() -> None:

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from paradoxplex.admin.tables import (
+    NODE_COLUMNS,
     SOCKET_COLUMNS,
     format_cell,
     format_time,
@@ -90,3 +91,28 @@ def test_health_views(view: Any, text: str) -> None:
 
 def test_times_are_utc() -> None:
     assert format_time(86400) == "1970-01-02T00:00:00Z"
+
+
+def test_the_node_table_shows_state_and_counters() -> None:
+    """``admin nodes`` shows what ``--json`` has: each node's state and its counters."""
+    record = {
+        "id": "n1", "listen": "127.0.0.1:7999", "admin_url": "http://127.0.0.1:8000",
+        "started_at": 0, "sockets": 2, "state": "degraded", "messages_in": 12,
+        "messages_out": 11, "drops": 1, "heartbeat_at": 5,
+    }  # fmt: skip
+    header, row = render_records([record], NODE_COLUMNS).splitlines()
+    assert header.split() == [
+        "ID",
+        "STATE",
+        "LISTEN",
+        "ADMIN",
+        "STARTED",
+        "SOCKETS",
+        "MSGS_IN",
+        "MSGS_OUT",
+        "DROPS",
+    ]
+    assert row.split() == [
+        "n1", "degraded", "127.0.0.1:7999", "http://127.0.0.1:8000", "1970-01-01T00:00:00Z",
+        "2", "12", "11", "1",
+    ]  # fmt: skip

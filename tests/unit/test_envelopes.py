@@ -37,10 +37,8 @@ KINDS: list[tuple[str, Build, Body]] = [
     ),
     (
         "broadcast",
-        lambda payload: envelopes.broadcast(
-            SENDER, BroadcastTarget.INACTIVE, ("site", "a"), payload
-        ),
-        lambda payload: bus_pb2.Broadcast(target="inactive", label="site=a", payload=payload),
+        lambda payload: envelopes.broadcast(SENDER, BroadcastTarget.PAUSED, ("site", "a"), payload),
+        lambda payload: bus_pb2.Broadcast(target="paused", label="site=a", payload=payload),
     ),
     (
         "command",

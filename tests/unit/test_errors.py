@@ -73,7 +73,7 @@ def sample_arguments(cls: type[Exception]) -> dict[str, object]:
 def test_the_drawing_is_read() -> None:
     assert TREE["ParadoxplexError"] == (None, ())
     assert TREE["FrameTooLarge"] == ("FramingError", ("size", "limit"))
-    assert TREE["OwnerTimeout"] == ("FleetError", ("session", "node"))
+    assert TREE["OwnerTimeout"] == ("FleetError", ("client_uuid", "node"))
 
 
 def test_every_error_is_drawn_and_every_drawing_is_an_error() -> None:

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from paradoxplex.node.fleet.redis.rows import (
+    client_uuid_of,
     cursor_key,
     decode_node,
     decode_upstream,
@@ -15,9 +16,8 @@ from paradoxplex.node.fleet.redis.rows import (
     hash_fields,
     milliseconds,
     pack_session,
-    session_id,
-    session_uuid,
     unpack_session,
+    uuid_key,
 )
 from paradoxplex.shared.errors import InvalidRequest
 from paradoxplex.shared.fleet import NodeRecord
@@ -45,7 +45,7 @@ def info(**changes: object) -> SessionInfo:
 )
 def test_a_session_row_round_trips(changes: dict[str, object]) -> None:
     original = info(**changes)
-    assert unpack_session(session_id(UUID), pack_session(original)) == original
+    assert unpack_session(uuid_key(UUID), pack_session(original)) == original
 
 
 def test_a_row_names_no_field_and_not_its_uuid() -> None:
@@ -57,24 +57,24 @@ def test_a_row_names_no_field_and_not_its_uuid() -> None:
 
 @pytest.mark.parametrize("row", [None, b"", b"not json", b"[1, 2]", b'["n", "r", 1, 99, 0]'])
 def test_a_missing_or_malformed_row_is_none(row: bytes | None) -> None:
-    assert unpack_session(session_id(UUID), row) is None
+    assert unpack_session(uuid_key(UUID), row) is None
 
 
 def test_session_ids_are_16_bytes_that_sort_like_the_uuids() -> None:
     uuids = sorted(str(uuid.uuid4()) for _ in range(200))
-    ids = [session_id(text) for text in uuids]
+    ids = [uuid_key(text) for text in uuids]
     assert all(len(key) == 16 for key in ids)
     assert sorted(ids) == ids
-    assert [session_uuid(key) for key in ids] == uuids
+    assert [client_uuid_of(key) for key in ids] == uuids
     with pytest.raises(ValueError, match="badly formed"):
-        session_id("not-a-uuid")
+        uuid_key("not-a-uuid")
 
 
 @pytest.mark.parametrize(
     ("given", "expected"),
     [
-        (UUID, session_id(UUID)),
-        (UUID.upper(), session_id(UUID)),
+        (UUID, uuid_key(UUID)),
+        (UUID.upper(), uuid_key(UUID)),
         ("0123", bytes.fromhex("0123".ljust(32, "0"))),
         ("", bytes(16)),
     ],

@@ -34,9 +34,9 @@ class Local:
         self.held = set(held)
         self.asked: list[str] = []
 
-    def __call__(self, session: str) -> bool:
-        self.asked.append(session)
-        return session in self.held
+    def __call__(self, client_uuid: str) -> bool:
+        self.asked.append(client_uuid)
+        return client_uuid in self.held
 
 
 @pytest.mark.parametrize(
@@ -78,9 +78,9 @@ REACHED: dict[tuple[BroadcastTarget, tuple[str, str] | None], list[str]] = {
     (BroadcastTarget.ACTIVE, None): [A, B],
     (BroadcastTarget.ACTIVE, ("team", "blue")): [A],
     (BroadcastTarget.ACTIVE, ("team", "green")): [],
-    (BroadcastTarget.INACTIVE, None): [C, D],
-    (BroadcastTarget.INACTIVE, ("team", "blue")): [C],
-    (BroadcastTarget.INACTIVE, ("team", "green")): [],
+    (BroadcastTarget.PAUSED, None): [C, D],
+    (BroadcastTarget.PAUSED, ("team", "blue")): [C],
+    (BroadcastTarget.PAUSED, ("team", "green")): [],
 }
 CASES = [
     pytest.param(target, label, fleet, id=f"{target.value}-{label}-{'fleet' if fleet else 'alone'}")

@@ -12,14 +12,14 @@ from paradoxplex.shared.sessions import (
     MAX_LABEL_LENGTH,
     MAX_LABELS,
     BroadcastTarget,
-    SessionIds,
+    ClientUuids,
     SessionInfo,
     SessionState,
     canonical_uuid,
     check_label,
     check_labels,
     matches,
-    new_session_id,
+    new_client_uuid,
     parse_label,
 )
 
@@ -61,8 +61,8 @@ def test_canonical_uuid_of_a_non_string(value: object) -> None:
     assert canonical_uuid(value) is None  # type: ignore[arg-type]
 
 
-def test_new_session_ids_are_canonical_and_distinct() -> None:
-    ids = {new_session_id() for _ in range(100)}
+def test_new_client_uuids_are_canonical_and_distinct() -> None:
+    ids = {new_client_uuid() for _ in range(100)}
     assert len(ids) == 100
     assert all(canonical_uuid(i) == i for i in ids)
 
@@ -170,8 +170,8 @@ REACHES = {
     (BroadcastTarget.ALL, SessionState.PAUSED): True,
     (BroadcastTarget.ACTIVE, SessionState.ACTIVE): True,
     (BroadcastTarget.ACTIVE, SessionState.PAUSED): False,
-    (BroadcastTarget.INACTIVE, SessionState.ACTIVE): False,
-    (BroadcastTarget.INACTIVE, SessionState.PAUSED): True,
+    (BroadcastTarget.PAUSED, SessionState.ACTIVE): False,
+    (BroadcastTarget.PAUSED, SessionState.PAUSED): True,
 }
 CASES = [
     pytest.param(
@@ -208,7 +208,7 @@ def test_every_target_and_state_is_in_the_table() -> None:
 @pytest.mark.parametrize("target", list(BroadcastTarget))
 def test_label_filter_on_a_session_without_labels(target: BroadcastTarget) -> None:
     info = session(
-        SessionState.ACTIVE if target is not BroadcastTarget.INACTIVE else SessionState.PAUSED
+        SessionState.ACTIVE if target is not BroadcastTarget.PAUSED else SessionState.PAUSED
     )
     assert matches(info, target) is True
     assert matches(info, target, ("team", "blue")) is False
@@ -285,7 +285,7 @@ def test_from_dict_coerces_strings() -> None:
 
 
 def test_session_ids_are_version_4_with_every_other_bit_random() -> None:
-    ids = SessionIds(block=8)
+    ids = ClientUuids(block=8)
     values = [uuid.UUID(ids.new()) for _ in range(200)]  # 25 blocks
     assert len(set(values)) == 200
     assert all(value.version == 4 and value.variant == uuid.RFC_4122 for value in values)
@@ -301,7 +301,7 @@ def test_session_ids_are_version_4_with_every_other_bit_random() -> None:
 
 
 def test_forgetting_the_drawn_bytes_draws_new_ones() -> None:
-    ids = SessionIds(block=4)
+    ids = ClientUuids(block=4)
     first = ids.new()
     ids.forget()
     assert ids.new() != first

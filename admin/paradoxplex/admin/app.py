@@ -318,17 +318,17 @@ class AdminHandlers:
         return json_response({"items": page.items, "cursor": page.cursor, "partial": page.partial})
 
     async def get_socket(self, request: web.Request) -> web.Response:
-        session = inputs.parse_uuid(request.match_info["uuid"])
-        return json_response(await self.control.get_socket(session))
+        client_uuid = inputs.parse_uuid(request.match_info["uuid"])
+        return json_response(await self.control.get_socket(client_uuid))
 
     async def close_socket(self, request: web.Request) -> web.Response:
         await self.control.close(inputs.parse_uuid(request.match_info["uuid"]))
         return web.Response(status=204)
 
     async def send(self, request: web.Request) -> web.Response:
-        session = inputs.parse_uuid(request.match_info["uuid"])
+        client_uuid = inputs.parse_uuid(request.match_info["uuid"])
         payload = inputs.parse_payload(await self.read_json(request))
-        await self.control.send(session, payload)
+        await self.control.send(client_uuid, payload)
         return json_response({"ok": True})
 
     def _action(self, act: Callable[[str], Awaitable[None]]) -> Handler:
@@ -341,9 +341,9 @@ class AdminHandlers:
         return handle
 
     async def set_labels(self, request: web.Request) -> web.Response:
-        session = inputs.parse_uuid(request.match_info["uuid"])
+        client_uuid = inputs.parse_uuid(request.match_info["uuid"])
         labels = inputs.parse_labels(await self.read_json(request))
-        await self.control.set_labels(session, labels)
+        await self.control.set_labels(client_uuid, labels)
         return json_response({"ok": True})
 
     async def broadcast(self, request: web.Request) -> web.Response:

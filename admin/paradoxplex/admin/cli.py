@@ -37,16 +37,13 @@ from paradoxplex.admin.tables import (
 )
 from paradoxplex.shared.config import parse_address
 from paradoxplex.shared.errors import ConfigError, InvalidRequest
-from paradoxplex.shared.sessions import parse_label
+from paradoxplex.shared.sessions import BroadcastTarget, parse_label, parse_state, parse_target
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 URL_ENV = "PARADOXPLEX_ADMIN_URL"
 TOKEN_ENV = "PARADOXPLEX_ADMIN_TOKEN"
 CA_ENV = "PARADOXPLEX_ADMIN_CA"
 DEFAULT_TIMEOUT = 10.0
-# A socket is active or paused; the original's word for paused, inactive, is accepted too.
-STATE_ALIASES = {"inactive": "paused"}
-BROADCAST_TARGETS = {"paused": "inactive"}  # the API's broadcast target keeps the original's
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -86,7 +83,7 @@ async def _nodes(client: AdminClient, args: argparse.Namespace, out: Output) -> 
 
 
 async def _sockets(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
-    state = STATE_ALIASES.get(args.state, args.state)
+    state = parse_state(args.state).value if args.state else None
     filters = {"node": args.node, "state": state, "label": args.label, "limit": args.limit}
     if args.all:
         items = [item async for item in client.iter_sockets(**filters)]
@@ -149,9 +146,9 @@ async def _close(client: AdminClient, args: argparse.Namespace, out: Output) -> 
 async def _broadcast(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
     if args.label is not None:
         parse_label(args.label)
-    target = BROADCAST_TARGETS.get(args.target, args.target)
-    delivered = await client.broadcast(target, _payload(args), label=args.label)
-    state = {"active": "active", "inactive": "paused"}.get(target)
+    target = parse_target(args.target)  # the API takes inactive too; paused is its word
+    delivered = await client.broadcast(target.value, _payload(args), label=args.label)
+    state = None if target is BroadcastTarget.ALL else target.value
     matched = 0
     async for _ in client.iter_sockets(state=state, label=args.label, limit=1000):
         matched += 1
@@ -359,11 +356,20 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
         async with client:
             return await command(client, args, out)
     except AdminAPIError as error:
-        return out.error(error.code, error.message)
+        return out.error(error.code, error.message + _token_hint(error.code, admin_token(args)))
     except AdminUnreachable as error:
         return out.error("unreachable", f"{error.url}: {error.reason}")
     except (ConfigError, InvalidRequest, ValueError) as error:
         return out.error("bad_request", str(error))
+
+
+def _token_hint(code: str, token: str | None) -> str:
+    """What to do about a 401: where the token comes from, or that the one sent is wrong."""
+    if code != "unauthorized":
+        return ""
+    if token is None:
+        return f" (this admin API needs a token: pass --token or set {TOKEN_ENV})"
+    return f" (the token given by --token or {TOKEN_ENV} is not the node's --admin-token)"
 
 
 def run_admin(args: argparse.Namespace) -> int:

@@ -250,29 +250,29 @@ class AdminClient:
                 return
             cursor = page.cursor
 
-    async def get_socket(self, session: str) -> Record:
+    async def get_socket(self, client_uuid: str) -> Record:
         """``GET /v1/sockets/{uuid}``."""
-        return dict(await self._get("v1", "sockets", session))
+        return dict(await self._get("v1", "sockets", client_uuid))
 
-    async def send(self, session: str, payload: str | bytes) -> None:
+    async def send(self, client_uuid: str, payload: str | bytes) -> None:
         """``POST /v1/sockets/{uuid}/send``: a ``str`` goes as text, ``bytes`` as base64."""
-        await self._post("v1", "sockets", session, "send", body=payload_body(payload))
+        await self._post("v1", "sockets", client_uuid, "send", body=payload_body(payload))
 
-    async def pause(self, session: str) -> None:
+    async def pause(self, client_uuid: str) -> None:
         """``POST /v1/sockets/{uuid}/pause``."""
-        await self._post("v1", "sockets", session, "pause")
+        await self._post("v1", "sockets", client_uuid, "pause")
 
-    async def resume(self, session: str) -> None:
+    async def resume(self, client_uuid: str) -> None:
         """``POST /v1/sockets/{uuid}/resume``."""
-        await self._post("v1", "sockets", session, "resume")
+        await self._post("v1", "sockets", client_uuid, "resume")
 
-    async def set_labels(self, session: str, labels: Mapping[str, str]) -> None:
+    async def set_labels(self, client_uuid: str, labels: Mapping[str, str]) -> None:
         """``PUT /v1/sockets/{uuid}/labels``: replaces every label."""
-        await self.request("PUT", "v1", "sockets", session, "labels", body=dict(labels))
+        await self.request("PUT", "v1", "sockets", client_uuid, "labels", body=dict(labels))
 
-    async def close_socket(self, session: str) -> None:
+    async def close_socket(self, client_uuid: str) -> None:
         """``DELETE /v1/sockets/{uuid}``."""
-        await self.request("DELETE", "v1", "sockets", session)
+        await self.request("DELETE", "v1", "sockets", client_uuid)
 
     async def broadcast(
         self, target: str, payload: str | bytes, *, label: str | None = None

@@ -31,6 +31,8 @@ from paradoxplex.shared.sessions import (
     canonical_uuid,
     check_labels,
     parse_label,
+    parse_state,
+    parse_target,
 )
 from paradoxplex.shared.upstreams import UpstreamSpec
 
@@ -98,12 +100,13 @@ def parse_payload(body: object, *, allowed: frozenset[str] = PAYLOAD_KEYS) -> by
 
 
 def parse_broadcast(body: object) -> BroadcastRequest:
-    """``{"target": "all"|"active"|"inactive", "label": "k=v" (optional), payload}``."""
+    """``{"target": "all"|"active"|"paused", "label": "k=v" (optional), payload}``;
+    ``inactive`` (the original's word) is ``paused``."""
     data = _object(body, BROADCAST_KEYS)
     try:
-        target = BroadcastTarget(data.get("target"))
+        target = parse_target(data.get("target"))
     except ValueError:
-        raise InvalidRequest("target", "must be all, active or inactive") from None
+        raise InvalidRequest("target", "must be all, active or paused (or inactive)") from None
     label = data.get("label")
     if label is not None and not isinstance(label, str):
         raise InvalidRequest("label", "expected a key=value string")
@@ -180,9 +183,9 @@ def decode_base64(value: object) -> bytes:
 
 def _state(text: str) -> SessionState:
     try:
-        return SessionState(text)
+        return parse_state(text)
     except ValueError:
-        raise InvalidRequest("state", "must be active or paused") from None
+        raise InvalidRequest("state", "must be active or paused (or inactive)") from None
 
 
 def _limit(text: str) -> int:

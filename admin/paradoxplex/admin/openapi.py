@@ -128,7 +128,9 @@ LABEL: Schema = {"type": "string", "pattern": f"^(?:{LABEL_FILTER})?$"}
 SOCKET_QUERY: tuple[Schema, ...] = (
     _query("node", "only sockets held by this node", {"type": "string"}),
     _query(
-        "state", "only active or paused sockets; empty: either", {"enum": ["active", "paused", ""]}
+        "state",
+        "only active or paused sockets; empty: either",
+        {"enum": ["active", "paused", "inactive", ""]},
     ),
     _query("label", "only sockets with this label, as key=value; empty: any", LABEL),
     _query(
@@ -425,7 +427,7 @@ def _schemas() -> Schema:
             "type": "object",
             "required": ["target"],
             "properties": {
-                "target": {"enum": ["all", "active", "inactive"]},
+                "target": {"enum": ["all", "active", "paused", "inactive"]},
                 "label": LABEL
                 | {"type": ["string", "null"], "description": "key=value; empty or null: any"},
                 "text": TEXT,

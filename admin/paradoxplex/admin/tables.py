@@ -19,10 +19,14 @@ Columns = Sequence[tuple[str, str]]
 
 NODE_COLUMNS: Columns = (
     ("ID", "id"),
+    ("STATE", "state"),
     ("LISTEN", "listen"),
     ("ADMIN", "admin_url"),
     ("STARTED", "started_at"),
     ("SOCKETS", "sockets"),
+    ("MSGS_IN", "messages_in"),
+    ("MSGS_OUT", "messages_out"),
+    ("DROPS", "drops"),
 )
 SOCKET_COLUMNS: Columns = (
     ("UUID", "uuid"),

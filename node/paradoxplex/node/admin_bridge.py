@@ -102,26 +102,32 @@ class NodeControl:
     ) -> tuple[list[SessionInfo], str | None]:
         if node is not None and node != self.node.node_id:
             return [], None
-        ids = sorted(uuid for uuid in self.node.sessions if cursor is None or uuid > cursor)
-        page = [info for uuid in ids[:limit] if (info := self._local(uuid)) is not None]
+        ids = sorted(
+            client_uuid
+            for client_uuid in self.node.sessions
+            if cursor is None or client_uuid > cursor
+        )
+        page = [
+            info for client_uuid in ids[:limit] if (info := self._local(client_uuid)) is not None
+        ]
         return page, (ids[limit - 1] if len(ids) > limit else None)
 
-    def _local(self, session: str) -> SessionInfo | None:
-        local = self.node.sessions.get(session)
+    def _local(self, client_uuid: str) -> SessionInfo | None:
+        local = self.node.sessions.get(client_uuid)
         return local.info if local is not None else None
 
-    async def _owner(self, session: str) -> str:
-        if session in self.node.sessions:
+    async def _owner(self, client_uuid: str) -> str:
+        if client_uuid in self.node.sessions:
             return self.node.node_id
-        info = await self.node.fleet.lookup_session(session)
+        info = await self.node.fleet.lookup_session(client_uuid)
         if info is not None and info.node_id != self.node.node_id:
             return info.node_id
-        located = await self._locate(session) if info is None else None
+        located = await self._locate(client_uuid) if info is None else None
         if located is None:
-            raise UnknownSession(session)
+            raise UnknownSession(client_uuid)
         return located[0]
 
-    async def _locate(self, session: str) -> tuple[str, bytes] | None:
+    async def _locate(self, client_uuid: str) -> tuple[str, bytes] | None:
         """The fleet state does not know the socket: ask the other nodes (it may have just
         connected, or Redis came back empty and the registry is being refilled)."""
         if not self.node.fleet.shared:
@@ -132,61 +138,61 @@ class NodeControl:
             expected = len((alive | self.node.upkeep.peers()) - {self.node.node_id})
         except FleetUnavailable:
             pass  # nobody to count: wait for answers until the locate timeout
-        return await self.node.endpoint.locate(session, expected=expected)
+        return await self.node.endpoint.locate(client_uuid, expected=expected)
 
     async def _act(
         self,
-        session: str,
+        client_uuid: str,
         action: str,
         *,
         payload: bytes = b"",
         labels: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        owner = await self._owner(session)
+        owner = await self._owner(client_uuid)
         command = bus_pb2.Command(
-            action=action, client_uuid=session, payload=payload, labels=labels or {}
+            action=action, client_uuid=client_uuid, payload=payload, labels=labels or {}
         )
         if owner == self.node.node_id:
             status, body = await self.node.commands.apply(command)
         else:
             reply = await self.node.endpoint.request(
-                owner, action, session, payload=payload, labels=labels
+                owner, action, client_uuid, payload=payload, labels=labels
             )
             status, body = reply.status, reply.body
         if status == "not_found":
-            raise UnknownSession(session)
+            raise UnknownSession(client_uuid)
         if status != "ok":
             raise Conflict(body.decode("utf-8", "replace") or "the owner node refused")
         result: dict[str, Any] = orjson.loads(body)
         return result
 
-    async def get_socket(self, session: str) -> dict[str, Any]:
-        local = self._local(session)
+    async def get_socket(self, client_uuid: str) -> dict[str, Any]:
+        local = self._local(client_uuid)
         if local is not None:
             return local.to_dict()
-        info = await self.node.fleet.lookup_session(session)
+        info = await self.node.fleet.lookup_session(client_uuid)
         if info is not None:
             return info.to_dict()
-        located = await self._locate(session)
+        located = await self._locate(client_uuid)
         if located is None:
-            raise UnknownSession(session)
+            raise UnknownSession(client_uuid)
         record: dict[str, Any] = orjson.loads(located[1])
         return record
 
-    async def send(self, session: str, payload: bytes) -> None:
-        await self._act(session, "send", payload=payload)
+    async def send(self, client_uuid: str, payload: bytes) -> None:
+        await self._act(client_uuid, "send", payload=payload)
 
-    async def pause(self, session: str) -> None:
-        await self._act(session, "pause")
+    async def pause(self, client_uuid: str) -> None:
+        await self._act(client_uuid, "pause")
 
-    async def resume(self, session: str) -> None:
-        await self._act(session, "resume")
+    async def resume(self, client_uuid: str) -> None:
+        await self._act(client_uuid, "resume")
 
-    async def set_labels(self, session: str, labels: dict[str, str]) -> None:
-        await self._act(session, "labels", labels=labels)
+    async def set_labels(self, client_uuid: str, labels: dict[str, str]) -> None:
+        await self._act(client_uuid, "labels", labels=labels)
 
-    async def close(self, session: str) -> None:
-        await self._act(session, "close")
+    async def close(self, client_uuid: str) -> None:
+        await self._act(client_uuid, "close")
 
     async def broadcast(
         self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes

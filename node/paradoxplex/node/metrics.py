@@ -3,10 +3,10 @@
 Names follow Prometheus conventions: counters end in ``_total``, durations are histograms in
 seconds. Besides ``paradoxplex_*`` the registry has the standard ``process_*`` metrics
 (resident memory, open fds, CPU seconds), ``python_info`` and ``paradoxplex_build_info``.
-
-Counters with a bounded set of label values (drops by reason, refusals by reason, bus
-directions) export every series from the start, at 0: a rate over them is 0 rather than no
-data, and an alert's ``increase()`` sees the first drop (a series born at 1 shows no increase).
+Labels that name a reason come from an enum (``DropReason``, ``Refusal``), and every reason's
+series exists from the start (so do the bus's two directions): a scrape shows it at 0 before
+it first happens, a rate over it is 0 rather than no data, and an alert's ``increase()`` sees
+the first one (a series born at 1 shows no increase).
 """
 
 from __future__ import annotations
@@ -29,24 +29,9 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from paradoxplex.shared.admission import Refusal
+from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.fleet import BusStats
 
-#: Every reason a message is counted in ``paradoxplex_drops_total`` (tests/unit/test_metrics.py
-#: finds each one the code counts here).
-DROP_REASONS = (
-    "bus_hold_expired",
-    "bus_hold_full",
-    "command_expired",
-    "fleet_unavailable",
-    "hold_timeout",
-    "lifecycle_event_no_upstream",
-    "message_too_large",
-    "node_buffer_full",
-    "owner_unreachable",
-    "socket_closed",
-    "unknown_socket",
-    "write_buffer_full",
-)
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -169,10 +154,12 @@ class Metrics:
         )
         self.sockets_refused = Counter(
             "paradoxplex_sockets_refused",
-            "Sockets refused, by reason: " + ", ".join(refusal.value for refusal in Refusal),
+            "Sockets refused, by reason: " + ", ".join(Refusal),
             ["reason"],
             registry=r,
         )
+        for refusal in Refusal:
+            self.sockets_refused.labels(refusal)
         self.max_connections = Gauge(
             "paradoxplex_max_connections",
             "Sockets this node serves at once (--max-connections)",
@@ -206,6 +193,8 @@ class Metrics:
         self.drops = Counter(
             "paradoxplex_drops", "Messages not delivered, by reason", ["reason"], registry=r
         )
+        for reason in DropReason:
+            self.drops.labels(reason)
         self.bad_input = Counter(
             "paradoxplex_bad_input", "Bad input rejected, by kind", ["kind"], registry=r
         )
@@ -223,6 +212,8 @@ class Metrics:
             ["direction"],
             registry=r,
         )
+        for direction in ("in", "out"):
+            self.bus_messages.labels(direction)
 
         self.upstream_rtt = Histogram(
             "paradoxplex_upstream_rtt_seconds",
@@ -237,13 +228,6 @@ class Metrics:
             buckets=RTT_BUCKETS,
             registry=r,
         )
-
-        for refusal in Refusal:
-            self.sockets_refused.labels(refusal.value)
-        for reason in DROP_REASONS:
-            self.drops.labels(reason)
-        for direction in ("in", "out"):
-            self.bus_messages.labels(direction)
 
     def dropped(self) -> int:
         """Every message counted in ``paradoxplex_drops``, whatever its reason."""

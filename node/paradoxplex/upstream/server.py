@@ -31,7 +31,8 @@ log = logging.getLogger("paradoxplex.upstream")
 BROADCASTS = {
     "all": pb.BROADCAST_ALL,
     "active": pb.BROADCAST_ACTIVE,
-    "inactive": pb.BROADCAST_NOT_ACTIVE,
+    "paused": pb.BROADCAST_NOT_ACTIVE,
+    "inactive": pb.BROADCAST_NOT_ACTIVE,  # the original's word for paused
 }
 BATCH_LIMITS = BatchLimits()
 SERVER_OPTIONS = [
@@ -120,7 +121,8 @@ class Outbox:
         )
 
     def broadcast(self, payload: bytes, *, target: str = "all", label: str = "") -> bool:
-        """Send to every socket (``all``), the ``active`` or the ``inactive`` ones, fleet-wide;
+        """Send to every socket (``all``), the ``active`` or the ``paused`` ones (``inactive``,
+        the original's word, is ``paused``), fleet-wide;
         False when refused as too large (see ``reply``)."""
         return self._put(
             pb.OutputStreamRequest(

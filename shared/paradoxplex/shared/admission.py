@@ -36,7 +36,7 @@ FD_RESERVE = 128
 FD_RESERVE_EXTRA = 1024
 
 
-class Refusal(enum.Enum):
+class Refusal(enum.StrEnum):
     """Why a socket was refused; the value is the metric label."""
 
     DRAINING = "draining"

@@ -77,20 +77,20 @@ class Sticky:
     def set_members(self, members: Iterable[str]) -> None:
         self.round_robin.set_members(members)
 
-    def pick(self, session: str, has_room: Callable[[str], bool]) -> Decision:
-        current = self._assigned.get(session)
+    def pick(self, client_uuid: str, has_room: Callable[[str], bool]) -> Decision:
+        current = self._assigned.get(client_uuid)
         if current is not None and current in self.round_robin.members:
             return Place(current) if has_room(current) else WAIT
         decision = self.round_robin.pick(has_room)
         if isinstance(decision, Place):
-            self._assigned[session] = decision.upstream_id
+            self._assigned[client_uuid] = decision.upstream_id
         return decision
 
-    def forget(self, session: str) -> None:
-        self._assigned.pop(session, None)
+    def forget(self, client_uuid: str) -> None:
+        self._assigned.pop(client_uuid, None)
 
-    def assigned(self, session: str) -> str | None:
-        return self._assigned.get(session)
+    def assigned(self, client_uuid: str) -> str | None:
+        return self._assigned.get(client_uuid)
 
     def __repr__(self) -> str:
         return f"<Sticky sessions={len(self._assigned)} {self.round_robin!r}>"
@@ -108,13 +108,13 @@ class Balancer:
     def set_members(self, members: Iterable[str]) -> None:
         self._sticky.set_members(members)
 
-    def pick(self, session: str, has_room: Callable[[str], bool]) -> Decision:
+    def pick(self, client_uuid: str, has_room: Callable[[str], bool]) -> Decision:
         if self.policy == "sticky":
-            return self._sticky.pick(session, has_room)
+            return self._sticky.pick(client_uuid, has_room)
         return self._sticky.round_robin.pick(has_room)
 
-    def forget(self, session: str) -> None:
-        self._sticky.forget(session)
+    def forget(self, client_uuid: str) -> None:
+        self._sticky.forget(client_uuid)
 
     def __repr__(self) -> str:
         return f"<Balancer {self.policy} {self._sticky!r}>"

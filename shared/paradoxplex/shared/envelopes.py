@@ -10,8 +10,8 @@ def deliver_batch(sender: str, items: list[tuple[str, bytes]], *, sent_at: float
     """Many replies for one node in one envelope, in order; ``sent_at`` is the sender's clock."""
     batch = bus_pb2.DeliverBatch()
     add = batch.items.add
-    for session, payload in items:
-        add(client_uuid=session, payload=payload)
+    for client_uuid, payload in items:
+        add(client_uuid=client_uuid, payload=payload)
     return bus_pb2.Envelope(sender=sender, deliver_batch=batch, sent_at=sent_at).SerializeToString()
 
 
@@ -44,7 +44,7 @@ def command(
     sender: str,
     request_id: str,
     action: str,
-    session: str,
+    client_uuid: str,
     *,
     payload: bytes = b"",
     labels: dict[str, str] | None = None,
@@ -53,7 +53,7 @@ def command(
     body = bus_pb2.Command(
         request_id=request_id,
         action=action,
-        client_uuid=session,
+        client_uuid=client_uuid,
         payload=payload,
         labels=labels or {},
         deadline=deadline,

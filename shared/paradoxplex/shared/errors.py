@@ -10,8 +10,8 @@
     │  └─ UpstreamUnavailable(upstream_id)
     ├─ FleetError
     │  ├─ FleetUnavailable(reason)           Redis unreachable
-    │  └─ OwnerTimeout(session, node)        the owner node did not answer in time
-    ├─ UnknownSession(session)
+    │  └─ OwnerTimeout(client_uuid, node)    the owner node did not answer in time
+    ├─ UnknownSession(client_uuid)
     ├─ UnknownUpstream(upstream_id)
     └─ Conflict(reason)                      the request clashes with the current state
 
@@ -80,16 +80,16 @@ class FleetUnavailable(FleetError):
 
 
 class OwnerTimeout(FleetError):
-    def __init__(self, session: str, node: str) -> None:
-        super().__init__(f"node {node}, owner of socket {session}, did not answer in time")
-        self.session = session
+    def __init__(self, client_uuid: str, node: str) -> None:
+        super().__init__(f"node {node}, owner of socket {client_uuid}, did not answer in time")
+        self.client_uuid = client_uuid
         self.node = node
 
 
 class UnknownSession(ParadoxplexError):
-    def __init__(self, session: str) -> None:
-        super().__init__(f"no socket {session}")
-        self.session = session
+    def __init__(self, client_uuid: str) -> None:
+        super().__init__(f"no socket {client_uuid}")
+        self.client_uuid = client_uuid
 
 
 class UnknownUpstream(ParadoxplexError):

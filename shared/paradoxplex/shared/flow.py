@@ -43,6 +43,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from paradoxplex.shared.config import OVERFLOW_POLICIES
+from paradoxplex.shared.drops import DropReason
 
 
 class Pause(enum.Flag):
@@ -86,22 +87,23 @@ class Write:
 class Drop:
     """Drop the reply; count it under ``reason``."""
 
-    reason: str
+    reason: DropReason
 
 
 @dataclass(frozen=True, slots=True)
 class Close:
     """Drop the reply (count it under ``reason``) and abort the socket."""
 
-    reason: str
+    reason: DropReason
 
 
 Verdict = Write | Drop | Close
 WRITE = Write()
-DROP_FULL = Drop("write_buffer_full")
-DROP_CLOSED = Drop("socket_closed")
-DROP_NODE_FULL = Drop("node_buffer_full")  # the node's max_buffered (``buffers``), not the flow's
-CLOSE_FULL = Close("write_buffer_full")
+DROP_FULL = Drop(DropReason.WRITE_BUFFER_FULL)
+DROP_CLOSED = Drop(DropReason.SOCKET_CLOSED)
+# the node's max_buffered (``buffers``), not the flow's:
+DROP_NODE_FULL = Drop(DropReason.NODE_BUFFER_FULL)
+CLOSE_FULL = Close(DropReason.WRITE_BUFFER_FULL)
 # The hot path (a read, a write) works on plain values: enum.Flag arithmetic costs ~0.6 µs and
 # a class attribute lookup of an enum member ~0.1 µs on CPython 3.11.
 OPEN, CLOSING, CLOSED = FlowState.OPEN, FlowState.CLOSING, FlowState.CLOSED

@@ -3,8 +3,8 @@
 Rules:
 - A session is identified by its UUID in canonical lowercase 8-4-4-4-12 form.
 - A session is *active* unless an admin paused it. Broadcast ``all`` reaches every session,
-  ``active`` the unpaused ones, ``inactive`` the paused ones; a label filter ``key=value``
-  narrows any of them.
+  ``active`` the unpaused ones, ``paused`` (the original's ``inactive``) the paused ones; a
+  label filter ``key=value`` narrows any of them.
 - Labels: at most ``MAX_LABELS`` per session, keys and values at most ``MAX_LABEL_LENGTH``
   characters, keys made of letters, digits and ``._-/``.
 """
@@ -37,7 +37,21 @@ class SessionState(enum.Enum):
 class BroadcastTarget(enum.Enum):
     ALL = "all"
     ACTIVE = "active"
-    INACTIVE = "inactive"
+    PAUSED = "paused"
+
+
+# The original's word for a paused socket, accepted wherever a state or a target is read.
+ALIASES = {"inactive": "paused"}
+
+
+def parse_state(text: object) -> SessionState:
+    """``active`` or ``paused`` (``inactive`` too); ValueError otherwise."""
+    return SessionState(ALIASES.get(text, text) if isinstance(text, str) else text)
+
+
+def parse_target(text: object) -> BroadcastTarget:
+    """``all``, ``active`` or ``paused`` (``inactive`` too); ValueError otherwise."""
+    return BroadcastTarget(ALIASES.get(text, text) if isinstance(text, str) else text)
 
 
 @dataclass(slots=True)
@@ -91,7 +105,7 @@ class SessionInfo:
         )
 
 
-class SessionIds:
+class ClientUuids:
     """Random (version 4) UUIDs, as ``uuid.uuid4`` makes them, but drawn ``block`` at a time:
     one ``os.urandom`` call per ``block`` ids instead of one per id (a storm of new sockets
     pays it per socket). Every id keeps 122 random bits; ``uuid.UUID`` sets the RFC 4122
@@ -116,9 +130,9 @@ class SessionIds:
         self._at = 0
 
 
-_IDS = SessionIds()
+_IDS = ClientUuids()
 os.register_at_fork(after_in_child=_IDS.forget)
-new_session_id = _IDS.new
+new_client_uuid = _IDS.new
 
 
 def canonical_uuid(text: str) -> str | None:
@@ -166,6 +180,6 @@ def matches(
     """Whether a broadcast to ``target`` (narrowed by ``label``) reaches this session."""
     if target is BroadcastTarget.ACTIVE and not info.active:
         return False
-    if target is BroadcastTarget.INACTIVE and info.active:
+    if target is BroadcastTarget.PAUSED and info.active:
         return False
     return label is None or info.labels.get(label[0]) == label[1]

@@ -31,6 +31,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 STARTUP_TIMEOUT = 20.0
@@ -285,7 +286,7 @@ class Cluster:
             lines.append(f"node{i + 1:<6} tcp 127.0.0.1:{listen}  admin http://127.0.0.1:{admin}")
         lines.append(
             f"admin:     PARADOXPLEX_ADMIN_URL=http://127.0.0.1:{args.admin_base} "
-            "paradoxplex admin nodes"
+            f"{command_to_paste()} admin nodes"
         )
         return lines
 
@@ -423,3 +424,18 @@ def run_cluster(args: argparse.Namespace) -> int:
         return 1
     finally:
         cluster.stop()
+
+
+def command_to_paste() -> str:
+    """How this shell runs ``paradoxplex``: the bare name when PATH finds this very program,
+    else its path (relative when under the current folder: ``.venv/bin/paradoxplex``)."""
+    program = Path(sys.executable).parent / "paradoxplex"
+    if not program.exists():
+        return f"{sys.executable} -m paradoxplex.node.cli"
+    found = shutil.which("paradoxplex")
+    if found is not None and Path(found).resolve() == program.resolve():
+        return "paradoxplex"
+    try:
+        return str(program.relative_to(Path.cwd()))
+    except ValueError:
+        return str(program)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import difflib
 import importlib.metadata
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from paradoxplex.node.cli.workers import worker_index
 from paradoxplex.node.grpc_env import apply_grpc_defaults
@@ -32,8 +35,45 @@ def version() -> str:
         return "unknown"
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr: what is wrong, the closest option
+    when one was misspelled, and where the help is (argparse would print the whole usage,
+    37 lines for ``node``, before the one line that matters). Sub-commands inherit it."""
+
+    commands: argparse.Action | None = None  # its sub-commands, when it has some
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        self.commands = super().add_subparsers(**kwargs)
+        return self.commands
+
+    def error(self, message: str) -> NoReturn:
+        hint = self.suggestion(message)
+        self.exit(2, f"{self.prog}: {message}{hint}; see '{self.prog} --help'\n")
+
+    def suggestion(self, message: str) -> str:
+        """`` (did you mean --upstream?)`` for the first unknown option that resembles one."""
+        if not message.startswith("unrecognized arguments: "):
+            return ""
+        known = sorted(set(re.findall(r"--[\w-]+", self.format_help())))
+        for word in message.removeprefix("unrecognized arguments: ").split():
+            close = difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.7)
+            if word.startswith("-") and close:
+                return f" (did you mean {close[0]}?)"
+        return ""
+
+    def chosen(self, args: argparse.Namespace) -> argparse.ArgumentParser:
+        """The deepest sub-command's parser that ``args`` went through (``admin sockets``)."""
+        commands = self.commands
+        choices: dict[str, argparse.ArgumentParser] = getattr(commands, "choices", None) or {}
+        name = getattr(args, commands.dest, None) if commands is not None else None
+        sub = choices.get(name) if isinstance(name, str) else None
+        if isinstance(sub, OneLineParser):
+            return sub.chosen(args)
+        return sub or self
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="paradoxplex",
         description="A clustered TCP load balancer that demultiplexes raw sockets to gRPC.",
     )
@@ -92,10 +132,7 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpar
     """Parse; an unknown option is reported with the usage of its own sub-command."""
     args, extras = parser.parse_known_args(argv)
     if extras:
-        subparsers = next(
-            action for action in parser._actions if isinstance(action, argparse._SubParsersAction)
-        )
-        sub = subparsers.choices.get(args.command, parser)
+        sub = parser.chosen(args) if isinstance(parser, OneLineParser) else parser
         sub.error(f"unrecognized arguments: {' '.join(extras)}")
     return args
 

@@ -7,7 +7,7 @@ Rules:
 - When a queue is full, ``send`` waits for room: the upstream stream that carries the replies
   slows down instead of the node buffering without bound. While the bus is not connected
   (Redis unreachable: the bus holds what it sends), a full queue drops its oldest reply
-  instead (``paradoxplex_drops{reason="bus_hold_full"}``): local traffic on the same
+  instead (``paradoxplex_drops_total{reason="bus_hold_full"}``): local traffic on the same
   upstream stream is not slowed by an outage.
 - What the bus could not deliver is counted per reply and logged by the bus:
   ``owner_unreachable`` (the owner was not reading and did not start before the bus gave up,
@@ -26,6 +26,7 @@ from collections.abc import Callable
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.tasks import checkpoint
 from paradoxplex.shared import envelopes
+from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import FleetBus
 
@@ -66,7 +67,7 @@ class Courier:
         self.on_undelivered = on_undelivered
         self.routes: dict[str, _Route] = {}
 
-    def send_nowait(self, node_id: str, session: str, payload: bytes) -> bool:
+    def send_nowait(self, node_id: str, client_uuid: str, payload: bytes) -> bool:
         """Queue a reply for a socket on ``node_id``; False when that node's queue is full."""
         route = self.routes.get(node_id)
         if route is None:
@@ -77,14 +78,14 @@ class Courier:
                 route.room.clear()
                 return False
             route.queue.popleft()
-            self.metrics.drops.labels("bus_hold_full").inc()
-        route.queue.append((session, payload))
+            self.metrics.drops.labels(DropReason.BUS_HOLD_FULL).inc()
+        route.queue.append((client_uuid, payload))
         route.wakeup.set()
         return True
 
-    async def send(self, node_id: str, session: str, payload: bytes) -> None:
+    async def send(self, node_id: str, client_uuid: str, payload: bytes) -> None:
         """Queue a reply, waiting while that node's queue is full."""
-        while not self.send_nowait(node_id, session, payload):
+        while not self.send_nowait(node_id, client_uuid, payload):
             await self.routes[node_id].room.wait()
 
     async def _work(self, node_id: str, route: _Route) -> None:
@@ -99,13 +100,13 @@ class Courier:
                 delivered = await self._bus.send(node_id, data, count=len(batch))
             except FleetUnavailable:
                 self.metrics.fleet_errors.inc()
-                self.metrics.drops.labels("bus_hold_expired").inc(len(batch))
+                self.metrics.drops.labels(DropReason.BUS_HOLD_EXPIRED).inc(len(batch))
                 continue
             checkpoint()
             if delivered:
                 self.metrics.bus_messages.labels("out").inc(len(batch))
                 continue
-            self.metrics.drops.labels("owner_unreachable").inc(len(batch))
+            self.metrics.drops.labels(DropReason.OWNER_UNREACHABLE).inc(len(batch))
             if self.on_undelivered is not None:
                 self.on_undelivered(node_id)
 

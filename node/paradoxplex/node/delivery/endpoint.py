@@ -30,9 +30,10 @@ from paradoxplex.node.delivery.courier import Courier
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.tasks import TaskSet
 from paradoxplex.shared import envelopes
+from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.errors import FleetUnavailable, OwnerTimeout
 from paradoxplex.shared.fleet import FleetBus
-from paradoxplex.shared.sessions import BroadcastTarget
+from paradoxplex.shared.sessions import BroadcastTarget, parse_target
 from paradoxplex.wire import bus_pb2
 
 log = logging.getLogger("paradoxplex.node.delivery")
@@ -128,7 +129,7 @@ class BusEndpoint:
             self.metrics.bus_messages.labels("out").inc()
         except FleetUnavailable:
             self.metrics.fleet_errors.inc()
-            self.metrics.drops.labels("fleet_unavailable").inc()
+            self.metrics.drops.labels(DropReason.FLEET_UNAVAILABLE).inc()
 
     def _undelivered(self, node_id: str) -> None:
         if self._deliveries is not None:
@@ -232,7 +233,7 @@ class BusEndpoint:
 
     def _receive_broadcast(self, message: bus_pb2.Broadcast) -> None:
         try:
-            target = BroadcastTarget(message.target)
+            target = parse_target(message.target)
         except ValueError:
             self.metrics.bad_input.labels("bus_envelope").inc()
             return
@@ -243,7 +244,7 @@ class BusEndpoint:
 
     async def _answer(self, sender: str, command: bus_pb2.Command) -> None:
         if command.deadline and time.time() > command.deadline:
-            self.metrics.drops.labels("command_expired").inc()
+            self.metrics.drops.labels(DropReason.COMMAND_EXPIRED).inc()
             log.warning(
                 "admin command %s for socket %s arrived after its requester gave up; dropped",
                 command.action,

@@ -25,6 +25,7 @@ from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.session import Session
 from paradoxplex.node.tasks import TaskSet
 from paradoxplex.shared import envelopes
+from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import FleetState
 from paradoxplex.shared.routing import (
@@ -51,7 +52,7 @@ BROADCAST_SLICE = 512
 TARGETS = {
     pb.BROADCAST_ALL: BroadcastTarget.ALL,
     pb.BROADCAST_ACTIVE: BroadcastTarget.ACTIVE,
-    pb.BROADCAST_NOT_ACTIVE: BroadcastTarget.INACTIVE,
+    pb.BROADCAST_NOT_ACTIVE: BroadcastTarget.PAUSED,
 }
 
 
@@ -207,7 +208,7 @@ class ReplyRouter:
         elif isinstance(action, PublishBroadcast):
             return self.outbox.publish_broadcast(action.target, action.label, action.payload)
         else:
-            self.metrics.drops.labels("unknown_socket").inc()
+            self.metrics.drops.labels(DropReason.UNKNOWN_SOCKET).inc()
             log.info("reply for unknown socket %s dropped (%s)", action.client_uuid, action.reason)
         return None
 

@@ -65,8 +65,8 @@ class MemoryFleet:
 
     async def unregister_node(self, node_id: str) -> None:
         self.hub.nodes.pop(node_id, None)
-        for session in list(self.hub.by_node.get(node_id, ())):
-            await self.unregister_session(session, node_id)
+        for client_uuid in list(self.hub.by_node.get(node_id, ())):
+            await self.unregister_session(client_uuid, node_id)
         self.hub.by_node.pop(node_id, None)
         for views in self.hub.health.values():
             views.pop(node_id, None)
@@ -96,12 +96,12 @@ class MemoryFleet:
         if info.uuid in self.hub.sessions:
             self.hub.sessions[info.uuid] = info
 
-    async def unregister_session(self, session: str, node_id: str) -> None:
-        if self.hub.sessions.pop(session, None) is not None:
-            index = bisect.bisect_left(self.hub.order, session)
-            if index < len(self.hub.order) and self.hub.order[index] == session:
+    async def unregister_session(self, client_uuid: str, node_id: str) -> None:
+        if self.hub.sessions.pop(client_uuid, None) is not None:
+            index = bisect.bisect_left(self.hub.order, client_uuid)
+            if index < len(self.hub.order) and self.hub.order[index] == client_uuid:
                 del self.hub.order[index]
-        self.hub.by_node.get(node_id, {}).pop(session, None)
+        self.hub.by_node.get(node_id, {}).pop(client_uuid, None)
 
     async def register_sessions(self, infos: Sequence[SessionInfo]) -> None:
         for info in infos:
@@ -112,11 +112,11 @@ class MemoryFleet:
             await self.update_session(info)
 
     async def unregister_sessions(self, sessions: Sequence[tuple[str, str]]) -> None:
-        for session, node_id in sessions:
-            await self.unregister_session(session, node_id)
+        for client_uuid, node_id in sessions:
+            await self.unregister_session(client_uuid, node_id)
 
-    async def lookup_session(self, session: str) -> SessionInfo | None:
-        return self.hub.sessions.get(session)
+    async def lookup_session(self, client_uuid: str) -> SessionInfo | None:
+        return self.hub.sessions.get(client_uuid)
 
     async def list_sessions(
         self, *, node: str | None, cursor: str | None, limit: int
@@ -125,7 +125,7 @@ class MemoryFleet:
         ids = self.hub.order[start:]
         if node is not None:
             owned = self.hub.by_node.get(node, {})
-            ids = [session for session in ids if session in owned]
+            ids = [client_uuid for client_uuid in ids if client_uuid in owned]
         page = ids[:limit]
         more = len(ids) > limit
         return [self.hub.sessions[s] for s in page], (page[-1] if more and page else None)

@@ -13,7 +13,7 @@ log = logging.getLogger("paradoxplex.node.fleet")
 @dataclass(slots=True)
 class Census:
     """What one look at the fleet's nodes found: the other nodes alive, and the dead ones this
-    node cleaned up, each with the sessions it held."""
+    node cleaned up, each with the ``client_uuid`` of every socket it held."""
 
     alive: list[str] = field(default_factory=list)
     cleaned: list[tuple[str, list[str]]] = field(default_factory=list)
@@ -31,8 +31,8 @@ async def reap_dead_nodes(fleet: FleetState, *, node_id: str, ttl: float) -> Cen
             continue
         if not await fleet.claim_cleanup(other, node_id, ttl=ttl):
             continue
-        sessions = await fleet.node_sessions(other)
+        client_uuids = await fleet.node_sessions(other)
         await fleet.unregister_node(other)
-        log.warning("node %s is dead: removed it and its %d sockets", other, len(sessions))
-        census.cleaned.append((other, sessions))
+        log.warning("node %s is dead: removed it and its %d sockets", other, len(client_uuids))
+        census.cleaned.append((other, client_uuids))
     return census

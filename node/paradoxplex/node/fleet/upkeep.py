@@ -175,9 +175,9 @@ class FleetUpkeep:
         now = time.monotonic()
         for other in census.alive:
             self._peers[other] = now
-        for dead, sessions in census.cleaned:
+        for dead, client_uuids in census.cleaned:
             self._peers.pop(dead, None)
-            self._tell_lost(dead, sessions)
+            self._tell_lost(dead, client_uuids)
         self.fleet_ok = True
 
     def peers(self) -> set[str]:
@@ -188,10 +188,10 @@ class FleetUpkeep:
             del self._peers[gone]
         return set(self._peers)
 
-    def _tell_lost(self, dead: str, sessions: list[str]) -> None:
+    def _tell_lost(self, dead: str, client_uuids: list[str]) -> None:
         if not self.lifecycle_events:
             return
-        for client_uuid in sessions:
+        for client_uuid in client_uuids:
             event = pb.SocketEvent(
                 kind=pb.SocketEvent.DISCONNECTED, node_id=dead, reason="node lost"
             )

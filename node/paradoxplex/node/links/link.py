@@ -36,6 +36,7 @@ from paradoxplex.node.links.queue import LinkQueue, Outgoing
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.shared.batches import BatchLimits
 from paradoxplex.shared.causes import grpc_cause
+from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.errors import UpstreamUnavailable
 from paradoxplex.shared.health import Health, HealthTracker, Probe, in_rotation
 from paradoxplex.shared.timestamps import timestamp
@@ -324,7 +325,7 @@ class UpstreamLink:
         return call
 
     def _refuse(self, item: Outgoing, size: int) -> None:
-        self.host.metrics.drops.labels("message_too_large").inc()
+        self.host.metrics.drops.labels(DropReason.MESSAGE_TOO_LARGE).inc()
         log.warning(
             "upstream %s: dropped a message of %d bytes from socket %s: over the %d-byte limit "
             "of one gRPC message",

@@ -27,6 +27,7 @@ from paradoxplex.node.links.queue import Outgoing
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.session import Session
 from paradoxplex.shared.balancing import Balancer, Place
+from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.health import Health
 from paradoxplex.shared.upstreams import UpstreamSpec
 from paradoxplex.wire import upstream_pb2 as pb
@@ -129,30 +130,30 @@ class UpstreamPool:
     def submit(self, session: Session) -> None:
         held = session.flow.held
         pick = self.balancer.pick
-        uuid = session.uuid
+        client_uuid = session.uuid
         links = self.links
         placed = 0
         for frame in islice(held, session.allowance()):
-            decision = pick(uuid, self._has_room)
+            decision = pick(client_uuid, self._has_room)
             if not isinstance(decision, Place):
                 self._wait(session)
                 break
-            links[decision.upstream_id].enqueue(Outgoing(uuid, frame))
+            links[decision.upstream_id].enqueue(Outgoing(client_uuid, frame))
             placed += 1
         session.placed(placed)
 
-    def send_event(self, session: str, event: pb.SocketEvent) -> bool:
+    def send_event(self, client_uuid: str, event: pb.SocketEvent) -> bool:
         """A lifecycle event, placed like data; False (counted) when no link can take it."""
-        decision = self.balancer.pick(session, self._has_room)
+        decision = self.balancer.pick(client_uuid, self._has_room)
         if isinstance(decision, Place):
-            self.links[decision.upstream_id].enqueue(Outgoing(session, b"", event))
+            self.links[decision.upstream_id].enqueue(Outgoing(client_uuid, b"", event))
             return True
-        self.metrics.drops.labels("lifecycle_event_no_upstream").inc()
+        self.metrics.drops.labels(DropReason.LIFECYCLE_EVENT_NO_UPSTREAM).inc()
         return False
 
-    def forget(self, session: str) -> None:
-        self.balancer.forget(session)
-        self._waiting_ids.discard(session)
+    def forget(self, client_uuid: str) -> None:
+        self.balancer.forget(client_uuid)
+        self._waiting_ids.discard(client_uuid)
         if len(self.waiting) > 2 * len(self._waiting_ids) + 64:  # drop closed sessions
             self.waiting = deque(s for s in self.waiting if s.uuid in self._waiting_ids)
 
@@ -205,10 +206,10 @@ class UpstreamPool:
                 self.send_event(item.client_uuid, item.event)
             else:
                 by_session.setdefault(item.client_uuid, []).append(item.payload)
-        for uuid, payloads in by_session.items():
-            session = self.sessions.get(uuid)
+        for client_uuid, payloads in by_session.items():
+            session = self.sessions.get(client_uuid)
             if session is None or session.closing:
-                self.metrics.drops.labels("socket_closed").inc(len(payloads))
+                self.metrics.drops.labels(DropReason.SOCKET_CLOSED).inc(len(payloads))
                 continue
             session.flow.requeue(payloads)
             self.submit(session)

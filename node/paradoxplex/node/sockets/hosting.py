@@ -26,7 +26,8 @@ from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.session import Session
 from paradoxplex.shared.admission import Admission, Refusal, source_of
 from paradoxplex.shared.buffers import ReplyBuffers
-from paradoxplex.shared.sessions import SessionInfo, new_session_id
+from paradoxplex.shared.drops import DropReason
+from paradoxplex.shared.sessions import SessionInfo, new_client_uuid
 from paradoxplex.wire import upstream_pb2 as pb
 
 log = logging.getLogger("paradoxplex.node.sockets")
@@ -89,14 +90,14 @@ class SessionHosting:
         held = len(self.sessions)
         refusal = self.admission.admit(source, now, held=held, draining=self.draining)
         if refusal is not None:
-            self.metrics.sockets_refused.labels(refusal.value).inc()
+            self.metrics.sockets_refused.labels(refusal).inc()
             count = self.admission.refused(source, now)
             if count:
                 log.warning(REFUSED[refusal], count, source, held)
             return None
         session.source = sys.intern(source)  # one string per source, not one per socket
         remote = session.peer or (f"{peer[0]}:{peer[1]}" if peer else "unknown")
-        info = SessionInfo(new_session_id(), self.node_id, remote, time.time())
+        info = SessionInfo(new_client_uuid(), self.node_id, remote, time.time())
         self.sessions[info.uuid] = session
         self.metrics.sockets_opened.inc()
         self.metrics.sockets.set(len(self.sessions))
@@ -120,7 +121,7 @@ class SessionHosting:
         self.unregistered.discard(info.uuid)
         dropped = session.flow.drop_all()
         if dropped:
-            self.metrics.drops.labels("socket_closed").inc(dropped)
+            self.metrics.drops.labels(DropReason.SOCKET_CLOSED).inc(dropped)
         self.metrics.sockets.set(len(self.sessions))
         self.metrics.sockets_closed.labels(_reason_label(reason)).inc()
         self.sync.removed(info)

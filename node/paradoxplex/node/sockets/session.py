@@ -32,6 +32,7 @@ from typing import Protocol, cast
 
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.shared.buffers import ReplyBuffers
+from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.errors import FrameTooLarge
 from paradoxplex.shared.flow import (
     DROP_NODE_FULL,
@@ -211,7 +212,7 @@ class Session(asyncio.Protocol):
         """Write a reply unchanged; False when it was not (closing, overflow): then counted."""
         transport, info = self.transport, self.info
         if transport is None or info is None:
-            self.host.metrics.drops.labels("socket_closed").inc()
+            self.host.metrics.drops.labels(DropReason.SOCKET_CLOSED).inc()
             return False
         size, buffered = len(payload), transport.get_write_buffer_size()
         verdict = self.flow.write(buffered, size)
@@ -303,7 +304,7 @@ class Session(asyncio.Protocol):
     def _hold_expired(self) -> None:
         reason = "upstreams full" if self.host.upstream_ready() else "no upstream ready"
         count = self.flow.drop_all()
-        self.host.metrics.drops.labels("hold_timeout").inc(count)
+        self.host.metrics.drops.labels(DropReason.HOLD_TIMEOUT).inc(count)
         log.warning(
             "socket %s: %d frames waited %.1fs (%s); closing it",
             self.uuid,

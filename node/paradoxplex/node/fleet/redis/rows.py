@@ -2,7 +2,7 @@
 
 Rules:
 - A session is one packed row: a positional JSON array (no field names, no uuid), stored under
-  its uuid's 16 raw bytes (``session_id``). Raw ids sort as the uuids' hex text does, so a
+  its uuid's 16 raw bytes (``uuid_key``). Raw ids sort as the uuids' hex text does, so a
   paging cursor (a uuid, or any hex prefix of one) becomes 16 bytes by ``cursor_key``; anything
   else is ``InvalidRequest("cursor", ...)``.
 - A node record is a hash: scalars as they are, maps and lists as orjson (``hash_fields``).
@@ -72,13 +72,14 @@ def decoded_fields(reply: Mapping[Any, Any]) -> dict[str, Any]:
 # -- sessions ------------------------------------------------------------------------------
 
 
-def session_id(session: str) -> bytes:
-    """A session id as the 16 raw bytes of its UUID (ValueError when it is not one)."""
-    return uuid.UUID(session).bytes
+def uuid_key(client_uuid: str) -> bytes:
+    """A socket's ``client_uuid`` as the 16 raw bytes of its UUID (ValueError when it is not
+    one): the key its row is stored under."""
+    return uuid.UUID(client_uuid).bytes
 
 
-def session_uuid(key: bytes | str) -> str:
-    """The uuid text of a 16-byte session id."""
+def client_uuid_of(key: bytes | str) -> str:
+    """The ``client_uuid`` (uuid text) of a 16-byte key."""
     return str(uuid.UUID(bytes=raw(key)))
 
 

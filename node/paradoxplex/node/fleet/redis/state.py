@@ -34,6 +34,7 @@ from redis.typing import EncodableT
 from paradoxplex.node.fleet.redis.client import FleetClient, connect
 from paradoxplex.node.fleet.redis.errors import REDIS_DOWN, cancel_requested, edge
 from paradoxplex.node.fleet.redis.rows import (
+    client_uuid_of,
     cursor_key,
     decode_node,
     decode_upstream,
@@ -44,11 +45,10 @@ from paradoxplex.node.fleet.redis.rows import (
     optional_raw,
     pack_session,
     raw,
-    session_id,
-    session_uuid,
     text,
     texts,
     unpack_session,
+    uuid_key,
 )
 from paradoxplex.shared.fleet import NodeRecord
 from paradoxplex.shared.keys import Keys
@@ -144,12 +144,12 @@ class RedisFleet:
             await pipe.execute()
 
     async def _forget_bucket(self, node_id: str, bucket: int) -> None:
-        """Delete a node's sessions in one bucket, ``CHUNK`` per MULTI, then its index there."""
+        """Delete a node's uuid_keys in one bucket, ``CHUNK`` per MULTI, then its index there."""
         index, data = self.keys.node_sessions(node_id, bucket), self.keys.sessions_data(bucket)
         members = await self._redis.zrange(index, 0, -1)
-        sessions = [raw(member) for member in cast(list[bytes], members)]
-        for start in range(0, len(sessions), CHUNK):
-            chunk = sessions[start : start + CHUNK]
+        uuid_keys = [raw(member) for member in cast(list[bytes], members)]
+        for start in range(0, len(uuid_keys), CHUNK):
+            chunk = uuid_keys[start : start + CHUNK]
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hdel(data, *chunk)
                 pipe.zrem(index, *chunk)
@@ -201,8 +201,8 @@ class RedisFleet:
         """Overwrite a registered session's fields; a no-op when it is not registered."""
         await self.update_sessions([info])
 
-    async def unregister_session(self, session: str, node_id: str) -> None:
-        await self.unregister_sessions([(session, node_id)])
+    async def unregister_session(self, client_uuid: str, node_id: str) -> None:
+        await self.unregister_sessions([(client_uuid, node_id)])
 
     @edge
     async def register_sessions(self, infos: Sequence[SessionInfo]) -> None:
@@ -224,7 +224,7 @@ class RedisFleet:
         rows: dict[bytes, bytes] = {}
         by_node: dict[str, list[bytes]] = {}
         for info in infos:
-            key = session_id(info.uuid)
+            key = uuid_key(info.uuid)
             rows[key] = pack_session(info)
             by_node.setdefault(info.node_id, []).append(key)
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -244,12 +244,12 @@ class RedisFleet:
     async def _update_bucket(self, bucket: int, infos: list[SessionInfo]) -> None:
         args: list[EncodableT] = []
         for info in infos:
-            args += (session_id(info.uuid), pack_session(info))
+            args += (uuid_key(info.uuid), pack_session(info))
         await self._update(keys=[self.keys.sessions_data(bucket)], args=args)
 
     @edge
     async def unregister_sessions(self, sessions: Sequence[tuple[str, str]]) -> None:
-        """Remove many ``(session, node_id)``: one MULTI per bucket, all sent at once."""
+        """Remove many ``(client_uuid, node_id)``: one MULTI per bucket, all sent at once."""
         if not sessions:
             return
         groups: dict[int, list[tuple[str, str]]] = {}
@@ -260,18 +260,18 @@ class RedisFleet:
     async def _unregister_bucket(self, bucket: int, sessions: list[tuple[str, str]]) -> None:
         keys = self.keys
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hdel(keys.sessions_data(bucket), *(session_id(s) for s, _ in sessions))
-            for session, node_id in sessions:
-                pipe.zrem(keys.node_sessions(node_id, bucket), session_id(session))
+            pipe.hdel(keys.sessions_data(bucket), *(uuid_key(s) for s, _ in sessions))
+            for client_uuid, node_id in sessions:
+                pipe.zrem(keys.node_sessions(node_id, bucket), uuid_key(client_uuid))
             await pipe.execute()
 
     @edge
-    async def lookup_session(self, session: str) -> SessionInfo | None:
+    async def lookup_session(self, client_uuid: str) -> SessionInfo | None:
         try:
-            key = session_id(session)
+            key = uuid_key(client_uuid)
         except ValueError:
             return None
-        data = self.keys.sessions_data(self.keys.bucket(session))
+        data = self.keys.sessions_data(self.keys.bucket(client_uuid))
         row = optional_raw(await self._redis.hget(data, key))
         return unpack_session(key, row)
 
@@ -293,13 +293,13 @@ class RedisFleet:
         ids = sorted(raw(member) for members in replies for member in members)[: limit + 1]
         page = ids[:limit]
         found = await self._sessions(page)
-        next_cursor = session_uuid(page[-1]) if len(ids) > limit and page else None
+        next_cursor = client_uuid_of(page[-1]) if len(ids) > limit and page else None
         return found, next_cursor
 
     async def _sessions(self, ids: list[bytes]) -> list[SessionInfo]:
         if not ids:
             return []
-        buckets = [self.keys.bucket(session_uuid(key)) for key in ids]
+        buckets = [self.keys.bucket(client_uuid_of(key)) for key in ids]
         async with self._redis.pipeline(transaction=False) as pipe:
             for key, bucket in zip(ids, buckets, strict=True):
                 pipe.hget(self.keys.sessions_data(bucket), key)
@@ -314,7 +314,7 @@ class RedisFleet:
                 pipe.zrange(self.keys.node_sessions(node_id, bucket), 0, -1)
             replies = await pipe.execute()
         members = sorted(raw(member) for reply in replies for member in reply)
-        return [session_uuid(member) for member in members]
+        return [client_uuid_of(member) for member in members]
 
     # -- upstreams and health ------------------------------------------------------------
 
