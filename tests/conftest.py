@@ -32,6 +32,7 @@ from paradoxplex.shared.placement import split_urls
 from tests.support.redis_cluster import ClusterServers
 from tests.support.redis_server import RedisServer
 from tests.support.secured_redis import replica_of, secured
+from tests.support.state import redis_state
 
 
 def pytest_asyncio_loop_factories(
@@ -118,7 +119,7 @@ async def delete_prefix(url: str, prefix: str) -> None:
 @contextlib.asynccontextmanager
 async def started_fleet(url: str, prefix: str) -> AsyncIterator[RedisFleet]:
     """A started ``RedisFleet`` on ``url`` (one server or shards); its keys deleted after."""
-    fleet = RedisFleet.from_url(url, prefix=prefix)
+    fleet = redis_state(url, prefix=prefix)
     await fleet.start()
     try:
         yield fleet

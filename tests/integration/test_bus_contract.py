@@ -19,10 +19,9 @@ import pytest
 import pytest_asyncio
 
 from paradoxplex.node.fleet.memory import MemoryBus, MemoryHub
-from paradoxplex.node.fleet.redis import RedisBus
 from paradoxplex.shared.fleet import FleetBus
 from tests.conftest import delete_prefix
-from tests.support.bus import settled, started
+from tests.support.bus import redis_bus, send_all, settled, started
 from tests.support.eventually import eventually
 
 #: How long a Redis send waits for a node that never listens (memory gives up at once).
@@ -53,7 +52,7 @@ async def make_bus(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIter
         url = request.getfixturevalue(URLS[request.param])
 
         def build() -> FleetBus:
-            return RedisBus.from_url(url, prefix=key_prefix, send_deadline=SEND_DEADLINE)
+            return redis_bus(url, prefix=key_prefix, send_deadline=SEND_DEADLINE)
 
     def make() -> FleetBus:
         made.append(build())
@@ -94,8 +93,8 @@ async def test_sends_arrive_in_the_order_sent(make_bus: MakeBus) -> None:
     envelopes = [n.to_bytes(2, "big") for n in range(300)]
     for envelope in envelopes[:100]:
         assert await a.send("b", envelope)
-    assert await a.publish_many("b", envelopes[100:200])
-    assert await a.publish_many("b", [])
+    assert await send_all(a, "b", envelopes[100:200])
+    assert await send_all(a, "b", [])
     for envelope in envelopes[200:]:
         assert await a.send("b", envelope)
     await eventually(inbox_b.got(*envelopes))
@@ -134,7 +133,7 @@ async def test_send_to_a_node_that_never_listens_is_false(make_bus: MakeBus) -> 
     a = make_bus()
     inbox = await started(a, "a")
     assert not await a.send("nobody", b"lost")
-    assert not await a.publish_many("nobody", [b"lost 1", b"lost 2"])
+    assert not await send_all(a, "nobody", [b"lost 1", b"lost 2"])
     await settled(a, inbox)
     assert inbox.items == []
 

@@ -14,6 +14,7 @@ from paradoxplex.shared.fleet import FleetState, NodeRecord
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 from tests.support.eventually import eventually
+from tests.support.state import register_session, unregister_session, update_session
 
 TTL = 30.0
 
@@ -58,16 +59,16 @@ async def all_pages(
 
 async def test_register_and_lookup_a_session(fleet_state: FleetState) -> None:
     info = session(1, labels={"site": "lyon", "kind/ü": "a=b c"}, bytes_in=12, messages_out=3)
-    await fleet_state.register_session(info)
+    await register_session(fleet_state, info)
     assert await fleet_state.lookup_session(info.uuid) == info
     assert await fleet_state.lookup_session(session(2).uuid) is None
 
 
 async def test_update_a_session(fleet_state: FleetState) -> None:
     info = session(1, labels={"a": "1"})
-    await fleet_state.register_session(info)
+    await register_session(fleet_state, info)
     changed = session(1, state=SessionState.PAUSED, labels={"b": "2"}, bytes_out=99)
-    await fleet_state.update_session(changed)
+    await update_session(fleet_state, changed)
     assert await fleet_state.lookup_session(info.uuid) == changed
 
 
@@ -75,11 +76,11 @@ async def test_update_does_not_bring_back_an_unregistered_session(
     fleet_state: FleetState,
 ) -> None:
     info = session(1)
-    await fleet_state.update_session(info)
+    await update_session(fleet_state, info)
     assert await fleet_state.lookup_session(info.uuid) is None
-    await fleet_state.register_session(info)
-    await fleet_state.unregister_session(info.uuid, info.node_id)
-    await fleet_state.update_session(info)
+    await register_session(fleet_state, info)
+    await unregister_session(fleet_state, info.uuid, info.node_id)
+    await update_session(fleet_state, info)
     assert await fleet_state.lookup_session(info.uuid) is None
     assert await fleet_state.node_sessions(info.node_id) == []
 
@@ -87,8 +88,8 @@ async def test_update_does_not_bring_back_an_unregistered_session(
 async def test_unregister_a_session(fleet_state: FleetState) -> None:
     kept, gone = session(1), session(2)
     for info in (kept, gone):
-        await fleet_state.register_session(info)
-    await fleet_state.unregister_session(gone.uuid, gone.node_id)
+        await register_session(fleet_state, info)
+    await unregister_session(fleet_state, gone.uuid, gone.node_id)
     assert await fleet_state.lookup_session(gone.uuid) is None
     assert await fleet_state.node_sessions("node-a") == [kept.uuid]
     assert await all_pages(fleet_state) == [[kept.uuid]]
@@ -110,14 +111,14 @@ async def test_many_sessions_at_once(fleet_state: FleetState) -> None:
 
 
 async def test_unregister_an_unknown_session_is_harmless(fleet_state: FleetState) -> None:
-    await fleet_state.unregister_session(session(7).uuid, "node-x")
+    await unregister_session(fleet_state, session(7).uuid, "node-x")
     assert await all_pages(fleet_state) == [[]]
 
 
 async def test_registering_again_replaces(fleet_state: FleetState) -> None:
-    await fleet_state.register_session(session(1, labels={"a": "1"}))
+    await register_session(fleet_state, session(1, labels={"a": "1"}))
     again = session(1, labels={"b": "2"})
-    await fleet_state.register_session(again)
+    await register_session(fleet_state, again)
     assert await fleet_state.lookup_session(again.uuid) == again
     assert await all_pages(fleet_state) == [[again.uuid]]
 
@@ -128,7 +129,7 @@ async def test_registering_again_replaces(fleet_state: FleetState) -> None:
 async def test_pages_of_ten_over_25_sessions(fleet_state: FleetState) -> None:
     infos = [session(n, node="node-a" if n % 2 else "node-b") for n in range(25, 0, -1)]
     for info in infos:
-        await fleet_state.register_session(info)
+        await register_session(fleet_state, info)
     pages = await all_pages(fleet_state, limit=10)
     assert [len(page) for page in pages] == [10, 10, 5]
     assert [uuid for page in pages for uuid in page] == sorted(info.uuid for info in infos)
@@ -136,21 +137,21 @@ async def test_pages_of_ten_over_25_sessions(fleet_state: FleetState) -> None:
 
 async def test_a_full_last_page_has_no_cursor(fleet_state: FleetState) -> None:
     for number in range(1, 21):
-        await fleet_state.register_session(session(number))
+        await register_session(fleet_state, session(number))
     assert [len(page) for page in await all_pages(fleet_state, limit=10)] == [10, 10]
 
 
 async def test_pages_return_whole_records(fleet_state: FleetState) -> None:
     infos = [session(n, labels={"n": str(n)}) for n in range(1, 4)]
     for info in infos:
-        await fleet_state.register_session(info)
+        await register_session(fleet_state, info)
     items, cursor = await fleet_state.list_sessions(node=None, cursor=None, limit=10)
     assert (items, cursor) == (infos, None)
 
 
 async def test_node_filter_with_cursor(fleet_state: FleetState) -> None:
     for number in range(1, 26):
-        await fleet_state.register_session(session(number, node=f"node-{number % 3}"))
+        await register_session(fleet_state, session(number, node=f"node-{number % 3}"))
     expected = sorted(session(n).uuid for n in range(1, 26) if n % 3 == 1)
     pages = await all_pages(fleet_state, node="node-1", limit=4)
     assert [uuid for page in pages for uuid in page] == expected
@@ -160,7 +161,7 @@ async def test_node_filter_with_cursor(fleet_state: FleetState) -> None:
 
 
 async def test_a_cursor_past_the_end(fleet_state: FleetState) -> None:
-    await fleet_state.register_session(session(1))
+    await register_session(fleet_state, session(1))
     items, cursor = await fleet_state.list_sessions(node=None, cursor="ffffffff", limit=10)
     assert (items, cursor) == ([], None)
 
@@ -193,7 +194,7 @@ async def test_unregister_a_node_removes_its_sessions(fleet_state: FleetState) -
     mine = [session(n, node="node-a") for n in range(1, 6)]
     theirs = [session(n, node="node-b") for n in range(6, 9)]
     for info in mine + theirs:
-        await fleet_state.register_session(info)
+        await register_session(fleet_state, info)
 
     await fleet_state.unregister_node("node-a")
 
@@ -302,7 +303,7 @@ async def test_unregister_node_leaves_nothing_behind(
 ) -> None:
     await redis_fleet.register_node(node("node-a"), ttl=TTL)
     for number in range(1, 1201):  # more than one deletion chunk
-        await redis_fleet.register_session(session(number))
+        await register_session(redis_fleet, session(number))
     await redis_fleet.set_health("node-a", "10.0.0.1:45888", {"ready": True})
     await redis_fleet.set_health("node-b", "10.0.0.1:45888", {"ready": True})
 
@@ -331,6 +332,6 @@ async def test_claim_cleanup_expires(redis_fleet: RedisFleet) -> None:
 async def test_any_page_size_lists_everything_once(fleet_state: FleetState, limit: int) -> None:
     infos = [session(n) for n in range(1, 16)]
     for info in infos:
-        await fleet_state.register_session(info)
+        await register_session(fleet_state, info)
     pages = await all_pages(fleet_state, limit=limit)
     assert [uuid for page in pages for uuid in page] == [info.uuid for info in infos]

@@ -77,7 +77,7 @@ async def pump(sender: Node, owner: str, client_uuid: str, trouble: Awaitable[No
         if start >= SENT // 3 and trouble_task is None:
             trouble_task = asyncio.ensure_future(trouble)
         for n in range(start, min(start + PER_TICK, SENT)):
-            await sender.endpoint.forward(owner, client_uuid, b"<%d>" % n)
+            await sender.outbox.forward(owner, client_uuid, b"<%d>" % n)
         await asyncio.sleep(TICK)  # the scenario: traffic spread over time
     assert trouble_task is not None
     await trouble_task
@@ -167,7 +167,7 @@ async def test_each_broadcast_applies_once_across_a_connection_kill(
     for n in range(total):
         if n == total // 2:
             await client_kill(server.url)
-        await b.endpoint.publish_broadcast(BroadcastTarget.ALL, None, b"<%d>" % n)
+        await b.outbox.publish_broadcast(BroadcastTarget.ALL, None, b"<%d>" % n)
     for client in clients:
         await eventually(
             lambda client=client: len(numbers(client)) >= total,  # type: ignore[misc]

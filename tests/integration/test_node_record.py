@@ -9,7 +9,7 @@ async def test_the_record_counts_messages_and_drops_and_says_the_state() -> None
     server, _ = await start_upstream()
     try:
         async with running_node(server.port) as node:
-            before = node.record()
+            before = node.upkeep.record()
             assert before.state == "up"
             assert before.heartbeat_at >= before.started_at
             client = await Client.connect(node)
@@ -17,17 +17,17 @@ async def test_the_record_counts_messages_and_drops_and_says_the_state() -> None
                 await client.round_trip(b"hello")
             finally:
                 await client.aclose()
-            record = node.record()
+            record = node.upkeep.record()
             assert record.messages_in == before.messages_in + 1
             assert record.messages_out == before.messages_out + 1
             assert record.heartbeat_at >= before.heartbeat_at
             node.metrics.drops.labels("socket_closed").inc(2)
             node.metrics.drops.labels("write_buffer_full").inc()
-            assert node.record().drops == before.drops + 3
-            node.upkeep.fleet_ok = False
-            assert node.record().state == "degraded"
-            node.upkeep.fleet_ok = True
+            assert node.upkeep.record().drops == before.drops + 3
+            node.status.ok = False
+            assert node.upkeep.record().state == "degraded"
+            node.status.ok = True
             await node.drain(0)
-            assert node.record().state == "draining"
+            assert node.upkeep.record().state == "draining"
     finally:
         await server.stop(0)

@@ -1,12 +1,22 @@
-"""Upstreams misbehaving: dying mid-stream, answering sockets that do not exist."""
+"""Upstreams misbehaving: dying mid-stream, answering sockets that do not exist, not ready
+and breaking their stream (one backoff across both)."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 import uuid as uuidlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
+import grpc
+from google.protobuf import empty_pb2
+
+from paradoxplex.shared.retry import UPSTREAM_LINK
 from paradoxplex.upstream import Message, Outbox, UpstreamServer
+from paradoxplex.wire import upstream_pb2 as pb
+from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
 from tests.support.eventually import eventually
 from tests.support.node_harness import (
     Collector,
@@ -117,5 +127,68 @@ async def test_a_reply_for_an_unknown_socket_is_counted_and_dropped() -> None:
             )
             await client.round_trip(b"still working")
             assert len(node.sessions) == 1
+    finally:
+        await server.stop(0)
+
+
+class Flaky(pb_grpc.UpstreamPeerServiceServicer):
+    """A bare upstream: ``ready`` answers ready=false except on the calls ``ready_on``
+    (1-based); its first batch stream ends right after the probe, later ones stay open."""
+
+    def __init__(self, ready_on: set[int]) -> None:
+        self.ready_on = ready_on
+        self.asked: list[float] = []  # when each ready call arrived
+        self.batch_streams = 0
+
+    async def ready(self, request: empty_pb2.Empty, context: Any) -> pb.ReadyResult:
+        self.asked.append(time.monotonic())
+        return pb.ReadyResult(ready=len(self.asked) in self.ready_on)
+
+    async def live(
+        self, request_iterator: AsyncIterator[empty_pb2.Empty], context: Any
+    ) -> AsyncIterator[pb.LiveResult]:
+        async for _ in request_iterator:
+            yield pb.LiveResult(live=True)
+
+    async def bidirectionalStreaming(
+        self, request_iterator: AsyncIterator[pb.InputStreamRequest], context: Any
+    ) -> AsyncIterator[pb.OutputStreamRequest]:
+        async for _ in request_iterator:  # not used: the node takes the batch path
+            yield pb.OutputStreamRequest()
+
+    async def batchStreaming(
+        self, request_iterator: AsyncIterator[pb.InputBatch], context: Any
+    ) -> AsyncIterator[pb.OutputBatch]:
+        self.batch_streams += 1
+        first = self.batch_streams == 1
+        async for _ in request_iterator:
+            yield pb.OutputBatch()  # the node's probe (nothing else is sent here)
+            if first:
+                return
+
+
+async def test_ready_checks_and_a_broken_stream_share_one_backoff() -> None:
+    """Waits between tries follow one series (0.2, 0.4, … s), started over once ready: after
+    a break the next failed ready check waits 0.4 s, not 0.2 s again (no stacked backoffs)."""
+    upstream = Flaky(ready_on={3, 5})
+    server = grpc.aio.server()
+    pb_grpc.add_UpstreamPeerServiceServicer_to_server(upstream, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with running_node(port, wait_ready=False) as node:
+            link = node.pool.links[upstream_id(port)]
+            await eventually(
+                lambda: len(upstream.asked) == 5 and link.in_rotation,
+                timeout=15.0,
+                message="ready on the fifth check, after a break",
+            )
+            assert upstream.batch_streams == 2
+            assert link.backoff.failures == 0
+        gaps = [later - earlier for earlier, later in itertools.pairwise(upstream.asked)]
+        # not ready, not ready, ready (the stream breaks at once), not ready, ready
+        least = [UPSTREAM_LINK.bounds(failures)[0] for failures in (1, 2, 1, 2)]
+        assert least == [0.2, 0.4, 0.2, 0.4]
+        assert all(gap >= low - 0.01 for gap, low in zip(gaps, least, strict=True)), gaps
     finally:
         await server.stop(0)

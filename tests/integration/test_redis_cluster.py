@@ -110,7 +110,7 @@ async def test_a_killed_master_fails_over_and_every_reply_is_accounted_for(
             victim.kill()
             killed_at = time.monotonic()
         for n in range(start, min(start + PER_TICK, SENT)):
-            await b.endpoint.forward("a", session, b"<%d>" % n)
+            await b.outbox.forward("a", session, b"<%d>" % n)
         await asyncio.sleep(TICK)  # the scenario: traffic spread over time
 
     def counted() -> int:

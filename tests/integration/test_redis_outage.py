@@ -16,13 +16,15 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from paradoxplex.node.fleet.redis import RedisBus, RedisFleet
+from paradoxplex.node.fleet.redis import RedisFleet
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import NodeRecord
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamSpec
+from tests.support.bus import redis_bus
 from tests.support.eventually import eventually
 from tests.support.redis_server import RedisServer
+from tests.support.state import redis_state, register_session, update_session
 
 PROMPT = 3.0  # a fleet call while Redis is down fails within this
 RECOVERY = 5.0  # cross-node delivery works again within this once Redis is back
@@ -38,19 +40,19 @@ def server() -> Iterator[RedisServer]:
 
 @pytest_asyncio.fixture
 async def fleet(server: RedisServer, key_prefix: str) -> AsyncIterator[RedisFleet]:
-    redis_fleet = RedisFleet.from_url(server.url, prefix=key_prefix)
-    await redis_fleet.start()
+    state = redis_state(server.url, prefix=key_prefix)
+    await state.start()
     try:
-        yield redis_fleet
+        yield state
     finally:
-        await redis_fleet.close()
+        await state.close()
 
 
 class Node:
     """A bus with an inbox, counting its reconnections."""
 
     def __init__(self, url: str, *, prefix: str, **options: Any) -> None:
-        self.bus = RedisBus.from_url(url, prefix=prefix, **options)
+        self.bus = redis_bus(url, prefix=prefix, **options)
         self.inbox: list[bytes] = []
         self.reconnected = 0
 
@@ -89,11 +91,12 @@ def fleet_calls(fleet: RedisFleet) -> dict[str, Callable[[], Awaitable[object]]]
         "known_nodes": fleet.known_nodes,
         "node_alive": lambda: fleet.node_alive("node-a"),
         "claim_cleanup": lambda: fleet.claim_cleanup("node-b", "node-a", ttl=5),
-        "register_session": lambda: fleet.register_session(info),
-        "update_session": lambda: fleet.update_session(info),
+        "register_sessions": lambda: fleet.register_sessions([info]),
+        "update_sessions": lambda: fleet.update_sessions([info]),
         "lookup_session": lambda: fleet.lookup_session(info.uuid),
         "list_sessions": lambda: fleet.list_sessions(node=None, cursor=None, limit=10),
-        "unregister_session": lambda: fleet.unregister_session(info.uuid, "node-a"),
+        "node_sessions": lambda: fleet.node_sessions("node-a"),
+        "unregister_sessions": lambda: fleet.unregister_sessions([(info.uuid, "node-a")]),
         "unregister_node": lambda: fleet.unregister_node("node-a"),
         "put_upstream": lambda: fleet.put_upstream(UpstreamSpec("10.0.0.1", 45888)),
         "list_upstreams": fleet.list_upstreams,
@@ -125,9 +128,9 @@ async def test_fleet_fails_fast_and_recovers(server: RedisServer, fleet: RedisFl
     await fleet.register_node(record, ttl=30)
     assert await fleet.list_nodes() == [record]
     info = SessionInfo("00000000-0000-4000-8000-000000000001", "node-a", "10.0.0.1:1", 1.0)
-    await fleet.register_session(info)
+    await register_session(fleet, info)
     info.bytes_in = 5
-    await fleet.update_session(info)  # its script is gone from the new Redis: loaded again
+    await update_session(fleet, info)  # its script is gone from the new Redis: loaded again
     assert await fleet.lookup_session(info.uuid) == info
 
 
@@ -149,7 +152,7 @@ async def test_a_frozen_redis_fails_within_the_socket_timeout(
 
 async def test_start_on_a_redis_that_is_down(server: RedisServer, key_prefix: str) -> None:
     await asyncio.to_thread(server.stop)
-    fleet = RedisFleet.from_url(server.url, prefix=key_prefix)
+    fleet = redis_state(server.url, prefix=key_prefix)
     node = Node(server.url, prefix=key_prefix)
     try:
         with pytest.raises(FleetUnavailable):

@@ -131,7 +131,7 @@ def numbers(client: Client) -> list[int]:
 async def pump(sender: Node, owner: str, client_uuid: str) -> None:
     for start in range(0, SENT, PER_TICK):
         for n in range(start, min(start + PER_TICK, SENT)):
-            await sender.endpoint.forward(owner, client_uuid, b"<%d>" % n)
+            await sender.outbox.forward(owner, client_uuid, b"<%d>" % n)
         await asyncio.sleep(TICK)  # the scenario: traffic spread over time
 
 

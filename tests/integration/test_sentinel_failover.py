@@ -57,7 +57,7 @@ class Pump:
         sender, owner, client_uuid = self._args
         while not self.stopped:
             for _ in range(PER_TICK):
-                await sender.endpoint.forward(owner, client_uuid, b"<%d>" % self.sent)
+                await sender.outbox.forward(owner, client_uuid, b"<%d>" % self.sent)
                 self.sent += 1
             await asyncio.sleep(TICK)  # the scenario: traffic spread over time
 

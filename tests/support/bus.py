@@ -2,13 +2,18 @@
 
 - ``Inbox``: an envelope handler that keeps what it is given; tests wait on it.
 - ``settled``: wait until everything published before a control marker has arrived.
+- ``send_all``: ``send`` each envelope in turn, stopping at the first that is not delivered.
+- ``redis_bus``: a ``RedisBus`` on a client of its own (``client.connect``, as ``backends``
+  makes one), closed with it; ``options`` go to ``RedisBus`` as they are.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
+from paradoxplex.node.fleet.redis import RedisBus, connect
 from paradoxplex.shared.fleet import FleetBus
 from tests.support.eventually import eventually
 
@@ -43,3 +48,16 @@ async def settled(sender: FleetBus, *inboxes: Inbox) -> None:
     for inbox in inboxes:
         await eventually(inbox.holds(marker), message="the control marker")
         inbox.items.remove(marker)
+
+
+async def send_all(bus: FleetBus, node_id: str, envelopes: Sequence[bytes]) -> bool:
+    """``send`` each, in order; False at the first not delivered (the rest are not sent)."""
+    for envelope in envelopes:
+        if not await bus.send(node_id, envelope):
+            return False
+    return True
+
+
+def redis_bus(url: str, *, prefix: str, **options: Any) -> RedisBus:
+    """A bus for ``url`` (one server, shards, a cluster) that closes its client."""
+    return RedisBus(connect(url), prefix=prefix, owns_client=True, **options)

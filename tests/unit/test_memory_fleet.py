@@ -11,6 +11,7 @@ from paradoxplex.shared.fleet import FleetBus, FleetState, NodeRecord
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 from tests.support.bus import Inbox
+from tests.support.state import register_session, unregister_session, update_session
 
 
 def sid(number: int) -> str:
@@ -60,7 +61,7 @@ async def test_unregister_node_removes_its_sessions(fleet: MemoryFleet) -> None:
     await fleet.register_node(node("a"), ttl=10)
     await fleet.register_node(node("b"), ttl=10)
     for number in range(4):
-        await fleet.register_session(session(number, "a" if number % 2 else "b"))
+        await register_session(fleet, session(number, "a" if number % 2 else "b"))
     await fleet.unregister_node("a")
     assert not await fleet.node_alive("a")
     assert await fleet.node_sessions("a") == []
@@ -73,7 +74,7 @@ async def test_unregister_node_removes_its_sessions(fleet: MemoryFleet) -> None:
 
 async def test_known_nodes_include_dead_nodes_with_sessions(fleet: MemoryFleet) -> None:
     await fleet.register_node(node("a"), ttl=10)
-    await fleet.register_session(session(1, "ghost"))
+    await register_session(fleet, session(1, "ghost"))
     assert await fleet.known_nodes() == ["a", "ghost"]
     assert not await fleet.node_alive("ghost")
     await fleet.unregister_node("ghost")
@@ -108,32 +109,32 @@ def test_node_record_stats_round_trip_and_default() -> None:
 
 async def test_register_lookup_update_unregister(fleet: MemoryFleet) -> None:
     info = session(7)
-    await fleet.register_session(info)
+    await register_session(fleet, info)
     assert await fleet.lookup_session(sid(7)) == info
     paused = SessionInfo(sid(7), "a", info.remote, 7.0, SessionState.PAUSED, bytes_in=9)
-    await fleet.update_session(paused)
+    await update_session(fleet, paused)
     assert await fleet.lookup_session(sid(7)) == paused
-    await fleet.unregister_session(sid(7), "a")
+    await unregister_session(fleet, sid(7), "a")
     assert await fleet.lookup_session(sid(7)) is None
     assert await fleet.node_sessions("a") == []
 
 
 async def test_update_does_not_create(fleet: MemoryFleet) -> None:
-    await fleet.update_session(session(1))
+    await update_session(fleet, session(1))
     assert await fleet.lookup_session(sid(1)) is None
     assert await fleet.list_sessions(node=None, cursor=None, limit=10) == ([], None)
 
 
 async def test_unregister_unknown_is_harmless(fleet: MemoryFleet) -> None:
-    await fleet.register_session(session(2))
-    await fleet.unregister_session(sid(1), "a")
-    await fleet.unregister_session(sid(3), "nobody")
+    await register_session(fleet, session(2))
+    await unregister_session(fleet, sid(1), "a")
+    await unregister_session(fleet, sid(3), "nobody")
     assert await fleet.node_sessions("a") == [sid(2)]
 
 
 async def test_register_twice_lists_once(fleet: MemoryFleet) -> None:
-    await fleet.register_session(session(1))
-    await fleet.register_session(session(1))
+    await register_session(fleet, session(1))
+    await register_session(fleet, session(1))
     page, _ = await fleet.list_sessions(node=None, cursor=None, limit=10)
     assert [s.uuid for s in page] == [sid(1)]
 
@@ -165,7 +166,7 @@ async def test_pagination_visits_each_once_in_order(
     fleet: MemoryFleet, count: int, limit: int, sizes: list[int]
 ) -> None:
     for number in reversed(range(count)):  # registered out of order
-        await fleet.register_session(session(number * 37 % 101))
+        await register_session(fleet, session(number * 37 % 101))
     seen = await pages(fleet, node=None, limit=limit)
     assert [len(page) for page in seen] == sizes
     flat = [uuid for page in seen for uuid in page]
@@ -175,7 +176,7 @@ async def test_pagination_visits_each_once_in_order(
 @pytest.mark.parametrize("limit", [1, 2, 3, 10])
 async def test_pagination_by_node(fleet: MemoryFleet, limit: int) -> None:
     for number in range(12):
-        await fleet.register_session(session(number, "a" if number % 3 else "b"))
+        await register_session(fleet, session(number, "a" if number % 3 else "b"))
     seen = await pages(fleet, node="b", limit=limit)
     assert [uuid for page in seen for uuid in page] == [sid(0), sid(3), sid(6), sid(9)]
     assert all(len(page) <= limit for page in seen)
@@ -183,17 +184,17 @@ async def test_pagination_by_node(fleet: MemoryFleet, limit: int) -> None:
 
 async def test_pagination_survives_removal_of_the_cursor(fleet: MemoryFleet) -> None:
     for number in range(6):
-        await fleet.register_session(session(number))
+        await register_session(fleet, session(number))
     page, cursor = await fleet.list_sessions(node=None, cursor=None, limit=2)
     assert cursor == sid(1)
-    await fleet.unregister_session(sid(1), "a")
-    await fleet.register_session(session(100))
+    await unregister_session(fleet, sid(1), "a")
+    await register_session(fleet, session(100))
     rest, _ = await fleet.list_sessions(node=None, cursor=cursor, limit=10)
     assert [s.uuid for s in page + rest] == [sid(n) for n in (0, 1, 2, 3, 4, 5, 100)]
 
 
 async def test_unknown_node_has_no_sessions(fleet: MemoryFleet) -> None:
-    await fleet.register_session(session(1))
+    await register_session(fleet, session(1))
     assert await fleet.list_sessions(node="zzz", cursor=None, limit=5) == ([], None)
     assert await fleet.node_sessions("zzz") == []
 
@@ -234,7 +235,7 @@ async def test_fleets_on_one_hub_share_state() -> None:
     hub = MemoryHub()
     first, second = MemoryFleet(hub), MemoryFleet(hub)
     await first.register_node(node("a"), ttl=10)
-    await first.register_session(session(1, "a"))
+    await register_session(first, session(1, "a"))
     assert await second.lookup_session(sid(1)) == session(1, "a")
     assert await second.node_alive("a")
     assert await first.claim_cleanup("x", "a", ttl=1)

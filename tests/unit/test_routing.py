@@ -8,7 +8,6 @@ from collections.abc import Iterator
 import pytest
 
 from paradoxplex.shared.routing import (
-    UNKNOWN_RETRY,
     Action,
     Forward,
     LookUp,
@@ -129,9 +128,10 @@ def test_the_table_covers_every_target() -> None:
     [
         (False, 0, True, LookUp(A, b"hi")),
         (False, 3, False, LookUp(A, b"hi")),  # a look-up comes before any retry
-        (True, 0, True, RetryLater(A, b"hi", UNKNOWN_RETRY[0], 1)),
-        (True, 4, True, RetryLater(A, b"hi", UNKNOWN_RETRY[4], 5)),
-        (True, len(UNKNOWN_RETRY), True, Undeliverable(A, "unknown socket")),
+        (True, 0, True, RetryLater(A, b"hi", 0.05, 1)),
+        (True, 1, True, RetryLater(A, b"hi", 0.1, 2)),
+        (True, 4, True, RetryLater(A, b"hi", 0.8, 5)),
+        (True, 5, True, Undeliverable(A, "unknown socket")),
         (True, 0, False, Undeliverable(A, "unknown socket")),  # too many replies waiting
     ],
 )
@@ -157,4 +157,18 @@ def test_route_reply_in_a_fleet_prefers_local_then_the_known_owner() -> None:
 
 
 def test_retries_add_up_to_about_one_and_a_half_seconds() -> None:
-    assert 1.0 <= sum(UNKNOWN_RETRY) <= 2.0
+    waits = []
+    attempt = 0
+    while isinstance(action := route_again(attempt), RetryLater):
+        waits.append(action.delay)
+        attempt = action.attempt
+    assert waits == [0.05, 0.1, 0.2, 0.4, 0.8]
+    assert 1.0 <= sum(waits) <= 2.0
+
+
+def route_again(attempt: int) -> Action:
+    """A look-up found no owner again after ``attempt`` retries."""
+    local = Local()
+    return route_reply(
+        A, b"hi", is_local=local, owner=None, fleet=True, looked_up=True, attempt=attempt
+    )

@@ -1,71 +1,108 @@
 """The node's side of the admin API: act locally on sockets it holds, over the bus otherwise.
 
-``NodeControl`` implements ``paradoxplex.admin.control.Control`` through a node's public
-parts (``ControlledNode``); it decides nothing about sockets itself: commands are carried out
-by ``SocketCommands`` here or on the owner node.
+``NodeControl`` implements ``paradoxplex.admin.control.Control`` with the few parts of a node
+it is given, each seen through a Protocol of what it calls here (uvicorn hands a protocol its
+``ServerState``, not the server): the ``NodeState`` (node id, sockets, draining), the fleet
+state, the bus endpoint (``Asking``), the reply router's broadcast, the upstream pool's views
+(``Upstreams``), the upkeep's peers and reconcile (``Upkeep``), and the node's ``listening``,
+``request_stop`` and metrics. It decides nothing about sockets itself: commands are carried
+out by ``SocketCommands`` here or on the owner node.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
 
 from paradoxplex.admin.control import SocketPage
-from paradoxplex.node.delivery.commands import SocketCommands
-from paradoxplex.node.delivery.endpoint import BusEndpoint
-from paradoxplex.node.delivery.replies import ReplyRouter
-from paradoxplex.node.fleet.upkeep import FleetUpkeep
-from paradoxplex.node.links.pool import UpstreamPool
-from paradoxplex.node.metrics import Metrics
-from paradoxplex.node.sockets.session import Session
+from paradoxplex.node.state import NodeState
 from paradoxplex.shared.errors import Conflict, FleetUnavailable, UnknownSession, UnknownUpstream
 from paradoxplex.shared.fleet import FleetState
 from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
-from paradoxplex.wire import bus_pb2
 
 
-class ControlledNode(Protocol):
-    """The parts of a node the admin API acts through (``Node`` has them)."""
+class Asking(Protocol):
+    """The bus endpoint: other nodes asked and told."""
 
-    node_id: str
-    fleet: FleetState
-    pool: UpstreamPool
-    replies: ReplyRouter
-    endpoint: BusEndpoint
-    upkeep: FleetUpkeep
-    commands: SocketCommands
-    metrics: Metrics
+    async def request(
+        self,
+        owner: str,
+        action: str,
+        client_uuid: str,
+        *,
+        payload: bytes = b"",
+        labels: dict[str, str] | None = None,
+    ) -> tuple[str, bytes]:
+        """The owner's answer to a command on its socket, ``(status, body)``."""
+
+    async def locate(self, client_uuid: str, *, expected: int | None) -> tuple[str, bytes] | None:
+        """Which other node holds the socket, and its record."""
+
+    async def announce(self, upstream_id: str) -> None:
+        """Tell every node that the upstream registry changed."""
+
+
+class LinkView(Protocol):
+    def view(self) -> dict[str, Any]: ...
+
+
+class Upstreams(Protocol):
+    """The upstream pool, read only: this node's view of each link, and who is in rotation."""
 
     @property
-    def sessions(self) -> Mapping[str, Session]: ...
+    def links(self) -> Mapping[str, LinkView]: ...
 
-    @property
-    def draining(self) -> bool: ...
+    def balancer_members(self) -> list[str]: ...
 
-    @property
-    def listening(self) -> bool: ...
 
-    def request_stop(self) -> None:
-        """Drain and stop in the background."""
+class Upkeep(Protocol):
+    """The fleet upkeep: the nodes seen alive lately, and opening links to the registry's."""
+
+    def peers(self) -> set[str]: ...
+
+    async def reconcile(self) -> None: ...
+
+
+Broadcast = Callable[[BroadcastTarget, tuple[str, str] | None, bytes], Awaitable[int]]
 
 
 class NodeControl:
     """Implements ``paradoxplex.admin.control.Control`` for one node, fleet-wide."""
 
-    def __init__(self, node: ControlledNode) -> None:
-        self.node = node
+    def __init__(
+        self,
+        state: NodeState,
+        *,
+        fleet: FleetState,
+        asking: Asking,
+        broadcast: Broadcast,
+        upstreams: Upstreams,
+        upkeep: Upkeep,
+        listening: Callable[[], bool],
+        request_stop: Callable[[], None],
+        exposition: Callable[[], tuple[bytes, str]],
+    ) -> None:
+        self.state = state
+        self.fleet = fleet
+        self.asking = asking
+        self._broadcast = broadcast
+        self.upstreams = upstreams
+        self.upkeep = upkeep
+        self._listening = listening
+        self._request_stop = request_stop
+        self._exposition = exposition
 
     @property
     def node_id(self) -> str:
-        return self.node.node_id
+        return self.state.node_id
 
     async def list_nodes(self) -> list[dict[str, Any]]:
-        return [record.to_dict() for record in await self.node.fleet.list_nodes()]
+        return [record.to_dict() for record in await self.fleet.list_nodes()]
 
     async def list_sockets(
         self,
@@ -77,9 +114,9 @@ class NodeControl:
         cursor: str | None,
     ) -> SocketPage:
         partial = False
-        if self.node.fleet.shared:
+        if self.fleet.shared:
             try:
-                infos, next_cursor = await self.node.fleet.list_sessions(
+                infos, next_cursor = await self.fleet.list_sessions(
                     node=node, cursor=cursor, limit=limit
                 )
             except FleetUnavailable:  # Redis down: at least this node's own sockets
@@ -100,11 +137,11 @@ class NodeControl:
     def _local_page(
         self, *, node: str | None, cursor: str | None, limit: int
     ) -> tuple[list[SessionInfo], str | None]:
-        if node is not None and node != self.node.node_id:
+        if node is not None and node != self.state.node_id:
             return [], None
         ids = sorted(
             client_uuid
-            for client_uuid in self.node.sessions
+            for client_uuid in self.state.sessions
             if cursor is None or client_uuid > cursor
         )
         page = [
@@ -113,14 +150,14 @@ class NodeControl:
         return page, (ids[limit - 1] if len(ids) > limit else None)
 
     def _local(self, client_uuid: str) -> SessionInfo | None:
-        local = self.node.sessions.get(client_uuid)
+        local = self.state.sessions.get(client_uuid)
         return local.info if local is not None else None
 
     async def _owner(self, client_uuid: str) -> str:
-        if client_uuid in self.node.sessions:
-            return self.node.node_id
-        info = await self.node.fleet.lookup_session(client_uuid)
-        if info is not None and info.node_id != self.node.node_id:
+        if client_uuid in self.state.sessions:
+            return self.state.node_id
+        info = await self.fleet.lookup_session(client_uuid)
+        if info is not None and info.node_id != self.state.node_id:
             return info.node_id
         located = await self._locate(client_uuid) if info is None else None
         if located is None:
@@ -130,15 +167,15 @@ class NodeControl:
     async def _locate(self, client_uuid: str) -> tuple[str, bytes] | None:
         """The fleet state does not know the socket: ask the other nodes (it may have just
         connected, or Redis came back empty and the registry is being refilled)."""
-        if not self.node.fleet.shared:
+        if not self.fleet.shared:
             return None
         expected: int | None = None
         try:  # every node alive now, or seen alive lately (Redis may have come back empty)
-            alive = {record.node_id for record in await self.node.fleet.list_nodes()}
-            expected = len((alive | self.node.upkeep.peers()) - {self.node.node_id})
+            alive = {record.node_id for record in await self.fleet.list_nodes()}
+            expected = len((alive | self.upkeep.peers()) - {self.state.node_id})
         except FleetUnavailable:
             pass  # nobody to count: wait for answers until the locate timeout
-        return await self.node.endpoint.locate(client_uuid, expected=expected)
+        return await self.asking.locate(client_uuid, expected=expected)
 
     async def _act(
         self,
@@ -149,16 +186,9 @@ class NodeControl:
         labels: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         owner = await self._owner(client_uuid)
-        command = bus_pb2.Command(
-            action=action, client_uuid=client_uuid, payload=payload, labels=labels or {}
+        status, body = await self.asking.request(
+            owner, action, client_uuid, payload=payload, labels=labels
         )
-        if owner == self.node.node_id:
-            status, body = await self.node.commands.apply(command)
-        else:
-            reply = await self.node.endpoint.request(
-                owner, action, client_uuid, payload=payload, labels=labels
-            )
-            status, body = reply.status, reply.body
         if status == "not_found":
             raise UnknownSession(client_uuid)
         if status != "ok":
@@ -170,7 +200,7 @@ class NodeControl:
         local = self._local(client_uuid)
         if local is not None:
             return local.to_dict()
-        info = await self.node.fleet.lookup_session(client_uuid)
+        info = await self.fleet.lookup_session(client_uuid)
         if info is not None:
             return info.to_dict()
         located = await self._locate(client_uuid)
@@ -197,54 +227,54 @@ class NodeControl:
     async def broadcast(
         self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
     ) -> int:
-        return await self.node.replies.broadcast(target, label, payload)
+        return await self._broadcast(target, label, payload)
 
     async def list_upstreams(self) -> list[dict[str, Any]]:
-        fleet = self.node.fleet
+        fleet = self.fleet
         views = await fleet.health_views()
         items = []
         for spec in await fleet.list_upstreams():
             record = spec.to_dict()
             nodes = dict(views.get(spec.id, {}))
-            link = self.node.pool.links.get(spec.id)
+            link = self.upstreams.links.get(spec.id)
             if link is not None:
-                nodes[self.node.node_id] = link.view()
+                nodes[self.state.node_id] = link.view()
             record["nodes"] = nodes
             items.append(record)
         return items
 
     async def add_upstream(self, spec: UpstreamSpec) -> dict[str, Any]:
-        known = {existing.id for existing in await self.node.fleet.list_upstreams()}
+        known = {existing.id for existing in await self.fleet.list_upstreams()}
         if spec.id in known:
             raise Conflict(f"upstream {spec.id} is already registered")
-        await self.node.fleet.put_upstream(spec)
+        await self.fleet.put_upstream(spec)
         await self._announce(spec.id)
         return spec.to_dict()
 
     async def remove_upstream(self, upstream_id: str) -> None:
-        if not await self.node.fleet.remove_upstream(upstream_id):
+        if not await self.fleet.remove_upstream(upstream_id):
             raise UnknownUpstream(upstream_id)
         await self._announce(upstream_id)
 
     async def drain_upstream(self, upstream_id: str) -> dict[str, Any]:
-        specs = {spec.id: spec for spec in await self.node.fleet.list_upstreams()}
+        specs = {spec.id: spec for spec in await self.fleet.list_upstreams()}
         spec = specs.get(upstream_id)
         if spec is None:
             raise UnknownUpstream(upstream_id)
         drained = dataclasses.replace(spec, mode=UpstreamMode.DRAINING)
-        await self.node.fleet.put_upstream(drained)
+        await self.fleet.put_upstream(drained)
         await self._announce(upstream_id)
         return drained.to_dict()
 
     async def _announce(self, upstream_id: str) -> None:
-        await self.node.upkeep.reconcile()
-        if self.node.fleet.shared:
-            await self.node.endpoint.announce(upstream_id)
+        await self.upkeep.reconcile()
+        if self.fleet.shared:
+            await self.asking.announce(upstream_id)
 
     async def drain_node(self, node_id: str) -> dict[str, Any]:
-        if node_id != self.node.node_id:
+        if node_id != self.state.node_id:
             raise Conflict("a node can only drain itself; ask that node's admin API")
-        self.node.request_stop()
+        self._request_stop()
         return {"id": node_id, "draining": True, "at": time.time()}
 
     def live(self) -> bool:
@@ -254,26 +284,26 @@ class NodeControl:
         """Ready: listening, not draining, an upstream in rotation. Redis down leaves a node
         ready (its local traffic works; taking every node out of a Service during a Redis
         outage would turn a partial outage into a total one): the body says degraded."""
-        node = self.node
-        listening = node.listening
-        upstreams = len(node.pool.balancer_members())
+        listening = self._listening()
+        upstreams = len(self.upstreams.balancer_members())
         fleet = True
-        if node.fleet.shared:
+        if self.fleet.shared:
             try:
-                fleet = await node.fleet.ping()
+                fleet = await self.fleet.ping()
             except Exception:
                 fleet = False
+        draining = self.state.draining
         detail: dict[str, Any] = {
             "listening": listening,
             "fleet": "ok" if fleet else "degraded",
             "upstreams_ready": upstreams,
-            "draining": node.draining,
+            "draining": draining,
         }
         reasons = [
             reason
             for reason, failing in (
                 ("not listening", not listening),
-                ("draining", node.draining),
+                ("draining", draining),
                 ("no upstream in rotation", not upstreams),
             )
             if failing
@@ -283,4 +313,4 @@ class NodeControl:
         return not reasons, detail
 
     def metrics(self) -> tuple[bytes, str]:
-        return self.node.metrics.exposition()
+        return self._exposition()

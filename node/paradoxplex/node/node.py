@@ -1,14 +1,19 @@
-"""A balancer node: the conductor that builds, starts and stops its parts, and hosts sessions.
+"""A balancer node: the conductor that builds, starts and stops its parts.
 
-The parts, each in its own room:
-- sessions (``session.Session``, one per socket) hosted here: opened, counted, closed;
+The parts, each in its own room, built in the order they depend on each other (each is whole
+when built; what several read is the small ``NodeState``):
+- ``NodeState``: the node id, the sockets held, whether it drains, where it listens;
+- ``replies.ReplyRouter``: where upstream replies and broadcasts go, leaving for other nodes
+  through ``endpoint.BusOutbox``; the owner cache (``replies.Owners``) is theirs to share;
 - ``pool.UpstreamPool``: upstream links, and placing what sockets send on them;
-- ``replies.ReplyRouter``: where upstream replies and broadcasts go;
-- ``bus_endpoint.BusEndpoint``: this node's end of the fleet bus (forwarding, broadcasts,
-  admin request/reply); ``commands.SocketCommands`` answers admin commands for local sockets;
+- ``hold.FirstByteHold``: a new socket's data waits until the fleet knows it;
 - ``upkeep.FleetUpkeep``: registration, heartbeat, session copy, upstream reconciliation,
-  resync and dead-node cleanup;
-- the admin API (``paradoxplex.admin.app``) through ``control.NodeControl``.
+  resync and dead-node cleanup (``FleetStatus``: whether the node is in the fleet now);
+- ``hosting.SessionHosting``: sockets admitted, opened, counted, closed (``session.Session``,
+  one per socket, made by the ``listener.Listener``);
+- ``endpoint.BusEndpoint``: this node's end of the fleet bus (what comes in, admin
+  request/reply); ``commands.SocketCommands`` answers admin commands for local sockets;
+- the admin API (``paradoxplex.admin.app``) through ``admin_bridge.NodeControl``.
 
 Startup: fleet → listener → admin API → join the fleet (node, upstreams, links) → bus →
 heartbeat. Shutdown (SIGTERM/SIGINT, or the admin drain): stop accepting, tell the fleet, let
@@ -25,28 +30,29 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterable, Iterator
 from typing import Any
 
 from paradoxplex.admin.app import AdminServer, build_app
 from paradoxplex.node.admin_bridge import NodeControl
 from paradoxplex.node.delivery.commands import SocketCommands
-from paradoxplex.node.delivery.endpoint import BusEndpoint
-from paradoxplex.node.delivery.replies import ReplyRouter
-from paradoxplex.node.fleet.upkeep import FleetUpkeep
-from paradoxplex.node.links.link import UpstreamLink
+from paradoxplex.node.delivery.endpoint import BusEndpoint, BusOutbox
+from paradoxplex.node.delivery.replies import Owners, ReplyRouter
+from paradoxplex.node.fleet.upkeep import FleetStatus, FleetUpkeep, HealthViews
 from paradoxplex.node.links.pool import UpstreamPool
 from paradoxplex.node.metrics import Metrics
+from paradoxplex.node.sockets.hold import FirstByteHold
 from paradoxplex.node.sockets.hosting import SessionHosting
 from paradoxplex.node.sockets.listener import Listener, stop_handshakes
 from paradoxplex.node.sockets.open_files import open_files_limit
 from paradoxplex.node.sockets.session import NODE_FLOW, Session, SessionLimits
+from paradoxplex.node.state import NodeState
 from paradoxplex.node.tasks import TaskSet
 from paradoxplex.node.tls import ServerTls, admin_files, listener_files, upstream_credentials
 from paradoxplex.shared.admission import Admission, socket_room
 from paradoxplex.shared.config import Address, NodeConfig
 from paradoxplex.shared.errors import ConfigError, FleetUnavailable
-from paradoxplex.shared.fleet import Backend, FleetBus, FleetState, NodeRecord
+from paradoxplex.shared.fleet import Backend, FleetBus, FleetState
 from paradoxplex.shared.upstreams import UpstreamSpec
 
 log = logging.getLogger("paradoxplex.node")
@@ -58,95 +64,96 @@ class Node:
     def __init__(self, config: NodeConfig, backend: Backend) -> None:
         self.config = config
         self.node_id = config.node_id
-        self.metrics = Metrics()
         self.fleet: FleetState = backend.state
         self.bus: FleetBus = backend.bus
-        self.hosting = SessionHosting(
-            node_id=self.node_id,
-            metrics=self.metrics,
-            admission=Admission(
-                max_total=config.max_connections,
-                fd_room=socket_room(open_files_limit()),
-                max_per_source=config.max_connections_per_ip,
-                rate=config.accept_rate,
-            ),
-            max_buffered=config.max_buffered,
-            lifecycle_events=config.lifecycle_events,
-            shared=self.fleet.shared,
-        )
-        self.sessions = self.hosting.sessions
-        self.tasks = TaskSet()
-        self.limits = SessionLimits(
-            framing=config.framing,
-            max_frame=config.max_frame,
-            flow=dataclasses.replace(
-                NODE_FLOW,
-                write_buffer=config.write_buffer,
-                overflow=config.overflow,
-                hold_timeout=config.hold_timeout,
-                idle_timeout=config.idle_timeout,
-                rate=config.max_frames_per_second,
-            ),
-        )
-        self.endpoint = BusEndpoint(
-            self.bus,
-            node_id=self.node_id,
-            metrics=self.metrics,
-            tasks=self.tasks,
-            owner_timeout=config.owner_timeout,
+        self.metrics = metrics = Metrics()
+        self.tasks = tasks = TaskSet()
+        self.state = state = NodeState(config.node_id, started_at=time.time())
+        self.sessions = state.sessions
+        self.status = FleetStatus(self.bus, metrics)
+        owners = Owners()
+        self.outbox = BusOutbox(
+            self.bus, node_id=self.node_id, metrics=metrics, on_undelivered=owners.forget_node
         )
         self.replies = ReplyRouter(
             node_id=self.node_id,
-            sessions=self.sessions,
+            sessions=state.sessions,
             fleet=self.fleet,
-            outbox=self.endpoint,
-            metrics=self.metrics,
-            tasks=self.tasks,
+            owners=owners,
+            outbox=self.outbox,
+            metrics=metrics,
+            tasks=tasks,
         )
-        self.tls = ServerTls.optional(listener_files(config))
-        self.admin_tls = ServerTls.optional(admin_files(config))
-        self.listener = Listener(
-            lambda: Session(self.hosting, self.limits),
-            metrics=self.metrics,
-            tls=self.tls.context if self.tls else None,
-            proxy_protocol=config.proxy_protocol,
-            header_timeout=config.proxy_header_timeout,
-        )
+        health = HealthViews(self.fleet, node_id=self.node_id, tasks=tasks)
         self.pool = UpstreamPool(
-            credentials=upstream_credentials(config),
-            metrics=self.metrics,
-            sessions=self.sessions,
+            metrics=metrics,
+            sessions=state.sessions,
             receive_reply=self.replies.receive_reply,
+            on_change=health.link_changed,
+            credentials=upstream_credentials(config),
             routing=config.routing,
             queue_limit=config.upstream_queue,
             streams=config.streams,
             batch=config.batch == "auto",
-            on_change=self._link_changed,
         )
-        self.metrics.max_connections.set(config.max_connections)
-        self.metrics.upstreams_in_rotation.set_function(lambda: len(self.pool.balancer_members()))
-        self.upkeep = FleetUpkeep(
-            node_id=self.node_id,
-            fleet=self.fleet,
-            bus=self.bus,
+        metrics.max_connections.set(config.max_connections)
+        metrics.upstreams_in_rotation.set_function(lambda: len(self.pool.balancer_members()))
+        self.hold = FirstByteHold(
+            sessions=state.sessions,
             pool=self.pool,
-            sessions=self.sessions,
-            record=self.record,
-            forget_owners=self.replies.forget_owners,
-            metrics=self.metrics,
-            tasks=self.tasks,
+            shared=self.fleet.shared,
+            registered=self.status.registered,
+            lifecycle_events=config.lifecycle_events,
+        )
+        self.upkeep = FleetUpkeep(
+            state,
+            fleet=self.fleet,
+            status=self.status,
+            health=health,
+            pool=self.pool,
+            forget_owners=owners.clear,
+            metrics=metrics,
+            tasks=tasks,
             heartbeat=config.heartbeat,
             node_ttl=config.node_ttl,
             lifecycle_events=config.lifecycle_events,
-            on_registered=self.hosting.registered,
-            on_fleet_lost=self.hosting.release_unregistered,
+            on_registered=self.hold.registered,
+            on_fleet_lost=self.hold.release_all,
         )
         self.sync = self.upkeep.sync
-        self.hosting.serve(self.pool, self.sync, registered=self.upkeep.registered)
-        self.commands = SocketCommands(self.sessions, write=self.upkeep.write_session)
-        self.started_at = time.time()
-        self.listen_address = ""
-        self.admin_url = ""
+        self.hosting = SessionHosting(
+            state,
+            pool=self.pool,
+            hold=self.hold,
+            sync=self.sync,
+            metrics=metrics,
+            admission=admission(config),
+            max_buffered=config.max_buffered,
+            lifecycle_events=config.lifecycle_events,
+        )
+        self.limits = session_limits(config)
+        self.tls = ServerTls.optional(listener_files(config))
+        self.admin_tls = ServerTls.optional(admin_files(config))
+        self.listener = Listener(
+            lambda: Session(self.hosting, self.limits),
+            metrics=metrics,
+            tls=self.tls.context if self.tls else None,
+            proxy_protocol=config.proxy_protocol,
+            header_timeout=config.proxy_header_timeout,
+        )
+        self.commands = SocketCommands(state.sessions, write=self.upkeep.write_session)
+        self.endpoint = BusEndpoint(
+            self.bus,
+            outbox=self.outbox,
+            deliveries=self.replies,
+            commands=self.commands,
+            on_control=self.upkeep.reconcile,
+            on_reconnect=self.upkeep.resync,
+            node_id=self.node_id,
+            metrics=metrics,
+            tasks=tasks,
+            owner_timeout=config.owner_timeout,
+        )
         self._server: asyncio.Server | None = None
         self._admin: AdminServer | None = None
         self.stopped = asyncio.Event()
@@ -158,11 +165,19 @@ class Node:
 
     @property
     def draining(self) -> bool:
-        return self.hosting.draining
+        return self.state.draining
 
     @property
     def fleet_ok(self) -> bool:
-        return self.upkeep.fleet_ok
+        return self.status.ok
+
+    @property
+    def listen_address(self) -> str:
+        return self.state.listen_address
+
+    @property
+    def admin_url(self) -> str:
+        return self.state.admin_url
 
     # startup and shutdown ---------------------------------------------------------------
 
@@ -172,29 +187,26 @@ class Node:
         with naming("--listen", config.listen):
             self._server = await self.listener.start(config.listen, reuse_port=config.workers > 1)
         bound = self._server.sockets[0].getsockname()
-        self.listen_address = f"{config.listen.host}:{bound[1]}"
-        await self._start_admin()
-        await self.upkeep.join(
-            UpstreamSpec(
-                address.host,
-                address.port,
-                config.ready_timeout,
-                config.alive_timeout,
-                tls=config.upstream_tls,
-            )
-            for address in config.upstream
-        )
-        await self.endpoint.start(
-            self.replies,
-            self.commands,
-            on_control=self.upkeep.reconcile,
-            on_reconnect=self.upkeep.resync,
-        )
+        self.state.listen_address = f"{config.listen.host}:{bound[1]}"
+        await self._start_admin(self._server)
+        await self.upkeep.join(upstream_specs(config))
+        await self.endpoint.start()
         self.upkeep.start()
 
-    async def _start_admin(self) -> None:
+    async def _start_admin(self, listener: asyncio.Server) -> None:
+        control = NodeControl(
+            self.state,
+            fleet=self.fleet,
+            asking=self.endpoint,
+            broadcast=self.replies.broadcast,
+            upstreams=self.pool,
+            upkeep=self.upkeep,
+            listening=listener.is_serving,
+            request_stop=self.request_stop,
+            exposition=self.metrics.exposition,
+        )
         app = build_app(
-            NodeControl(self),
+            control,
             token=self.config.admin_token,
             metrics_public=self.config.metrics_public,
         )
@@ -206,7 +218,7 @@ class Node:
                 self.admin_tls.context if self.admin_tls else None,
             )
         scheme = "https" if self.admin_tls else "http"
-        self.admin_url = f"{scheme}://{reachable_host(self.config.admin.host)}:{port}"
+        self.state.admin_url = f"{scheme}://{reachable_host(self.config.admin.host)}:{port}"
 
     def reload_certificates(self) -> None:
         """SIGHUP: load the listener's and the admin API's certificates again (new handshakes
@@ -215,26 +227,11 @@ class Node:
             if tls is not None:
                 tls.reload()
 
-    def record(self) -> NodeRecord:
-        return NodeRecord(
-            node_id=self.node_id,
-            listen=self.listen_address,
-            admin_url=self.admin_url,
-            started_at=self.started_at,
-            sockets=len(self.sessions),
-            extra={"draining": self.draining},
-            state="draining" if self.draining else "up" if self.upkeep.registered() else "degraded",
-            messages_in=self.metrics.traffic.messages_in,
-            messages_out=self.metrics.traffic.messages_out,
-            drops=self.metrics.dropped(),
-            heartbeat_at=time.time(),
-        )
-
     async def drain(self, grace: float | None = None) -> None:
         """Stop accepting; let sockets finish for ``grace`` seconds; then close them."""
         if self.draining:
             return
-        self.hosting.draining = True
+        self.state.draining = True
         grace = self.config.drain_grace if grace is None else grace
         log.info(
             "node %s draining: %d sockets, grace %.1fs", self.node_id, len(self.sessions), grace
@@ -298,11 +295,47 @@ class Node:
         self.stopped.set()
         log.info("node %s stopped", self.node_id)
 
-    def _link_changed(self, link: UpstreamLink) -> None:
-        self.upkeep.link_changed(link)
-
     def __repr__(self) -> str:
         return f"<Node {self.node_id} sockets={len(self.sessions)} {self.pool!r}>"
+
+
+def admission(config: NodeConfig) -> Admission:
+    return Admission(
+        max_total=config.max_connections,
+        fd_room=socket_room(open_files_limit()),
+        max_per_source=config.max_connections_per_ip,
+        rate=config.accept_rate,
+    )
+
+
+def session_limits(config: NodeConfig) -> SessionLimits:
+    """Every socket's limits, from the node's config (``NODE_FLOW`` for the rest)."""
+    return SessionLimits(
+        framing=config.framing,
+        max_frame=config.max_frame,
+        flow=dataclasses.replace(
+            NODE_FLOW,
+            write_buffer=config.write_buffer,
+            overflow=config.overflow,
+            hold_timeout=config.hold_timeout,
+            idle_timeout=config.idle_timeout,
+            rate=config.max_frames_per_second,
+        ),
+    )
+
+
+def upstream_specs(config: NodeConfig) -> Iterable[UpstreamSpec]:
+    """The upstreams named by ``--upstream``, with the node's timeouts and TLS."""
+    return (
+        UpstreamSpec(
+            address.host,
+            address.port,
+            config.ready_timeout,
+            config.alive_timeout,
+            tls=config.upstream_tls,
+        )
+        for address in config.upstream
+    )
 
 
 async def _bounded(step: str, work: Awaitable[Any], seconds: float) -> None:

@@ -13,6 +13,8 @@ Rules:
 - A bus is whole before ``start``: ``start(node_id, handler, on_reconnect=...)`` only says who
   listens and what to call after the bus came back from a loss; ``connected`` says whether it
   can receive now (always True in memory).
+- Both interfaces carry what the node and the admin API call, nothing more: what only tests
+  need (one session at a time, a list of envelopes) is written in ``tests/support`` on top.
 - Every bus delivers what it sends to one node exactly once and in the order ``send`` was
   called (concurrent sends included), and each broadcast once to every other node; what it
   knows it lost on the way is counted in ``stats`` (memory: nothing is ever lost).
@@ -107,13 +109,12 @@ class FleetState(Protocol):
     async def node_alive(self, node_id: str) -> bool: ...
     async def claim_cleanup(self, node_id: str, claimant: str, *, ttl: float) -> bool: ...
 
-    async def register_session(self, info: SessionInfo) -> None: ...
-    async def update_session(self, info: SessionInfo) -> None: ...
-    async def unregister_session(self, client_uuid: str, node_id: str) -> None: ...
     async def register_sessions(self, infos: Sequence[SessionInfo]) -> None:
         """Many at once: one round trip, whatever their number."""
 
-    async def update_sessions(self, infos: Sequence[SessionInfo]) -> None: ...
+    async def update_sessions(self, infos: Sequence[SessionInfo]) -> None:
+        """Overwrite registered sessions' fields; a session not registered stays unknown."""
+
     async def unregister_sessions(self, sessions: Sequence[tuple[str, str]]) -> None:
         """Many ``(client_uuid, node_id)`` at once."""
 
@@ -165,9 +166,6 @@ class FleetBus(Protocol):
     async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
         """Deliver to one node; False when it never listened before giving up.
         ``count``: how many messages the envelope carries (what a loss of it would lose)."""
-
-    async def publish_many(self, node_id: str, envelopes: list[bytes]) -> bool:
-        """``send`` for a batch, in order; True when every envelope was delivered."""
 
     async def broadcast(self, envelope: bytes) -> None: ...
     async def control(self, envelope: bytes) -> None: ...

@@ -3,8 +3,9 @@
 Rules:
 - A reply with ``client_uuid`` goes to that socket: written here when this node holds it,
   forwarded to its owner node when the owner is known (the owner cache), looked up in the
-  fleet state once when it is not, and tried again after each delay of ``UNKNOWN_RETRY``
-  (a socket that connected on another node a moment ago may not be in the fleet state yet).
+  fleet state once when it is not, and looked up again after each wait of the
+  ``retry.UNKNOWN_SOCKET`` policy, as many times as it allows (a socket that connected on
+  another node a moment ago may not be in the fleet state yet).
   After that it is undeliverable (counted and logged, never an exception). A lone node
   (``fleet=False``) neither looks up nor retries.
 - A broadcast is published once for the other nodes (in fleet mode), first, so that they
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from paradoxplex.shared.retry import UNKNOWN_SOCKET
 from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, matches
 
 
@@ -66,9 +68,6 @@ class Undeliverable:
 
 Action = WriteLocal | Forward | PublishBroadcast | LookUp | RetryLater | Undeliverable
 
-#: Seconds to wait before each new look-up of a socket the fleet does not know (~1.5 s in all).
-UNKNOWN_RETRY = (0.05, 0.1, 0.2, 0.4, 0.8)
-
 
 def route_reply(
     client_uuid: str,
@@ -84,7 +83,8 @@ def route_reply(
     """Where a reply for ``client_uuid`` goes; ``owner`` is the cached or looked-up owner node.
 
     ``fleet``: other nodes may hold the socket; ``looked_up``: the fleet state was asked
-    already for this attempt; ``may_retry``: the node has room for one more waiting reply.
+    already for this attempt; ``attempt``: how many look-ups came after the first;
+    ``may_retry``: the node has room for one more waiting reply.
     """
     if is_local(client_uuid):
         return WriteLocal(client_uuid, payload)
@@ -94,8 +94,9 @@ def route_reply(
         return Undeliverable(client_uuid, "unknown socket")
     if not looked_up:
         return LookUp(client_uuid, payload)
-    if may_retry and attempt < len(UNKNOWN_RETRY):
-        return RetryLater(client_uuid, payload, UNKNOWN_RETRY[attempt], attempt + 1)
+    failed = attempt + 1  # look-ups that found no owner
+    if may_retry and not UNKNOWN_SOCKET.gives_up(failed):
+        return RetryLater(client_uuid, payload, UNKNOWN_SOCKET.delay(failed), attempt + 1)
     return Undeliverable(client_uuid, "unknown socket")
 
 

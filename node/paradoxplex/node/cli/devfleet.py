@@ -9,7 +9,7 @@ admin API on ``admin_base + i`` (8001, 8002, ...); upstream ``j`` listens on
 ``upstream_base + j`` (45888, 45889, ...).
 
 A member that dies (``kill -9`` to try failover) is reported and restarted after a backoff
-(1 s, 2 s, 4 s … up to ``MAX_BACKOFF``); the others keep running.
+(``retry.MEMBER_RESTART``: 1 s, 2 s, 4 s … up to 30 s); the others keep running.
 
 ``--redis-mode`` picks how Redis is laid out, one row of ``REDIS_MODES`` each: ``single`` (one
 server), ``sentinel`` (a master, a replica and three sentinels watching it, all from the
@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from paradoxplex.shared.retry import MEMBER_RESTART
+
 STARTUP_TIMEOUT = 20.0
 STOP_TIMEOUT = 10.0
 #: Independent redis-servers of ``--redis-mode shards``.
@@ -42,7 +44,6 @@ SHARDS = 3
 #: over after ``CLUSTER_NODE_TIMEOUT_MS`` and an election.
 CLUSTER_MASTERS = 3
 CLUSTER_NODE_TIMEOUT_MS = 1500
-MAX_BACKOFF = 30.0
 #: The name the sentinels of ``--redis-mode sentinel`` know the master by.
 SENTINEL_SERVICE = "paradoxplex"
 #: Sentinels that watch the master of ``--redis-mode sentinel``.
@@ -217,7 +218,7 @@ def describe_exit(code: int) -> str:
 
 def restart_delay(restarts: int, *, at_least: float = 0.0) -> float:
     """Seconds before restart number ``restarts`` (1, 2, 3 …) of one member."""
-    return max(at_least, float(min(MAX_BACKOFF, 2 ** max(0, restarts - 1))))
+    return max(at_least, MEMBER_RESTART.delay(max(1, restarts)))
 
 
 @dataclass

@@ -3,8 +3,8 @@
 The parent starts N children running the same command with ``PARADOXPLEX_WORKER=i`` set;
 child ``i`` takes the node id ``<node_id>-w<i>`` and the admin port ``admin + i`` (port 0
 stays 0). SIGTERM/SIGINT are passed on to every child; the parent exits when all have, with
-the worst exit code. A child that dies is restarted after a short backoff, at most
-``MAX_RESTARTS`` times in a row, then the parent stops the others and exits non-zero.
+the worst exit code. A child that dies is restarted after a short backoff, at most 5 times
+(``retry.WORKER_RESTART``), then the parent stops the others and exits non-zero.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import sys
 import time
 
 from paradoxplex.shared.config import Address, NodeConfig
+from paradoxplex.shared.retry import WORKER_RESTART, Backoff
 
 log = logging.getLogger("paradoxplex.node")
 
 WORKER_ENV = "PARADOXPLEX_WORKER"
-MAX_RESTARTS = 5
 
 
 def worker_config(config: NodeConfig, index: int) -> NodeConfig:
@@ -65,22 +65,24 @@ def run_workers(config: NodeConfig, argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     signal.signal(signal.SIGHUP, reload)
-    restarts = dict.fromkeys(children, 0)
+    deaths = {index: Backoff(WORKER_RESTART) for index in children}
     codes: dict[int, int] = {}
     while len(codes) < len(children):
         for index, child in list(children.items()):
             code = child.poll()
             if code is None or index in codes:
                 continue
-            if stopping or code == 0 or restarts[index] >= MAX_RESTARTS:
+            if stopping or code == 0:
                 codes[index] = code
-                if not stopping and code != 0:
-                    log.error("worker %d keeps failing (exit %d); stopping", index, code)
-                    forward(signal.SIGTERM, None)
                 continue
-            restarts[index] += 1
+            delay = deaths[index].failed()
+            if deaths[index].exhausted:
+                codes[index] = code
+                log.error("worker %d keeps failing (exit %d); stopping", index, code)
+                forward(signal.SIGTERM, None)
+                continue
             log.warning("worker %d exited with %d; restarting", index, code)
-            time.sleep(min(5.0, 0.2 * 2 ** restarts[index]))
+            time.sleep(delay)
             children[index] = _spawn(argv, index, config.node_id)
         time.sleep(0.1)
     return max(codes.values(), default=0)

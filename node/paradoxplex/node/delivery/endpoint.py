@@ -2,8 +2,11 @@
 what they send.
 
 Rules:
-- Out: replies for sockets on other nodes go through the ``Courier`` (one queue per owner
-  node, batched); broadcasts and upstream-registry announcements are published once.
+- Out (``BusOutbox``, made before the reply router that sends through it): replies for
+  sockets on other nodes go through the ``Courier`` (one queue per owner node, batched);
+  broadcasts are published once. ``BusEndpoint`` is made after the parts it hands what comes
+  in to (the reply router, the socket commands, the upkeep's reconcile and resync): ``start``
+  only starts listening. It announces upstream-registry changes, once.
 - In: every envelope is decoded here once; an undecodable one is counted
   (``paradoxplex_bad_input_total{kind="bus_envelope"}``) and dropped. Forwarded replies and
   broadcasts go to the reply router; admin commands are answered in a task of their own
@@ -51,8 +54,6 @@ class Deliveries(Protocol):
         self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
     ) -> None: ...
 
-    def forget_node(self, node_id: str) -> None: ...
-
 
 class Commands(Protocol):
     """Who answers admin commands for sockets held here."""
@@ -60,52 +61,26 @@ class Commands(Protocol):
     async def apply(self, command: bus_pb2.Command) -> tuple[str, bytes]: ...
 
 
-class BusEndpoint:
+class BusOutbox:
+    """What this node sends on the bus without waiting for an answer: replies for sockets
+    on other nodes, and broadcasts. ``on_undelivered(node_id)``: replies to that node were
+    not taken (forget where its sockets are)."""
+
     def __init__(
         self,
         bus: FleetBus,
         *,
         node_id: str,
         metrics: Metrics,
-        tasks: TaskSet,
-        owner_timeout: float,
+        on_undelivered: Callable[[str], None],
     ) -> None:
         self.bus = bus
         self.node_id = node_id
         self.metrics = metrics
-        self.tasks = tasks
-        self.owner_timeout = owner_timeout
-        self.courier = Courier(bus, metrics, sender=node_id, on_undelivered=self._undelivered)
-        metrics.watch_bus(bus.stats)
-        self._pending: dict[str, asyncio.Future[bus_pb2.CommandReply]] = {}
-        self._gathering: dict[str, asyncio.Queue[tuple[str, bus_pb2.CommandReply]]] = {}
-        self._deliveries: Deliveries | None = None
-        self._commands: Commands | None = None
-        self._on_control: Callable[[], Awaitable[None]] | None = None
-
-    @property
-    def connected(self) -> bool:
-        return self.bus.connected
-
-    async def start(
-        self,
-        deliveries: Deliveries,
-        commands: Commands,
-        *,
-        on_control: Callable[[], Awaitable[None]],
-        on_reconnect: Callable[[], Awaitable[None]],
-    ) -> None:
-        """Start listening; raises ``FleetUnavailable`` when the bus cannot be reached."""
-        self._deliveries = deliveries
-        self._commands = commands
-        self._on_control = on_control
-        await self.bus.start(self.node_id, self.receive, on_reconnect=on_reconnect)
+        self.courier = Courier(bus, metrics, sender=node_id, on_undelivered=on_undelivered)
 
     async def close(self) -> None:
         await self.courier.close()
-        await self.bus.close()
-
-    # out --------------------------------------------------------------------------------
 
     def forward_nowait(self, node_id: str, client_uuid: str, payload: bytes) -> bool:
         return self.courier.send_nowait(node_id, client_uuid, payload)
@@ -117,23 +92,65 @@ class BusEndpoint:
         self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
     ) -> None:
         data = envelopes.broadcast(self.node_id, target, label, payload, sent_at=time.time())
-        await self._publish(self.bus.broadcast(data))
-
-    async def announce(self, upstream_id: str) -> None:
-        """Tell every node (this one too) that the upstream registry changed."""
-        await self.bus.control(envelopes.control(self.node_id, "reconcile", upstream_id))
-
-    async def _publish(self, send: Awaitable[None]) -> None:
         try:
-            await send
+            await self.bus.broadcast(data)
             self.metrics.bus_messages.labels("out").inc()
         except FleetUnavailable:
             self.metrics.fleet_errors.inc()
             self.metrics.drops.labels(DropReason.FLEET_UNAVAILABLE).inc()
 
-    def _undelivered(self, node_id: str) -> None:
-        if self._deliveries is not None:
-            self._deliveries.forget_node(node_id)
+    def __repr__(self) -> str:
+        return f"<BusOutbox {self.node_id} {self.courier!r}>"
+
+
+class BusEndpoint:
+    """Listens on the bus for this node; asks other nodes and waits for their answers."""
+
+    def __init__(
+        self,
+        bus: FleetBus,
+        *,
+        outbox: BusOutbox,
+        deliveries: Deliveries,
+        commands: Commands,
+        on_control: Callable[[], Awaitable[None]],
+        on_reconnect: Callable[[], Awaitable[None]],
+        node_id: str,
+        metrics: Metrics,
+        tasks: TaskSet,
+        owner_timeout: float,
+    ) -> None:
+        self.bus = bus
+        self.outbox = outbox
+        self.deliveries = deliveries
+        self.commands = commands
+        self.on_control = on_control
+        self.on_reconnect = on_reconnect
+        self.node_id = node_id
+        self.metrics = metrics
+        self.tasks = tasks
+        self.owner_timeout = owner_timeout
+        metrics.watch_bus(bus.stats)
+        self._pending: dict[str, asyncio.Future[bus_pb2.CommandReply]] = {}
+        self._gathering: dict[str, asyncio.Queue[tuple[str, bus_pb2.CommandReply]]] = {}
+
+    @property
+    def connected(self) -> bool:
+        return self.bus.connected
+
+    async def start(self) -> None:
+        """Start listening; raises ``FleetUnavailable`` when the bus cannot be reached."""
+        await self.bus.start(self.node_id, self.receive, on_reconnect=self.on_reconnect)
+
+    async def close(self) -> None:
+        await self.outbox.close()
+        await self.bus.close()
+
+    # out --------------------------------------------------------------------------------
+
+    async def announce(self, upstream_id: str) -> None:
+        """Tell every node (this one too) that the upstream registry changed."""
+        await self.bus.control(envelopes.control(self.node_id, "reconcile", upstream_id))
 
     async def request(
         self,
@@ -143,8 +160,28 @@ class BusEndpoint:
         *,
         payload: bytes = b"",
         labels: dict[str, str] | None = None,
+    ) -> tuple[str, bytes]:
+        """Have the owner node act on its socket: its ``SocketCommands`` answer, ``(status,
+        body)``. This node answers at once; another within ``owner_timeout``, or
+        ``OwnerTimeout``."""
+        if owner == self.node_id:
+            command = bus_pb2.Command(
+                action=action, client_uuid=client_uuid, payload=payload, labels=labels or {}
+            )
+            return await self.commands.apply(command)
+        reply = await self._ask(owner, action, client_uuid, payload=payload, labels=labels)
+        return reply.status, reply.body
+
+    async def _ask(
+        self,
+        owner: str,
+        action: str,
+        client_uuid: str,
+        *,
+        payload: bytes,
+        labels: dict[str, str] | None,
     ) -> bus_pb2.CommandReply:
-        """Ask the owner node to act on its socket; ``OwnerTimeout`` after ``owner_timeout``."""
+        """Over the bus; ``OwnerTimeout`` when no answer came within ``owner_timeout``."""
         request_id = uuid.uuid4().hex
         future: asyncio.Future[bus_pb2.CommandReply] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
@@ -211,16 +248,16 @@ class BusEndpoint:
         body = envelope.WhichOneof("body")
         if envelope.sent_at and body in ("deliver_batch", "broadcast"):
             self.metrics.bus_delivery.observe(max(0.0, time.time() - envelope.sent_at))
-        if body == "deliver_batch" and self._deliveries is not None:
-            self._deliveries.deliver_forwarded(envelope.deliver_batch.items)
+        if body == "deliver_batch":
+            self.deliveries.deliver_forwarded(envelope.deliver_batch.items)
         elif body == "broadcast" and envelope.sender != self.node_id:
             self._receive_broadcast(envelope.broadcast)
         elif body == "command":
             self.tasks.spawn(self._answer(envelope.sender, envelope.command), "answer command")
         elif body == "reply":
             self._receive_reply(envelope.sender, envelope.reply)
-        elif body == "control" and self._on_control is not None:
-            self.tasks.spawn(self._on_control(), "reconcile upstreams")
+        elif body == "control":
+            self.tasks.spawn(self.on_control(), "reconcile upstreams")
 
     def _receive_reply(self, sender: str, reply: bus_pb2.CommandReply) -> None:
         future = self._pending.pop(reply.request_id, None)
@@ -237,10 +274,9 @@ class BusEndpoint:
         except ValueError:
             self.metrics.bad_input.labels("bus_envelope").inc()
             return
-        if self._deliveries is not None:
-            self._deliveries.deliver_broadcast(
-                target, envelopes.label_from_wire(message.label), message.payload
-            )
+        self.deliveries.deliver_broadcast(
+            target, envelopes.label_from_wire(message.label), message.payload
+        )
 
     async def _answer(self, sender: str, command: bus_pb2.Command) -> None:
         if command.deadline and time.time() > command.deadline:
@@ -251,9 +287,7 @@ class BusEndpoint:
                 command.client_uuid,
             )
             return
-        if self._commands is None:
-            return
-        status, body = await self._commands.apply(command)
+        status, body = await self.commands.apply(command)
         try:
             await self.bus.send(
                 sender, envelopes.reply(self.node_id, command.request_id, status, body)
@@ -264,5 +298,5 @@ class BusEndpoint:
     def __repr__(self) -> str:
         return (
             f"<BusEndpoint {self.node_id} connected={self.connected} "
-            f"pending={len(self._pending)} {self.courier!r}>"
+            f"pending={len(self._pending)} {self.outbox!r}>"
         )

@@ -6,9 +6,10 @@ Rules:
 - ``receive_reply`` stays synchronous when it can: a local write or a forward that fits in
   its queue returns None; otherwise it returns a coroutine that the upstream link awaits, so
   a full forwarding queue slows down the stream that fills it.
-- The owner cache holds at most ``OWNER_CACHE`` entries and is cleared whole when full; a node
-  that did not take its replies is forgotten (``forget_node``), and so is everything after a
-  fleet resync (``forget_owners``).
+- The owner cache (``Owners``) holds at most ``OWNER_CACHE`` entries and is cleared whole when
+  full; a node that did not take its replies is forgotten (``forget_node``, told by the
+  courier), and so is everything after a fleet resync (``clear``, told by the upkeep). It is
+  made before the router and the courier, which both reach it.
 - At most ``UNKNOWN_LIMIT`` replies wait for a socket the fleet does not know yet; past that
   a reply for an unknown socket is undeliverable at once.
 - What cannot be delivered is counted in ``paradoxplex_drops_total{reason}`` and logged.
@@ -71,6 +72,21 @@ class Outbox(Protocol):
         """Once, for every other node."""
 
 
+class Owners(dict[str, str]):
+    """Which node holds a socket, as last looked up: ``client_uuid`` → node id (a dict: the
+    reply path reads it with ``get``)."""
+
+    def remember(self, client_uuid: str, node_id: str) -> None:
+        if len(self) >= OWNER_CACHE:
+            self.clear()
+        self[client_uuid] = node_id
+
+    def forget_node(self, node_id: str) -> None:
+        """Replies to ``node_id`` went undelivered: look its sockets' owners up again."""
+        for client_uuid in [s for s, owner in self.items() if owner == node_id]:
+            del self[client_uuid]
+
+
 class ReplyRouter:
     """Routes upstream replies and broadcasts for one node."""
 
@@ -80,6 +96,7 @@ class ReplyRouter:
         node_id: str,
         sessions: Mapping[str, Session],
         fleet: FleetState,
+        owners: Owners,
         outbox: Outbox,
         metrics: Metrics,
         tasks: TaskSet,
@@ -90,7 +107,7 @@ class ReplyRouter:
         self.outbox = outbox
         self.metrics = metrics
         self.tasks = tasks
-        self.owners: dict[str, str] = {}
+        self.owners = owners
         self.waiting = 0
         self._shared = fleet.shared
         self._is_local = sessions.__contains__
@@ -168,14 +185,6 @@ class ReplyRouter:
 
     # owners -----------------------------------------------------------------------------
 
-    def forget_node(self, node_id: str) -> None:
-        """Replies to ``node_id`` went undelivered: look its sockets' owners up again."""
-        for client_uuid in [s for s, owner in self.owners.items() if owner == node_id]:
-            del self.owners[client_uuid]
-
-    def forget_owners(self) -> None:
-        self.owners.clear()
-
     async def _owner_of(self, client_uuid: str) -> str | None:
         owner = self.owners.get(client_uuid)
         if owner is not None:
@@ -187,9 +196,7 @@ class ReplyRouter:
             return None
         if info is None or info.node_id == self.node_id:
             return None
-        if len(self.owners) >= OWNER_CACHE:
-            self.owners.clear()
-        self.owners[client_uuid] = info.node_id
+        self.owners.remember(client_uuid, info.node_id)
         return info.node_id
 
     # carrying out -----------------------------------------------------------------------

@@ -66,7 +66,7 @@ class MemoryFleet:
     async def unregister_node(self, node_id: str) -> None:
         self.hub.nodes.pop(node_id, None)
         for client_uuid in list(self.hub.by_node.get(node_id, ())):
-            await self.unregister_session(client_uuid, node_id)
+            self._forget(client_uuid, node_id)
         self.hub.by_node.pop(node_id, None)
         for views in self.hub.health.values():
             views.pop(node_id, None)
@@ -86,34 +86,30 @@ class MemoryFleet:
         self.hub.cleanups.add(node_id)
         return True
 
-    async def register_session(self, info: SessionInfo) -> None:
-        if info.uuid not in self.hub.sessions:
-            bisect.insort(self.hub.order, info.uuid)
-        self.hub.sessions[info.uuid] = info
-        self.hub.by_node.setdefault(info.node_id, {})[info.uuid] = None
-
-    async def update_session(self, info: SessionInfo) -> None:
-        if info.uuid in self.hub.sessions:
-            self.hub.sessions[info.uuid] = info
-
-    async def unregister_session(self, client_uuid: str, node_id: str) -> None:
-        if self.hub.sessions.pop(client_uuid, None) is not None:
-            index = bisect.bisect_left(self.hub.order, client_uuid)
-            if index < len(self.hub.order) and self.hub.order[index] == client_uuid:
-                del self.hub.order[index]
-        self.hub.by_node.get(node_id, {}).pop(client_uuid, None)
-
     async def register_sessions(self, infos: Sequence[SessionInfo]) -> None:
+        hub = self.hub
         for info in infos:
-            await self.register_session(info)
+            if info.uuid not in hub.sessions:
+                bisect.insort(hub.order, info.uuid)
+            hub.sessions[info.uuid] = info
+            hub.by_node.setdefault(info.node_id, {})[info.uuid] = None
 
     async def update_sessions(self, infos: Sequence[SessionInfo]) -> None:
         for info in infos:
-            await self.update_session(info)
+            if info.uuid in self.hub.sessions:
+                self.hub.sessions[info.uuid] = info
 
     async def unregister_sessions(self, sessions: Sequence[tuple[str, str]]) -> None:
         for client_uuid, node_id in sessions:
-            await self.unregister_session(client_uuid, node_id)
+            self._forget(client_uuid, node_id)
+
+    def _forget(self, client_uuid: str, node_id: str) -> None:
+        hub = self.hub
+        if hub.sessions.pop(client_uuid, None) is not None:
+            index = bisect.bisect_left(hub.order, client_uuid)
+            if index < len(hub.order) and hub.order[index] == client_uuid:
+                del hub.order[index]
+        hub.by_node.get(node_id, {}).pop(client_uuid, None)
 
     async def lookup_session(self, client_uuid: str) -> SessionInfo | None:
         return self.hub.sessions.get(client_uuid)
@@ -185,12 +181,6 @@ class MemoryBus:
         if handler is None:
             return False
         await handler(envelope)
-        return True
-
-    async def publish_many(self, node_id: str, envelopes: list[bytes]) -> bool:
-        for envelope in envelopes:
-            if not await self.send(node_id, envelope):
-                return False
         return True
 
     async def broadcast(self, envelope: bytes) -> None:

@@ -7,11 +7,14 @@ Rules:
 - Each beat refreshes the node's record and liveness (TTL ``node_ttl``); in a shared fleet it
   also queues moved session counters, publishes every link's health view and reaps dead
   nodes (one survivor each; their sockets' upstreams hear DISCONNECTED with lifecycle events).
-- Fleet unreachable: ``fleet_ok`` goes False (one WARNING), sessions stay queued; when the
+- Fleet unreachable: ``FleetStatus.ok`` goes False (one WARNING), sessions stay queued; when the
   fleet answers again (or the bus reconnects), ``resync`` re-registers the node first, then
   its upstreams and sessions (Redis may have come back empty) and forgets cached owners.
-- Sessions are written only while ``registered()``: the node's record is in the fleet and the
-  bus listens (a session written before its node's liveness key would make the node look dead).
+- Sessions are written only while ``FleetStatus.registered()``: the node's record is in the
+  fleet and the bus listens (a session written before its node's liveness key would make the
+  node look dead).
+- ``FleetStatus`` and ``HealthViews`` are made before the parts that read them (the first-byte
+  hold, the upstream pool), ``FleetUpkeep`` after the pool: nothing is wired afterwards.
 """
 
 from __future__ import annotations
@@ -20,14 +23,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 
 from paradoxplex.node.fleet.reaper import reap_dead_nodes
 from paradoxplex.node.fleet.session_sync import SessionSync
 from paradoxplex.node.links.link import UpstreamLink
 from paradoxplex.node.links.pool import UpstreamPool
 from paradoxplex.node.metrics import Metrics
-from paradoxplex.node.sockets.session import Session
+from paradoxplex.node.state import NodeState
 from paradoxplex.node.tasks import TaskSet, checkpoint
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import FleetBus, FleetState, NodeRecord
@@ -38,16 +41,63 @@ from paradoxplex.wire import upstream_pb2 as pb
 log = logging.getLogger("paradoxplex.node.fleet")
 
 
+class FleetStatus:
+    """Whether this node is in the fleet now: ``ok`` while the fleet state answers
+    (``paradoxplex_fleet_degraded`` is 1 otherwise), ``registered()`` while session writes may
+    go (ok, and the bus listens)."""
+
+    def __init__(self, bus: FleetBus, metrics: Metrics) -> None:
+        self._bus = bus
+        self._metrics = metrics
+        self._ok = True
+
+    @property
+    def ok(self) -> bool:
+        return self._ok
+
+    @ok.setter
+    def ok(self, ok: bool) -> None:
+        self._ok = ok
+        self._metrics.fleet_degraded.set(0 if ok else 1)
+
+    def registered(self) -> bool:
+        """Whether session writes may go to the fleet: this node is registered there."""
+        return self._ok and self._bus.connected
+
+    def __repr__(self) -> str:
+        return f"<FleetStatus ok={self._ok} registered={self.registered()}>"
+
+
+class HealthViews:
+    """This node's view of each upstream, published to a shared fleet when a link changes."""
+
+    def __init__(self, fleet: FleetState, *, node_id: str, tasks: TaskSet) -> None:
+        self.fleet = fleet
+        self.node_id = node_id
+        self.tasks = tasks
+
+    def link_changed(self, link: UpstreamLink) -> None:
+        if self.fleet.shared:
+            self.tasks.spawn(self._publish(link), f"health {link.id}")
+
+    async def _publish(self, link: UpstreamLink) -> None:
+        with contextlib.suppress(FleetUnavailable):
+            await self.write(link)
+
+    async def write(self, link: UpstreamLink) -> None:
+        """Now; raises ``FleetUnavailable``."""
+        await self.fleet.set_health(self.node_id, link.id, link.view())
+
+
 class FleetUpkeep:
     def __init__(
         self,
+        state: NodeState,
         *,
-        node_id: str,
         fleet: FleetState,
-        bus: FleetBus,
+        status: FleetStatus,
+        health: HealthViews,
         pool: UpstreamPool,
-        sessions: Mapping[str, Session],
-        record: Callable[[], NodeRecord],
         forget_owners: Callable[[], None],
         metrics: Metrics,
         tasks: TaskSet,
@@ -57,43 +107,51 @@ class FleetUpkeep:
         on_registered: Callable[[Iterable[SessionInfo]], None],
         on_fleet_lost: Callable[[], None],
     ) -> None:
-        self.node_id = node_id
+        self.state = state
+        self.node_id = state.node_id
+        self.sessions = state.sessions
         self.fleet = fleet
-        self.bus = bus
+        self.status = status
+        self.health = health
         self.pool = pool
-        self.sessions = sessions
-        self.record = record
         self.forget_owners = forget_owners
         self.metrics = metrics
         self.tasks = tasks
         self.heartbeat = heartbeat
         self.node_ttl = node_ttl
         self.lifecycle_events = lifecycle_events
-        self._fleet_ok = True
         self._peers: dict[str, float] = {}
         self.on_fleet_lost = on_fleet_lost
         self.sync = SessionSync(
             fleet,
             self._local_infos,
             on_error=self._fleet_failed,
-            ready=self.registered,
+            ready=status.registered,
             on_registered=on_registered,
             on_not_ready=on_fleet_lost,
         )
 
-    @property
-    def fleet_ok(self) -> bool:
-        """False while the fleet state is unreachable (``paradoxplex_fleet_degraded`` is 1)."""
-        return self._fleet_ok
+    def record(self) -> NodeRecord:
+        """This node as the fleet lists it, now."""
+        state, traffic = self.state, self.metrics.traffic
+        return NodeRecord(
+            node_id=state.node_id,
+            listen=state.listen_address,
+            admin_url=state.admin_url,
+            started_at=state.started_at,
+            sockets=len(state.sessions),
+            extra={"draining": state.draining},
+            state=self._standing(),
+            messages_in=traffic.messages_in,
+            messages_out=traffic.messages_out,
+            drops=self.metrics.dropped(),
+            heartbeat_at=time.time(),
+        )
 
-    @fleet_ok.setter
-    def fleet_ok(self, ok: bool) -> None:
-        self._fleet_ok = ok
-        self.metrics.fleet_degraded.set(0 if ok else 1)
-
-    def registered(self) -> bool:
-        """Whether session writes may go to the fleet: this node is registered there."""
-        return self.fleet_ok and self.bus.connected
+    def _standing(self) -> str:
+        if self.state.draining:
+            return "draining"
+        return "up" if self.status.registered() else "degraded"
 
     # joining and leaving ----------------------------------------------------------------
 
@@ -118,7 +176,7 @@ class FleetUpkeep:
         """Write one socket's record now (an admin change is visible once answered); queued
         as well, so a failed write is retried with the others."""
         self.sync.changed(info)
-        if self.registered() and info.uuid not in self.sync.unwritten:
+        if self.status.registered() and info.uuid not in self.sync.unwritten:
             with contextlib.suppress(FleetUnavailable):
                 await self.fleet.update_sessions([info])
 
@@ -141,14 +199,6 @@ class FleetUpkeep:
             if upstream_id not in specs:
                 self.tasks.spawn(self.pool.remove(upstream_id), f"remove {upstream_id}")
 
-    def link_changed(self, link: UpstreamLink) -> None:
-        if self.fleet.shared:
-            self.tasks.spawn(self._publish_health(link), f"health {link.id}")
-
-    async def _publish_health(self, link: UpstreamLink) -> None:
-        with contextlib.suppress(FleetUnavailable):
-            await self.fleet.set_health(self.node_id, link.id, link.view())
-
     # the heartbeat ----------------------------------------------------------------------
 
     async def _beat_forever(self) -> None:
@@ -156,21 +206,21 @@ class FleetUpkeep:
             try:
                 await self.beat()
             except FleetUnavailable as error:
-                if self.fleet_ok:
+                if self.status.ok:
                     log.warning("fleet unavailable, serving local sockets only: %s", error.reason)
                 self._fleet_failed()
             checkpoint()
             await asyncio.sleep(self.heartbeat)
 
     async def beat(self) -> None:
-        if not self.fleet_ok and await self.fleet.ping():
+        if not self.status.ok and await self.fleet.ping():
             await self.resync()
         await self.fleet.heartbeat(self.record(), ttl=self.node_ttl)
         if not self.fleet.shared:
             return
         self._queue_counters()
         for link in list(self.pool.links.values()):
-            await self.fleet.set_health(self.node_id, link.id, link.view())
+            await self.health.write(link)
         census = await reap_dead_nodes(self.fleet, node_id=self.node_id, ttl=self.node_ttl)
         now = time.monotonic()
         for other in census.alive:
@@ -178,7 +228,7 @@ class FleetUpkeep:
         for dead, client_uuids in census.cleaned:
             self._peers.pop(dead, None)
             self._tell_lost(dead, client_uuids)
-        self.fleet_ok = True
+        self.status.ok = True
 
     def peers(self) -> set[str]:
         """The other nodes seen alive within ``node_ttl`` (kept through a Redis that came back
@@ -207,12 +257,12 @@ class FleetUpkeep:
 
     def _fleet_failed(self) -> None:
         self.metrics.fleet_errors.inc()
-        self.fleet_ok = False
+        self.status.ok = False
         self.on_fleet_lost()
 
     async def resync(self) -> None:
         """The fleet came back (maybe empty): register this node, its upstreams and sessions."""
-        self.fleet_ok = False  # no session writes before the node's own record is back
+        self.status.ok = False  # no session writes before the node's own record is back
         await self.fleet.register_node(self.record(), ttl=self.node_ttl)
         known = {spec.id for spec in await self.fleet.list_upstreams()}
         for link in self.pool.links.values():
@@ -220,11 +270,11 @@ class FleetUpkeep:
                 await self.fleet.put_upstream(link.spec)
         self.sync.resync()
         self.forget_owners()
-        self.fleet_ok = True
+        self.status.ok = True
         log.info("fleet reachable again: node, %d sockets re-registered", len(self.sessions))
 
     def _local_infos(self) -> list[SessionInfo]:
         return [s.info for s in self.sessions.values() if s.info is not None]
 
     def __repr__(self) -> str:
-        return f"<FleetUpkeep {self.node_id} fleet_ok={self.fleet_ok} {self.sync!r}>"
+        return f"<FleetUpkeep {self.node_id} {self.status!r} {self.sync!r}>"

@@ -1,16 +1,17 @@
 """Hosting a node's sessions: admitting sockets, registering and closing them, the node-wide
-reply budget, and holding a new socket's data until the fleet knows it.
+reply budget.
 
 Rules:
 - A new socket is admitted or refused by ``Admission`` (draining, ``max_connections``, per
   source, accept rate), for the real client: a PROXY header's source when there is one.
   Refusals are counted by reason and logged at most once per interval and source.
-- Known from the first byte: in a shared fleet whose state can be written, nothing a socket
-  sends (nor its CONNECTED event) reaches an upstream before the fleet state holds it
-  (``registered``); when the fleet cannot be written, every waiting socket is let go at once.
+- Known from the first byte: a new socket's data waits in the ``FirstByteHold`` until the
+  fleet state holds it (``hold``).
 - Replies buffered for all sockets stay under ``max_buffered``: past it, the sockets with the
   most buffered are closed (``make_room``).
 - Closing counts what a socket still held (``socket_closed``) and tells the fleet.
+- Built last of the parts a socket reaches (the pool, the hold, the session copy are given):
+  whole from the start; the sockets it holds are ``NodeState.sessions``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
 
 from paradoxplex.node.fleet.session_sync import SessionSync
 from paradoxplex.node.links.pool import UpstreamPool
 from paradoxplex.node.metrics import Metrics
+from paradoxplex.node.sockets.hold import FirstByteHold, lifecycle_event
 from paradoxplex.node.sockets.session import Session
+from paradoxplex.node.state import NodeState
 from paradoxplex.shared.admission import Admission, Refusal, source_of
 from paradoxplex.shared.buffers import ReplyBuffers
 from paradoxplex.shared.drops import DropReason
@@ -38,46 +40,27 @@ class SessionHosting:
 
     def __init__(
         self,
+        state: NodeState,
         *,
-        node_id: str,
+        pool: UpstreamPool,
+        hold: FirstByteHold,
+        sync: SessionSync,
         metrics: Metrics,
         admission: Admission,
         max_buffered: int,
         lifecycle_events: bool,
-        shared: bool,
     ) -> None:
-        self.node_id = node_id
+        self.state = state
+        self.node_id = state.node_id
+        self.sessions = state.sessions
+        self.pool = pool
+        self.hold = hold
+        self.sync = sync
         self.metrics = metrics
         self.admission = admission
         self.lifecycle_events = lifecycle_events
-        self.shared = shared
-        self.sessions: dict[str, Session] = {}
         self.buffers: ReplyBuffers[Session] = ReplyBuffers(limit=max_buffered)
         self.metrics.buffered.set_function(self._buffered)
-        # sockets whose data waits until the fleet knows them (known from the first byte)
-        self.unregistered: set[str] = set()
-        self.draining = False
-        self._pool: UpstreamPool | None = None
-        self._sync: SessionSync | None = None
-        self._registered_in_fleet: Callable[[], bool] = lambda: False
-
-    def serve(
-        self, pool: UpstreamPool, sync: SessionSync, *, registered: Callable[[], bool]
-    ) -> None:
-        """Wire the parts sessions go to (they are built after the sessions' dict)."""
-        self._pool = pool
-        self._sync = sync
-        self._registered_in_fleet = registered
-
-    @property
-    def pool(self) -> UpstreamPool:
-        assert self._pool is not None, "serve() wires the pool first"
-        return self._pool
-
-    @property
-    def sync(self) -> SessionSync:
-        assert self._sync is not None, "serve() wires the session copy first"
-        return self._sync
 
     def open_session(self, session: Session) -> SessionInfo | None:
         transport = session.transport
@@ -88,7 +71,7 @@ class SessionHosting:
         source = source_of(host) if host else "unknown"
         now = time.monotonic()
         held = len(self.sessions)
-        refusal = self.admission.admit(source, now, held=held, draining=self.draining)
+        refusal = self.admission.admit(source, now, held=held, draining=self.state.draining)
         if refusal is not None:
             self.metrics.sockets_refused.labels(refusal).inc()
             count = self.admission.refused(source, now)
@@ -104,10 +87,8 @@ class SessionHosting:
         # no TCP_NODELAY here: both loops set it on every TCP transport, and asking for the
         # transport's socket object would keep one more object per socket
         self.sync.added(info)
-        if self.shared and self._registered_in_fleet():
-            self.unregistered.add(info.uuid)  # nothing reaches an upstream before the fleet
-        elif self.lifecycle_events:  # knows the socket (see _registered)
-            self._lifecycle(info, pb.SocketEvent.CONNECTED, "")
+        if not self.hold.opened(info) and self.lifecycle_events:  # held: CONNECTED goes later
+            lifecycle_event(self.pool, info, pb.SocketEvent.CONNECTED, "")
         log.debug("socket %s open from %s", info.uuid, remote)
         return info
 
@@ -118,7 +99,7 @@ class SessionHosting:
         self.admission.release(session.source)
         self.buffers.forget(session)
         self.pool.forget(info.uuid)
-        self.unregistered.discard(info.uuid)
+        self.hold.forget(info.uuid)
         dropped = session.flow.drop_all()
         if dropped:
             self.metrics.drops.labels(DropReason.SOCKET_CLOSED).inc(dropped)
@@ -126,7 +107,7 @@ class SessionHosting:
         self.metrics.sockets_closed.labels(_reason_label(reason)).inc()
         self.sync.removed(info)
         if self.lifecycle_events:
-            self._lifecycle(info, pb.SocketEvent.DISCONNECTED, reason)
+            lifecycle_event(self.pool, info, pb.SocketEvent.DISCONNECTED, reason)
         log.debug(
             "socket %s closed: %s; %d bytes in, %d out, %.1fs",
             info.uuid,
@@ -163,52 +144,18 @@ class SessionHosting:
         return buffers.total
 
     def submit(self, session: Session) -> None:
-        if session.uuid in self.unregistered:
+        if session.uuid in self.hold.held:
             session.placed(0)  # held (reading paused) until the fleet knows the socket
             return
         self.pool.submit(session)
 
-    def registered(self, infos: Iterable[SessionInfo]) -> None:
-        """The fleet knows these sockets now: let their data (and CONNECTED event) go."""
-        unregistered = self.unregistered
-        if not unregistered:
-            return
-        for info in infos:
-            if info.uuid in unregistered:
-                self._let_go(info.uuid)
-
-    def release_unregistered(self) -> None:
-        """The fleet cannot be written: serve every waiting socket locally anyway (an admin
-        miss then asks the other nodes instead of the fleet state)."""
-        for client_uuid in list(self.unregistered):
-            self._let_go(client_uuid)
-
-    def _let_go(self, client_uuid: str) -> None:
-        self.unregistered.discard(client_uuid)
-        session = self.sessions.get(client_uuid)
-        if session is None or session.info is None:
-            return
-        if self.lifecycle_events:
-            self._lifecycle(session.info, pb.SocketEvent.CONNECTED, "")
-        if session.flow.held:
-            self.pool.submit(session)
-
     def upstream_ready(self) -> bool:
         return self.pool.ready()
-
-    def _lifecycle(self, info: SessionInfo, kind: int, reason: str) -> None:
-        event = pb.SocketEvent(
-            kind=kind,  # type: ignore[arg-type]
-            remote_address=info.remote,
-            node_id=info.node_id,
-            reason=reason,
-        )
-        self.pool.send_event(info.uuid, event)
 
     def __repr__(self) -> str:
         return (
             f"<SessionHosting sockets={len(self.sessions)} "
-            f"unregistered={len(self.unregistered)} buffered={self.buffers.total}>"
+            f"held={len(self.hold.held)} buffered={self.buffers.total}>"
         )
 
 

@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 
 import paradoxplex.node.fleet.redis.entries as entries
-from paradoxplex.node.fleet.redis.client import FleetClient, connect
+from paradoxplex.node.fleet.redis.client import FleetClient
 from paradoxplex.node.fleet.redis.inbox import InboxReader
 from paradoxplex.node.fleet.redis.outbox import AliveCheck, Outbox
 from paradoxplex.shared.fleet import BusStats, EnvelopeHandler, ReconnectHandler
@@ -56,9 +56,8 @@ class RedisBus:
     (default 1 s) caps the wait between reconnection attempts. ``inbox_length`` (default
     1,000) caps each stream (approximately); ``inbox_ttl`` (default 60 s): an inbox nobody
     reads any more expires after it. ``tail_interval`` (default 1 s): how long a destination
-    stays idle before it gets a tail marker. ``client`` may be injected (then it is the
-    caller's to close, unless ``owns_client``); ``from_url`` builds one and closes it in
-    ``close``.
+    stays idle before it gets a tail marker. ``client`` comes from ``client.connect``; it is
+    the caller's to close, unless ``owns_client`` (then ``close`` closes it).
 
     The handler runs on the reader task, one envelope at a time: keep it quick (hand off to a
     bounded queue). While it runs nothing is read; the inbox keeps what comes meanwhile.
@@ -100,33 +99,6 @@ class RedisBus:
         self._reader: InboxReader | None = None
         self._stats = BusStats()
         self._closed = False
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        prefix: str,
-        is_alive: AliveCheck | None = None,
-        send_deadline: float = 5.0,
-        hold: float = HOLD,
-        ping_interval: float = 1.0,
-        max_backoff: float = 1.0,
-        inbox_length: int = INBOX_LENGTH,
-        tail_interval: float = TAIL_INTERVAL,
-    ) -> RedisBus:
-        return cls(
-            connect(url),
-            prefix=prefix,
-            is_alive=is_alive,
-            send_deadline=send_deadline,
-            hold=hold,
-            ping_interval=ping_interval,
-            max_backoff=max_backoff,
-            inbox_length=inbox_length,
-            tail_interval=tail_interval,
-            owns_client=True,
-        )
 
     @property
     def connected(self) -> bool:
@@ -202,10 +174,6 @@ class RedisBus:
     async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
         """Deliver to one node; False (counted, logged) when it did not read in time."""
         return await self._outbox.send(node_id, envelope, count)
-
-    async def publish_many(self, node_id: str, envelopes: list[bytes]) -> bool:
-        """``send`` for each, in order; True when every envelope was delivered."""
-        return await self._outbox.send_many(node_id, envelopes)
 
     async def broadcast(self, envelope: bytes) -> None:
         """Once for every other node (the sender skips its own broadcasts)."""

@@ -11,8 +11,9 @@ Rules:
   (``subscriber()``): fresh ones, of the client's kind, that never reconnect or retry behind the
   caller's back (the bus watches and replaces its own).
 - Timeouts are short (``socket_timeout``, default 2 s, also for connecting) and a command is
-  retried once, at once, when its connection broke, never after a timeout: a frozen Redis
-  fails within ``socket_timeout``. Responses stay bytes.
+  retried once, at once, when its connection broke (``retry.BROKEN_CONNECTION``, which
+  redis-py runs: ``retries.py``), never after a timeout: a frozen Redis fails within
+  ``socket_timeout``. Responses stay bytes.
 - Whoever built or was handed a ``FleetClient`` closes it; one can serve a state and a bus.
 """
 
@@ -24,15 +25,15 @@ from typing import Protocol, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from paradoxplex.node.fleet.redis.cluster import cluster_of, reader_of
+from paradoxplex.node.fleet.redis.retries import redis_retry
 from paradoxplex.node.fleet.redis.sentinel import sentinel_master
 from paradoxplex.node.fleet.redis.shards import ShardedRedis
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.placement import CLUSTER_BUCKETS, FLEET_TAG, split_urls
+from paradoxplex.shared.retry import BROKEN_CONNECTION, NO_RETRY
 
 __all__ = ["CLIENT_KINDS", "FleetClient", "connect", "sharded", "single_server"]
 
@@ -91,7 +92,7 @@ def single_server(
             **pool.connection_kwargs,
             "decode_responses": False,
             "health_check_interval": 0,
-            "retry": Retry(NoBackoff(), 0),
+            "retry": redis_retry(NO_RETRY),  # the bus replaces a reader that broke
         }
         return pool.connection_class(**options)
 
@@ -105,7 +106,8 @@ def _one_server(url: str, *, socket_timeout: float, health_check_interval: float
         socket_timeout=socket_timeout,
         socket_connect_timeout=socket_timeout,
         health_check_interval=health_check_interval,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        # inside redis-py: a new pooled connection for the same command (see retries.py)
+        retry=redis_retry(BROKEN_CONNECTION, on=(RedisConnectionError,)),
     )
     return single_server(redis)
 

@@ -7,9 +7,10 @@ Rules:
 - Start: a hello entry creates the inbox and marks where reading starts (its id; never
   ``$``, which races); the fleet stream is read from its last entry then. ``since``, the
   hello's time, tells the ordering which senders started after this reader.
-- After a loss: reconnect with jittered backoff (at most ``max_backoff``), and go on from the
-  last ids processed. An inbox that is gone (Redis came back empty) is made again by a new
-  hello and read from it; senders wait for it meanwhile (they add with ``NOMKSTREAM``).
+- After a loss: reconnect with jittered backoff (``retry.BUS_RECONNECT``, at most
+  ``max_backoff``), and go on from the last ids processed. An inbox that is gone (Redis came
+  back empty) is made again by a new hello and read from it; senders wait for it meanwhile
+  (they add with ``NOMKSTREAM``).
 - Each entry goes through the stream's ``Order``: duplicates are dropped, gaps counted in
   ``stats`` and logged once with sender and size, then applied. Own broadcasts are skipped,
   own control envelopes applied. A malformed entry is counted as a handler error and skipped.
@@ -30,7 +31,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
-from tenacity import AsyncRetrying, retry_if_exception, wait_exponential, wait_random
+from tenacity import AsyncRetrying, retry_if_exception
 
 import paradoxplex.node.fleet.redis.entries as entries
 from paradoxplex.node.fleet.redis.client import SOCKET_TIMEOUT, FleetClient
@@ -38,6 +39,7 @@ from paradoxplex.node.fleet.redis.errors import REDIS_DOWN, cancel_requested, re
 from paradoxplex.node.tasks import checkpoint
 from paradoxplex.shared.fleet import BusStats, EnvelopeHandler, ReconnectHandler
 from paradoxplex.shared.ordering import Duplicate, Gap, Order
+from paradoxplex.shared.retry import BUS_RECONNECT
 
 __all__ = ["InboxReader"]
 
@@ -80,7 +82,7 @@ class InboxReader:
         self._on_reconnect = on_reconnect
         self._on_lost = on_lost
         self._ping_interval = ping_interval
-        self._max_backoff = max_backoff
+        self._reconnect = BUS_RECONNECT.capped(max_backoff)
         self._last = {self._inbox: b"0-0", self._fleet: b"0-0"}
         self._orders: dict[bytes, Order] = {}
         self._conn: AbstractConnection | None = None
@@ -146,9 +148,9 @@ class InboxReader:
         return conn
 
     async def _reopen(self) -> AbstractConnection:
-        backoff = wait_exponential(multiplier=0.05, max=self._max_backoff) + wait_random(0, 0.05)
         retrying = AsyncRetrying(
-            wait=backoff,
+            wait=self._reconnect.wait,
+            stop=self._reconnect.stop,
             retry=retry_if_exception(
                 lambda exc: isinstance(exc, REDIS_DOWN) and not cancel_requested()
             ),
@@ -182,7 +184,7 @@ class InboxReader:
                 if cancel_requested():  # a cancelled connect can surface as an OSError
                     raise asyncio.CancelledError from None
                 log.exception("bus %s: cannot reconnect", self._name)
-                await asyncio.sleep(self._max_backoff)
+                await asyncio.sleep(self._reconnect.cap)
                 continue
             self.connected = True
             self.reconnects += 1

@@ -6,10 +6,11 @@ Rules:
   A number is given once: an add whose outcome is unknown is retried with the same number
   (the receiver drops the duplicate). Adds to one destination run one at a time, in call
   order (a FIFO lock): concurrent sends keep their order too.
-- Redis unreachable: retry with backoff, the same number each time, while the outage is
-  younger than ``hold`` seconds; after that, fail at once with ``FleetUnavailable`` (the caller
-  counts the drop). An envelope given up that way may still have landed: it may then be
-  counted as lost at both ends, never at neither.
+- Redis unreachable: retry with backoff (``retry.BUS_SEND``, as for an inbox not there yet,
+  below), the same number each time, while the outage is younger than ``hold`` seconds;
+  after that, fail at once with ``FleetUnavailable`` (the caller counts the drop). An
+  envelope given up that way may still have landed: it may then be counted as lost at both
+  ends, never at neither.
 - An inbox that does not exist (its node is not reading: not started yet, or resuming after
   Redis came back empty) is waited for until ``send_deadline``, or until ``is_alive`` says the
   node is dead, then ``False`` (counted in ``undelivered``, one WARNING per stall). Right after
@@ -35,15 +36,13 @@ import paradoxplex.node.fleet.redis.entries as entries
 from paradoxplex.node.fleet.redis.client import FleetClient
 from paradoxplex.node.fleet.redis.errors import edge
 from paradoxplex.shared.errors import FleetUnavailable
+from paradoxplex.shared.retry import BUS_SEND, Backoff
 
 __all__ = ["AliveCheck", "Outbox"]
 
 log = logging.getLogger("paradoxplex.node.fleet")
 
 AliveCheck = Callable[[str], Awaitable[bool]]
-
-_FIRST_RETRY = 0.02
-_MAX_RETRY = 0.25
 
 
 @dataclass(slots=True)
@@ -139,14 +138,6 @@ class Outbox:
         async with peer.lock:
             return await self._deliver(peer, entries.DIRECT, envelope, count)
 
-    async def send_many(self, node_id: str, envelopes: list[bytes]) -> bool:
-        """``send`` each in turn; at the first that fails, the rest are not sent (counted)."""
-        for index, envelope in enumerate(envelopes):
-            if not await self.send(node_id, envelope, 1):
-                self.undelivered += len(envelopes) - index - 1
-                return False
-        return True
-
     async def publish(self, kind: bytes, envelope: bytes) -> None:
         """Add to the fleet stream (broadcast or control); ``FleetUnavailable`` after ``hold``."""
         async with self._fleet.lock:
@@ -158,7 +149,7 @@ class Outbox:
         meta = entries.Meta(kind, self.epoch, seq, total, count, self.sender).encode()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._send_deadline
-        delay = _FIRST_RETRY
+        backoff = Backoff(BUS_SEND)
         uncertain = False
         reason = ""
         try:
@@ -173,8 +164,7 @@ class Outbox:
                     uncertain = True
                     if not self._failed(loop.time()):
                         raise FleetUnavailable(f"held {self._hold:g} s: {exc.reason}") from exc
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, _MAX_RETRY)
+                    await asyncio.sleep(backoff.failed())
                     continue
                 self._succeeded(loop.time())
                 if landed:
@@ -189,8 +179,7 @@ class Outbox:
                     reason = f"nobody listened within {self._send_deadline:g} s"
                     break
                 peer.alive_at = -math.inf  # not reading: ask about its liveness again
-                await asyncio.sleep(min(delay, remaining))
-                delay = min(delay * 2, _MAX_RETRY)
+                await asyncio.sleep(min(backoff.failed(), remaining))
         except BaseException:
             if uncertain:  # it may have landed: its number is used
                 peer.seq, peer.total = seq, total

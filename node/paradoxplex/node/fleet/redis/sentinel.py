@@ -30,14 +30,14 @@ from urllib.parse import urlencode
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import parse_url
-from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
-from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from paradoxplex.node.fleet.redis.retries import redis_retry
 from paradoxplex.node.tasks import checkpoint
+from paradoxplex.shared.retry import BROKEN_CONNECTION
 from paradoxplex.shared.sentinel_url import SentinelUrl, parse_sentinel_url
 
 __all__ = ["FleetSentinel", "NoMaster", "sentinel_master"]
@@ -129,7 +129,7 @@ def sentinel_options(url: SentinelUrl, master: dict[str, Any]) -> dict[str, Any]
     options.update(username=url.sentinel_username, password=url.sentinel_password)
     # at once, and once: the next sentinel is the fallback (redis-py's default retries
     # three times with seconds of backoff, per sentinel, per connection: longer than a failover)
-    options["retry"] = Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,))
+    options["retry"] = redis_retry(BROKEN_CONNECTION, on=(RedisConnectionError,))
     return options
 
 
@@ -150,6 +150,6 @@ def sentinel_master(
         **options,
         decode_responses=False,
         health_check_interval=health_check_interval,
-        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        retry=redis_retry(BROKEN_CONNECTION, on=(RedisConnectionError,)),  # see retries.py
     )
     return redis, sentinel

@@ -31,7 +31,7 @@ from typing import Any, cast
 import orjson
 from redis.typing import EncodableT
 
-from paradoxplex.node.fleet.redis.client import FleetClient, connect
+from paradoxplex.node.fleet.redis.client import FleetClient
 from paradoxplex.node.fleet.redis.errors import REDIS_DOWN, cancel_requested, edge
 from paradoxplex.node.fleet.redis.rows import (
     client_uuid_of,
@@ -76,8 +76,8 @@ return updated
 class RedisFleet:
     """Fleet state in Redis, shared by every node of a fleet.
 
-    ``client`` may be injected (it is then the caller's to close, unless ``owns_client``);
-    ``from_url`` builds one with ``client.connect`` and closes it in ``close``.
+    ``client`` comes from ``client.connect``; it is the caller's to close, unless
+    ``owns_client`` (then ``close`` closes it).
     """
 
     shared = True
@@ -88,10 +88,6 @@ class RedisFleet:
         self._redis = client.redis
         self._owns_client = owns_client
         self._update = self._redis.register_script(_UPDATE_IF_EXISTS)
-
-    @classmethod
-    def from_url(cls, url: str, *, prefix: str) -> RedisFleet:
-        return cls(connect(url), prefix=prefix, owns_client=True)
 
     @edge
     async def start(self) -> None:
@@ -194,16 +190,6 @@ class RedisFleet:
 
     # -- sessions ------------------------------------------------------------------------
 
-    async def register_session(self, info: SessionInfo) -> None:
-        await self.register_sessions([info])
-
-    async def update_session(self, info: SessionInfo) -> None:
-        """Overwrite a registered session's fields; a no-op when it is not registered."""
-        await self.update_sessions([info])
-
-    async def unregister_session(self, client_uuid: str, node_id: str) -> None:
-        await self.unregister_sessions([(client_uuid, node_id)])
-
     @edge
     async def register_sessions(self, infos: Sequence[SessionInfo]) -> None:
         """Register many sessions: one MULTI per bucket, all sent at once."""
@@ -235,6 +221,7 @@ class RedisFleet:
 
     @edge
     async def update_sessions(self, infos: Sequence[SessionInfo]) -> None:
+        """Overwrite registered sessions' fields; a session not registered is left out."""
         if not infos:
             return
         await asyncio.gather(
