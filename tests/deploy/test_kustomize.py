@@ -31,6 +31,7 @@ from tests.deploy.kustomize import (
     DEPLOY,
     K8S_DEFAULT_TERMINATION_GRACE,
     Rendering,
+    components,
     container_port,
     deploy_files,
     get_route,
@@ -50,7 +51,7 @@ from tests.deploy.kustomize import (
 
 def test_every_kustomization_names_existing_files() -> None:
     problems = []
-    for kustomization in kustomizations():
+    for kustomization in [*kustomizations(), *components()]:
         for what, path in kustomization_files(kustomization):
             exists = (path / "kustomization.yaml").is_file() if path.is_dir() else path.is_file()
             if not exists:
@@ -59,8 +60,9 @@ def test_every_kustomization_names_existing_files() -> None:
 
 
 def test_every_deploy_file_parses_and_is_used() -> None:
-    used = {path.resolve() for k in kustomizations() for _, path in kustomization_files(k)}
-    used |= {path.resolve() for path in kustomizations()}
+    every = [*kustomizations(), *components()]
+    used = {path.resolve() for k in every for _, path in kustomization_files(k)}
+    used |= {path.resolve() for path in every}
     for path in deploy_files():
         if path.suffix == ".toml":
             toml_text(rel(path), path.read_text())

@@ -4,6 +4,7 @@
   matching ``PATTERN``; the match's groups tell the addresses it printed.
 - ``Running.terminate()``: SIGTERM, wait, return the exit code; ``kill()``: SIGKILL.
 - ``run(*args)``: run to completion (a CLI call), with a timeout.
+- ``open_files_limited(soft, hard)``: a prefix (``wrap=``) that lowers the open-file limit.
 stderr goes to a temporary file, shown by ``Running.log()`` when a test needs to say why.
 """
 
@@ -19,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -138,14 +139,27 @@ class Running:
         return f"<Running pid={self.process.pid} rc={self.process.poll()} {self.args[:2]}>"
 
 
+def open_files_limited(soft: int, hard: int) -> list[str]:
+    """A command prefix that runs what follows with ``RLIMIT_NOFILE`` set to ``(soft, hard)``
+    (an exec wrapper rather than ``preexec_fn``, which is unsafe in a process with threads)."""
+    code = (
+        "import os, resource, sys; "
+        f"resource.setrlimit(resource.RLIMIT_NOFILE, ({soft}, {hard})); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    return [sys.executable, "-c", code]
+
+
 def start(
     *args: str,
     ready: re.Pattern[str],
     timeout: float = START_TIMEOUT,
     env: Mapping[str, str] | None = None,
+    wrap: Sequence[str] = (),
 ) -> tuple[Running, re.Match[str]]:
-    """Start ``paradoxplex ARGS`` (``env``: extra environment) and wait for its ``ready`` line."""
-    command = [executable(), *args]
+    """Start ``paradoxplex ARGS`` (``env``: extra environment; ``wrap``: a command prefix that
+    execs it) and wait for its ``ready`` line."""
+    command = [*wrap, executable(), *args]
     log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 - Running.close()
     process = subprocess.Popen(
         command,
@@ -163,10 +177,13 @@ def start(
         raise
 
 
-def run(*args: str, timeout: float = 30.0, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run ``paradoxplex ARGS`` to completion; stdout and stderr captured as text."""
+def run(
+    *args: str, timeout: float = 30.0, wrap: Sequence[str] = (), **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``paradoxplex ARGS`` to completion (``wrap``: as for ``start``); stdout and stderr
+    captured as text."""
     return subprocess.run(
-        [executable(), *args],
+        [*wrap, executable(), *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from paradoxplex.shared.admission import SWEEP_FLOOR, Admission, Refusal, source_of
+from paradoxplex.shared.admission import (
+    FD_RESERVE,
+    SWEEP_FLOOR,
+    Admission,
+    Refusal,
+    fd_reserve,
+    fd_shortfall,
+    socket_room,
+    source_of,
+)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +53,52 @@ def test_draining_and_max_connections_come_first(
 ) -> None:
     admission = Admission(max_total=3)
     assert admission.admit("10.0.0.1", 0.0, held=held, draining=draining) is refusal
+
+
+@pytest.mark.parametrize(
+    ("held", "refusal"),
+    [(99, None), (100, Refusal.FD_LIMIT), (150, Refusal.MAX_CONNECTIONS), (120, Refusal.FD_LIMIT)],
+)
+def test_sockets_past_the_open_file_room_are_refused_after_max_connections(
+    held: int, refusal: Refusal | None
+) -> None:
+    admission = Admission(max_total=150, fd_room=100, max_per_source=1000)
+    assert admission.admit("10.0.0.1", 0.0, held=held) is refusal
+
+
+def test_a_refusal_for_open_files_comes_before_the_per_source_limits() -> None:
+    admission = Admission(fd_room=1, max_per_source=1)
+    assert admission.admit("10.0.0.1", 0.0, held=0) is None
+    assert admission.admit("10.0.0.1", 0.0, held=1) is Refusal.FD_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("limit", "reserve", "room"),
+    [
+        (0, FD_RESERVE, 0),
+        (100, FD_RESERVE + 1, 0),
+        (256, FD_RESERVE + 2, 126),
+        (1024, FD_RESERVE + 10, 886),
+        (20_000, FD_RESERVE + 200, 19_672),
+        (1_048_576, FD_RESERVE + 1024, 1_047_424),
+    ],
+)
+def test_the_node_keeps_a_reserve_of_its_open_files(limit: int, reserve: int, room: int) -> None:
+    assert fd_reserve(limit) == reserve
+    assert socket_room(limit) == room
+
+
+def test_a_limit_too_low_for_max_connections_is_one_line_naming_both() -> None:
+    assert fd_shortfall(10_000, 20_000) is None
+    assert fd_shortfall(886, 1024) is None
+    line = fd_shortfall(10_000, 1024)
+    assert line is not None
+    assert "\n" not in line
+    assert line.startswith(
+        "the open-file limit (1024) is below --max-connections (10000) plus 138 for the node "
+        "itself: sockets past 886 will be refused (fd_limit)"
+    )
+    assert "LimitNOFILE=" in line
 
 
 def test_a_source_holding_max_per_source_sockets_is_refused_until_one_closes() -> None:

@@ -4,7 +4,9 @@ Names follow Prometheus conventions: counters end in ``_total``, durations are h
 seconds. Besides ``paradoxplex_*`` the registry has the standard ``process_*`` metrics
 (resident memory, open fds, CPU seconds), ``python_info`` and ``paradoxplex_build_info``.
 Labels that name a reason come from an enum (``DropReason``, ``Refusal``), and every reason's
-series exists from the start: a scrape shows it at 0 before it first happens.
+series exists from the start (so do the bus's two directions): a scrape shows it at 0 before
+it first happens, a rate over it is 0 rather than no data, and an alert's ``increase()`` sees
+the first one (a series born at 1 shows no increase).
 """
 
 from __future__ import annotations
@@ -152,12 +154,22 @@ class Metrics:
         )
         self.sockets_refused = Counter(
             "paradoxplex_sockets_refused",
-            "Sockets refused, by reason: max_connections, per_ip, accept_rate, draining",
+            "Sockets refused, by reason: " + ", ".join(Refusal),
             ["reason"],
             registry=r,
         )
         for refusal in Refusal:
             self.sockets_refused.labels(refusal)
+        self.max_connections = Gauge(
+            "paradoxplex_max_connections",
+            "Sockets this node serves at once (--max-connections)",
+            registry=r,
+        )
+        self.upstreams_in_rotation = Gauge(
+            "paradoxplex_upstreams_in_rotation",
+            "Upstreams this node sends traffic to now (ready and live)",
+            registry=r,
+        )
         self.buffered = Gauge(
             "paradoxplex_buffered_bytes",
             "Reply bytes buffered for this node's sockets (bounded by max_buffered)",
@@ -200,6 +212,8 @@ class Metrics:
             ["direction"],
             registry=r,
         )
+        for direction in ("in", "out"):
+            self.bus_messages.labels(direction)
 
         self.upstream_rtt = Histogram(
             "paradoxplex_upstream_rtt_seconds",

@@ -44,11 +44,12 @@ from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.hold import FirstByteHold
 from paradoxplex.node.sockets.hosting import SessionHosting
 from paradoxplex.node.sockets.listener import Listener, stop_handshakes
+from paradoxplex.node.sockets.open_files import open_files_limit
 from paradoxplex.node.sockets.session import NODE_FLOW, Session, SessionLimits
 from paradoxplex.node.state import NodeState
 from paradoxplex.node.tasks import TaskSet
 from paradoxplex.node.tls import ServerTls, admin_files, listener_files, upstream_credentials
-from paradoxplex.shared.admission import Admission
+from paradoxplex.shared.admission import Admission, socket_room
 from paradoxplex.shared.config import Address, NodeConfig
 from paradoxplex.shared.errors import ConfigError, FleetUnavailable
 from paradoxplex.shared.fleet import Backend, FleetBus, FleetState
@@ -95,6 +96,8 @@ class Node:
             streams=config.streams,
             batch=config.batch == "auto",
         )
+        metrics.max_connections.set(config.max_connections)
+        metrics.upstreams_in_rotation.set_function(lambda: len(self.pool.balancer_members()))
         self.hold = FirstByteHold(
             sessions=state.sessions,
             pool=self.pool,
@@ -299,6 +302,7 @@ class Node:
 def admission(config: NodeConfig) -> Admission:
     return Admission(
         max_total=config.max_connections,
+        fd_room=socket_room(open_files_limit()),
         max_per_source=config.max_connections_per_ip,
         rate=config.accept_rate,
     )

@@ -5,8 +5,13 @@ Rules:
   in (one client commonly holds a whole /64). Anything else (a Unix socket, an unknown peer)
   is its own source.
 - A new socket is refused, first reason first: the node is draining (``draining``); the node
-  holds ``max_total`` sockets (``max_connections``); its source holds ``max_per_source``
-  sockets (``per_ip``; 0: off); its source has no token left (``accept_rate``; 0: off).
+  holds ``max_total`` sockets (``max_connections``); the node holds as many sockets as its
+  open-file limit leaves room for (``fd_limit``: ``socket_room``); its source holds
+  ``max_per_source`` sockets (``per_ip``; 0: off); its source has no token left
+  (``accept_rate``; 0: off).
+- Open files: a node keeps ``fd_reserve(limit)`` descriptors for itself (listener, admin API,
+  Redis, gRPC channels, logs, the event loop, sockets still in a TLS handshake or PROXY
+  header) and holds sockets only in the rest, so that ``accept()`` never meets the limit.
 - Accept rate: a token bucket per source, ``rate`` tokens a second, holding at most ``burst``
   (default one second's worth, at least 1); an admitted socket takes one token, a refused one
   takes none.
@@ -26,6 +31,10 @@ from dataclasses import dataclass
 
 SWEEP_FLOOR = 1024
 DEFAULT_MAX_TOTAL = 10_000  # --max-connections
+#: Open files a node keeps for itself beside its sockets, plus 1 % of the limit (at most
+#: ``FD_RESERVE_EXTRA``): a node with Redis, two upstreams and its admin API holds about 30.
+FD_RESERVE = 128
+FD_RESERVE_EXTRA = 1024
 
 
 class Refusal(enum.StrEnum):
@@ -35,6 +44,31 @@ class Refusal(enum.StrEnum):
     MAX_CONNECTIONS = "max_connections"
     PER_IP = "per_ip"
     ACCEPT_RATE = "accept_rate"
+    FD_LIMIT = "fd_limit"
+
+
+def fd_reserve(limit: int) -> int:
+    """Open files kept for the node itself when its limit is ``limit``."""
+    return FD_RESERVE + min(limit // 100, FD_RESERVE_EXTRA)
+
+
+def socket_room(limit: int) -> int:
+    """Sockets a node can hold under an open-file limit of ``limit``."""
+    return max(0, limit - fd_reserve(limit))
+
+
+def fd_shortfall(max_connections: int, limit: int) -> str | None:
+    """One line saying that ``limit`` open files cannot hold ``max_connections`` sockets and
+    the node's own files; None when they can."""
+    room = socket_room(limit)
+    if max_connections <= room:
+        return None
+    return (
+        f"the open-file limit ({limit}) is below --max-connections ({max_connections}) plus "
+        f"{fd_reserve(limit)} for the node itself: sockets past {room} will be refused "
+        "(fd_limit); raise the hard limit (LimitNOFILE= in systemd, ulimit -Hn, "
+        "the container runtime's nofile)"
+    )
 
 
 @functools.lru_cache(maxsize=4096)  # parsing an address costs more than the rest of an accept
@@ -59,8 +93,8 @@ class Bucket:
 
 
 class Admission:
-    """Admits or refuses new sockets. Defaults: ``max_total`` 10,000, per-source limits off,
-    ``log_interval`` 10 s."""
+    """Admits or refuses new sockets. Defaults: ``max_total`` 10,000, ``fd_room`` None (no
+    open-file bound), per-source limits off, ``log_interval`` 10 s."""
 
     __slots__ = (
         "_buckets",
@@ -69,6 +103,7 @@ class Admission:
         "_said",
         "_sweep_at",
         "burst",
+        "fd_room",
         "log_interval",
         "max_per_source",
         "max_total",
@@ -79,12 +114,14 @@ class Admission:
         self,
         *,
         max_total: int = DEFAULT_MAX_TOTAL,
+        fd_room: int | None = None,
         max_per_source: int = 0,
         rate: float = 0.0,
         burst: float | None = None,
         log_interval: float = 10.0,
     ) -> None:
         self.max_total = max_total
+        self.fd_room = fd_room
         self.max_per_source = max_per_source
         self.rate = rate
         self.burst = max(1.0, rate if burst is None else burst)
@@ -103,6 +140,8 @@ class Admission:
             return Refusal.DRAINING
         if held >= self.max_total:
             return Refusal.MAX_CONNECTIONS
+        if self.fd_room is not None and held >= self.fd_room:
+            return Refusal.FD_LIMIT
         count = self._held.get(source, 0)
         if self.max_per_source and count >= self.max_per_source:
             return Refusal.PER_IP

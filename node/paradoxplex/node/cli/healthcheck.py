@@ -11,6 +11,11 @@ Rules:
 - ``node --check`` loads the configuration (a bad setting has already exited 2), then checks
   that the listener and admin ports are free, that Redis answers and that every upstream is
   ready; one line per check (``ok: …`` or ``problem: …``); exit 0 when there is no problem.
+  ``node --check=config`` checks the settings and their files (TLS, the open-file limit) and
+  reaches nothing: a service manager runs it before every start, when an upstream may well be
+  down (a node starts anyway and waits for it).
+  Warnings (no upstream; an open-file limit too low for ``--max-connections``) are lines of
+  their own (``warning: …``) that do not fail the check.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from paradoxplex.node.cli.checks import (
     redis_problem,
     upstream_problem,
 )
+from paradoxplex.node.sockets.open_files import open_files_limit
 from paradoxplex.node.tls import file_problems, upstream_credentials
+from paradoxplex.shared.admission import fd_shortfall, socket_room
 from paradoxplex.shared.config import DEFAULT_ADMIN, Address, NodeConfig, parse_address
 from paradoxplex.shared.credentials import redact_url
 from paradoxplex.shared.errors import ConfigError
@@ -161,20 +168,40 @@ def port_problem(address: Address) -> str | None:
     return None
 
 
-async def check_lines(config: NodeConfig, *, within: float = DEFAULT_TIMEOUT) -> list[str]:
-    """One ``ok: …`` or ``problem: …`` line per check of ``config``."""
+async def check_lines(
+    config: NodeConfig, *, within: float = DEFAULT_TIMEOUT, reach: bool = True
+) -> list[str]:
+    """One ``ok: …``, ``problem: …`` or ``warning: …`` line per check of ``config``
+    (``reach``: also the ports, Redis and the upstreams)."""
+    checks = await reach_problems(config, within=within) if reach else []
+    checks += file_problems(config)
+    lines = [f"ok: settings of node {config.node_id}"]
+    lines += [f"problem: {what}: {why}" if why else f"ok: {what}" for what, why in checks]
+    if not config.upstream:
+        lines.append("warning: no --upstream: sockets would wait for one to be added")
+    limit = open_files_limit()
+    shortfall = fd_shortfall(config.max_connections, limit)
+    lines.append(
+        f"warning: {shortfall}"
+        if shortfall
+        else f"ok: open-file limit {limit}: room for {socket_room(limit)} sockets"
+    )
+    return lines
+
+
+async def reach_problems(config: NodeConfig, *, within: float) -> list[tuple[str, str | None]]:
+    """(what, problem or None) for the ports, Redis and every upstream."""
     checks: list[tuple[str, str | None]] = [
         (f"--listen {config.listen}", port_problem(config.listen)),
         (f"--admin {config.admin}", port_problem(config.admin)),
     ]
     if config.redis:
         checks.append((f"--redis {redact_url(config.redis)}", await redis_problem(config.redis)))
-    checks += file_problems(config)
     credentials = None
     if config.upstream_tls:
         try:
             credentials = upstream_credentials(config)
-        except ConfigError:  # reported above; probe with the system's CAs
+        except ConfigError:  # reported by file_problems; probe with the system's CAs
             credentials = grpc.ssl_channel_credentials()
     problems = await asyncio.gather(
         *(
@@ -182,19 +209,15 @@ async def check_lines(config: NodeConfig, *, within: float = DEFAULT_TIMEOUT) ->
             for address in config.upstream
         )
     )
-    checks += [
+    return checks + [
         (f"--upstream {address}", problem)
         for address, problem in zip(config.upstream, problems, strict=True)
     ]
-    lines = [f"ok: settings of node {config.node_id}"]
-    lines += [f"problem: {what}: {why}" if why else f"ok: {what}" for what, why in checks]
-    if not config.upstream:
-        lines.append("warning: no --upstream: sockets would wait for one to be added")
-    return lines
 
 
-def run_check(config: NodeConfig) -> int:
-    lines = asyncio.run(check_lines(config, within=min(DEFAULT_TIMEOUT, config.ready_timeout)))
+def run_check(config: NodeConfig, *, reach: bool = True) -> int:
+    within = min(DEFAULT_TIMEOUT, config.ready_timeout)
+    lines = asyncio.run(check_lines(config, within=within, reach=reach))
     for line in lines:
         print(line, file=sys.stderr if line.startswith("problem") else sys.stdout)
     return 1 if any(line.startswith("problem") for line in lines) else 0

@@ -18,12 +18,15 @@ from typing import Any, NoReturn
 from paradoxplex.node.cli.workers import worker_index
 from paradoxplex.node.grpc_env import apply_grpc_defaults
 from paradoxplex.node.logs import setup_logging
+from paradoxplex.node.sockets.open_files import open_files_limit, raise_open_files
+from paradoxplex.shared.admission import fd_shortfall
 from paradoxplex.shared.config import NodeConfig, load_config, parse_address, read_toml
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.flags import add_node_arguments
 from paradoxplex.shared.upstreams import EXAMPLE_UPSTREAM
 
 log = logging.getLogger("paradoxplex.node")
+CHECKS = ("all", "config")  # node --check: everything, or what needs no network
 
 
 def version() -> str:
@@ -84,9 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     node.add_argument("--version", action="version", version=shown)
     node.add_argument(
         "--check",
-        action="store_true",
+        nargs="?",
+        const="all",
+        choices=CHECKS,
+        metavar="all|config",
         help="load and check the whole configuration, reach Redis and every upstream, "
-        "print one line per problem, and exit (0: all good, 1: a problem)",
+        "print one line per problem, and exit (0: all good, 1: a problem); --check=config: "
+        "the settings and their files only, reaching nothing (for systemd's ExecStartPre)",
     )
     add_node_arguments(node)
     echo = commands.add_parser("upstream-echo", help="an example upstream that echoes payloads")
@@ -151,6 +158,9 @@ async def run_node(config: NodeConfig) -> None:
     from paradoxplex.node.fleet.backends import build_backend, starting
     from paradoxplex.node.node import Node
 
+    shortfall = fd_shortfall(config.max_connections, open_files_limit())
+    if shortfall:
+        log.warning(shortfall)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -219,10 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"paradoxplex: {error}", file=sys.stderr)
         return 2
+    raise_open_files()  # before --check, so that it reports what a node would have
     if args.check:
         from paradoxplex.node.cli.healthcheck import run_check
 
-        return run_check(config)
+        return run_check(config, reach=args.check == "all")
     if config.workers > 1:
         from paradoxplex.node.cli.workers import run_workers, worker_config
 

@@ -164,6 +164,8 @@ REFUSED = {
     Refusal.MAX_CONNECTIONS: "refused %d socket(s) from %s: %d sockets held (max_connections)",
     Refusal.PER_IP: "refused %d socket(s) from %s: max_connections_per_ip (%d sockets held)",
     Refusal.ACCEPT_RATE: "refused %d socket(s) from %s: accept_rate (%d sockets held)",
+    Refusal.FD_LIMIT: "refused %d socket(s) from %s: %d sockets held, all that the open-file "
+    "limit leaves room for (fd_limit)",
 }
 
 
