@@ -21,7 +21,7 @@ TTL = 30.0
 
 def session(number: int, node: str = "node-a", **changes: object) -> SessionInfo:
     info = SessionInfo(
-        uuid=f"00000000-0000-4000-8000-{number:012d}",
+        client_uuid=f"00000000-0000-4000-8000-{number:012d}",
         node_id=node,
         remote=f"10.0.0.{number % 250}:{40000 + number}",
         connected_at=1_700_000_000.123456 + number,
@@ -48,7 +48,7 @@ async def all_pages(
     cursor: str | None = None
     while True:
         items, cursor = await fleet.list_sessions(node=node, cursor=cursor, limit=limit)
-        pages.append([info.uuid for info in items])
+        pages.append([info.client_uuid for info in items])
         if cursor is None:
             return pages
         assert len(pages) < 100, "the cursor never ended"
@@ -60,8 +60,8 @@ async def all_pages(
 async def test_register_and_lookup_a_session(fleet_state: FleetState) -> None:
     info = session(1, labels={"site": "lyon", "kind/ü": "a=b c"}, bytes_in=12, messages_out=3)
     await register_session(fleet_state, info)
-    assert await fleet_state.lookup_session(info.uuid) == info
-    assert await fleet_state.lookup_session(session(2).uuid) is None
+    assert await fleet_state.lookup_session(info.client_uuid) == info
+    assert await fleet_state.lookup_session(session(2).client_uuid) is None
 
 
 async def test_update_a_session(fleet_state: FleetState) -> None:
@@ -69,7 +69,7 @@ async def test_update_a_session(fleet_state: FleetState) -> None:
     await register_session(fleet_state, info)
     changed = session(1, state=SessionState.PAUSED, labels={"b": "2"}, bytes_out=99)
     await update_session(fleet_state, changed)
-    assert await fleet_state.lookup_session(info.uuid) == changed
+    assert await fleet_state.lookup_session(info.client_uuid) == changed
 
 
 async def test_update_does_not_bring_back_an_unregistered_session(
@@ -77,11 +77,11 @@ async def test_update_does_not_bring_back_an_unregistered_session(
 ) -> None:
     info = session(1)
     await update_session(fleet_state, info)
-    assert await fleet_state.lookup_session(info.uuid) is None
+    assert await fleet_state.lookup_session(info.client_uuid) is None
     await register_session(fleet_state, info)
-    await unregister_session(fleet_state, info.uuid, info.node_id)
+    await unregister_session(fleet_state, info.client_uuid, info.node_id)
     await update_session(fleet_state, info)
-    assert await fleet_state.lookup_session(info.uuid) is None
+    assert await fleet_state.lookup_session(info.client_uuid) is None
     assert await fleet_state.node_sessions(info.node_id) == []
 
 
@@ -89,10 +89,10 @@ async def test_unregister_a_session(fleet_state: FleetState) -> None:
     kept, gone = session(1), session(2)
     for info in (kept, gone):
         await register_session(fleet_state, info)
-    await unregister_session(fleet_state, gone.uuid, gone.node_id)
-    assert await fleet_state.lookup_session(gone.uuid) is None
-    assert await fleet_state.node_sessions("node-a") == [kept.uuid]
-    assert await all_pages(fleet_state) == [[kept.uuid]]
+    await unregister_session(fleet_state, gone.client_uuid, gone.node_id)
+    assert await fleet_state.lookup_session(gone.client_uuid) is None
+    assert await fleet_state.node_sessions("node-a") == [kept.client_uuid]
+    assert await all_pages(fleet_state) == [[kept.client_uuid]]
 
 
 async def test_many_sessions_at_once(fleet_state: FleetState) -> None:
@@ -103,15 +103,17 @@ async def test_many_sessions_at_once(fleet_state: FleetState) -> None:
     assert len(await fleet_state.node_sessions("node-b")) == 500
     changed = [session(n, labels={"k": "v"}) for n in range(1, 1000, 2)]
     await fleet_state.update_sessions(changed)
-    found = await fleet_state.lookup_session(changed[0].uuid)
+    found = await fleet_state.lookup_session(changed[0].client_uuid)
     assert found is not None
     assert found.labels == {"k": "v"}
-    await fleet_state.unregister_sessions([(info.uuid, info.node_id) for info in infos[:999]])
-    assert await all_pages(fleet_state) == [[infos[999].uuid]]
+    await fleet_state.unregister_sessions(
+        [(info.client_uuid, info.node_id) for info in infos[:999]]
+    )
+    assert await all_pages(fleet_state) == [[infos[999].client_uuid]]
 
 
 async def test_unregister_an_unknown_session_is_harmless(fleet_state: FleetState) -> None:
-    await unregister_session(fleet_state, session(7).uuid, "node-x")
+    await unregister_session(fleet_state, session(7).client_uuid, "node-x")
     assert await all_pages(fleet_state) == [[]]
 
 
@@ -119,8 +121,8 @@ async def test_registering_again_replaces(fleet_state: FleetState) -> None:
     await register_session(fleet_state, session(1, labels={"a": "1"}))
     again = session(1, labels={"b": "2"})
     await register_session(fleet_state, again)
-    assert await fleet_state.lookup_session(again.uuid) == again
-    assert await all_pages(fleet_state) == [[again.uuid]]
+    assert await fleet_state.lookup_session(again.client_uuid) == again
+    assert await all_pages(fleet_state) == [[again.client_uuid]]
 
 
 # -- listing -------------------------------------------------------------------------------
@@ -132,7 +134,7 @@ async def test_pages_of_ten_over_25_sessions(fleet_state: FleetState) -> None:
         await register_session(fleet_state, info)
     pages = await all_pages(fleet_state, limit=10)
     assert [len(page) for page in pages] == [10, 10, 5]
-    assert [uuid for page in pages for uuid in page] == sorted(info.uuid for info in infos)
+    assert [uuid for page in pages for uuid in page] == sorted(info.client_uuid for info in infos)
 
 
 async def test_a_full_last_page_has_no_cursor(fleet_state: FleetState) -> None:
@@ -152,7 +154,7 @@ async def test_pages_return_whole_records(fleet_state: FleetState) -> None:
 async def test_node_filter_with_cursor(fleet_state: FleetState) -> None:
     for number in range(1, 26):
         await register_session(fleet_state, session(number, node=f"node-{number % 3}"))
-    expected = sorted(session(n).uuid for n in range(1, 26) if n % 3 == 1)
+    expected = sorted(session(n).client_uuid for n in range(1, 26) if n % 3 == 1)
     pages = await all_pages(fleet_state, node="node-1", limit=4)
     assert [uuid for page in pages for uuid in page] == expected
     assert [len(page) for page in pages] == [4, 4, 1]
@@ -202,8 +204,8 @@ async def test_unregister_a_node_removes_its_sessions(fleet_state: FleetState) -
     assert await fleet_state.known_nodes() == ["node-b"]
     assert not await fleet_state.node_alive("node-a")
     assert await fleet_state.node_sessions("node-a") == []
-    assert all([await fleet_state.lookup_session(info.uuid) is None for info in mine])
-    assert await all_pages(fleet_state) == [[info.uuid for info in theirs]]
+    assert all([await fleet_state.lookup_session(info.client_uuid) is None for info in mine])
+    assert await all_pages(fleet_state) == [[info.client_uuid for info in theirs]]
 
 
 async def test_unregister_an_unknown_node_is_harmless(fleet_state: FleetState) -> None:
@@ -334,4 +336,4 @@ async def test_any_page_size_lists_everything_once(fleet_state: FleetState, limi
     for info in infos:
         await register_session(fleet_state, info)
     pages = await all_pages(fleet_state, limit=limit)
-    assert [uuid for page in pages for uuid in page] == [info.uuid for info in infos]
+    assert [uuid for page in pages for uuid in page] == [info.client_uuid for info in infos]

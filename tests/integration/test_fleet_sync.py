@@ -36,21 +36,21 @@ async def test_a_burst_of_opens_goes_in_few_writes_and_each_is_registered() -> N
     registered: set[str] = set()
 
     def on_registered(infos: Iterable[SessionInfo]) -> None:
-        registered.update(info.uuid for info in infos)
+        registered.update(info.client_uuid for info in infos)
 
     sync = SessionSync(fleet, list, coalesce=0.02, on_registered=on_registered)
     runner = asyncio.create_task(sync.run())
     try:
         lone = _info()
         sync.added(lone)
-        await eventually(lambda: lone.uuid in registered, message="the lone open")
+        await eventually(lambda: lone.client_uuid in registered, message="the lone open")
         assert fleet.writes == [1]  # written alone, without waiting for company
 
         opened = [_info() for _ in range(2000)]
         for info in opened:  # one open per loop turn, as a busy listener accepts them
             sync.added(info)
             await asyncio.sleep(0)
-        await eventually(lambda: registered >= {info.uuid for info in opened})
+        await eventually(lambda: registered >= {info.client_uuid for info in opened})
         burst = fleet.writes[1:]
         assert sum(burst) == len(opened)
         assert max(burst) <= CHUNK

@@ -93,10 +93,10 @@ def fleet_calls(fleet: RedisFleet) -> dict[str, Callable[[], Awaitable[object]]]
         "claim_cleanup": lambda: fleet.claim_cleanup("node-b", "node-a", ttl=5),
         "register_sessions": lambda: fleet.register_sessions([info]),
         "update_sessions": lambda: fleet.update_sessions([info]),
-        "lookup_session": lambda: fleet.lookup_session(info.uuid),
+        "lookup_session": lambda: fleet.lookup_session(info.client_uuid),
         "list_sessions": lambda: fleet.list_sessions(node=None, cursor=None, limit=10),
         "node_sessions": lambda: fleet.node_sessions("node-a"),
-        "unregister_sessions": lambda: fleet.unregister_sessions([(info.uuid, "node-a")]),
+        "unregister_sessions": lambda: fleet.unregister_sessions([(info.client_uuid, "node-a")]),
         "unregister_node": lambda: fleet.unregister_node("node-a"),
         "put_upstream": lambda: fleet.put_upstream(UpstreamSpec("10.0.0.1", 45888)),
         "list_upstreams": fleet.list_upstreams,
@@ -131,7 +131,7 @@ async def test_fleet_fails_fast_and_recovers(server: RedisServer, fleet: RedisFl
     await register_session(fleet, info)
     info.bytes_in = 5
     await update_session(fleet, info)  # its script is gone from the new Redis: loaded again
-    assert await fleet.lookup_session(info.uuid) == info
+    assert await fleet.lookup_session(info.client_uuid) == info
 
 
 async def test_a_frozen_redis_fails_within_the_socket_timeout(

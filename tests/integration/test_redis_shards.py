@@ -41,7 +41,7 @@ IDS = ("a", "b", "e", "c")
 
 def info(number: int, node_id: str = "node-a") -> SessionInfo:
     return SessionInfo(
-        uuid=str(uuid.UUID(int=number * 2654435761 + 7, version=4)),
+        client_uuid=str(uuid.UUID(int=number * 2654435761 + 7, version=4)),
         node_id=node_id,
         remote=f"10.0.0.1:{1000 + number % 60000}",
         connected_at=1_700_000_000.0 + number,

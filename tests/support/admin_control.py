@@ -121,7 +121,7 @@ class FakeControl:
         self.calls.append(("list_sockets", node, state, label, limit, cursor))
         found = [
             info
-            for info in sorted(self.sessions.values(), key=lambda info: info.uuid)
+            for info in sorted(self.sessions.values(), key=lambda info: info.client_uuid)
             if (node is None or info.node_id == node)
             and (state is None or info.state is state)
             and matches(info, BroadcastTarget.ALL, label)

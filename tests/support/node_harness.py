@@ -129,7 +129,7 @@ async def session_uuid(node: Node, client: Client) -> str:
     found: list[str] = []
 
     def accepted() -> bool:
-        found[:] = [session_of(node, client).uuid]
+        found[:] = [session_of(node, client).client_uuid]
         return True
 
     await eventually(accepted, message=f"the node accepted {client!r}")

@@ -68,7 +68,7 @@ async def test_unregister_node_removes_its_sessions(fleet: MemoryFleet) -> None:
     assert await fleet.lookup_session(sid(1)) is None
     assert await fleet.node_sessions("b") == [sid(0), sid(2)]
     page, cursor = await fleet.list_sessions(node=None, cursor=None, limit=10)
-    assert ([s.uuid for s in page], cursor) == ([sid(0), sid(2)], None)
+    assert ([s.client_uuid for s in page], cursor) == ([sid(0), sid(2)], None)
     assert await fleet.known_nodes() == ["b"]
 
 
@@ -136,7 +136,7 @@ async def test_register_twice_lists_once(fleet: MemoryFleet) -> None:
     await register_session(fleet, session(1))
     await register_session(fleet, session(1))
     page, _ = await fleet.list_sessions(node=None, cursor=None, limit=10)
-    assert [s.uuid for s in page] == [sid(1)]
+    assert [s.client_uuid for s in page] == [sid(1)]
 
 
 async def pages(fleet: MemoryFleet, *, node: str | None, limit: int) -> list[list[str]]:
@@ -144,7 +144,7 @@ async def pages(fleet: MemoryFleet, *, node: str | None, limit: int) -> list[lis
     cursor: str | None = None
     while True:
         page, cursor = await fleet.list_sessions(node=node, cursor=cursor, limit=limit)
-        result.append([s.uuid for s in page])
+        result.append([s.client_uuid for s in page])
         if cursor is None:
             return result
         assert len(result) < 100, "pagination does not end"
@@ -190,7 +190,7 @@ async def test_pagination_survives_removal_of_the_cursor(fleet: MemoryFleet) -> 
     await unregister_session(fleet, sid(1), "a")
     await register_session(fleet, session(100))
     rest, _ = await fleet.list_sessions(node=None, cursor=cursor, limit=10)
-    assert [s.uuid for s in page + rest] == [sid(n) for n in (0, 1, 2, 3, 4, 5, 100)]
+    assert [s.client_uuid for s in page + rest] == [sid(n) for n in (0, 1, 2, 3, 4, 5, 100)]
 
 
 async def test_unknown_node_has_no_sessions(fleet: MemoryFleet) -> None:

@@ -126,7 +126,7 @@ class NodeControl:
             infos, next_cursor = self._local_page(node=node, cursor=cursor, limit=limit)
         items = []
         for info in infos:
-            fresh = self._local(info.uuid) or info
+            fresh = self._local(info.client_uuid) or info
             if state is not None and fresh.state is not state:
                 continue
             if label is not None and fresh.labels.get(label[0]) != label[1]:

@@ -110,5 +110,7 @@ def route_broadcast(
 ) -> list[Action]:
     """One publish for the fleet (first), then a write to each matching local session."""
     actions: list[Action] = [PublishBroadcast(target, label, payload)] if fleet else []
-    actions += (WriteLocal(info.uuid, payload) for info in sessions if matches(info, target, label))
+    actions += (
+        WriteLocal(info.client_uuid, payload) for info in sessions if matches(info, target, label)
+    )
     return actions

@@ -60,7 +60,7 @@ class SessionInfo:
     ``labels`` are replaced whole, never changed in place: a socket without any shares one
     empty read-only map (most sockets have none)."""
 
-    uuid: str
+    client_uuid: str
     node_id: str
     remote: str
     connected_at: float
@@ -77,7 +77,7 @@ class SessionInfo:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "uuid": self.uuid,
+            "uuid": self.client_uuid,
             "node": self.node_id,
             "remote": self.remote,
             "connected_at": self.connected_at,
@@ -92,7 +92,7 @@ class SessionInfo:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SessionInfo:
         return cls(
-            uuid=str(data["uuid"]),
+            client_uuid=str(data["uuid"]),
             node_id=str(data["node"]),
             remote=str(data["remote"]),
             connected_at=float(data["connected_at"]),

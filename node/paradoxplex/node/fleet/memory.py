@@ -89,15 +89,15 @@ class MemoryFleet:
     async def register_sessions(self, infos: Sequence[SessionInfo]) -> None:
         hub = self.hub
         for info in infos:
-            if info.uuid not in hub.sessions:
-                bisect.insort(hub.order, info.uuid)
-            hub.sessions[info.uuid] = info
-            hub.by_node.setdefault(info.node_id, {})[info.uuid] = None
+            if info.client_uuid not in hub.sessions:
+                bisect.insort(hub.order, info.client_uuid)
+            hub.sessions[info.client_uuid] = info
+            hub.by_node.setdefault(info.node_id, {})[info.client_uuid] = None
 
     async def update_sessions(self, infos: Sequence[SessionInfo]) -> None:
         for info in infos:
-            if info.uuid in self.hub.sessions:
-                self.hub.sessions[info.uuid] = info
+            if info.client_uuid in self.hub.sessions:
+                self.hub.sessions[info.client_uuid] = info
 
     async def unregister_sessions(self, sessions: Sequence[tuple[str, str]]) -> None:
         for client_uuid, node_id in sessions:

@@ -67,25 +67,25 @@ class SessionSync:
         self.healthy = True
 
     def added(self, info: SessionInfo) -> None:
-        self._removed.pop(info.uuid, None)
-        self._added[info.uuid] = info
+        self._removed.pop(info.client_uuid, None)
+        self._added[info.client_uuid] = info
         self._wakeup.set()
         self._urgent.set()
 
     def changed(self, info: SessionInfo) -> None:
-        if info.uuid not in self._added:
-            self._changed[info.uuid] = info
+        if info.client_uuid not in self._added:
+            self._changed[info.client_uuid] = info
         self._wakeup.set()
 
     def removed(self, info: SessionInfo) -> None:
-        self._added.pop(info.uuid, None)
-        self._changed.pop(info.uuid, None)
-        self._removed[info.uuid] = info.node_id
+        self._added.pop(info.client_uuid, None)
+        self._changed.pop(info.client_uuid, None)
+        self._removed[info.client_uuid] = info.node_id
         self._wakeup.set()
 
     def resync(self) -> None:
         for info in self.local():
-            self._added[info.uuid] = info
+            self._added[info.client_uuid] = info
         self._wakeup.set()
 
     @property

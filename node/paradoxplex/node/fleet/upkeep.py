@@ -176,7 +176,7 @@ class FleetUpkeep:
         """Write one socket's record now (an admin change is visible once answered); queued
         as well, so a failed write is retried with the others."""
         self.sync.changed(info)
-        if self.status.registered() and info.uuid not in self.sync.unwritten:
+        if self.status.registered() and info.client_uuid not in self.sync.unwritten:
             with contextlib.suppress(FleetUnavailable):
                 await self.fleet.update_sessions([info])
 

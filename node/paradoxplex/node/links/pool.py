@@ -131,7 +131,7 @@ class UpstreamPool:
     def submit(self, session: Session) -> None:
         held = session.flow.held
         pick = self.balancer.pick
-        client_uuid = session.uuid
+        client_uuid = session.client_uuid
         links = self.links
         placed = 0
         for frame in islice(held, session.allowance()):
@@ -156,11 +156,11 @@ class UpstreamPool:
         self.balancer.forget(client_uuid)
         self._waiting_ids.discard(client_uuid)
         if len(self.waiting) > 2 * len(self._waiting_ids) + 64:  # drop closed sessions
-            self.waiting = deque(s for s in self.waiting if s.uuid in self._waiting_ids)
+            self.waiting = deque(s for s in self.waiting if s.client_uuid in self._waiting_ids)
 
     def _wait(self, session: Session) -> None:
-        if session.uuid not in self._waiting_ids:
-            self._waiting_ids.add(session.uuid)
+        if session.client_uuid not in self._waiting_ids:
+            self._waiting_ids.add(session.client_uuid)
             self.waiting.append(session)
 
     def _retry_waiting(self) -> None:
@@ -171,11 +171,11 @@ class UpstreamPool:
         try:
             for _ in range(len(self.waiting)):
                 session = self.waiting.popleft()
-                self._waiting_ids.discard(session.uuid)
+                self._waiting_ids.discard(session.client_uuid)
                 if session.closing or not session.flow.held:
                     continue
                 self.submit(session)
-                if session.uuid in self._waiting_ids:
+                if session.client_uuid in self._waiting_ids:
                     break
         finally:
             self._retrying = False

@@ -29,7 +29,7 @@ def lifecycle_event(
     event = pb.SocketEvent(
         kind=kind, remote_address=info.remote, node_id=info.node_id, reason=reason
     )
-    pool.send_event(info.uuid, event)
+    pool.send_event(info.client_uuid, event)
 
 
 class FirstByteHold:
@@ -55,7 +55,7 @@ class FirstByteHold:
         """A socket opened: True when it is held (the fleet can be written and does not know
         it yet); False when it goes at once."""
         if self.shared and self._registered():
-            self.held.add(info.uuid)
+            self.held.add(info.client_uuid)
             return True
         return False
 
@@ -68,8 +68,8 @@ class FirstByteHold:
         if not held:
             return
         for info in infos:
-            if info.uuid in held:
-                self._let_go(info.uuid)
+            if info.client_uuid in held:
+                self._let_go(info.client_uuid)
 
     def release_all(self) -> None:
         """The fleet cannot be written: serve every held socket locally anyway."""

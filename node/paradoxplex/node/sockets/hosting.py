@@ -81,7 +81,7 @@ class SessionHosting:
         session.source = sys.intern(source)  # one string per source, not one per socket
         remote = session.peer or (f"{peer[0]}:{peer[1]}" if peer else "unknown")
         info = SessionInfo(new_client_uuid(), self.node_id, remote, time.time())
-        self.sessions[info.uuid] = session
+        self.sessions[info.client_uuid] = session
         self.metrics.sockets_opened.inc()
         self.metrics.sockets.set(len(self.sessions))
         # no TCP_NODELAY here: both loops set it on every TCP transport, and asking for the
@@ -89,17 +89,17 @@ class SessionHosting:
         self.sync.added(info)
         if not self.hold.opened(info) and self.lifecycle_events:  # held: CONNECTED goes later
             lifecycle_event(self.pool, info, pb.SocketEvent.CONNECTED, "")
-        log.debug("socket %s open from %s", info.uuid, remote)
+        log.debug("socket %s open from %s", info.client_uuid, remote)
         return info
 
     def close_session(self, session: Session, reason: str) -> None:
         info = session.info
-        if info is None or self.sessions.pop(info.uuid, None) is None:
+        if info is None or self.sessions.pop(info.client_uuid, None) is None:
             return
         self.admission.release(session.source)
         self.buffers.forget(session)
-        self.pool.forget(info.uuid)
-        self.hold.forget(info.uuid)
+        self.pool.forget(info.client_uuid)
+        self.hold.forget(info.client_uuid)
         dropped = session.flow.drop_all()
         if dropped:
             self.metrics.drops.labels(DropReason.SOCKET_CLOSED).inc(dropped)
@@ -110,7 +110,7 @@ class SessionHosting:
             lifecycle_event(self.pool, info, pb.SocketEvent.DISCONNECTED, reason)
         log.debug(
             "socket %s closed: %s; %d bytes in, %d out, %.1fs",
-            info.uuid,
+            info.client_uuid,
             reason,
             info.bytes_in,
             info.bytes_out,
@@ -144,7 +144,7 @@ class SessionHosting:
         return buffers.total
 
     def submit(self, session: Session) -> None:
-        if session.uuid in self.hold.held:
+        if session.client_uuid in self.hold.held:
             session.placed(0)  # held (reading paused) until the fleet knows the socket
             return
         self.pool.submit(session)

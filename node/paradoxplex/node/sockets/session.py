@@ -136,8 +136,8 @@ class Session(asyncio.Protocol):
         self._timer_at = 0.0
 
     @property
-    def uuid(self) -> str:
-        return self.info.uuid if self.info else ""
+    def client_uuid(self) -> str:
+        return self.info.client_uuid if self.info else ""
 
     @property
     def closing(self) -> bool:
@@ -175,7 +175,7 @@ class Session(asyncio.Protocol):
             frames = self.framer.feed(data)
         except FrameTooLarge as error:
             self.host.metrics.bad_input.labels("frame_too_large").inc()
-            log.warning("socket %s: %s; closing it", info.uuid, error)
+            log.warning("socket %s: %s; closing it", info.client_uuid, error)
             self.close("frame too large")
             return
         if not frames:
@@ -238,10 +238,14 @@ class Session(asyncio.Protocol):
         self.host.metrics.drops.labels(verdict.reason).inc()
         if isinstance(verdict, Close):
             limit = self.flow.limits.write_buffer
-            log.warning("socket %s: write buffer over %d bytes; closing it", self.uuid, limit)
+            log.warning(
+                "socket %s: write buffer over %d bytes; closing it", self.client_uuid, limit
+            )
             self._abort_transport()
         else:
-            log.debug("socket %s: reply of %d bytes dropped (%s)", self.uuid, size, verdict.reason)
+            log.debug(
+                "socket %s: reply of %d bytes dropped (%s)", self.client_uuid, size, verdict.reason
+            )
 
     # flow control -----------------------------------------------------------------------
 
@@ -304,7 +308,7 @@ class Session(asyncio.Protocol):
         self.host.metrics.drops.labels(DropReason.HOLD_TIMEOUT).inc(count)
         log.warning(
             "socket %s: %d frames waited %.1fs (%s); closing it",
-            self.uuid,
+            self.client_uuid,
             count,
             self.flow.limits.hold_timeout,
             reason,
@@ -356,7 +360,7 @@ class Session(asyncio.Protocol):
             self.transport.abort()
 
     def __repr__(self) -> str:
-        return f"<Session {self.uuid} {self.flow!r}>"
+        return f"<Session {self.client_uuid} {self.flow!r}>"
 
 
 EXPIRED: dict[Deadline, Callable[[Session], None]] = {

@@ -115,7 +115,7 @@ def unpack_session(key: bytes, row: bytes | None) -> SessionInfo | None:
     try:
         node, remote, at, state, labels, b_in, b_out, m_in, m_out = orjson.loads(row)
         return SessionInfo(
-            uuid=str(uuid.UUID(bytes=key)),
+            client_uuid=str(uuid.UUID(bytes=key)),
             node_id=str(node),
             remote=str(remote),
             connected_at=float(at),

@@ -202,7 +202,7 @@ class RedisFleet:
     def _by_bucket(self, infos: Sequence[SessionInfo]) -> dict[int, list[SessionInfo]]:
         groups: dict[int, list[SessionInfo]] = {}
         for info in infos:
-            groups.setdefault(self.keys.bucket(info.uuid), []).append(info)
+            groups.setdefault(self.keys.bucket(info.client_uuid), []).append(info)
         return groups
 
     async def _register_bucket(self, bucket: int, infos: list[SessionInfo]) -> None:
@@ -210,7 +210,7 @@ class RedisFleet:
         rows: dict[bytes, bytes] = {}
         by_node: dict[str, list[bytes]] = {}
         for info in infos:
-            key = uuid_key(info.uuid)
+            key = uuid_key(info.client_uuid)
             rows[key] = pack_session(info)
             by_node.setdefault(info.node_id, []).append(key)
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -231,7 +231,7 @@ class RedisFleet:
     async def _update_bucket(self, bucket: int, infos: list[SessionInfo]) -> None:
         args: list[EncodableT] = []
         for info in infos:
-            args += (uuid_key(info.uuid), pack_session(info))
+            args += (uuid_key(info.client_uuid), pack_session(info))
         await self._update(keys=[self.keys.sessions_data(bucket)], args=args)
 
     @edge
