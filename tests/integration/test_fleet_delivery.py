@@ -25,6 +25,7 @@ from paradoxplex.shared.config import Address
 from paradoxplex.shared.sessions import BroadcastTarget
 from tests.support.eventually import eventually
 from tests.support.fleet import Client, accepted, close_all, start_fleet, stop_nodes
+from tests.support.node_harness import sample
 from tests.support.redis_server import RedisServer
 
 NUMBERED = re.compile(rb"<(\d+)>")
@@ -64,7 +65,7 @@ def numbers(client: Client) -> list[int]:
 
 
 def drops(node: Node, *reasons: str) -> int:
-    return sum(int(node.metrics.drops.labels(reason)._value.get()) for reason in reasons)
+    return sum(int(sample(node, "paradoxplex_drops_total", reason=reason)) for reason in reasons)
 
 
 LOST_AT_SENDER = ("bus_hold_expired", "bus_hold_full", "owner_unreachable")

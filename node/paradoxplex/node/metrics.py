@@ -3,6 +3,11 @@
 Names follow Prometheus conventions: counters end in ``_total``, durations are histograms in
 seconds. Besides ``paradoxplex_*`` the registry has the standard ``process_*`` metrics
 (resident memory, open fds, CPU seconds), ``python_info`` and ``paradoxplex_build_info``.
+
+Every known reason of ``paradoxplex_drops_total``, ``paradoxplex_sockets_refused_total`` and
+``paradoxplex_bad_input_total`` is exported from the start, at 0 (``DROP_REASONS``,
+``BAD_INPUT_KINDS``, ``admission.Refusal``): a series that reads 0 means "never happened", not
+"misspelt" or "not exported".
 """
 
 from __future__ import annotations
@@ -24,7 +29,32 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from paradoxplex.shared.admission import Refusal
 from paradoxplex.shared.fleet import BusStats
+
+#: Why a message was not delivered: ``paradoxplex_drops_total{reason}``, one series each.
+DROP_REASONS = (
+    "bus_hold_expired",
+    "bus_hold_full",
+    "command_expired",
+    "fleet_unavailable",
+    "hold_timeout",
+    "lifecycle_event_no_upstream",
+    "message_too_large",
+    "node_buffer_full",
+    "owner_unreachable",
+    "socket_closed",
+    "unknown_socket",
+    "write_buffer_full",
+)
+#: What bad input was rejected: ``paradoxplex_bad_input_total{kind}``, one series each.
+BAD_INPUT_KINDS = (
+    "bus_envelope",
+    "frame_too_large",
+    "proxy_header",
+    "reply_without_target",
+    "unknown_broadcast",
+)
 
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -186,6 +216,12 @@ class Metrics:
             "1 while the fleet state (Redis) is unreachable: local sockets are still served",
             registry=r,
         )
+        for reason in DROP_REASONS:
+            self.drops.labels(reason)
+        for kind in BAD_INPUT_KINDS:
+            self.bad_input.labels(kind)
+        for refusal in Refusal:
+            self.sockets_refused.labels(refusal.value)
         self.bus_messages = Counter(
             "paradoxplex_bus_messages",
             "Envelopes exchanged with other nodes",
