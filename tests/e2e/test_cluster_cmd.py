@@ -22,7 +22,7 @@ from tests.support.fleet import (
 )
 from tests.support.processes import executable
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 UP_LINE = re.compile(rb"cluster up")
 

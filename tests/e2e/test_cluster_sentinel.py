@@ -19,7 +19,7 @@ from tests.support.eventually import eventually
 from tests.support.fleet import Admin, Client, Proc, children_of, free_range, pid_gone
 from tests.support.processes import executable
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 MASTER = re.compile(r"redis\s+master 127\.0\.0\.1:(\d+), replica 127\.0\.0\.1:(\d+)")
 SENTINELS = re.compile(r"sentinels\s+(redis\+sentinel://(\S+)/paradoxplex/0)")

@@ -36,6 +36,7 @@ pytestmark = pytest.mark.e2e
 MIN_CLIENTS, MAX_CLIENTS = 8, 64
 
 
+@pytest.mark.slow
 async def test_two_workers_join_the_fleet_share_the_listener_and_stop_on_sigterm(
     redis_url: str, key_prefix: str
 ) -> None:
@@ -116,6 +117,7 @@ def test_workers_without_redis_exit_2_with_one_line_naming_workers() -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 async def test_workers_whose_supervisor_is_killed_stop_instead_of_running_on(
     redis_url: str, key_prefix: str
 ) -> None:

@@ -111,6 +111,7 @@ async def pause(server: RedisServer, seconds: float) -> None:
         server.thaw()
 
 
+@pytest.mark.slow
 async def test_a_paused_redis_loses_nothing(server: RedisServer, fleet: Fleet) -> None:
     (a, b, _), (client, _) = fleet
     uuid = await accepted(a, client)

@@ -96,6 +96,7 @@ def numbers(client: Client) -> list[int]:
     return [int(n) for n in NUMBERED.findall(bytes(client.received))]
 
 
+@pytest.mark.slow
 async def test_a_killed_master_fails_over_and_every_reply_is_accounted_for(
     failover_cluster: ClusterServers, fleet: tuple[list[Node], Client], key_prefix: str
 ) -> None:

@@ -31,6 +31,8 @@ from tests.support.fleet import (
 )
 from tests.support.sentinel_group import SentinelGroup
 
+pytestmark = pytest.mark.slow
+
 PER_TICK = 20
 TICK = 0.02
 FOLLOW_WITHIN = 10.0
