@@ -14,7 +14,7 @@ from paradoxplex.shared.fleet import FleetState, NodeRecord
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 from tests.support.eventually import eventually
-from tests.support.state import register_session, unregister_session, update_session
+from tests.support.state import node_sessions, register_session, unregister_session, update_session
 
 TTL = 30.0
 
@@ -82,7 +82,7 @@ async def test_update_does_not_bring_back_an_unregistered_session(
     await unregister_session(fleet_state, info.client_uuid, info.node_id)
     await update_session(fleet_state, info)
     assert await fleet_state.lookup_session(info.client_uuid) is None
-    assert await fleet_state.node_sessions(info.node_id) == []
+    assert await node_sessions(fleet_state, info.node_id) == []
 
 
 async def test_unregister_a_session(fleet_state: FleetState) -> None:
@@ -91,7 +91,7 @@ async def test_unregister_a_session(fleet_state: FleetState) -> None:
         await register_session(fleet_state, info)
     await unregister_session(fleet_state, gone.client_uuid, gone.node_id)
     assert await fleet_state.lookup_session(gone.client_uuid) is None
-    assert await fleet_state.node_sessions("node-a") == [kept.client_uuid]
+    assert await node_sessions(fleet_state, "node-a") == [kept.client_uuid]
     assert await all_pages(fleet_state) == [[kept.client_uuid]]
 
 
@@ -100,7 +100,7 @@ async def test_many_sessions_at_once(fleet_state: FleetState) -> None:
     infos = [session(n, node="node-a" if n % 2 else "node-b") for n in range(1000)]
     await fleet_state.register_sessions(infos)
     assert sum(len(page) for page in await all_pages(fleet_state, limit=1000)) == 1000
-    assert len(await fleet_state.node_sessions("node-b")) == 500
+    assert len(await node_sessions(fleet_state, "node-b")) == 500
     changed = [session(n, labels={"k": "v"}) for n in range(1, 1000, 2)]
     await fleet_state.update_sessions(changed)
     found = await fleet_state.lookup_session(changed[0].client_uuid)
@@ -158,7 +158,7 @@ async def test_node_filter_with_cursor(fleet_state: FleetState) -> None:
     pages = await all_pages(fleet_state, node="node-1", limit=4)
     assert [uuid for page in pages for uuid in page] == expected
     assert [len(page) for page in pages] == [4, 4, 1]
-    assert await fleet_state.node_sessions("node-1") == expected
+    assert await node_sessions(fleet_state, "node-1") == expected
     assert await all_pages(fleet_state, node="node-9") == [[]]
 
 
@@ -203,7 +203,7 @@ async def test_unregister_a_node_removes_its_sessions(fleet_state: FleetState) -
     assert await fleet_state.list_nodes() == [node("node-b")]
     assert await fleet_state.known_nodes() == ["node-b"]
     assert not await fleet_state.node_alive("node-a")
-    assert await fleet_state.node_sessions("node-a") == []
+    assert await node_sessions(fleet_state, "node-a") == []
     assert all([await fleet_state.lookup_session(info.client_uuid) is None for info in mine])
     assert await all_pages(fleet_state) == [[info.client_uuid for info in theirs]]
 
@@ -222,6 +222,119 @@ async def test_claim_cleanup_once(fleet_state: FleetState) -> None:
 
 async def test_ping(fleet_state: FleetState) -> None:
     assert await fleet_state.ping()
+
+
+# -- incarnations ---------------------------------------------------------------------------
+
+
+def incarnation(node_id: str, name: str, sockets: int = 0) -> NodeRecord:
+    record = node(node_id, sockets)
+    record.incarnation = name
+    return record
+
+
+def of(name: str, numbers: range, node_id: str = "node-a") -> list[SessionInfo]:
+    return [session(n, node=node_id, incarnation=name) for n in numbers]
+
+
+def uuids(infos: list[SessionInfo]) -> list[str]:
+    return [info.client_uuid for info in infos]
+
+
+async def test_a_node_id_has_one_live_incarnation(fleet_state: FleetState) -> None:
+    first, second = incarnation("node-a", "i1"), incarnation("node-a", "i2", sockets=4)
+    assert await fleet_state.register_node(first, ttl=TTL) is None
+    assert await fleet_state.heartbeat(first, ttl=TTL) is None
+    assert await fleet_state.register_node(second, ttl=TTL) == "i1"  # not without replacing
+    assert await fleet_state.heartbeat(second, ttl=TTL) == "i1"
+    assert await fleet_state.register_node(second, ttl=TTL, replacing="i9") == "i1"
+    assert await fleet_state.list_nodes() == [first]
+
+    assert await fleet_state.register_node(second, ttl=TTL, replacing="i1") is None
+    assert await fleet_state.list_nodes() == [second]
+    assert await fleet_state.node_record("node-a") == second
+    assert await fleet_state.heartbeat(first, ttl=TTL) == "i2"  # the replaced one learns it
+    assert await fleet_state.heartbeat(second, ttl=TTL) is None
+    assert await fleet_state.node_record("node-z") is None
+
+
+async def test_a_replaced_incarnations_sessions_vanish_at_once(fleet_state: FleetState) -> None:
+    await fleet_state.register_node(incarnation("node-a", "i1"), ttl=TTL)
+    await fleet_state.register_node(incarnation("node-b", "b1"), ttl=TTL)
+    old, theirs = of("i1", range(1, 4)), of("b1", range(10, 12), "node-b")
+    await fleet_state.register_sessions(old + theirs)
+    assert await node_sessions(fleet_state, "node-a") == uuids(old)
+
+    await fleet_state.register_node(incarnation("node-a", "i2"), ttl=TTL, replacing="i1")
+    new = of("i2", range(4, 6))
+    await fleet_state.register_sessions(new)  # before the old records are removed
+
+    assert [await fleet_state.lookup_session(s) for s in uuids(old)] == [None] * 3
+    assert await fleet_state.lookup_session(new[0].client_uuid) == new[0]
+    assert await fleet_state.lookup_session(theirs[0].client_uuid) == theirs[0]
+    assert await all_pages(fleet_state) == [uuids(new + theirs)]
+    assert await node_sessions(fleet_state, "node-a") == uuids(new)
+
+    assert await fleet_state.remove_stale_sessions("node-a") == uuids(old)
+    assert await fleet_state.remove_stale_sessions("node-a") == []
+    assert await fleet_state.remove_stale_sessions("node-b") == []
+    assert await all_pages(fleet_state) == [uuids(new + theirs)]
+    await fleet_state.update_sessions([session(1, incarnation="i1", bytes_in=5)])
+    assert await fleet_state.lookup_session(old[0].client_uuid) is None  # not brought back
+
+
+async def test_pages_go_on_past_invisible_records(fleet_state: FleetState) -> None:
+    """Five live sessions among 40 of a replaced incarnation: every page size lists the five,
+    each once and in order, and the node filter too."""
+    await fleet_state.register_node(incarnation("node-a", "i1"), ttl=TTL)
+    ghosts = of("i1", range(0, 45))
+    await fleet_state.register_sessions(ghosts)
+    await fleet_state.register_node(incarnation("node-a", "i2"), ttl=TTL, replacing="i1")
+    live = of("i2", range(3, 45, 9))
+    await fleet_state.register_sessions(live)  # the same uuids, now the live incarnation's
+    for limit in (1, 2, 5, 100):
+        listed = [s for page in await all_pages(fleet_state, limit=limit) for s in page]
+        assert listed == uuids(live), limit
+        by_node = await all_pages(fleet_state, node="node-a", limit=limit)
+        assert [s for page in by_node for s in page] == uuids(live), limit
+
+
+async def test_a_replaced_incarnation_leaving_keeps_its_successor(
+    fleet_state: FleetState,
+) -> None:
+    await fleet_state.register_node(incarnation("node-a", "i1"), ttl=TTL)
+    old = of("i1", range(1, 4))
+    await fleet_state.register_sessions(old)
+    await fleet_state.register_node(incarnation("node-a", "i2"), ttl=TTL, replacing="i1")
+    new = of("i2", range(4, 6))
+    await fleet_state.register_sessions(new)
+
+    assert await fleet_state.unregister_node("node-a", incarnation="i1") == uuids(old)
+
+    assert await fleet_state.list_nodes() == [incarnation("node-a", "i2")]
+    assert await fleet_state.node_alive("node-a")
+    assert await all_pages(fleet_state) == [uuids(new)]
+    assert await fleet_state.unregister_node("node-a", incarnation="i2") == uuids(new)
+    assert await fleet_state.list_nodes() == []
+    assert await fleet_state.known_nodes() == []
+    assert await all_pages(fleet_state) == [[]]
+
+
+async def test_a_dead_nodes_last_incarnation_is_removed_not_its_successor(
+    fleet_state: FleetState,
+) -> None:
+    """The reaper's call: the dead incarnation's sessions go; a successor that claimed the id
+    meanwhile keeps its claim, its record and its sessions."""
+    await fleet_state.register_node(incarnation("node-a", "i1"), ttl=TTL)
+    await fleet_state.register_sessions(of("i1", range(1, 3)))
+    await fleet_state.register_node(incarnation("node-a", "i2"), ttl=TTL, replacing="i1")
+    new = of("i2", range(3, 5))
+    await fleet_state.register_sessions(new)
+    assert await fleet_state.unregister_node("node-a", incarnation="i1") == uuids(
+        of("i1", range(1, 3))
+    )
+    assert await fleet_state.node_record("node-a") == incarnation("node-a", "i2")
+    assert await all_pages(fleet_state) == [uuids(new)]
 
 
 # -- upstreams and health ------------------------------------------------------------------
@@ -337,3 +450,20 @@ async def test_any_page_size_lists_everything_once(fleet_state: FleetState, limi
         await register_session(fleet_state, info)
     pages = await all_pages(fleet_state, limit=limit)
     assert [uuid for page in pages for uuid in page] == [info.client_uuid for info in infos]
+
+
+async def test_an_expired_claim_is_free_and_leaves_its_sessions_to_the_reaper(
+    redis_fleet: RedisFleet,
+) -> None:
+    await redis_fleet.register_node(incarnation("node-a", "i1"), ttl=0.3)
+    old = of("i1", range(1, 3))
+    await redis_fleet.register_sessions(old)
+
+    async def expired() -> bool:
+        return not await redis_fleet.node_alive("node-a")
+
+    await eventually(expired, timeout=3.0, message="node-a's claim to expire")
+    assert await all_pages(redis_fleet) == [uuids(old)]  # dead, not cleaned up yet
+    assert await redis_fleet.register_node(incarnation("node-a", "i2"), ttl=TTL) is None
+    assert await all_pages(redis_fleet) == [[]]
+    assert await redis_fleet.remove_stale_sessions("node-a") == uuids(old)

@@ -32,6 +32,7 @@ from tests.support.eventually import eventually
 from tests.support.fleet import accepted, start_fleet, start_upstream, stop_nodes
 from tests.support.redis_cluster import ClusterServers
 from tests.support.redis_server import RedisServer
+from tests.support.state import node_sessions
 
 SESSIONS = 3_000
 SENT = 1_500
@@ -66,7 +67,7 @@ async def test_sessions_spread_over_every_master(
     assert sum(per_master.values()) == SESSIONS
     assert len(per_master) == 3, per_master
     assert min(per_master.values()) >= SESSIONS / 3 * 0.5, per_master
-    assert len(await cluster_fleet.node_sessions("node-a")) == SESSIONS
+    assert len(await node_sessions(cluster_fleet, "node-a")) == SESSIONS
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from tests.support.client import Client, close_all
 from tests.support.eventually import eventually
 from tests.support.fleet import accepted, start_fleet, start_upstream, stop_nodes
 from tests.support.redis_server import RedisServer
+from tests.support.state import node_sessions
 
 SESSIONS = 3_000
 SENT = 1_000
@@ -71,7 +72,7 @@ async def test_sessions_spread_over_every_shard(
     assert sum(counts) == SESSIONS
     share = SESSIONS / len(redis_shards)
     assert all(0.8 * share <= count <= 1.2 * share for count in counts), counts
-    assert len(await shards_fleet.node_sessions("node-a")) == SESSIONS
+    assert len(await node_sessions(shards_fleet, "node-a")) == SESSIONS
 
 
 async def test_unregister_node_leaves_nothing_on_any_shard(

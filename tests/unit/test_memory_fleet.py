@@ -11,7 +11,7 @@ from paradoxplex.shared.fleet import FleetBus, FleetState, NodeRecord
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 from tests.support.bus import Inbox
-from tests.support.state import register_session, unregister_session, update_session
+from tests.support.state import node_sessions, register_session, unregister_session, update_session
 
 
 def sid(number: int) -> str:
@@ -64,9 +64,9 @@ async def test_unregister_node_removes_its_sessions(fleet: MemoryFleet) -> None:
         await register_session(fleet, session(number, "a" if number % 2 else "b"))
     await fleet.unregister_node("a")
     assert not await fleet.node_alive("a")
-    assert await fleet.node_sessions("a") == []
+    assert await node_sessions(fleet, "a") == []
     assert await fleet.lookup_session(sid(1)) is None
-    assert await fleet.node_sessions("b") == [sid(0), sid(2)]
+    assert await node_sessions(fleet, "b") == [sid(0), sid(2)]
     page, cursor = await fleet.list_sessions(node=None, cursor=None, limit=10)
     assert ([s.client_uuid for s in page], cursor) == ([sid(0), sid(2)], None)
     assert await fleet.known_nodes() == ["b"]
@@ -116,7 +116,7 @@ async def test_register_lookup_update_unregister(fleet: MemoryFleet) -> None:
     assert await fleet.lookup_session(sid(7)) == paused
     await unregister_session(fleet, sid(7), "a")
     assert await fleet.lookup_session(sid(7)) is None
-    assert await fleet.node_sessions("a") == []
+    assert await node_sessions(fleet, "a") == []
 
 
 async def test_update_does_not_create(fleet: MemoryFleet) -> None:
@@ -129,7 +129,7 @@ async def test_unregister_unknown_is_harmless(fleet: MemoryFleet) -> None:
     await register_session(fleet, session(2))
     await unregister_session(fleet, sid(1), "a")
     await unregister_session(fleet, sid(3), "nobody")
-    assert await fleet.node_sessions("a") == [sid(2)]
+    assert await node_sessions(fleet, "a") == [sid(2)]
 
 
 async def test_register_twice_lists_once(fleet: MemoryFleet) -> None:
@@ -196,7 +196,7 @@ async def test_pagination_survives_removal_of_the_cursor(fleet: MemoryFleet) -> 
 async def test_unknown_node_has_no_sessions(fleet: MemoryFleet) -> None:
     await register_session(fleet, session(1))
     assert await fleet.list_sessions(node="zzz", cursor=None, limit=5) == ([], None)
-    assert await fleet.node_sessions("zzz") == []
+    assert await node_sessions(fleet, "zzz") == []
 
 
 # --- upstreams and health -------------------------------------------------------------------

@@ -14,6 +14,7 @@ from paradoxplex.node.fleet.redis.rows import (
     decode_upstream,
     encode_upstream,
     hash_fields,
+    incarnation_of,
     milliseconds,
     pack_session,
     unpack_session,
@@ -40,8 +41,9 @@ def info(**changes: object) -> SessionInfo:
         {},
         {"labels": {"site": "lyon", "kind/ü": "a=b c"}},
         {"state": SessionState.PAUSED, "bytes_in": 12, "bytes_out": 2**40, "messages_out": 3},
+        {"incarnation": "0123456789ab"},
     ],
-    ids=["plain", "labels", "counters"],
+    ids=["plain", "labels", "counters", "incarnation"],
 )
 def test_a_session_row_round_trips(changes: dict[str, object]) -> None:
     original = info(**changes)
@@ -53,6 +55,19 @@ def test_a_row_names_no_field_and_not_its_uuid() -> None:
     assert b"node_id" not in row
     assert UUID.encode() not in row
     assert isinstance(orjson.loads(row), list)
+
+
+def test_a_row_carries_its_incarnation_last() -> None:
+    row = pack_session(info(incarnation="0123456789ab"))
+    assert row.endswith(b',"0123456789ab"]')
+    assert incarnation_of(row) == "0123456789ab"
+
+
+def test_a_row_of_an_earlier_release_has_no_incarnation() -> None:
+    earlier = orjson.dumps(orjson.loads(pack_session(info(bytes_in=3)))[:9])
+    assert unpack_session(uuid_key(UUID), earlier) == info(bytes_in=3)
+    assert incarnation_of(earlier) == ""
+    assert incarnation_of(b"not json") == ""
 
 
 @pytest.mark.parametrize("row", [None, b"", b"not json", b"[1, 2]", b'["n", "r", 1, 99, 0]'])

@@ -243,11 +243,13 @@ def test_round_trip() -> None:
         bytes_out=2,
         messages_in=3,
         messages_out=4,
+        incarnation="0123456789ab",
     )
     data = info.to_dict()
     assert data == {
         "uuid": ID,
         "node": "node-a",
+        "incarnation": "0123456789ab",
         "remote": "[::1]:4000",
         "connected_at": 12.25,
         "state": "paused",

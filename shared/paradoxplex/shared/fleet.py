@@ -10,6 +10,12 @@ Rules:
 - Session listing is ordered by UUID; the cursor is the last UUID of the previous page.
 - A node's sessions are indexed per node, so a dead node's sessions can be found and removed.
 - ``claim_cleanup`` lets exactly one survivor clean up after a dead node.
+- Incarnations (``shared.incarnations``): a node id has at most one live incarnation, the one
+  whose ``register_node`` / ``heartbeat`` wrote it last and that has not expired or left; a
+  write by another incarnation is refused (the holder's id is returned) unless it says which
+  one it replaces. A session record whose incarnation is not its node's live one is invisible
+  to ``lookup_session`` and ``list_sessions`` from the moment the claim changes hands, before
+  ``remove_stale_sessions`` removes it.
 - A bus is whole before ``start``: ``start(node_id, handler, on_reconnect=...)`` only says who
   listens and what to call after the bus came back from a loss; ``connected`` says whether it
   can receive now (always True in memory).
@@ -43,7 +49,8 @@ class NodeRecord:
     ``state`` is ``up``, ``draining`` (stops accepting) or ``degraded`` (lost Redis);
     ``messages_in`` / ``messages_out`` (frames read from / written to its sockets) and
     ``drops`` (every ``paradoxplex_drops`` reason) are counters since start, for a reader to
-    diff; ``heartbeat_at`` is the node's wall clock when it wrote the record.
+    diff; ``heartbeat_at`` is the node's wall clock when it wrote the record; ``incarnation``
+    is the process that wrote it (new at each start, ``shared.incarnations``).
     """
 
     node_id: str
@@ -57,10 +64,12 @@ class NodeRecord:
     messages_out: int = 0
     drops: int = 0
     heartbeat_at: float = 0.0
+    incarnation: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "id": self.node_id,
+            "incarnation": self.incarnation,
             "listen": self.listen,
             "admin_url": self.admin_url,
             "started_at": self.started_at,
@@ -87,6 +96,7 @@ class NodeRecord:
             messages_out=int(data.get("messages_out", 0)),
             drops=int(data.get("drops", 0)),
             heartbeat_at=float(data.get("heartbeat_at", 0.0)),
+            incarnation=str(data.get("incarnation", "")),
         )
 
 
@@ -101,9 +111,30 @@ class FleetState(Protocol):
     async def close(self) -> None: ...
     async def ping(self) -> bool: ...
 
-    async def register_node(self, node: NodeRecord, *, ttl: float) -> None: ...
-    async def heartbeat(self, node: NodeRecord, *, ttl: float) -> None: ...
-    async def unregister_node(self, node_id: str) -> None: ...
+    async def register_node(
+        self, node: NodeRecord, *, ttl: float, replacing: str | None = None
+    ) -> str | None:
+        """Write the node's record and claim its id for ``node.incarnation`` for ``ttl`` s:
+        None when done; when another incarnation holds the id (and is not ``replacing``),
+        nothing is written and that incarnation is returned."""
+
+    async def heartbeat(self, node: NodeRecord, *, ttl: float) -> str | None:
+        """``register_node`` again: refreshes the record and the claim (re-made if Redis lost
+        them); returns the other incarnation that holds the id, if one does."""
+
+    async def unregister_node(self, node_id: str, *, incarnation: str | None = None) -> list[str]:
+        """A node leaves, or is dead: its record and claim go unless another incarnation than
+        ``incarnation`` holds the id by then (None: whoever holds it); every session record of
+        the node that is not the live incarnation's goes. Returns the removed sessions."""
+
+    async def remove_stale_sessions(self, node_id: str) -> list[str]:
+        """Remove the node's session records that are not its live incarnation's (all of them
+        when it has none); returns their ``client_uuid``. Records written by the live
+        incarnation while this runs are kept."""
+
+    async def node_record(self, node_id: str) -> NodeRecord | None:
+        """The node's stored record, alive or not (its ``incarnation`` wrote it last)."""
+
     async def list_nodes(self) -> list[NodeRecord]: ...
     async def known_nodes(self) -> list[str]: ...
     async def node_alive(self, node_id: str) -> bool: ...
@@ -118,11 +149,15 @@ class FleetState(Protocol):
     async def unregister_sessions(self, sessions: Sequence[tuple[str, str]]) -> None:
         """Many ``(client_uuid, node_id)`` at once."""
 
-    async def lookup_session(self, client_uuid: str) -> SessionInfo | None: ...
+    async def lookup_session(self, client_uuid: str) -> SessionInfo | None:
+        """The session's record; None when unknown or not its node's live incarnation's."""
+
     async def list_sessions(
         self, *, node: str | None, cursor: str | None, limit: int
-    ) -> tuple[list[SessionInfo], str | None]: ...
-    async def node_sessions(self, node_id: str) -> list[str]: ...
+    ) -> tuple[list[SessionInfo], str | None]:
+        """Up to ``limit`` visible sessions after ``cursor``, by uuid, and the next cursor
+        (None on the last page). A page may hold fewer than ``limit`` when records it read
+        were invisible; the cursor then goes on past them."""
 
     async def put_upstream(self, spec: UpstreamSpec) -> None: ...
     async def remove_upstream(self, upstream_id: str) -> bool: ...

@@ -58,7 +58,8 @@ def parse_target(text: object) -> BroadcastTarget:
 class SessionInfo:
     """What the fleet knows about one socket. Counters are updated by the node that holds it.
     ``labels`` are replaced whole, never changed in place: a socket without any shares one
-    empty read-only map (most sockets have none)."""
+    empty read-only map (most sockets have none). ``incarnation`` is the owner node's process
+    that accepted it (``shared.incarnations``)."""
 
     client_uuid: str
     node_id: str
@@ -70,6 +71,7 @@ class SessionInfo:
     bytes_out: int = 0
     messages_in: int = 0
     messages_out: int = 0
+    incarnation: str = ""
 
     @property
     def active(self) -> bool:
@@ -79,6 +81,7 @@ class SessionInfo:
         return {
             "uuid": self.client_uuid,
             "node": self.node_id,
+            "incarnation": self.incarnation,
             "remote": self.remote,
             "connected_at": self.connected_at,
             "state": self.state.value,
@@ -102,6 +105,7 @@ class SessionInfo:
             bytes_out=int(data.get("bytes_out", 0)),
             messages_in=int(data.get("messages_in", 0)),
             messages_out=int(data.get("messages_out", 0)),
+            incarnation=str(data.get("incarnation", "")),
         )
 
 

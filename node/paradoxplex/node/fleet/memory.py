@@ -2,7 +2,8 @@
 
 ``MemoryFleet`` / ``MemoryBus`` implement ``FleetState`` / ``FleetBus`` with no I/O; several of
 them can share one ``MemoryHub`` to make a fleet inside one process (``memory_backend``).
-Nothing is ever lost on a memory bus.
+Nothing is ever lost on a memory bus. A claim (a node id's live incarnation) lasts until its
+node leaves: nothing expires in memory.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from paradoxplex.shared.fleet import (
     NodeRecord,
     ReconnectHandler,
 )
+from paradoxplex.shared.incarnations import visible
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamSpec
 
@@ -27,6 +29,7 @@ class MemoryHub:
 
     def __init__(self) -> None:
         self.nodes: dict[str, NodeRecord] = {}
+        self.claims: dict[str, str] = {}  # node id → its live incarnation
         self.sessions: dict[str, SessionInfo] = {}
         self.order: list[str] = []
         # a dict as a set: a set's table costs 2-3x a dict's per session (RSS per socket)
@@ -57,19 +60,48 @@ class MemoryFleet:
     async def ping(self) -> bool:
         return True
 
-    async def register_node(self, node: NodeRecord, *, ttl: float) -> None:
+    async def register_node(
+        self, node: NodeRecord, *, ttl: float, replacing: str | None = None
+    ) -> str | None:
+        holder = self.hub.claims.get(node.node_id)
+        if holder is not None and holder not in (node.incarnation, replacing):
+            return holder
+        self.hub.claims[node.node_id] = node.incarnation
         self.hub.nodes[node.node_id] = node
+        return None
 
-    async def heartbeat(self, node: NodeRecord, *, ttl: float) -> None:
-        self.hub.nodes[node.node_id] = node
+    async def heartbeat(self, node: NodeRecord, *, ttl: float) -> str | None:
+        return await self.register_node(node, ttl=ttl)
 
-    async def unregister_node(self, node_id: str) -> None:
-        self.hub.nodes.pop(node_id, None)
-        for client_uuid in list(self.hub.by_node.get(node_id, ())):
+    async def unregister_node(self, node_id: str, *, incarnation: str | None = None) -> list[str]:
+        hub = self.hub
+        holder = hub.claims.get(node_id)
+        released = incarnation is None or holder is None or holder == incarnation
+        if released:
+            hub.claims.pop(node_id, None)
+        removed = await self.remove_stale_sessions(node_id)
+        if released:
+            hub.nodes.pop(node_id, None)
+            if not hub.by_node.get(node_id):
+                hub.by_node.pop(node_id, None)
+            for views in hub.health.values():
+                views.pop(node_id, None)
+        return removed
+
+    async def remove_stale_sessions(self, node_id: str) -> list[str]:
+        hub = self.hub
+        live = hub.claims.get(node_id)
+        stale = [
+            client_uuid
+            for client_uuid in hub.by_node.get(node_id, {})
+            if live is None or hub.sessions[client_uuid].incarnation != live
+        ]
+        for client_uuid in stale:
             self._forget(client_uuid, node_id)
-        self.hub.by_node.pop(node_id, None)
-        for views in self.hub.health.values():
-            views.pop(node_id, None)
+        return sorted(stale)
+
+    async def node_record(self, node_id: str) -> NodeRecord | None:
+        return self.hub.nodes.get(node_id)
 
     async def list_nodes(self) -> list[NodeRecord]:
         return sorted(self.hub.nodes.values(), key=lambda node: node.node_id)
@@ -111,23 +143,33 @@ class MemoryFleet:
                 del hub.order[index]
         hub.by_node.get(node_id, {}).pop(client_uuid, None)
 
+    def _visible(self, info: SessionInfo) -> bool:
+        return visible(info.incarnation, self.hub.claims.get(info.node_id))
+
     async def lookup_session(self, client_uuid: str) -> SessionInfo | None:
-        return self.hub.sessions.get(client_uuid)
+        info = self.hub.sessions.get(client_uuid)
+        return info if info is not None and self._visible(info) else None
 
     async def list_sessions(
         self, *, node: str | None, cursor: str | None, limit: int
     ) -> tuple[list[SessionInfo], str | None]:
-        start = bisect.bisect_right(self.hub.order, cursor) if cursor else 0
-        ids = self.hub.order[start:]
-        if node is not None:
-            owned = self.hub.by_node.get(node, {})
-            ids = [client_uuid for client_uuid in ids if client_uuid in owned]
-        page = ids[:limit]
-        more = len(ids) > limit
-        return [self.hub.sessions[s] for s in page], (page[-1] if more and page else None)
-
-    async def node_sessions(self, node_id: str) -> list[str]:
-        return sorted(self.hub.by_node.get(node_id, {}))
+        hub = self.hub
+        start = bisect.bisect_right(hub.order, cursor) if cursor else 0
+        owned = hub.by_node.get(node, {}) if node is not None else None
+        found: list[SessionInfo] = []
+        order = hub.order
+        for index in range(start, len(order)):
+            client_uuid = order[index]
+            if owned is not None and client_uuid not in owned:
+                continue
+            info = hub.sessions[client_uuid]
+            if self._visible(info):
+                found.append(info)
+                if len(found) > limit:
+                    break
+        page = found[:limit]
+        more = len(found) > limit
+        return page, (page[-1].client_uuid if more and page else None)
 
     async def put_upstream(self, spec: UpstreamSpec) -> None:
         self.hub.upstreams[spec.id] = spec

@@ -1,4 +1,8 @@
-"""Cleaning up after dead nodes: exactly one survivor (SET NX EX) removes their sessions."""
+"""Cleaning up after dead nodes: exactly one survivor (SET NX EX) removes their sessions.
+
+The dead node's last incarnation (its stored record's) is the one removed: a node that came
+back under the same id meanwhile keeps its claim, its record and its sessions.
+"""
 
 from __future__ import annotations
 
@@ -31,8 +35,9 @@ async def reap_dead_nodes(fleet: FleetState, *, node_id: str, ttl: float) -> Cen
             continue
         if not await fleet.claim_cleanup(other, node_id, ttl=ttl):
             continue
-        client_uuids = await fleet.node_sessions(other)
-        await fleet.unregister_node(other)
+        record = await fleet.node_record(other)
+        dead = record.incarnation if record is not None else ""
+        client_uuids = await fleet.unregister_node(other, incarnation=dead)
         log.warning("node %s is dead: removed it and its %d sockets", other, len(client_uuids))
         census.cleaned.append((other, client_uuids))
     return census

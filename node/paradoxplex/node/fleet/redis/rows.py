@@ -2,9 +2,10 @@
 
 Rules:
 - A session is one packed row: a positional JSON array (no field names, no uuid), stored under
-  its uuid's 16 raw bytes (``uuid_key``). Raw ids sort as the uuids' hex text does, so a
-  paging cursor (a uuid, or any hex prefix of one) becomes 16 bytes by ``cursor_key``; anything
-  else is ``InvalidRequest("cursor", ...)``.
+  its uuid's 16 raw bytes (``uuid_key``); its owner's incarnation is the last item (a row of
+  an earlier release has none: it reads as incarnation ``""``). Raw ids sort as the uuids'
+  hex text does, so a paging cursor (a uuid, or any hex prefix of one) becomes 16 bytes by
+  ``cursor_key``; anything else is ``InvalidRequest("cursor", ...)``.
 - A node record is a hash: scalars as they are, maps and lists as orjson (``hash_fields``).
 - An upstream is one orjson value in a hash.
 - Reading never raises on a malformed record: it is logged (without its payload) and skipped.
@@ -104,6 +105,7 @@ def pack_session(info: SessionInfo) -> bytes:
             info.bytes_out,
             info.messages_in,
             info.messages_out,
+            info.incarnation,
         ]
     )
 
@@ -113,7 +115,7 @@ def unpack_session(key: bytes, row: bytes | None) -> SessionInfo | None:
     if not row:
         return None
     try:
-        node, remote, at, state, labels, b_in, b_out, m_in, m_out = orjson.loads(row)
+        node, remote, at, state, labels, b_in, b_out, m_in, m_out, *rest = orjson.loads(row)
         return SessionInfo(
             client_uuid=str(uuid.UUID(bytes=key)),
             node_id=str(node),
@@ -125,10 +127,21 @@ def unpack_session(key: bytes, row: bytes | None) -> SessionInfo | None:
             bytes_out=int(b_out),
             messages_in=int(m_in),
             messages_out=int(m_out),
+            incarnation=str(rest[0]) if rest else "",
         )
     except (ValueError, TypeError, IndexError, orjson.JSONDecodeError):
         log.warning("ignored a malformed session record in Redis")
         return None
+
+
+def incarnation_of(row: bytes) -> str:
+    """The incarnation that wrote a packed row (``""``: a row of an earlier release, or one
+    that cannot be read)."""
+    try:
+        items = orjson.loads(row)
+    except orjson.JSONDecodeError:
+        return ""
+    return str(items[9]) if isinstance(items, list) and len(items) > 9 else ""
 
 
 # -- nodes and upstreams -------------------------------------------------------------------

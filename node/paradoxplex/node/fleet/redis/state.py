@@ -8,7 +8,8 @@ says where each key lives when the fleet spans several servers):
   sessions' 16-byte ids, all scores 0 (ZRANGEBYLEX pages by uuid). A session's row and its
   index entry share a bucket: one MULTI writes both, on one server.
 - Fleet-wide, tag ``{fleet}``: ``node:<id>`` one hash per node; ``alive:<id>`` a string with a
-  TTL the heartbeat refreshes; ``nodes`` the set of every registered node id, alive or not
+  TTL the heartbeat refreshes, whose value is the node's live incarnation (its claim on the
+  id); ``nodes`` the set of every registered node id, alive or not
   (survivors find the dead there); ``upstreams`` a hash id → orjson; ``health:<upstream>`` a
   hash node id → orjson view; ``health-upstreams`` the set of upstreams that have views;
   ``cleanup:<node>`` a SET NX PX lock: one survivor cleans up after a dead node.
@@ -19,7 +20,14 @@ Rules:
 - A MULTI never leaves one bucket (or the fleet-wide keys); a batch of session writes is one
   MULTI per bucket it touches, sent concurrently. A node's sessions are deleted ``CHUNK`` per
   round trip and bucket when it is unregistered.
-- A fleet-wide page merges the first ``limit + 1`` ids of each (node, bucket) set.
+- A fleet-wide page merges the first ``limit + 1`` ids of each (node, bucket) set; the rows
+  read are then checked against their nodes' live incarnations (one more round trip, on the
+  fleet-wide keys), and a page that lost rows to that reads on, ``PAGE_ROUNDS`` times at most.
+- The claim (``alive:<id>``) and the record change together, in one script on the fleet-wide
+  keys: a write by an incarnation that does not hold the id (and does not replace its holder)
+  changes nothing. Stale sessions are removed by reading their rows first and the live
+  incarnation after: a row of the live incarnation cannot be read before its claim exists
+  (a node writes sessions only once registered), so it is never taken for stale.
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from paradoxplex.node.fleet.redis.rows import (
     decoded_fields,
     encode_upstream,
     hash_fields,
+    incarnation_of,
     milliseconds,
     optional_raw,
     pack_session,
@@ -52,6 +61,7 @@ from paradoxplex.node.fleet.redis.rows import (
 )
 from paradoxplex.node.tasks import all_of
 from paradoxplex.shared.fleet import NodeRecord
+from paradoxplex.shared.incarnations import visible
 from paradoxplex.shared.keys import Keys
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamSpec
@@ -60,6 +70,46 @@ __all__ = ["CHUNK", "RedisFleet"]
 
 #: Session deletes per round trip when a node is unregistered.
 CHUNK = 500
+#: Reads a listing page makes at most to fill itself past invisible records.
+PAGE_ROUNDS = 8
+
+# Claim a node id for an incarnation and write its record: KEYS alive, node, nodes;
+# ARGV incarnation, ttl ms, node id, replacing flag ('1' or '0'), replaced, fields...
+_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] and not (ARGV[4] == '1' and holder == ARGV[5]) then
+  return holder
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if holder ~= ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+redis.call('HSET', KEYS[2], unpack(ARGV, 6))
+redis.call('SADD', KEYS[3], ARGV[3])
+return false
+"""
+
+# Release a node id, unless another incarnation holds it: KEYS alive;
+# ARGV check flag ('1': only if free or held by ARGV[2]), incarnation. 1 when released.
+_RELEASE = """
+local holder = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' and holder and holder ~= ARGV[2] then
+  return 0
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
+# Forget a released node's record, unless the id was claimed again meanwhile: KEYS alive,
+# node, nodes; ARGV node id. 1 when forgotten.
+_FORGET = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[3], ARGV[1])
+return 1
+"""
 
 # Overwrite a session's fields only while it is registered (no ghost after an unregister).
 _UPDATE_IF_EXISTS = """
@@ -89,6 +139,9 @@ class RedisFleet:
         self._redis = client.redis
         self._owns_client = owns_client
         self._update = self._redis.register_script(_UPDATE_IF_EXISTS)
+        self._claim = self._redis.register_script(_CLAIM)
+        self._release = self._redis.register_script(_RELEASE)
+        self._forget = self._redis.register_script(_FORGET)
 
     @edge
     async def start(self) -> None:
@@ -111,47 +164,101 @@ class RedisFleet:
     # -- nodes ---------------------------------------------------------------------------
 
     @edge
-    async def register_node(self, node: NodeRecord, *, ttl: float) -> None:
-        await self._write_node(node, ttl)
+    async def register_node(
+        self, node: NodeRecord, *, ttl: float, replacing: str | None = None
+    ) -> str | None:
+        """Write the record and claim the id (see ``FleetState.register_node``)."""
+        return await self._write_node(node, ttl, replacing)
 
     @edge
-    async def heartbeat(self, node: NodeRecord, *, ttl: float) -> None:
-        """Refresh the record and the liveness key (re-creates both if Redis lost them)."""
-        await self._write_node(node, ttl)
+    async def heartbeat(self, node: NodeRecord, *, ttl: float) -> str | None:
+        """Refresh the record and the claim (re-creates both if Redis lost them)."""
+        return await self._write_node(node, ttl, None)
 
-    async def _write_node(self, node: NodeRecord, ttl: float) -> None:
+    async def _write_node(self, node: NodeRecord, ttl: float, replacing: str | None) -> str | None:
         keys = self.keys
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(keys.node(node.node_id), mapping=hash_fields(node.to_dict()))
-            pipe.set(keys.node_alive(node.node_id), b"1", px=milliseconds(ttl))
-            pipe.sadd(keys.nodes, node.node_id)
-            await pipe.execute()
+        fields: list[EncodableT] = []
+        for name, value in hash_fields(node.to_dict()).items():
+            fields += (name, value)
+        holder = await self._claim(
+            keys=[keys.node_alive(node.node_id), keys.node(node.node_id), keys.nodes],
+            args=[
+                node.incarnation,
+                milliseconds(ttl),
+                node.node_id,
+                "0" if replacing is None else "1",
+                replacing or "",
+                *fields,
+            ],
+        )
+        return None if holder is None else text(holder)
 
     @edge
-    async def unregister_node(self, node_id: str) -> None:
-        """Forget a node: its record, liveness, sessions and health views."""
+    async def unregister_node(self, node_id: str, *, incarnation: str | None = None) -> list[str]:
+        """Release the id (unless another incarnation holds it), remove the node's stale
+        sessions, then its record and health views (unless the id was claimed meanwhile)."""
         keys = self.keys
-        await all_of(*(self._forget_bucket(node_id, b) for b in range(keys.buckets)))
+        alive = keys.node_alive(node_id)
+        check = ["0", ""] if incarnation is None else ["1", incarnation]
+        released = await self._release(keys=[alive], args=check)
+        removed = await self._remove_stale(node_id)
+        if not released:
+            return removed
+        if not await self._forget(keys=[alive, keys.node(node_id), keys.nodes], args=[node_id]):
+            return removed
         upstreams = texts(await self._redis.smembers(keys.health_upstreams))
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.node(node_id), keys.node_alive(node_id))
-            pipe.srem(keys.nodes, node_id)
-            for upstream in upstreams:
-                pipe.hdel(keys.health(upstream), node_id)
-            await pipe.execute()
+        if upstreams:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for upstream in upstreams:
+                    pipe.hdel(keys.health(upstream), node_id)
+                await pipe.execute()
+        return removed
 
-    async def _forget_bucket(self, node_id: str, bucket: int) -> None:
-        """Delete a node's uuid_keys in one bucket, ``CHUNK`` per MULTI, then its index there."""
+    @edge
+    async def remove_stale_sessions(self, node_id: str) -> list[str]:
+        return await self._remove_stale(node_id)
+
+    async def _remove_stale(self, node_id: str) -> list[str]:
+        """Read every row of the node, then its live incarnation, then delete the rows that
+        are not that incarnation's, ``CHUNK`` per MULTI and bucket."""
+        buckets = range(self.keys.buckets)
+        rows = await asyncio.gather(*(self._node_rows(node_id, b) for b in buckets))
+        live = optional_raw(await self._redis.get(self.keys.node_alive(node_id)))
+        keep = None if live is None else text(live)
+        stale = [
+            [(key, row) for key, row in found if row is None or incarnation_of(row) != keep]
+            for found in rows
+        ]
+        await asyncio.gather(
+            *(self._delete_rows(node_id, b, [key for key, _ in stale[b]]) for b in buckets)
+        )
+        return sorted(client_uuid_of(key) for gone in stale for key, row in gone if row is not None)
+
+    async def _node_rows(self, node_id: str, bucket: int) -> list[tuple[bytes, bytes | None]]:
+        """Every (16-byte id, row or None) the node's index lists in one bucket."""
         index, data = self.keys.node_sessions(node_id, bucket), self.keys.sessions_data(bucket)
-        members = await self._redis.zrange(index, 0, -1)
-        uuid_keys = [raw(member) for member in cast(list[bytes], members)]
+        members = [
+            raw(member) for member in cast(list[bytes], await self._redis.zrange(index, 0, -1))
+        ]
+        found: list[tuple[bytes, bytes | None]] = []
+        for start in range(0, len(members), CHUNK):
+            chunk = members[start : start + CHUNK]
+            rows = await self._redis.hmget(data, chunk)
+            found += zip(chunk, (optional_raw(row) for row in rows), strict=True)
+        return found
+
+    async def _delete_rows(self, node_id: str, bucket: int, uuid_keys: list[bytes]) -> None:
+        index, data = self.keys.node_sessions(node_id, bucket), self.keys.sessions_data(bucket)
         for start in range(0, len(uuid_keys), CHUNK):
             chunk = uuid_keys[start : start + CHUNK]
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hdel(data, *chunk)
                 pipe.zrem(index, *chunk)
                 await pipe.execute()
-        await self._redis.delete(index)
+
+    @edge
+    async def node_record(self, node_id: str) -> NodeRecord | None:
+        return decode_node(await self._redis.hgetall(self.keys.node(node_id)))
 
     @edge
     async def list_nodes(self) -> list[NodeRecord]:
@@ -255,34 +362,64 @@ class RedisFleet:
 
     @edge
     async def lookup_session(self, client_uuid: str) -> SessionInfo | None:
+        """The session's record, unless another incarnation of its node is the live one."""
         try:
             key = uuid_key(client_uuid)
         except ValueError:
             return None
         data = self.keys.sessions_data(self.keys.bucket(client_uuid))
-        row = optional_raw(await self._redis.hget(data, key))
-        return unpack_session(key, row)
+        info = unpack_session(key, optional_raw(await self._redis.hget(data, key)))
+        if info is None:
+            return None
+        return info if await self._visible([info]) else None
 
     @edge
     async def list_sessions(
         self, *, node: str | None, cursor: str | None, limit: int
     ) -> tuple[list[SessionInfo], str | None]:
-        """One page ordered by uuid after ``cursor``; the next cursor, or None on the last.
-        A cursor this API did not give out is ``InvalidRequest("cursor", ...)``."""
+        """One page of visible sessions ordered by uuid after ``cursor``; the next cursor, or
+        None on the last. A cursor this API did not give out is ``InvalidRequest("cursor",
+        ...)``."""
         after = cursor_key(cursor) if cursor else None
-        low: bytes = b"(" + after if after else b"-"
         nodes = [node] if node is not None else await self._known()
+        found: list[SessionInfo] = []
+        for _ in range(PAGE_ROUNDS):
+            want = limit + 1 - len(found)
+            ids = await self._next_ids(nodes, after, want)
+            found += await self._visible(await self._sessions(ids))
+            if len(found) > limit:
+                page = found[:limit]
+                return page, page[-1].client_uuid
+            if len(ids) < want:
+                return found, None
+            after = ids[-1]
+        return found, (client_uuid_of(after) if after is not None else None)
+
+    async def _next_ids(self, nodes: list[str], after: bytes | None, count: int) -> list[bytes]:
+        """The first ``count`` session ids after ``after`` in the indexes of ``nodes``."""
+        low: bytes = b"(" + after if after else b"-"
         async with self._redis.pipeline(transaction=False) as pipe:
             for node_id in nodes:
                 for bucket in range(self.keys.buckets):
                     index = self.keys.node_sessions(node_id, bucket)
-                    pipe.zrangebylex(index, low, b"+", 0, limit + 1)
+                    pipe.zrangebylex(index, low, b"+", 0, count)
             replies = await pipe.execute()
-        ids = sorted(raw(member) for members in replies for member in members)[: limit + 1]
-        page = ids[:limit]
-        found = await self._sessions(page)
-        next_cursor = client_uuid_of(page[-1]) if len(ids) > limit and page else None
-        return found, next_cursor
+        return sorted(raw(member) for members in replies for member in members)[:count]
+
+    async def _visible(self, infos: list[SessionInfo]) -> list[SessionInfo]:
+        """Those of ``infos`` whose node has no live incarnation, or theirs."""
+        if not infos:
+            return []
+        nodes = sorted({info.node_id for info in infos})
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for node_id in nodes:
+                pipe.get(self.keys.node_alive(node_id))
+            claims = await pipe.execute()
+        live = {
+            node_id: None if claim is None else text(claim)
+            for node_id, claim in zip(nodes, claims, strict=True)
+        }
+        return [info for info in infos if visible(info.incarnation, live[info.node_id])]
 
     async def _sessions(self, ids: list[bytes]) -> list[SessionInfo]:
         if not ids:
@@ -294,15 +431,6 @@ class RedisFleet:
             rows = await pipe.execute()
         infos = (unpack_session(key, optional_raw(row)) for key, row in zip(ids, rows, strict=True))
         return [info for info in infos if info is not None]
-
-    @edge
-    async def node_sessions(self, node_id: str) -> list[str]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for bucket in range(self.keys.buckets):
-                pipe.zrange(self.keys.node_sessions(node_id, bucket), 0, -1)
-            replies = await pipe.execute()
-        members = sorted(raw(member) for reply in replies for member in reply)
-        return [client_uuid_of(member) for member in members]
 
     # -- upstreams and health ------------------------------------------------------------
 
