@@ -455,9 +455,12 @@ async def test_drain_node(call: Call) -> None:
 # --- probes, metrics, openapi, routing ------------------------------------------------------
 
 
-async def test_livez(call: Call) -> None:
+LIVE = {"status": "ok", "node": "node-a", "incarnation": "0123456789ab"}
+
+
+async def test_livez_names_the_node_and_its_incarnation(call: Call) -> None:
     answer = await call("GET", "/livez")
-    assert (answer.status, answer.body) == (200, {"status": "ok"})
+    assert (answer.status, answer.body) == (200, LIVE)
 
 
 async def test_readyz_ready_and_not(call: Call, server: Server) -> None:
@@ -626,7 +629,7 @@ async def test_client_upstreams_and_nodes(client: AdminClient, server: Server) -
 
 
 async def test_client_probes_metrics_openapi(client: AdminClient, server: Server) -> None:
-    assert await client.livez() == {"status": "ok"}
+    assert await client.livez() == LIVE
     assert (await client.readyz())["ready"] is True
     server.control.ready_answer = (False, {})
     assert await client.readyz() == {"ready": False}

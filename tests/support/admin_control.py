@@ -72,6 +72,7 @@ class FakeControl:
 
     def __init__(self, node_id: str = NODE) -> None:
         self.node_id = node_id
+        self.incarnation = "0123456789ab"
         self.calls: list[tuple[Any, ...]] = []
         self.sessions = fleet_sessions()
         self.sent: dict[str, list[bytes]] = {}

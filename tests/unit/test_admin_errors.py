@@ -23,6 +23,7 @@ from paradoxplex.shared.errors import (
     ParadoxplexError,
     UnknownSession,
     UnknownUpstream,
+    Unlocated,
 )
 
 
@@ -36,6 +37,7 @@ from paradoxplex.shared.errors import (
         (Conflict("upstream h:1 exists"), 409, "conflict", "h:1"),
         (OwnerTimeout("s-1", "node-b"), 504, "owner_timeout", "node-b"),
         (FleetUnavailable("redis down"), 503, "fleet_unavailable", "redis down"),
+        (Unlocated("s-1", "node-b, node-c"), 504, "owner_timeout", "node-b, node-c"),
     ],
 )
 def test_paradoxplex_errors_map_to_statuses(

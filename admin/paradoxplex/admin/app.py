@@ -354,9 +354,11 @@ class AdminHandlers:
         return json_response(await self.control.drain_upstream(request.match_info["id"]))
 
     async def livez(self, request: web.Request) -> web.Response:
+        """Up, and who: a node starting with the same id asks this (``fleet.claim``)."""
+        who = {"node": self.control.node_id, "incarnation": self.control.incarnation}
         if self.control.live():
-            return json_response({"status": "ok"})
-        return json_response({"status": "down"}, status=503)
+            return json_response({"status": "ok", **who})
+        return json_response({"status": "down", **who}, status=503)
 
     async def readyz(self, request: web.Request) -> web.Response:
         try:

@@ -29,6 +29,10 @@ class Control(Protocol):
     @property
     def node_id(self) -> str: ...
 
+    @property
+    def incarnation(self) -> str:
+        """This node process's incarnation (new at each start)."""
+
     async def list_nodes(self) -> list[dict[str, Any]]:
         """Live nodes: id, listen, admin_url, started_at, sockets."""
 
@@ -68,7 +72,9 @@ class Control(Protocol):
     async def drain_node(self, node_id: str) -> dict[str, Any]:
         """Ask a node (this one or another) to stop accepting and drain; returns its record."""
 
-    def live(self) -> bool: ...
+    def live(self) -> bool:
+        """The process is up (``/livez`` names the node id and its incarnation)."""
+
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         """(ready, detail): listening, not draining, an upstream in rotation; Redis down does
         not make a node unready (``detail["fleet"] == "degraded"``)."""

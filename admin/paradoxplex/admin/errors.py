@@ -23,6 +23,7 @@ from paradoxplex.shared.errors import (
     OwnerTimeout,
     UnknownSession,
     UnknownUpstream,
+    Unlocated,
 )
 
 STATUSES: dict[type[Exception], tuple[int, str]] = {
@@ -31,6 +32,7 @@ STATUSES: dict[type[Exception], tuple[int, str]] = {
     UnknownUpstream: (404, "not_found"),
     Conflict: (409, "conflict"),
     OwnerTimeout: (504, "owner_timeout"),
+    Unlocated: (504, "owner_timeout"),
     FleetUnavailable: (503, "fleet_unavailable"),
 }
 

@@ -163,6 +163,11 @@ HOST: Schema = {
     ],
     "description": "an IP address (IPv6 without brackets) or an RFC 1123 hostname",
 }
+INCARNATION: Schema = {
+    "type": "string",
+    "description": "the node process that wrote it: new random hex at each start (empty in a "
+    "record of an earlier release)",
+}
 LABEL_MAP: Schema = {
     "type": "object",
     "maxProperties": MAX_LABELS,
@@ -210,9 +215,10 @@ def schemas() -> Schema:
             "type": "object",
             "properties": {
                 "id": {"type": "string"},
+                "incarnation": INCARNATION,
                 "listen": {"type": "string"},
                 "admin_url": {"type": "string"},
-                "started_at": number,
+                "started_at": {**number, "description": "when this incarnation started (epoch s)"},
                 "sockets": count,
                 "state": {
                     "enum": ["up", "draining", "degraded"],
@@ -234,6 +240,10 @@ def schemas() -> Schema:
             "properties": {
                 "uuid": {"type": "string", "format": "uuid"},
                 "node": {"type": "string"},
+                "incarnation": {
+                    **INCARNATION,
+                    "description": "the incarnation of its node that holds it",
+                },
                 "remote": {"type": "string"},
                 "connected_at": number,
                 "state": {"enum": ["active", "paused"]},
@@ -307,7 +317,14 @@ def schemas() -> Schema:
                 "reason": {"type": ["string", "null"], "description": "why in this state"},
             },
         },
-        "Live": {"type": "object", "properties": {"status": {"const": "ok"}}},
+        "Live": {
+            "type": "object",
+            "properties": {
+                "status": {"const": "ok"},
+                "node": {"type": "string", "description": "this node's id"},
+                "incarnation": INCARNATION,
+            },
+        },
         "Ready": {
             "type": "object",
             "required": ["ready"],

@@ -13,14 +13,21 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sized
 from typing import Any, Protocol
 
 import orjson
 
 from paradoxplex.admin.control import SocketPage
+from paradoxplex.node.delivery.endpoint import Located
 from paradoxplex.node.state import NodeState
-from paradoxplex.shared.errors import Conflict, FleetUnavailable, UnknownSession, UnknownUpstream
+from paradoxplex.shared.errors import (
+    Conflict,
+    FleetUnavailable,
+    UnknownSession,
+    UnknownUpstream,
+    Unlocated,
+)
 from paradoxplex.shared.fleet import FleetState
 from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
@@ -40,8 +47,8 @@ class Asking(Protocol):
     ) -> tuple[str, bytes]:
         """The owner's answer to a command on its socket, ``(status, body)``."""
 
-    async def locate(self, client_uuid: str, *, expected: int | None) -> tuple[str, bytes] | None:
-        """Which other node holds the socket, and its record."""
+    async def locate(self, client_uuid: str, *, expected: set[str] | None) -> Located:
+        """Which other node holds the socket, and its record; or who did not say."""
 
     async def announce(self, upstream_id: str) -> None:
         """Tell every node that the upstream registry changed."""
@@ -52,10 +59,14 @@ class LinkView(Protocol):
 
 
 class Upstreams(Protocol):
-    """The upstream pool, read only: this node's view of each link, and who is in rotation."""
+    """The upstream pool, read only: this node's view of each link, who is in rotation, and
+    the lifecycle events that wait for a link (an earlier incarnation's sockets')."""
 
     @property
     def links(self) -> Mapping[str, LinkView]: ...
+
+    @property
+    def owed(self) -> Sized: ...
 
     def balancer_members(self) -> list[str]: ...
 
@@ -100,6 +111,10 @@ class NodeControl:
     @property
     def node_id(self) -> str:
         return self.state.node_id
+
+    @property
+    def incarnation(self) -> str:
+        return self.state.incarnation
 
     async def list_nodes(self) -> list[dict[str, Any]]:
         return [record.to_dict() for record in await self.fleet.list_nodes()]
@@ -159,23 +174,34 @@ class NodeControl:
         info = await self.fleet.lookup_session(client_uuid)
         if info is not None and info.node_id != self.state.node_id:
             return info.node_id
-        located = await self._locate(client_uuid) if info is None else None
-        if located is None:
+        if info is not None:  # this node's record, of a socket it no longer holds
             raise UnknownSession(client_uuid)
-        return located[0]
+        owner, _ = await self._locate(client_uuid)
+        return owner
 
-    async def _locate(self, client_uuid: str) -> tuple[str, bytes] | None:
+    async def _locate(self, client_uuid: str) -> tuple[str, bytes]:
         """The fleet state does not know the socket: ask the other nodes (it may have just
-        connected, or Redis came back empty and the registry is being refilled)."""
+        connected, or Redis came back empty and the registry is being refilled). The owner
+        and its record, or ``UnknownSession`` once every node alive, or seen alive within
+        ``node_ttl``, said no; ``Unlocated`` (or the ``FleetUnavailable`` that kept this node
+        from knowing whom to ask) when some did not answer: the socket may exist, no 404."""
         if not self.fleet.shared:
-            return None
-        expected: int | None = None
+            raise UnknownSession(client_uuid)
+        expected: set[str] | None = None
+        unreadable: FleetUnavailable | None = None
         try:  # every node alive now, or seen alive lately (Redis may have come back empty)
             alive = {record.node_id for record in await self.fleet.list_nodes()}
-            expected = len((alive | self.upkeep.peers()) - {self.state.node_id})
-        except FleetUnavailable:
-            pass  # nobody to count: wait for answers until the locate timeout
-        return await self.asking.locate(client_uuid, expected=expected)
+            expected = (alive | self.upkeep.peers()) - {self.state.node_id}
+        except FleetUnavailable as error:
+            unreadable = error  # nobody to count: wait for an owner until the locate timeout
+        located = await self.asking.locate(client_uuid, expected=expected)
+        if located.owner is not None:
+            return located.owner, located.record
+        if located.complete:
+            raise UnknownSession(client_uuid)
+        if unreadable is not None:
+            raise unreadable
+        raise Unlocated(client_uuid, ", ".join(sorted(located.silent)))
 
     async def _act(
         self,
@@ -203,10 +229,8 @@ class NodeControl:
         info = await self.fleet.lookup_session(client_uuid)
         if info is not None:
             return info.to_dict()
-        located = await self._locate(client_uuid)
-        if located is None:
-            raise UnknownSession(client_uuid)
-        record: dict[str, Any] = orjson.loads(located[1])
+        _, found = await self._locate(client_uuid)
+        record: dict[str, Any] = orjson.loads(found)
         return record
 
     async def send(self, client_uuid: str, payload: bytes) -> None:
@@ -281,7 +305,9 @@ class NodeControl:
         return True
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
-        """Ready: listening, not draining, an upstream in rotation. Redis down leaves a node
+        """Ready: listening, not draining, an upstream in rotation, no lifecycle event waiting
+        for one (a restart's DISCONNECTED for the earlier incarnation's sockets are told
+        before the node is ready). Redis down leaves a node
         ready (its local traffic works; taking every node out of a Service during a Redis
         outage would turn a partial outage into a total one): the body says degraded."""
         listening = self._listening()
@@ -305,6 +331,7 @@ class NodeControl:
                 ("not listening", not listening),
                 ("draining", draining),
                 ("no upstream in rotation", not upstreams),
+                ("lifecycle events wait for an upstream", bool(len(self.upstreams.owed))),
             )
             if failing
         ]

@@ -15,8 +15,11 @@ when built; what several read is the small ``NodeState``):
   request/reply); ``commands.SocketCommands`` answers admin commands for local sockets;
 - the admin API (``paradoxplex.admin.app``) through ``admin_bridge.NodeControl``.
 
-Startup: fleet → listener → admin API → join the fleet (node, upstreams, links) → bus →
-heartbeat. Shutdown (SIGTERM/SIGINT, or the admin drain): stop accepting, tell the fleet, let
+Startup: fleet → listener → admin API → join the fleet (claim the node id for this
+incarnation, removing an earlier one's sockets; upstreams, links) → bus → heartbeat; with
+lifecycle events owed for the earlier incarnation's sockets, up to ``ready_timeout`` s for an
+upstream to take them. A start that fails (the node id is held by a live process) closes what
+it opened. Shutdown (SIGTERM/SIGINT, or the admin drain): stop accepting, tell the fleet, let
 sockets finish for ``drain_grace`` seconds, place what was read, close sockets (bounded
 flush), close links, write and unregister, stop the parts; every step is time-bounded.
 """
@@ -119,6 +122,7 @@ class Node:
             lifecycle_events=config.lifecycle_events,
             on_registered=self.hold.registered,
             on_fleet_lost=self.hold.release_all,
+            on_replaced=self.request_stop,
         )
         self.sync = self.upkeep.sync
         self.hosting = SessionHosting(
@@ -153,6 +157,7 @@ class Node:
             metrics=metrics,
             tasks=tasks,
             owner_timeout=config.owner_timeout,
+            answering=lambda: self.status.replaced_by is None,
         )
         self._server: asyncio.Server | None = None
         self._admin: AdminServer | None = None
@@ -182,6 +187,13 @@ class Node:
     # startup and shutdown ---------------------------------------------------------------
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self._abandon_start()
+            raise
+
+    async def _start(self) -> None:
         config = self.config
         await self.fleet.start()
         with naming("--listen", config.listen):
@@ -192,6 +204,35 @@ class Node:
         await self.upkeep.join(upstream_specs(config))
         await self.endpoint.start()
         self.upkeep.start()
+        await self._place_owed_events(config.ready_timeout)
+
+    async def _place_owed_events(self, seconds: float) -> None:
+        """Let an upstream take the DISCONNECTED events owed for an earlier incarnation's
+        sockets before the node says it started (at most ``seconds``: a node starts while its
+        upstreams are down, and they are sent when one is ready)."""
+        if not self.pool.owed:
+            return
+        try:
+            async with asyncio.timeout(seconds):
+                await self.pool.owed_placed()
+        except TimeoutError:
+            log.warning(
+                "%d DISCONNECTED events for an earlier incarnation's sockets wait for an "
+                "upstream to be ready",
+                len(self.pool.owed),
+            )
+
+    async def _abandon_start(self) -> None:
+        """Close what a failed start opened (the process may live on: tests, --workers)."""
+        if self._admin is not None:
+            await _bounded("close admin API", self._admin.close(), 3.0)
+        if self._server is not None:
+            self._server.close()
+            await _bounded("close listener", self._server.wait_closed(), 2.0)
+        await _bounded("close upstream links", self.pool.close(grace=0.0), 3.0)
+        await self.tasks.cancel_all(grace=1.0)
+        await _bounded("close bus endpoint", self.endpoint.close(), 3.0)
+        await _bounded("close fleet", self.fleet.close(), 3.0)
 
     async def _start_admin(self, listener: asyncio.Server) -> None:
         control = NodeControl(

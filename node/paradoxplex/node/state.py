@@ -6,7 +6,8 @@ Rules:
   as parameters of its own.
 - One writer per field: ``sessions`` is written by ``SessionHosting`` (a socket opened or
   closed); ``draining``, ``listen_address`` and ``admin_url`` by the node (it starts to drain,
-  it bound its listener, its admin API). Every other part only reads them.
+  it bound its listener, its admin API). Every other part only reads them. ``node_id``,
+  ``incarnation`` (new at each start: ``shared.incarnations``) and ``started_at`` never change.
 - No I/O, no decisions: plain fields.
 """
 
@@ -15,14 +16,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from paradoxplex.node.sockets.session import Session
+from paradoxplex.shared.incarnations import new_incarnation
 
 
 @dataclass(slots=True, eq=False)
 class NodeState:
-    """The node id, its sockets (``client_uuid`` → ``Session``) and its addresses."""
+    """The node id and incarnation, its sockets (``client_uuid`` → ``Session``) and its
+    addresses."""
 
     node_id: str
     started_at: float
+    incarnation: str = field(default_factory=new_incarnation)
     sessions: dict[str, Session] = field(default_factory=dict)
     draining: bool = False
     listen_address: str = ""
@@ -30,6 +34,7 @@ class NodeState:
 
     def __repr__(self) -> str:
         return (
-            f"<NodeState {self.node_id} sockets={len(self.sessions)} "
+            f"<NodeState {self.node_id} incarnation={self.incarnation} "
+            f"sockets={len(self.sessions)} "
             f"draining={self.draining} listen={self.listen_address!r}>"
         )

@@ -10,7 +10,8 @@
     │  └─ UpstreamUnavailable(upstream_id)
     ├─ FleetError
     │  ├─ FleetUnavailable(reason)           Redis unreachable
-    │  └─ OwnerTimeout(client_uuid, node)    the owner node did not answer in time
+    │  ├─ OwnerTimeout(client_uuid, node)    the owner node did not answer in time
+    │  └─ Unlocated(client_uuid, silent)     nodes did not say in time whether they hold it
     ├─ UnknownSession(client_uuid)
     ├─ UnknownUpstream(upstream_id)
     └─ Conflict(reason)                      the request clashes with the current state
@@ -84,6 +85,21 @@ class OwnerTimeout(FleetError):
         super().__init__(f"node {node}, owner of socket {client_uuid}, did not answer in time")
         self.client_uuid = client_uuid
         self.node = node
+
+
+class Unlocated(FleetError):
+    """The fleet state does not know a socket, and the nodes named in ``silent`` (comma
+    separated; empty: unknown) did not say in time whether they hold it: it may exist (so this
+    is no 404); nothing was done."""
+
+    def __init__(self, client_uuid: str, silent: str) -> None:
+        nodes = silent or "some nodes"
+        super().__init__(
+            f"socket {client_uuid} is not in the fleet state and {nodes} did not say in time "
+            "whether they hold it; nothing was done"
+        )
+        self.client_uuid = client_uuid
+        self.silent = silent
 
 
 class UnknownSession(ParadoxplexError):

@@ -17,7 +17,9 @@ Rules:
   it acts on while the asker still waits, so a request answered 504 did not act and will not.
 - ``locate`` asks every other node at once whether it holds a socket the fleet state does not
   know (it connected a moment ago, or Redis came back empty and is being refilled); it stops
-  at the first owner, or when every node it expects has said no, or after ``LOCATE_TIMEOUT``.
+  at the first owner, or when every node it expects has said no (``Located.complete``: the
+  socket is nowhere), or after ``LOCATE_TIMEOUT`` (``Located.silent``: the expected nodes
+  that did not answer; the socket may exist).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from paradoxplex.node.delivery.courier import Courier
@@ -43,6 +46,18 @@ log = logging.getLogger("paradoxplex.node.delivery")
 
 COMMAND_MARGIN = 0.5
 LOCATE_TIMEOUT = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Located:
+    """What asking the other nodes about a socket found: the ``owner`` and its ``record``
+    (orjson); or nobody, ``complete`` when every node expected said no, else with the
+    expected nodes that did not answer in time (``silent``)."""
+
+    owner: str | None = None
+    record: bytes = b""
+    complete: bool = False
+    silent: frozenset[str] = frozenset()
 
 
 class Deliveries(Protocol):
@@ -119,8 +134,10 @@ class BusEndpoint:
         metrics: Metrics,
         tasks: TaskSet,
         owner_timeout: float,
+        answering: Callable[[], bool] = lambda: True,
     ) -> None:
         self.bus = bus
+        self.answering = answering
         self.outbox = outbox
         self.deliveries = deliveries
         self.commands = commands
@@ -204,10 +221,10 @@ class BusEndpoint:
         finally:
             self._pending.pop(request_id, None)
 
-    async def locate(self, client_uuid: str, *, expected: int | None) -> tuple[str, bytes] | None:
-        """Ask every other node whether it holds ``client_uuid``: ``(owner, its record as
-        orjson)``, or None when ``expected`` nodes said no or nobody claimed it in time.
-        Raises ``FleetUnavailable`` when the question cannot be sent."""
+    async def locate(self, client_uuid: str, *, expected: set[str] | None) -> Located:
+        """Ask every other node whether it holds ``client_uuid``: its owner and record, or
+        nobody (``complete`` once every node in ``expected`` said no; None: nodes unknown,
+        never complete). Raises ``FleetUnavailable`` when the question cannot be sent."""
         request_id = uuid.uuid4().hex
         answers: asyncio.Queue[tuple[str, bus_pb2.CommandReply]] = asyncio.Queue()
         self._gathering[request_id] = answers
@@ -218,22 +235,23 @@ class BusEndpoint:
             client_uuid,
             deadline=time.time() + LOCATE_TIMEOUT - min(COMMAND_MARGIN, LOCATE_TIMEOUT / 2),
         )
-        denied = 0
+        denied: set[str] = set()
         try:
             async with asyncio.timeout(LOCATE_TIMEOUT):
                 await self.bus.broadcast(question)
-                while expected is None or denied < expected:
+                while expected is None or not expected <= denied:
                     sender, reply = await answers.get()
                     if reply.status == "ok":
-                        return sender, reply.body
-                    denied += 1
+                        return Located(sender, reply.body)
+                    denied.add(sender)
+                return Located(complete=True)
         except TimeoutError:
             log.debug(
-                "locate %s: %d node(s) said no, the others did not answer", client_uuid, denied
+                "locate %s: %d node(s) said no, the others did not answer", client_uuid, len(denied)
             )
         finally:
             self._gathering.pop(request_id, None)
-        return None
+        return Located(silent=frozenset((expected or set()) - denied))
 
     # in ---------------------------------------------------------------------------------
 
@@ -279,6 +297,8 @@ class BusEndpoint:
         )
 
     async def _answer(self, sender: str, command: bus_pb2.Command) -> None:
+        if not self.answering():  # another incarnation holds this node id now: it answers
+            return
         if command.deadline and time.time() > command.deadline:
             self.metrics.drops.labels(DropReason.COMMAND_EXPIRED).inc()
             log.warning(

@@ -2,8 +2,14 @@
 upstream reconciliation and health views, resync after an outage, dead-node cleanup.
 
 Rules:
-- ``join`` registers the node and the configured upstreams, then opens links to every
-  registered upstream (``reconcile``). ``start`` runs the heartbeat every ``heartbeat`` s.
+- ``join`` claims the node id for this incarnation (``claim``: refused when a live process
+  holds it; an earlier incarnation's sessions are removed, and with lifecycle events their
+  upstreams are owed DISCONNECTED), registers the configured upstreams, then opens links to
+  every registered upstream (``reconcile``). ``start`` runs the heartbeat every
+  ``heartbeat`` s.
+- A heartbeat (or a resync) that finds the id held by another incarnation means this one was
+  replaced (it was taken for dead): ``FleetStatus.replaced_by`` is set, nothing more is
+  written, and ``on_replaced`` stops the node. ``leave`` removes only this incarnation's.
 - Each beat refreshes the node's record and liveness (TTL ``node_ttl``); in a shared fleet it
   also queues moved session counters, publishes every link's health view and reaps dead
   nodes (one survivor each; their sockets' upstreams hear DISCONNECTED with lifecycle events).
@@ -23,8 +29,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
+from paradoxplex.node.fleet.claim import claim_node_id
 from paradoxplex.node.fleet.reaper import reap_dead_nodes
 from paradoxplex.node.fleet.session_sync import SessionSync
 from paradoxplex.node.links.link import UpstreamLink
@@ -50,6 +57,7 @@ class FleetStatus:
         self._bus = bus
         self._metrics = metrics
         self._ok = True
+        self.replaced_by: str | None = None  # the incarnation that took this node's id
 
     @property
     def ok(self) -> bool:
@@ -62,10 +70,11 @@ class FleetStatus:
 
     def registered(self) -> bool:
         """Whether session writes may go to the fleet: this node is registered there."""
-        return self._ok and self._bus.connected
+        return self._ok and self._bus.connected and self.replaced_by is None
 
     def __repr__(self) -> str:
-        return f"<FleetStatus ok={self._ok} registered={self.registered()}>"
+        replaced = f" replaced_by={self.replaced_by}" if self.replaced_by else ""
+        return f"<FleetStatus ok={self._ok} registered={self.registered()}{replaced}>"
 
 
 class HealthViews:
@@ -106,6 +115,7 @@ class FleetUpkeep:
         lifecycle_events: bool,
         on_registered: Callable[[Iterable[SessionInfo]], None],
         on_fleet_lost: Callable[[], None],
+        on_replaced: Callable[[], None],
     ) -> None:
         self.state = state
         self.node_id = state.node_id
@@ -122,6 +132,7 @@ class FleetUpkeep:
         self.lifecycle_events = lifecycle_events
         self._peers: dict[str, float] = {}
         self.on_fleet_lost = on_fleet_lost
+        self.on_replaced = on_replaced
         self.sync = SessionSync(
             fleet,
             self._local_infos,
@@ -136,6 +147,7 @@ class FleetUpkeep:
         state, traffic = self.state, self.metrics.traffic
         return NodeRecord(
             node_id=state.node_id,
+            incarnation=state.incarnation,
             listen=state.listen_address,
             admin_url=state.admin_url,
             started_at=state.started_at,
@@ -156,7 +168,9 @@ class FleetUpkeep:
     # joining and leaving ----------------------------------------------------------------
 
     async def join(self, upstreams: Iterable[UpstreamSpec]) -> None:
-        await self.fleet.register_node(self.record(), ttl=self.node_ttl)
+        """Claim the id (``ConfigError`` when a live process holds it), then the upstreams."""
+        removed = await claim_node_id(self.fleet, self.record(), ttl=self.node_ttl)
+        self._tell_lost(self.node_id, removed, "node restarted")
         for spec in upstreams:
             await self.fleet.put_upstream(spec)
         await self.reconcile()
@@ -167,10 +181,11 @@ class FleetUpkeep:
 
     async def announce_draining(self) -> None:
         with contextlib.suppress(FleetUnavailable):
-            await self.fleet.heartbeat(self.record(), ttl=self.node_ttl)
+            await self._write_record(self.fleet.heartbeat)
 
     async def leave(self) -> None:
-        await self.fleet.unregister_node(self.node_id)
+        """Remove this incarnation's record and sessions (a successor's stay)."""
+        await self.fleet.unregister_node(self.node_id, incarnation=self.state.incarnation)
 
     async def write_session(self, info: SessionInfo) -> None:
         """Write one socket's record now (an admin change is visible once answered); queued
@@ -215,8 +230,8 @@ class FleetUpkeep:
     async def beat(self) -> None:
         if not self.status.ok and await self.fleet.ping():
             await self.resync()
-        await self.fleet.heartbeat(self.record(), ttl=self.node_ttl)
-        if not self.fleet.shared:
+        await self._write_record(self.fleet.heartbeat)
+        if not self.fleet.shared or self.status.replaced_by is not None:
             return
         self._queue_counters()
         for link in list(self.pool.links.values()):
@@ -227,8 +242,28 @@ class FleetUpkeep:
             self._peers[other] = now
         for dead, client_uuids in census.cleaned:
             self._peers.pop(dead, None)
-            self._tell_lost(dead, client_uuids)
+            self._tell_lost(dead, client_uuids, "node lost")
         self.status.ok = True
+
+    async def _write_record(self, write: Callable[..., Awaitable[str | None]]) -> None:
+        """Write this node's record (``heartbeat`` or ``register_node``); learn whether
+        another incarnation took the id."""
+        if self.status.replaced_by is not None:
+            return
+        holder = await write(self.record(), ttl=self.node_ttl)
+        if holder is not None:
+            self._replaced(holder)
+
+    def _replaced(self, holder: str) -> None:
+        self.status.replaced_by = holder
+        log.error(
+            "node id %s was taken over by incarnation %s (this one, %s, was taken for dead): "
+            "stopping",
+            self.node_id,
+            holder,
+            self.state.incarnation,
+        )
+        self.on_replaced()
 
     def peers(self) -> set[str]:
         """The other nodes seen alive within ``node_ttl`` (kept through a Redis that came back
@@ -238,14 +273,13 @@ class FleetUpkeep:
             del self._peers[gone]
         return set(self._peers)
 
-    def _tell_lost(self, dead: str, client_uuids: list[str]) -> None:
-        if not self.lifecycle_events:
+    def _tell_lost(self, node_id: str, client_uuids: list[str], reason: str) -> None:
+        """With lifecycle events: DISCONNECTED for sockets ``node_id`` held and that are gone
+        without closing here (it died, or it was this node's previous incarnation)."""
+        if not self.lifecycle_events or not client_uuids:
             return
-        for client_uuid in client_uuids:
-            event = pb.SocketEvent(
-                kind=pb.SocketEvent.DISCONNECTED, node_id=dead, reason="node lost"
-            )
-            self.pool.send_event(client_uuid, event)
+        event = pb.SocketEvent(kind=pb.SocketEvent.DISCONNECTED, node_id=node_id, reason=reason)
+        self.pool.owe_events((client_uuid, event) for client_uuid in client_uuids)
 
     def _queue_counters(self) -> None:
         """Queue the sessions whose counters moved since the last heartbeat."""
@@ -263,7 +297,9 @@ class FleetUpkeep:
     async def resync(self) -> None:
         """The fleet came back (maybe empty): register this node, its upstreams and sessions."""
         self.status.ok = False  # no session writes before the node's own record is back
-        await self.fleet.register_node(self.record(), ttl=self.node_ttl)
+        await self._write_record(self.fleet.register_node)
+        if self.status.replaced_by is not None:
+            return
         known = {spec.id for spec in await self.fleet.list_upstreams()}
         for link in self.pool.links.values():
             if link.id not in known:

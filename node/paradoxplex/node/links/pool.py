@@ -9,6 +9,9 @@ Rules:
 - Items queued on a link that left rotation go back to the front of their sessions' held data
   (``Flow.requeue``, order kept) and are placed again; items of sockets already closed are
   dropped and counted.
+- Lifecycle events of sockets this node never held open (a dead node's, its own previous
+  incarnation's) are owed (``owe_events``): they wait, in order, until links can take them
+  (a link enters rotation or has room again), ``OWED_EVENTS`` at most.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from itertools import islice
 
 import grpc
@@ -36,6 +39,8 @@ from paradoxplex.wire import upstream_pb2 as pb
 log = logging.getLogger("paradoxplex.node.links")
 
 ReplyHandler = Callable[[pb.OutputStreamRequest], Awaitable[None] | None]
+#: Owed lifecycle events that wait for a link at most; past it the oldest are dropped, counted.
+OWED_EVENTS = 100_000
 
 
 class UpstreamPool:
@@ -69,6 +74,9 @@ class UpstreamPool:
         self._removing: set[UpstreamLink] = set()
         self._in_rotation = False
         self._closing = False
+        self.owed: deque[tuple[str, pb.SocketEvent]] = deque()
+        self._none_owed = asyncio.Event()
+        self._none_owed.set()
 
     # registry ---------------------------------------------------------------------------
 
@@ -152,6 +160,37 @@ class UpstreamPool:
         self.metrics.drops.labels(DropReason.LIFECYCLE_EVENT_NO_UPSTREAM).inc()
         return False
 
+    def owe_events(self, events: Iterable[tuple[str, pb.SocketEvent]]) -> None:
+        """Lifecycle events for sockets gone without closing here: placed like data, in order,
+        as soon as links can take them; past ``OWED_EVENTS`` waiting, the oldest are dropped
+        (counted)."""
+        owed = self.owed
+        owed.extend(events)
+        excess = len(owed) - OWED_EVENTS
+        for _ in range(excess):
+            owed.popleft()
+        if excess > 0:
+            self.metrics.drops.labels(DropReason.LIFECYCLE_EVENT_NO_UPSTREAM).inc(excess)
+        if owed:
+            self._none_owed.clear()
+        self._place_owed()
+
+    async def owed_placed(self) -> None:
+        """Returns once no owed event waits for a link."""
+        await self._none_owed.wait()
+
+    def _place_owed(self) -> None:
+        owed = self.owed
+        while owed:
+            client_uuid, event = owed[0]
+            decision = self.balancer.pick(client_uuid, self._has_room)
+            if not isinstance(decision, Place):
+                return
+            self.links[decision.upstream_id].enqueue(Outgoing(client_uuid, b"", event))
+            self.balancer.forget(client_uuid)  # a gone socket: sticky routing keeps no entry
+            owed.popleft()
+        self._none_owed.set()
+
     def forget(self, client_uuid: str) -> None:
         self.balancer.forget(client_uuid)
         self._waiting_ids.discard(client_uuid)
@@ -194,9 +233,12 @@ class UpstreamPool:
         if self._on_change is not None:
             self._on_change(link)
         if link.in_rotation:
+            self._place_owed()
             self._retry_waiting()
 
     def link_room(self, link: UpstreamLink) -> None:
+        if self.owed:
+            asyncio.get_running_loop().call_soon(self._place_owed)
         if self.waiting:
             asyncio.get_running_loop().call_soon(self._retry_waiting)
 
@@ -227,4 +269,7 @@ class UpstreamPool:
 
     def __repr__(self) -> str:
         ready = len(self.balancer_members())
-        return f"<UpstreamPool links={len(self.links)} ready={ready} waiting={len(self.waiting)}>"
+        return (
+            f"<UpstreamPool links={len(self.links)} ready={ready} waiting={len(self.waiting)} "
+            f"owed={len(self.owed)}>"
+        )

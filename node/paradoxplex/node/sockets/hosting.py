@@ -80,7 +80,13 @@ class SessionHosting:
             return None
         session.source = sys.intern(source)  # one string per source, not one per socket
         remote = session.peer or (f"{peer[0]}:{peer[1]}" if peer else "unknown")
-        info = SessionInfo(new_client_uuid(), self.node_id, remote, time.time())
+        info = SessionInfo(
+            new_client_uuid(),
+            self.node_id,
+            remote,
+            time.time(),
+            incarnation=self.state.incarnation,
+        )
         self.sessions[info.client_uuid] = session
         self.metrics.sockets_opened.inc()
         self.metrics.sockets.set(len(self.sessions))
