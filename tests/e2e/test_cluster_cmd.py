@@ -31,6 +31,23 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+async def incarnation(admin: Admin, node_id: str) -> str | None:
+    items = (await admin.ok("GET", "/v1/nodes"))["items"]
+    found = [item["incarnation"] for item in items if item["id"] == node_id]
+    return found[0] if found else None
+
+
+async def no_ghosts(admin: Admin, node_id: str, gone: set[str]) -> None:
+    """``admin`` shows none of the ``gone`` sockets: listing, node filter, GET, node count."""
+    assert not gone & await admin.socket_uuids(), admin.url
+    assert not gone & await admin.socket_uuids(f"node={node_id}"), admin.url
+    for socket in gone:
+        status, _ = await admin.call("GET", f"/v1/sockets/{socket}")
+        assert status == 404, (admin.url, socket, status)
+    items = (await admin.ok("GET", "/v1/nodes"))["items"]
+    assert [item["sockets"] for item in items if item["id"] == node_id] == [0], admin.url
+
+
 async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
     listen = free_range(3)
     admin = free_range(3, avoid=range(listen, listen + 3))
@@ -45,6 +62,7 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
     )  # fmt: skip
     children: list[int] = []
     client: Client | None = None
+    held_by_node2: list[Client] = []
     try:
         await cluster.wait_line(UP_LINE, timeout=60)
         children = children_of(cluster.pid)
@@ -84,6 +102,15 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
         await client.aclose()
 
         # A node killed without warning: the others keep serving, it is named and restarted.
+        doomed: set[str] = set()
+        async with aiohttp.ClientSession() as http:
+            node1 = Admin(f"http://127.0.0.1:{admin}", http)
+            for _ in range(2):
+                held = await Client.connect(f"127.0.0.1:{listen + 1}", collect=True)
+                await held.round_trip(b"<on node2>")
+                doomed.add(await node1.uuid_of(held))
+                held_by_node2.append(held)
+            killed_incarnation = await incarnation(node1, "node2")
         [node2_pid] = [pid for pid in children if "node2" in cmdline(pid)]
         os.kill(node2_pid, signal.SIGKILL)
         await eventually(
@@ -104,6 +131,14 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
                 return "node2" in await node1.node_ids()
 
             await eventually(node2_back, timeout=15, message="node2 back in the fleet")
+
+            # ... as a new incarnation, with no trace of the old one's sockets on any node
+            async def new_incarnation() -> bool:
+                return await incarnation(node1, "node2") != killed_incarnation
+
+            await eventually(new_incarnation, timeout=15, message="node2's new incarnation")
+            for url in (f"http://127.0.0.1:{admin + i}" for i in range(3)):
+                await no_ghosts(Admin(url, http), "node2", doomed)
         children = children_of(cluster.pid)
         assert cluster.popen.poll() is None
 
@@ -118,6 +153,8 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
     finally:
         if client is not None:
             await client.aclose()
+        for held in held_by_node2:
+            await held.aclose()
         cluster.kill()
         for pid in children:  # processes this test started (through the cluster), by pid
             if not pid_gone(pid):

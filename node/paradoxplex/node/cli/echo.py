@@ -24,8 +24,13 @@ class Echo:
 
     def __call__(self, message: Message, out: Outbox) -> None:
         if message.event:
+            because = f"; {message.reason}" if message.reason else ""
             log.info(
-                "socket %s %s (%s)", message.client_uuid, message.event, message.remote_address
+                "socket %s %s (%s%s)",
+                message.client_uuid,
+                message.event,
+                message.remote_address,
+                because,
             )
             return
         out.reply(message.client_uuid, message.payload)
