@@ -6,6 +6,7 @@ signs in with the token and checks what the page shows against what the sockets 
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 
@@ -104,9 +105,15 @@ def test_the_fleet_view_shows_both_nodes_and_the_upstream(
         ui_fleet.a.api("PUT", f"/v1/sockets/{uuid}/labels", {"site": ("lyon", "oslo")[index % 2]})
         expect(cell(row, "labels")).not_to_be_empty()
 
+    incarnations = {
+        item["id"]: item["incarnation"] for item in ui_fleet.a.api("GET", "/v1/nodes")["items"]
+    }
     for node in (ui_fleet.a, ui_fleet.b):
         row = page.locator("#nodes tbody tr", has_text=node.node_id)
         expect(cell(row, "state")).to_have_text("up")
+        started = cell(row, "started")
+        expect(started).to_have_attribute("title", f"incarnation {incarnations[node.node_id]}")
+        expect(started).to_have_text(re.compile(r"^\d+(\.\d)? (s|min)$"))
         expect(cell(row, "listener")).to_have_text(f"{node.listen[0]}:{node.listen[1]}")
         expect(upstream_state(page, ui_fleet.upstream, node.node_id)).to_have_text("in rotation")
     expect(page.locator("#nodes tbody tr", has_text="ui-a")).to_contain_text("(this page)")

@@ -251,11 +251,15 @@ function renderNodes() {
     setText(c[0], n.id === state.served ? `${n.id} (this page)` : n.id);
     setText(c[1], n.listen || DASH);
     setPill(c[2], n.state || "up");
-    setText(c[3], fmtCount(n.sockets));
-    setText(c[4], fmtRate(n.rateIn));
-    setText(c[5], fmtRate(n.rateOut));
-    setText(c[6], fmtCount(n.drops));
-    setText(c[7], n.heartbeat_at ? fmtAge(now - n.heartbeat_at) : DASH);
+    // a restart under the same id is a new incarnation: it shows as a young age here
+    setText(c[3], n.started_at ? fmtAge(now - n.started_at) : DASH);
+    const started = n.incarnation ? `incarnation ${n.incarnation}` : "";
+    if (c[3].title !== started) c[3].title = started;
+    setText(c[4], fmtCount(n.sockets));
+    setText(c[5], fmtRate(n.rateIn));
+    setText(c[6], fmtRate(n.rateOut));
+    setText(c[7], fmtCount(n.drops));
+    setText(c[8], n.heartbeat_at ? fmtAge(now - n.heartbeat_at) : DASH);
   });
   const select = $("f-node");
   const wanted = ["", ...state.nodes.map((n) => n.id)];
@@ -516,9 +520,11 @@ function takeNodes(data) {
   state.nodes = (data.items || []).slice().sort((a, b) => a.id.localeCompare(b.id));
   for (const n of state.nodes) {
     const t = n.heartbeat_at;
-    n.rateIn = rate(`n ${n.id} in`, t, n.messages_in);
-    n.rateOut = rate(`n ${n.id} out`, t, n.messages_out);
-    n.rateDrops = rate(`n ${n.id} drops`, t, n.drops);
+    // counters start again with each incarnation: one rate per incarnation
+    const key = `n ${n.id} ${n.incarnation || ""}`;
+    n.rateIn = rate(`${key} in`, t, n.messages_in);
+    n.rateOut = rate(`${key} out`, t, n.messages_out);
+    n.rateDrops = rate(`${key} drops`, t, n.drops);
   }
 }
 

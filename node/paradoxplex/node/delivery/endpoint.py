@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from paradoxplex.node.delivery.courier import Courier
 from paradoxplex.node.metrics import Metrics
@@ -46,6 +46,7 @@ log = logging.getLogger("paradoxplex.node.delivery")
 
 COMMAND_MARGIN = 0.5
 LOCATE_TIMEOUT = 1.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,11 +212,14 @@ class BusEndpoint:
             labels=labels,
             deadline=time.time() + self.owner_timeout - min(COMMAND_MARGIN, self.owner_timeout / 2),
         )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.owner_timeout
         try:
-            async with asyncio.timeout(self.owner_timeout):
-                if not await self.bus.send(owner, data):
-                    raise OwnerTimeout(client_uuid, owner)
-                return await future
+            async with asyncio.timeout_at(deadline):
+                sent = await self.bus.send(owner, data)
+            if not sent:
+                raise OwnerTimeout(client_uuid, owner)
+            return await _by(future, deadline)
         except TimeoutError:
             raise OwnerTimeout(client_uuid, owner) from None
         finally:
@@ -236,15 +240,16 @@ class BusEndpoint:
             deadline=time.time() + LOCATE_TIMEOUT - min(COMMAND_MARGIN, LOCATE_TIMEOUT / 2),
         )
         denied: set[str] = set()
+        deadline = asyncio.get_running_loop().time() + LOCATE_TIMEOUT
         try:
-            async with asyncio.timeout(LOCATE_TIMEOUT):
+            async with asyncio.timeout_at(deadline):
                 await self.bus.broadcast(question)
-                while expected is None or not expected <= denied:
-                    sender, reply = await answers.get()
-                    if reply.status == "ok":
-                        return Located(sender, reply.body)
-                    denied.add(sender)
-                return Located(complete=True)
+            while expected is None or not expected <= denied:
+                sender, reply = await _by(answers.get(), deadline)
+                if reply.status == "ok":
+                    return Located(sender, reply.body)
+                denied.add(sender)
+            return Located(complete=True)
         except TimeoutError:
             log.debug(
                 "locate %s: %d node(s) said no, the others did not answer", client_uuid, len(denied)
@@ -320,3 +325,11 @@ class BusEndpoint:
             f"<BusEndpoint {self.node_id} connected={self.connected} "
             f"pending={len(self._pending)} {self.outbox!r}>"
         )
+
+
+async def _by(awaited: Awaitable[T], deadline: float) -> T:
+    """``awaited``'s result if it comes before ``deadline`` (loop time), else TimeoutError.
+    Its own timer, not a cancel of this task: redis-py can swallow a cancel that lands in
+    one of its reads (the send before), and a wait behind it would then never end."""
+    remaining = deadline - asyncio.get_running_loop().time()
+    return await asyncio.wait_for(awaited, max(0.0, remaining))

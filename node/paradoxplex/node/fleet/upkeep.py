@@ -41,6 +41,7 @@ from paradoxplex.node.state import NodeState
 from paradoxplex.node.tasks import TaskSet, checkpoint
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import FleetBus, FleetState, NodeRecord
+from paradoxplex.shared.peers import Peers
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 from paradoxplex.wire import upstream_pb2 as pb
@@ -130,7 +131,7 @@ class FleetUpkeep:
         self.heartbeat = heartbeat
         self.node_ttl = node_ttl
         self.lifecycle_events = lifecycle_events
-        self._peers: dict[str, float] = {}
+        self._peers = Peers(ttl=node_ttl)
         self.on_fleet_lost = on_fleet_lost
         self.on_replaced = on_replaced
         self.sync = SessionSync(
@@ -223,6 +224,7 @@ class FleetUpkeep:
             except FleetUnavailable as error:
                 if self.status.ok:
                     log.warning("fleet unavailable, serving local sockets only: %s", error.reason)
+                self._peers.blind()
                 self._fleet_failed()
             checkpoint()
             await asyncio.sleep(self.heartbeat)
@@ -237,11 +239,9 @@ class FleetUpkeep:
         for link in list(self.pool.links.values()):
             await self.health.write(link)
         census = await reap_dead_nodes(self.fleet, node_id=self.node_id, ttl=self.node_ttl)
-        now = time.monotonic()
-        for other in census.alive:
-            self._peers[other] = now
+        self._peers.seen(census.alive, time.monotonic())
         for dead, client_uuids in census.cleaned:
-            self._peers.pop(dead, None)
+            self._peers.forget(dead)
             self._tell_lost(dead, client_uuids, "node lost")
         self.status.ok = True
 
@@ -266,12 +266,10 @@ class FleetUpkeep:
         self.on_replaced()
 
     def peers(self) -> set[str]:
-        """The other nodes seen alive within ``node_ttl`` (kept through a Redis that came back
-        empty, while the nodes register again)."""
-        horizon = time.monotonic() - self.node_ttl
-        for gone in [node for node, seen in self._peers.items() if seen < horizon]:
-            del self._peers[gone]
-        return set(self._peers)
+        """The other nodes seen alive within ``node_ttl`` of readable fleet (``Peers``: kept
+        through a Redis outage, and after it came back empty while the nodes register
+        again)."""
+        return self._peers.current(time.monotonic())
 
     def _tell_lost(self, node_id: str, client_uuids: list[str], reason: str) -> None:
         """With lifecycle events: DISCONNECTED for sockets ``node_id`` held and that are gone
