@@ -19,7 +19,11 @@ from grpc_tools import protoc  # type: ignore[import-untyped]
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 OUT = ROOT / "shared"
-PROTOS = ["paradoxplex/wire/upstream.proto", "paradoxplex/wire/bus.proto"]
+PROTOS = [
+    "paradoxplex/wire/upstream.proto",
+    "paradoxplex/wire/bus.proto",
+    "paradoxplex/wire/handoff.proto",
+]
 
 
 @contextlib.contextmanager
