@@ -536,6 +536,8 @@ SAMPLE: dict[str, Any] = {
     "upstream_tls_ca": "uca.pem",
     "upstream_tls_cert": "uc.pem",
     "upstream_tls_key": "uk.pem",
+    "handoff_socket": "/run/paradoxplex/handoff.sock",
+    "take_over": "/run/paradoxplex/handoff.sock",
 }
 
 
@@ -643,3 +645,16 @@ def test_each_part_defaults_to_the_node_setting() -> None:
     assert Keys().prefix == config.key_prefix
     assert Admission().max_total == config.max_connections
     assert ReplyBuffers[str]().limit == config.max_buffered
+
+
+def test_take_over_without_a_node_id_takes_the_old_ones() -> None:
+    assert load_config({"take_over": "/run/h.sock"}, {}).node_id == ""
+    given = load_config({"take_over": "/run/h.sock", "node_id": "n1"}, {})
+    assert given.node_id == "n1"
+
+
+@pytest.mark.parametrize("name", ["handoff_socket", "take_over"])
+def test_a_handoff_is_not_for_workers(name: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({name: "/run/h.sock", "workers": "2", "redis": "redis://r:1"}, {})
+    assert caught.value.key == flag_name(name)

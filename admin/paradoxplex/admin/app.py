@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from ssl import SSLContext
 from typing import Any
@@ -212,9 +214,18 @@ class AdminServer:
         host, port = self._listening.sockets[0].getsockname()[:2]
         return host, port
 
-    async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> tuple[str, int]:
-        """Set the app up and listen; the (host, port) bound. OSError when the address is taken."""
-        await self._runner.setup()
+    async def start(
+        self,
+        host: str,
+        port: int,
+        ssl: SSLContext | None = None,
+        *,
+        sock: socket.socket | None = None,
+    ) -> tuple[str, int]:
+        """Set the app up and listen (on ``sock`` when given: an inherited listening socket,
+        a hot handoff's); the (host, port) bound. OSError when the address is taken."""
+        if self._runner.server is None:
+            await self._runner.setup()
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None  # set by setup()
@@ -222,12 +233,31 @@ class AdminServer:
         def connection() -> RequestHandler:
             return _AdminRequestHandler(server, loop=loop, **self._handler_options)
 
-        self._listening = await loop.create_server(
-            connection, host, port, ssl=ssl, reuse_address=True
-        )
+        if sock is not None:
+            self._listening = await loop.create_server(connection, sock=sock, ssl=ssl)
+        else:
+            self._listening = await loop.create_server(
+                connection, host, port, ssl=ssl, reuse_address=True
+            )
         address = self.address
         assert address is not None
         return address
+
+    def listening_socket(self) -> socket.socket | None:
+        """A duplicate of the listening socket (the caller closes it), or None."""
+        if self._listening is None or not self._listening.sockets:
+            return None
+        return socket.socket(fileno=os.dup(self._listening.sockets[0].fileno()))
+
+    async def pause(self, *, timeout: float) -> None:
+        """Stop listening and end every connection once its request in flight is answered
+        (at most ``timeout`` seconds); ``start(sock=...)`` listens again."""
+        if self._listening is not None:
+            self._listening.close()
+            self._listening = None
+        server = self._runner.server
+        if server is not None:
+            await server.shutdown(timeout)
 
     async def close(self) -> None:
         """Stop listening, end open connections (after the requests in flight), clean up."""

@@ -145,6 +145,8 @@ class NodeConfig:
     upstream_tls_ca: str | None = None
     upstream_tls_cert: str | None = None
     upstream_tls_key: str | None = None
+    handoff_socket: str | None = None
+    take_over: str | None = None
 
 
 def _int(minimum: int) -> Callable[[str, Any], int]:
@@ -288,6 +290,8 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "upstream_tls_ca": _optional_text,
     "upstream_tls_cert": _optional_text,
     "upstream_tls_key": _optional_text,
+    "handoff_socket": _optional_text,
+    "take_over": _optional_text,
 }
 
 PAIRED = (
@@ -341,6 +345,8 @@ def load_config(
         else:
             continue
         values[name] = PARSERS[name](key, raw)
+    if values.get("take_over") and "node_id" not in values:
+        values["node_id"] = ""  # the node id of the process it takes over from
     config = NodeConfig(**values)
     check_config(config)
     return config
@@ -358,3 +364,6 @@ def check_config(config: NodeConfig) -> None:
             raise ConfigError(flag_name(name), f"needs {flag_name(needed)}")
     if config.node_ttl <= config.heartbeat:
         raise ConfigError("--node-ttl", "must be longer than --heartbeat")
+    for name in ("handoff_socket", "take_over"):
+        if getattr(config, name) and config.workers > 1:
+            raise ConfigError(flag_name(name), "a handoff moves one process: not with --workers")

@@ -81,6 +81,10 @@ HELP: dict[str, str] = {
     "system's)",
     "upstream_tls_cert": "PEM client certificate this node presents to TLS upstreams (mTLS)",
     "upstream_tls_key": "PEM private key of --upstream-tls-cert",
+    "handoff_socket": "offer this node's listener and sockets to a successor process on this "
+    "Unix socket path",
+    "take_over": "take over the listener and every plain-TCP socket of the node offering them "
+    "on this Unix socket path (its --handoff-socket), then serve as that node",
 }
 
 BOOL_FLAGS = ("lifecycle_events", "metrics_public", "proxy_protocol", "upstream_tls")
@@ -102,6 +106,8 @@ DEFAULT_SHOWN = {
     "redis": "none: single node",
     "admin_token": "none",
     "redis_password_file": "none",
+    "handoff_socket": "none",
+    "take_over": "none",
 }
 CHOICES: dict[str, Sequence[str]] = {
     "framing": tuple(FRAMERS),
@@ -118,6 +124,8 @@ METAVARS = {
     "redis": "URL",
     "node_id": "ID",
     **dict.fromkeys(FILE_SETTINGS, "FILE"),
+    "handoff_socket": "PATH",
+    "take_over": "PATH",
 }
 
 

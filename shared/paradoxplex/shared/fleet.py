@@ -18,6 +18,11 @@ Rules:
 - Every bus delivers what it sends to one node exactly once and in the order ``send`` was
   called (concurrent sends included), and each broadcast once to every other node; what it
   knows it lost on the way is counted in ``stats`` (memory: nothing is ever lost).
+- A hot handoff: ``pause`` stops a bus after what is under way and says where it stopped
+  (``BusPosition``); a successor process ``start``-s from that position with the same node id,
+  reading on and numbering on, so the other nodes see neither a gap nor a repeat; ``resume``
+  goes on in the same process instead (the handoff did not happen). ``close(keep_inbox=True)``
+  leaves the inbox to the successor.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from paradoxplex.shared.ordering import Position
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamSpec
 
@@ -142,6 +148,36 @@ class BusStats:
     duplicates: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class Numbering:
+    """A sender's last number on one destination (``node_id``; "" for the fleet stream)."""
+
+    node_id: str
+    seq: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class BusPosition:
+    """Where a bus stopped (``FleetBus.pause``), for a successor to go on from: the reader's
+    last entry on the inbox and on the fleet stream, when it began reading (``since``, ms),
+    what it had seen of each sender there, and its own epoch and numbering per destination.
+    The empty position (``present`` False) is a bus with nothing to carry (in memory)."""
+
+    present: bool = False
+    inbox_last: str = ""
+    fleet_last: str = ""
+    since: int = 0
+    inbox: tuple[Position, ...] = ()
+    fleet: tuple[Position, ...] = ()
+    epoch: int = 0
+    peers: tuple[Numbering, ...] = ()
+    fleet_numbering: Numbering = Numbering("", 0, 0)
+
+
+NO_POSITION = BusPosition()
+
+
 class FleetBus(Protocol):
     """How nodes talk. Envelopes are serialized ``paradoxplex.bus.Envelope`` messages."""
 
@@ -159,10 +195,19 @@ class FleetBus(Protocol):
         handler: EnvelopeHandler,
         *,
         on_reconnect: ReconnectHandler | None = None,
+        position: BusPosition = NO_POSITION,
     ) -> None:
-        """Listen as ``node_id``; ``on_reconnect()`` runs after every recovered loss."""
+        """Listen as ``node_id``; ``on_reconnect()`` runs after every recovered loss. From
+        ``position`` (a predecessor's, same node id): read on and number on from there."""
 
-    async def close(self) -> None: ...
+    async def pause(self) -> BusPosition:
+        """Stop reading and sending after what is under way; where it stopped."""
+
+    async def resume(self) -> None:
+        """Read and send again from where ``pause`` stopped."""
+
+    async def close(self, *, keep_inbox: bool = False) -> None:
+        """Stop; ``keep_inbox``: leave this node's inbox to a successor (a handoff)."""
     async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
         """Deliver to one node; False when it never listened before giving up.
         ``count``: how many messages the envelope carries (what a loss of it would lose)."""

@@ -35,7 +35,7 @@ from paradoxplex.node.tasks import TaskSet
 from paradoxplex.shared import envelopes
 from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.errors import FleetUnavailable, OwnerTimeout
-from paradoxplex.shared.fleet import FleetBus
+from paradoxplex.shared.fleet import NO_POSITION, BusPosition, FleetBus
 from paradoxplex.shared.sessions import BroadcastTarget, parse_target
 from paradoxplex.wire import bus_pb2
 
@@ -133,18 +133,27 @@ class BusEndpoint:
         metrics.watch_bus(bus.stats)
         self._pending: dict[str, asyncio.Future[bus_pb2.CommandReply]] = {}
         self._gathering: dict[str, asyncio.Queue[tuple[str, bus_pb2.CommandReply]]] = {}
+        self.answering = 0  # commands from other nodes being answered now
 
     @property
     def connected(self) -> bool:
         return self.bus.connected
 
-    async def start(self) -> None:
-        """Start listening; raises ``FleetUnavailable`` when the bus cannot be reached."""
-        await self.bus.start(self.node_id, self.receive, on_reconnect=self.on_reconnect)
+    async def start(self, position: BusPosition = NO_POSITION) -> None:
+        """Start listening (from a predecessor's ``position``: a hot handoff); raises
+        ``FleetUnavailable`` when the bus cannot be reached."""
+        await self.bus.start(
+            self.node_id, self.receive, on_reconnect=self.on_reconnect, position=position
+        )
 
-    async def close(self) -> None:
+    @property
+    def idle(self) -> bool:
+        """No command being answered, no forwarded reply waiting to be sent."""
+        return not self.answering and self.outbox.courier.idle
+
+    async def close(self, *, keep_inbox: bool = False) -> None:
         await self.outbox.close()
-        await self.bus.close()
+        await self.bus.close(keep_inbox=keep_inbox)
 
     # out --------------------------------------------------------------------------------
 
@@ -279,6 +288,13 @@ class BusEndpoint:
         )
 
     async def _answer(self, sender: str, command: bus_pb2.Command) -> None:
+        self.answering += 1
+        try:
+            await self._answer_now(sender, command)
+        finally:
+            self.answering -= 1
+
+    async def _answer_now(self, sender: str, command: bus_pb2.Command) -> None:
         if command.deadline and time.time() > command.deadline:
             self.metrics.drops.labels(DropReason.COMMAND_EXPIRED).inc()
             log.warning(

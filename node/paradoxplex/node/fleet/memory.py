@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from paradoxplex.shared.fleet import (
+    NO_POSITION,
     Backend,
+    BusPosition,
     BusStats,
     EnvelopeHandler,
     NodeRecord,
@@ -150,12 +152,16 @@ class MemoryFleet:
 
 
 class MemoryBus:
-    """In-process bus: delivers to the handlers registered on the same hub."""
+    """In-process bus: delivers to the handlers registered on the same hub. While paused, what
+    is sent to this node waits, in order, and is handed to it on ``resume``; a position says
+    nothing (another process has its own hub)."""
 
     def __init__(self, hub: MemoryHub | None = None) -> None:
         self.hub = hub or MemoryHub()
         self.node_id = ""
         self.stats = BusStats()
+        self._handler: EnvelopeHandler | None = None
+        self._waiting: list[bytes] | None = None  # None: not paused
 
     @property
     def connected(self) -> bool:
@@ -168,12 +174,31 @@ class MemoryBus:
         handler: EnvelopeHandler,
         *,
         on_reconnect: ReconnectHandler | None = None,
+        position: BusPosition = NO_POSITION,
     ) -> None:
         """Listen as ``node_id`` (``on_reconnect`` is never called: nothing is ever lost)."""
         self.node_id = node_id
+        self._handler = handler
         self.hub.handlers[node_id] = handler
 
-    async def close(self) -> None:
+    async def pause(self) -> BusPosition:
+        waiting: list[bytes] = []
+        self._waiting = waiting
+
+        async def hold(envelope: bytes) -> None:
+            waiting.append(envelope)
+
+        self.hub.handlers[self.node_id] = hold
+        return NO_POSITION
+
+    async def resume(self) -> None:
+        waiting, self._waiting = self._waiting or [], None
+        if self._handler is not None:
+            self.hub.handlers[self.node_id] = self._handler
+            for envelope in waiting:
+                await self._handler(envelope)
+
+    async def close(self, *, keep_inbox: bool = False) -> None:
         self.hub.handlers.pop(self.node_id, None)
 
     async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:

@@ -9,6 +9,9 @@ Rules:
 - Items queued on a link that left rotation go back to the front of their sessions' held data
   (``Flow.requeue``, order kept) and are placed again; items of sockets already closed are
   dropped and counted.
+- A hot handoff: ``divert(handler)`` sends every reply the links receive to ``handler``
+  instead of the node's router (``divert(None)`` undoes it); ``take_back()`` returns what the
+  links still queue to the sessions' held data, without placing it again.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ class UpstreamPool:
         self._removing: set[UpstreamLink] = set()
         self._in_rotation = False
         self._closing = False
+        self._diverted: ReplyHandler | None = None
 
     # registry ---------------------------------------------------------------------------
 
@@ -218,7 +222,36 @@ class UpstreamPool:
             log.info("re-placed %d queued messages from a link that left rotation", len(items))
 
     def receive_reply(self, reply: pb.OutputStreamRequest) -> Awaitable[None] | None:
+        if self._diverted is not None:
+            return self._diverted(reply)
         return self._receive(reply)
+
+    def divert(self, handler: ReplyHandler | None) -> None:
+        """Replies go to ``handler`` from now on (None: to the node's router again)."""
+        self._diverted = handler
+
+    def queued(self) -> int:
+        """Items queued on links in rotation, not yet sent."""
+        return sum(len(link.queue) for link in self.links.values() if link.in_rotation)
+
+    def take_back(self) -> None:
+        """What the links queue goes back to the front of its sessions' held data, in order
+        (lifecycle events stay queued); sessions gone meanwhile lose theirs, counted."""
+        for link in self.links.values():
+            items = link.queue.drain()
+            events = [item for item in items if item.event is not None]
+            for item in events:
+                link.queue.put(item)
+            by_session: dict[str, list[bytes]] = {}
+            for item in items:
+                if item.event is None:
+                    by_session.setdefault(item.client_uuid, []).append(item.payload)
+            for client_uuid, payloads in by_session.items():
+                session = self.sessions.get(client_uuid)
+                if session is None or session.closing:
+                    self.metrics.drops.labels(DropReason.SOCKET_CLOSED).inc(len(payloads))
+                    continue
+                session.flow.requeue(payloads)
 
     def _export_state(self, link: UpstreamLink) -> None:
         for state in Health:

@@ -10,6 +10,10 @@ Rules:
 - Replies buffered for all sockets stay under ``max_buffered``: past it, the sockets with the
   most buffered are closed (``make_room``).
 - Closing counts what a socket still held (``socket_closed``) and tells the fleet.
+- A hot handoff: a socket another process admitted is adopted (``adopt_session``: counted
+  for its source whatever the limits, no CONNECTED event, the fleet learns it at the commit);
+  one handed over to another process is let go (``let_go``) without a trace: it did not
+  close.
 - Built last of the parts a socket reaches (the pool, the hold, the session copy are given):
   whole from the start; the sockets it holds are ``NodeState.sessions``.
 """
@@ -91,6 +95,29 @@ class SessionHosting:
             lifecycle_event(self.pool, info, pb.SocketEvent.CONNECTED, "")
         log.debug("socket %s open from %s", info.client_uuid, remote)
         return info
+
+    def adopt_session(self, session: Session) -> None:
+        info = session.info
+        if info is None:
+            return
+        remote = session.peer or info.remote
+        host = remote.rpartition(":")[0]
+        source = source_of(host) if host else "unknown"
+        self.admission.adopt(source)
+        session.source = sys.intern(source)
+        self.sessions[info.client_uuid] = session
+        self.metrics.sockets.set(len(self.sessions))
+
+    def let_go(self, session: Session) -> None:
+        """``session`` is another process's now: forget it, count nothing as closed."""
+        info = session.info
+        if info is None or self.sessions.pop(info.client_uuid, None) is None:
+            return
+        self.admission.release(session.source)
+        self.buffers.forget(session)
+        self.pool.forget(info.client_uuid)
+        self.hold.forget(info.client_uuid)
+        self.metrics.sockets.set(len(self.sessions))
 
     def close_session(self, session: Session, reason: str) -> None:
         info = session.info
