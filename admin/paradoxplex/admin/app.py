@@ -249,15 +249,15 @@ class AdminServer:
             return None
         return socket.socket(fileno=os.dup(self._listening.sockets[0].fileno()))
 
-    async def pause(self, *, timeout: float) -> None:
+    async def pause(self, *, grace: float) -> None:
         """Stop listening and end every connection once its request in flight is answered
-        (at most ``timeout`` seconds); ``start(sock=...)`` listens again."""
+        (at most ``grace`` seconds); ``start(sock=...)`` listens again."""
         if self._listening is not None:
             self._listening.close()
             self._listening = None
         server = self._runner.server
         if server is not None:
-            await server.shutdown(timeout)
+            await server.shutdown(grace)
 
     async def close(self) -> None:
         """Stop listening, end open connections (after the requests in flight), clean up."""

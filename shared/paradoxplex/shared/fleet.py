@@ -208,6 +208,7 @@ class FleetBus(Protocol):
 
     async def close(self, *, keep_inbox: bool = False) -> None:
         """Stop; ``keep_inbox``: leave this node's inbox to a successor (a handoff)."""
+
     async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
         """Deliver to one node; False when it never listened before giving up.
         ``count``: how many messages the envelope carries (what a loss of it would lose)."""

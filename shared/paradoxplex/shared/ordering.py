@@ -31,10 +31,10 @@ from dataclasses import dataclass
 __all__ = [
     "EPOCH_BITS",
     "Apply",
-    "Position",
     "Duplicate",
     "Gap",
     "Order",
+    "Position",
     "Verdict",
     "epoch_started",
     "new_epoch",
