@@ -226,6 +226,19 @@ def schemas() -> Schema:
                     "description": "the node's clock (epoch s) when it wrote this record; "
                     "counters are as of then: diff two records for rates",
                 },
+                "last_handoff": {
+                    "type": "object",
+                    "description": "the hot handoff that made this process the node (absent "
+                    "when it started plainly): when, from which process, sockets moved and "
+                    "kept by the old process, the pause its sockets saw",
+                    "properties": {
+                        "at": number,
+                        "from_pid": count,
+                        "moved": count,
+                        "kept": count,
+                        "pause_ms": number,
+                    },
+                },
             },
         },
         "NodeList": list_of("Node"),

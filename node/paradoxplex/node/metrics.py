@@ -28,10 +28,13 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from paradoxplex.node.handoff.steps import OUTCOMES
 from paradoxplex.shared.admission import Refusal
 from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.fleet import BusStats
 
+#: A handoff's pause, as clients see it (the target is under 1 s for 10,000 sockets).
+PAUSE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -220,6 +223,31 @@ class Metrics:
             "Round-trip time of the live ping to each upstream",
             ["upstream"],
             buckets=RTT_BUCKETS,
+            registry=r,
+        )
+        self.handoffs = Counter(
+            "paradoxplex_handoffs",
+            "Hot handoffs, by outcome: done (counted by the new process), refused, untouched "
+            "and thawed (failed; counted by the old process, which serves on)",
+            ["outcome"],
+            registry=r,
+        )
+        for each in OUTCOMES:
+            self.handoffs.labels(each)
+        self.handoff_sockets = Counter(
+            "paradoxplex_handoff_sockets",
+            "Sockets of a hot handoff: moved to this process, or kept by the old one (TLS, "
+            "closing, unwritten bytes) and drained there",
+            ["fate"],
+            registry=r,
+        )
+        for fate in ("moved", "kept"):
+            self.handoff_sockets.labels(fate)
+        self.handoff_pause = Histogram(
+            "paradoxplex_handoff_pause_seconds",
+            "How long the sockets of a hot handoff were neither read nor written (freeze to "
+            "resume)",
+            buckets=PAUSE_BUCKETS,
             registry=r,
         )
         self.bus_delivery = Histogram(

@@ -6,13 +6,15 @@ Rules:
   as parameters of its own.
 - One writer per field: ``sessions`` is written by ``SessionHosting`` (a socket opened or
   closed); ``draining``, ``listen_address`` and ``admin_url`` by the node (it starts to drain,
-  it bound its listener, its admin API). Every other part only reads them.
+  it bound its listener, its admin API); ``last_handoff`` by the takeover that made this
+  process the node. Every other part only reads them.
 - No I/O, no decisions: plain fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from paradoxplex.node.sockets.session import Session
 
@@ -27,6 +29,7 @@ class NodeState:
     draining: bool = False
     listen_address: str = ""
     admin_url: str = ""
+    last_handoff: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return (

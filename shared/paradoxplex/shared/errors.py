@@ -13,7 +13,9 @@
     │  └─ OwnerTimeout(client_uuid, node)    the owner node did not answer in time
     ├─ UnknownSession(client_uuid)
     ├─ UnknownUpstream(upstream_id)
-    └─ Conflict(reason)                      the request clashes with the current state
+    ├─ Conflict(reason)                      the request clashes with the current state
+    └─ HandoffError(step, reason)            a hot handoff stopped at this step
+       └─ HandoffRefused(reason)             the two processes are not compatible
 
 Messages are built from fields, never from payload bytes.
 """
@@ -102,3 +104,21 @@ class Conflict(ParadoxplexError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class HandoffError(ParadoxplexError):
+    """A hot handoff did not happen; ``step`` is where it stopped (``handoff.steps.Step``
+    value), ``reason`` one line saying why."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"handoff stopped at {step}: {reason}")
+        self.step = step
+        self.reason = reason
+
+
+class HandoffRefused(HandoffError):
+    """The old and the new process cannot hand over (different terms, a handoff under way)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("hello", reason)
+        Exception.__init__(self, f"handoff refused: {reason}")

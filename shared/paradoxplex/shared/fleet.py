@@ -27,6 +27,7 @@ Rules:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -49,7 +50,9 @@ class NodeRecord:
     ``state`` is ``up``, ``draining`` (stops accepting) or ``degraded`` (lost Redis);
     ``messages_in`` / ``messages_out`` (frames read from / written to its sockets) and
     ``drops`` (every ``paradoxplex_drops`` reason) are counters since start, for a reader to
-    diff; ``heartbeat_at`` is the node's wall clock when it wrote the record.
+    diff; ``heartbeat_at`` is the node's wall clock when it wrote the record. ``last_handoff``:
+    the hot handoff that made this process the node (``at``, ``from_pid``, ``moved``,
+    ``kept``, ``pause_ms``), None when it started plainly.
     """
 
     node_id: str
@@ -63,9 +66,10 @@ class NodeRecord:
     messages_out: int = 0
     drops: int = 0
     heartbeat_at: float = 0.0
+    last_handoff: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "id": self.node_id,
             "listen": self.listen,
             "admin_url": self.admin_url,
@@ -77,6 +81,9 @@ class NodeRecord:
             "drops": self.drops,
             "heartbeat_at": self.heartbeat_at,
         }
+        if self.last_handoff is not None:
+            record["last_handoff"] = self.last_handoff
+        return record
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeRecord:
@@ -93,7 +100,27 @@ class NodeRecord:
             messages_out=int(data.get("messages_out", 0)),
             drops=int(data.get("drops", 0)),
             heartbeat_at=float(data.get("heartbeat_at", 0.0)),
+            last_handoff=_handoff(data.get("last_handoff")),
         )
+
+
+HANDOFF_FIELDS = {"at": float, "from_pid": int, "moved": int, "kept": int, "pause_ms": float}
+
+
+def _handoff(value: Any) -> dict[str, Any] | None:
+    """A record's ``last_handoff``: from a dict or its JSON (a Redis hash field); None when
+    absent or malformed."""
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if not isinstance(value, dict):
+        return None
+    try:
+        return {name: kind(value[name]) for name, kind in HANDOFF_FIELDS.items()}
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class FleetState(Protocol):

@@ -215,40 +215,6 @@ class Refusal(_message.Message):
 Global___Refusal: _TypeAlias = Refusal  # noqa: Y015
 
 @_typing.final
-class Upstream(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    HOST_FIELD_NUMBER: _builtins.int
-    PORT_FIELD_NUMBER: _builtins.int
-    READY_TIMEOUT_FIELD_NUMBER: _builtins.int
-    ALIVE_TIMEOUT_FIELD_NUMBER: _builtins.int
-    TLS_FIELD_NUMBER: _builtins.int
-    MODE_FIELD_NUMBER: _builtins.int
-    host: _builtins.str
-    port: _builtins.int
-    ready_timeout: _builtins.float
-    alive_timeout: _builtins.float
-    tls: _builtins.bool
-    mode: _builtins.str
-    def __init__(
-        self,
-        *,
-        host: _builtins.str = ...,
-        port: _builtins.int = ...,
-        ready_timeout: _builtins.float = ...,
-        alive_timeout: _builtins.float = ...,
-        tls: _builtins.bool = ...,
-        mode: _builtins.str = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["alive_timeout", b"alive_timeout", "host", b"host", "mode", b"mode", "port", b"port", "ready_timeout", b"ready_timeout", "tls", b"tls"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___Upstream: _TypeAlias = Upstream  # noqa: Y015
-
-@_typing.final
 class Offer(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -269,8 +235,10 @@ class Offer(_message.Message):
     @_builtins.property
     def terms(self) -> Global___Terms: ...
     @_builtins.property
-    def upstreams(self) -> _containers.RepeatedCompositeFieldContainer[Global___Upstream]:
-        """Its upstream links: the new process connects to each before anything freezes."""
+    def upstreams(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Its upstream links, each the JSON record the fleet stores (UpstreamSpec.to_dict): the new
+        process connects to each before anything freezes.
+        """
 
     def __init__(
         self,
@@ -280,7 +248,7 @@ class Offer(_message.Message):
         version: _builtins.str = ...,
         started_at: _builtins.float = ...,
         incarnation: _builtins.str = ...,
-        upstreams: _abc.Iterable[Global___Upstream] | None = ...,
+        upstreams: _abc.Iterable[_builtins.str] | None = ...,
         sockets: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["terms", b"terms"]  # noqa: Y015
@@ -564,7 +532,12 @@ class Done(_message.Message):
     MOVED_FIELD_NUMBER: _builtins.int
     KEPT_FIELD_NUMBER: _builtins.int
     REPLIES_FIELD_NUMBER: _builtins.int
+    FROZEN_AT_FIELD_NUMBER: _builtins.int
     moved: _builtins.int
+    frozen_at: _builtins.float
+    """When the old process froze (CLOCK_MONOTONIC seconds, one clock for every process of a
+    machine): the new one measures the pause clients saw from it.
+    """
     @_builtins.property
     def kept(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionState]:
         """Sockets the old process keeps (TLS, closing, or with bytes it could not write): the new
@@ -583,10 +556,11 @@ class Done(_message.Message):
         moved: _builtins.int = ...,
         kept: _abc.Iterable[Global___SessionState] | None = ...,
         replies: _abc.Iterable[_builtins.bytes] | None = ...,
+        frozen_at: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["kept", b"kept", "moved", b"moved", "replies", b"replies"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frozen_at", b"frozen_at", "kept", b"kept", "moved", b"moved", "replies", b"replies"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

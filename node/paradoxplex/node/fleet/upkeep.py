@@ -152,6 +152,7 @@ class FleetUpkeep:
             messages_out=traffic.messages_out,
             drops=self.metrics.dropped(),
             heartbeat_at=time.time(),
+            last_handoff=state.last_handoff,
         )
 
     def _standing(self) -> str:

@@ -120,8 +120,11 @@ class RedisFleet:
 
     async def _write_node(self, node: NodeRecord, ttl: float) -> None:
         keys = self.keys
+        record = node.to_dict()
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(keys.node(node.node_id), mapping=hash_fields(node.to_dict()))
+            pipe.hset(keys.node(node.node_id), mapping=hash_fields(record))
+            if "last_handoff" not in record:  # a plain start: not the last process's
+                pipe.hdel(keys.node(node.node_id), "last_handoff")
             pipe.set(keys.node_alive(node.node_id), b"1", px=milliseconds(ttl))
             pipe.sadd(keys.nodes, node.node_id)
             await pipe.execute()

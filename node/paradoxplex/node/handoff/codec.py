@@ -1,0 +1,196 @@
+"""The state that travels in a handoff, to and from its messages (``handoff.proto``). Plain
+code: no I/O.
+
+Rules:
+- A socket's state (``SessionSnapshot``) is a small versioned message: ``version`` is the
+  writer's ``SESSION_STATE_VERSION``. Fields are only added; a reader takes what it knows of a
+  newer message (protobuf skips unknown fields) and the zero value of what an older one lacks.
+- What comes in is checked before it is used (``decode_session``): a canonical uuid, a
+  remote address, at most ``max_frame`` + 4 bytes not yet framed, bounded counts of held
+  frames and replies. A bad record is a ``HandoffError``: the new process refuses the whole
+  handoff and the old one thaws.
+- The bus position, the terms and the upstreams round-trip exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import orjson
+
+from paradoxplex.node.handoff.steps import Step
+from paradoxplex.node.handoff.terms import Terms
+from paradoxplex.shared.errors import HandoffError
+from paradoxplex.shared.fleet import NO_POSITION, BusPosition, Numbering
+from paradoxplex.shared.ordering import Position
+from paradoxplex.shared.sessions import (
+    NO_LABELS,
+    SessionInfo,
+    SessionState,
+    canonical_uuid,
+    check_labels,
+)
+from paradoxplex.shared.upstreams import UpstreamSpec
+from paradoxplex.wire import handoff_pb2 as pb
+
+SESSION_STATE_VERSION = 1
+#: Held frames or replies one socket may carry.
+MAX_ITEMS = 100_000
+
+
+@dataclass(slots=True)
+class SessionSnapshot:
+    """One socket as it stands when it moves: its record, whether its remote address came
+    from a PROXY header, the bytes read but not framed, the frames not yet on a link and the
+    replies not yet written."""
+
+    info: SessionInfo
+    proxied: bool = False
+    unframed: bytes = b""
+    held: list[bytes] = field(default_factory=list)
+    replies: list[bytes] = field(default_factory=list)
+
+
+def encode_session(snapshot: SessionSnapshot) -> pb.SessionState:
+    info = snapshot.info
+    return pb.SessionState(
+        version=SESSION_STATE_VERSION,
+        client_uuid=info.client_uuid,
+        remote=info.remote,
+        proxied=snapshot.proxied,
+        connected_at=info.connected_at,
+        paused=info.state is SessionState.PAUSED,
+        labels=dict(info.labels),
+        bytes_in=info.bytes_in,
+        bytes_out=info.bytes_out,
+        messages_in=info.messages_in,
+        messages_out=info.messages_out,
+        unframed=snapshot.unframed,
+        held=snapshot.held,
+        replies=snapshot.replies,
+    )
+
+
+def decode_session(state: pb.SessionState, *, node_id: str, max_frame: int) -> SessionSnapshot:
+    """A socket's state, checked (``HandoffError`` when it cannot be used)."""
+    step = Step.TRANSFER.value
+    client_uuid = canonical_uuid(state.client_uuid)
+    if client_uuid is None:
+        raise HandoffError(step, f"a socket state without a valid uuid ({state.client_uuid!r:.60})")
+    if not state.remote:
+        raise HandoffError(step, f"socket {client_uuid}: no remote address")
+    if len(state.unframed) > max_frame + 4:
+        raise HandoffError(step, f"socket {client_uuid}: {len(state.unframed)} unframed bytes")
+    if len(state.held) > MAX_ITEMS or len(state.replies) > MAX_ITEMS:
+        raise HandoffError(step, f"socket {client_uuid}: too many held frames or replies")
+    try:
+        labels = check_labels(dict(state.labels))
+    except Exception as error:
+        raise HandoffError(step, f"socket {client_uuid}: bad labels: {error}") from None
+    info = SessionInfo(
+        client_uuid,
+        node_id,
+        state.remote,
+        state.connected_at,
+        state=SessionState.PAUSED if state.paused else SessionState.ACTIVE,
+        labels=labels or NO_LABELS,
+        bytes_in=state.bytes_in,
+        bytes_out=state.bytes_out,
+        messages_in=state.messages_in,
+        messages_out=state.messages_out,
+    )
+    return SessionSnapshot(
+        info,
+        proxied=state.proxied,
+        unframed=state.unframed,
+        held=list(state.held),
+        replies=list(state.replies),
+    )
+
+
+def encode_terms(terms: Terms) -> pb.Terms:
+    return pb.Terms(
+        protocol=terms.protocol,
+        node_id=terms.node_id,
+        listen=terms.listen,
+        framing=terms.framing,
+        max_frame=terms.max_frame,
+        proxy_protocol=terms.proxy_protocol,
+        tls=terms.tls,
+        fleet=terms.fleet,
+        admin=terms.admin,
+        workers=terms.workers,
+    )
+
+
+def decode_terms(terms: pb.Terms) -> Terms:
+    return Terms(
+        protocol=terms.protocol,
+        node_id=terms.node_id,
+        listen=terms.listen,
+        framing=terms.framing,
+        max_frame=terms.max_frame,
+        proxy_protocol=terms.proxy_protocol,
+        tls=terms.tls,
+        fleet=terms.fleet,
+        admin=terms.admin,
+        workers=terms.workers or 1,
+    )
+
+
+def encode_upstreams(specs: Iterable[UpstreamSpec]) -> list[str]:
+    return [orjson.dumps(spec.to_dict()).decode() for spec in specs]
+
+
+def decode_upstreams(records: Iterable[str]) -> list[UpstreamSpec]:
+    try:
+        return [UpstreamSpec.from_dict(orjson.loads(record)) for record in records]
+    except Exception as error:
+        raise HandoffError(Step.HELLO.value, f"a bad upstream record: {error}") from None
+
+
+def encode_position(position: BusPosition) -> pb.BusPosition:
+    if not position.present:
+        return pb.BusPosition()
+    return pb.BusPosition(
+        present=True,
+        inbox_last=position.inbox_last,
+        fleet_last=position.fleet_last,
+        since=position.since,
+        inbox_tracks=[_track(p) for p in position.inbox],
+        fleet_tracks=[_track(p) for p in position.fleet],
+        epoch=position.epoch,
+        peers=[_numbering(n) for n in position.peers],
+        fleet=_numbering(position.fleet_numbering),
+    )
+
+
+def decode_position(message: pb.BusPosition) -> BusPosition:
+    if not message.present:
+        return NO_POSITION
+    return BusPosition(
+        present=True,
+        inbox_last=message.inbox_last,
+        fleet_last=message.fleet_last,
+        since=message.since,
+        inbox=tuple(_position(t) for t in message.inbox_tracks),
+        fleet=tuple(_position(t) for t in message.fleet_tracks),
+        epoch=message.epoch,
+        peers=tuple(Numbering(n.node_id, n.seq, n.total) for n in message.peers),
+        fleet_numbering=Numbering("", message.fleet.seq, message.fleet.total),
+    )
+
+
+def _track(position: Position) -> pb.Track:
+    return pb.Track(
+        sender=position.sender, epoch=position.epoch, seq=position.seq, total=position.total
+    )
+
+
+def _position(track: pb.Track) -> Position:
+    return Position(track.sender, track.epoch, track.seq, track.total)
+
+
+def _numbering(numbering: Numbering) -> pb.Numbering:
+    return pb.Numbering(node_id=numbering.node_id, seq=numbering.seq, total=numbering.total)
