@@ -38,7 +38,8 @@ PAUSE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
-def _version() -> str:
+def build_version() -> str:
+    """The installed version of paradoxplex ("unknown" when it is not installed)."""
     try:
         return importlib.metadata.version("paradoxplex")
     except importlib.metadata.PackageNotFoundError:
@@ -148,7 +149,7 @@ class Metrics:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         Info("paradoxplex_build", "The version of paradoxplex", registry=r).info(
-            {"version": _version()}
+            {"version": build_version()}
         )
         self.sockets = Gauge("paradoxplex_sockets", "Sockets held by this node", registry=r)
         self.sockets_opened = Counter("paradoxplex_sockets_opened", "Sockets accepted", registry=r)

@@ -16,9 +16,15 @@ when built; what several read is the small ``NodeState``):
 - the admin API (``paradoxplex.admin.app``) through ``admin_bridge.NodeControl``.
 
 Startup: fleet → listener → admin API → join the fleet (node, upstreams, links) → bus →
-heartbeat. Shutdown (SIGTERM/SIGINT, or the admin drain): stop accepting, tell the fleet, let
-sockets finish for ``drain_grace`` seconds, place what was read, close sockets (bounded
-flush), close links, write and unregister, stop the parts; every step is time-bounded.
+heartbeat → the handoff offer (``--handoff-socket``). Shutdown (SIGTERM/SIGINT, or the admin
+drain): stop accepting, tell the fleet, let sockets finish for ``drain_grace`` seconds, place
+what was read, close sockets (bounded flush), close links, write and unregister, stop the
+parts; every step is time-bounded.
+
+A hot handoff (``paradoxplex.node.handoff``): ``take_over`` instead of ``start`` makes this
+process the node another process was, with its listener, sockets and bus position; the old
+process, once everything went, stops through ``handed_over`` (no drain, no unregistering: the
+node lives on). The node is both sides' ``Serving``: its listening sockets, as they move.
 """
 
 from __future__ import annotations
@@ -39,8 +45,11 @@ from paradoxplex.node.delivery.commands import SocketCommands
 from paradoxplex.node.delivery.endpoint import BusEndpoint, BusOutbox
 from paradoxplex.node.delivery.replies import Owners, ReplyRouter
 from paradoxplex.node.fleet.upkeep import FleetStatus, FleetUpkeep, HealthViews
+from paradoxplex.node.handoff.new import Handshake, TakeOver
+from paradoxplex.node.handoff.old import HandoffOffer
+from paradoxplex.node.handoff.terms import terms_of
 from paradoxplex.node.links.pool import UpstreamPool
-from paradoxplex.node.metrics import Metrics
+from paradoxplex.node.metrics import Metrics, build_version
 from paradoxplex.node.sockets.hold import FirstByteHold
 from paradoxplex.node.sockets.hosting import SessionHosting
 from paradoxplex.node.sockets.listener import Listener, stop_handshakes
@@ -154,6 +163,25 @@ class Node:
             tasks=tasks,
             owner_timeout=config.owner_timeout,
         )
+        self.offer = (
+            HandoffOffer(
+                config.handoff_socket,
+                terms=terms_of(config),
+                version=build_version(),
+                state=state,
+                hosting=self.hosting,
+                pool=self.pool,
+                endpoint=self.endpoint,
+                upkeep=self.upkeep,
+                status=self.status,
+                serving=self,
+                metrics=metrics,
+                drain_grace=config.drain_grace,
+            )
+            if config.handoff_socket
+            else None
+        )
+        self.takeover: TakeOver | None = None
         self._server: asyncio.Server | None = None
         self._admin: AdminServer | None = None
         self.stopped = asyncio.Event()
@@ -192,8 +220,93 @@ class Node:
         await self.upkeep.join(upstream_specs(config))
         await self.endpoint.start()
         self.upkeep.start()
+        await self._offer()
 
-    async def _start_admin(self, listener: asyncio.Server) -> None:
+    async def _offer(self) -> None:
+        if self.offer is not None and self.config.handoff_socket:
+            try:
+                await self.offer.start()
+            except OSError as error:
+                reason = os.strerror(error.errno).lower() if error.errno else str(error)
+                raise ConfigError("--handoff-socket", reason) from None
+
+    async def take_over(self, handshake: Handshake) -> None:
+        """Become the node the process behind ``handshake`` is (instead of ``start``); raises
+        ``HandoffError`` when it did not happen (that process serves on)."""
+        await self.fleet.start()
+        self.takeover = takeover = TakeOver(
+            handshake,
+            state=self.state,
+            hosting=self.hosting,
+            new_session=lambda: Session(self.hosting, self.limits),
+            pool=self.pool,
+            router=self.replies,
+            endpoint=self.endpoint,
+            upkeep=self.upkeep,
+            serving=self,
+            metrics=self.metrics,
+            upstreams=upstream_specs(self.config),
+            max_frame=self.config.max_frame,
+        )
+        await takeover.run()
+        self.tasks.spawn(takeover.adopted(), "refresh taken-over sockets")
+        self.tasks.spawn(self._offer_after(takeover), "handoff relay")
+
+    async def _offer_after(self, takeover: TakeOver) -> None:
+        """Offer this node in turn once the old process is done relaying."""
+        await takeover.wait_relay()
+        try:
+            await self._offer()
+        except ConfigError as error:
+            log.warning("cannot offer a handoff: %s", error)
+
+    # both sides' Serving ----------------------------------------------------------------
+
+    def listening_sockets(self) -> tuple[socket.socket | None, socket.socket | None]:
+        listener = None
+        if self._server is not None and self._server.sockets:
+            listener = socket.socket(fileno=os.dup(self._server.sockets[0].fileno()))
+        admin = self._admin.listening_socket() if self._admin is not None else None
+        return listener, admin
+
+    async def stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._admin is not None:
+            await self._admin.pause(grace=self.config.owner_timeout + 1.0)
+
+    async def listen_again(
+        self, listener: socket.socket | None, admin: socket.socket | None
+    ) -> None:
+        await self.serve(listener, admin)
+
+    def handed_over(self) -> None:
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop_handed_over())
+
+    def addresses(self, listener: socket.socket, admin: socket.socket | None) -> None:
+        self.state.listen_address = f"{self.config.listen.host}:{listener.getsockname()[1]}"
+        if admin is not None:
+            scheme = "https" if self.admin_tls else "http"
+            host = reachable_host(self.config.admin.host)
+            self.state.admin_url = f"{scheme}://{host}:{admin.getsockname()[1]}"
+
+    async def serve(self, listener: socket.socket | None, admin: socket.socket | None) -> None:
+        if listener is not None:
+            self._server = await self.listener.adopt(listener)
+        if admin is not None:
+            if self._admin is None:
+                assert self._server is not None
+                await self._start_admin(self._server, sock=admin)
+            else:
+                tls = self.admin_tls.context if self.admin_tls else None
+                await self._admin.start(
+                    self.config.admin.host, self.config.admin.port, tls, sock=admin
+                )
+
+    async def _start_admin(
+        self, listener: asyncio.Server, *, sock: socket.socket | None = None
+    ) -> None:
         control = NodeControl(
             self.state,
             fleet=self.fleet,
@@ -216,6 +329,7 @@ class Node:
                 self.config.admin.host,
                 self.config.admin.port,
                 self.admin_tls.context if self.admin_tls else None,
+                sock=sock,
             )
         scheme = "https" if self.admin_tls else "http"
         self.state.admin_url = f"{scheme}://{reachable_host(self.config.admin.host)}:{port}"
@@ -279,6 +393,10 @@ class Node:
         await asyncio.shield(self._stopping)
 
     async def _stop(self) -> None:
+        if self.offer is not None:
+            await _bounded("close the handoff offer", self.offer.close(), 3.0)
+        if self.takeover is not None:
+            await _bounded("end the handoff relay", self.takeover.close(), 2.0)
         await self.drain()
         await _bounded("close upstream links", self.pool.close(grace=2.0), 5.0)
         await _bounded("write sessions", self.sync.flush(), 3.0)
@@ -294,6 +412,19 @@ class Node:
         await stop_handshakes(self.listener)
         self.stopped.set()
         log.info("node %s stopped", self.node_id)
+
+    async def _stop_handed_over(self) -> None:
+        """Everything moved to the new process: release what is left here, without draining
+        or leaving the fleet (the node lives on over there)."""
+        await _bounded("close upstream links", self.pool.close(grace=0.5), 3.0)
+        await self.tasks.cancel_all(grace=3.0)
+        await _bounded("close bus endpoint", self.endpoint.close(keep_inbox=True), 5.0)
+        await _bounded("close fleet", self.fleet.close(), 3.0)
+        if self._admin is not None:
+            await _bounded("close admin API", self._admin.close(), 3.0)
+        await stop_handshakes(self.listener)
+        self.stopped.set()
+        log.info("node %s handed over to its successor; this process exits", self.node_id)
 
     def __repr__(self) -> str:
         return f"<Node {self.node_id} sockets={len(self.sessions)} {self.pool!r}>"

@@ -227,8 +227,10 @@ class FleetBus(Protocol):
         """Listen as ``node_id``; ``on_reconnect()`` runs after every recovered loss. From
         ``position`` (a predecessor's, same node id): read on and number on from there."""
 
-    async def pause(self) -> BusPosition:
-        """Stop reading and sending after what is under way; where it stopped."""
+    async def pause(self, settle: Callable[[], Awaitable[None]] | None = None) -> BusPosition:
+        """Stop reading (after the envelope in hand), await ``settle()`` (what the node still
+        sends because of what it read: answers, forwarded replies), then stop sending (after
+        the sends under way); where it stopped."""
 
     async def resume(self) -> None:
         """Read and send again from where ``pause`` stopped."""

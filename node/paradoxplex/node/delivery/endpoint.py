@@ -151,6 +151,22 @@ class BusEndpoint:
         """No command being answered, no forwarded reply waiting to be sent."""
         return not self.answering and self.outbox.courier.idle
 
+    async def pause(self, *, within: float) -> BusPosition:
+        """A hot handoff: stop reading; within ``within`` seconds, answer what was read and
+        send what waits to be forwarded (else ``TimeoutError``); stop sending; the position
+        a successor goes on from."""
+
+        async def settle() -> None:
+            async with asyncio.timeout(within):
+                while not self.idle:  # noqa: ASYNC110 - bounded by the timeout
+                    await asyncio.sleep(0.005)
+
+        return await self.bus.pause(settle)
+
+    async def resume(self) -> None:
+        """The handoff did not happen: read and send again."""
+        await self.bus.resume()
+
     async def close(self, *, keep_inbox: bool = False) -> None:
         await self.outbox.close()
         await self.bus.close(keep_inbox=keep_inbox)

@@ -8,7 +8,7 @@ Nothing is ever lost on a memory bus.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from paradoxplex.shared.fleet import (
@@ -181,7 +181,7 @@ class MemoryBus:
         self._handler = handler
         self.hub.handlers[node_id] = handler
 
-    async def pause(self) -> BusPosition:
+    async def pause(self, settle: Callable[[], Awaitable[None]] | None = None) -> BusPosition:
         waiting: list[bytes] = []
         self._waiting = waiting
 
@@ -189,6 +189,8 @@ class MemoryBus:
             waiting.append(envelope)
 
         self.hub.handlers[self.node_id] = hold
+        if settle is not None:
+            await settle()
         return NO_POSITION
 
     async def resume(self) -> None:

@@ -111,6 +111,10 @@ class Arrival(asyncio.Protocol):
     def __init__(self) -> None:
         self.events: list[tuple[str, Any]] = []
 
+    def itself(self) -> Arrival:
+        """A protocol factory that makes this one."""
+        return self
+
     def data_received(self, data: bytes) -> None:
         self.events.append(("data", data))
 

@@ -65,6 +65,7 @@ class SessionHosting:
         self.lifecycle_events = lifecycle_events
         self.buffers: ReplyBuffers[Session] = ReplyBuffers(limit=max_buffered)
         self.metrics.buffered.set_function(self._buffered)
+        self.quiet = False  # handed over: closes here tell neither the fleet nor upstreams
 
     def open_session(self, session: Session) -> SessionInfo | None:
         transport = session.transport
@@ -108,6 +109,11 @@ class SessionHosting:
         self.sessions[info.client_uuid] = session
         self.metrics.sockets.set(len(self.sessions))
 
+    def handed_over(self) -> None:
+        """The node lives on in another process, which writes the fleet's records and tells
+        upstreams: a socket that closes here (one this process kept) tells neither."""
+        self.quiet = True
+
     def let_go(self, session: Session) -> None:
         """``session`` is another process's now: forget it, count nothing as closed."""
         info = session.info
@@ -132,9 +138,10 @@ class SessionHosting:
             self.metrics.drops.labels(DropReason.SOCKET_CLOSED).inc(dropped)
         self.metrics.sockets.set(len(self.sessions))
         self.metrics.sockets_closed.labels(_reason_label(reason)).inc()
-        self.sync.removed(info)
-        if self.lifecycle_events:
-            lifecycle_event(self.pool, info, pb.SocketEvent.DISCONNECTED, reason)
+        if not self.quiet:
+            self.sync.removed(info)
+            if self.lifecycle_events:
+                lifecycle_event(self.pool, info, pb.SocketEvent.DISCONNECTED, reason)
         log.debug(
             "socket %s closed: %s; %d bytes in, %d out, %.1fs",
             info.client_uuid,

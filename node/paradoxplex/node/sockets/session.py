@@ -191,6 +191,25 @@ class Session(asyncio.Protocol):
         flow.hold(frames)
         self.host.submit(self)
 
+    def read_while_paused(self, data: bytes) -> None:
+        """What the transport read although the socket is paused (an adopted socket's first
+        read: uvloop reads before a pause can land): framed and held, placed on resume."""
+        info = self.info
+        if info is None or self.flow.state is not OPEN:
+            return
+        try:
+            frames = self.framer.feed(data)
+        except FrameTooLarge as error:
+            self.host.metrics.bad_input.labels("frame_too_large").inc()
+            log.warning("socket %s: %s; closing it", info.client_uuid, error)
+            self.close("frame too large")
+            return
+        info.bytes_in += len(data)
+        info.messages_in += len(frames)
+        self.traffic.bytes_in += len(data)
+        self.traffic.messages_in += len(frames)
+        self.flow.hold(frames)
+
     def eof_received(self) -> bool:
         """The client half-closed: keep writing replies for ``linger`` seconds, then close.
         TLS has no half-close: its socket closes at once (asyncio warns on True there)."""

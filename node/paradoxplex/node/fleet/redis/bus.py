@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import paradoxplex.node.fleet.redis.entries as entries
 from paradoxplex.node.fleet.redis.client import FleetClient
@@ -182,11 +183,14 @@ class RedisBus:
         self._reader = reader
         self._outbox.start(node_id, new_epoch(reader.since))
 
-    async def pause(self) -> BusPosition:
-        """Stop reading (after the entry in hand) and sending (after the adds under way)."""
+    async def pause(self, settle: Callable[[], Awaitable[None]] | None = None) -> BusPosition:
+        """Stop reading (after the entry in hand), await ``settle()``, then stop sending
+        (after the adds under way)."""
         if self._reader is None:
             raise RuntimeError("RedisBus not started")
         read = await self._reader.pause()
+        if settle is not None:
+            await settle()
         numbering = await self._outbox.pause()
         fleet = next((n for n in numbering if not n.node_id), None)
         return BusPosition(

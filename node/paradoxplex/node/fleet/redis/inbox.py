@@ -140,6 +140,8 @@ class InboxReader:
 
     async def resume(self) -> None:
         """Read again from where ``pause`` stopped (reconnecting if Redis does not answer)."""
+        if self._task is not None and not self._task.done():
+            return  # not paused
         try:
             self._conn = await self._open(first=False)
             self.connected = True
