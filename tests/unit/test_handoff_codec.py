@@ -3,6 +3,8 @@ what cannot be used is refused before anything is."""
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 
 from paradoxplex.node.handoff.codec import (
@@ -92,7 +94,7 @@ def test_a_state_that_cannot_be_used_is_refused(change: dict[str, object], words
     for name, value in change.items():
         if name == "labels":
             message.labels.clear()
-            message.labels.update(value)  # type: ignore[arg-type]
+            message.labels.update(cast(dict[str, str], value))
         else:
             setattr(message, name, value)
     with pytest.raises(HandoffError) as caught:
