@@ -7,6 +7,7 @@ Nothing is ever lost on a memory bus.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -37,6 +38,7 @@ class MemoryHub:
         self.health: dict[str, dict[str, dict[str, Any]]] = {}
         self.cleanups: set[str] = set()
         self.handlers: dict[str, EnvelopeHandler] = {}
+        self.waiting: dict[str, list[bytes]] = {}  # for a paused node, in order
 
     def __repr__(self) -> str:
         return f"<MemoryHub nodes={len(self.nodes)} sessions={len(self.sessions)}>"
@@ -152,16 +154,18 @@ class MemoryFleet:
 
 
 class MemoryBus:
-    """In-process bus: delivers to the handlers registered on the same hub. While paused, what
-    is sent to this node waits, in order, and is handed to it on ``resume``; a position says
-    nothing (another process has its own hub)."""
+    """In-process bus: delivers to the handlers registered on the same hub. While a node is
+    paused, what is sent to it waits in the hub, in order, for ``resume`` or for a successor
+    that starts as that node; a position says nothing (nothing is numbered in memory)."""
 
     def __init__(self, hub: MemoryHub | None = None) -> None:
         self.hub = hub or MemoryHub()
         self.node_id = ""
         self.stats = BusStats()
         self._handler: EnvelopeHandler | None = None
-        self._waiting: list[bytes] | None = None  # None: not paused
+        self._paused = False
+        self._open = asyncio.Event()
+        self._open.set()
 
     @property
     def connected(self) -> bool:
@@ -176,34 +180,44 @@ class MemoryBus:
         on_reconnect: ReconnectHandler | None = None,
         position: BusPosition = NO_POSITION,
     ) -> None:
-        """Listen as ``node_id`` (``on_reconnect`` is never called: nothing is ever lost)."""
+        """Listen as ``node_id`` (``on_reconnect`` is never called: nothing is ever lost);
+        what waited for a paused ``node_id`` comes first."""
         self.node_id = node_id
         self._handler = handler
-        self.hub.handlers[node_id] = handler
+        await self._listen()
+
+    async def _listen(self) -> None:
+        assert self._handler is not None
+        waiting = self.hub.waiting.pop(self.node_id, [])
+        self.hub.handlers[self.node_id] = self._handler
+        for envelope in waiting:
+            await self._handler(envelope)
 
     async def pause(self, settle: Callable[[], Awaitable[None]] | None = None) -> BusPosition:
-        waiting: list[bytes] = []
-        self._waiting = waiting
+        waiting = self.hub.waiting.setdefault(self.node_id, [])
 
         async def hold(envelope: bytes) -> None:
             waiting.append(envelope)
 
         self.hub.handlers[self.node_id] = hold
+        self._paused = True
         if settle is not None:
             await settle()
+        self._open.clear()
         return NO_POSITION
 
     async def resume(self) -> None:
-        waiting, self._waiting = self._waiting or [], None
-        if self._handler is not None:
-            self.hub.handlers[self.node_id] = self._handler
-            for envelope in waiting:
-                await self._handler(envelope)
+        self._open.set()
+        if self._paused and self._handler is not None:
+            self._paused = False
+            await self._listen()
 
     async def close(self, *, keep_inbox: bool = False) -> None:
-        self.hub.handlers.pop(self.node_id, None)
+        if not self._paused:
+            self.hub.handlers.pop(self.node_id, None)
 
     async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
+        await self._open.wait()
         handler = self.hub.handlers.get(node_id)
         if handler is None:
             return False
@@ -211,11 +225,13 @@ class MemoryBus:
         return True
 
     async def broadcast(self, envelope: bytes) -> None:
+        await self._open.wait()
         for node_id, handler in list(self.hub.handlers.items()):
             if node_id != self.node_id:
                 await handler(envelope)
 
     async def control(self, envelope: bytes) -> None:
+        await self._open.wait()
         for handler in list(self.hub.handlers.values()):
             await handler(envelope)
 
