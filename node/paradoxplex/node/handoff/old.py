@@ -122,6 +122,7 @@ class Frozen:
     frozen_at: float = 0.0
     captured: dict[str, CaptureTransport] = field(default_factory=dict)
     replies: list[bytes] = field(default_factory=list)  # diverted upstream replies, in order
+    sent: int = 0  # how many of them went in ``Done`` (the new process's once it commits)
     bus: BusPosition | None = None
     upkeep_paused: bool = False
     moved: list[Moved] = field(default_factory=list)
@@ -346,7 +347,7 @@ class HandoffOffer:
                 frozen.kept.append((session, fate))
                 if capture is not None:
                     del frozen.captured[info.client_uuid]
-                    self._restore(session, capture, [])
+                    self._restore(session, capture)
                 continue
             held = list(session.flow.held)
             session.flow.drop_all()
@@ -378,10 +379,11 @@ class HandoffOffer:
             for session, _ in frozen.kept
             if session.info is not None and session.client_uuid in self.state.sessions
         ]
+        frozen.sent = len(frozen.replies)  # kept until the commit: a thaw routes them here
         done = pb.Done(
             moved=len(frozen.moved),
             kept=kept,
-            replies=frozen.take_replies(),
+            replies=frozen.replies[: frozen.sent],
             frozen_at=frozen.frozen_at,
         )
         await channel.send(pb.Frame(done=done))
@@ -407,6 +409,7 @@ class HandoffOffer:
         frozen.captured.clear()
         frozen.close_listening()
         self._unlink()
+        del frozen.replies[: frozen.sent]  # routed by the new process
         frozen.replies[:0] = late
         with contextlib.suppress(ChannelClosed, OSError):
             await channel.send(pb.Frame(released=pb.Released()))
@@ -431,12 +434,13 @@ class HandoffOffer:
         """Undo a freeze: this process serves everything it holds again."""
         self.pool.divert(None)
         for moved in frozen.moved:
-            self._restore(moved.session, moved.capture, moved.snapshot.held)
+            snapshot = moved.snapshot
+            self._restore(moved.session, moved.capture, snapshot.held, snapshot.replies)
             frozen.captured.pop(moved.session.client_uuid, None)
         for client_uuid, capture in frozen.captured.items():
             session = self.state.sessions.get(client_uuid)
             if session is not None:
-                self._restore(session, capture, [])
+                self._restore(session, capture)
         frozen.captured.clear()
         for data in frozen.take_replies():
             pending = self.pool.receive_reply(upstream_pb2.OutputStreamRequest.FromString(data))
@@ -451,11 +455,19 @@ class HandoffOffer:
             frozen.listener = frozen.admin = None  # the server owns them now
             await self.serving.listen_again(listener, admin)
 
-    def _restore(self, session: Session, capture: CaptureTransport, held: list[bytes]) -> None:
+    def _restore(
+        self,
+        session: Session,
+        capture: CaptureTransport,
+        held: list[bytes] | None = None,
+        replies: list[bytes] | None = None,
+    ) -> None:
+        """Give a frozen socket its transport back: what was written meanwhile (``replies``
+        first, taken for the new process) is written, what it read (``held``) placed."""
         real = capture.real
         if session.transport is capture:
             session.transport = real
-        for chunk in capture.take():
+        for chunk in (*(replies or ()), *capture.take()):
             real.write(chunk)
         if capture.ending == "abort":
             real.abort()

@@ -63,8 +63,8 @@ LIMITS: dict[Step, float] = {
     Step.PREPARE: 30.0,
     Step.QUIESCE: 5.0,
     Step.FREEZE: 3.0,
-    Step.TRANSFER: 20.0,
-    Step.COMMIT: 10.0,
+    Step.TRANSFER: 10.0,
+    Step.COMMIT: 5.0,
     Step.RELEASE: 5.0,
 }
 #: Seconds the freeze waits for writes and link queues to empty before it takes the rest.
