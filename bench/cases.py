@@ -15,6 +15,8 @@ under test: a case (or one run) that fails becomes a row with ``error`` set.
   each server's Redis CPU and commands, and Redis bytes per session in each layout.
 - ``flood``: fresh clients' round trips while one socket sends 4 MiB of newlines, vs quiet.
 - ``storm``: a reconnect storm on a 2-node fleet, and through HAProxy (``bench/storm.py``).
+- ``handoff``: 10,000 idle sockets and 200 in a closed loop, one hot handoff to a new process
+  (``bench/handoff.py``): the pause, the latency it added, sockets kept, requests lost.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import flood
+from bench.handoff import handoff_case
 from bench.layouts import MODES as LAYOUTS
 from bench.layouts import Layout, Spent, start_layout
 from bench.measure import (
@@ -63,7 +66,7 @@ from paradoxplex.shared.keys import Keys
 SYNC_PAUSE = 0.5
 ALL_CASES = (
     "rr", "original", "idle", "redis-mem", "broadcast", "workers", "cross", "fleet", "flood",
-    "storm",
+    "storm", "handoff",
 )  # fmt: skip
 START_TIMEOUT = 30.0
 
@@ -591,6 +594,18 @@ def _shown(row: Row) -> str:
     return f"{row.metric} {row.value or 0:,.2f} {row.unit}"
 
 
+def handoffs(plan: Plan) -> list[Row]:
+    """One hot handoff under ``idle_sockets`` idle sockets and a 200-socket closed loop."""
+    sockets = plan.idle_sockets
+    print(f"  handoff   node {sockets:>5} idle + 200 looping ...", flush=True)
+    with _case(plan.log_dir, "handoff") as procs:
+        try:
+            return handoff_case(procs, sockets)
+        except Exception as error:
+            print(f"  handoff   {_error(error)}")
+            return [Row("handoff", "node", sockets, metric="pause", error=_error(error))]
+
+
 def run_cases(plan: Plan, cases: list[str]) -> list[Row]:
     chosen = set(cases)
     rows: list[Row] = []
@@ -608,6 +623,7 @@ def run_cases(plan: Plan, cases: list[str]) -> list[Row]:
         ("fleet", fleet),
         ("flood", floods),
         ("storm", storms),
+        ("handoff", handoffs),
     ]
     for name, step in steps:
         if name in chosen:

@@ -235,6 +235,7 @@ class NodeHandle:
     listen: str
     admin: list[str]
     upstreams: int = 1
+    argv: list[str] = field(default_factory=list)  # how it was started
 
     def wait_ready(self) -> NodeHandle:
         """Return once every worker's ``/readyz`` answers 200 (``/livez`` for a node without
@@ -286,7 +287,7 @@ def launch_node(
         argv += ["--key-prefix", key_prefix]
     proc = procs.start(name, [*argv, *extra], env=node_env(code))
     urls = [f"http://127.0.0.1:{admin + i}" for i in range(workers)]
-    return NodeHandle(proc, f"127.0.0.1:{port}", urls, len(upstreams))
+    return NodeHandle(proc, f"127.0.0.1:{port}", urls, len(upstreams), [*argv, *extra])
 
 
 def start_echo_server(procs: Procs, name: str = "echo") -> tuple[Proc, str]:

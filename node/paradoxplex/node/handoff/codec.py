@@ -14,6 +14,7 @@ Rules:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -37,6 +38,9 @@ from paradoxplex.wire import handoff_pb2 as pb
 SESSION_STATE_VERSION = 1
 #: Held frames or replies one socket may carry.
 MAX_ITEMS = 100_000
+#: The form every node writes (anything else goes through ``canonical_uuid``).
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+PAUSED, ACTIVE = SessionState.PAUSED, SessionState.ACTIVE
 
 
 @dataclass(slots=True)
@@ -53,59 +57,76 @@ class SessionSnapshot:
 
 
 def encode_session(snapshot: SessionSnapshot) -> pb.SessionState:
+    """The message for one socket (fields at their zero value are left out: most sockets
+    hold no frame, no reply and no label)."""
     info = snapshot.info
-    return pb.SessionState(
+    state = pb.SessionState(
         version=SESSION_STATE_VERSION,
         client_uuid=info.client_uuid,
         remote=info.remote,
-        proxied=snapshot.proxied,
         connected_at=info.connected_at,
-        paused=info.state is SessionState.PAUSED,
-        labels=dict(info.labels),
         bytes_in=info.bytes_in,
         bytes_out=info.bytes_out,
         messages_in=info.messages_in,
         messages_out=info.messages_out,
-        unframed=snapshot.unframed,
-        held=snapshot.held,
-        replies=snapshot.replies,
     )
+    if snapshot.proxied:
+        state.proxied = True
+    if info.state is SessionState.PAUSED:
+        state.paused = True
+    if info.labels:
+        state.labels.update(info.labels)
+    if snapshot.unframed:
+        state.unframed = snapshot.unframed
+    if snapshot.held:
+        state.held.extend(snapshot.held)
+    if snapshot.replies:
+        state.replies.extend(snapshot.replies)
+    return state
 
 
 def decode_session(state: pb.SessionState, *, node_id: str, max_frame: int) -> SessionSnapshot:
     """A socket's state, checked (``HandoffError`` when it cannot be used)."""
     step = Step.TRANSFER.value
-    client_uuid = canonical_uuid(state.client_uuid)
-    if client_uuid is None:
-        raise HandoffError(step, f"a socket state without a valid uuid ({state.client_uuid!r:.60})")
-    if not state.remote:
+    client_uuid = state.client_uuid
+    if not CANONICAL_UUID.fullmatch(client_uuid):
+        client_uuid = canonical_uuid(client_uuid) or ""
+        if not client_uuid:
+            raise HandoffError(
+                step, f"a socket state without a valid uuid ({state.client_uuid!r:.60})"
+            )
+    remote = state.remote
+    if not remote:
         raise HandoffError(step, f"socket {client_uuid}: no remote address")
-    if len(state.unframed) > max_frame + 4:
-        raise HandoffError(step, f"socket {client_uuid}: {len(state.unframed)} unframed bytes")
-    if len(state.held) > MAX_ITEMS or len(state.replies) > MAX_ITEMS:
+    unframed, held, replies = state.unframed, state.held, state.replies
+    if len(unframed) > max_frame + 4:
+        raise HandoffError(step, f"socket {client_uuid}: {len(unframed)} unframed bytes")
+    if len(held) > MAX_ITEMS or len(replies) > MAX_ITEMS:
         raise HandoffError(step, f"socket {client_uuid}: too many held frames or replies")
-    try:
-        labels = check_labels(dict(state.labels))
-    except Exception as error:
-        raise HandoffError(step, f"socket {client_uuid}: bad labels: {error}") from None
+    labels = NO_LABELS
+    if state.labels:
+        try:
+            labels = check_labels(dict(state.labels))
+        except Exception as error:
+            raise HandoffError(step, f"socket {client_uuid}: bad labels: {error}") from None
     info = SessionInfo(
         client_uuid,
         node_id,
-        state.remote,
+        remote,
         state.connected_at,
-        state=SessionState.PAUSED if state.paused else SessionState.ACTIVE,
-        labels=labels or NO_LABELS,
-        bytes_in=state.bytes_in,
-        bytes_out=state.bytes_out,
-        messages_in=state.messages_in,
-        messages_out=state.messages_out,
+        PAUSED if state.paused else ACTIVE,
+        labels,
+        state.bytes_in,
+        state.bytes_out,
+        state.messages_in,
+        state.messages_out,
     )
     return SessionSnapshot(
         info,
-        proxied=state.proxied,
-        unframed=state.unframed,
-        held=list(state.held),
-        replies=list(state.replies),
+        state.proxied,
+        unframed,
+        list(held) if held else [],
+        list(replies) if replies else [],
     )
 
 

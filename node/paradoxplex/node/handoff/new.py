@@ -64,9 +64,6 @@ from paradoxplex.wire import upstream_pb2
 
 log = logging.getLogger("paradoxplex.node.handoff")
 
-#: Sockets adopted between two yields to the loop.
-ADOPT_SLICE = 256
-
 
 @dataclass(slots=True)
 class Handshake:
@@ -126,10 +123,20 @@ class Serving(Protocol):
 
 
 @dataclass(slots=True)
+class Arriving:
+    """A socket received, its session made (not connected: nothing is read before the old
+    process lets go)."""
+
+    snapshot: SessionSnapshot
+    sock: socket.socket
+    session: Session
+
+
+@dataclass(slots=True)
 class Received:
     listener: socket.socket | None = None
     admin: socket.socket | None = None
-    sessions: list[tuple[SessionSnapshot, int]] = field(default_factory=list)
+    sessions: list[Arriving] = field(default_factory=list)
     position: BusPosition = NO_POSITION
     kept: list[SessionSnapshot] = field(default_factory=list)
     replies: list[bytes] = field(default_factory=list)
@@ -140,9 +147,8 @@ class Received:
         for sock in (self.listener, self.admin):
             if sock is not None:
                 sock.close()
-        for _, fd in self.sessions:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        for arriving in self.sessions:
+            arriving.sock.close()
         self.sessions.clear()
 
 
@@ -263,7 +269,11 @@ class TakeOver:
                 except HandoffError:
                     _close_all(fds)
                     raise
-                received.sessions.extend(zip(snapshots, fds, strict=True))
+                for snapshot, fd in zip(snapshots, fds, strict=True):
+                    arriving = Arriving(
+                        snapshot, socket.socket(fileno=fd), self._prepared(snapshot)
+                    )
+                    received.sessions.append(arriving)
             elif body == "bus":
                 received.position = decode_position(frame.bus)
             else:  # done
@@ -287,7 +297,9 @@ class TakeOver:
     # resume -----------------------------------------------------------------------------
 
     async def _resume(self, received: Received) -> None:
+        began = time.monotonic()
         moved = await self._adopt(received.sessions)
+        adopted = time.monotonic() - began
         for snapshot in received.kept:
             self._stand_in(snapshot)
         await self.endpoint.start(received.position)
@@ -301,9 +313,9 @@ class TakeOver:
             asyncio.create_task(self._relay_out(), name="handoff relay out"),
             asyncio.create_task(self._relay_in(), name="handoff relay in"),
         ]
-        self._report(moved, len(received.kept))
+        self._report(moved, len(received.kept), adopted)
 
-    def _report(self, moved: int, kept: int) -> None:
+    def _report(self, moved: int, kept: int, adopted: float) -> None:
         pause = self.pause.seconds if self.pause else 0.0
         self.metrics.handoffs.labels("done").inc()
         self.metrics.handoff_sockets.labels("moved").inc(moved)
@@ -317,11 +329,12 @@ class TakeOver:
             "pause_ms": round(pause * 1000, 3),
         }
         log.info(
-            "took over from pid %d (version %s): %d sockets moved, %d kept there and "
-            "drained; pause %.0f ms",
+            "took over from pid %d (version %s): %d sockets moved (adopted in %.0f ms), %d "
+            "kept there and drained; pause %.0f ms",
             self.handshake.pid,
             self.handshake.version,
             moved,
+            adopted * 1000,
             kept,
             pause * 1000,
         )
@@ -333,32 +346,36 @@ class TakeOver:
             if stale:
                 log.info("removed %d records of sockets that closed during the handoff", stale)
 
-    async def _adopt(self, sessions: list[tuple[SessionSnapshot, int]]) -> int:
-        loop = asyncio.get_running_loop()
-        adopted = 0
-        for index, (snapshot, fd) in enumerate(sessions):
-            if index and index % ADOPT_SLICE == 0:
-                await asyncio.sleep(0)
-            sock = socket.socket(fileno=fd)
-            arrival = Arrival()
-            try:
-                transport, _ = await loop.connect_accepted_socket(arrival.itself, sock)
-            except (OSError, ValueError) as error:
-                sock.close()
-                log.warning("socket %s could not be adopted: %s", snapshot.info.client_uuid, error)
-                continue
-            self._take(snapshot, transport, arrival)
-            adopted += 1
-        return adopted
-
-    def _take(
-        self, snapshot: SessionSnapshot, transport: asyncio.BaseTransport, arrival: Arrival
-    ) -> None:
+    def _prepared(self, snapshot: SessionSnapshot) -> Session:
+        """The session of a socket to adopt, with what it had read (nothing touches the
+        socket yet)."""
         session = self.new_session()
         session.info = snapshot.info
         session.peer = snapshot.info.remote if snapshot.proxied else ""
         if snapshot.unframed:
             session.flow.hold(session.framer.feed(snapshot.unframed))
+        if snapshot.held:
+            session.flow.hold(snapshot.held)
+        return session
+
+    async def _adopt(self, sessions: list[Arriving]) -> int:
+        loop = asyncio.get_running_loop()
+        adopted = 0
+        for arriving in sessions:
+            arrival = Arrival()
+            try:
+                transport, _ = await loop.connect_accepted_socket(arrival.itself, arriving.sock)
+            except (OSError, ValueError) as error:
+                arriving.sock.close()
+                uuid = arriving.snapshot.info.client_uuid
+                log.warning("socket %s could not be adopted: %s", uuid, error)
+                continue
+            self._take(arriving, transport, arrival)
+            adopted += 1
+        return adopted
+
+    def _take(self, arriving: Arriving, transport: asyncio.BaseTransport, arrival: Arrival) -> None:
+        session, snapshot = arriving.session, arriving.snapshot
         transport.set_protocol(session)
         session.connection_made(transport)
         real = session.transport
@@ -366,8 +383,6 @@ class TakeOver:
             return
         for reply in snapshot.replies:  # counted when the old process took them
             real.write(reply)
-        if snapshot.held:
-            session.flow.hold(snapshot.held)
         paused = snapshot.info.state is SessionState.PAUSED
         if paused:
             session.set_paused(True)
