@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import signal
+import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -29,7 +31,15 @@ from tests.conftest import delete_prefix
 from tests.support.client import Client
 from tests.support.closed_loop import ClosedLoop
 from tests.support.eventually import eventually
-from tests.support.fleet import PARADOXPLEX, Admin, NodeProc, Proc, echo_address, spawn_echo
+from tests.support.fleet import (
+    PARADOXPLEX,
+    Admin,
+    NodeProc,
+    Proc,
+    echo_address,
+    pid_gone,
+    spawn_echo,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -295,3 +305,40 @@ async def _failures(upgrade: Upgrade, old: NodeProc) -> float:
 
 async def _failed_more(upgrade: Upgrade, old: NodeProc, before: float) -> bool:
     return await _failures(upgrade, old) > before
+
+
+async def test_sigusr2_upgrades_in_place_and_tells_systemd(
+    upgrade: Upgrade, tmp_path: Path
+) -> None:
+    """The systemd unit's upgrade: SIGUSR2 starts the program on disk with ``--take-over``;
+    it tells systemd (``NOTIFY_SOCKET``) that it is the main process now; the old one exits 0
+    and every socket stays."""
+    loop = asyncio.get_running_loop()
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify"))
+    notify.setblocking(False)
+    args = upgrade.args("h1", "--handoff-socket", upgrade.path)
+    old = NodeProc("old", [PARADOXPLEX, "node", *args], env={"NOTIFY_SOCKET": notify.getsockname()})
+    upgrade.procs.append(old)
+    new_pid = 0
+    try:
+        await old.started()
+        async with asyncio.timeout(10):
+            assert await loop.sock_recv(notify, 4096) == b"READY=1"
+        async with await Client.connect(old.listen) as client:
+            await client.round_trip(b"before\n")
+            old.signal(signal.SIGUSR2)
+            async with asyncio.timeout(30):
+                said = (await loop.sock_recv(notify, 4096)).decode().split("\n")
+            assert said[1] == "READY=1"
+            new_pid = int(said[0].removeprefix("MAINPID="))
+            assert new_pid != old.pid
+            assert await old.wait_exit() == 0, old.tail()
+            await client.round_trip(b"after\n")
+        async with await Client.connect(old.listen) as fresh:
+            await fresh.round_trip(b"new\n")
+    finally:
+        notify.close()
+        if new_pid:
+            os.kill(new_pid, signal.SIGTERM)
+            await eventually(lambda: pid_gone(new_pid), timeout=15, message="the new process")

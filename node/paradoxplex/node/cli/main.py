@@ -198,7 +198,8 @@ async def run_node(config: NodeConfig) -> None:
         f"admin on {node.admin_url}",
         flush=True,
     )
-    notify(f"MAINPID={os.getpid()}", "READY=1")
+    # after a takeover this process is the unit's main one (a worker never says so)
+    notify(*([f"MAINPID={os.getpid()}"] if handshake is not None else []), "READY=1")
     stopping = asyncio.ensure_future(stop.wait())
     finished = asyncio.ensure_future(node.stopped.wait())
     orphaned = asyncio.ensure_future(_supervisor_gone(os.getppid()))
