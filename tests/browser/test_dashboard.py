@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Locator, Page, expect
@@ -286,6 +287,44 @@ def test_the_page_shows_when_its_node_lost_redis(open_tab: OpenTab) -> None:
         redis.kill()
         expect(banner).to_contain_text("Node ui-lone has lost Redis", timeout=10_000)
     finally:
+        for running in started:
+            running.close()
+        redis.close()
+
+
+def test_a_node_taken_over_shows_its_handoff(open_tab: OpenTab, tmp_path: Path) -> None:
+    """The process column: how the node's process came to be; after a hot handoff, from which
+    process, how many sockets moved and the pause, without a reload."""
+    redis = RedisServer().start()
+    started: list[processes.Running] = []
+    client: socket.socket | None = None
+    try:
+        echo, line = processes.start(
+            "upstream-echo", "--listen", "127.0.0.1:0", ready=processes.ECHO_LINE
+        )
+        started.append(echo)
+        upstream = f"{line['host']}:{line['port']}"
+        path = str(tmp_path / "handoff.sock")
+        old = start_node(
+            redis.url, "pxtest:ui-handoff", "ui-up", upstream, "--handoff-socket", path
+        )
+        started.append(old.running)
+        page = signed_in(open_tab(), old, nodes=1)
+        process = cell(page.locator("#nodes tbody tr", has_text="ui-up"), "process")
+        expect(process).to_contain_text("started")
+        client = old.connect()
+        client.sendall(b"before\n")
+        assert receive(client, b"before\n") == b"before\n"
+        new = start_node(redis.url, "pxtest:ui-handoff", "ui-up", upstream, "--take-over", path)
+        started.append(new.running)
+        expect(process).to_contain_text("took over", timeout=10_000)
+        expect(process).to_contain_text("1 moved, pause")
+        assert process.get_attribute("title") == f"took over from pid {old.running.process.pid}"
+        client.sendall(b"after\n")
+        assert receive(client, b"after\n") == b"after\n"
+    finally:
+        if client is not None:
+            client.close()
         for running in started:
             running.close()
         redis.close()

@@ -182,6 +182,21 @@ function colorOf(nodeId) {
 
 // -- tables ----------------------------------------------------------------------------
 
+function fmtProcess(n, now) {
+  // how this node's process came to be: its incarnation (when the node reports one), and
+  // the hot handoff that made it the node, or its start
+  const parts = n.incarnation ? [`incarnation ${String(n.incarnation).slice(0, 8)}`] : [];
+  const h = n.last_handoff;
+  if (h) {
+    const kept = h.kept ? `, ${fmtCount(h.kept)} kept` : "";
+    parts.push(`took over ${fmtAge(now - h.at)} ago: ${fmtCount(h.moved)} moved${kept}, ` +
+      `pause ${fmtCount(Math.round(h.pause_ms))} ms`);
+  } else if (typeof n.started_at === "number") {
+    parts.push(`started ${fmtAge(now - n.started_at)} ago`);
+  }
+  return parts.length ? parts.join(" · ") : DASH;
+}
+
 function setText(cell, text) {
   const value = String(text);
   if (cell.textContent !== value) cell.textContent = value;
@@ -256,6 +271,8 @@ function renderNodes() {
     setText(c[5], fmtRate(n.rateOut));
     setText(c[6], fmtCount(n.drops));
     setText(c[7], n.heartbeat_at ? fmtAge(now - n.heartbeat_at) : DASH);
+    setText(c[8], fmtProcess(n, now));
+    c[8].title = n.last_handoff ? `took over from pid ${n.last_handoff.from_pid}` : "";
   });
   const select = $("f-node");
   const wanted = ["", ...state.nodes.map((n) => n.id)];
