@@ -33,3 +33,5 @@ class DropReason(enum.StrEnum):
     OWNER_UNREACHABLE = "owner_unreachable"
     FLEET_UNAVAILABLE = "fleet_unavailable"
     COMMAND_EXPIRED = "command_expired"
+    # a hot handoff
+    HANDOFF_LATE = "handoff_late"

@@ -74,6 +74,7 @@ from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.hosting import SessionHosting
 from paradoxplex.node.sockets.session import Session
 from paradoxplex.node.state import NodeState
+from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.errors import FleetUnavailable, HandoffError, HandoffRefused
 from paradoxplex.shared.fleet import NO_POSITION, BusPosition
 from paradoxplex.shared.flow import OPEN
@@ -431,7 +432,9 @@ class HandoffOffer:
         )
 
     async def _relay(self, channel: Channel, frozen: Frozen) -> None:
-        relay = Relay(channel, self.state, self.pool, frozen, drain_grace=self.drain_grace)
+        relay = Relay(
+            channel, self.state, self.pool, frozen, self.metrics, drain_grace=self.drain_grace
+        )
         try:
             await relay.run()
         finally:
@@ -503,6 +506,7 @@ class Relay:
         state: NodeState,
         pool: UpstreamPool,
         frozen: Frozen,
+        metrics: Metrics,
         *,
         drain_grace: float,
     ) -> None:
@@ -510,6 +514,8 @@ class Relay:
         self.state = state
         self.pool = pool
         self.frozen = frozen
+        self.metrics = metrics
+        self.late = 0  # replies that found no successor to go to
         self.drain_grace = drain_grace
         self.kept = {s.client_uuid for s, _ in frozen.kept if s.client_uuid in state.sessions}
         self.outgoing: asyncio.Queue[pb.Relay | None] = asyncio.Queue()
@@ -535,11 +541,19 @@ class Relay:
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks)
-            self.pool.divert(_dropped)
+            self.pool.divert(self._too_late)
+            if self.late:
+                log.warning("handoff: %d replies came with no successor to take them", self.late)
 
     def send(self, message: pb.Relay) -> None:
         if not self.gone:
             self.outgoing.put_nowait(message)
+        elif message.WhichOneof("op") == "reply":
+            self._too_late(None)
+
+    def _too_late(self, reply: upstream_pb2.OutputStreamRequest | None) -> None:
+        self.late += 1
+        self.metrics.drops.labels(DropReason.HANDOFF_LATE).inc()
 
     def _reply(self, reply: upstream_pb2.OutputStreamRequest) -> None:
         self.last_reply = time.monotonic()
@@ -620,10 +634,6 @@ class Relay:
                 self.kept.add(client_uuid)
                 state = encode_session(SessionSnapshot(session.info, proxied=bool(session.peer)))
                 self.send(pb.Relay(opened=state))
-
-
-def _dropped(reply: upstream_pb2.OutputStreamRequest) -> None:
-    return None
 
 
 def _fileno(capture: CaptureTransport) -> int:
