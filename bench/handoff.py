@@ -138,7 +138,7 @@ def _steps(total: int, logs: str) -> list[Row]:
     for step, pattern in STEPS.items():
         found = pattern.search(logs)
         if found:
-            row = Row("handoff", f"{total - LOOP}+{LOOP}", total, metric=f"  of which {step}")
+            row = Row("handoff", "node", total, metric=f"  of which {step}")
             row.value, row.unit = float(found.group(1)), "ms"
             print(f"  handoff   {row.metric:<26} {row.value:>10,.1f} {row.unit}")
             rows.append(row)
@@ -166,7 +166,7 @@ def _rows(
     code: int,
 ) -> list[Row]:
     total = connected + LOOP
-    name = f"{connected}+{LOOP}"
+    name = "node"
     lost = sum(int(_number(during, key)) for key in ("closed", "mismatches", "stalled"))
     kept = int(_number(reached, "received"))
     detail = {

@@ -64,6 +64,9 @@ from paradoxplex.wire import upstream_pb2
 
 log = logging.getLogger("paradoxplex.node.handoff")
 
+#: Sockets adopted at once; the event loop serves the adopted ones between two batches.
+ADOPT_BATCH = 1024
+
 
 @dataclass(slots=True)
 class Handshake:
@@ -298,13 +301,16 @@ class TakeOver:
 
     async def _resume(self, received: Received) -> None:
         began = time.monotonic()
-        moved = await self._adopt(received.sessions)
+        direct, routed = self._sort_replies(received)
+        moved = await self._adopt(received.sessions, direct)
         adopted = time.monotonic() - began
         for snapshot in received.kept:
             self._stand_in(snapshot)
         await self.endpoint.start(received.position)
-        for data in received.replies:
-            await self._route(data)
+        for reply in routed:
+            pending = self.router.receive_reply(reply)
+            if pending is not None:
+                await pending
         self.pause = Pause(received.frozen_at, time.monotonic())
         assert received.listener is not None
         await self.serving.serve(received.listener, received.admin)
@@ -358,23 +364,61 @@ class TakeOver:
             session.flow.hold(snapshot.held)
         return session
 
-    async def _adopt(self, sessions: list[Arriving]) -> int:
-        loop = asyncio.get_running_loop()
-        adopted = 0
-        for arriving in sessions:
-            arrival = Arrival()
+    def _sort_replies(
+        self, received: Received
+    ) -> tuple[dict[str, list[bytes]], list[upstream_pb2.OutputStreamRequest]]:
+        """The replies the old process kept: those for a socket that moves go to it as it is
+        adopted (its client waited for them); the rest are routed once the bus runs."""
+        moving = {arriving.snapshot.info.client_uuid for arriving in received.sessions}
+        direct: dict[str, list[bytes]] = {}
+        routed: list[upstream_pb2.OutputStreamRequest] = []
+        for data in received.replies:
             try:
-                transport, _ = await loop.connect_accepted_socket(arrival.itself, arriving.sock)
-            except (OSError, ValueError) as error:
-                arriving.sock.close()
-                uuid = arriving.snapshot.info.client_uuid
-                log.warning("socket %s could not be adopted: %s", uuid, error)
+                reply = upstream_pb2.OutputStreamRequest.FromString(data)
+            except Exception:
+                self.metrics.bad_input.labels("handoff_relay").inc()
                 continue
-            self._take(arriving, transport, arrival)
-            adopted += 1
+            target = reply.client_uuid if reply.WhichOneof("target") == "client_uuid" else ""
+            if target in moving:
+                direct.setdefault(target, []).append(reply.payload)
+            else:
+                routed.append(reply)
+        return direct, routed
+
+    async def _adopt(self, sessions: list[Arriving], replies: dict[str, list[bytes]]) -> int:
+        """Adopt every socket, ``ADOPT_BATCH`` at a time (the ones adopted first are served
+        between two batches: they are the sockets that talk)."""
+        adopted = 0
+        for start in range(0, len(sessions), ADOPT_BATCH):
+            batch = sessions[start : start + ADOPT_BATCH]
+            made = await asyncio.gather(*(self._connect(arriving) for arriving in batch))
+            for arriving, connected in zip(batch, made, strict=True):
+                if connected is not None:
+                    uuid = arriving.snapshot.info.client_uuid
+                    self._take(arriving, *connected, replies.get(uuid))
+                    adopted += 1
         return adopted
 
-    def _take(self, arriving: Arriving, transport: asyncio.BaseTransport, arrival: Arrival) -> None:
+    async def _connect(self, arriving: Arriving) -> tuple[asyncio.BaseTransport, Arrival] | None:
+        """A transport for the socket (its first protocol an ``Arrival``), or None."""
+        arrival = Arrival()
+        try:
+            loop = asyncio.get_running_loop()
+            transport, _ = await loop.connect_accepted_socket(arrival.itself, arriving.sock)
+        except Exception as error:  # one socket's boundary: the others go on
+            arriving.sock.close()
+            uuid = arriving.snapshot.info.client_uuid
+            log.warning("socket %s could not be adopted: %r", uuid, error)
+            return None
+        return transport, arrival
+
+    def _take(
+        self,
+        arriving: Arriving,
+        transport: asyncio.BaseTransport,
+        arrival: Arrival,
+        replies: list[bytes] | None,
+    ) -> None:
         session, snapshot = arriving.session, arriving.snapshot
         transport.set_protocol(session)
         session.connection_made(transport)
@@ -383,6 +427,8 @@ class TakeOver:
             return
         for reply in snapshot.replies:  # counted when the old process took them
             real.write(reply)
+        for payload in replies or ():  # from the old process's links: written here first
+            session.write(payload)
         paused = snapshot.info.state is SessionState.PAUSED
         if paused:
             session.set_paused(True)

@@ -15,8 +15,10 @@ Rules (the steps are ``steps.Step``; their limits ``steps.LIMITS``):
   takes what the transports still buffer and the links send what they queue; what the links
   still queue then comes back to the sockets' held data.
 - ``transfer``: the listening sockets; each socket that moves with its state, as many per
-  frame as ``channel.MAX_FDS`` allows; the bus position; then ``Done`` with the sockets kept
-  here and the replies diverted so far.
+  frame as ``channel.MAX_FDS`` allows, those that talked since the last heartbeat (or hold
+  something) first: the new process adopts them in this order, and an idle socket does not
+  notice the pause; the bus position; then ``Done`` with the sockets kept here and the
+  replies diverted so far.
 - ``release`` (on ``Committed``, the point of no return): each moved socket's session and
   transport are let go here without a trace (the kernel socket lives on in the new process),
   the socket file is removed, ``Released`` is sent.
@@ -364,6 +366,9 @@ class HandoffOffer:
                 replies=capture.take(),
             )
             frozen.moved.append(Moved(session, capture, snapshot))
+        # the new process adopts them in this order: the sockets that talk first (they see
+        # the pause; an idle one does not)
+        frozen.moved.sort(key=_quiet)
 
     # transfer ---------------------------------------------------------------------------
 
@@ -634,6 +639,14 @@ class Relay:
                 self.kept.add(client_uuid)
                 state = encode_session(SessionSnapshot(session.info, proxied=bool(session.peer)))
                 self.send(pb.Relay(opened=state))
+
+
+def _quiet(moved: Moved) -> bool:
+    """False for a socket that moved bytes since the last heartbeat, or holds some."""
+    info, snapshot = moved.snapshot.info, moved.snapshot
+    if snapshot.held or snapshot.replies or snapshot.unframed:
+        return False
+    return moved.session.synced_io == info.bytes_in + info.bytes_out
 
 
 def _fileno(capture: CaptureTransport) -> int:
