@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -40,8 +41,10 @@ from tests.support.fleet import (
     pid_gone,
     spawn_echo,
 )
+from tests.support.tls import self_signed
 
-pytestmark = pytest.mark.e2e
+# slow as a whole: each test starts two upstreams and two node processes (3 s and more)
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 #: Replies must come back within this long of the handoff (the issue's bound).
 RESUME_WITHIN = 1.0
@@ -125,7 +128,6 @@ async def labelled_and_paused(admin: Admin, client: Client) -> str:
     return uuid
 
 
-@pytest.mark.slow
 async def test_a_handoff_under_a_closed_loop_loses_nothing(
     upgrade: Upgrade, redis_url: str, key_prefix: str
 ) -> None:
@@ -213,7 +215,6 @@ async def still_serving(old: NodeProc, clients: ClosedLoop, admin: Admin, count:
     assert len(await admin.sockets()) == count
 
 
-@pytest.mark.slow
 async def test_the_old_process_serves_on_whenever_the_new_one_fails(
     upgrade: Upgrade, redis_url: str, key_prefix: str
 ) -> None:
@@ -342,3 +343,60 @@ async def test_sigusr2_upgrades_in_place_and_tells_systemd(
         if new_pid:
             os.kill(new_pid, signal.SIGTERM)
             await eventually(lambda: pid_gone(new_pid), timeout=15, message="the new process")
+
+
+async def test_tls_sockets_stay_with_the_old_process_and_drain(
+    upgrade: Upgrade, tmp_path: Path
+) -> None:
+    """A TLS session cannot leave its process: the old one keeps its TLS sockets and drains
+    them; meanwhile the new one lists them and relays an admin send to them; then they close,
+    leave the listing, and the old process exits 0. New TLS sockets go to the new process."""
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(cafile=str(cert))
+    tls = ["--tls-cert", str(cert), "--tls-key", str(key), "--drain-grace", "3"]
+    args = upgrade.args("h1", *tls, "--handoff-socket", upgrade.path)
+    old = await upgrade.node(args)
+    admin = upgrade.admin(old)
+    kept = await Client.connect(old.listen, ssl=context, collect=True)
+    try:
+        await kept.round_trip(b"before\n")
+        uuid = await admin.uuid_of(kept)
+        new = upgrade.successor(args)
+        await new.started()
+        await kept.round_trip(b"during the drain\n")  # still the old process's
+        assert await admin.socket_uuids() == {uuid}  # listed by the new one
+        await admin.ok("POST", f"/v1/sockets/{uuid}/send", {"text": "relayed\n"})
+        await kept.expect(b"relayed\n")
+        async with await Client.connect(old.listen, ssl=context) as fresh:
+            await fresh.round_trip(b"new tls socket\n")
+        await kept.closed_by_peer(within=10)  # closed by the old process, once drained
+        assert await old.wait_exit(timeout=15) == 0, old.tail()
+
+        async def unlisted() -> bool:
+            return uuid not in await admin.socket_uuids()
+
+        await eventually(unlisted, timeout=5, message="the drained socket leaves the listing")
+        assert await upgrade.metric(new, "paradoxplex_handoff_sockets_total", fate="kept") == 1
+    finally:
+        await kept.aclose()
+
+
+async def test_a_proxied_socket_keeps_the_address_its_header_gave(upgrade: Upgrade) -> None:
+    """After its PROXY header a socket is plain TCP: it moves, and keeps the remote address
+    the header gave (the new process never sees the header)."""
+    args = upgrade.args("h1", "--proxy-protocol", "--handoff-socket", upgrade.path)
+    old = await upgrade.node(args)
+    admin = upgrade.admin(old)
+    header = b"PROXY TCP4 203.0.113.7 192.0.2.1 4242 7999\r\n"
+    async with await Client.connect(old.listen, header=header) as client:
+        await client.round_trip(b"before\n")
+
+        async def listed() -> bool:
+            return [s["remote"] for s in await admin.sockets()] == ["203.0.113.7:4242"]
+
+        await eventually(listed, message="the header's address")
+        new = upgrade.successor(args)
+        await new.started()
+        assert await old.wait_exit() == 0, old.tail()
+        await client.round_trip(b"after\n")
+        assert [s["remote"] for s in await admin.sockets()] == ["203.0.113.7:4242"]
