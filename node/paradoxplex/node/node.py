@@ -395,6 +395,10 @@ class Node:
     async def _stop(self) -> None:
         if self.offer is not None:
             await _bounded("close the handoff offer", self.offer.close(), 3.0)
+            if self.offer.handed:  # stopped while relaying: the node lives on elsewhere
+                await self._close_sessions("node upgraded")
+                await self._stop_handed_over()
+                return
         if self.takeover is not None:
             await _bounded("end the handoff relay", self.takeover.close(), 2.0)
         await self.drain()

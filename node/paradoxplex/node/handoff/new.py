@@ -57,6 +57,7 @@ from paradoxplex.node.sockets.session import Session
 from paradoxplex.node.state import NodeState
 from paradoxplex.shared.errors import FleetUnavailable, HandoffError, HandoffRefused
 from paradoxplex.shared.fleet import NO_POSITION, BusPosition
+from paradoxplex.shared.retry import BUS_RECONNECT, Backoff
 from paradoxplex.shared.sessions import SessionState
 from paradoxplex.shared.upstreams import UpstreamSpec
 from paradoxplex.wire import handoff_pb2 as pb
@@ -209,11 +210,13 @@ class TakeOver:
                 await self._commit(received)
             step = Step.RELEASE
             await _receive(self.channel, Step.RELEASE)
-        except (HandoffError, ChannelClosed, TimeoutError, FleetUnavailable, OSError) as error:
+        except Exception as error:
             received.close()
             await self._give_up(step, error)
             if isinstance(error, HandoffError):
                 raise
+            if not isinstance(error, ChannelClosed | TimeoutError | FleetUnavailable | OSError):
+                log.exception("handoff: unexpected error at %s", step.value)
             raise HandoffError(step.value, _why(error)) from None
         await self._resume(received)
 
@@ -306,7 +309,7 @@ class TakeOver:
         adopted = time.monotonic() - began
         for snapshot in received.kept:
             self._stand_in(snapshot)
-        await self.endpoint.start(received.position)
+        await self._start_bus(received.position)
         for reply in routed:
             pending = self.router.receive_reply(reply)
             if pending is not None:
@@ -315,11 +318,31 @@ class TakeOver:
         assert received.listener is not None
         await self.serving.serve(received.listener, received.admin)
         self.upkeep.start()
-        self._relaying = [
+        self._relaying += [
             asyncio.create_task(self._relay_out(), name="handoff relay out"),
             asyncio.create_task(self._relay_in(), name="handoff relay in"),
         ]
         self._report(moved, len(received.kept), adopted)
+
+    async def _start_bus(self, position: BusPosition) -> None:
+        """Read and send on from the old position; past the point of no return a fleet that
+        does not answer is waited for (the sockets are served meanwhile), not given up on."""
+        try:
+            await self.endpoint.start(position)
+        except FleetUnavailable as error:
+            log.warning("fleet bus unavailable after the takeover (%s); retrying", error.reason)
+            self._relaying.append(asyncio.create_task(self._retry_bus(position)))
+
+    async def _retry_bus(self, position: BusPosition) -> None:
+        backoff = Backoff(BUS_RECONNECT)
+        while True:
+            await asyncio.sleep(backoff.failed())
+            try:
+                await self.endpoint.start(position)
+            except FleetUnavailable:
+                continue
+            log.info("fleet bus reading again after the takeover")
+            return
 
     def _report(self, moved: int, kept: int, adopted: float) -> None:
         pause = self.pause.seconds if self.pause else 0.0

@@ -42,7 +42,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -181,6 +181,7 @@ class HandoffOffer:
         self.drain_grace = drain_grace
         self.incarnation = incarnation
         self.busy = False
+        self.handed = False  # everything went: the node lives on in the successor
         self._listening: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -258,6 +259,10 @@ class HandoffOffer:
         except (HandoffError, ChannelClosed, TimeoutError, FleetUnavailable, OSError) as error:
             await self._failed(channel, frozen, reached, pid, error)
             return
+        except Exception as error:  # a bug: still, the node serves on
+            log.exception("handoff: unexpected error at %s", reached.value)
+            await self._failed(channel, frozen, reached, pid, error)
+            return
         except asyncio.CancelledError:  # the node stops meanwhile: it stops serving all
             channel.close()
             if outcome(reached) is Outcome.THAWED:
@@ -321,8 +326,8 @@ class HandoffOffer:
             session.transport = capture
             frozen.captured[session.client_uuid] = capture
         frozen.bus = await self.endpoint.pause(within=FLUSH)
+        frozen.upkeep_paused = True  # from here on a thaw starts it again
         await self.upkeep.pause(flush=FLUSH)
-        frozen.upkeep_paused = True
         deadline = time.monotonic() + FLUSH
         while time.monotonic() < deadline and not self._flushed(frozen):  # noqa: ASYNC110
             await asyncio.sleep(0.005)
@@ -403,6 +408,7 @@ class HandoffOffer:
     async def _release(self, channel: Channel, frozen: Frozen) -> None:
         """The new process holds every moved socket now: say so first (it serves at once;
         nothing here reads or writes a frozen socket), then let them go here."""
+        self.handed = True
         self.hosting.handed_over()
         frozen.close_listening()
         self._unlink()
@@ -449,7 +455,8 @@ class HandoffOffer:
     # thaw -------------------------------------------------------------------------------
 
     async def _thaw(self, frozen: Frozen) -> None:
-        """Undo a freeze: this process serves everything it holds again."""
+        """Undo a freeze: this process serves everything it holds again. Each step is done
+        whatever became of the one before (logged)."""
         self.pool.divert(None)
         for moved in frozen.moved:
             snapshot = moved.snapshot
@@ -460,18 +467,21 @@ class HandoffOffer:
             if session is not None:
                 self._restore(session, capture)
         frozen.captured.clear()
-        for data in frozen.take_replies():
-            pending = self.pool.receive_reply(upstream_pb2.OutputStreamRequest.FromString(data))
-            if pending is not None:
-                await pending
+        await _step("route the kept replies", self._route(frozen.take_replies()))
         if frozen.bus is not None or frozen.frozen_at:
-            await self.endpoint.resume()
+            await _step("resume the bus", self.endpoint.resume())
         if frozen.upkeep_paused:
             self.upkeep.start()
         if frozen.listening_stopped:
             listener, admin = frozen.listener, frozen.admin
             frozen.listener = frozen.admin = None  # the server owns them now
-            await self.serving.listen_again(listener, admin)
+            await _step("listen again", self.serving.listen_again(listener, admin))
+
+    async def _route(self, replies: list[bytes]) -> None:
+        for data in replies:
+            pending = self.pool.receive_reply(upstream_pb2.OutputStreamRequest.FromString(data))
+            if pending is not None:
+                await pending
 
     def _restore(
         self,
@@ -639,6 +649,14 @@ class Relay:
                 self.kept.add(client_uuid)
                 state = encode_session(SessionSnapshot(session.info, proxied=bool(session.peer)))
                 self.send(pb.Relay(opened=state))
+
+
+async def _step(what: str, work: Awaitable[None]) -> None:
+    """One step of a thaw; a failure is logged and the thaw goes on."""
+    try:
+        await work
+    except Exception:
+        log.exception("handoff: thawing, could not %s", what)
 
 
 def _quiet(moved: Moved) -> bool:
