@@ -31,6 +31,7 @@ from prometheus_client.registry import Collector
 from paradoxplex.shared.admission import Refusal
 from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.fleet import BusStats
+from paradoxplex.shared.idempotency import IdempotencyEvent
 
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -195,6 +196,15 @@ class Metrics:
         )
         for reason in DropReason:
             self.drops.labels(reason)
+        self.idempotency = Counter(
+            "paradoxplex_idempotency",
+            "Admin calls with an Idempotency-Key that did not simply act, and key records "
+            "lost early, by event: " + ", ".join(IdempotencyEvent),
+            ["event"],
+            registry=r,
+        )
+        for event in IdempotencyEvent:
+            self.idempotency.labels(event)
         self.bad_input = Counter(
             "paradoxplex_bad_input", "Bad input rejected, by kind", ["kind"], registry=r
         )
