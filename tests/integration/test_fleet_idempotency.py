@@ -61,7 +61,7 @@ async def socket_on(node: Node, others: list[Node]) -> tuple[Client, str]:
     client = await Client.connect(node.listen_address, collect=True)
     uuid = await accepted(node, client)
     for other in others:
-        await eventually(lambda other=other: registered(other, uuid), message="registered")
+        await eventually(lambda: registered(other, uuid), message="registered")  # noqa: B023
     return client, uuid
 
 
@@ -101,8 +101,9 @@ async def test_pause_and_close_with_a_key_replay_the_first_answer(
         await admin.ok("POST", f"/v1/sockets/{uuid}/resume")
         again = await admin.exchange("POST", f"/v1/sockets/{uuid}/pause", key="p")
         assert again == (200, {"ok": True}, True)
-        assert a.sessions[uuid].info is not None
-        assert a.sessions[uuid].info.active, "the replay did not pause it again"
+        info = a.sessions[uuid].info
+        assert info is not None
+        assert info.active, "the replay did not pause it again"
         closed = [await admin.exchange("DELETE", f"/v1/sockets/{uuid}", key="c") for _ in "12"]
         assert closed == [(204, None, False), (204, None, True)]
     finally:
