@@ -16,6 +16,7 @@ from aiohttp import web
 from paradoxplex.admin import openapi
 from paradoxplex.admin.app import build_app
 from paradoxplex.admin.client import AdminAPIError, AdminClient, AdminUnreachable
+from paradoxplex.shared.retry import RetryPolicy
 from paradoxplex.shared.sessions import BroadcastTarget, SessionState
 from tests.support.admin_control import (
     FAR,
@@ -31,6 +32,7 @@ from tests.support.admin_control import (
 from tests.support.ports import free_port
 
 TOKEN = "s3cret-token"
+QUICK = RetryPolicy(first=0.01, cap=0.02, attempts=3)
 
 
 @dataclass
@@ -588,7 +590,7 @@ def test_an_empty_token_is_refused() -> None:
 
 @pytest.fixture
 async def client(server: Server) -> AsyncIterator[AdminClient]:
-    async with AdminClient(server.url) as admin:
+    async with AdminClient(server.url, retry=QUICK) as admin:
         yield admin
 
 
@@ -655,6 +657,33 @@ async def test_client_raises_api_errors(
         await act(client)
     assert (raised.value.status, raised.value.code) == (status, code)
     assert raised.value.message
+
+
+async def test_client_retries_an_action_with_its_key_until_the_replay(
+    client: AdminClient, server: Server
+) -> None:
+    server.control.lose_answers = 2  # it acted; the answer was lost twice
+    await client.send(S1, "once")
+    assert server.control.sent == {S1: [b"once"]}
+    assert client.retried == 2
+    keys = {once.key for once in server.control.onces}
+    assert len(server.control.onces) == 3
+    assert len(keys) == 1
+    await client.send(S1, "again")
+    assert len({once.key for once in server.control.onces}) == 2, "a fresh key per action"
+
+
+async def test_client_gives_up_after_its_policy_saying_the_outcome(
+    client: AdminClient, server: Server
+) -> None:
+    with pytest.raises(AdminAPIError) as raised:
+        await client.pause(FAR, key="mine")
+    assert (raised.value.status, raised.value.outcome, raised.value.key) == (504, "unknown", "mine")
+    assert [once.key for once in server.control.onces] == ["mine"] * 3
+    with pytest.raises(AdminAPIError) as refused:
+        await client.remove_upstream("10.9.9.9:1")
+    assert (refused.value.status, refused.value.outcome) == (404, None)
+    assert client.retried == 2, "a 404 is not tried again"
 
 
 async def test_client_sends_the_token(secured: Server) -> None:

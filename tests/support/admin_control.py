@@ -10,7 +10,8 @@ Switches a test may flip: ``fleet_down`` (Redis gone: ``FleetUnavailable``), ``b
 ``calls`` as ``(method, *arguments)``; ``sent`` holds the payloads delivered per socket.
 Actions honour idempotency keys as a node does (``keyed``): a key acts once, later calls
 with it get the first answer (result or error) and ``once.replayed``, another request with
-it is ``KeyReused``; ``onces`` holds every ``Once`` received.
+it is ``KeyReused``; ``onces`` holds every ``Once`` received. ``lose_answers``: that many keyed
+actions act, then answer ``OwnerTimeout`` as if the owner's answer had been lost.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ class FakeControl:
         self.fleet_down = False
         self.broken = False
         self.onces: list[Once] = []
+        self.lose_answers = 0
         self.answers: dict[str, tuple[bytes, Any, Exception | None]] = {}
 
     def __repr__(self) -> str:
@@ -102,21 +104,22 @@ class FakeControl:
         if once is None:
             return await act()
         self.onces.append(once)
-        if once.key in self.answers:
-            asked, result, error = self.answers[once.key]
-            if asked != once.fingerprint:
-                raise KeyReused(once.key)
+        if once.key not in self.answers:
+            try:
+                self.answers[once.key] = (once.fingerprint, await act(), None)
+            except (UnknownSession, UnknownUpstream, Conflict) as error:
+                self.answers[once.key] = (once.fingerprint, None, error)
+        else:
             once.replayed = True
-            if error is not None:
-                raise error
-            return result  # type: ignore[no-any-return]
-        try:
-            result = await act()
-        except (UnknownSession, UnknownUpstream, Conflict) as error:
-            self.answers[once.key] = (once.fingerprint, None, error)
-            raise
-        self.answers[once.key] = (once.fingerprint, result, None)
-        return result
+        asked, result, failed = self.answers[once.key]
+        if asked != once.fingerprint:
+            raise KeyReused(once.key)
+        if self.lose_answers > 0:
+            self.lose_answers -= 1
+            raise OwnerTimeout("-", OTHER)
+        if failed is not None:
+            raise failed
+        return result  # type: ignore[no-any-return]
 
     def _session(self, client_uuid: str) -> SessionInfo:
         if self.fleet_down:
