@@ -24,7 +24,6 @@ Messages are built from fields, never from payload bytes. A ``FleetError``'s ``o
 
 from __future__ import annotations
 
-import copy
 import enum
 from typing import Self
 
@@ -91,8 +90,10 @@ class FleetError(ParadoxplexError):
     outcome: Outcome = Outcome.UNKNOWN
 
     def not_applied(self) -> Self:
-        """A copy that says the action did not happen and will not (raise it only then)."""
-        known = copy.copy(self)
+        """A copy that says the action did not happen and will not (raise it only then).
+        Made field by field: ``copy.copy`` of an exception calls ``__init__`` with its message."""
+        known = type(self).__new__(type(self), *self.args)
+        known.__dict__.update(vars(self))
         known.outcome = Outcome.NOT_APPLIED
         return known
 
