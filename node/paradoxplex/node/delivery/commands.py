@@ -45,6 +45,10 @@ class Answer:
     replayed: bool = False
 
 
+#: What a key's record keeps of an ``ok`` (one object for all: the asker reads no record).
+KEPT_OK = Answer("ok")
+
+
 class SocketCommands:
     def __init__(
         self,
@@ -93,7 +97,7 @@ class SocketCommands:
             count(IdempotencyEvent.REPLAYED).inc()
             return Answer(claim.answer.status, claim.answer.body, replayed=True)
         answer = self.execute(command)
-        kept = Answer(answer.status, b"" if answer.status == "ok" else answer.body)
+        kept = KEPT_OK if answer.status == "ok" else Answer(answer.status, answer.body)
         self.keys.finish(key, asked, kept, now)
         return answer
 
