@@ -9,18 +9,14 @@ state, the bus endpoint (``Asking``), the reply router's broadcast, the upstream
 out by ``SocketCommands`` here or on the owner node.
 
 Idempotency keys (``Once``): a socket's command carries its key to the owner, which decides
-(``commands``); a fleet-wide action (broadcast, upstream add, drain, remove) claims its key
-in the fleet state first (``FleetState.claim_action``: Redis, or the memory hub) and stores
-its answer after; draining this node keeps its keys here. A refusal (404, 409) is an answer
-too, replayed as such. A key that cannot be claimed (Redis down) is a 503 ``not_applied``:
-nothing acts without its key claimed. An action that fails without an answer releases its
-key (``unknown``: a retry acts again; upstream changes come to the same state either way).
+(``commands``); a fleet-wide action (broadcast, upstream add, drain, remove) runs through
+``keyed.KeyedActions`` with the fleet state's keys, and draining this node with its own.
+A look-up of the owner that fails (Redis down) is a 503 ``not_applied``: nothing left.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
@@ -29,6 +25,7 @@ import orjson
 
 from paradoxplex.admin.control import SocketPage
 from paradoxplex.node.delivery.commands import Answer
+from paradoxplex.node.keyed import KeyedActions, LocalActions
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.state import NodeState
 from paradoxplex.shared.errors import (
@@ -40,24 +37,9 @@ from paradoxplex.shared.errors import (
     UnknownUpstream,
 )
 from paradoxplex.shared.fleet import FleetState
-from paradoxplex.shared.idempotency import (
-    PENDING,
-    ActionRecords,
-    Claim,
-    IdempotencyEvent,
-    Once,
-    Verdict,
-)
+from paradoxplex.shared.idempotency import Once
 from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
-
-log = logging.getLogger("paradoxplex.admin")
-
-VERDICT_EVENTS = {
-    Verdict.REPLAY: IdempotencyEvent.REPLAYED,
-    Verdict.IN_PROGRESS: IdempotencyEvent.IN_PROGRESS,
-    Verdict.MISMATCH: IdempotencyEvent.KEY_REUSED,
-}
 
 
 class Asking(Protocol):
@@ -103,62 +85,6 @@ class Upkeep(Protocol):
     async def reconcile(self) -> None: ...
 
 
-class ActionKeys(Protocol):
-    """Where the idempotency keys of actions that are not one socket's live: the fleet state
-    (fleet-wide), or ``LocalActions`` (this node's own drain)."""
-
-    async def claim_action(self, key: str, fingerprint: bytes) -> Claim[bytes]: ...
-    async def settle_action(self, key: str, fingerprint: bytes, answer: bytes) -> None: ...
-    async def release_action(self, key: str, fingerprint: bytes) -> None: ...
-
-
-class LocalActions:
-    """``ActionKeys`` in this process (for what only this node does)."""
-
-    def __init__(self) -> None:
-        self.records: ActionRecords[bytes] = ActionRecords()
-
-    async def claim_action(self, key: str, fingerprint: bytes) -> Claim[bytes]:
-        return self.records.begin(key, fingerprint, time.monotonic())
-
-    async def settle_action(self, key: str, fingerprint: bytes, answer: bytes) -> None:
-        self.records.finish(key, fingerprint, answer, time.monotonic())
-
-    async def release_action(self, key: str, fingerprint: bytes) -> None:
-        self.records.release(key, fingerprint)
-
-    def __repr__(self) -> str:
-        return f"<LocalActions {self.records!r}>"
-
-
-# A refusal is the first call's answer too: recorded by kind, raised again on a replay.
-REFUSALS: dict[type[Exception], str] = {
-    UnknownUpstream: "unknown_upstream",
-    Conflict: "conflict",
-}
-_REFUSED: dict[str, Callable[[str], Exception]] = {
-    "unknown_upstream": UnknownUpstream,
-    "conflict": Conflict,
-}
-
-
-def refusal_record(error: Exception) -> bytes | None:
-    """The recorded form of an expected refusal, None for any other error."""
-    kind = REFUSALS.get(type(error))
-    if kind is None:
-        return None
-    argument = error.upstream_id if isinstance(error, UnknownUpstream) else str(error)
-    return orjson.dumps({"refused": kind, "argument": argument})
-
-
-def replay_record(answer: bytes) -> Any:
-    """What a recorded answer was: the result, or the refusal raised again."""
-    record = orjson.loads(answer)
-    if "refused" in record:
-        raise _REFUSED[record["refused"]](record["argument"])
-    return record["result"]
-
-
 Broadcast = Callable[[BroadcastTarget, tuple[str, str] | None, bytes], Awaitable[int]]
 
 
@@ -188,7 +114,7 @@ class NodeControl:
         self._listening = listening
         self._request_stop = request_stop
         self._exposition = exposition
-        self.counts = metrics
+        self.keyed = KeyedActions(metrics)
         self.own_actions = LocalActions()
 
     @property
@@ -299,63 +225,6 @@ class NodeControl:
             raise ActionInProgress(once.key)
         raise Conflict(answer.body.decode("utf-8", "replace") or "the owner node refused")
 
-    async def _once(
-        self, once: Once | None, keys: ActionKeys, act: Callable[[], Awaitable[Any]]
-    ) -> Any:
-        """``act()`` at most once per key in ``keys`` (see the module's docstring)."""
-        if once is None:
-            return await act()
-        try:
-            claim = await keys.claim_action(once.key, once.fingerprint)
-        except FleetUnavailable as error:  # not claimed: nothing acted
-            raise error.not_applied() from None
-        self._count(claim)
-        if claim.verdict is Verdict.MISMATCH:
-            raise KeyReused(once.key)
-        if claim.verdict is Verdict.IN_PROGRESS:
-            raise ActionInProgress(once.key)
-        if claim.verdict is Verdict.REPLAY and claim.answer is not None:
-            once.replayed = True
-            return replay_record(claim.answer)
-        try:
-            result = await act()
-        except Exception as error:
-            refused = refusal_record(error)
-            if refused is None:
-                await self._release(keys, once)
-                raise
-            await self._settle(keys, once, refused)
-            raise
-        await self._settle(keys, once, orjson.dumps({"result": result}))
-        return result
-
-    def _count(self, claim: Claim[bytes]) -> None:
-        count = self.counts.idempotency.labels
-        if claim.evicted:
-            count(IdempotencyEvent.EVICTED).inc(claim.evicted)
-        event = VERDICT_EVENTS.get(claim.verdict)
-        if event is not None:
-            count(event).inc()
-
-    async def _settle(self, keys: ActionKeys, once: Once, answer: bytes) -> None:
-        """Store the answer; an action that acted answers the truth even when that fails."""
-        try:
-            await keys.settle_action(once.key, once.fingerprint, answer)
-        except FleetUnavailable as error:
-            self.counts.idempotency.labels(IdempotencyEvent.UNRECORDED).inc()
-            log.warning(
-                "an admin action acted, but its idempotency key could not be stored "
-                "(a retry after %gs may act again): %s",
-                PENDING,
-                error.reason,
-            )
-
-    async def _release(self, keys: ActionKeys, once: Once) -> None:
-        try:
-            await keys.release_action(once.key, once.fingerprint)
-        except FleetUnavailable:  # the pending record expires by itself
-            self.counts.fleet_errors.inc()
-
     async def get_socket(self, client_uuid: str) -> dict[str, Any]:
         local = self._local(client_uuid)
         if local is not None:
@@ -394,7 +263,7 @@ class NodeControl:
         *,
         once: Once | None = None,
     ) -> int:
-        written: int = await self._once(
+        written: int = await self.keyed.run(
             once, self.fleet, lambda: self._broadcast(target, label, payload)
         )
         return written
@@ -414,7 +283,7 @@ class NodeControl:
         return items
 
     async def add_upstream(self, spec: UpstreamSpec, *, once: Once | None = None) -> dict[str, Any]:
-        record: dict[str, Any] = await self._once(once, self.fleet, lambda: self._add(spec))
+        record: dict[str, Any] = await self.keyed.run(once, self.fleet, lambda: self._add(spec))
         return record
 
     async def _add(self, spec: UpstreamSpec) -> dict[str, Any]:
@@ -426,7 +295,7 @@ class NodeControl:
         return spec.to_dict()
 
     async def remove_upstream(self, upstream_id: str, *, once: Once | None = None) -> None:
-        await self._once(once, self.fleet, lambda: self._remove(upstream_id))
+        await self.keyed.run(once, self.fleet, lambda: self._remove(upstream_id))
 
     async def _remove(self, upstream_id: str) -> None:
         if not await self.fleet.remove_upstream(upstream_id):
@@ -434,7 +303,7 @@ class NodeControl:
         await self._announce(upstream_id)
 
     async def drain_upstream(self, upstream_id: str, *, once: Once | None = None) -> dict[str, Any]:
-        record: dict[str, Any] = await self._once(
+        record: dict[str, Any] = await self.keyed.run(
             once, self.fleet, lambda: self._drain_upstream(upstream_id)
         )
         return record
@@ -455,7 +324,7 @@ class NodeControl:
             await self.asking.announce(upstream_id)
 
     async def drain_node(self, node_id: str, *, once: Once | None = None) -> dict[str, Any]:
-        record: dict[str, Any] = await self._once(
+        record: dict[str, Any] = await self.keyed.run(
             once, self.own_actions, lambda: self._drain_node(node_id)
         )
         return record

@@ -34,6 +34,7 @@ from typing import Generic, TypeVar
 from paradoxplex.shared.errors import InvalidRequest, Outcome
 
 __all__ = [
+    "COUNTED",
     "HEADER",
     "MAX_KEYS",
     "PENDING",
@@ -81,6 +82,14 @@ class Verdict(enum.Enum):
     REPLAY = "replay"
     IN_PROGRESS = "in_progress"
     MISMATCH = "mismatch"
+
+
+#: The verdicts that are counted, and as what (a fresh claim is not).
+COUNTED: dict[Verdict, IdempotencyEvent] = {
+    Verdict.REPLAY: IdempotencyEvent.REPLAYED,
+    Verdict.IN_PROGRESS: IdempotencyEvent.IN_PROGRESS,
+    Verdict.MISMATCH: IdempotencyEvent.KEY_REUSED,
+}
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,7 +28,7 @@ import orjson
 
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.session import Session
-from paradoxplex.shared.idempotency import ActionRecords, IdempotencyEvent, Verdict
+from paradoxplex.shared.idempotency import COUNTED, ActionRecords, IdempotencyEvent, Verdict
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.wire import bus_pb2
 
@@ -87,14 +87,13 @@ class SocketCommands:
         count = self.metrics.idempotency.labels
         if claim.evicted:
             count(IdempotencyEvent.EVICTED).inc(claim.evicted)
+        if claim.verdict in COUNTED:
+            count(COUNTED[claim.verdict]).inc()
         if claim.verdict is Verdict.MISMATCH:
-            count(IdempotencyEvent.KEY_REUSED).inc()
             return Answer("key_reused")
         if claim.verdict is Verdict.IN_PROGRESS:  # only if an action ever awaits in between
-            count(IdempotencyEvent.IN_PROGRESS).inc()
             return Answer("in_progress")
         if claim.verdict is Verdict.REPLAY and claim.answer is not None:
-            count(IdempotencyEvent.REPLAYED).inc()
             return Answer(claim.answer.status, claim.answer.body, replayed=True)
         answer = self.execute(command)
         kept = KEPT_OK if answer.status == "ok" else Answer(answer.status, answer.body)
