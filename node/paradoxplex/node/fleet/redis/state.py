@@ -9,7 +9,7 @@ says where each key lives when the fleet spans several servers):
   index entry share a bucket: one MULTI writes both, on one server.
 - Fleet-wide, tag ``{fleet}``: ``action:<digest>`` one hash (fingerprint, answer) per
   idempotency key of a fleet-wide admin action, with a TTL, and ``actions`` a sorted set of
-  them by when they started (Redis's clock), which bounds their number; ``node:<id>`` one
+  them by when they started (Redis's clock, µs), which bounds their number; ``node:<id>`` one
   hash per node; ``alive:<id>`` a string with a TTL the heartbeat refreshes; ``nodes`` the
   set of every registered node id, alive or not (survivors find the dead there);
   ``upstreams`` a hash id → orjson; ``health:<upstream>`` a hash node id → orjson view;
@@ -88,10 +88,10 @@ if held[1] then
   return {'in_progress', '', 0}
 end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 redis.call('HSET', KEYS[1], 'fp', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[2]) - tonumber(ARGV[3]))
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - (tonumber(ARGV[2]) + tonumber(ARGV[3])) * 1000)
 redis.call('ZADD', KEYS[2], now, KEYS[1])
 local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
 if over <= 0 then return {'fresh', '', 0} end
@@ -106,7 +106,7 @@ redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'answer', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if not redis.call('ZSCORE', KEYS[2], KEYS[1]) then
   local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000, KEYS[1])
+  redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000000 + tonumber(t[2]), KEYS[1])
 end
 return 1
 """
