@@ -31,6 +31,7 @@ from paradoxplex.node.state import NodeState
 from paradoxplex.shared.errors import (
     ActionInProgress,
     Conflict,
+    FleetError,
     FleetUnavailable,
     KeyReused,
     UnknownSession,
@@ -208,7 +209,7 @@ class NodeControl:
     ) -> None:
         try:
             owner = await self._owner(client_uuid)
-        except FleetUnavailable as error:  # nothing left this node
+        except FleetError as error:  # only looked for: nothing left this node
             raise error.not_applied() from None
         answer = await self.asking.request(
             owner, action, client_uuid, payload=payload, labels=labels, once=once

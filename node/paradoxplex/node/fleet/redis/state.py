@@ -91,7 +91,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 redis.call('HSET', KEYS[1], 'fp', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - (tonumber(ARGV[2]) + tonumber(ARGV[3])) * 1000)
+local lived = (tonumber(ARGV[2]) + tonumber(ARGV[3])) * 1000
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - lived)
 redis.call('ZADD', KEYS[2], now, KEYS[1])
 local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
 if over <= 0 then return {'fresh', '', 0} end
