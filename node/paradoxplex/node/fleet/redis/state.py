@@ -139,9 +139,9 @@ class RedisFleet:
         self._redis = client.redis
         self._owns_client = owns_client
         self._update = self._redis.register_script(_UPDATE_IF_EXISTS)
-        self._claim = self._redis.register_script(_CLAIM_ACTION)
-        self._settle = self._redis.register_script(_SETTLE_ACTION)
-        self._release = self._redis.register_script(_RELEASE_ACTION)
+        self._claim_action = self._redis.register_script(_CLAIM_ACTION)
+        self._settle_action = self._redis.register_script(_SETTLE_ACTION)
+        self._release_action = self._redis.register_script(_RELEASE_ACTION)
 
     @edge
     async def start(self) -> None:
@@ -408,7 +408,7 @@ class RedisFleet:
 
     @edge
     async def claim_action(self, key: str, fingerprint: bytes) -> Claim[bytes]:
-        verdict, answer, evicted = await self._claim(
+        verdict, answer, evicted = await self._claim_action(
             keys=[self.keys.action(key), self.keys.actions],
             args=[fingerprint, milliseconds(PENDING), milliseconds(WINDOW), MAX_KEYS],
         )
@@ -417,14 +417,16 @@ class RedisFleet:
 
     @edge
     async def settle_action(self, key: str, fingerprint: bytes, answer: bytes) -> None:
-        await self._settle(
+        await self._settle_action(
             keys=[self.keys.action(key), self.keys.actions],
             args=[fingerprint, answer, milliseconds(WINDOW)],
         )
 
     @edge
     async def release_action(self, key: str, fingerprint: bytes) -> None:
-        await self._release(keys=[self.keys.action(key), self.keys.actions], args=[fingerprint])
+        await self._release_action(
+            keys=[self.keys.action(key), self.keys.actions], args=[fingerprint]
+        )
 
     def __repr__(self) -> str:
         return f"<RedisFleet prefix={self.keys.prefix!r}>"
