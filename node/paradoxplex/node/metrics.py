@@ -33,6 +33,7 @@ from paradoxplex.node.handoff.steps import OUTCOMES
 from paradoxplex.shared.admission import Refusal
 from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.fleet import BusStats
+from paradoxplex.shared.idempotency import IdempotencyEvent
 
 #: A handoff's pause, as clients see it (the target is under 1 s for 10,000 sockets).
 PAUSE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
@@ -209,6 +210,15 @@ class Metrics:
         )
         for reason in DropReason:
             self.drops.labels(reason)
+        self.idempotency = Counter(
+            "paradoxplex_idempotency",
+            "Admin calls with an Idempotency-Key that did not simply act, and key records "
+            "lost early, by event: " + ", ".join(IdempotencyEvent),
+            ["event"],
+            registry=r,
+        )
+        for event in IdempotencyEvent:
+            self.idempotency.labels(event)
         self.bad_input = Counter(
             "paradoxplex_bad_input", "Bad input rejected, by kind", ["kind"], registry=r
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from paradoxplex.shared.fleet import (
     NodeRecord,
     ReconnectHandler,
 )
+from paradoxplex.shared.idempotency import ActionRecords, Claim
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamSpec
 
@@ -39,6 +41,7 @@ class MemoryHub:
         self.cleanups: set[str] = set()
         self.handlers: dict[str, EnvelopeHandler] = {}
         self.waiting: dict[str, list[bytes]] = {}  # for a paused node, in order
+        self.actions: ActionRecords[bytes] = ActionRecords()
 
     def __repr__(self) -> str:
         return f"<MemoryHub nodes={len(self.nodes)} sessions={len(self.sessions)}>"
@@ -149,6 +152,15 @@ class MemoryFleet:
     async def health_views(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {key: dict(value) for key, value in self.hub.health.items()}
 
+    async def claim_action(self, key: str, fingerprint: bytes) -> Claim[bytes]:
+        return self.hub.actions.begin(key, fingerprint, time.monotonic())
+
+    async def settle_action(self, key: str, fingerprint: bytes, answer: bytes) -> None:
+        self.hub.actions.finish(key, fingerprint, answer, time.monotonic())
+
+    async def release_action(self, key: str, fingerprint: bytes) -> None:
+        self.hub.actions.release(key, fingerprint)
+
     def __repr__(self) -> str:
         return f"<MemoryFleet {self.hub!r}>"
 
@@ -216,11 +228,20 @@ class MemoryBus:
         if not self._paused:
             self.hub.handlers.pop(self.node_id, None)
 
-    async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
+    async def send(
+        self,
+        node_id: str,
+        envelope: bytes,
+        *,
+        count: int = 1,
+        on_write: Callable[[], None] | None = None,
+    ) -> bool:
         await self._open.wait()
         handler = self.hub.handlers.get(node_id)
         if handler is None:
             return False
+        if on_write is not None:
+            on_write()
         await handler(envelope)
         return True
 

@@ -226,9 +226,17 @@ class RedisBus:
 
     # -- sending -------------------------------------------------------------------------
 
-    async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
-        """Deliver to one node; False (counted, logged) when it did not read in time."""
-        return await self._outbox.send(node_id, envelope, count)
+    async def send(
+        self,
+        node_id: str,
+        envelope: bytes,
+        *,
+        count: int = 1,
+        on_write: Callable[[], None] | None = None,
+    ) -> bool:
+        """Deliver to one node; False (counted, logged) when it did not read in time.
+        ``on_write()`` is called before each XADD of it (none yet: it never left)."""
+        return await self._outbox.send(node_id, envelope, count, on_write)
 
     async def broadcast(self, envelope: bytes) -> None:
         """Once for every other node (the sender skips its own broadcasts)."""
