@@ -400,3 +400,29 @@ async def test_a_proxied_socket_keeps_the_address_its_header_gave(upgrade: Upgra
         assert await old.wait_exit() == 0, old.tail()
         await client.round_trip(b"after\n")
         assert [s["remote"] for s in await admin.sockets()] == ["203.0.113.7:4242"]
+
+
+async def test_an_admin_retry_after_the_handoff_replays_instead_of_acting_again(
+    upgrade: Upgrade,
+) -> None:
+    """The idempotency keys of commands on the sockets move with them: the same keyed send
+    through the new process answers as the first did and writes nothing again."""
+    args = upgrade.args("h1", "--handoff-socket", upgrade.path)
+    old = await upgrade.node(args)
+    admin = upgrade.admin(old)
+    async with await Client.connect(old.listen, collect=True) as client:
+        uuid = await admin.uuid_of(client)
+        url = f"{old.admin_url}/v1/sockets/{uuid}/send"
+        headers = {"Idempotency-Key": "send-once-1"}
+        async with upgrade.http.post(url, json={"text": "once\n"}, headers=headers) as first:
+            assert first.status == 200
+            assert "Idempotent-Replayed" not in first.headers
+        await client.expect(b"once\n")
+        new = upgrade.successor(args)
+        await new.started()
+        assert await old.wait_exit() == 0, old.tail()
+        async with upgrade.http.post(url, json={"text": "once\n"}, headers=headers) as again:
+            assert again.status == 200
+            assert again.headers.get("Idempotent-Replayed") == "true"
+        await client.round_trip(b"still here\n")
+        assert client.count(b"once\n") == 1

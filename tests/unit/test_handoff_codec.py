@@ -7,13 +7,16 @@ from typing import cast
 
 import pytest
 
+from paradoxplex.node.delivery.commands import Answer
 from paradoxplex.node.handoff.codec import (
     SESSION_STATE_VERSION,
     SessionSnapshot,
+    decode_keys,
     decode_position,
     decode_session,
     decode_terms,
     decode_upstreams,
+    encode_keys,
     encode_position,
     encode_session,
     encode_terms,
@@ -118,6 +121,15 @@ def test_the_bus_position_round_trips_exactly() -> None:
     wire = pb.BusPosition.FromString(encode_position(position).SerializeToString())
     assert decode_position(wire) == position
     assert decode_position(encode_position(NO_POSITION)) == NO_POSITION
+
+
+def test_idempotency_records_round_trip() -> None:
+    records = [
+        ("k1", b"\x01" * 16, 599.5, Answer("ok")),
+        ("k2", b"\x02", 3.0, Answer("error", b"x")),
+    ]
+    wire = [pb.KeyRecord.FromString(r.SerializeToString()) for r in encode_keys(records)]
+    assert decode_keys(wire) == records
 
 
 def test_terms_and_upstreams_round_trip() -> None:

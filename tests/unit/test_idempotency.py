@@ -14,6 +14,7 @@ from paradoxplex.shared.idempotency import (
     MAX_KEY_LENGTH,
     WINDOW,
     ActionRecords,
+    Claim,
     Verdict,
     fingerprint,
     parse_key,
@@ -137,3 +138,28 @@ def test_expired_records_go_first_without_counting() -> None:
         records.finish(f"k{number}", ASKED, "ok", 0.0)
     claim = records.begin("k2", ASKED, 11.0)
     assert (claim.verdict, claim.evicted, len(records)) == (Verdict.FRESH, 0, 1)
+
+
+def test_a_store_carried_to_another_process_replays_with_the_time_it_had_left() -> None:
+    """A hot handoff: the answered records move with the time their window has left; a
+    pending one does not (what is under way answers before the handoff)."""
+    old: ActionRecords[str] = ActionRecords(window=600.0, max_keys=10)
+    old.begin("done", b"f1", 100.0)
+    old.finish("done", b"f1", "answer", 100.0)
+    old.begin("pending", b"f2", 150.0)
+    carried = old.done(400.0)
+    assert carried == [("done", b"f1", 300.0, "answer")]
+    new: ActionRecords[str] = ActionRecords(window=600.0, max_keys=10)
+    new.restore(carried, 5000.0)
+    assert new.begin("done", b"f1", 5299.0) == Claim(Verdict.REPLAY, "answer")
+    assert new.begin("done", b"other", 5299.0).verdict is Verdict.MISMATCH
+    assert new.begin("pending", b"f2", 5299.0).verdict is Verdict.FRESH
+    assert new.begin("done", b"f1", 5300.5).verdict is Verdict.FRESH  # its window ended
+
+
+def test_a_restored_store_stays_in_bounds() -> None:
+    new: ActionRecords[str] = ActionRecords(max_keys=2)
+    new.restore([(f"k{n}", b"f", 10.0, "a") for n in range(5)], 0.0)
+    assert len(new) == 2
+    assert new.evicted == 3
+    assert new.begin("k4", b"f", 1.0).verdict is Verdict.REPLAY

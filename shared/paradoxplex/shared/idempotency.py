@@ -16,6 +16,9 @@ Rules:
 - A record lives ``WINDOW`` seconds (10 minutes) from its answer (a pending one from its
   start). At most ``max_keys`` (``MAX_KEYS``) are kept: past that the oldest goes before its
   window ends, and ``Claim.evicted`` says so (the caller counts it: that key could act again).
+- A hot handoff carries a store to the new process (``done`` then ``restore``): the records
+  whose action answered, each with the time its window has left; pending ones are not (the
+  old process lets what is under way answer before it hands over).
 - ``Outcome`` (``errors``): what a 503 or 504 says about the action: ``NOT_APPLIED`` (this
   node knows it did not act and will not) or ``UNKNOWN`` (retry with the same key: the
   record makes the retry replay instead of acting twice).
@@ -209,6 +212,29 @@ class ActionRecords(Generic[A]):
         """The action of ``key`` answered ``answer``: replayed for ``window`` seconds."""
         self._records.pop(key, None)  # to the end: the order is the order of expiry
         self._records[key] = _Record(fingerprint, now + self.window, answer, done=True)
+
+    def done(self, now: float) -> list[tuple[str, bytes, float, A]]:
+        """The records whose action answered: ``(key, fingerprint, seconds left, answer)``,
+        oldest first."""
+        self._expire(now)
+        return [
+            (key, record.fingerprint, record.expires - now, record.answer)
+            for key, record in self._records.items()
+            if record.done and record.answer is not None and record.expires > now
+        ]
+
+    def restore(self, records: Iterable[tuple[str, bytes, float, A]], now: float) -> None:
+        """Take ``done`` records of another store (oldest first), each for the seconds it
+        had left (at most ``window``), within ``max_keys``."""
+        for key, fingerprint, left, answer in records:
+            if left <= 0:
+                continue
+            while len(self._records) >= self.max_keys:
+                self._records.popitem(last=False)
+                self.evicted += 1
+            self._records.pop(key, None)
+            expires = now + min(left, self.window)
+            self._records[key] = _Record(fingerprint, expires, answer, done=True)
 
     def release(self, key: str, fingerprint: bytes) -> None:
         """The action of ``key`` (asked as ``fingerprint``) did not act: a later call may."""

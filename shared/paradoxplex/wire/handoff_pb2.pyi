@@ -533,6 +533,7 @@ class Done(_message.Message):
     KEPT_FIELD_NUMBER: _builtins.int
     REPLIES_FIELD_NUMBER: _builtins.int
     FROZEN_AT_FIELD_NUMBER: _builtins.int
+    SOCKET_KEYS_FIELD_NUMBER: _builtins.int
     moved: _builtins.int
     frozen_at: _builtins.float
     """When the old process froze (CLOCK_MONOTONIC seconds, one clock for every process of a
@@ -550,6 +551,12 @@ class Done(_message.Message):
         upstream.grpc.service.OutputStreamRequest): the new process routes them.
         """
 
+    @_builtins.property
+    def socket_keys(self) -> _containers.RepeatedCompositeFieldContainer[Global___KeyRecord]:
+        """The idempotency keys of admin commands on its sockets that acted (10 minutes each): a
+        retry through the new process replays instead of acting again.
+        """
+
     def __init__(
         self,
         *,
@@ -557,14 +564,47 @@ class Done(_message.Message):
         kept: _abc.Iterable[Global___SessionState] | None = ...,
         replies: _abc.Iterable[_builtins.bytes] | None = ...,
         frozen_at: _builtins.float = ...,
+        socket_keys: _abc.Iterable[Global___KeyRecord] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["frozen_at", b"frozen_at", "kept", b"kept", "moved", b"moved", "replies", b"replies"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["frozen_at", b"frozen_at", "kept", b"kept", "moved", b"moved", "replies", b"replies", "socket_keys", b"socket_keys"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Done: _TypeAlias = Done  # noqa: Y015
+
+@_typing.final
+class KeyRecord(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
+    SECONDS_LEFT_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    key: _builtins.str
+    fingerprint: _builtins.bytes
+    seconds_left: _builtins.float
+    status: _builtins.str
+    """the command's answer"""
+    body: _builtins.bytes
+    def __init__(
+        self,
+        *,
+        key: _builtins.str = ...,
+        fingerprint: _builtins.bytes = ...,
+        seconds_left: _builtins.float = ...,
+        status: _builtins.str = ...,
+        body: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "fingerprint", b"fingerprint", "key", b"key", "seconds_left", b"seconds_left", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___KeyRecord: _TypeAlias = KeyRecord  # noqa: Y015
 
 @_typing.final
 class Committed(_message.Message):

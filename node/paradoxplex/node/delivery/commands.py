@@ -12,7 +12,8 @@ Rules:
   the record: the asker does not read it); with another fingerprint, ``key_reused``. The keys
   are ``ActionRecords`` (10 minutes, at most ``MAX_KEYS``; a record evicted early is counted
   in ``paradoxplex_idempotency_total{event="evicted"}``). They die with the process, and so
-  do its sockets: no key can act twice on a socket that lives on.
+  do its sockets: no key can act twice on a socket that lives on; a hot handoff carries them
+  to the process the sockets move to (``ActionRecords.done`` / ``restore``).
 - A change (pause, resume, labels) is written to the fleet state before ``apply`` returns
   (that one socket's record, one round trip): an admin action is visible fleet-wide once it
   is answered. Nothing else is waited for: the owner answers while its asker still waits.

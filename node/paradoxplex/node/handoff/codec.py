@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from paradoxplex.node.delivery.commands import Answer
 from paradoxplex.node.handoff.steps import Step
 from paradoxplex.node.handoff.terms import Terms
 from paradoxplex.shared.errors import HandoffError
@@ -128,6 +129,27 @@ def decode_session(state: pb.SessionState, *, node_id: str, max_frame: int) -> S
         list(held) if held else [],
         list(replies) if replies else [],
     )
+
+
+KeyRecord = tuple[str, bytes, float, Answer]
+
+
+def encode_keys(records: Iterable[KeyRecord]) -> list[pb.KeyRecord]:
+    """Idempotency records of socket commands (``ActionRecords.done``)."""
+    return [
+        pb.KeyRecord(
+            key=key, fingerprint=print_, seconds_left=left, status=answer.status, body=answer.body
+        )
+        for key, print_, left, answer in records
+    ]
+
+
+def decode_keys(records: Iterable[pb.KeyRecord]) -> list[KeyRecord]:
+    return [
+        (record.key, record.fingerprint, record.seconds_left, Answer(record.status, record.body))
+        for record in records
+        if record.key and record.status
+    ]
 
 
 def encode_terms(terms: Terms) -> pb.Terms:

@@ -17,7 +17,8 @@ Rules (the steps are ``steps.Step``; their limits ``steps.LIMITS``):
   bytes not yet framed go back into its framer, its held frames are placed, its unwritten
   replies written first, its pause kept; what arrived before its session took it is replayed
   in order. Then the bus starts from the old position, the replies the old process diverted
-  are routed, and the listener, the admin API and the heartbeat start. The pause (freeze to
+  are routed, and the listener, the admin API and the heartbeat start. The idempotency keys
+  of commands on the sockets come too: a retry through this process replays. The pause (freeze to
   resume) is measured on the one monotonic clock of the machine.
 - ``relay``: replies from the old process's links are routed here; sockets it kept have
   stand-ins here (``RelayTransport``), listed, counted and reached like any other; their
@@ -36,12 +37,15 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from paradoxplex.node.delivery.commands import SocketCommands
 from paradoxplex.node.delivery.endpoint import BusEndpoint
 from paradoxplex.node.delivery.replies import ReplyRouter
 from paradoxplex.node.fleet.upkeep import FleetUpkeep
 from paradoxplex.node.handoff.channel import Channel, ChannelClosed
 from paradoxplex.node.handoff.codec import (
+    KeyRecord,
     SessionSnapshot,
+    decode_keys,
     decode_position,
     decode_session,
     decode_upstreams,
@@ -145,6 +149,7 @@ class Received:
     kept: list[SessionSnapshot] = field(default_factory=list)
     replies: list[bytes] = field(default_factory=list)
     frozen_at: float = 0.0
+    keys: list[KeyRecord] = field(default_factory=list)
 
     def close(self) -> None:
         """Give back every descriptor received (the handoff did not happen)."""
@@ -169,6 +174,7 @@ class TakeOver:
         pool: UpstreamPool,
         router: ReplyRouter,
         endpoint: BusEndpoint,
+        commands: SocketCommands,
         upkeep: FleetUpkeep,
         serving: Serving,
         metrics: Metrics,
@@ -184,6 +190,7 @@ class TakeOver:
         self.pool = pool
         self.router = router
         self.endpoint = endpoint
+        self.commands = commands
         self.upkeep = upkeep
         self.serving = serving
         self.metrics = metrics
@@ -289,6 +296,7 @@ class TakeOver:
                 ]
                 received.replies = list(done.replies)
                 received.frozen_at = done.frozen_at
+                received.keys = decode_keys(done.socket_keys)
                 if done.moved != len(received.sessions):
                     raise HandoffError(Step.TRANSFER.value, "sockets went missing on the way")
                 return
@@ -304,6 +312,7 @@ class TakeOver:
 
     async def _resume(self, received: Received) -> None:
         began = time.monotonic()
+        self.commands.keys.restore(received.keys, began)
         direct, routed = self._sort_replies(received)
         moved = await self._adopt(received.sessions, direct)
         adopted = time.monotonic() - began

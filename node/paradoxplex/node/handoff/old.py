@@ -17,8 +17,9 @@ Rules (the steps are ``steps.Step``; their limits ``steps.LIMITS``):
 - ``transfer``: the listening sockets; each socket that moves with its state, as many per
   frame as ``channel.MAX_FDS`` allows, those that talked since the last heartbeat (or hold
   something) first: the new process adopts them in this order, and an idle socket does not
-  notice the pause; the bus position; then ``Done`` with the sockets kept here and the
-  replies diverted so far.
+  notice the pause; the bus position; then ``Done`` with the sockets kept here, the replies
+  diverted so far and the idempotency keys of commands on the sockets (a retry through the
+  new process replays).
 - ``release`` (on ``Committed``, the point of no return): each moved socket's session and
   transport are let go here without a trace (the kernel socket lives on in the new process),
   the socket file is removed, ``Released`` is sent.
@@ -46,12 +47,14 @@ from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from paradoxplex.node.delivery.commands import SocketCommands
 from paradoxplex.node.delivery.endpoint import BusEndpoint
 from paradoxplex.node.fleet.upkeep import FleetStatus, FleetUpkeep
 from paradoxplex.node.handoff.channel import MAX_FDS, Channel, ChannelClosed, peer_uid
 from paradoxplex.node.handoff.codec import (
     SessionSnapshot,
     decode_terms,
+    encode_keys,
     encode_position,
     encode_session,
     encode_terms,
@@ -160,6 +163,7 @@ class HandoffOffer:
         hosting: SessionHosting,
         pool: UpstreamPool,
         endpoint: BusEndpoint,
+        commands: SocketCommands,
         upkeep: FleetUpkeep,
         status: FleetStatus,
         serving: Serving,
@@ -174,6 +178,7 @@ class HandoffOffer:
         self.hosting = hosting
         self.pool = pool
         self.endpoint = endpoint
+        self.commands = commands
         self.upkeep = upkeep
         self.status = status
         self.serving = serving
@@ -399,6 +404,7 @@ class HandoffOffer:
             kept=kept,
             replies=frozen.replies[: frozen.sent],
             frozen_at=frozen.frozen_at,
+            socket_keys=encode_keys(self.commands.keys.done(time.monotonic())),
         )
         await channel.send(pb.Frame(done=done))
         frozen.sent_at = time.monotonic()
