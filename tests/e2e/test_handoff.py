@@ -143,10 +143,13 @@ async def test_a_handoff_under_a_closed_loop_loses_nothing(
         quiet = await Client.connect(old.listen, collect=True)
         paused = await labelled_and_paused(admin, quiet)
         await quiet.send(b"sent while paused\n")
+        listeners = [await Client.connect(old.listen, collect=True) for _ in range(5)]
+        targets = [await admin.uuid_of(listener) for listener in listeners]
         before = {item["uuid"]: item["node"] for item in await admin.sockets()}
-        assert len(before) == 201
+        assert len(before) == 206
         assert set(before.values()) == {"h1"}
         running = asyncio.ensure_future(clients.run())
+        through_h2 = Sending(other, targets)
         await asyncio.sleep(3.0)  # the load runs for 3 s before the handoff
         new = upgrade.successor(args)
         await new.started()
@@ -155,6 +158,10 @@ async def test_a_handoff_under_a_closed_loop_loses_nothing(
         await eventually(lambda: clients.answered_after(switched) >= 2000, timeout=10)
         clients.stop()
         await running
+        sent = await through_h2.stop()
+        for index, listener in enumerate(listeners):  # each once, in order, across the switch
+            wanted = [b"bus-%d" % n for n in range(index, sent, len(listeners))]
+            await eventually(received(listener, wanted), timeout=10)
         await clients.check_quiet()
         assert clients.problems == []
         assert clients.worst_after(switched - 2.0) < RESUME_WITHIN
@@ -171,16 +178,56 @@ async def test_a_handoff_under_a_closed_loop_loses_nothing(
         nodes = (await admin.ok("GET", "/v1/nodes"))["items"]
         handoff = next(node for node in nodes if node["id"] == "h1")["last_handoff"]
         assert handoff["from_pid"] == old.pid
-        assert (handoff["moved"], handoff["kept"]) == (201, 0)
+        assert (handoff["moved"], handoff["kept"]) == (206, 0)
         assert await upgrade.metric(new, "paradoxplex_handoffs_total", outcome="done") == 1
-        assert await upgrade.metric(new, "paradoxplex_handoff_sockets_total", fate="moved") == 201
+        assert await upgrade.metric(new, "paradoxplex_handoff_sockets_total", fate="moved") == 206
         for proc in (new, peer):
             assert await upgrade.metric(proc, "paradoxplex_bus_gaps_total") == 0
             assert await upgrade.metric(proc, "paradoxplex_bus_duplicates_total") == 0
         await clients.close()
         await quiet.aclose()
+        for listener in listeners:
+            await listener.aclose()
     finally:
         await delete_prefix(redis_url, key_prefix)
+
+
+def received(client: Client, wanted: list[bytes]) -> Callable[[], bool]:
+    return lambda: client.tokens(b"\n") == wanted
+
+
+class Sending:
+    """Numbered admin sends through another node, round robin over sockets: each command goes
+    through the bus to the owner (the old process or the new) and its answer comes back the
+    same way. A send that answers 503 or 504 is retried with its key until it answers 200."""
+
+    def __init__(self, other: Admin, targets: list[str], *, pace: float = 0.01) -> None:
+        self.other = other
+        self.targets = targets
+        self.pace = pace
+        self.sent = 0
+        self._stop = asyncio.Event()
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            number = self.sent
+            uuid = self.targets[number % len(self.targets)]
+            url = f"{self.other.url}/v1/sockets/{uuid}/send"
+            body, headers = {"text": f"bus-{number}\n"}, {"Idempotency-Key": f"bus-{number}"}
+            while True:
+                async with self.other.session.post(url, json=body, headers=headers) as answer:
+                    if answer.status == 200:
+                        break
+                    assert answer.status in (503, 504), await answer.text()
+            self.sent = number + 1
+            await asyncio.sleep(self.pace)  # a pace, not a wait for a state
+
+    async def stop(self) -> int:
+        """Stop after the send under way; how many were sent."""
+        self._stop.set()
+        await self._task
+        return self.sent
 
 
 async def test_a_socket_in_the_middle_of_a_length_prefixed_frame_keeps_it(
