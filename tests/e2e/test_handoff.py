@@ -473,3 +473,19 @@ async def test_an_admin_retry_after_the_handoff_replays_instead_of_acting_again(
             assert again.headers.get("Idempotent-Replayed") == "true"
         await client.round_trip(b"still here\n")
         assert client.count(b"once\n") == 1
+
+
+async def test_a_second_successor_during_a_handoff_is_refused(upgrade: Upgrade) -> None:
+    """One handoff at a time: a process that connects while one is under way is refused at
+    once; the first one's handoff goes on."""
+    args = upgrade.args("h1", "--handoff-socket", upgrade.path)
+    old = await upgrade.node(args)
+    hung = upgrade.peer("hang", args)  # holds the old process frozen until it times out
+    await hung.wait_line(re.compile(rb"handoff peer: done"), timeout=20)
+    second = upgrade.successor(args, "second")
+    assert await second.wait_exit(timeout=10) == 2, second.tail()
+    assert b"a handoff is already under way" in second.stderr()
+    hung.kill()
+    async with await Client.connect(old.listen) as client:  # the old one thawed and serves
+        await client.round_trip(b"still old\n", within=15)
+    assert await upgrade.metric(old, "paradoxplex_handoffs_total", outcome="refused") == 1

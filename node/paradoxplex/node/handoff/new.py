@@ -102,8 +102,12 @@ async def reach(path: str, terms: Terms, *, version: str) -> Handshake:
     channel = Channel(sock)
     try:
         hello = pb.Hello(terms=encode_terms(terms), pid=os.getpid(), version=version)
-        await channel.send(pb.Frame(hello=hello))
+        with contextlib.suppress(ChannelClosed):  # a refusal may wait to be read
+            await channel.send(pb.Frame(hello=hello))
         frame = await _receive(channel, Step.HELLO)
+    except ChannelClosed as closed:
+        channel.close()
+        raise HandoffError(Step.HELLO.value, f"the running node hung up ({closed})") from None
     except BaseException:
         channel.close()
         raise

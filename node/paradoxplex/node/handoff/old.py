@@ -189,6 +189,7 @@ class HandoffOffer:
         self.handed = False  # everything went: the node lives on in the successor
         self._listening: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
+        self._handoff: asyncio.Task[None] | None = None
 
     # the socket file ------------------------------------------------------------------
 
@@ -198,14 +199,19 @@ class HandoffOffer:
         self._task = asyncio.create_task(self._accept(), name="handoff offer")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._handoff):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._handoff = None
         self._unlink()
 
     def _unlink(self) -> None:
+        """Stop offering: no more accepts, the socket file removed (it is the successor's to
+        make again)."""
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
         if self._listening is not None:
             self._listening.close()
             self._listening = None
@@ -213,19 +219,24 @@ class HandoffOffer:
                 os.unlink(self.path)
 
     async def _accept(self) -> None:
+        """One handoff at a time; another process that connects meanwhile is refused."""
         loop = asyncio.get_running_loop()
         while self._listening is not None:
             conn, _ = await loop.sock_accept(self._listening)
             if self.busy:
+                self.metrics.handoffs.labels("refused").inc()
                 await _refuse(Channel(conn), "a handoff is already under way")
                 continue
             self.busy = True
-            try:
-                await self.handle(Channel(conn))
-            except Exception:  # a task boundary: the node serves on whatever happened
-                log.exception("handoff failed unexpectedly")
-            finally:
-                self.busy = False
+            self._handoff = asyncio.create_task(self._one(Channel(conn)), name="handoff")
+
+    async def _one(self, channel: Channel) -> None:
+        try:
+            await self.handle(channel)
+        except Exception:  # a task boundary: the node serves on whatever happened
+            log.exception("handoff failed unexpectedly")
+        finally:
+            self.busy = False
 
     # one handoff ------------------------------------------------------------------------
 
@@ -256,7 +267,7 @@ class HandoffOffer:
             await _receive(channel, Step.COMMIT, OLD_EXPECTS)
             reached = Step.RELEASE
         except HandoffRefused as refused:
-            await _refuse(channel, refused.reason)
+            await _refuse(channel, refused.reason, hello=pid != 0)
             self.metrics.handoffs.labels("refused").inc()
             log.warning("handoff to pid %d refused: %s; serving on", pid, refused.reason)
             channel.close()
@@ -707,9 +718,13 @@ async def _receive(channel: Channel, step: Step, table: dict[Step, tuple[str, ..
     return frame
 
 
-async def _refuse(channel: Channel, reason: str) -> None:
-    with contextlib.suppress(ChannelClosed, OSError, TimeoutError):
+async def _refuse(channel: Channel, reason: str, *, hello: bool = False) -> None:
+    """Say no, in one line, and hang up; ``hello``: its hello was read already (else it is
+    read first, briefly, so that the other side does not write into a closed socket)."""
+    with contextlib.suppress(ChannelClosed, HandoffError, OSError, TimeoutError):
         async with asyncio.timeout(1.0):
+            if not hello:
+                await channel.receive()
             await channel.send(pb.Frame(refusal=pb.Refusal(reason=reason)))
     channel.close()
 
