@@ -19,6 +19,7 @@ from paradoxplex.node.handoff.steps import (
     disposition,
     expect,
     outcome,
+    talks,
 )
 from paradoxplex.shared.errors import HandoffError
 
@@ -106,3 +107,16 @@ def test_each_side_accepts_only_what_the_step_expects(
 def test_the_pause_is_from_the_freeze_to_the_resume() -> None:
     assert Pause(frozen_at=10.0, resumed_at=10.25).seconds == 0.25
     assert Pause(frozen_at=10.0, resumed_at=9.0).seconds == 0.0
+
+
+@pytest.mark.parametrize(
+    ("io", "synced_io", "holds", "first"),
+    [
+        (0, 0, False, False),  # never said a word
+        (500, 500, False, False),  # quiet since the last heartbeat
+        (501, 500, False, True),  # talked since
+        (500, 500, True, True),  # holds a frame or a reply
+    ],
+)
+def test_the_sockets_that_talk_go_first(io: int, synced_io: int, holds: bool, first: bool) -> None:
+    assert talks(io=io, synced_io=synced_io, holds=holds) is first

@@ -71,6 +71,7 @@ from paradoxplex.node.handoff.steps import (
     disposition,
     expect,
     outcome,
+    talks,
 )
 from paradoxplex.node.handoff.terms import Terms, refusal
 from paradoxplex.node.handoff.transports import CaptureTransport, Gone
@@ -677,11 +678,11 @@ async def _step(what: str, work: Awaitable[None]) -> None:
 
 
 def _quiet(moved: Moved) -> bool:
-    """False for a socket that moved bytes since the last heartbeat, or holds some."""
+    """True for a socket that does not go first (``steps.talks``): sorts after those."""
     info, snapshot = moved.snapshot.info, moved.snapshot
-    if snapshot.held or snapshot.replies or snapshot.unframed:
-        return False
-    return moved.session.synced_io == info.bytes_in + info.bytes_out
+    holds = bool(snapshot.held or snapshot.replies or snapshot.unframed)
+    io = info.bytes_in + info.bytes_out
+    return not talks(io=io, synced_io=moved.session.synced_io, holds=holds)
 
 
 def _fileno(capture: CaptureTransport) -> int:

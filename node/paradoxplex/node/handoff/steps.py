@@ -26,6 +26,7 @@ Rules:
   ``Released``, so no socket is ever read or written by both.
 - Each step has a time limit (``LIMITS``, seconds); clients see a pause from ``freeze`` to
   ``resume``.
+- Sockets that talk move first (``talks``): the new process adopts them first.
 - A socket moves (``disposition``) when it is plain TCP, open, and the old process wrote all
   it had for it (its transport's buffer cannot be exported); else the old process keeps it
   and drains it: TLS (a TLS session cannot leave its process), closing, unwritten bytes, or
@@ -115,6 +116,13 @@ def disposition(*, frozen: bool, tls: bool, open: bool, unwritten: int) -> Dispo
     if unwritten:
         return Disposition.KEEP_UNWRITTEN
     return Disposition.MOVE
+
+
+def talks(*, io: int, synced_io: int, holds: bool) -> bool:
+    """Whether a moving socket goes first (it is adopted first, so that the sockets that talk
+    see the shortest pause): it moved bytes since the last heartbeat (``io`` is its bytes in
+    and out, ``synced_io`` the same as of then) or holds something to read or write."""
+    return holds or io != synced_io
 
 
 #: What each side waits for, per step: the bodies of ``handoff.Frame`` it accepts there.
