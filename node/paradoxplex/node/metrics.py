@@ -31,7 +31,9 @@ from prometheus_client.registry import Collector
 from paradoxplex.shared.admission import Refusal
 from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.fleet import BusStats
+from paradoxplex.shared.unacked import AtMostOnce
 
+DUPLICATE_PLACES = ("upstream", "node")
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -195,6 +197,39 @@ class Metrics:
         )
         for reason in DropReason:
             self.drops.labels(reason)
+        self.unacked_messages = Gauge(
+            "paradoxplex_unacked_messages",
+            "Messages sent to upstreams (or waiting to be sent again) and not acknowledged yet",
+            registry=r,
+        )
+        self.unacked_bytes = Gauge(
+            "paradoxplex_unacked_bytes",
+            "Payload bytes of paradoxplex_unacked_messages",
+            registry=r,
+        )
+        self.redeliveries = Counter(
+            "paradoxplex_redeliveries",
+            "Messages delivered again after their upstream ended, broke or failed live "
+            "without acknowledging them",
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "paradoxplex_duplicates_suppressed",
+            "Duplicates not run or not written: where=upstream, redeliveries an upstream had "
+            "finished (reported by the SDK); where=node, replies the node had taken already",
+            ["where"],
+            registry=r,
+        )
+        for where in DUPLICATE_PLACES:
+            self.duplicates.labels(where)
+        self.at_most_once = Counter(
+            "paradoxplex_at_most_once",
+            "Messages sent to an upstream without being kept for redelivery, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for cause in AtMostOnce:
+            self.at_most_once.labels(cause)
         self.bad_input = Counter(
             "paradoxplex_bad_input", "Bad input rejected, by kind", ["kind"], registry=r
         )
