@@ -402,19 +402,18 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
                 continue
             installed.append(sig)
-        waiters = {
-            asyncio.create_task(signalled.wait()),
-            asyncio.create_task(self.server.wait_for_termination()),
-        }
+        signal_seen = asyncio.create_task(signalled.wait())
+        # never cancelled: cancelling grpc's wait_for_termination breaks its later shutdown
+        terminated = asyncio.create_task(self.server.wait_for_termination())
         try:
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({signal_seen, terminated}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for waiter in waiters:
-                waiter.cancel()
+            signal_seen.cancel()
             for sig in installed:
                 loop.remove_signal_handler(sig)
         if signalled.is_set():
             await self.drain()
+        await terminated
 
     async def drain(self, grace: float | None = None) -> None:
         """Stop taking messages, finish and hand back (see the module's rules), then stop the

@@ -123,6 +123,14 @@ class Unacked(Generic[T]):
     def __bool__(self) -> bool:
         return bool(self._by_socket)
 
+    def holds(self, client_uuid: str, seq: int | None = None) -> bool:
+        """Whether this link holds a message of that socket (numbered ``seq``, if given)
+        unacknowledged."""
+        entries = self._by_socket.get(client_uuid)
+        if seq is None or entries is None:
+            return entries is not None
+        return any(entry.seq == seq for entry in entries)
+
     def sent(self, item: T) -> AtMostOnce | None:
         """``item`` was written to the link: kept (None), or not, past the bound returned."""
         size = len(item.payload)

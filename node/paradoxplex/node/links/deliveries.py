@@ -14,12 +14,19 @@ Rules:
   ``paradoxplex_duplicates_suppressed_total{where="node"}``; so is a second answer to a
   message delivered again (``Answers``: the first upstream to answer it owns it). A new
   origin (the upstream restarted) starts the numbering over.
+- A message on its last delivery (``attempt`` = max deliveries) goes to a link alone: a link
+  carries at most one such message at a time (``final``, from its placing until it is
+  acknowledged or taken back; ``on_free`` says when the link can take the next). So when a
+  poison message crashes upstream after upstream, the messages that happened to be in flight
+  with it are not exhausted with it: at its last delivery it is the only one of its kind.
 - Upstream without acknowledgements: per socket, messages written since its last reply
   (``sent`` after the write, ``replied``); when the stream is gone, those count as possibly
   lost (``reason="no_acks"``): exact for a request/reply upstream, an upper bound otherwise.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from paradoxplex.node.links.queue import Outgoing
 from paradoxplex.node.metrics import Metrics
@@ -31,8 +38,11 @@ class LinkDeliveries:
     """What one link's upstream holds, by delivery id (see the module's rules)."""
 
     __slots__ = (
+        "_on_free",
         "acked",
         "answers",
+        "final",
+        "final_sent",
         "in_flight",
         "metrics",
         "origin",
@@ -49,8 +59,12 @@ class LinkDeliveries:
         totals: UnackedTotals,
         answers: Answers,
         metrics: Metrics,
+        on_free: Callable[[], None] = lambda: None,
     ) -> None:
         self.upstream_id = upstream_id
+        self.final: Outgoing | None = None
+        self.final_sent = False
+        self._on_free = on_free
         self.unacked: Unacked[Outgoing] = Unacked(limits=limits, totals=totals)
         self.answers = answers
         self.metrics = metrics
@@ -74,6 +88,8 @@ class LinkDeliveries:
                 bound = unacked.sent(item)
                 if bound is not None:
                     self.metrics.at_most_once.labels(bound).inc()
+            if self.final is not None and not self.final_sent:
+                self.final_sent = any(item is self.final for item in items)
             return
         in_flight = self.in_flight
         for item in items:
@@ -85,8 +101,27 @@ class LinkDeliveries:
         if self.in_flight:
             self.in_flight.pop(client_uuid, None)
 
+    def holds(self, client_uuid: str) -> bool:
+        return self.unacked.holds(client_uuid)
+
     def ack(self, client_uuid: str, seq: int) -> None:
         self.unacked.ack(client_uuid, seq)
+        final = self.final
+        if (
+            final is not None
+            and self.final_sent
+            and final.client_uuid == client_uuid
+            and not self.unacked.holds(client_uuid, final.seq)
+        ):
+            self.forget_final()
+            self._on_free()
+
+    def take_final(self, item: Outgoing) -> None:
+        """``item``, on its last delivery, is placed on this link (see the rules)."""
+        self.final, self.final_sent = item, False
+
+    def forget_final(self) -> None:
+        self.final, self.final_sent = None, False
 
     def fresh(self, number: int) -> bool:
         """Whether reply ``number`` of this origin is new (then it is taken)."""
@@ -106,6 +141,7 @@ class LinkDeliveries:
     def take_back(self) -> list[Outgoing]:
         """The stream is gone: what it held unacknowledged, to deliver again (the possibly
         lost ones of an upstream without acknowledgements are counted instead)."""
+        self.forget_final()
         if self.in_flight:
             lost = sum(self.in_flight.values())
             self.metrics.at_most_once.labels(AtMostOnce.NO_ACKS).inc(lost)

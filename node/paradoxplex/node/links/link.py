@@ -131,10 +131,11 @@ class UpstreamLink:
         )
         self.deliveries = LinkDeliveries(
             spec.id,
-            limits=unacked or UnackedLimits(),
-            totals=totals or UnackedTotals(),
-            answers=answers or Answers(),
+            limits=unacked if unacked is not None else UnackedLimits(),
+            totals=totals if totals is not None else UnackedTotals(),
+            answers=answers if answers is not None else Answers(),
             metrics=host.metrics,
+            on_free=lambda: host.link_room(self),
         )
         self.streams = DataStreams(
             spec.id,
@@ -225,6 +226,8 @@ class UpstreamLink:
             log.info("upstream %s draining", self.id)
         if self.streams.acked and not self.streams.drain_requested:
             if self.queue:
+                if self.deliveries.final is not None and not self.deliveries.final_sent:
+                    self.deliveries.forget_final()
                 self.host.reroute(self.queue.drain())
             self.streams.request_drain()
 
@@ -261,15 +264,19 @@ class UpstreamLink:
     def _take_back(self) -> None:
         """The streams are gone: what the upstream held and what is queued go back."""
         sent, queued = self.deliveries.take_back(), self.queue.drain()
-        if sent:
-            self.host.redeliver(self, sent, queued)
-        elif queued:
-            self.host.reroute(queued)
+        self.host.redeliver(self, sent, queued)
 
     def _hand_back(self) -> None:
-        """The link left rotation: what it still holds goes to other links."""
-        if self.queue:
-            self.host.reroute(self.queue.drain())
+        """The link left rotation: what it still holds goes to other links; while its
+        stream still runs (the upstream drains), only what is queued (the node holds back
+        the sockets whose messages the upstream still holds until it ends the stream)."""
+        if self.streams.running:
+            if self.queue:
+                if self.deliveries.final is not None and not self.deliveries.final_sent:
+                    self.deliveries.forget_final()
+                self.host.reroute(self.queue.drain())
+        else:
+            self._take_back()
 
     async def _run(self, stub: Any) -> None:
         """Ask ready, serve; after any failure wait as the backoff says; until stopped."""
@@ -282,6 +289,7 @@ class UpstreamLink:
             except Exception:
                 log.exception("upstream %s: unexpected error", self.id)
                 self.health.failed_unexpectedly()
+            self._take_back()  # the streams are closed: what they held goes elsewhere
             if self._stopped() or self._drained():
                 return
             await asyncio.sleep(self.backoff.failed())
@@ -316,7 +324,6 @@ class UpstreamLink:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self.streams.close()
-            self._take_back()
 
     def _refuse(self, item: Outgoing, size: int) -> None:
         self.host.metrics.drops.labels(DropReason.MESSAGE_TOO_LARGE).inc()

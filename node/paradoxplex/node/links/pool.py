@@ -13,10 +13,14 @@ Rules:
   is placed before anything newer of that socket (``submit`` places a socket's redeliveries
   first and waits while one cannot be placed). Sent ones go again with attempt + 1, within
   ``max_deliveries`` and the retry budget (``shared.redelivery``); their ids go in
-  ``Answers``. A closed socket's are placed all the same (the upstream still gets what the
+  ``Answers``. A message on its last delivery goes alone on its link (``links/deliveries``).
+  A closed socket's are placed all the same (the upstream still gets what the
   socket sent; its replies are dropped as ``socket_closed``). What waits longer than
   ``hold_timeout`` is dropped (``hold_timeout``). While the pool closes (the node stops),
   what comes back is not placed again: counted (``node_stopping``, ``socket_closed``).
+- A link out of rotation whose stream still runs (its upstream drains) may still hold a
+  socket's messages: that socket's newer ones wait (``_limbo``) until the stream ends and
+  what it did not finish is placed again, first. So order per socket holds across a drain.
 """
 
 from __future__ import annotations
@@ -107,6 +111,7 @@ class UpstreamPool:
         self.redelivered = 0
         self.hold_timeout = hold_timeout
         self._orphans: set[str] = set()  # closed sockets with redeliveries waiting
+        self._limbo: set[str] = set()  # links out of rotation holding unacknowledged messages
         self._expiry: asyncio.TimerHandle | None = None
         metrics.unacked_messages.set_function(lambda: self.totals.messages)
         metrics.unacked_bytes.set_function(lambda: self.totals.bytes)
@@ -148,6 +153,7 @@ class UpstreamPool:
             self._removing.discard(link)
         if self.links.get(upstream_id) is link:
             del self.links[upstream_id]
+        self._limbo.discard(upstream_id)
         for state in Health:
             self.metrics.upstream_state.remove(upstream_id, state.value)
         with contextlib.suppress(KeyError):
@@ -174,6 +180,10 @@ class UpstreamPool:
     def _link_has_room(self, upstream_id: str) -> bool:
         return self.links[upstream_id].has_room()
 
+    def _has_room_for_final(self, upstream_id: str) -> bool:
+        link = self.links[upstream_id]
+        return link.has_room() and link.deliveries.final is None
+
     # placing ----------------------------------------------------------------------------
 
     def submit(self, session: Session) -> None:
@@ -181,6 +191,10 @@ class UpstreamPool:
         if info is None:
             return
         client_uuid = info.client_uuid
+        if self._limbo and self._in_limbo(client_uuid):
+            self._wait(session)
+            session.placed(0)  # behind what a draining upstream still holds of it
+            return
         if (
             self.redeliveries
             and client_uuid in self.redeliveries
@@ -215,17 +229,28 @@ class UpstreamPool:
         self.metrics.drops.labels(DropReason.LIFECYCLE_EVENT_NO_UPSTREAM).inc()
         return False
 
+    def _in_limbo(self, client_uuid: str) -> bool:
+        for upstream_id in self._limbo:
+            link = self.links.get(upstream_id)
+            if link is not None and link.deliveries.holds(client_uuid):
+                return True
+        return False
+
     def _place_redelivered(self, client_uuid: str) -> bool:
         """Place what waits to be delivered again for this socket, in order, as far as links
         take it; True when none waits any more."""
         waiting = self.redeliveries.waiting(client_uuid)
-        pick, links = self.balancer.pick, self.links
+        pick, links, last = self.balancer.pick, self.links, self.max_deliveries
         placed = 0
         for item in waiting:
-            decision = pick(client_uuid, self._has_room)
+            final = item.attempt >= last  # its last delivery: alone on its link
+            decision = pick(client_uuid, self._has_room_for_final if final else self._has_room)
             if not isinstance(decision, Place):
                 break
-            links[decision.upstream_id].enqueue(item)
+            link = links[decision.upstream_id]
+            if final:
+                link.deliveries.take_final(item)
+            link.enqueue(item)
             placed += 1
         done = placed == len(waiting)
         self.redeliveries.placed(client_uuid, placed)
@@ -268,6 +293,8 @@ class UpstreamPool:
     # LinkHost ---------------------------------------------------------------------------
 
     def link_changed(self, link: UpstreamLink) -> None:
+        if not link.in_rotation and link.deliveries and link.streams.running:
+            self._limbo.add(link.id)
         members = self.balancer_members()
         if self._in_rotation and not members and not self._closing:
             log.warning(
@@ -282,7 +309,7 @@ class UpstreamPool:
             self._retry_waiting()
 
     def link_room(self, link: UpstreamLink) -> None:
-        if self.waiting:
+        if self.waiting or self._orphans:
             asyncio.get_running_loop().call_soon(self._retry_waiting)
 
     def reroute(self, items: list[Outgoing]) -> None:
@@ -293,10 +320,16 @@ class UpstreamPool:
 
     def redeliver(self, link: UpstreamLink, sent: list[Outgoing], queued: list[Outgoing]) -> None:
         """What ``link``'s upstream held unacknowledged, and its queue: delivered again."""
-        log.info(
-            "upstream %s held %d unacknowledged messages: delivering them again", link.id, len(sent)
-        )
+        self._limbo.discard(link.id)
+        if sent:
+            log.info(
+                "upstream %s held %d unacknowledged messages: delivering them again",
+                link.id,
+                len(sent),
+            )
         self._again(sent, queued)
+        if self.waiting:
+            self._retry_waiting()
 
     def _again(self, sent: list[Outgoing], queued: list[Outgoing]) -> None:
         if self._closing:

@@ -116,6 +116,11 @@ class DataStreams:
         return tasks
 
     @property
+    def running(self) -> bool:
+        """Whether a serving round's calls are open."""
+        return bool(self._calls)
+
+    @property
     def acked(self) -> bool:
         """Whether the open stream's upstream acknowledges what it is sent."""
         return bool(self._calls) and self.deliveries.acked
