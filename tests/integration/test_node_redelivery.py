@@ -204,6 +204,12 @@ class Twice(pb_grpc.UpstreamPeerServiceServicer):
         async for _ in requests:
             yield pb.LiveResult(live=True)
 
+    async def bidirectionalStreaming(
+        self, requests: AsyncIterator[pb.InputStreamRequest], context: Any
+    ) -> AsyncIterator[pb.OutputStreamRequest]:
+        async for request in requests:  # pragma: no cover - the node uses the batch path
+            yield pb.OutputStreamRequest(client_uuid=request.client_uuid, payload=request.payload)
+
     async def batchStreaming(
         self, requests: AsyncIterator[pb.InputBatch], context: Any
     ) -> AsyncIterator[pb.OutputBatch]:

@@ -147,7 +147,7 @@ async def test_a_drain_asked_by_the_node_finishes_answers_and_ends_the_stream() 
         await asyncio.wait_for(handler.started_slow.wait(), 5)
         await call.write(pb.InputBatch(items=[message(2, b"never started")], drain=True))
         handler.release.set()  # (the request is read once the running handler returns)
-        draining, replies = False, []
+        draining, replies = False, list[tuple[bytes, int, int]]()
         while not (draining and replies):
             batch = await read(call)
             draining = draining or batch.draining
