@@ -71,7 +71,7 @@ class Message:
                     request.payload,
                     request.time,
                     seq=request.seq,
-                    attempt=request.attempt,
+                    attempt=request.attempt or 1,
                 )
             return cls(request.client_uuid, request.payload, request.time)
         event = request.event
@@ -85,7 +85,7 @@ class Message:
             event.node_id,
             event.reason,
             request.seq,
-            request.attempt,
+            (request.attempt or 1) if request.seq else 0,
         )
 
 

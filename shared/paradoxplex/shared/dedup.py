@@ -16,7 +16,7 @@ No I/O, no clock: ``now`` is a parameter.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Generic, TypeVar
 
 DEFAULT_WINDOW_IDS = 65_536
@@ -26,9 +26,10 @@ T = TypeVar("T")
 
 
 class DeliveryWindow:
-    """The delivery ids an upstream finished recently (see the module's rules)."""
+    """The delivery ids an upstream finished recently (see the module's rules): a ring of the
+    last ``max_ids`` and the time each finished."""
 
-    __slots__ = ("_ids", "max_age", "max_ids")
+    __slots__ = ("_ids", "_ring", "max_age", "max_ids")
 
     def __init__(
         self, *, max_ids: int = DEFAULT_WINDOW_IDS, max_age: float = DEFAULT_WINDOW_AGE
@@ -37,33 +38,27 @@ class DeliveryWindow:
             raise ValueError("a delivery window needs max_ids >= 1 and max_age > 0")
         self.max_ids = max_ids
         self.max_age = max_age
-        self._ids: OrderedDict[tuple[str, int], float] = OrderedDict()
+        self._ids: dict[tuple[str, int], float] = {}
+        self._ring: deque[tuple[str, int]] = deque()
 
     def __len__(self) -> int:
         return len(self._ids)
 
     def finished(self, client_uuid: str, seq: int, now: float) -> None:
         """The handler of ``(client_uuid, seq)`` finished (or it was acknowledged unrun)."""
-        ids = self._ids
         key = (client_uuid, seq)
-        if key in ids:
-            ids.move_to_end(key)
-        ids[key] = now
-        if len(ids) > self.max_ids:
-            ids.popitem(last=False)
+        ring = self._ring
+        if len(ring) >= self.max_ids:
+            oldest = ring.popleft()
+            if oldest != key:
+                self._ids.pop(oldest, None)
+        ring.append(key)
+        self._ids[key] = now
 
     def seen(self, client_uuid: str, seq: int, now: float) -> bool:
         """Whether ``(client_uuid, seq)`` finished here within the window."""
-        self._forget_older(now)
-        return (client_uuid, seq) in self._ids
-
-    def _forget_older(self, now: float) -> None:
-        ids = self._ids
-        while ids:
-            key, at = next(iter(ids.items()))
-            if now - at <= self.max_age:
-                return
-            del ids[key]
+        at = self._ids.get((client_uuid, seq))
+        return at is not None and now - at <= self.max_age
 
     def __repr__(self) -> str:
         return f"<DeliveryWindow {len(self._ids)}/{self.max_ids} max_age={self.max_age:g}s>"

@@ -208,38 +208,39 @@ def _seq(item: Delivery) -> int:
 class Answers:
     """Delivery ids sent again, and the upstream that answered each first (see the rules)."""
 
-    __slots__ = ("_answered", "limit")
+    __slots__ = ("answered", "limit")
 
     def __init__(self, limit: int = ANSWERS_LIMIT) -> None:
         self.limit = limit
-        self._answered: OrderedDict[tuple[str, int], str] = OrderedDict()
+        #: delivery id -> the upstream that answered it first ("" until one did)
+        self.answered: OrderedDict[tuple[str, int], str] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._answered)
+        return len(self.answered)
 
     def __bool__(self) -> bool:
-        return bool(self._answered)
+        return bool(self.answered)
 
     def redelivered(self, client_uuid: str, seq: int) -> None:
         """This delivery id goes out again: the first upstream to answer it owns it."""
         key = (client_uuid, seq)
-        if key in self._answered:
+        if key in self.answered:
             return
-        self._answered[key] = ""
-        if len(self._answered) > self.limit:
-            self._answered.popitem(last=False)
+        self.answered[key] = ""
+        if len(self.answered) > self.limit:
+            self.answered.popitem(last=False)
 
     def accept(self, client_uuid: str, seq: int, upstream_id: str) -> bool:
         """Whether a reply caused by ``(client_uuid, seq)`` from ``upstream_id`` is taken:
         yes unless another upstream answered that redelivered message first."""
         key = (client_uuid, seq)
-        owner = self._answered.get(key)
+        owner = self.answered.get(key)
         if owner is None:
             return True
         if not owner:
-            self._answered[key] = upstream_id
+            self.answered[key] = upstream_id
             return True
         return owner == upstream_id
 
     def __repr__(self) -> str:
-        return f"<Answers {len(self._answered)}/{self.limit}>"
+        return f"<Answers {len(self.answered)}/{self.limit}>"

@@ -21,7 +21,7 @@ No I/O, no clock.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -134,39 +134,59 @@ class Unacked(Generic[T]):
     def sent(self, item: T) -> AtMostOnce | None:
         """``item`` was written to the link: kept (None), or not, past the bound returned."""
         size = len(item.payload)
+        totals = self.totals
         bound = None
         if self.messages >= self.limits.messages or self.bytes + size > self.limits.bytes:
             bound = AtMostOnce.LINK_BOUND
-        elif not self.totals.room(size):
+        elif totals.messages >= totals.max_messages or totals.bytes + size > totals.max_bytes:
             bound = AtMostOnce.NODE_BOUND
-        entries = self._by_socket.get(item.client_uuid)
-        if entries is None:
-            entries = self._by_socket[item.client_uuid] = []
+        entry: T | _Marker = item
         if bound is None:
-            entries.append(item)
             self.messages += 1
             self.bytes += size
-            self.totals.add(1, size)
+            totals.messages += 1
+            totals.bytes += size
         else:
-            entries.append(_Marker(item.seq))
+            entry = _Marker(item.seq)
             self.markers += 1
+        entries = self._by_socket.get(item.client_uuid)
+        if entries is None:
+            self._by_socket[item.client_uuid] = [entry]
+        else:
+            entries.append(entry)
         return bound
+
+    def sent_all(self, items: Iterable[T]) -> list[AtMostOnce]:
+        """``sent`` for each of ``items``; the bounds that bit (usually none)."""
+        sent = self.sent
+        return [bound for item in items if (bound := sent(item)) is not None]
 
     def ack(self, client_uuid: str, seq: int) -> int:
         """The upstream finished this socket's messages up to ``seq`` (in the order sent);
         how many kept messages that released."""
-        entries = self._by_socket.get(client_uuid)
+        by_socket = self._by_socket
+        entries = by_socket.get(client_uuid)
         if not entries:
             return 0
-        if entries[0].seq == seq:
-            end = 1
-        else:
-            for index, entry in enumerate(entries):
-                if entry.seq == seq:
-                    end = index + 1
-                    break
-            else:
+        first = entries[0]
+        if first.seq == seq and len(entries) == 1:  # the common case: one in flight
+            del by_socket[client_uuid]
+            if isinstance(first, _Marker):
+                self.markers -= 1
                 return 0
+            size = len(first.payload)
+            self.messages -= 1
+            self.bytes -= size
+            totals = self.totals
+            totals.messages -= 1
+            totals.bytes -= size
+            return 1
+        for index, entry in enumerate(entries):
+            if entry.seq == seq:
+                end = index + 1
+                break
+        else:
+            return 0
         done = size = 0
         for entry in entries[:end]:
             if isinstance(entry, _Marker):
@@ -175,7 +195,7 @@ class Unacked(Generic[T]):
                 done += 1
                 size += len(entry.payload)
         if end == len(entries):
-            del self._by_socket[client_uuid]
+            del by_socket[client_uuid]
         else:
             del entries[:end]
         self.messages -= done

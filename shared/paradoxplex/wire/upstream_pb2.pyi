@@ -59,7 +59,9 @@ class InputStreamRequest(_message.Message):
     1; 0 = unnumbered (the original proto's streams, an upstream that does not acknowledge).
     """
     attempt: _builtins.int
-    """Extension (batch protocol, acknowledged): 1 on the first delivery, n on the n-th."""
+    """Extension (batch protocol, acknowledged): n on the n-th delivery; on the first it may be
+    left out (0 means 1).
+    """
     @_builtins.property
     def event(self) -> Global___SocketEvent:
         """Extension (opt-in, --lifecycle-events): set on connect/disconnect notices, which carry

@@ -93,8 +93,8 @@ class UpstreamPeerServiceServicer:
         (OutputBatch.origin: one id per upstream process). Without an origin in the answer the
         node sends messages unnumbered (seq = 0) and keeps nothing: at-most-once, as before.
         - Delivery id: (client_uuid, seq). seq numbers a socket's messages (data and lifecycle
-        events) from 1, in the order the node read them; attempt is 1 on the first delivery
-        and n on the n-th. A message delivered max-deliveries times without an acknowledgement
+        events) from 1, in the order the node read them; attempt is n on the n-th delivery
+        (left out, 0, on the first). A message delivered max-deliveries times without an acknowledgement
         is dropped by the node (redelivery_exhausted).
         - Acknowledgement, upstream -> node: OutputBatch.acks; Ack(client_uuid, seq) means every
         message of that socket that this stream delivered up to and including seq, in the

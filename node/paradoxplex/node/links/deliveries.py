@@ -10,7 +10,7 @@ Rules:
   it is counted in ``paradoxplex_at_most_once_total{reason="link_bound"|"node_bound"}``.
   When the stream is gone, ``take_back`` gives the kept messages for redelivery.
 - Replies of an acknowledging upstream are numbered; a number at or below the last one taken
-  from the same origin is a copy (``fresh`` is False), counted
+  from the same origin (``replies_upto``, kept by the stream's reader) is a copy, counted
   ``paradoxplex_duplicates_suppressed_total{where="node"}``; so is a second answer to a
   message delivered again (``Answers``: the first upstream to answer it owns it). A new
   origin (the upstream restarted) starts the numbering over.
@@ -83,11 +83,8 @@ class LinkDeliveries:
     def sent(self, items: list[Outgoing]) -> None:
         """``items`` are being written (acknowledging upstream) or were written (else)."""
         if self.acked:
-            unacked = self.unacked
-            for item in items:
-                bound = unacked.sent(item)
-                if bound is not None:
-                    self.metrics.at_most_once.labels(bound).inc()
+            for bound in self.unacked.sent_all(items):
+                self.metrics.at_most_once.labels(bound).inc()
             if self.final is not None and not self.final_sent:
                 self.final_sent = any(item is self.final for item in items)
             return
@@ -122,14 +119,6 @@ class LinkDeliveries:
 
     def forget_final(self) -> None:
         self.final, self.final_sent = None, False
-
-    def fresh(self, number: int) -> bool:
-        """Whether reply ``number`` of this origin is new (then it is taken)."""
-        if number <= self.replies_upto:
-            self.metrics.duplicates.labels("node").inc()
-            return False
-        self.replies_upto = number
-        return True
 
     def answers_first(self, client_uuid: str, cause_seq: int) -> bool:
         """Whether a reply caused by ``(client_uuid, cause_seq)`` is taken from this link."""

@@ -169,22 +169,15 @@ class DataStreams:
             add = batch.items.add
             if acked:
                 for item in items:
-                    if item.event is None:
-                        add(
-                            time=now,
-                            client_uuid=item.client_uuid,
-                            payload=item.payload,
-                            seq=item.seq,
-                            attempt=item.attempt,
-                        )
+                    if item.event is None and item.attempt == 1:  # the first: attempt left out
+                        add(time=now, client_uuid=item.client_uuid, payload=item.payload,
+                            seq=item.seq)  # fmt: skip
+                    elif item.event is None:
+                        add(time=now, client_uuid=item.client_uuid, payload=item.payload,
+                            seq=item.seq, attempt=item.attempt)  # fmt: skip
                     else:
-                        add(
-                            time=now,
-                            client_uuid=item.client_uuid,
-                            event=item.event,
-                            seq=item.seq,
-                            attempt=item.attempt,
-                        )
+                        add(time=now, client_uuid=item.client_uuid, event=item.event,
+                            seq=item.seq, attempt=item.attempt)  # fmt: skip
                 deliveries.sent(items)  # kept from now on: a cut write goes out again
                 if self._reply_ack_due:
                     self._reply_ack_due = False
@@ -233,6 +226,7 @@ class DataStreams:
 
     async def _read_batches(self, call: Any) -> None:
         receive, deliveries = self._receive, self.deliveries
+        ack, answered = deliveries.ack, deliveries.answers.answered
         while True:
             batch = await read_message(call, self.upstream_id)
             items = batch.items
@@ -240,26 +234,34 @@ class DataStreams:
             if batch.draining:
                 self._on_draining()
             number = batch.first_reply
+            upto = deliveries.replies_upto
+            copies = 0
             for reply in items:
                 if number:
                     number += 1
-                    if not deliveries.fresh(number - 1):
+                    if number <= upto + 1:  # taken already (sent again after a reconnect)
+                        copies += 1
                         continue
+                    upto = number - 1
                 cause = reply.cause_seq
                 if cause:
                     client_uuid = reply.client_uuid
-                    if not deliveries.answers_first(client_uuid, cause):
+                    if answered and not deliveries.answers_first(client_uuid, cause):
                         continue
                     pending = receive(reply)
-                    deliveries.ack(client_uuid, cause)
+                    ack(client_uuid, cause)
                 else:
                     pending = receive(reply)
                     if not deliveries.acked and reply.client_uuid:
                         deliveries.replied(reply.client_uuid)
                 if pending is not None:
+                    deliveries.replies_upto = upto
                     await asyncio.shield(asyncio.ensure_future(pending))
-            for ack in batch.acks:
-                deliveries.ack(ack.client_uuid, ack.seq)
+            deliveries.replies_upto = upto
+            if copies:
+                deliveries.metrics.duplicates.labels("node").inc(copies)
+            for entry in batch.acks:
+                ack(entry.client_uuid, entry.seq)
             if batch.duplicates:
                 deliveries.metrics.duplicates.labels("upstream").inc(batch.duplicates)
             if batch.first_reply:
