@@ -11,6 +11,10 @@
   ``redis+cluster://`` seed list, for a fleet on Cluster; started on first use.
 - ``secured_redis`` / ``replica_redis``: servers that refuse a node (a password, ACL users,
   a read-only replica; ``tests.support.secured_redis``), one each per session, on first use.
+- Each test module has an event loop of its own (pyproject's ``asyncio_default_*_loop_scope``),
+  and what it leaves on it (an open transport or server, a running task, an unclosed client
+  found by the collector) is closed before that loop closes and fails the module's last test,
+  naming it (``_module_leftovers``, ``tests.support.leftovers``), never another module.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from paradoxplex.node.fleet.memory import MemoryFleet
 from paradoxplex.node.fleet.redis import RedisFleet, connect
 from paradoxplex.shared.fleet import FleetState
 from paradoxplex.shared.placement import split_urls
+from tests.support.leftovers import close_leftovers
 from tests.support.redis_cluster import ClusterServers
 from tests.support.redis_server import RedisServer
 from tests.support.secured_redis import replica_of, secured
@@ -42,6 +47,16 @@ def pytest_asyncio_loop_factories(
     import uvloop
 
     return {"uvloop": uvloop.new_event_loop}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", autouse=True)
+async def _module_leftovers(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """After a module's last test, while its loop still runs: close what it left and fail it."""
+    yield
+    left = await close_leftovers()
+    if left:
+        lines = "\n  ".join(left)
+        pytest.fail(f"{request.module.__name__} left behind (now closed):\n  {lines}")
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,8 @@ from tests.browser.conftest import (
 from tests.support import processes
 from tests.support.redis_server import RedisServer
 
-pytestmark = pytest.mark.browser
+# slow as a whole: its fleet and chromium take ~4 s to start, and two tests 3-12 s each
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 APPEARS_WITHIN_MS = 2000
 

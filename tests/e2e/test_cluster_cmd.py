@@ -18,7 +18,7 @@ from tests.support.fleet import Admin, Proc, children_of, pid_gone
 from tests.support.ports import free_range
 from tests.support.processes import executable
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 UP_LINE = re.compile(rb"cluster up")
 

@@ -21,7 +21,7 @@ from tests.support.fleet import Admin, Proc, children_of, pid_gone
 from tests.support.ports import free_range
 from tests.support.processes import executable
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 MASTER = re.compile(r"redis\s+master 127\.0\.0\.1:(\d+), replica 127\.0\.0\.1:(\d+)")
 SENTINELS = re.compile(r"sentinels\s+(redis\+sentinel://(\S+)/paradoxplex/0)")

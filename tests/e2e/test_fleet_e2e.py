@@ -30,7 +30,7 @@ from tests.support.fleet import (
     stop_all,
 )
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CLEANUP_LIMIT = 15.0
 

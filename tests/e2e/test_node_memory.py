@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import socket
 from collections.abc import AsyncIterator
 
@@ -20,6 +19,7 @@ import pytest
 from paradoxplex.upstream import Message, Outbox
 from tests.support.client import Client
 from tests.support.eventually import eventually
+from tests.support.metric_series import text_samples, value_of
 from tests.support.node_harness import Recorder, start_upstream
 from tests.support.processes import NODE_LINE, Running, start
 
@@ -45,12 +45,10 @@ def rss(pid: int) -> int:
 
 
 async def metric(admin: str, name: str, **labels: str) -> float:
+    """One series of the node's ``/metrics``; ``NoSuchSeries`` when it is not exported."""
     async with aiohttp.ClientSession() as http, http.get(f"{admin}/metrics") as response:
         text = await response.text()
-    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-    pattern = rf"^{name}{{{wanted}}} (\S+)$" if labels else rf"^{name} (\S+)$"
-    found = re.search(pattern, text, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
+    return value_of(text_samples(text), name, **labels)
 
 
 @contextlib.asynccontextmanager

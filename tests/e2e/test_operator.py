@@ -211,6 +211,7 @@ def test_node_check_reports_each_problem_on_one_line(echo_port: int) -> None:
     assert good.returncode == 0, good.stderr
 
 
+@pytest.mark.slow
 def test_health_probes_an_upstream_and_a_node(echo_port: int) -> None:
     assert run("health", "--upstream", f"127.0.0.1:{echo_port}").returncode == 0
     down = run("health", "--upstream", f"127.0.0.1:{closed_port()}")

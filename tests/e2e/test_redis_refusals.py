@@ -144,6 +144,7 @@ def silent_port() -> Iterator[int]:
         yield listener.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_a_server_that_never_answers(silent_port: int) -> None:
     code, stderr = node(f"redis://127.0.0.1:{silent_port}/0")
     assert code == 2

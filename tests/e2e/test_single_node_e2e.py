@@ -43,6 +43,7 @@ def receive_to_end(conn: socket.socket) -> bytes:
     return data
 
 
+@pytest.mark.slow
 def test_a_node_process_serves_lists_and_stops_on_sigterm(echo_port: int) -> None:
     node, ready = start(
         "node",

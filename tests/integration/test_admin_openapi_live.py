@@ -17,6 +17,8 @@ import pytest
 
 from tests.support.node_harness import running_node, start_upstream
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 HOOKS = ROOT / "tests" / "support" / "openapi_hooks.py"
 MAX_EXAMPLES = 15

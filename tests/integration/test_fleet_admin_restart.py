@@ -23,6 +23,8 @@ from tests.support.eventually import eventually
 from tests.support.fleet import accepted, start_fleet, start_upstream, stop_nodes
 from tests.support.redis_server import RedisServer
 
+pytestmark = pytest.mark.slow
+
 SOCKETS = 5
 SENDS = 300
 PER_SECOND = 100

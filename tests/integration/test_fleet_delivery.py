@@ -26,6 +26,7 @@ from paradoxplex.shared.sessions import BroadcastTarget
 from tests.support.client import Client, close_all
 from tests.support.eventually import eventually
 from tests.support.fleet import accepted, start_fleet, stop_nodes
+from tests.support.node_harness import sample
 from tests.support.redis_server import RedisServer
 
 NUMBERED = re.compile(rb"<(\d+)>")
@@ -65,7 +66,7 @@ def numbers(client: Client) -> list[int]:
 
 
 def drops(node: Node, *reasons: str) -> int:
-    return sum(int(node.metrics.drops.labels(reason)._value.get()) for reason in reasons)
+    return sum(int(sample(node, "paradoxplex_drops_total", reason=reason)) for reason in reasons)
 
 
 LOST_AT_SENDER = ("bus_hold_expired", "bus_hold_full", "owner_unreachable")
@@ -111,6 +112,7 @@ async def pause(server: RedisServer, seconds: float) -> None:
         server.thaw()
 
 
+@pytest.mark.slow
 async def test_a_paused_redis_loses_nothing(server: RedisServer, fleet: Fleet) -> None:
     (a, b, _), (client, _) = fleet
     uuid = await accepted(a, client)

@@ -387,6 +387,7 @@ async def test_an_unknown_socket_is_404_on_every_node(
         assert answer["error"]["code"] == "not_found"
 
 
+@pytest.mark.slow
 async def test_an_owner_that_does_not_answer_is_504_naming_it(fleet: Fleet) -> None:
     client = await fleet.connect(0)
     uuid = await fleet.uuid(0, client)

@@ -231,6 +231,7 @@ async def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, s
     return process.returncode, out.decode(), err.decode()
 
 
+@pytest.mark.slow
 async def test_the_admin_api_over_https_with_the_clis_ca(tmp_path: Path) -> None:
     authority = Authority(tmp_path)
     issued = authority.issue("admin")

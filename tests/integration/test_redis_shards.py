@@ -136,6 +136,7 @@ async def pump(sender: Node, owner: str, client_uuid: str) -> None:
         await asyncio.sleep(TICK)  # the scenario: traffic spread over time
 
 
+@pytest.mark.slow
 async def test_one_shard_stopped_stops_only_its_own_traffic(
     shard_servers: list[RedisServer], key_prefix: str
 ) -> None:

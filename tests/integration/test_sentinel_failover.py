@@ -26,6 +26,8 @@ from tests.support.eventually import eventually
 from tests.support.fleet import accepted, registered, start_fleet, stop_nodes
 from tests.support.sentinel_group import SentinelGroup
 
+pytestmark = pytest.mark.slow
+
 PER_TICK = 20
 TICK = 0.02
 FOLLOW_WITHIN = 10.0

@@ -5,7 +5,8 @@
 - ``running_node``: a ``Node`` with the given upstreams, started, ready, stopped afterwards
   (``drain_grace`` 0 unless told otherwise, so stopping does not wait for open sockets).
 - Clients of a node's listener are ``tests.support.client.Client``s.
-- ``sample``: a metric's value from the node's own Prometheus registry (0.0 when absent).
+- ``sample``: a metric's value from the node's own Prometheus registry; a series that is not
+  exported raises ``NoSuchSeries`` naming the ones that are (``tests.support.metric_series``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from paradoxplex.shared.config import Address, NodeConfig
 from paradoxplex.upstream import Message, Outbox, UpstreamServer
 from tests.support.client import Client
 from tests.support.eventually import eventually
+from tests.support.metric_series import registry_samples, value_of
 
 ReplyRule = Callable[[Message, Outbox], bool]
 
@@ -106,9 +108,9 @@ def listen_port(node: Node) -> int:
 
 
 def sample(node: Node, name: str, **labels: str) -> float:
-    """A sample of the node's metrics: ``sample(node, "paradoxplex_drops_total", reason=...)``."""
-    value = node.metrics.registry.get_sample_value(name, labels)
-    return 0.0 if value is None else value
+    """A sample of the node's metrics: ``sample(node, "paradoxplex_drops_total", reason=...)``;
+    ``NoSuchSeries`` (naming the series of ``name`` that exist) when it is not exported."""
+    return value_of(registry_samples(node.metrics.registry), name, **labels)
 
 
 def upstream_id(port: int) -> str:

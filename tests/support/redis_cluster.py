@@ -5,7 +5,11 @@ create`` (``paradoxplex.node.cli.devfleet.form_cluster``, as ``paradoxplex clust
 ``url`` is the ``redis+cluster://`` seed list; ``masters()`` asks the cluster which servers are
 masters now (after a failover the promoted replica is one); ``wait_healthy()`` polls
 ``CLUSTER INFO`` on every live node until each says ``cluster_state:ok`` and every slot has a
-live master.
+live master, and ``ROLE`` on every replica until its link to its master is up: a replica that
+never finished its first sync refuses to fail over (its data counts as older than
+``cluster-replica-validity-factor`` allows), so a master killed before that stays dead.
+``master_of(key)`` is the server every live node names as master of ``key``'s slot, or None
+while they disagree or name a dead one: poll it to wait for a failover.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from types import TracebackType
 
 from redis import Redis
+from redis.crc import key_slot
 
 from paradoxplex.node.cli.devfleet import cluster_node_args, form_cluster, free_cluster_port
 from tests.support.redis_server import RedisServer
@@ -73,7 +78,28 @@ class ClusterServers:
                 info = client.execute_command("CLUSTER", "INFO").decode()
                 if "cluster_state:ok" not in info:
                     return False
+                role = client.execute_command("ROLE")
+                if role[0] == b"slave" and role[3] != b"connected":
+                    return False  # still syncing: it could not take over yet
         return True
+
+    def master_of(self, key: str) -> RedisServer | None:
+        """The live server that every live node names as master of ``key``'s slot; None while
+        they disagree, or name a server that is dead (a failover not finished yet)."""
+        slot = key_slot(key.encode())
+        named = {self._master_as_seen_by(server, slot) for server in self.live()}
+        if len(named) != 1:
+            return None
+        port = named.pop()
+        return next((s for s in self.live() if s.port == port), None)
+
+    @staticmethod
+    def _master_as_seen_by(server: RedisServer, slot: int) -> int | None:
+        with Redis(host=server.host, port=server.port, socket_timeout=1) as client:
+            for start, end, master, *_ in client.execute_command("CLUSTER", "SLOTS"):
+                if start <= slot <= end:
+                    return int(master[1])
+        return None
 
     def close(self) -> None:
         for server in self.servers:

@@ -1,9 +1,14 @@
 """Sentinel URLs: read into their parts, accepted by ``--redis``, refused in one line without a
-password; the refusals' wording when no sentinel names a master (no I/O)."""
+password; the refusals' wording when no sentinel names a master; concurrent master lookups
+over scripted sentinels (no I/O)."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -20,6 +25,7 @@ from paradoxplex.node.fleet.redis.sentinel import (
 from paradoxplex.shared.config import PARSERS, REDIS_SCHEMES
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.sentinel_url import SentinelUrl, is_sentinel_url, parse_sentinel_url
+from tests.support.eventually import eventually
 
 PARSED = [
     (
@@ -185,11 +191,64 @@ def test_the_local_sentinels_watch_the_master_and_a_dead_redis_waits() -> None:
     assert restart_delay(6, at_least=10.0) == 30.0
 
 
-def test_concurrent_lookups_keep_every_sentinel() -> None:
+class ScriptedSentinel(Redis):
+    """A sentinel that answers ``SENTINEL MASTERS`` from a script, without a socket: with
+    ``masters`` once ``gate`` is open, or with ``error``."""
+
+    def __init__(
+        self,
+        port: int,
+        *,
+        masters: dict[str, dict[str, Any]] | None = None,
+        error: Exception | None = None,
+        gate: asyncio.Event | None = None,
+    ) -> None:
+        super().__init__(host="sentinel", port=port)
+        self.masters = masters or {}
+        self.error = error
+        self.gate = gate
+        self.asked = 0
+        self.port = port
+
+    def __repr__(self) -> str:
+        return f"<ScriptedSentinel :{self.port} asked={self.asked}>"
+
+    async def sentinel_masters(self) -> dict[str, dict[str, Any]]:
+        self.asked += 1
+        if self.error is not None:
+            raise self.error
+        if self.gate is not None:
+            await self.gate.wait()
+        return self.masters
+
+
+HEALTHY: dict[str, Any] = {
+    "ip": "10.0.0.9",
+    "port": 6379,
+    "is_master": True,
+    "is_sdown": False,
+    "is_odown": False,
+    "num-other-sentinels": 2,
+}
+
+
+async def test_concurrent_lookups_keep_every_sentinel() -> None:
     """Two lookups answered by the same sentinel each move it to the front: the list keeps
     all three (redis-py's swap by a stale index would hold one twice and lose one)."""
-    sentinel = FleetSentinel([("s1", 1), ("s2", 2), ("s3", 3)])
-    first, answered, last = sentinel.sentinels
-    sentinel._ask_first(answered)
-    sentinel._ask_first(answered)
-    assert sentinel.sentinels == [answered, first, last]
+    both_asked = asyncio.Event()
+    down = ScriptedSentinel(1, error=RedisConnectionError("refused"))
+    answers = ScriptedSentinel(2, masters={"svc": HEALTHY}, gate=both_asked)
+    last = ScriptedSentinel(3)
+    sentinel = FleetSentinel([])
+    sentinel.sentinels = [down, answers, last]
+
+    async def lookup() -> tuple[str, int]:
+        return await sentinel.discover_master("svc")
+
+    first, second = asyncio.ensure_future(lookup()), asyncio.ensure_future(lookup())
+    await eventually(lambda: answers.asked == 2, message="both lookups wait on the same one")
+    both_asked.set()
+    assert await first == await second == ("10.0.0.9", 6379)
+    assert sentinel.sentinels == [answers, down, last]
+    assert await sentinel.discover_master("svc") == ("10.0.0.9", 6379)
+    assert down.asked == 2  # the third lookup asked the one that answered first

@@ -3,10 +3,11 @@
 Names follow Prometheus conventions: counters end in ``_total``, durations are histograms in
 seconds. Besides ``paradoxplex_*`` the registry has the standard ``process_*`` metrics
 (resident memory, open fds, CPU seconds), ``python_info`` and ``paradoxplex_build_info``.
-Labels that name a reason come from an enum (``DropReason``, ``Refusal``), and every reason's
-series exists from the start (so do the bus's two directions): a scrape shows it at 0 before
-it first happens, a rate over it is 0 rather than no data, and an alert's ``increase()`` sees
-the first one (a series born at 1 shows no increase).
+Labels that name a reason come from an enum (``DropReason``, ``Refusal``) or a table
+(``BAD_INPUT_KINDS``), and every reason's series exists from the start (so do the bus's two
+directions): a scrape shows it at 0 before it first happens, so 0 means "never happened", not
+"misspelt" or "not exported"; a rate over it is 0 rather than no data, and an alert's
+``increase()`` sees the first one (a series born at 1 shows no increase).
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ from paradoxplex.shared.fleet import BusStats
 from paradoxplex.shared.unacked import AtMostOnce
 
 DUPLICATE_PLACES = ("upstream", "node")
+#: What bad input was rejected: ``paradoxplex_bad_input_total{kind}``, one series each.
+BAD_INPUT_KINDS = (
+    "bus_envelope",
+    "frame_too_large",
+    "proxy_header",
+    "reply_without_target",
+    "unknown_broadcast",
+)
 RTT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -241,6 +250,10 @@ class Metrics:
             "1 while the fleet state (Redis) is unreachable: local sockets are still served",
             registry=r,
         )
+        for kind in BAD_INPUT_KINDS:
+            self.bad_input.labels(kind)
+        for refusal in Refusal:
+            self.sockets_refused.labels(refusal.value)
         self.bus_messages = Counter(
             "paradoxplex_bus_messages",
             "Envelopes exchanged with other nodes",

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 import paradoxplex.node.fleet.redis.entries as entries
 from paradoxplex.node.fleet.redis.client import FleetClient
 from paradoxplex.node.fleet.redis.errors import edge
+from paradoxplex.node.tasks import all_of
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.retry import BUS_SEND, Backoff
 
@@ -218,7 +219,7 @@ class Outbox:
         node's inbox that does not exist. A copy that failed fails the add: it is retried with
         the same number everywhere, and the copies that had it drop the duplicate."""
         options: tuple[str, ...] = ("NOMKSTREAM",) if peer.node_id else ()
-        added = await asyncio.gather(
+        added = await all_of(
             *(self._xadd(key, options, meta, data) for key in (peer.key, *peer.copies))
         )
         return added[0] is not None

@@ -36,6 +36,7 @@ from redis.commands import AsyncCoreCommands
 from redis.commands.core import AsyncScript
 from redis.typing import ScriptTextT
 
+from paradoxplex.node.tasks import all_of
 from paradoxplex.shared.credentials import redact_url
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.keys import Keys
@@ -75,7 +76,7 @@ class ShardedRedis(AsyncCoreCommands):
     async def execute_command(self, *args: Any, **options: Any) -> Any:
         key = shard_key(args)
         if key is None:
-            replies = await asyncio.gather(
+            replies = await all_of(
                 *(shard.execute_command(*args, **options) for shard in self.shards)  # type: ignore[no-untyped-call]
             )
             return replies[0]
@@ -121,7 +122,7 @@ class ShardedPipeline(AsyncCoreCommands):
         if self._transaction and len(groups) > 1:
             raise ValueError(f"a MULTI over {len(groups)} shards: keep its keys in one bucket")
         replies: list[Any] = [None] * len(self._calls)
-        parts = await asyncio.gather(*(self._run(shard, at) for shard, at in groups.items()))
+        parts = await all_of(*(self._run(shard, at) for shard, at in groups.items()))
         for indexes, answers in zip(groups.values(), parts, strict=True):
             for index, answer in zip(indexes, answers, strict=True):
                 replies[index] = answer

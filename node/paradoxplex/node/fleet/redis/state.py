@@ -50,6 +50,7 @@ from paradoxplex.node.fleet.redis.rows import (
     unpack_session,
     uuid_key,
 )
+from paradoxplex.node.tasks import all_of
 from paradoxplex.shared.fleet import NodeRecord
 from paradoxplex.shared.keys import Keys
 from paradoxplex.shared.sessions import SessionInfo
@@ -130,7 +131,7 @@ class RedisFleet:
     async def unregister_node(self, node_id: str) -> None:
         """Forget a node: its record, liveness, sessions and health views."""
         keys = self.keys
-        await asyncio.gather(*(self._forget_bucket(node_id, b) for b in range(keys.buckets)))
+        await all_of(*(self._forget_bucket(node_id, b) for b in range(keys.buckets)))
         upstreams = texts(await self._redis.smembers(keys.health_upstreams))
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.node(node_id), keys.node_alive(node_id))
@@ -197,7 +198,7 @@ class RedisFleet:
             return
         writes = [self._register_bucket(b, group) for b, group in self._by_bucket(infos).items()]
         nodes = {info.node_id for info in infos}
-        await asyncio.gather(self._redis.sadd(self.keys.nodes, *nodes), *writes)
+        await all_of(self._redis.sadd(self.keys.nodes, *nodes), *writes)
 
     def _by_bucket(self, infos: Sequence[SessionInfo]) -> dict[int, list[SessionInfo]]:
         groups: dict[int, list[SessionInfo]] = {}
@@ -224,7 +225,7 @@ class RedisFleet:
         """Overwrite registered sessions' fields; a session not registered is left out."""
         if not infos:
             return
-        await asyncio.gather(
+        await all_of(
             *(self._update_bucket(b, group) for b, group in self._by_bucket(infos).items())
         )
 
@@ -242,7 +243,7 @@ class RedisFleet:
         groups: dict[int, list[tuple[str, str]]] = {}
         for pair in sessions:
             groups.setdefault(self.keys.bucket(pair[0]), []).append(pair)
-        await asyncio.gather(*(self._unregister_bucket(b, group) for b, group in groups.items()))
+        await all_of(*(self._unregister_bucket(b, group) for b, group in groups.items()))
 
     async def _unregister_bucket(self, bucket: int, sessions: list[tuple[str, str]]) -> None:
         keys = self.keys
