@@ -141,10 +141,6 @@ class Redeliveries(Generic[D]):
     def __contains__(self, client_uuid: object) -> bool:
         return client_uuid in self._by_socket
 
-    def sockets(self) -> list[str]:
-        """The sockets with messages waiting, the longest waiting first."""
-        return sorted(self._by_socket, key=self._since.__getitem__)
-
     def add(self, items: Iterable[D], *, now: float) -> list[str]:
         """Messages to place again; the sockets they belong to."""
         grouped: dict[str, list[D]] = {}

@@ -84,9 +84,6 @@ class UnackedTotals:
         self.messages = 0
         self.bytes = 0
 
-    def room(self, size: int) -> bool:
-        return self.messages < self.max_messages and self.bytes + size <= self.max_bytes
-
     def add(self, count: int, size: int) -> None:
         self.messages += count
         self.bytes += size
