@@ -249,3 +249,41 @@ async def test_a_reply_number_already_taken_is_dropped_and_acknowledged() -> Non
                 await client.aclose()
     finally:
         await server.stop(0)
+
+
+async def test_a_removed_upstream_drains_first_and_what_it_did_not_start_goes_elsewhere() -> None:
+    """Removal (``DELETE /v1/upstreams/{id}``) asks an SDK upstream to drain: it finishes the
+    handler it runs; the messages it had not started are delivered to the other upstream."""
+    gate = asyncio.Event()
+
+    async def gated(message: Message, out: Outbox) -> None:
+        if message.payload != b"warm-up":
+            await gate.wait()
+        echo_line(message, out)
+
+    held = UpstreamServer(gated)
+    other = UpstreamServer(gated)
+    ports = [await held.start("127.0.0.1:0"), await other.start("127.0.0.1:0")]
+    try:
+        async with running_node(*ports, framing="line", routing="sticky") as node:
+            client = await Client.connect(node, collect=True)
+            try:
+                await client.round_trip(b"warm-up\n")
+                if not node.pool.links[upstream_id(ports[0])].counts.sent:
+                    ports.reverse()  # the socket sticks to the second one: remove that one
+                link = node.pool.links[upstream_id(ports[0])]
+                await client.send(b"".join(line + b"\n" for line in lines(0, 20)))
+                await eventually(lambda: len(link.deliveries) == 20, message="all sent to it")
+                removing = asyncio.create_task(node.pool.remove(link.id))
+                await eventually(lambda: link.streams.drain_requested)
+                gate.set()  # the one it runs finishes there; the rest go to the other one
+                await removing
+                await client.expect(b"\n", times=21, within=10)
+                assert client.tokens(b"\n") == [b"warm-up", *lines(0, 20)]
+                assert upstream_id(ports[0]) not in node.pool.links
+            finally:
+                await client.aclose()
+    finally:
+        gate.set()
+        await held.stop(0)
+        await other.stop(0)

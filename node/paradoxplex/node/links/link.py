@@ -235,10 +235,13 @@ class UpstreamLink:
         """The upstream said it drains: out of rotation at once (its queue goes elsewhere)."""
         self.health.upstream_draining()
 
-    async def close(self, *, grace: float = 5.0) -> None:
+    async def close(self, *, grace: float = 5.0, drain: bool = False) -> None:
         """Stop: let the queue empty and the upstream acknowledge what it holds for up to
         ``grace`` seconds, then end the streams (not logged as a drain: the upstream stays
-        registered for the fleet)."""
+        registered for the fleet). ``drain`` (the upstream is removed): an upstream that
+        acknowledges is asked to drain first, and what it did not start goes elsewhere."""
+        if drain:
+            self.drain()
         self.health.apply(Probe.DRAIN)
         deadline = time.monotonic() + grace
         while (  # noqa: ASYNC110 - bounded

@@ -148,7 +148,7 @@ class UpstreamPool:
             return
         self._removing.add(link)
         try:
-            await link.close(grace=grace)
+            await link.close(grace=grace, drain=not stopping)
         finally:
             self._removing.discard(link)
         if self.links.get(upstream_id) is link:
