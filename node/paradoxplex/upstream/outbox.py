@@ -70,8 +70,12 @@ class Message:
                     request.client_uuid,
                     request.payload,
                     request.time,
-                    seq=request.seq,
-                    attempt=request.attempt or 1,
+                    "",
+                    "",
+                    "",
+                    "",
+                    request.seq,
+                    request.attempt or 1,
                 )
             return cls(request.client_uuid, request.payload, request.time)
         event = request.event
@@ -100,19 +104,10 @@ class Taken:
     probes: int = 0
 
 
-class Handling:
-    """The delivery a handler runs for: its outbox, id, and whether it is acknowledged."""
-
-    __slots__ = ("acked", "client_uuid", "outbox", "seq", "token")
-
-    def __init__(self, outbox: Outbox, client_uuid: str, seq: int) -> None:
-        self.outbox = outbox
-        self.client_uuid = client_uuid
-        self.seq = seq
-        self.acked = False
-        self.token: contextvars.Token[Handling | None] | None = None
-
-
+#: The delivery a handler runs for: its stream's outbox and delivery id. One tuple per
+#: message, set in the consumer's context (tasks a handler starts copy it), never reset: a
+#: stale one (its handler returned) only ever names a message already acknowledged.
+Handling = tuple["Outbox", str, int]
 HANDLING: contextvars.ContextVar[Handling | None] = contextvars.ContextVar(
     "paradoxplex_handling", default=None
 )
@@ -137,6 +132,7 @@ class Outbox:
         self.closed = False
         self.draining = False  # to tell the node, once
         self._kicked = False
+        self._answered: Handling | None = None  # the last delivery a reply acknowledged
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -146,16 +142,19 @@ class Outbox:
     def reply(self, client_uuid: str, payload: bytes) -> bool:
         """Send ``payload`` to one socket, whichever node holds it; False when the reply is
         too large for one gRPC message (refused, counted in ``refused``, logged)."""
-        item = pb.OutputStreamRequest(time=now_text(), client_uuid=client_uuid, payload=payload)
         handling = HANDLING.get()
-        if handling is None or handling.outbox is not self:
+        if handling is None or handling[0] is not self:
+            item = pb.OutputStreamRequest(time=now_text(), client_uuid=client_uuid, payload=payload)
             return self._put(item)
-        if client_uuid == handling.client_uuid:
-            item.cause_seq = handling.seq
+        if client_uuid == handling[1]:
+            item = pb.OutputStreamRequest(
+                time=now_text(), client_uuid=client_uuid, payload=payload, cause_seq=handling[2]
+            )
             if not self._put(item):
                 return False
-            handling.acked = True
+            self._answered = handling
             return True
+        item = pb.OutputStreamRequest(time=now_text(), client_uuid=client_uuid, payload=payload)
         if not self._put(item):
             return False
         self._ack(handling)
@@ -171,7 +170,7 @@ class Outbox:
         if not self._put(item):
             return False
         handling = HANDLING.get()
-        if handling is not None and handling.outbox is self:
+        if handling is not None and handling[0] is self:
             self._ack(handling)
         return True
 
@@ -198,21 +197,18 @@ class Outbox:
 
     def started(self, client_uuid: str, seq: int) -> Handling:
         """A handler starts on delivery ``(client_uuid, seq)`` (in this context)."""
-        handling = Handling(self, client_uuid, seq)
-        handling.token = HANDLING.set(handling)
+        handling = (self, client_uuid, seq)
+        HANDLING.set(handling)
         return handling
 
     def finished(self, handling: Handling) -> None:
         """The handler returned: acknowledge its message unless a reply did."""
-        if handling.token is not None:
-            HANDLING.reset(handling.token)
-            handling.token = None
-        if not handling.acked:
+        if self._answered is not handling:
             self._ack(handling)
 
     def _ack(self, handling: Handling) -> None:
-        self.acks[handling.client_uuid] = handling.seq
-        handling.acked = True
+        self.acks[handling[1]] = handling[2]
+        self._answered = handling
         self._wakeup.set()
 
     def duplicate(self, client_uuid: str, seq: int) -> None:

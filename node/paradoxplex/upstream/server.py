@@ -140,6 +140,8 @@ class BatchStream:
                     if not batch.reply_ack and not batch.drain:
                         self._probe(batch.channel)
                     continue
+                now = clock()  # one reading per batch: the window's ages are coarse
+                finished: list[tuple[str, int]] = []
                 for item in items:
                     if outbox.full():
                         await outbox.room()
@@ -154,7 +156,7 @@ class BatchStream:
                         self.running = False
                         continue
                     client_uuid = item.client_uuid
-                    if item.attempt > 1 and window.seen(client_uuid, seq, clock()):
+                    if item.attempt > 1 and window.seen(client_uuid, seq, now):
                         outbox.duplicate(client_uuid, seq)
                         server.duplicates += 1
                         continue
@@ -165,7 +167,9 @@ class BatchStream:
                         await result
                     self.running = False
                     outbox.finished(handling)
-                    window.finished(client_uuid, seq, clock())
+                    finished.append((client_uuid, seq))
+                if finished:
+                    window.finished_all(finished, now)
         except Exception:
             log.exception("upstream handler failed; ending the stream")
             raise

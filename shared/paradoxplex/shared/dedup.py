@@ -55,6 +55,17 @@ class DeliveryWindow:
         ring.append(key)
         self._ids[key] = now
 
+    def finished_all(self, keys: list[tuple[str, int]], now: float) -> None:
+        """``finished`` for each ``(client_uuid, seq)`` of ``keys`` (one batch's)."""
+        ids, ring, limit = self._ids, self._ring, self.max_ids
+        for key in keys:
+            if len(ring) >= limit:
+                oldest = ring.popleft()
+                if oldest != key:
+                    ids.pop(oldest, None)
+            ring.append(key)
+            ids[key] = now
+
     def seen(self, client_uuid: str, seq: int, now: float) -> bool:
         """Whether ``(client_uuid, seq)`` finished here within the window."""
         at = self._ids.get((client_uuid, seq))

@@ -155,8 +155,30 @@ class Unacked(Generic[T]):
 
     def sent_all(self, items: Iterable[T]) -> list[AtMostOnce]:
         """``sent`` for each of ``items``; the bounds that bit (usually none)."""
-        sent = self.sent
-        return [bound for item in items if (bound := sent(item)) is not None]
+        limits, totals, by_socket = self.limits, self.totals, self._by_socket
+        bitten: list[AtMostOnce] = []
+        for item in items:
+            size = len(item.payload)
+            if (
+                self.messages >= limits.messages
+                or self.bytes + size > limits.bytes
+                or totals.messages >= totals.max_messages
+                or totals.bytes + size > totals.max_bytes
+            ):
+                bound = self.sent(item)
+                if bound is not None:
+                    bitten.append(bound)
+                continue
+            self.messages += 1
+            self.bytes += size
+            totals.messages += 1
+            totals.bytes += size
+            entries = by_socket.get(item.client_uuid)
+            if entries is None:
+                by_socket[item.client_uuid] = [item]
+            else:
+                entries.append(item)
+        return bitten
 
     def ack(self, client_uuid: str, seq: int) -> int:
         """The upstream finished this socket's messages up to ``seq`` (in the order sent);

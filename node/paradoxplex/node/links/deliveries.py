@@ -103,6 +103,11 @@ class LinkDeliveries:
 
     def ack(self, client_uuid: str, seq: int) -> None:
         self.unacked.ack(client_uuid, seq)
+        if self.final is not None:
+            self.check_final(client_uuid)
+
+    def check_final(self, client_uuid: str) -> None:
+        """After an ack of ``client_uuid``: is the link's last-delivery message done?"""
         final = self.final
         if (
             final is not None

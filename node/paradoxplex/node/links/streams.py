@@ -14,9 +14,10 @@ Rules:
   (seq, attempt), each kept from the moment its write starts; its acknowledgements (``acks``,
   and a reply's ``cause_seq``, applied once the reply is taken) release them. Replies are
   numbered: copies are dropped, and the numbers taken go back in the next batch's
-  ``reply_ack``, piggybacked on data, or alone ``REPLY_ACK_DELAY`` (5 ms) after the replies
-  when no data goes out. ``request_drain`` sends ``drain``; ``draining`` in a batch from
-  the upstream calls ``on_draining``.
+  ``reply_ack``, piggybacked on data, or alone ``REPLY_ACK_DELAY`` (50 ms) after the replies
+  when no data goes out (at once while the upstream drains: it waits for them to end).
+  ``request_drain`` sends ``drain``; ``draining`` in a batch from the upstream calls
+  ``on_draining``.
 - Without acknowledgements, a write that fails or is cancelled (the link is going down) puts
   its items back at the front of the queue, to be placed elsewhere: a cancelled write may
   have reached the upstream, so this risks a duplicate rather than a loss. With them, the
@@ -48,7 +49,7 @@ from paradoxplex.shared.timestamps import timestamp
 from paradoxplex.wire import upstream_pb2 as pb
 
 ReplyReceiver = Callable[[pb.OutputStreamRequest], Awaitable[None] | None]
-REPLY_ACK_DELAY = 0.005
+REPLY_ACK_DELAY = 0.05
 
 
 def _nothing() -> None:
@@ -84,6 +85,7 @@ class DataStreams:
         self.channel = channel
         self.batching: bool | None = None  # None until the first round opened
         self.drain_requested = False
+        self.draining = False  # the upstream said it drains (this round)
         self._drain_due = False
         self._reply_ack_due = False
         self._reply_ack_timer: asyncio.TimerHandle | None = None
@@ -97,6 +99,7 @@ class DataStreams:
         if opened is not None:
             call, origin = opened
             self.batching = True
+            self.draining = False
             self.deliveries.opened(origin)
             self.queue.set_lanes(1)
             self._calls = [call]
@@ -226,12 +229,13 @@ class DataStreams:
 
     async def _read_batches(self, call: Any) -> None:
         receive, deliveries = self._receive, self.deliveries
-        ack, answered = deliveries.ack, deliveries.answers.answered
+        release, answered = deliveries.unacked.ack, deliveries.answers.answered
         while True:
             batch = await read_message(call, self.upstream_id)
             items = batch.items
             self.counts.received += len(items)
             if batch.draining:
+                self.draining = True
                 self._on_draining()
             number = batch.first_reply
             upto = deliveries.replies_upto
@@ -249,7 +253,9 @@ class DataStreams:
                     if answered and not deliveries.answers_first(client_uuid, cause):
                         continue
                     pending = receive(reply)
-                    ack(client_uuid, cause)
+                    release(client_uuid, cause)
+                    if deliveries.final is not None:
+                        deliveries.check_final(client_uuid)
                 else:
                     pending = receive(reply)
                     if not deliveries.acked and reply.client_uuid:
@@ -261,16 +267,19 @@ class DataStreams:
             if copies:
                 deliveries.metrics.duplicates.labels("node").inc(copies)
             for entry in batch.acks:
-                ack(entry.client_uuid, entry.seq)
+                deliveries.ack(entry.client_uuid, entry.seq)
             if batch.duplicates:
                 deliveries.metrics.duplicates.labels("upstream").inc(batch.duplicates)
             if batch.first_reply:
                 self._ack_replies_soon()
 
     def _ack_replies_soon(self) -> None:
-        """Tell the upstream which replies were taken: with the next batch, or alone soon."""
+        """Tell the upstream which replies were taken: with the next batch, or alone soon
+        (at once while it drains)."""
         self._reply_ack_due = True
-        if self._reply_ack_timer is None:
+        if self.draining or self.drain_requested:
+            self.queue.poke()
+        elif self._reply_ack_timer is None:
             loop = asyncio.get_running_loop()
             self._reply_ack_timer = loop.call_later(REPLY_ACK_DELAY, self._poke_for_ack)
 
