@@ -15,6 +15,7 @@ import pytest
 from paradoxplex.upstream import Message, Outbox, UpstreamServer
 from paradoxplex.wire import upstream_pb2 as pb
 from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
+from tests.support.eventually import eventually
 
 CHANNEL = "node-1/abc"
 
@@ -93,21 +94,31 @@ async def test_a_reply_acknowledges_its_message_and_a_quiet_handler_is_acked_exp
         call.cancel()
 
 
-async def test_a_redelivery_of_a_finished_id_is_acknowledged_without_running_again() -> None:
+@pytest.mark.parametrize("first_stream", ["still open", "ended"])
+async def test_a_redelivery_of_a_finished_id_is_acknowledged_without_running_again(
+    first_stream: str,
+) -> None:
+    """The node delivers again on a new stream (its link broke): the first stream may still
+    look open here (a cut connection), or have ended; either way the id is known."""
     async with sdk() as (server, handler, stub):
-        call, _ = await opened(stub)
-        await call.write(pb.InputBatch(items=[message(1, b"quiet")]))
-        await read(call)
-        await call.write(pb.InputBatch(items=[message(1, b"quiet", attempt=2)]))
-        batch = await read(call)
+        first, _ = await opened(stub)
+        await first.write(pb.InputBatch(items=[message(1, b"quiet")]))
+        await read(first)
+        if first_stream == "ended":
+            first.cancel()
+            await eventually(lambda: len(server.window) == 1, message="the window has it")
+        second, _ = await opened(stub)
+        await second.write(pb.InputBatch(items=[message(1, b"quiet", attempt=2)]))
+        batch = await read(second)
         assert [(ack.client_uuid, ack.seq) for ack in batch.acks] == [("s1", 1)]
         assert batch.duplicates == 1
         assert server.duplicates == 1
         assert handler.ran == [("s1", 1, 1)]
-        await call.write(pb.InputBatch(items=[message(2, b"new", attempt=2)]))
-        await read(call)
+        await second.write(pb.InputBatch(items=[message(2, b"new", attempt=2)]))
+        await read(second)
         assert handler.ran[-1] == ("s1", 2, 2)  # not finished here before: run
-        call.cancel()
+        first.cancel()
+        second.cancel()
 
 
 async def test_replies_not_acknowledged_are_sent_again_with_their_numbers_on_the_next_stream() -> (

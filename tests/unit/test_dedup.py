@@ -10,7 +10,7 @@ from paradoxplex.shared.dedup import DeliveryWindow, ReplyLedger
 
 def test_a_finished_delivery_id_is_seen_within_the_window() -> None:
     window = DeliveryWindow(max_ids=10, max_age=60.0)
-    window.finished("a", 1, now=0.0)
+    window.finished_all([("a", 1)], now=0.0)
     assert window.seen("a", 1, now=30.0)
     assert not window.seen("a", 2, now=30.0)
     assert not window.seen("b", 1, now=30.0)
@@ -18,16 +18,15 @@ def test_a_finished_delivery_id_is_seen_within_the_window() -> None:
 
 def test_the_window_forgets_by_age() -> None:
     window = DeliveryWindow(max_ids=10, max_age=60.0)
-    window.finished("a", 1, now=0.0)
-    window.finished("a", 2, now=50.0)
+    window.finished_all([("a", 1)], now=0.0)
+    window.finished_all([("a", 2)], now=50.0)
     assert not window.seen("a", 1, now=61.0)
     assert window.seen("a", 2, now=61.0)
 
 
 def test_the_window_forgets_the_oldest_by_count() -> None:
     window = DeliveryWindow(max_ids=2, max_age=60.0)
-    for seq in (1, 2, 3):
-        window.finished("a", seq, now=0.0)
+    window.finished_all([("a", 1), ("a", 2), ("a", 3)], now=0.0)
     assert [window.seen("a", seq, now=0.0) for seq in (1, 2, 3)] == [False, True, True]
 
 

@@ -132,7 +132,9 @@ class Outbox:
         self.closed = False
         self.draining = False  # to tell the node, once
         self._kicked = False
-        self._answered: Handling | None = None  # the last delivery a reply acknowledged
+        #: the last delivery acknowledged by a reply (or beside one): its handler's return
+        #: needs no acknowledgement of its own
+        self.answered: Handling | None = None
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -152,12 +154,12 @@ class Outbox:
             )
             if not self._put(item):
                 return False
-            self._answered = handling
+            self.answered = handling
             return True
         item = pb.OutputStreamRequest(time=now_text(), client_uuid=client_uuid, payload=payload)
         if not self._put(item):
             return False
-        self._ack(handling)
+        self.acknowledge(handling)
         return True
 
     def broadcast(self, payload: bytes, *, target: str = "all", label: str = "") -> bool:
@@ -171,7 +173,7 @@ class Outbox:
             return False
         handling = HANDLING.get()
         if handling is not None and handling[0] is self:
-            self._ack(handling)
+            self.acknowledge(handling)
         return True
 
     # for the server's streams (not for handlers) ------------------------------------------
@@ -203,12 +205,13 @@ class Outbox:
 
     def finished(self, handling: Handling) -> None:
         """The handler returned: acknowledge its message unless a reply did."""
-        if self._answered is not handling:
-            self._ack(handling)
+        if self.answered is not handling:
+            self.acknowledge(handling)
 
-    def _ack(self, handling: Handling) -> None:
+    def acknowledge(self, handling: Handling) -> None:
+        """Acknowledge the delivery ``handling`` names, with the next replies."""
         self.acks[handling[1]] = handling[2]
-        self._answered = handling
+        self.answered = handling
         self._wakeup.set()
 
     def duplicate(self, client_uuid: str, seq: int) -> None:

@@ -8,8 +8,9 @@ Rules:
 - Acknowledged delivery (the batch RPC, when the node names a reply channel in its probe and
   ``acks`` is on): the probe is answered with this process's ``origin``; numbered messages
   are acknowledged as the ``Outbox`` says; a redelivery of an id finished within the
-  ``DeliveryWindow`` (65,536 ids, 5 minutes) is acknowledged without running the handler and
-  counted (``duplicates``, reported to the node). Replies are numbered per channel (one node
+  window (the last 65,536 ids of each open stream, and of the streams that ended within 5
+  minutes: ``DeliveryWindow``) is acknowledged without running the handler and counted
+  (``duplicates``, reported to the node). Replies are numbered per channel (one node
   incarnation) and kept until the node takes them (``ReplyLedger``); a new stream of the
   same channel sends the kept ones again first. A channel without a stream for
   ``RESEND_AFTER`` seconds (5) hands its kept replies to another stream (any node finds the
@@ -37,6 +38,7 @@ import math
 import signal
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -49,6 +51,7 @@ from paradoxplex.shared.upstreams import EXAMPLE_UPSTREAM, UPSTREAM_GRACE
 from paradoxplex.upstream.outbox import (
     BATCH_LIMITS,
     BROADCASTS,
+    HANDLING,
     MAX_PENDING,
     Handler,
     Message,
@@ -120,6 +123,20 @@ class BatchStream:
         self.running = False
         self.superseded = False
         self.consumer: asyncio.Task[None] | None = None
+        # the delivery ids finished on this stream, newest last (the window's share while
+        # the stream lives; handed to the server's window when it ends)
+        self.recent: deque[tuple[str, int]] = deque(maxlen=server.window.max_ids)
+        self.recent_version = 0
+        self._recent_set: tuple[int, set[tuple[str, int]]] = (-1, set())
+
+    def finished_here(self, key: tuple[str, int]) -> bool:
+        """Whether this stream finished ``key`` (a set built once per change, only when a
+        redelivery asks)."""
+        version, ids = self._recent_set
+        if version != self.recent_version:
+            ids = set(self.recent)
+            self._recent_set = (self.recent_version, ids)
+        return key in ids
 
     def drain(self, deadline: float) -> None:
         """Take no new message; end once what runs is finished, answered and taken."""
@@ -130,7 +147,7 @@ class BatchStream:
 
     async def consume(self, requests: AsyncIterator[pb.InputBatch]) -> None:
         server, outbox = self.server, self.outbox
-        handle, window, clock = server.handler, server.window, time.monotonic
+        handle, clock, set_handling = server.handler, time.monotonic, HANDLING.set
         try:
             async for batch in requests:
                 if batch.reply_ack or batch.drain:
@@ -156,20 +173,23 @@ class BatchStream:
                         self.running = False
                         continue
                     client_uuid = item.client_uuid
-                    if item.attempt > 1 and window.seen(client_uuid, seq, now):
+                    if item.attempt > 1 and server.finished_before(client_uuid, seq, self, now):
                         outbox.duplicate(client_uuid, seq)
                         server.duplicates += 1
                         continue
-                    handling = outbox.started(client_uuid, seq)
+                    handling = (outbox, client_uuid, seq)
+                    set_handling(handling)
                     self.running = True
                     result = handle(Message.from_request(item), outbox)
                     if result is not None:
                         await result
                     self.running = False
-                    outbox.finished(handling)
+                    if outbox.answered is not handling:
+                        outbox.acknowledge(handling)
                     finished.append((client_uuid, seq))
                 if finished:
-                    window.finished_all(finished, now)
+                    self.recent.extend(finished)
+                    self.recent_version += 1
         except Exception:
             log.exception("upstream handler failed; ending the stream")
             raise
@@ -527,9 +547,24 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
                 channel.stream.outbox.kick()
                 return
 
+    def finished_before(self, client_uuid: str, seq: int, stream: BatchStream, now: float) -> bool:
+        """Whether a delivery id that comes again (on ``stream``) finished here already: in
+        the window (streams that ended) or on another stream still open (a redelivery
+        never comes on the stream that had it)."""
+        if self.window.seen(client_uuid, seq, now):
+            return True
+        key = (client_uuid, seq)
+        return any(
+            other.finished_here(key)
+            for other in self._streams
+            if isinstance(other, BatchStream) and other is not stream and other.recent
+        )
+
     def _ended(self, stream: BatchStream) -> None:
         self._streams.discard(stream)
         self._changed.set()
+        if stream.recent:
+            self.window.finished_all(list(stream.recent), time.monotonic())
         channel = stream.channel
         if channel is None or channel.stream is not stream:
             return

@@ -3,7 +3,8 @@ the node (numbered per reply channel): the SDK's two decisions about duplicates.
 
 Rules:
 - ``DeliveryWindow``: the delivery ids ``(client_uuid, seq)`` whose handler finished, the
-  last ``max_ids`` of them (65,536) and none older than ``max_age`` seconds (300). A
+  last ``max_ids`` of them (65,536) and none older than ``max_age`` seconds (300) (the SDK
+  hands it a stream's ids when the stream ends; an open stream keeps its own). A
   redelivery (attempt > 1) of an id in the window is not run again: the upstream
   acknowledges it and counts it. Ids older or pushed out run again (at-least-once past the
   window); first deliveries are never checked (they cannot be duplicates).
@@ -44,19 +45,9 @@ class DeliveryWindow:
     def __len__(self) -> int:
         return len(self._ids)
 
-    def finished(self, client_uuid: str, seq: int, now: float) -> None:
-        """The handler of ``(client_uuid, seq)`` finished (or it was acknowledged unrun)."""
-        key = (client_uuid, seq)
-        ring = self._ring
-        if len(ring) >= self.max_ids:
-            oldest = ring.popleft()
-            if oldest != key:
-                self._ids.pop(oldest, None)
-        ring.append(key)
-        self._ids[key] = now
-
     def finished_all(self, keys: list[tuple[str, int]], now: float) -> None:
-        """``finished`` for each ``(client_uuid, seq)`` of ``keys`` (one batch's)."""
+        """The handlers of these delivery ids ``(client_uuid, seq)`` finished (or they were
+        acknowledged unrun), oldest first."""
         ids, ring, limit = self._ids, self._ring, self.max_ids
         for key in keys:
             if len(ring) >= limit:
