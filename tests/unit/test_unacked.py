@@ -123,3 +123,13 @@ def test_repr_says_how_much_is_held() -> None:
     unacked = link()
     unacked.sent(Item("a", 1))
     assert repr(unacked) == "<Unacked 1/100 1B sockets=1 markers=0>"
+
+
+def test_a_batch_is_kept_at_once_and_near_a_bound_one_by_one() -> None:
+    totals = UnackedTotals()
+    unacked = link(messages=4, totals=totals)
+    assert unacked.sent_all([Item("a", 1), Item("b", 1)]) == []
+    assert unacked.sent_all([Item("a", 2), Item("a", 3), Item("a", 4)]) == [AtMostOnce.LINK_BOUND]
+    assert len(unacked) == 4
+    assert (totals.messages, totals.bytes) == (4, 4)
+    assert unacked.ack("a", 4) == 3  # a1, a2, a3 kept; a4 past the bound, a marker

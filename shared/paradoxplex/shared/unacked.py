@@ -21,7 +21,7 @@ No I/O, no clock.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -153,32 +153,31 @@ class Unacked(Generic[T]):
             entries.append(entry)
         return bound
 
-    def sent_all(self, items: Iterable[T]) -> list[AtMostOnce]:
-        """``sent`` for each of ``items``; the bounds that bit (usually none)."""
-        limits, totals, by_socket = self.limits, self.totals, self._by_socket
-        bitten: list[AtMostOnce] = []
+    def sent_all(self, items: Sequence[T]) -> list[AtMostOnce]:
+        """``sent`` for each of ``items`` (one batch); the bounds that bit (usually none)."""
+        limits, totals = self.limits, self.totals
+        size = sum(len(item.payload) for item in items)
+        count = len(items)
+        if (
+            self.messages + count > limits.messages
+            or self.bytes + size > limits.bytes
+            or totals.messages + count > totals.max_messages
+            or totals.bytes + size > totals.max_bytes
+        ):  # near a bound: one by one
+            sent = self.sent
+            return [bound for item in items if (bound := sent(item)) is not None]
+        by_socket = self._by_socket
         for item in items:
-            size = len(item.payload)
-            if (
-                self.messages >= limits.messages
-                or self.bytes + size > limits.bytes
-                or totals.messages >= totals.max_messages
-                or totals.bytes + size > totals.max_bytes
-            ):
-                bound = self.sent(item)
-                if bound is not None:
-                    bitten.append(bound)
-                continue
-            self.messages += 1
-            self.bytes += size
-            totals.messages += 1
-            totals.bytes += size
             entries = by_socket.get(item.client_uuid)
             if entries is None:
                 by_socket[item.client_uuid] = [item]
             else:
                 entries.append(item)
-        return bitten
+        self.messages += count
+        self.bytes += size
+        totals.messages += count
+        totals.bytes += size
+        return []
 
     def ack(self, client_uuid: str, seq: int) -> int:
         """The upstream finished this socket's messages up to ``seq`` (in the order sent);
