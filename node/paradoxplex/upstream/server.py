@@ -54,6 +54,7 @@ from paradoxplex.upstream.outbox import (
     HANDLING,
     MAX_PENDING,
     Handler,
+    Handling,
     Message,
     Outbox,
     OutboxFull,
@@ -125,7 +126,7 @@ class BatchStream:
         self.consumer: asyncio.Task[None] | None = None
         # the delivery ids finished on this stream, newest last (the window's share while
         # the stream lives; handed to the server's window when it ends)
-        self.recent: deque[tuple[str, int]] = deque(maxlen=server.window.max_ids)
+        self.recent: deque[Handling] = deque(maxlen=server.window.max_ids)
         self.recent_version = 0
         self._recent_set: tuple[int, set[tuple[str, int]]] = (-1, set())
 
@@ -134,7 +135,7 @@ class BatchStream:
         redelivery asks)."""
         version, ids = self._recent_set
         if version != self.recent_version:
-            ids = set(self.recent)
+            ids = {(handling[1], handling[2]) for handling in self.recent}
             self._recent_set = (self.recent_version, ids)
         return key in ids
 
@@ -158,7 +159,7 @@ class BatchStream:
                         self._probe(batch.channel)
                     continue
                 now = clock()  # one reading per batch: the window's ages are coarse
-                finished: list[tuple[str, int]] = []
+                finished: list[Handling] = []
                 for item in items:
                     if outbox.full():
                         await outbox.room()
@@ -186,7 +187,7 @@ class BatchStream:
                     self.running = False
                     if outbox.answered is not handling:
                         outbox.acknowledge(handling)
-                    finished.append((client_uuid, seq))
+                    finished.append(handling)
                 if finished:
                     self.recent.extend(finished)
                     self.recent_version += 1
@@ -564,7 +565,8 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
         self._streams.discard(stream)
         self._changed.set()
         if stream.recent:
-            self.window.finished_all(list(stream.recent), time.monotonic())
+            ids = [(handling[1], handling[2]) for handling in stream.recent]
+            self.window.finished_all(ids, time.monotonic())
         channel = stream.channel
         if channel is None or channel.stream is not stream:
             return
