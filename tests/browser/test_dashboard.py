@@ -9,8 +9,9 @@ from __future__ import annotations
 import socket
 import time
 
+import orjson
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, Route, expect
 
 from tests.browser.conftest import (
     ARTIFACTS,
@@ -203,6 +204,39 @@ def test_close_from_the_page(ui_fleet: UiFleet, open_tab: OpenTab) -> None:
     assert closed_by_peer(client), "the node did not close the socket"
     expect(row).to_have_count(0)
     assert tab.errors == []
+
+
+def test_an_action_whose_answer_is_lost_is_retried_with_its_key_and_acts_once(
+    ui_fleet: UiFleet, open_tab: OpenTab
+) -> None:
+    client, remote = ui_fleet.connect(ui_fleet.b)
+    tab = open_tab()
+    page = signed_in(tab, ui_fleet.a)
+    keys: list[str] = []
+
+    def lose_the_first_answer(route: Route) -> None:
+        keys.append(route.request.headers.get("idempotency-key", ""))
+        answer = route.fetch()  # the node acts
+        if len(keys) > 1:
+            route.fulfill(response=answer)
+            return
+        lost = {"code": "owner_timeout", "message": "lost on the way", "outcome": "unknown"}
+        body = orjson.dumps({"error": lost})
+        route.fulfill(status=504, content_type="application/json", body=body)
+
+    page.route("**/v1/sockets/*/send", lose_the_first_answer)
+    for text in ("<once>", "<next>"):
+        socket_row(page, remote).get_by_role("button", name="Send").click()
+        page.fill("#act-input", text)
+        page.click("#act-ok")
+        expect(page.locator("#act")).to_be_hidden()
+    received = receive(client, b"<next>")
+    assert received.count(b"<once>") == 1, received
+    first, retried, second = keys
+    assert first == retried != second, "one key per action, the same for its retry"
+    assert len(first) == 32
+    lost = "Failed to load resource: the server responded with a status of 504 (Gateway Timeout)"
+    assert tab.errors == [lost], "the one 504, nothing else"
 
 
 def test_broadcast_from_the_page(ui_fleet: UiFleet, open_tab: OpenTab) -> None:

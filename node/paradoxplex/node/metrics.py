@@ -32,6 +32,7 @@ from prometheus_client.registry import Collector
 from paradoxplex.shared.admission import Refusal
 from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.fleet import BusStats
+from paradoxplex.shared.idempotency import IdempotencyEvent
 from paradoxplex.shared.unacked import AtMostOnce
 
 DUPLICATE_PLACES = ("upstream", "node")
@@ -239,6 +240,15 @@ class Metrics:
         )
         for cause in AtMostOnce:
             self.at_most_once.labels(cause)
+        self.idempotency = Counter(
+            "paradoxplex_idempotency",
+            "Admin calls with an Idempotency-Key that did not simply act, and key records "
+            "lost early, by event: " + ", ".join(IdempotencyEvent),
+            ["event"],
+            registry=r,
+        )
+        for event in IdempotencyEvent:
+            self.idempotency.labels(event)
         self.bad_input = Counter(
             "paradoxplex_bad_input", "Bad input rejected, by kind", ["kind"], registry=r
         )

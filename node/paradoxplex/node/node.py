@@ -150,7 +150,9 @@ class Node:
             proxy_protocol=config.proxy_protocol,
             header_timeout=config.proxy_header_timeout,
         )
-        self.commands = SocketCommands(state.sessions, write=self.upkeep.write_session)
+        self.commands = SocketCommands(
+            state.sessions, write=self.upkeep.write_session, metrics=metrics
+        )
         self.endpoint = BusEndpoint(
             self.bus,
             outbox=self.outbox,
@@ -213,6 +215,7 @@ class Node:
             listening=listener.is_serving,
             request_stop=self.request_stop,
             exposition=self.metrics.exposition,
+            metrics=self.metrics,
         )
         app = build_app(
             control,

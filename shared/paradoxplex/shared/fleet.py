@@ -10,11 +10,18 @@ Rules:
 - Session listing is ordered by UUID; the cursor is the last UUID of the previous page.
 - A node's sessions are indexed per node, so a dead node's sessions can be found and removed.
 - ``claim_cleanup`` lets exactly one survivor clean up after a dead node.
+- Fleet-wide admin actions (broadcasts, upstream changes) keep their idempotency keys here:
+  ``claim_action`` is ``idempotency.ActionRecords.begin`` for the whole fleet, atomic (one
+  claim wins), bounded in time (``WINDOW``, ``PENDING``) and number (``MAX_KEYS``);
+  ``settle_action`` stores the answer, ``release_action`` forgets a key whose action did not
+  act.
 - A bus is whole before ``start``: ``start(node_id, handler, on_reconnect=...)`` only says who
   listens and what to call after the bus came back from a loss; ``connected`` says whether it
   can receive now (always True in memory).
 - Both interfaces carry what the node and the admin API call, nothing more: what only tests
   need (one session at a time, a list of envelopes) is written in ``tests/support`` on top.
+- ``send``'s ``on_write`` tells the caller the envelope may have left: until it is called,
+  nothing was handed on.
 - Every bus delivers what it sends to one node exactly once and in the order ``send`` was
   called (concurrent sends included), and each broadcast once to every other node; what it
   knows it lost on the way is counted in ``stats`` (memory: nothing is ever lost).
@@ -26,6 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from paradoxplex.shared.idempotency import Claim
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamSpec
 
@@ -130,6 +138,16 @@ class FleetState(Protocol):
     async def set_health(self, node_id: str, upstream_id: str, view: dict[str, Any]) -> None: ...
     async def health_views(self) -> dict[str, dict[str, dict[str, Any]]]: ...
 
+    async def claim_action(self, key: str, fingerprint: bytes) -> Claim[bytes]:
+        """Whether a fleet-wide action with this idempotency key may act now (a pending
+        record is made when it may), replays, is in progress or mismatches."""
+
+    async def settle_action(self, key: str, fingerprint: bytes, answer: bytes) -> None:
+        """The claimed action answered ``answer``: replayed for ``WINDOW`` seconds."""
+
+    async def release_action(self, key: str, fingerprint: bytes) -> None:
+        """The claimed action did not act: the key is free again."""
+
 
 @dataclass(slots=True)
 class BusStats:
@@ -163,9 +181,19 @@ class FleetBus(Protocol):
         """Listen as ``node_id``; ``on_reconnect()`` runs after every recovered loss."""
 
     async def close(self) -> None: ...
-    async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
+    async def send(
+        self,
+        node_id: str,
+        envelope: bytes,
+        *,
+        count: int = 1,
+        on_write: Callable[[], None] | None = None,
+    ) -> bool:
         """Deliver to one node; False when it never listened before giving up.
-        ``count``: how many messages the envelope carries (what a loss of it would lose)."""
+        ``count``: how many messages the envelope carries (what a loss of it would lose).
+        ``on_write()`` is called just before each attempt to hand the envelope on (a call
+        cancelled or failed before it never reaches the node: an admin command that was not
+        written is known not to act)."""
 
     async def broadcast(self, envelope: bytes) -> None: ...
     async def control(self, envelope: bytes) -> None: ...

@@ -8,7 +8,8 @@ Nothing is ever lost on a memory bus.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from paradoxplex.shared.fleet import (
@@ -18,6 +19,7 @@ from paradoxplex.shared.fleet import (
     NodeRecord,
     ReconnectHandler,
 )
+from paradoxplex.shared.idempotency import ActionRecords, Claim
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamSpec
 
@@ -35,6 +37,7 @@ class MemoryHub:
         self.health: dict[str, dict[str, dict[str, Any]]] = {}
         self.cleanups: set[str] = set()
         self.handlers: dict[str, EnvelopeHandler] = {}
+        self.actions: ActionRecords[bytes] = ActionRecords()
 
     def __repr__(self) -> str:
         return f"<MemoryHub nodes={len(self.nodes)} sessions={len(self.sessions)}>"
@@ -145,6 +148,15 @@ class MemoryFleet:
     async def health_views(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {key: dict(value) for key, value in self.hub.health.items()}
 
+    async def claim_action(self, key: str, fingerprint: bytes) -> Claim[bytes]:
+        return self.hub.actions.begin(key, fingerprint, time.monotonic())
+
+    async def settle_action(self, key: str, fingerprint: bytes, answer: bytes) -> None:
+        self.hub.actions.finish(key, fingerprint, answer, time.monotonic())
+
+    async def release_action(self, key: str, fingerprint: bytes) -> None:
+        self.hub.actions.release(key, fingerprint)
+
     def __repr__(self) -> str:
         return f"<MemoryFleet {self.hub!r}>"
 
@@ -176,10 +188,19 @@ class MemoryBus:
     async def close(self) -> None:
         self.hub.handlers.pop(self.node_id, None)
 
-    async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
+    async def send(
+        self,
+        node_id: str,
+        envelope: bytes,
+        *,
+        count: int = 1,
+        on_write: Callable[[], None] | None = None,
+    ) -> bool:
         handler = self.hub.handlers.get(node_id)
         if handler is None:
             return False
+        if on_write is not None:
+            on_write()
         await handler(envelope)
         return True
 

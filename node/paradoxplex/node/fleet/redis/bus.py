@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import paradoxplex.node.fleet.redis.entries as entries
 from paradoxplex.node.fleet.redis.client import FleetClient
@@ -172,9 +173,17 @@ class RedisBus:
 
     # -- sending -------------------------------------------------------------------------
 
-    async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
-        """Deliver to one node; False (counted, logged) when it did not read in time."""
-        return await self._outbox.send(node_id, envelope, count)
+    async def send(
+        self,
+        node_id: str,
+        envelope: bytes,
+        *,
+        count: int = 1,
+        on_write: Callable[[], None] | None = None,
+    ) -> bool:
+        """Deliver to one node; False (counted, logged) when it did not read in time.
+        ``on_write()`` is called before each XADD of it (none yet: it never left)."""
+        return await self._outbox.send(node_id, envelope, count, on_write)
 
     async def broadcast(self, envelope: bytes) -> None:
         """Once for every other node (the sender skips its own broadcasts)."""

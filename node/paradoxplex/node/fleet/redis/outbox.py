@@ -132,20 +132,34 @@ class Outbox:
 
     # -- sending -------------------------------------------------------------------------
 
-    async def send(self, node_id: str, envelope: bytes, count: int) -> bool:
+    async def send(
+        self,
+        node_id: str,
+        envelope: bytes,
+        count: int,
+        on_write: Callable[[], None] | None = None,
+    ) -> bool:
         peer = self._peers.get(node_id)
         if peer is None:
             peer = self._peers[node_id] = _Peer(node_id, self._inbox_key(node_id))
         async with peer.lock:
-            return await self._deliver(peer, entries.DIRECT, envelope, count)
+            return await self._deliver(peer, entries.DIRECT, envelope, count, on_write)
 
     async def publish(self, kind: bytes, envelope: bytes) -> None:
         """Add to the fleet stream (broadcast or control); ``FleetUnavailable`` after ``hold``."""
         async with self._fleet.lock:
             await self._deliver(self._fleet, kind, envelope, 1)
 
-    async def _deliver(self, peer: _Peer, kind: bytes, data: bytes, count: int) -> bool:
-        """Add one numbered entry; True once it landed, False when its node is not reading."""
+    async def _deliver(
+        self,
+        peer: _Peer,
+        kind: bytes,
+        data: bytes,
+        count: int,
+        on_write: Callable[[], None] | None = None,
+    ) -> bool:
+        """Add one numbered entry; True once it landed, False when its node is not reading.
+        ``on_write()`` just before each XADD."""
         seq, total = peer.seq + 1, peer.total + count
         meta = entries.Meta(kind, self.epoch, seq, total, count, self.sender).encode()
         loop = asyncio.get_running_loop()
@@ -159,6 +173,8 @@ class Outbox:
                 if peer.node_id and await self._dead(peer, now):
                     reason = "the node is dead"
                     break
+                if on_write is not None:
+                    on_write()
                 try:
                     landed = await self._add(peer, meta, data)
                 except FleetUnavailable as exc:
