@@ -208,7 +208,8 @@ API: tuple[Route, ...] = (
         "POST",
         f"{UPSTREAM}/drain",
         "drain_upstream",
-        "no new traffic to an upstream; existing streams finish",
+        "no new traffic to an upstream; an SDK upstream finishes what it runs and hands back "
+        "the rest, which is delivered again elsewhere; an original-proto one's streams finish",
         ok("200", "the upstream, now draining", "Upstream"),
         errors=("404", "503"),
         params=(UPSTREAM_PARAM,),

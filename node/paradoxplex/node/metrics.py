@@ -34,9 +34,11 @@ from paradoxplex.shared.admission import Refusal
 from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.fleet import BusStats
 from paradoxplex.shared.idempotency import IdempotencyEvent
+from paradoxplex.shared.unacked import AtMostOnce
 
 #: A handoff's pause, as clients see it (the target is under 1 s for 10,000 sockets).
 PAUSE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0)
+DUPLICATE_PLACES = ("upstream", "node")
 #: What bad input was rejected: ``paradoxplex_bad_input_total{kind}``, one series each.
 BAD_INPUT_KINDS = (
     "bus_envelope",
@@ -210,6 +212,39 @@ class Metrics:
         )
         for reason in DropReason:
             self.drops.labels(reason)
+        self.unacked_messages = Gauge(
+            "paradoxplex_unacked_messages",
+            "Messages sent to upstreams (or waiting to be sent again) and not acknowledged yet",
+            registry=r,
+        )
+        self.unacked_bytes = Gauge(
+            "paradoxplex_unacked_bytes",
+            "Payload bytes of paradoxplex_unacked_messages",
+            registry=r,
+        )
+        self.redeliveries = Counter(
+            "paradoxplex_redeliveries",
+            "Messages delivered again after their upstream ended, broke or failed live "
+            "without acknowledging them",
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "paradoxplex_duplicates_suppressed",
+            "Duplicates not run or not written: where=upstream, redeliveries an upstream had "
+            "finished (reported by the SDK); where=node, replies the node had taken already",
+            ["where"],
+            registry=r,
+        )
+        for where in DUPLICATE_PLACES:
+            self.duplicates.labels(where)
+        self.at_most_once = Counter(
+            "paradoxplex_at_most_once",
+            "Messages sent to an upstream without being kept for redelivery, by reason",
+            ["reason"],
+            registry=r,
+        )
+        for cause in AtMostOnce:
+            self.at_most_once.labels(cause)
         self.idempotency = Counter(
             "paradoxplex_idempotency",
             "Admin calls with an Idempotency-Key that did not simply act, and key records "

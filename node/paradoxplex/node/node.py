@@ -62,6 +62,7 @@ from paradoxplex.shared.admission import Admission, socket_room
 from paradoxplex.shared.config import Address, NodeConfig
 from paradoxplex.shared.errors import ConfigError, FleetUnavailable
 from paradoxplex.shared.fleet import Backend, FleetBus, FleetState
+from paradoxplex.shared.unacked import UnackedLimits, UnackedTotals
 from paradoxplex.shared.upstreams import UpstreamSpec
 
 log = logging.getLogger("paradoxplex.node")
@@ -104,6 +105,14 @@ class Node:
             queue_limit=config.upstream_queue,
             streams=config.streams,
             batch=config.batch == "auto",
+            node_id=config.node_id,
+            max_deliveries=config.max_deliveries,
+            unacked=UnackedLimits(config.max_unacked, config.max_unacked_bytes),
+            totals=UnackedTotals(
+                max_messages=config.max_unacked_node, max_bytes=config.max_unacked_node_bytes
+            ),
+            retry_budget=config.retry_budget,
+            hold_timeout=config.hold_timeout,
         )
         metrics.max_connections.set(config.max_connections)
         metrics.upstreams_in_rotation.set_function(lambda: len(self.pool.balancer_members()))
@@ -365,13 +374,14 @@ class Node:
         await self._close_sessions("node shutting down")
 
     async def _flush_reads(self, *, deadline: float) -> None:
-        """Place every frame already read, and let the links send their queues."""
+        """Place every frame already read, let the links send their queues and the
+        upstreams acknowledge what they hold (what waits to be delivered again included)."""
         for session in list(self.sessions.values()):
             session.set_paused(True)
         while time.monotonic() < deadline:
             held = any(s.flow.held for s in self.sessions.values())
             queued = any(link.queue for link in self.pool.links.values() if link.in_rotation)
-            if not held and not queued:
+            if not held and not queued and not self.pool.totals.messages:
                 return
             await asyncio.sleep(0.02)
         log.warning("shutdown: some read data could not be sent to an upstream in time")

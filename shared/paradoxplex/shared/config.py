@@ -30,8 +30,15 @@ from paradoxplex.shared.framing import DEFAULT_FRAMING, DEFAULT_MAX_FRAME, FRAME
 from paradoxplex.shared.keys import DEFAULT_PREFIX
 from paradoxplex.shared.placement import split_urls
 from paradoxplex.shared.proxy import DEFAULT_HEADER_TIMEOUT
+from paradoxplex.shared.redelivery import DEFAULT_BUDGET_RATIO, DEFAULT_MAX_DELIVERIES
 from paradoxplex.shared.sentinel_url import SCHEMES as SENTINEL_SCHEMES
 from paradoxplex.shared.sentinel_url import is_sentinel_url, parse_sentinel_url
+from paradoxplex.shared.unacked import (
+    DEFAULT_LINK_BYTES,
+    DEFAULT_LINK_MESSAGES,
+    DEFAULT_NODE_BYTES,
+    DEFAULT_NODE_MESSAGES,
+)
 
 ENV_PREFIX = "PARADOXPLEX_"
 OVERFLOW_POLICIES = ("close", "drop")
@@ -119,6 +126,12 @@ class NodeConfig:
     ready_timeout: float = DEFAULT_READY_TIMEOUT
     alive_timeout: float = DEFAULT_ALIVE_TIMEOUT
     upstream_queue: int = DEFAULT_UPSTREAM_QUEUE
+    max_unacked: int = DEFAULT_LINK_MESSAGES
+    max_unacked_bytes: int = DEFAULT_LINK_BYTES
+    max_unacked_node: int = DEFAULT_NODE_MESSAGES
+    max_unacked_node_bytes: int = DEFAULT_NODE_BYTES
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES
+    retry_budget: float = DEFAULT_BUDGET_RATIO
     streams: int = DEFAULT_STREAMS
     batch: str = "auto"
     write_buffer: int = DEFAULT_WRITE_BUFFER
@@ -264,6 +277,12 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "ready_timeout": _seconds(0.1),
     "alive_timeout": _seconds(0.1),
     "upstream_queue": _int(1),
+    "max_unacked": _int(1),
+    "max_unacked_bytes": _int(1),
+    "max_unacked_node": _int(1),
+    "max_unacked_node_bytes": _int(1),
+    "max_deliveries": _int(1),
+    "retry_budget": _seconds(0, "a fraction of the first deliveries"),
     "streams": _int(1),
     "batch": _choice(BATCH_MODES),
     "write_buffer": _int(1024),

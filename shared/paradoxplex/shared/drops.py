@@ -27,6 +27,8 @@ class DropReason(enum.StrEnum):
     HOLD_TIMEOUT = "hold_timeout"
     MESSAGE_TOO_LARGE = "message_too_large"
     LIFECYCLE_EVENT_NO_UPSTREAM = "lifecycle_event_no_upstream"
+    REDELIVERY_EXHAUSTED = "redelivery_exhausted"
+    RETRY_BUDGET = "retry_budget"
     # between nodes
     BUS_HOLD_FULL = "bus_hold_full"
     BUS_HOLD_EXPIRED = "bus_hold_expired"

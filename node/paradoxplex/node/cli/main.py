@@ -26,7 +26,7 @@ from paradoxplex.shared.admission import fd_shortfall
 from paradoxplex.shared.config import NodeConfig, load_config, parse_address, read_toml
 from paradoxplex.shared.errors import ConfigError, HandoffError, HandoffRefused
 from paradoxplex.shared.flags import add_node_arguments
-from paradoxplex.shared.upstreams import EXAMPLE_UPSTREAM
+from paradoxplex.shared.upstreams import EXAMPLE_UPSTREAM, UPSTREAM_GRACE
 
 log = logging.getLogger("paradoxplex.node")
 CHECKS = ("all", "config")  # node --check: everything, or what needs no network
@@ -112,6 +112,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     echo.add_argument(
         "--original", action="store_true", help="serve only the original three RPCs (no batch path)"
+    )
+    echo.add_argument(
+        "--grace",
+        type=float,
+        default=UPSTREAM_GRACE,
+        metavar="S",
+        help="on SIGTERM or SIGINT: seconds to finish what runs, send its replies and hand "
+        "back the rest before exiting 0 (default: %(default)g)",
+    )
+    echo.add_argument(
+        "--no-acks",
+        action="store_true",
+        help="do not acknowledge messages (at-most-once, as before acknowledgements; for "
+        "benchmarks)",
     )
     echo.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this PEM certificate")
     echo.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
@@ -321,6 +335,8 @@ def run_echo(args: argparse.Namespace) -> int:
                 broadcast_every=args.broadcast_every,
                 batch=not args.original,
                 credentials=credentials,
+                grace=args.grace,
+                acks=not args.no_acks,
             )
     except OSError as error:
         print(f"paradoxplex upstream-echo: {error}", file=sys.stderr)
