@@ -12,23 +12,27 @@ from paradoxplex.node.handoff.codec import (
     SESSION_STATE_VERSION,
     SessionSnapshot,
     decode_keys,
+    decode_numbered,
     decode_position,
     decode_session,
     decode_terms,
     decode_upstreams,
     encode_keys,
+    encode_numbered,
     encode_position,
     encode_session,
     encode_terms,
     encode_upstreams,
 )
 from paradoxplex.node.handoff.terms import PROTOCOL, Terms
+from paradoxplex.node.links.queue import Outgoing
 from paradoxplex.shared.errors import HandoffError
 from paradoxplex.shared.fleet import NO_POSITION, BusPosition, Numbering
 from paradoxplex.shared.ordering import Position
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 from paradoxplex.wire import handoff_pb2 as pb
+from paradoxplex.wire import upstream_pb2
 
 UUID = "0f8c6d9e-1b2a-4c3d-8e4f-5a6b7c8d9e10"
 
@@ -46,12 +50,15 @@ def snapshot() -> SessionSnapshot:
         messages_in=3,
         messages_out=2,
     )
+    info.seq = 41
+    event = upstream_pb2.SocketEvent(kind=upstream_pb2.SocketEvent.CONNECTED, node_id="n1")
     return SessionSnapshot(
         info,
         proxied=True,
         unframed=b"\x00\x00\x00\x09half",
         held=[b"frame one", b"frame two"],
         replies=[b"reply one"],
+        numbered=[Outgoing(UUID, b"", event, 39, 1), Outgoing(UUID, b"sent once", None, 40, 2)],
     )
 
 
@@ -64,7 +71,17 @@ def test_a_socket_state_round_trips_exactly() -> None:
     before = snapshot()
     encoded = encode_session(before)
     assert encoded.version == SESSION_STATE_VERSION
-    assert round_trip(encoded) == before
+    after = round_trip(encoded)
+    assert after == before
+    assert after.info.seq == before.info.seq == 41  # numbered on from there
+
+
+def test_numbered_messages_keep_their_number_attempt_and_event() -> None:
+    after = round_trip(encode_session(snapshot()))
+    assert after.numbered == snapshot().numbered
+    assert [item.client_uuid for item in after.numbered] == [UUID, UUID]
+    relayed = pb.Numbered.FromString(encode_numbered(snapshot().numbered[1]).SerializeToString())
+    assert decode_numbered(relayed) == snapshot().numbered[1]
 
 
 def test_an_older_writer_without_later_fields_reads_with_their_zero_values() -> None:

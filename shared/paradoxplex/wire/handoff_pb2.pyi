@@ -345,6 +345,8 @@ class SessionState(_message.Message):
     UNFRAMED_FIELD_NUMBER: _builtins.int
     HELD_FIELD_NUMBER: _builtins.int
     REPLIES_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    NUMBERED_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """codec.SESSION_STATE_VERSION of the writer"""
     client_uuid: _builtins.str
@@ -361,6 +363,11 @@ class SessionState(_message.Message):
     messages_out: _builtins.int
     unframed: _builtins.bytes
     """read but not yet framed (part of a line or of a frame)"""
+    seq: _builtins.int
+    """Acknowledged delivery (the batch protocol): the last number given to one of its messages,
+    and its numbered messages that no upstream has (queued on a link, or waiting to be
+    delivered again), in number order: the new process sends them first, as they are.
+    """
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     @_builtins.property
@@ -371,6 +378,8 @@ class SessionState(_message.Message):
     def replies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
         """replies not yet written to the socket, in order"""
 
+    @_builtins.property
+    def numbered(self) -> _containers.RepeatedCompositeFieldContainer[Global___Numbered]: ...
     def __init__(
         self,
         *,
@@ -388,14 +397,51 @@ class SessionState(_message.Message):
         unframed: _builtins.bytes = ...,
         held: _abc.Iterable[_builtins.bytes] | None = ...,
         replies: _abc.Iterable[_builtins.bytes] | None = ...,
+        seq: _builtins.int = ...,
+        numbered: _abc.Iterable[Global___Numbered] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_in", b"bytes_in", "bytes_out", b"bytes_out", "client_uuid", b"client_uuid", "connected_at", b"connected_at", "held", b"held", "labels", b"labels", "messages_in", b"messages_in", "messages_out", b"messages_out", "paused", b"paused", "proxied", b"proxied", "remote", b"remote", "replies", b"replies", "unframed", b"unframed", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["bytes_in", b"bytes_in", "bytes_out", b"bytes_out", "client_uuid", b"client_uuid", "connected_at", b"connected_at", "held", b"held", "labels", b"labels", "messages_in", b"messages_in", "messages_out", b"messages_out", "numbered", b"numbered", "paused", b"paused", "proxied", b"proxied", "remote", b"remote", "replies", b"replies", "seq", b"seq", "unframed", b"unframed", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SessionState: _TypeAlias = SessionState  # noqa: Y015
+
+@_typing.final
+class Numbered(_message.Message):
+    """A numbered message on its way to an upstream: its delivery id is (client_uuid, seq)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    PAYLOAD_FIELD_NUMBER: _builtins.int
+    EVENT_FIELD_NUMBER: _builtins.int
+    CLIENT_UUID_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    attempt: _builtins.int
+    payload: _builtins.bytes
+    event: _builtins.bytes
+    """a serialized upstream.grpc.service.SocketEvent; empty: data"""
+    client_uuid: _builtins.str
+    """set in a Relay; in a SessionState, the socket's"""
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+        attempt: _builtins.int = ...,
+        payload: _builtins.bytes = ...,
+        event: _builtins.bytes = ...,
+        client_uuid: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "client_uuid", b"client_uuid", "event", b"event", "payload", b"payload", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Numbered: _TypeAlias = Numbered  # noqa: Y015
 
 @_typing.final
 class Sessions(_message.Message):
@@ -674,6 +720,7 @@ class Relay(_message.Message):
     OPENED_FIELD_NUMBER: _builtins.int
     CLOSED_FIELD_NUMBER: _builtins.int
     FINISHED_FIELD_NUMBER: _builtins.int
+    UNACKNOWLEDGED_FIELD_NUMBER: _builtins.int
     reply: _builtins.bytes
     """old -> new: an upstream reply an old link received"""
     pause: _builtins.str
@@ -694,6 +741,10 @@ class Relay(_message.Message):
     def opened(self) -> Global___SessionState:
         """old -> new: a kept socket appeared (its TLS handshake ended)"""
 
+    @_builtins.property
+    def unacknowledged(self) -> Global___Numbered:
+        """old -> new: an upstream did not acknowledge it before the"""
+
     def __init__(
         self,
         *,
@@ -705,12 +756,13 @@ class Relay(_message.Message):
         opened: Global___SessionState | None = ...,
         closed: _builtins.str = ...,
         finished: _builtins.bool = ...,
+        unacknowledged: Global___Numbered | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["close", b"close", "closed", b"closed", "finished", b"finished", "op", b"op", "opened", b"opened", "pause", b"pause", "reply", b"reply", "resume", b"resume", "write", b"write"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["close", b"close", "closed", b"closed", "finished", b"finished", "op", b"op", "opened", b"opened", "pause", b"pause", "reply", b"reply", "resume", b"resume", "unacknowledged", b"unacknowledged", "write", b"write"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["close", b"close", "closed", b"closed", "finished", b"finished", "op", b"op", "opened", b"opened", "pause", b"pause", "reply", b"reply", "resume", b"resume", "write", b"write"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["close", b"close", "closed", b"closed", "finished", b"finished", "op", b"op", "opened", b"opened", "pause", b"pause", "reply", b"reply", "resume", b"resume", "unacknowledged", b"unacknowledged", "write", b"write"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["reply", "write", "pause", "resume", "close", "opened", "closed", "finished"]  # noqa: Y015
+    _WhichOneofReturnType_op: _TypeAlias = _typing.Literal["reply", "write", "pause", "resume", "close", "opened", "closed", "finished", "unacknowledged"]  # noqa: Y015
     _WhichOneofArgType_op: _TypeAlias = _typing.Literal["op", b"op"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_op) -> _WhichOneofReturnType_op | None: ...
 

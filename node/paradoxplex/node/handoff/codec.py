@@ -23,6 +23,7 @@ import orjson
 from paradoxplex.node.delivery.commands import Answer
 from paradoxplex.node.handoff.steps import Step
 from paradoxplex.node.handoff.terms import Terms
+from paradoxplex.node.links.queue import Outgoing
 from paradoxplex.shared.errors import HandoffError
 from paradoxplex.shared.fleet import NO_POSITION, BusPosition, Numbering
 from paradoxplex.shared.ordering import Position
@@ -35,6 +36,7 @@ from paradoxplex.shared.sessions import (
 )
 from paradoxplex.shared.upstreams import UpstreamSpec
 from paradoxplex.wire import handoff_pb2 as pb
+from paradoxplex.wire import upstream_pb2
 
 SESSION_STATE_VERSION = 1
 #: Held frames or replies one socket may carry.
@@ -46,15 +48,17 @@ PAUSED, ACTIVE = SessionState.PAUSED, SessionState.ACTIVE
 
 @dataclass(slots=True)
 class SessionSnapshot:
-    """One socket as it stands when it moves: its record, whether its remote address came
-    from a PROXY header, the bytes read but not framed, the frames not yet on a link and the
-    replies not yet written."""
+    """One socket as it stands when it moves: its record (its message number, ``info.seq``,
+    included), whether its remote address came from a PROXY header, the bytes read but not
+    framed, the frames not yet on a link, the replies not yet written, and its numbered
+    messages that no upstream has yet (acknowledged delivery)."""
 
     info: SessionInfo
     proxied: bool = False
     unframed: bytes = b""
     held: list[bytes] = field(default_factory=list)
     replies: list[bytes] = field(default_factory=list)
+    numbered: list[Outgoing] = field(default_factory=list)
 
 
 def encode_session(snapshot: SessionSnapshot) -> pb.SessionState:
@@ -83,7 +87,26 @@ def encode_session(snapshot: SessionSnapshot) -> pb.SessionState:
         state.held.extend(snapshot.held)
     if snapshot.replies:
         state.replies.extend(snapshot.replies)
+    if info.seq:
+        state.seq = info.seq
+    if snapshot.numbered:
+        state.numbered.extend(encode_numbered(item, with_uuid=False) for item in snapshot.numbered)
     return state
+
+
+def encode_numbered(item: Outgoing, *, with_uuid: bool = True) -> pb.Numbered:
+    event = item.event.SerializeToString() if item.event is not None else b""
+    numbered = pb.Numbered(seq=item.seq, attempt=item.attempt, payload=item.payload, event=event)
+    if with_uuid:
+        numbered.client_uuid = item.client_uuid
+    return numbered
+
+
+def decode_numbered(numbered: pb.Numbered, client_uuid: str = "") -> Outgoing:
+    """A numbered message (``client_uuid``: its socket's, when the message does not say)."""
+    event = upstream_pb2.SocketEvent.FromString(numbered.event) if numbered.event else None
+    owner = numbered.client_uuid or client_uuid
+    return Outgoing(owner, numbered.payload, event, numbered.seq, numbered.attempt or 1)
 
 
 def decode_session(state: pb.SessionState, *, node_id: str, max_frame: int) -> SessionSnapshot:
@@ -122,12 +145,20 @@ def decode_session(state: pb.SessionState, *, node_id: str, max_frame: int) -> S
         state.messages_in,
         state.messages_out,
     )
+    info.seq = state.seq
+    try:
+        numbered = [decode_numbered(item, client_uuid) for item in state.numbered]
+    except Exception:
+        raise HandoffError(step, f"socket {client_uuid}: a bad numbered message") from None
+    if len(numbered) > MAX_ITEMS:
+        raise HandoffError(step, f"socket {client_uuid}: too many numbered messages")
     return SessionSnapshot(
         info,
         state.proxied,
         unframed,
         list(held) if held else [],
         list(replies) if replies else [],
+        numbered,
     )
 
 

@@ -14,7 +14,8 @@ Rules (the steps are ``steps.Step``; their limits ``steps.LIMITS``):
 - ``commit``: the fleet learns this process is the node (``FleetUpkeep.take_over``), then
   ``Committed``; nothing is read or written before ``Released``.
 - ``resume``: each socket is adopted (``loop.connect_accepted_socket``) with its state: the
-  bytes not yet framed go back into its framer, its held frames are placed, its unwritten
+  bytes not yet framed go back into its framer, its numbered messages (the batch protocol)
+  and then its held frames are placed, numbered on from its last number, its unwritten
   replies written first, its pause kept; what arrived before its session took it is replayed
   in order. Then the bus starts from the old position, the replies the old process diverted
   are routed, and the listener, the admin API and the heartbeat start. The idempotency keys
@@ -46,6 +47,7 @@ from paradoxplex.node.handoff.codec import (
     KeyRecord,
     SessionSnapshot,
     decode_keys,
+    decode_numbered,
     decode_position,
     decode_session,
     decode_upstreams,
@@ -447,6 +449,8 @@ class TakeOver:
         real = session.transport
         if real is None:
             return
+        if snapshot.numbered:  # before anything newer of it: what no upstream has yet
+            self.pool.resume(snapshot.numbered)
         for reply in snapshot.replies:  # counted when the old process took them
             real.write(reply)
         for payload in replies or ():  # from the old process's links: written here first
@@ -532,6 +536,9 @@ class TakeOver:
                 log.warning("ignored a kept socket from the old process: %s", error.reason)
                 return True
             self.upkeep.sync.added(self._stand_in(snapshot).info)  # type: ignore[arg-type]
+        elif op == "unacknowledged":
+            item = decode_numbered(relay.unacknowledged)
+            self.pool.redeliver_elsewhere([item])
         elif op == "closed":
             session = self.stand_ins.pop(relay.closed, None)
             if session is not None:

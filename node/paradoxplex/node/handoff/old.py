@@ -26,9 +26,11 @@ Rules (the steps are ``steps.Step``; their limits ``steps.LIMITS``):
 - ``relay``: what the links still receive goes to the new process (a reply for a socket kept
   here is written here); the new process's writes, pauses, resumes and closes for kept
   sockets are done here; kept sockets that open or close are announced. Kept sockets get
-  ``drain_grace`` seconds, then are closed; once none is left and the links were quiet for
-  ``RELAY_QUIET`` seconds, ``Relay.finished`` is sent and the node stops (exit 0) without
-  leaving the fleet: the node lives on in the new process.
+  ``drain_grace`` seconds, then are closed; once none is left, the links were quiet for
+  ``RELAY_QUIET`` seconds and no upstream holds a message unacknowledged (the batch
+  protocol), the links close: what an upstream still held unacknowledged goes to the new
+  process, which delivers it again; ``Relay.finished`` is sent and the node stops (exit 0)
+  without leaving the fleet: the node lives on in the new process.
 - Any failure before ``Committed`` is read thaws everything: transports back, captured writes
   written, what was read placed, diverted replies routed, the bus and the fleet copy resumed,
   listening again; one log line and ``paradoxplex_handoffs_total{outcome}``.
@@ -55,6 +57,7 @@ from paradoxplex.node.handoff.codec import (
     SessionSnapshot,
     decode_terms,
     encode_keys,
+    encode_numbered,
     encode_position,
     encode_session,
     encode_terms,
@@ -76,6 +79,7 @@ from paradoxplex.node.handoff.steps import (
 from paradoxplex.node.handoff.terms import Terms, refusal
 from paradoxplex.node.handoff.transports import CaptureTransport, Gone
 from paradoxplex.node.links.pool import UpstreamPool
+from paradoxplex.node.links.queue import Outgoing
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.hosting import SessionHosting
 from paradoxplex.node.sockets.session import Session
@@ -348,7 +352,6 @@ class HandoffOffer:
         deadline = time.monotonic() + FLUSH
         while time.monotonic() < deadline and not self._flushed(frozen):  # noqa: ASYNC110
             await asyncio.sleep(0.005)
-        self.pool.take_back()
         self._snapshot(frozen)
         frozen.snapshot_at = time.monotonic()
 
@@ -388,6 +391,9 @@ class HandoffOffer:
                 replies=capture.take(),
             )
             frozen.moved.append(Moved(session, capture, snapshot))
+        numbered = self.pool.take_numbered({m.session.client_uuid for m in frozen.moved})
+        for moved in frozen.moved:
+            moved.snapshot.numbered = numbered.get(moved.session.client_uuid, [])
         # the new process adopts them in this order: the sockets that talk first (they see
         # the pause; an idle one does not)
         frozen.moved.sort(key=_quiet)
@@ -478,6 +484,7 @@ class HandoffOffer:
         self.pool.divert(None)
         for moved in frozen.moved:
             snapshot = moved.snapshot
+            self.pool.resume(snapshot.numbered)  # placed before what it had read
             self._restore(moved.session, moved.capture, snapshot.held, snapshot.replies)
             frozen.captured.pop(moved.session.client_uuid, None)
         for client_uuid, capture in frozen.captured.items():
@@ -565,6 +572,7 @@ class Relay:
         ]
         try:
             await self._watch()
+            await self._hand_over_unacknowledged()
             self.send(pb.Relay(finished=True))
             self.outgoing.put_nowait(None)
             with contextlib.suppress(TimeoutError):
@@ -578,10 +586,21 @@ class Relay:
             if self.late:
                 log.warning("handoff: %d replies came with no successor to take them", self.late)
 
+    async def _hand_over_unacknowledged(self) -> None:
+        """Close the links; what an upstream did not acknowledge by then goes to the new
+        process, which delivers it again (as after a broken link: the SDK drops a repeat)."""
+
+        def successor(items: list[Outgoing]) -> None:
+            for item in items:
+                self.send(pb.Relay(unacknowledged=encode_numbered(item)))
+
+        self.pool.hand_over(successor)
+        await self.pool.close(grace=0.0)
+
     def send(self, message: pb.Relay) -> None:
         if not self.gone:
             self.outgoing.put_nowait(message)
-        elif message.WhichOneof("op") == "reply":
+        elif message.WhichOneof("op") in ("reply", "unacknowledged"):
             self._too_late(None)
 
     def _too_late(self, reply: upstream_pb2.OutputStreamRequest | None) -> None:
@@ -643,7 +662,8 @@ class Relay:
         while True:
             self._announce()
             now = time.monotonic()
-            if not self.kept and now - self.last_reply >= RELAY_QUIET:
+            acknowledged = not self.pool.totals.messages
+            if not self.kept and now - self.last_reply >= RELAY_QUIET and acknowledged:
                 return
             if now >= deadline and not closed:
                 closed = True
@@ -680,7 +700,7 @@ async def _step(what: str, work: Awaitable[None]) -> None:
 def _quiet(moved: Moved) -> bool:
     """True for a socket that does not go first (``steps.talks``): sorts after those."""
     info, snapshot = moved.snapshot.info, moved.snapshot
-    holds = bool(snapshot.held or snapshot.replies or snapshot.unframed)
+    holds = bool(snapshot.held or snapshot.replies or snapshot.unframed or snapshot.numbered)
     io = info.bytes_in + info.bytes_out
     return not talks(io=io, synced_io=moved.session.synced_io, holds=holds)
 
@@ -697,6 +717,7 @@ def _chunks(moved: list[Moved]) -> Iterator[list[Moved]]:
         snapshot = each.snapshot
         weight = len(snapshot.unframed) + sum(map(len, snapshot.held))
         weight += sum(map(len, snapshot.replies)) + 256
+        weight += sum(len(item.payload) + 64 for item in snapshot.numbered)
         if chunk and (len(chunk) >= MAX_FDS or size + weight > CHUNK_BYTES):
             yield chunk
             chunk, size = [], 0

@@ -22,8 +22,12 @@ Rules:
   socket's messages: that socket's newer ones wait (``_limbo``) until the stream ends and
   what it did not finish is placed again, first. So order per socket holds across a drain.
 - A hot handoff: ``divert(handler)`` sends every reply the links receive to ``handler``
-  instead of the node's router (``divert(None)`` undoes it); ``take_back()`` returns what the
-  links still queue to the sessions' held data, without placing it again.
+  instead of the node's router (``divert(None)`` undoes it); ``take_numbered(sockets)`` takes
+  those sockets' numbered messages that no upstream has (queued on links, waiting to be
+  delivered again), which ``resume`` places first again, as they are (number and attempt),
+  in the process the sockets move to, or here if they do not; ``hand_over(successor)``: what
+  links give back from then on (unacknowledged when they close) goes to the successor, which
+  delivers it again (``redeliver_elsewhere``).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from itertools import islice
 
 import grpc
@@ -102,6 +106,7 @@ class UpstreamPool:
         self._in_rotation = False
         self._closing = False
         self._diverted: ReplyHandler | None = None
+        self._successor: Callable[[list[Outgoing]], None] | None = None
         # acknowledged delivery (see the rules)
         self.channel = f"{node_id or 'node'}/{uuid.uuid4().hex[:12]}"  # this incarnation's
         self.max_deliveries = max_deliveries
@@ -336,6 +341,9 @@ class UpstreamPool:
             self._retry_waiting()
 
     def _again(self, sent: list[Outgoing], queued: list[Outgoing]) -> None:
+        if self._successor is not None:  # the node lives on in another process: it delivers
+            self._successor([*sent, *queued])
+            return
         if self._closing:
             self.metrics.at_most_once.labels(AtMostOnce.NODE_STOPPING).inc(len(sent))
             if queued:
@@ -428,24 +436,49 @@ class UpstreamPool:
         """Items queued on links in rotation, not yet sent."""
         return sum(len(link.queue) for link in self.links.values() if link.in_rotation)
 
-    def take_back(self) -> None:
-        """What the links queue goes back to the front of its sessions' held data, in order
-        (lifecycle events stay queued); sessions gone meanwhile lose theirs, counted."""
+    def take_numbered(self, client_uuids: Collection[str]) -> dict[str, list[Outgoing]]:
+        """These sockets' numbered messages that no upstream has: queued on links (the other
+        sockets' stay queued, in order) and waiting to be delivered again; per socket, in
+        number order."""
+        taken: dict[str, list[Outgoing]] = {}
         for link in self.links.values():
-            items = link.queue.drain()
-            events = [item for item in items if item.event is not None]
-            for item in events:
-                link.queue.put(item)
-            by_session: dict[str, list[bytes]] = {}
-            for item in items:
-                if item.event is None:
-                    by_session.setdefault(item.client_uuid, []).append(item.payload)
-            for client_uuid, payloads in by_session.items():
-                session = self.sessions.get(client_uuid)
-                if session is None or session.closing:
-                    self.metrics.drops.labels(DropReason.SOCKET_CLOSED).inc(len(payloads))
-                    continue
-                session.flow.requeue(payloads)
+            for item in link.queue.drain():
+                if item.client_uuid in client_uuids:
+                    taken.setdefault(item.client_uuid, []).append(item)
+                else:
+                    link.queue.put(item)
+        for client_uuid in client_uuids:
+            waiting = list(self.redeliveries.waiting(client_uuid))
+            if waiting:
+                self.redeliveries.placed(client_uuid, len(waiting))
+                taken.setdefault(client_uuid, []).extend(waiting)
+        for items in taken.values():
+            items.sort(key=lambda item: item.seq)
+        return taken
+
+    def resume(self, items: list[Outgoing]) -> None:
+        """Numbered messages to place before anything newer of their sockets, as they are
+        (number and attempt): what ``take_numbered`` took."""
+        if not items:
+            return
+        for client_uuid in self.redeliveries.add(items, now=time.monotonic()):
+            session = self.sessions.get(client_uuid)
+            if session is not None and not session.closing:
+                self.submit(session)
+            elif not self._place_redelivered(client_uuid):
+                self._orphans.add(client_uuid)
+        self._arm_expiry()
+
+    def hand_over(self, successor: Callable[[list[Outgoing]], None]) -> None:
+        """What links give back from now on goes to ``successor``, not placed here."""
+        self._successor = successor
+
+    def redeliver_elsewhere(self, items: list[Outgoing]) -> None:
+        """What an upstream did not acknowledge to the process this one took over from: to be
+        delivered again, as after a link of this process broke."""
+        self._again(items, [])
+        if self.waiting:
+            self._retry_waiting()
 
     def _export_state(self, link: UpstreamLink) -> None:
         for state in Health:
