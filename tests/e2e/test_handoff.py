@@ -28,6 +28,7 @@ import pytest
 import pytest_asyncio
 from prometheus_client.parser import text_string_to_metric_families
 
+from paradoxplex.upstream import Message, Outbox
 from tests.conftest import delete_prefix
 from tests.support.client import Client
 from tests.support.closed_loop import (
@@ -47,6 +48,7 @@ from tests.support.fleet import (
     echo_address,
     pid_gone,
     spawn_echo,
+    start_upstream,
 )
 from tests.support.tls import self_signed
 
@@ -526,3 +528,39 @@ async def test_a_second_successor_during_a_handoff_is_refused(upgrade: Upgrade) 
     async with await Client.connect(old.listen) as client:  # the old one thawed and serves
         await client.round_trip(b"still old\n", within=15)
     assert await upgrade.metric(old, "paradoxplex_handoffs_total", outcome="refused") == 1
+
+
+class Numbers:
+    """An SDK upstream's handler that echoes and keeps each message's delivery id."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int, int]] = []
+
+    def __call__(self, message: Message, out: Outbox) -> None:
+        self.seen.append((message.client_uuid, message.seq, message.attempt))
+        out.reply(message.client_uuid, message.payload)
+
+
+async def test_a_socket_numbers_on_across_the_handoff(upgrade: Upgrade) -> None:
+    """Acknowledged delivery: the new process numbers a socket's messages on from where the
+    old one stopped (its delivery ids never repeat: the SDK would take a repeat for a
+    redelivery), every message delivered once."""
+    numbers = Numbers()
+    upstream, address = await start_upstream(numbers)
+    upgrade.upstreams = [str(address)]
+    try:
+        args = upgrade.args("h1", "--framing", "line", "--handoff-socket", upgrade.path)
+        old = await upgrade.node(args)
+        async with await Client.connect(old.listen, collect=True) as client:
+            for n in range(20):
+                await client.round_trip(b"before %d\n" % n, reply=b"before %d" % n)
+            new = upgrade.successor(args)
+            await new.started()
+            assert await old.wait_exit() == 0, old.tail()
+            for n in range(20):
+                await client.round_trip(b"after %d\n" % n, reply=b"after %d" % n)
+        seqs = [seq for _, seq, _ in numbers.seen]
+        assert seqs == list(range(1, 41))
+        assert {attempt for _, _, attempt in numbers.seen} == {1}
+    finally:
+        await upstream.stop()
