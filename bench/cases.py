@@ -15,11 +15,20 @@ under test: a case (or one run) that fails becomes a row with ``error`` set.
   each server's Redis CPU and commands, and Redis bytes per session in each layout.
 - ``flood``: fresh clients' round trips while one socket sends 4 MiB of newlines, vs quiet.
 - ``storm``: a reconnect storm on a 2-node fleet, and through HAProxy (``bench/storm.py``).
+- ``handoff``: 10,000 idle sockets and 200 in a closed loop, one hot handoff to a new process
+  (``bench/handoff.py``): the pause, the latency it added, sockets kept, requests lost.
+- ``acks``: ``rr`` at 64 connections with acknowledged delivery (``node-acks``, as shipped)
+  and without (``node-noacks``: ``upstream-echo --no-acks``, so the node sends unnumbered
+  messages and keeps nothing), alternating, ``ACK_ROUNDS`` rounds; the median of each, the
+  ratio of msgs/s (within each round, then the median) and the CPU per message of node and
+  upstream together.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import statistics
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -28,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import flood
+from bench.handoff import handoff_case
 from bench.layouts import MODES as LAYOUTS
 from bench.layouts import Layout, Spent, start_layout
 from bench.measure import (
@@ -63,7 +73,7 @@ from paradoxplex.shared.keys import Keys
 SYNC_PAUSE = 0.5
 ALL_CASES = (
     "rr", "original", "idle", "redis-mem", "broadcast", "workers", "cross", "fleet", "flood",
-    "storm",
+    "storm", "acks", "handoff",
 )  # fmt: skip
 START_TIMEOUT = 30.0
 
@@ -591,6 +601,18 @@ def _shown(row: Row) -> str:
     return f"{row.metric} {row.value or 0:,.2f} {row.unit}"
 
 
+def handoffs(plan: Plan) -> list[Row]:
+    """One hot handoff under ``idle_sockets`` idle sockets and a 200-socket closed loop."""
+    sockets = plan.idle_sockets
+    print(f"  handoff   node {sockets:>5} idle + 200 looping ...", flush=True)
+    with _case(plan.log_dir, "handoff") as procs:
+        try:
+            return handoff_case(procs, sockets)
+        except Exception as error:
+            print(f"  handoff   {_error(error)}")
+            return [Row("handoff", "node", sockets, metric="pause", error=_error(error))]
+
+
 def run_cases(plan: Plan, cases: list[str]) -> list[Row]:
     chosen = set(cases)
     rows: list[Row] = []
@@ -608,6 +630,8 @@ def run_cases(plan: Plan, cases: list[str]) -> list[Row]:
         ("fleet", fleet),
         ("flood", floods),
         ("storm", storms),
+        ("acks", acknowledgements),
+        ("handoff", handoffs),
     ]
     for name, step in steps:
         if name in chosen:
@@ -616,3 +640,82 @@ def run_cases(plan: Plan, cases: list[str]) -> list[Row]:
             rows += step(plan)
             print(f"  ({time.monotonic() - began:.0f} s)")
     return rows
+
+
+ACKS_CONNS = 64
+ACK_ROUNDS = 3
+ACK_SYSTEMS = ("node-acks", "node-noacks")
+
+
+def acknowledgements(plan: Plan) -> list[Row]:
+    """``rr`` at 64 connections with and without acknowledgements, alternating (see the
+    module's docstring)."""
+    specs: list[tuple[str, str, Factory]] = [
+        ("acks", "node-acks", lambda p: node_system(p, "node-acks")),
+        ("acks", "node-noacks", lambda p: node_system(p, "node-noacks", acks=False)),
+    ]
+    with _case(plan.log_dir, "acks") as procs:
+        started, failed = _start_all(procs, specs, (ACKS_CONNS,))
+        if failed:
+            return failed
+        runs: list[list[Row]] = []
+        for _ in range(ACK_ROUNDS):
+            runs.append(_alternate(procs, started, (ACKS_CONNS,), plan))
+    return _ack_summary(runs)
+
+
+def _ack_summary(runs: list[list[Row]]) -> list[Row]:
+    """The median row of each system, the msgs/s ratio within each round (median), and each
+    system's CPU per message (node and upstream, µs)."""
+    rows: list[Row] = []
+    by_system: dict[str, list[Row]] = {name: [] for name in ACK_SYSTEMS}
+    ratios = []
+    for round_rows in runs:
+        found = {row.system: row for row in round_rows if not row.error and row.msgs_per_s}
+        for name, row in found.items():
+            by_system[name].append(row)
+        if len(found) == len(ACK_SYSTEMS):
+            ratios.append(found["node-acks"].msgs_per_s / found["node-noacks"].msgs_per_s)  # type: ignore[operator]
+    for name, found_rows in by_system.items():
+        if not found_rows:
+            rows.append(Row("acks", name, ACKS_CONNS, error="error: no successful run"))
+            continue
+        middle = _median_row(found_rows)
+        rows.append(middle)
+        cpu = [_cpu_per_message(row) for row in found_rows]
+        value = statistics.median([c for c in cpu if c is not None] or [math.nan])
+        rows.append(Row("acks", name, ACKS_CONNS, metric="CPU per msg, node+upstream",
+                        value=value, unit="µs"))  # fmt: skip
+    if ratios:
+        rows.append(Row("acks", "node-acks", ACKS_CONNS, metric="msgs/s acks / no acks",
+                        value=statistics.median(ratios),
+                        detail={"runs": ratios, "range": [min(ratios), max(ratios)]}))  # fmt: skip
+    for row in rows:
+        if not row.is_load:
+            print(f"  acks      {row.system:<14} {row.metric}: {row.value or 0:,.3f} {row.unit}")
+    return rows
+
+
+def _median_row(rows: list[Row]) -> Row:
+    def middle(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    first = rows[0]
+    return dataclasses.replace(
+        first,
+        msgs_per_s=middle([r.msgs_per_s for r in rows]),
+        p50_us=middle([r.p50_us for r in rows]),
+        p99_us=middle([r.p99_us for r in rows]),
+        p999_us=middle([r.p999_us for r in rows]),
+        cpu_proxy=middle([r.cpu_proxy for r in rows]),
+        cpu_upstream=middle([r.cpu_upstream for r in rows]),
+        cpu_loadgen=middle([r.cpu_loadgen for r in rows]),
+        detail={**first.detail, "runs": [r.msgs_per_s for r in rows]},
+    )
+
+
+def _cpu_per_message(row: Row) -> float | None:
+    if not row.msgs_per_s or row.cpu_proxy is None or row.cpu_upstream is None:
+        return None
+    return (row.cpu_proxy + row.cpu_upstream) / 100 / row.msgs_per_s * 1e6

@@ -72,21 +72,16 @@ class CrossServer(UpstreamServer):
         if message.event:
             return
         box = await self.streams.other_than(out) if self.cross else out
-        if len(box.items) >= box.max_pending:
-            await box.wait_room()
+        await box.room()
         box.reply(message.client_uuid, message.payload)
 
-    async def _consume(
-        self, requests: AsyncIterator[Any], outbox: Outbox, *, batched: bool
-    ) -> None:
+    def stream_started(self, outbox: Outbox) -> None:
         self.streams.add(outbox, PEER.get())
-        try:
-            await super()._consume(requests, outbox, batched=batched)
-        finally:
-            self.streams.remove(outbox)
 
-    # The consumer task that runs ``_consume`` is created inside these generators: it copies
-    # the context, so it sees the peer set here.
+    def stream_ended(self, outbox: Outbox) -> None:
+        self.streams.remove(outbox)
+
+    # ``stream_started`` is called inside these generators: it sees the peer set here.
 
     async def batchStreaming(
         self, request_iterator: AsyncIterator[pb.InputBatch], context: Any

@@ -197,6 +197,9 @@ def ratios(rows: Sequence[Row]) -> dict[str, float | str]:
         "storm: node/haproxy conns/s": _ratio(
             _real(storm("fleet-2-nodes", "connections/s")), _real(storm("haproxy", "connections/s"))
         ),
+        "handoff pause ms": _value(rows, "handoff", "node", "pause"),
+        "handoff sockets kept": _value(rows, "handoff", "node", "sockets kept"),
+        "handoff requests lost or twice": _value(rows, "handoff", "node", "requests lost or twice"),
         "workers2/workers1 msgs/s @64": _ratio(
             msgs("workers", "workers-2", 64), msgs("workers", "workers-1", 64)
         ),

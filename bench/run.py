@@ -33,7 +33,7 @@ from bench.repeats import Spread, merge, render_targets, spreads, verdicts
 from bench.report import Row, ratios, render, write_json
 
 RESULTS = BENCH / "results"
-REPEATED = ("rr", "original", "idle", "redis-mem", "broadcast", "storm")  # issue 14's targets
+REPEATED = ("rr", "original", "idle", "redis-mem", "broadcast", "storm", "handoff")  # targets
 CHARTS_INSTALL = ".venv/bin/pip install -e '.[bench]', or make bench"
 
 

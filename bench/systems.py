@@ -209,11 +209,17 @@ def redis_binary() -> str:
     return found
 
 
-def start_upstream_echo(procs: Procs, name: str, *, original: bool = False) -> tuple[Proc, str]:
+def start_upstream_echo(
+    procs: Procs, name: str, *, original: bool = False, acks: bool = True
+) -> tuple[Proc, str]:
+    """``upstream-echo`` (``original``: only the original RPCs; ``acks`` off: ``--no-acks``,
+    the batch path without acknowledgements, for the ``acks`` case)."""
     port = free_port()
     argv = [PARADOXPLEX, "upstream-echo", "--listen", f"127.0.0.1:{port}"]
+    argv += ["--original"] if original else []
+    argv += [] if acks else ["--no-acks"]
     env = dict(os.environ, GRPC_VERBOSITY="ERROR")
-    proc = procs.start(name, [*argv, "--original"] if original else argv, env=env)
+    proc = procs.start(name, argv, env=env)
     proc.wait_log(r"upstream-echo listening on", timeout=START_TIMEOUT)
     return proc, f"127.0.0.1:{port}"
 
@@ -235,6 +241,7 @@ class NodeHandle:
     listen: str
     admin: list[str]
     upstreams: int = 1
+    argv: list[str] = field(default_factory=list)  # how it was started
 
     def wait_ready(self) -> NodeHandle:
         """Return once every worker's ``/readyz`` answers 200 (``/livez`` for a node without
@@ -286,7 +293,7 @@ def launch_node(
         argv += ["--key-prefix", key_prefix]
     proc = procs.start(name, [*argv, *extra], env=node_env(code))
     urls = [f"http://127.0.0.1:{admin + i}" for i in range(workers)]
-    return NodeHandle(proc, f"127.0.0.1:{port}", urls, len(upstreams))
+    return NodeHandle(proc, f"127.0.0.1:{port}", urls, len(upstreams), [*argv, *extra])
 
 
 def start_echo_server(procs: Procs, name: str = "echo") -> tuple[Proc, str]:
@@ -339,11 +346,17 @@ def start_haproxy(procs: Procs, backend: str, *, maxconn: int) -> tuple[Proc, st
 
 
 def node_system(
-    procs: Procs, name: str, *, original: bool = False, code: Path | None = None
+    procs: Procs,
+    name: str,
+    *,
+    original: bool = False,
+    code: Path | None = None,
+    acks: bool = True,
 ) -> System:
-    """(a) a node in front of ``paradoxplex upstream-echo`` (``--original``: no batch RPC);
-    ``code``: the node runs that checkout's code (``baseline_code``)."""
-    upstream, address = start_upstream_echo(procs, f"{name}-upstream", original=original)
+    """(a) a node in front of ``paradoxplex upstream-echo`` (``--original``: no batch RPC;
+    ``acks`` off: ``--no-acks``); ``code``: the node runs that checkout's code
+    (``baseline_code``)."""
+    upstream, address = start_upstream_echo(procs, f"{name}-upstream", original=original, acks=acks)
     node = launch_node(procs, name, [address], code=code).wait_ready()
     system = System(name, [node.listen], [node.proc], [upstream], node.admin)
     wait_round_trip(system, [node.proc, upstream], timeout=START_TIMEOUT, tries=2)

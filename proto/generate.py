@@ -19,7 +19,11 @@ from grpc_tools import protoc  # type: ignore[import-untyped]
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 OUT = ROOT / "shared"
-PROTOS = ["paradoxplex/wire/upstream.proto", "paradoxplex/wire/bus.proto"]
+PROTOS = [
+    "paradoxplex/wire/upstream.proto",
+    "paradoxplex/wire/bus.proto",
+    "paradoxplex/wire/handoff.proto",
+]
 
 
 @contextlib.contextmanager
@@ -63,9 +67,11 @@ def generate(out: Path) -> None:
 
 def stale(committed: Path, fresh: Path) -> list[str]:
     wire = Path("paradoxplex/wire")
-    names = {p.name for p in (fresh / wire).iterdir()} | {
-        p.name for p in (committed / wire).iterdir() if p.name != "__init__.py"
-    }
+
+    def generated(folder: Path) -> set[str]:  # not __init__.py, not __pycache__
+        return {p.name for p in folder.iterdir() if p.is_file() and p.name != "__init__.py"}
+
+    names = generated(fresh / wire) | generated(committed / wire)
     return sorted(
         name
         for name in names

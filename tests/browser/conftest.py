@@ -100,14 +100,20 @@ class UiFleet:
         return client, f"{host}:{port}"
 
 
-def start_node(redis_url: str, prefix: str, node_id: str, upstream: str) -> NodeProcess:
-    running, line = processes.start(
+def node_args(redis_url: str, prefix: str, node_id: str, upstream: str) -> list[str]:
+    return [
         "node",
         "--redis", redis_url, "--key-prefix", prefix, "--node-id", node_id,
         "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--admin-token", TOKEN,
         "--upstream", upstream, "--heartbeat", "0.5", "--node-ttl", "3", "--drain-grace", "0",
-        ready=processes.NODE_LINE,
-    )  # fmt: skip
+    ]  # fmt: skip
+
+
+def start_node(
+    redis_url: str, prefix: str, node_id: str, upstream: str, *extra: str
+) -> NodeProcess:
+    args = [*node_args(redis_url, prefix, node_id, upstream), *extra]
+    running, line = processes.start(*args, ready=processes.NODE_LINE)
     return NodeProcess(node_id, (line["listen"], int(line["port"])), line["admin"], running)
 
 

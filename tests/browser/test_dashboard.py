@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 import socket
 import time
+from pathlib import Path
 
+import orjson
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page, Route, expect
 
 from tests.browser.conftest import (
     ARTIFACTS,
@@ -212,6 +214,39 @@ def test_close_from_the_page(ui_fleet: UiFleet, open_tab: OpenTab) -> None:
     assert tab.errors == []
 
 
+def test_an_action_whose_answer_is_lost_is_retried_with_its_key_and_acts_once(
+    ui_fleet: UiFleet, open_tab: OpenTab
+) -> None:
+    client, remote = ui_fleet.connect(ui_fleet.b)
+    tab = open_tab()
+    page = signed_in(tab, ui_fleet.a)
+    keys: list[str] = []
+
+    def lose_the_first_answer(route: Route) -> None:
+        keys.append(route.request.headers.get("idempotency-key", ""))
+        answer = route.fetch()  # the node acts
+        if len(keys) > 1:
+            route.fulfill(response=answer)
+            return
+        lost = {"code": "owner_timeout", "message": "lost on the way", "outcome": "unknown"}
+        body = orjson.dumps({"error": lost})
+        route.fulfill(status=504, content_type="application/json", body=body)
+
+    page.route("**/v1/sockets/*/send", lose_the_first_answer)
+    for text in ("<once>", "<next>"):
+        socket_row(page, remote).get_by_role("button", name="Send").click()
+        page.fill("#act-input", text)
+        page.click("#act-ok")
+        expect(page.locator("#act")).to_be_hidden()
+    received = receive(client, b"<next>")
+    assert received.count(b"<once>") == 1, received
+    first, retried, second = keys
+    assert first == retried != second, "one key per action, the same for its retry"
+    assert len(first) == 32
+    lost = "Failed to load resource: the server responded with a status of 504 (Gateway Timeout)"
+    assert tab.errors == [lost], "the one 504, nothing else"
+
+
 def test_broadcast_from_the_page(ui_fleet: UiFleet, open_tab: OpenTab) -> None:
     on_a, _ = ui_fleet.connect(ui_fleet.a)
     on_b, remote_b = ui_fleet.connect(ui_fleet.b)
@@ -293,6 +328,44 @@ def test_the_page_shows_when_its_node_lost_redis(open_tab: OpenTab) -> None:
         redis.kill()
         expect(banner).to_contain_text("Node ui-lone has lost Redis", timeout=10_000)
     finally:
+        for running in started:
+            running.close()
+        redis.close()
+
+
+def test_a_node_taken_over_shows_its_handoff(open_tab: OpenTab, tmp_path: Path) -> None:
+    """The process column: how the node's process came to be; after a hot handoff, from which
+    process, how many sockets moved and the pause, without a reload."""
+    redis = RedisServer().start()
+    started: list[processes.Running] = []
+    client: socket.socket | None = None
+    try:
+        echo, line = processes.start(
+            "upstream-echo", "--listen", "127.0.0.1:0", ready=processes.ECHO_LINE
+        )
+        started.append(echo)
+        upstream = f"{line['host']}:{line['port']}"
+        path = str(tmp_path / "handoff.sock")
+        old = start_node(
+            redis.url, "pxtest:ui-handoff", "ui-up", upstream, "--handoff-socket", path
+        )
+        started.append(old.running)
+        page = signed_in(open_tab(), old, nodes=1)
+        process = cell(page.locator("#nodes tbody tr", has_text="ui-up"), "process")
+        expect(process).to_contain_text("started")
+        client = old.connect()
+        client.sendall(b"before\n")
+        assert receive(client, b"before\n") == b"before\n"
+        new = start_node(redis.url, "pxtest:ui-handoff", "ui-up", upstream, "--take-over", path)
+        started.append(new.running)
+        expect(process).to_contain_text("took over", timeout=10_000)
+        expect(process).to_contain_text("1 moved, pause")
+        assert process.get_attribute("title") == f"took over from pid {old.running.process.pid}"
+        client.sendall(b"after\n")
+        assert receive(client, b"after\n") == b"after\n"
+    finally:
+        if client is not None:
+            client.close()
         for running in started:
             running.close()
         redis.close()

@@ -116,6 +116,10 @@ def test_the_node_unit_checks_first_drains_reloads_and_is_hardened() -> None:
     assert unit["KillSignal"] == ["SIGTERM"]
     assert int(unit["LimitNOFILE"][0]) >= 1_048_576
     assert unit["EnvironmentFile"] == ["/etc/paradoxplex/paradoxplex.env"]
+    assert (unit["Type"], unit["NotifyAccess"]) == (["notify"], ["all"])  # READY, MAINPID
+    handoff = environment_file(ENV_FILE)[env_name("handoff_socket")]
+    assert handoff.startswith(f"/run/{unit['RuntimeDirectory'][0]}/")
+    assert "systemctl kill --kill-whom=main --signal=SIGUSR2 paradoxplex" in NODE_UNIT.read_text()
     assert unit["User"] == ["paradoxplex"]
     assert unit["Restart"] == ["on-failure"]
     drain = float(environment_file(ENV_FILE).get(env_name("drain_grace"), DEFAULT_DRAIN_GRACE))

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import uuid
+from collections.abc import Callable
 
 import aiohttp
 import pytest
@@ -204,3 +205,52 @@ async def test_cluster_in_a_redis_mode_runs_a_fleet_over_its_servers(mode: str) 
             await client.aclose()
         cluster.signal(signal.SIGINT)
         await cluster.wait_exit(timeout=30)
+
+
+async def test_cluster_upgrades_every_node_in_place_on_sigusr1() -> None:
+    """Each node in turn is taken over by a new process (``--take-over``): a socket on each
+    keeps its conversation, the cluster names each upgrade, and no node is restarted."""
+    listen = free_range(2)
+    admin = free_range(2, avoid=range(listen, listen + 2))
+    upstream = free_range(1, avoid=[*range(listen, listen + 2), *range(admin, admin + 2)])
+    cluster = Proc(
+        "cluster",
+        [
+            executable(), "cluster", "--nodes", "2", "--upstreams", "1",
+            "--listen-base", str(listen + 1), "--admin-base", str(admin),
+            "--upstream-base", str(upstream), "--prefix", f"pxtest-up-{uuid.uuid4().hex[:8]}",
+        ],
+    )  # fmt: skip
+    clients: list[Client] = []
+    children: list[int] = []
+    try:
+        await cluster.wait_line(UP_LINE, timeout=60)
+        assert b"`upgrade NODE`" in cluster.stdout()
+        for port in (listen + 1, listen):
+            clients.append(await Client.connect(f"127.0.0.1:{port}", collect=True))
+            await clients[-1].round_trip(b"<before>")
+        before = {pid for pid in children_of(cluster.pid) if "--node-id" in cmdline(pid)}
+        cluster.signal(signal.SIGUSR1)
+        for name in ("node1", "node2"):
+            await eventually(said(cluster, f"{name} upgraded in place"), timeout=60, message=name)
+        for client in clients:
+            await client.round_trip(b"<after>")
+        children = children_of(cluster.pid)
+        nodes = {pid for pid in children if "--node-id" in cmdline(pid)}
+        assert len(nodes) == 2
+        assert not nodes & before  # two new processes
+        assert all("--take-over" in cmdline(pid) for pid in nodes)
+        assert b"restarting" not in cluster.stderr()
+    finally:
+        for client in clients:
+            await client.aclose()
+        cluster.signal(signal.SIGINT)
+        await cluster.wait_exit(timeout=30)
+        for pid in children:
+            if not pid_gone(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def said(proc: Proc, text: str) -> Callable[[], bool]:
+    return lambda: text.encode() in proc.stderr()

@@ -164,6 +164,7 @@ async def test_a_node_that_stops_answering_makes_the_others_answer_504(
         assert status == 504, answer
         assert answer["error"]["code"] == "owner_timeout"
         assert owner.node_id in answer["error"]["message"]
+        assert answer["error"]["outcome"] == "unknown", "the command waits in its inbox"
         assert waited < 2.5
         # what Redis knows still answers without the owner
         record = await third.ok("GET", f"/v1/sockets/{uuid}")

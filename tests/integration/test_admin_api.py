@@ -16,6 +16,7 @@ from aiohttp import web
 from paradoxplex.admin import openapi
 from paradoxplex.admin.app import build_app
 from paradoxplex.admin.client import AdminAPIError, AdminClient, AdminUnreachable
+from paradoxplex.shared.retry import RetryPolicy
 from paradoxplex.shared.sessions import BroadcastTarget, SessionState
 from tests.support.admin_control import (
     FAR,
@@ -31,6 +32,7 @@ from tests.support.admin_control import (
 from tests.support.ports import free_port
 
 TOKEN = "s3cret-token"
+QUICK = RetryPolicy(first=0.01, cap=0.02, attempts=3)
 
 
 @dataclass
@@ -99,7 +101,8 @@ def call(http: aiohttp.ClientSession, server: Server) -> Call:
 
 def error_code(answer: Answer) -> str:
     assert set(answer.body) == {"error"}
-    assert set(answer.body["error"]) == {"code", "message"}
+    said = {"code", "message"} | ({"outcome"} if answer.status in (503, 504) else set())
+    assert set(answer.body["error"]) == said
     return str(answer.body["error"]["code"])
 
 
@@ -321,6 +324,7 @@ async def test_owner_timeout_is_504_naming_the_node(call: Call) -> None:
     assert answer.status == 504
     assert error_code(answer) == "owner_timeout"
     assert SILENT in answer.body["error"]["message"]
+    assert answer.body["error"]["outcome"] == "unknown"  # what the node said, passed on
 
 
 async def test_fleet_unavailable_is_503(call: Call, server: Server) -> None:
@@ -328,6 +332,7 @@ async def test_fleet_unavailable_is_503(call: Call, server: Server) -> None:
     answer = await call("GET", "/v1/nodes")
     assert answer.status == 503
     assert error_code(answer) == "fleet_unavailable"
+    assert answer.body["error"]["outcome"] == "not_applied"  # a GET acts on nothing
 
 
 async def test_an_unexpected_error_is_500_logged_without_payload(
@@ -588,7 +593,7 @@ def test_an_empty_token_is_refused() -> None:
 
 @pytest.fixture
 async def client(server: Server) -> AsyncIterator[AdminClient]:
-    async with AdminClient(server.url) as admin:
+    async with AdminClient(server.url, retry=QUICK) as admin:
         yield admin
 
 
@@ -657,6 +662,33 @@ async def test_client_raises_api_errors(
     assert raised.value.message
 
 
+async def test_client_retries_an_action_with_its_key_until_the_replay(
+    client: AdminClient, server: Server
+) -> None:
+    server.control.lose_answers = 2  # it acted; the answer was lost twice
+    await client.send(S1, "once")
+    assert server.control.sent == {S1: [b"once"]}
+    assert client.retried == 2
+    keys = {once.key for once in server.control.onces}
+    assert len(server.control.onces) == 3
+    assert len(keys) == 1
+    await client.send(S1, "again")
+    assert len({once.key for once in server.control.onces}) == 2, "a fresh key per action"
+
+
+async def test_client_gives_up_after_its_policy_saying_the_outcome(
+    client: AdminClient, server: Server
+) -> None:
+    with pytest.raises(AdminAPIError) as raised:
+        await client.pause(FAR, key="mine")
+    assert (raised.value.status, raised.value.outcome, raised.value.key) == (504, "unknown", "mine")
+    assert [once.key for once in server.control.onces] == ["mine"] * 3
+    with pytest.raises(AdminAPIError) as refused:
+        await client.remove_upstream("10.9.9.9:1")
+    assert (refused.value.status, refused.value.outcome) == (404, None)
+    assert client.retried == 2, "a 404 is not tried again"
+
+
 async def test_client_sends_the_token(secured: Server) -> None:
     async with AdminClient(secured.url, token=TOKEN) as admin:
         assert len(await admin.list_nodes()) == 2
@@ -671,3 +703,102 @@ async def test_client_reports_an_unreachable_node() -> None:
         with pytest.raises(AdminUnreachable) as raised:
             await admin.list_nodes()
     assert "refused" in raised.value.reason
+
+
+# --- idempotency keys ---------------------------------------------------------------------
+
+ACTIONS: list[tuple[str, str, Any]] = [
+    ("POST", f"/v1/sockets/{S1}/send", {"text": "hi"}),
+    ("POST", f"/v1/sockets/{S1}/pause", None),
+    ("POST", f"/v1/sockets/{S1}/resume", None),
+    ("PUT", f"/v1/sockets/{S1}/labels", {"site": "z"}),
+    ("DELETE", f"/v1/sockets/{S1}", None),
+    ("POST", "/v1/broadcast", {"target": "all", "text": "hi"}),
+    ("POST", "/v1/upstreams", {"host": "127.0.0.1", "port": 45999}),
+    ("POST", "/v1/upstreams/127.0.0.1:45888/drain", None),
+    ("DELETE", "/v1/upstreams/127.0.0.1:45888", None),
+    ("POST", f"/v1/nodes/{NODE}/drain", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ACTIONS, ids=[a[1] for a in ACTIONS])
+async def test_every_action_replays_its_first_answer_under_one_key(
+    call: Call, server: Server, method: str, path: str, body: Any
+) -> None:
+    headers = {"Idempotency-Key": f"k-{method}-{path}"}
+    first = await call(method, path, json=body, headers=headers)
+    assert 200 <= first.status < 300, first.body
+    assert "Idempotent-Replayed" not in first.headers
+    again = await call(method, path, json=body, headers=headers)
+    assert (again.status, again.raw) == (first.status, first.raw)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    [once, twice] = server.control.onces
+    assert once.key == twice.key == headers["Idempotency-Key"]
+    assert once.fingerprint == twice.fingerprint
+    assert len(server.control.answers) == 1
+
+
+async def test_a_key_reused_with_another_body_is_422(call: Call, server: Server) -> None:
+    headers = {"Idempotency-Key": "k-1"}
+    path = f"/v1/sockets/{S1}/send"
+    assert (await call("POST", path, json={"text": "a"}, headers=headers)).status == 200
+    other = await call("POST", path, json={"text": "b"}, headers=headers)
+    assert other.status == 422
+    assert error_code(other) == "idempotency_key_reused"
+    elsewhere = await call("POST", f"/v1/sockets/{S2}/send", json={"text": "a"}, headers=headers)
+    assert elsewhere.status == 422, "the same body for another socket is another request"
+    assert server.control.sent == {S1: [b"a"]}
+
+
+async def test_text_and_base64_of_the_same_bytes_are_one_request(
+    call: Call, server: Server
+) -> None:
+    headers = {"Idempotency-Key": "k-1"}
+    path = f"/v1/sockets/{S1}/send"
+    await call("POST", path, json={"text": "hi"}, headers=headers)
+    again = await call("POST", path, json={"base64": "aGk="}, headers=headers)
+    assert again.status == 200
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert server.control.sent == {S1: [b"hi"]}
+
+
+async def test_an_error_answer_is_replayed_too(call: Call) -> None:
+    headers = {"Idempotency-Key": "k-1"}
+    missing = "00000000-0000-4000-8000-000000000000"
+    first = await call("POST", f"/v1/sockets/{missing}/pause", headers=headers)
+    again = await call("POST", f"/v1/sockets/{missing}/pause", headers=headers)
+    assert (first.status, again.status) == (404, 404)
+    assert "Idempotent-Replayed" not in first.headers
+    assert again.headers["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.parametrize("key", ["", "x" * 256, "caf\u00e9", "tab\there"], ids=repr)
+async def test_a_malformed_key_is_400_and_nothing_acts(
+    call: Call, server: Server, key: str
+) -> None:
+    raw_key = key.encode("utf-8").decode("latin-1")  # aiohttp sends header values as latin-1
+    answer = await call(
+        "POST", f"/v1/sockets/{S1}/send", json={"text": "a"}, headers={"Idempotency-Key": raw_key}
+    )
+    assert answer.status == 400
+    assert error_code(answer) == "bad_request"
+    assert "Idempotency-Key" in answer.body["error"]["message"]
+    assert server.control.sent == {}
+
+
+async def test_without_a_key_nothing_is_remembered(call: Call, server: Server) -> None:
+    for _ in range(2):
+        assert (await call("POST", f"/v1/sockets/{S1}/send", json={"text": "a"})).status == 200
+    assert server.control.sent == {S1: [b"a", b"a"]}
+    assert server.control.onces == []
+
+
+async def test_a_504_keeps_its_outcome_and_a_get_never_says_unknown(
+    call: Call, server: Server
+) -> None:
+    timed_out = await call("POST", f"/v1/sockets/{FAR}/pause", headers={"Idempotency-Key": "k-1"})
+    assert timed_out.status == 504
+    assert timed_out.body["error"]["outcome"] == "unknown"
+    looked = await call("GET", f"/v1/sockets/{FAR}")
+    assert looked.status == 504
+    assert looked.body["error"]["outcome"] == "not_applied"

@@ -12,8 +12,10 @@ import orjson
 import pytest
 from aiohttp import web
 
+from paradoxplex.admin import cli
 from paradoxplex.admin.app import build_app
 from paradoxplex.admin.cli import add_admin_parser, main, run_admin
+from paradoxplex.shared.retry import RetryPolicy
 from paradoxplex.shared.sessions import BroadcastTarget, SessionState
 from tests.support.admin_control import FAR, NODE, S1, S2, S3, FakeControl
 from tests.support.ports import free_port
@@ -74,6 +76,7 @@ def secured() -> Iterator[ThreadServer]:
 def _no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PARADOXPLEX_ADMIN_URL", raising=False)
     monkeypatch.delenv("PARADOXPLEX_ADMIN_TOKEN", raising=False)
+    monkeypatch.setattr(cli, "ACTION_RETRY", RetryPolicy(first=0.01, cap=0.02, attempts=3))
 
 
 def admin(url: str, *argv: str) -> int:
@@ -304,6 +307,29 @@ def test_errors_are_one_line_and_exit_1(
     assert out == []
     assert err.startswith(line)
     assert err.count("\n") == 1
+
+
+def test_an_action_with_an_unknown_outcome_names_its_key(
+    server: ThreadServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert admin(server.url, "close", FAR, "--idempotency-key", "k-7") == 1
+    _, err = output(capsys)
+    assert err.startswith("error: owner_timeout: node node-silent")
+    assert err.count("\n") == 1
+    assert "outcome unknown" in err
+    assert "--idempotency-key k-7" in err
+    assert [once.key for once in server.control.onces] == ["k-7"] * 3  # tried 3 times
+
+
+def test_actions_send_a_fresh_key_each_and_retry_with_it(
+    server: ThreadServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.control.lose_answers = 1
+    assert admin(server.url, "send", S1, "--text", "x") == 0
+    assert admin(server.url, "pause", S1) == 0
+    first, retried, second = server.control.onces
+    assert first.key == retried.key != second.key
+    assert server.control.sent == {S1: [b"x"]}
 
 
 def test_an_unreachable_node_is_one_clear_line(capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,7 +21,7 @@ import pytest_asyncio
 from paradoxplex.node.fleet.memory import MemoryBus, MemoryHub
 from paradoxplex.shared.fleet import FleetBus
 from tests.conftest import delete_prefix
-from tests.support.bus import redis_bus, send_all, settled, started
+from tests.support.bus import Inbox, redis_bus, send_all, settled, started
 from tests.support.eventually import eventually
 
 #: How long a Redis send waits for a node that never listens (memory gives up at once).
@@ -155,3 +155,68 @@ async def test_concurrent_sends_arrive_in_the_order_called(make_bus: MakeBus) ->
     assert all(await asyncio.gather(*(a.send("b", envelope) for envelope in envelopes)))
     await eventually(inbox_b.got(*envelopes))
     assert (b.stats.gaps, b.stats.lost, b.stats.duplicates) == (0, 0, 0)
+
+
+async def test_a_successor_reads_and_numbers_on_where_a_paused_bus_stopped(
+    make_bus: MakeBus,
+) -> None:
+    """A hot handoff: node b's bus pauses and a new bus starts as b from its position. What
+    was sent to b meanwhile reaches the successor, in order, once; what b sends goes on under
+    the same numbering: nobody counts a gap or a duplicate."""
+    a, b = make_bus(), make_bus()
+    inbox_a, inbox_b = await started(a, "a"), await started(b, "b")
+    before = [b"to b %d" % n for n in range(20)]
+    assert await send_all(a, "b", before)
+    assert await send_all(b, "a", [b"from b 1", b"from b 2"])
+    await b.broadcast(b"from b to all")
+    await eventually(inbox_b.got(*before))
+    await eventually(inbox_a.got(b"from b 1", b"from b 2", b"from b to all"))
+    position = await b.pause()
+    during = [b"during %d" % n for n in range(20)]
+    assert await send_all(a, "b", during)
+    blocked = asyncio.ensure_future(b.send("a", b"from the paused bus"))
+    await asyncio.sleep(0.2)
+    assert not blocked.done()  # a paused bus sends nothing
+    blocked.cancel()
+    successor = make_bus()
+    inbox_new = Inbox()
+    await successor.start("b", inbox_new, position=position)
+    await b.close(keep_inbox=True)
+    after = [b"after %d" % n for n in range(20)]
+    assert await send_all(a, "b", after)
+    await eventually(inbox_new.got(*during, *after))
+    assert await send_all(successor, "a", [b"from b 3"])
+    await successor.broadcast(b"from b to all again")
+    await eventually(
+        inbox_a.got(b"from b 1", b"from b 2", b"from b to all", b"from b 3", b"from b to all again")
+    )
+    assert inbox_b.items == before
+    for bus in (a, successor):
+        assert (bus.stats.gaps, bus.stats.lost, bus.stats.duplicates) == (0, 0, 0)
+
+
+async def test_a_paused_bus_resumes_where_it_stopped(make_bus: MakeBus) -> None:
+    """The handoff did not happen: the same bus reads and sends on, nothing lost or twice."""
+    a, b = make_bus(), make_bus()
+    inbox_a, inbox_b = await started(a, "a"), await started(b, "b")
+    assert await a.send("b", b"one")
+    await eventually(inbox_b.got(b"one"))
+    settles: list[str] = []
+
+    async def settle() -> None:
+        settles.append("settled")
+
+    await b.pause(settle)
+    assert settles == ["settled"]
+    assert await a.send("b", b"two")
+    sending = asyncio.ensure_future(b.send("a", b"held"))
+    await asyncio.sleep(0.2)
+    assert inbox_b.items == [b"one"]
+    assert not sending.done()
+    await b.resume()
+    assert await sending
+    assert await a.send("b", b"three")
+    await eventually(inbox_b.got(b"one", b"two", b"three"))
+    await eventually(inbox_a.got(b"held"))
+    for bus in (a, b):
+        assert (bus.stats.gaps, bus.stats.duplicates) == (0, 0)

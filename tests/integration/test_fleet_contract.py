@@ -6,11 +6,16 @@ The tests at the end are Redis-only behaviour (liveness TTLs, what is left in Re
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+
 import pytest
 from redis.asyncio import Redis
 
+import paradoxplex.node.fleet.redis.state as state
 from paradoxplex.node.fleet.redis import RedisFleet
 from paradoxplex.shared.fleet import FleetState, NodeRecord
+from paradoxplex.shared.idempotency import Verdict, fingerprint
 from paradoxplex.shared.sessions import SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 from tests.support.eventually import eventually
@@ -379,7 +384,69 @@ async def test_no_health_views(fleet_state: FleetState) -> None:
     assert await fleet_state.list_upstreams() == []
 
 
+# -- idempotency keys of fleet-wide actions ------------------------------------------------
+
+ASKED = fingerprint("broadcast", "all", None, b"hi")
+OTHER = fingerprint("broadcast", "all", None, b"ho")
+
+
+async def test_an_action_key_is_claimed_once_then_replayed(fleet_state: FleetState) -> None:
+    first = await fleet_state.claim_action("k-1", ASKED)
+    assert (first.verdict, first.evicted) == (Verdict.FRESH, 0)
+    assert (await fleet_state.claim_action("k-1", ASKED)).verdict is Verdict.IN_PROGRESS
+    await fleet_state.settle_action("k-1", ASKED, b'{"delivered_local": 3}')
+    replay = await fleet_state.claim_action("k-1", ASKED)
+    assert (replay.verdict, replay.answer) == (Verdict.REPLAY, b'{"delivered_local": 3}')
+    assert (await fleet_state.claim_action("k-1", OTHER)).verdict is Verdict.MISMATCH
+    assert (await fleet_state.claim_action("k-2", ASKED)).verdict is Verdict.FRESH
+
+
+async def test_a_released_action_key_may_act_again(fleet_state: FleetState) -> None:
+    assert (await fleet_state.claim_action("k-1", ASKED)).verdict is Verdict.FRESH
+    await fleet_state.release_action("k-1", OTHER)  # not its claim: kept
+    assert (await fleet_state.claim_action("k-1", ASKED)).verdict is Verdict.IN_PROGRESS
+    await fleet_state.release_action("k-1", ASKED)
+    assert (await fleet_state.claim_action("k-1", ASKED)).verdict is Verdict.FRESH
+    await fleet_state.settle_action("k-1", ASKED, b"done")
+    await fleet_state.release_action("k-1", ASKED)  # answered: a release changes nothing
+    assert (await fleet_state.claim_action("k-1", ASKED)).verdict is Verdict.REPLAY
+
+
+async def test_concurrent_claims_of_one_key_let_one_act(fleet_state: FleetState) -> None:
+    claims = await asyncio.gather(*(fleet_state.claim_action("k-1", ASKED) for _ in range(20)))
+    verdicts = Counter(claim.verdict for claim in claims)
+    assert verdicts == {Verdict.FRESH: 1, Verdict.IN_PROGRESS: 19}
+
+
 # -- Redis only ----------------------------------------------------------------------------
+
+
+async def test_action_keys_expire_and_are_bounded_in_number(
+    redis_fleet: RedisFleet, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(state, "MAX_KEYS", 3)
+    monkeypatch.setattr(state, "WINDOW", 0.3)
+    evicted = 0
+    for number in range(5):
+        claim = await redis_fleet.claim_action(f"k-{number}", ASKED)
+        assert claim.verdict is Verdict.FRESH
+        evicted += claim.evicted
+        await redis_fleet.settle_action(f"k-{number}", ASKED, b"done")
+    assert evicted == 2  # k-0 and k-1 went before their window ended, and were counted
+    assert (await redis_fleet.claim_action("k-0", ASKED)).verdict is Verdict.FRESH
+    assert (await redis_fleet.claim_action("k-4", ASKED)).verdict is Verdict.REPLAY
+    redis = Redis.from_url(redis_url)
+    try:
+        assert await redis.zcard(redis_fleet.keys.actions) == 3
+        remaining = await redis.pttl(redis_fleet.keys.action("k-4"))
+        assert 0 < remaining <= 300
+
+        async def expired() -> bool:
+            return not await redis.exists(redis_fleet.keys.action("k-4"))
+
+        await eventually(expired, timeout=3.0, message="k-4's record to expire")
+    finally:
+        await redis.aclose()
 
 
 def test_redis_fleet_is_shared(redis_fleet: RedisFleet) -> None:

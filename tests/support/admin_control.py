@@ -8,23 +8,31 @@ action on ``FAR`` (and draining ``SILENT``) raises ``OwnerTimeout``. One upstrea
 Switches a test may flip: ``fleet_down`` (Redis gone: ``FleetUnavailable``), ``broken``
 (``send`` fails with a bug of the node's own), ``ready_answer``. Every call is recorded in
 ``calls`` as ``(method, *arguments)``; ``sent`` holds the payloads delivered per socket.
+Actions honour idempotency keys as a node does (``keyed``): a key acts once, later calls
+with it get the first answer (result or error) and ``once.replayed``, another request with
+it is ``KeyReused``; ``onces`` holds every ``Once`` received. ``lose_answers``: that many keyed
+actions act, then answer ``OwnerTimeout`` as if the owner's answer had been lost.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from paradoxplex.admin.control import SocketPage
 from paradoxplex.shared.errors import (
     Conflict,
     FleetUnavailable,
+    KeyReused,
     OwnerTimeout,
     UnknownSession,
     UnknownUpstream,
 )
+from paradoxplex.shared.idempotency import Once
 from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState, matches
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 
+T = TypeVar("T")
 NODE = "node-a"
 OTHER = "node-b"
 SILENT = "node-silent"
@@ -80,6 +88,9 @@ class FakeControl:
         self.ready_answer: tuple[bool, dict[str, Any]] = (True, {"listening": True})
         self.fleet_down = False
         self.broken = False
+        self.onces: list[Once] = []
+        self.lose_answers = 0
+        self.answers: dict[str, tuple[bytes, Any, Exception | None]] = {}
 
     def __repr__(self) -> str:
         counts = f"sessions={len(self.sessions)} calls={len(self.calls)}"
@@ -88,6 +99,28 @@ class FakeControl:
     def asked(self, method: str) -> list[tuple[Any, ...]]:
         """The arguments of each call to ``method``, in order."""
         return [call[1:] for call in self.calls if call[0] == method]
+
+    async def keyed(self, once: Once | None, act: Callable[[], Awaitable[T]]) -> T:
+        """``act()`` once per key (see the module's docstring)."""
+        if once is None:
+            return await act()
+        self.onces.append(once)
+        if once.key not in self.answers:
+            try:
+                self.answers[once.key] = (once.fingerprint, await act(), None)
+            except (UnknownSession, UnknownUpstream, Conflict) as error:
+                self.answers[once.key] = (once.fingerprint, None, error)
+        else:
+            once.replayed = True
+        asked, result, failed = self.answers[once.key]
+        if asked != once.fingerprint:
+            raise KeyReused(once.key)
+        if self.lose_answers > 0:
+            self.lose_answers -= 1
+            raise OwnerTimeout("-", OTHER)
+        if failed is not None:
+            raise failed
+        return result  # type: ignore[no-any-return]
 
     def _session(self, client_uuid: str) -> SessionInfo:
         if self.fleet_down:
@@ -136,37 +169,63 @@ class FakeControl:
         self.calls.append(("get_socket", client_uuid))
         return self._session(client_uuid).to_dict()
 
-    async def send(self, client_uuid: str, payload: bytes) -> None:
+    async def send(self, client_uuid: str, payload: bytes, *, once: Once | None = None) -> None:
         self.calls.append(("send", client_uuid, payload))
-        if self.broken:
-            raise RuntimeError("the node's own bug")
-        self._session(client_uuid)
-        self.sent.setdefault(client_uuid, []).append(payload)
 
-    async def pause(self, client_uuid: str) -> None:
+        async def act() -> None:
+            if self.broken:
+                raise RuntimeError("the node's own bug")
+            self._session(client_uuid)
+            self.sent.setdefault(client_uuid, []).append(payload)
+
+        await self.keyed(once, act)
+
+    async def pause(self, client_uuid: str, *, once: Once | None = None) -> None:
         self.calls.append(("pause", client_uuid))
-        self._session(client_uuid).state = SessionState.PAUSED
+        await self.keyed(once, lambda: self._set_state(client_uuid, SessionState.PAUSED))
 
-    async def resume(self, client_uuid: str) -> None:
+    async def resume(self, client_uuid: str, *, once: Once | None = None) -> None:
         self.calls.append(("resume", client_uuid))
-        self._session(client_uuid).state = SessionState.ACTIVE
+        await self.keyed(once, lambda: self._set_state(client_uuid, SessionState.ACTIVE))
 
-    async def set_labels(self, client_uuid: str, labels: dict[str, str]) -> None:
+    async def _set_state(self, client_uuid: str, state: SessionState) -> None:
+        self._session(client_uuid).state = state
+
+    async def set_labels(
+        self, client_uuid: str, labels: dict[str, str], *, once: Once | None = None
+    ) -> None:
         self.calls.append(("set_labels", client_uuid, labels))
-        self._session(client_uuid).labels = dict(labels)
 
-    async def close(self, client_uuid: str) -> None:
+        async def act() -> None:
+            self._session(client_uuid).labels = dict(labels)
+
+        await self.keyed(once, act)
+
+    async def close(self, client_uuid: str, *, once: Once | None = None) -> None:
         self.calls.append(("close", client_uuid))
-        self._session(client_uuid)
-        del self.sessions[client_uuid]
+
+        async def act() -> None:
+            self._session(client_uuid)
+            del self.sessions[client_uuid]
+
+        await self.keyed(once, act)
 
     async def broadcast(
-        self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
+        self,
+        target: BroadcastTarget,
+        label: tuple[str, str] | None,
+        payload: bytes,
+        *,
+        once: Once | None = None,
     ) -> int:
         """Counts what this node would write: its own matching sockets."""
         self.calls.append(("broadcast", target, label, payload))
-        local = [info for info in self.sessions.values() if info.node_id == self.node_id]
-        return sum(1 for info in local if matches(info, target, label))
+
+        async def act() -> int:
+            local = [info for info in self.sessions.values() if info.node_id == self.node_id]
+            return sum(1 for info in local if matches(info, target, label))
+
+        return await self.keyed(once, act)
 
     async def list_upstreams(self) -> list[dict[str, Any]]:
         self.calls.append(("list_upstreams",))
@@ -176,19 +235,30 @@ class FakeControl:
         }
         return [spec.to_dict() | {"nodes": views} for spec in self.upstreams.values()]
 
-    async def add_upstream(self, spec: UpstreamSpec) -> dict[str, Any]:
+    async def add_upstream(self, spec: UpstreamSpec, *, once: Once | None = None) -> dict[str, Any]:
         self.calls.append(("add_upstream", spec))
-        if spec.id in self.upstreams:
-            raise Conflict(f"upstream {spec.id} is already registered")
-        self.upstreams[spec.id] = spec
-        return spec.to_dict()
 
-    async def remove_upstream(self, upstream_id: str) -> None:
+        async def act() -> dict[str, Any]:
+            if spec.id in self.upstreams:
+                raise Conflict(f"upstream {spec.id} is already registered")
+            self.upstreams[spec.id] = spec
+            return spec.to_dict()
+
+        return await self.keyed(once, act)
+
+    async def remove_upstream(self, upstream_id: str, *, once: Once | None = None) -> None:
         self.calls.append(("remove_upstream", upstream_id))
-        del self.upstreams[self._upstream(upstream_id).id]
 
-    async def drain_upstream(self, upstream_id: str) -> dict[str, Any]:
+        async def act() -> None:
+            del self.upstreams[self._upstream(upstream_id).id]
+
+        await self.keyed(once, act)
+
+    async def drain_upstream(self, upstream_id: str, *, once: Once | None = None) -> dict[str, Any]:
         self.calls.append(("drain_upstream", upstream_id))
+        return await self.keyed(once, lambda: self._drain_upstream(upstream_id))
+
+    async def _drain_upstream(self, upstream_id: str) -> dict[str, Any]:
         spec = self._upstream(upstream_id)
         drained = UpstreamSpec(
             spec.host, spec.port, spec.ready_timeout, spec.alive_timeout, UpstreamMode.DRAINING
@@ -196,8 +266,11 @@ class FakeControl:
         self.upstreams[upstream_id] = drained
         return drained.to_dict()
 
-    async def drain_node(self, node_id: str) -> dict[str, Any]:
+    async def drain_node(self, node_id: str, *, once: Once | None = None) -> dict[str, Any]:
         self.calls.append(("drain_node", node_id))
+        return await self.keyed(once, lambda: self._drain_node(node_id))
+
+    async def _drain_node(self, node_id: str) -> dict[str, Any]:
         if node_id == SILENT:
             raise OwnerTimeout("-", SILENT)
         if node_id not in {node["id"] for node in NODES}:

@@ -48,14 +48,28 @@ class Admin:
         self.url = url.rstrip("/")
         self.session = session
 
-    async def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    async def call(
+        self, method: str, path: str, body: Any = None, *, key: str | None = None
+    ) -> tuple[int, Any]:
+        """``key``: sent as ``Idempotency-Key``."""
+        status, data, _ = await self.exchange(method, path, body, key=key)
+        return status, data
+
+    async def exchange(
+        self, method: str, path: str, body: Any = None, *, key: str | None = None
+    ) -> tuple[int, Any, bool]:
+        """``(status, decoded JSON or None, replayed)``: ``replayed`` is the answer's
+        ``Idempotent-Replayed: true``."""
         data = None if body is None else orjson.dumps(body)
         headers = {"Content-Type": "application/json"} if data is not None else {}
+        if key is not None:
+            headers["Idempotency-Key"] = key
         async with self.session.request(
             method, self.url + path, data=data, headers=headers
         ) as answer:
             raw = await answer.read()
-            return answer.status, (orjson.loads(raw) if raw else None)
+            replayed = answer.headers.get("Idempotent-Replayed") == "true"
+            return answer.status, (orjson.loads(raw) if raw else None), replayed
 
     async def ok(self, method: str, path: str, body: Any = None) -> Any:
         status, data = await self.call(method, path, body)

@@ -72,9 +72,14 @@ def test_each_operation(method: str, path: str, operation: dict[str, Any]) -> No
 
 
 def test_errors_share_one_shape() -> None:
+    error = {"$ref": "#/components/schemas/Error"}
+    with_outcome = {"$ref": "#/components/schemas/ErrorWithOutcome"}
     for name, response in DOC["components"]["responses"].items():
         schema = response["content"]["application/json"]["schema"]
-        assert schema == {"$ref": "#/components/schemas/Error"}, name
+        assert schema == (with_outcome if name in ("FleetUnavailable", "OwnerTimeout") else error)
+    # the one shape, with outcome required in it
+    assert DOC["components"]["schemas"]["ErrorWithOutcome"]["allOf"][0] == error
+    assert "outcome" in DOC["components"]["schemas"]["Error"]["properties"]["error"]["properties"]
 
 
 def test_a_fresh_document_each_call() -> None:

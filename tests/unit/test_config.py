@@ -204,6 +204,10 @@ BAD: list[tuple[str, Any]] = [
     ("max_connections", "0"),
     ("workers", "0"),
     ("upstream_queue", "-3"),
+    ("max_unacked", "0"),
+    ("max_unacked_node_bytes", "0"),
+    ("max_deliveries", "0"),
+    ("retry_budget", "-0.1"),
     ("streams", "0"),
     ("write_buffer", "1023"),
     ("idle_timeout", "-0.5"),
@@ -510,6 +514,12 @@ SAMPLE: dict[str, Any] = {
     "ready_timeout": "8",
     "alive_timeout": "9",
     "upstream_queue": "10",
+    "max_unacked": "100",
+    "max_unacked_bytes": "1000",
+    "max_unacked_node": "200",
+    "max_unacked_node_bytes": "2000",
+    "max_deliveries": "5",
+    "retry_budget": "0.5",
     "streams": "11",
     "batch": "off",
     "write_buffer": "2048",
@@ -536,6 +546,8 @@ SAMPLE: dict[str, Any] = {
     "upstream_tls_ca": "uca.pem",
     "upstream_tls_cert": "uc.pem",
     "upstream_tls_key": "uk.pem",
+    "handoff_socket": "/run/paradoxplex/handoff.sock",
+    "take_over": "/run/paradoxplex/handoff.sock",
 }
 
 
@@ -643,3 +655,16 @@ def test_each_part_defaults_to_the_node_setting() -> None:
     assert Keys().prefix == config.key_prefix
     assert Admission().max_total == config.max_connections
     assert ReplyBuffers[str]().limit == config.max_buffered
+
+
+def test_take_over_without_a_node_id_takes_the_old_ones() -> None:
+    assert load_config({"take_over": "/run/h.sock"}, {}).node_id == ""
+    given = load_config({"take_over": "/run/h.sock", "node_id": "n1"}, {})
+    assert given.node_id == "n1"
+
+
+@pytest.mark.parametrize("name", ["handoff_socket", "take_over"])
+def test_a_handoff_is_not_for_workers(name: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config({name: "/run/h.sock", "workers": "2", "redis": "redis://r:1"}, {})
+    assert caught.value.key == flag_name(name)

@@ -133,3 +133,19 @@ def test_frame_too_large_names_sizes_not_bytes() -> None:
 )
 def test_drawn_tree_reader(doc: str, expected: Tree) -> None:
     assert drawn_tree(doc) == expected
+
+
+@pytest.mark.parametrize(
+    "error",
+    [errors.FleetUnavailable("redis: refused"), errors.OwnerTimeout("u-1", "node-b")],
+    ids=lambda error: type(error).__name__,
+)
+def test_a_fleet_error_says_unknown_until_known_not_applied(error: errors.FleetError) -> None:
+    assert error.outcome is errors.Outcome.UNKNOWN
+    known = error.not_applied()
+    assert type(known) is type(error)
+    assert (known.outcome, str(known)) == (errors.Outcome.NOT_APPLIED, str(error))
+    assert {k: v for k, v in vars(known).items() if k != "outcome"} == {
+        k: v for k, v in vars(error).items() if k != "outcome"
+    }
+    assert error.outcome is errors.Outcome.UNKNOWN, "the original is unchanged"

@@ -338,3 +338,26 @@ def test_table_names() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_default_limit(name: str) -> None:
     assert getattr(make_framer(name), "max_frame") == DEFAULT_MAX_FRAME  # noqa: B009
+
+
+@pytest.mark.parametrize(
+    ("name", "before", "after", "frames"),
+    [
+        ("line", b"one\ntw", b"o\n", [b"two"]),
+        ("line", b"no newline yet", b"!\n", [b"no newline yet!"]),
+        ("length", prefixed(b"first") + prefixed(b"second")[:7], b"ond", [b"second"]),
+        ("length", prefixed(b"x" * 300)[:2], prefixed(b"x" * 300)[2:], [b"x" * 300]),
+        ("raw", b"anything", b"more", [b"more"]),
+    ],
+)
+def test_what_a_framer_holds_restores_another(
+    name: str, before: bytes, after: bytes, frames: list[bytes]
+) -> None:
+    """A socket moves (a hot handoff) in the middle of a frame: a new framer fed the old one's
+    ``pending`` gives nothing, then gives the frame the rest completes."""
+    old = make_framer(name)
+    old.feed(before)
+    new = make_framer(name)
+    assert new.feed(old.pending) == []
+    assert (new.pending, new.buffered) == (old.pending, old.buffered)
+    assert new.feed(after) == frames

@@ -27,6 +27,9 @@ NAMES: list[tuple[str, Name, str]] = [
     ("shard_list", lambda k, i: k.shard_list, "px:shard-list"),
     ("inbox", lambda k, i: k.inbox(i), "px:inbox:{0}:n1"),
     ("fleet_stream", lambda k, i: k.fleet_stream(0), "px:fleet-stream:{0}"),
+    # the key's digest (blake2b, 16 bytes): any printable key makes a plain name
+    ("action", lambda k, i: k.action(i), "px:{fleet}:action:ac6e9ee3fdc8b052f7fdb060f4ab0b08"),
+    ("actions", lambda k, i: k.actions, "px:{fleet}:actions"),
 ]
 IDS = [name for name, _, _ in NAMES]
 PER_ID = {"node", "node_alive", "node_sessions", "health", "cleanup", "probe", "inbox"}

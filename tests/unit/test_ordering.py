@@ -111,3 +111,22 @@ def test_repr_summarises() -> None:
     verdicts(order, 1, sender="a")
     verdicts(order, 1, sender="b")
     assert repr(order) == "<Order senders=2 since=1000>"
+
+
+def test_a_successor_goes_on_where_the_receiver_stopped() -> None:
+    """A hot handoff: what was applied before is a duplicate after, the next one applies, a
+    jump is still a gap, and a sender new to both is judged by the first receiver's start."""
+    first = Order(since=SINCE)
+    assert verdicts(first, 1, 2, 3) == [Apply(), Apply(), Apply()]
+    assert first.accept("b", OLD, 7, total=9, count=2) == Apply()
+    successor = Order.resumed(first.positions(), since=SINCE)
+    assert verdicts(successor, 3, 4) == [Duplicate(), Apply()]
+    assert successor.accept("b", OLD, 9, total=13, count=2) == Gap(missing=1, lost=2)
+    assert verdicts(successor, 2, sender="c", epoch=NEW) == [Gap(missing=1, lost=1)]
+
+
+def test_positions_are_by_sender() -> None:
+    order = Order(since=SINCE)
+    verdicts(order, 1, 2, sender="b")
+    verdicts(order, 1, sender="a")
+    assert [(p.sender, p.seq, p.total) for p in order.positions()] == [("a", 1, 1), ("b", 2, 2)]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from tenacity import AsyncRetrying, retry_if_exception_type
 
 from paradoxplex.shared.retry import (
+    ADMIN_ACTION,
     BROKEN_CONNECTION,
     BUS_RECONNECT,
     BUS_SEND,
@@ -158,6 +162,25 @@ def test_a_cluster_command_is_retried_three_times_as_redis_pys_exponential_backo
     # redis.backoff.ExponentialBackoff(cap=0.5, base=0.05).compute(n) = min(0.5, 0.05 * 2**n)
     assert delays(CLUSTER_COMMAND, 6) == pytest.approx([min(0.5, 0.05 * 2**n) for n in range(1, 7)])
     assert CLUSTER_COMMAND.retries == 3
+
+
+def test_an_admin_action_is_tried_six_times_over_about_six_seconds() -> None:
+    assert [ADMIN_ACTION.bounds(n)[0] for n in range(1, 6)] == [0.25, 0.5, 1.0, 2.0, 2.0]
+    assert ADMIN_ACTION.jitter == 0.1
+    assert (ADMIN_ACTION.gives_up(5), ADMIN_ACTION.gives_up(6)) == (False, True)
+
+
+def test_the_dashboard_retries_with_the_admin_clients_numbers() -> None:
+    app = Path(__file__).resolve().parents[2] / "admin/paradoxplex/admin/ui/app.js"
+    found = re.search(
+        r"const RETRY = \{ first: (\d+), cap: (\d+), jitter: (\d+), attempts: (\d+) \}",
+        app.read_text(),
+    )
+    assert found is not None, "app.js has no RETRY"
+    first, cap, jitter, attempts = (int(number) for number in found.groups())
+    policy = ADMIN_ACTION
+    assert (first / 1000, cap / 1000, jitter / 1000) == (policy.first, policy.cap, policy.jitter)
+    assert attempts == policy.attempts
 
 
 def test_a_broken_connection_is_retried_once_at_once() -> None:

@@ -11,6 +11,11 @@ Rules:
   dashboard and its files) and ``/metrics`` with ``metrics_public`` needs ``Authorization:
   Bearer``; the comparison is constant-time and the token is never logged.
 - Actions answer 200 ``{"ok": true}``; DELETE answers 204; POST /v1/upstreams answers 201.
+- Every action (the table's rows with ``keyed``) takes an ``Idempotency-Key`` header: the
+  handler hands ``Control`` the key and the fingerprint of what the request asks (its
+  operation, path parameters and parsed body); an answer that replays the first call's, a
+  success or an error, carries ``Idempotent-Replayed: true``. A 503 or 504 says its
+  ``outcome``; for a request that acts on nothing (a GET) it is always ``not_applied``.
 - One DEBUG line per request (method, path, status); mount with ``access_log=None`` to keep
   aiohttp's own access log quiet.
 - Serve it with ``AdminServer``: a request aiohttp cannot parse (a 10 kB URL, a NUL in a
@@ -24,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
+import socket
 from collections.abc import Awaitable, Callable
 from ssl import SSLContext
 from typing import Any
@@ -42,7 +49,9 @@ from paradoxplex.admin.errors import (
     error_body,
     to_api_error,
 )
-from paradoxplex.shared.errors import FleetUnavailable
+from paradoxplex.shared import idempotency
+from paradoxplex.shared.errors import FleetUnavailable, Outcome
+from paradoxplex.shared.idempotency import Once
 from paradoxplex.shared.logs import one_line
 
 log = logging.getLogger("paradoxplex.admin")
@@ -53,6 +62,8 @@ OPEN_PATHS = frozenset(
     route.path for route in routes.ROUTES if route.public and "{" not in route.path
 )
 Route = tuple[str, str, Handler]
+ONCE = web.RequestKey("once", Once)
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def build_app(
@@ -99,7 +110,8 @@ def error_response(error: ApiError) -> web.Response:
     headers: dict[str, str] | None = None
     if error.status == 401:
         headers = {"WWW-Authenticate": "Bearer"}
-    return json_response(error_body(error.code, error.message), error.status, headers)
+    body = error_body(error.code, error.message, status=error.status, outcome=error.outcome)
+    return json_response(body, error.status, headers)
 
 
 def _http_error(request: web.Request, error: web.HTTPException) -> tuple[ApiError, dict[str, str]]:
@@ -131,7 +143,10 @@ def _answer(request: web.Request, error: Exception) -> web.Response:
         response = error_response(api_error)
         response.headers.update(headers)
         return response
-    return error_response(to_api_error(error) or _unexpected(request, error))
+    answer = to_api_error(error) or _unexpected(request, error)
+    if request.method in SAFE_METHODS:  # it asked for no action: none can have happened
+        answer.outcome = Outcome.NOT_APPLIED
+    return error_response(answer)
 
 
 @web.middleware
@@ -145,6 +160,9 @@ async def _answer_errors(request: web.Request, handler: Handler) -> web.StreamRe
         response = _answer(request, error)
     except Exception as error:
         response = _answer(request, error)
+    once = request.get(ONCE)
+    if once is not None and once.replayed:
+        response.headers[idempotency.REPLAYED_HEADER] = "true"
     log.debug("%s %s %d", request.method, one_line(request.path), response.status)
     return response
 
@@ -212,9 +230,18 @@ class AdminServer:
         host, port = self._listening.sockets[0].getsockname()[:2]
         return host, port
 
-    async def start(self, host: str, port: int, ssl: SSLContext | None = None) -> tuple[str, int]:
-        """Set the app up and listen; the (host, port) bound. OSError when the address is taken."""
-        await self._runner.setup()
+    async def start(
+        self,
+        host: str,
+        port: int,
+        ssl: SSLContext | None = None,
+        *,
+        sock: socket.socket | None = None,
+    ) -> tuple[str, int]:
+        """Set the app up and listen (on ``sock`` when given: an inherited listening socket,
+        a hot handoff's); the (host, port) bound. OSError when the address is taken."""
+        if self._runner.server is None:
+            await self._runner.setup()
         loop = asyncio.get_running_loop()
         server = self._runner.server
         assert server is not None  # set by setup()
@@ -222,12 +249,31 @@ class AdminServer:
         def connection() -> RequestHandler:
             return _AdminRequestHandler(server, loop=loop, **self._handler_options)
 
-        self._listening = await loop.create_server(
-            connection, host, port, ssl=ssl, reuse_address=True
-        )
+        if sock is not None:
+            self._listening = await loop.create_server(connection, sock=sock, ssl=ssl)
+        else:
+            self._listening = await loop.create_server(
+                connection, host, port, ssl=ssl, reuse_address=True
+            )
         address = self.address
         assert address is not None
         return address
+
+    def listening_socket(self) -> socket.socket | None:
+        """A duplicate of the listening socket (the caller closes it), or None."""
+        if self._listening is None or not self._listening.sockets:
+            return None
+        return socket.socket(fileno=os.dup(self._listening.sockets[0].fileno()))
+
+    async def pause(self, *, grace: float) -> None:
+        """Stop listening and end every connection once its request in flight is answered
+        (at most ``grace`` seconds); ``start(sock=...)`` listens again."""
+        if self._listening is not None:
+            self._listening.close()
+            self._listening = None
+        server = self._runner.server
+        if server is not None:
+            await server.shutdown(grace)
 
     async def close(self) -> None:
         """Stop listening, end open connections (after the requests in flight), clean up."""
@@ -284,11 +330,23 @@ class AdminHandlers:
             ) from None
         return inputs.parse_json(raw)
 
+    @staticmethod
+    def once(request: web.Request, operation: str, *parts: idempotency.Part) -> Once | None:
+        """The request's ``Idempotency-Key`` with the fingerprint of what it asks (None
+        without a key); kept on the request for the answer's ``Idempotent-Replayed``."""
+        key = idempotency.parse_key(request.headers.get(idempotency.HEADER))
+        if key is None:
+            return None
+        once = request[ONCE] = Once(key, idempotency.fingerprint(operation, *parts))
+        return once
+
     async def list_nodes(self, request: web.Request) -> web.Response:
         return json_response({"items": await self.control.list_nodes(), "cursor": None})
 
     async def drain_node(self, request: web.Request) -> web.Response:
-        return json_response(await self.control.drain_node(request.match_info["id"]))
+        node_id = request.match_info["id"]
+        once = self.once(request, "drain_node", node_id)
+        return json_response(await self.control.drain_node(node_id, once=once))
 
     async def list_sockets(self, request: web.Request) -> web.Response:
         query = inputs.parse_socket_query(request.query.items())
@@ -306,37 +364,45 @@ class AdminHandlers:
         return json_response(await self.control.get_socket(client_uuid))
 
     async def close_socket(self, request: web.Request) -> web.Response:
-        await self.control.close(inputs.parse_uuid(request.match_info["uuid"]))
+        client_uuid = inputs.parse_uuid(request.match_info["uuid"])
+        await self.control.close(client_uuid, once=self.once(request, "close", client_uuid))
         return web.Response(status=204)
 
     async def send_to_socket(self, request: web.Request) -> web.Response:
         client_uuid = inputs.parse_uuid(request.match_info["uuid"])
         payload = inputs.parse_payload(await self.read_json(request))
-        await self.control.send(client_uuid, payload)
+        once = self.once(request, "send", client_uuid, payload)
+        await self.control.send(client_uuid, payload, once=once)
         return json_response({"ok": True})
 
     async def pause_socket(self, request: web.Request) -> web.Response:
-        return await self._act(request, self.control.pause)
+        return await self._act(request, "pause", self.control.pause)
 
     async def resume_socket(self, request: web.Request) -> web.Response:
-        return await self._act(request, self.control.resume)
+        return await self._act(request, "resume", self.control.resume)
 
     async def _act(
-        self, request: web.Request, act: Callable[[str], Awaitable[None]]
+        self, request: web.Request, operation: str, act: Callable[..., Awaitable[None]]
     ) -> web.Response:
         """A bodiless action on one socket (pause, resume)."""
-        await act(inputs.parse_uuid(request.match_info["uuid"]))
+        client_uuid = inputs.parse_uuid(request.match_info["uuid"])
+        await act(client_uuid, once=self.once(request, operation, client_uuid))
         return json_response({"ok": True})
 
     async def set_socket_labels(self, request: web.Request) -> web.Response:
         client_uuid = inputs.parse_uuid(request.match_info["uuid"])
         labels = inputs.parse_labels(await self.read_json(request))
-        await self.control.set_labels(client_uuid, labels)
+        once = self.once(request, "labels", client_uuid, labels)
+        await self.control.set_labels(client_uuid, labels, once=once)
         return json_response({"ok": True})
 
     async def broadcast(self, request: web.Request) -> web.Response:
         wanted = inputs.parse_broadcast(await self.read_json(request))
-        delivered = await self.control.broadcast(wanted.target, wanted.label, wanted.payload)
+        label = "=".join(wanted.label) if wanted.label else None
+        once = self.once(request, "broadcast", wanted.target.value, label, wanted.payload)
+        delivered = await self.control.broadcast(
+            wanted.target, wanted.label, wanted.payload, once=once
+        )
         return json_response({"delivered_local": delivered})
 
     async def list_upstreams(self, request: web.Request) -> web.Response:
@@ -344,14 +410,19 @@ class AdminHandlers:
 
     async def add_upstream(self, request: web.Request) -> web.Response:
         spec = inputs.parse_upstream(await self.read_json(request))
-        return json_response(await self.control.add_upstream(spec), status=201)
+        once = self.once(request, "add_upstream", orjson.dumps(spec.to_dict()))
+        return json_response(await self.control.add_upstream(spec, once=once), status=201)
 
     async def remove_upstream(self, request: web.Request) -> web.Response:
-        await self.control.remove_upstream(request.match_info["id"])
+        upstream_id = request.match_info["id"]
+        once = self.once(request, "remove_upstream", upstream_id)
+        await self.control.remove_upstream(upstream_id, once=once)
         return web.Response(status=204)
 
     async def drain_upstream(self, request: web.Request) -> web.Response:
-        return json_response(await self.control.drain_upstream(request.match_info["id"]))
+        upstream_id = request.match_info["id"]
+        once = self.once(request, "drain_upstream", upstream_id)
+        return json_response(await self.control.drain_upstream(upstream_id, once=once))
 
     async def livez(self, request: web.Request) -> web.Response:
         """Up, and who: a node starting with the same id asks this (``fleet.claim``)."""

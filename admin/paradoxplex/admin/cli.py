@@ -10,6 +10,10 @@ Rules:
   ``--json`` prints the API's JSON instead, one document on one line.
 - Exit 0 on success. An error prints one line ``error: <code>: <message>`` to stderr and exits
   1; so does an unreachable node (code ``unreachable``). ``health`` exits 1 when not ready.
+- Every action sends an ``Idempotency-Key`` (``--idempotency-key``, else a fresh one) and is
+  tried again with it, quietly, while answered 503, 504 or 409 in progress (the client's
+  rules). When it still fails, the line says the outcome; an ``unknown`` one names the key,
+  to try again later without acting twice (within 10 minutes).
 """
 
 from __future__ import annotations
@@ -37,12 +41,15 @@ from paradoxplex.admin.tables import (
 )
 from paradoxplex.shared.config import DEFAULT_ADMIN, parse_address
 from paradoxplex.shared.errors import ConfigError, InvalidRequest
+from paradoxplex.shared.retry import ADMIN_ACTION
 from paradoxplex.shared.sessions import BroadcastTarget, parse_label, parse_state, parse_target
 
 DEFAULT_URL = f"http://{DEFAULT_ADMIN}"
 URL_ENV = "PARADOXPLEX_ADMIN_URL"
 TOKEN_ENV = "PARADOXPLEX_ADMIN_TOKEN"
 CA_ENV = "PARADOXPLEX_ADMIN_CA"
+#: How actions are tried again (``retry.ADMIN_ACTION``).
+ACTION_RETRY = ADMIN_ACTION
 
 if TYPE_CHECKING:
     SubParsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -108,36 +115,41 @@ def _payload(args: argparse.Namespace) -> str | bytes:
     return sys.stdin.buffer.read()
 
 
+def _key(args: argparse.Namespace) -> str | None:
+    """--idempotency-key, else None (the client makes a fresh one)."""
+    return getattr(args, "idempotency_key", None)
+
+
 async def _send(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
     payload = _payload(args)
-    await client.send(args.uuid, payload)
+    await client.send(args.uuid, payload, key=_key(args))
     size = len(payload.encode() if isinstance(payload, str) else payload)
     out.data({"ok": True}, f"sent {size} bytes to {args.uuid}")
     return 0
 
 
 async def _pause(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
-    await client.pause(args.uuid)
+    await client.pause(args.uuid, key=_key(args))
     out.data({"ok": True}, f"paused {args.uuid}")
     return 0
 
 
 async def _resume(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
-    await client.resume(args.uuid)
+    await client.resume(args.uuid, key=_key(args))
     out.data({"ok": True}, f"resumed {args.uuid}")
     return 0
 
 
 async def _labels(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
     labels = dict(parse_label(pair) for pair in args.labels)
-    await client.set_labels(args.uuid, labels)
+    await client.set_labels(args.uuid, labels, key=_key(args))
     shown = ",".join(f"{key}={value}" for key, value in labels.items()) or "(none)"
     out.data({"ok": True}, f"labels of {args.uuid}: {shown}")
     return 0
 
 
 async def _close(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
-    await client.close_socket(args.uuid)
+    await client.close_socket(args.uuid, key=_key(args))
     out.data({"ok": True}, f"closed {args.uuid}")
     return 0
 
@@ -146,7 +158,9 @@ async def _broadcast(client: AdminClient, args: argparse.Namespace, out: Output)
     if args.label is not None:
         parse_label(args.label)
     target = parse_target(args.target)  # the API takes inactive too; paused is its word
-    delivered = await client.broadcast(target.value, _payload(args), label=args.label)
+    delivered = await client.broadcast(
+        target.value, _payload(args), label=args.label, key=_key(args)
+    )
     state = None if target is BroadcastTarget.ALL else target.value
     matched = 0
     async for _ in client.iter_sockets(state=state, label=args.label, limit=1000):
@@ -176,25 +190,26 @@ async def _upstream_add(client: AdminClient, args: argparse.Namespace, out: Outp
         alive_timeout=args.alive_timeout,
         tls=args.tls,
         server_name=args.server_name,
+        key=_key(args),
     )
     out.data(record, render_fields(record))
     return 0
 
 
 async def _upstream_remove(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
-    await client.remove_upstream(args.id)
+    await client.remove_upstream(args.id, key=_key(args))
     out.data({"ok": True}, f"removed upstream {args.id}")
     return 0
 
 
 async def _upstream_drain(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
-    record = await client.drain_upstream(args.id)
+    record = await client.drain_upstream(args.id, key=_key(args))
     out.data(record, render_fields(record))
     return 0
 
 
 async def _drain(client: AdminClient, args: argparse.Namespace, out: Output) -> int:
-    record = await client.drain_node(args.node_id)
+    record = await client.drain_node(args.node_id, key=_key(args))
     out.data(record, render_fields(record))
     return 0
 
@@ -245,6 +260,13 @@ def _common_options() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print raw JSON"
+    )
+    common.add_argument(
+        "--idempotency-key",
+        metavar="KEY",
+        default=argparse.SUPPRESS,
+        help="an action's Idempotency-Key (default: a fresh one per action); the same key "
+        "within 10 minutes acts at most once",
     )
     return common
 
@@ -353,15 +375,34 @@ def admin_ca(args: argparse.Namespace) -> str | None:
 async def _run(args: argparse.Namespace, out: Output) -> int:
     command = COMMANDS[args.admin_command]
     try:
-        client = AdminClient(admin_url(args), admin_token(args), DEFAULT_TIMEOUT, ca=admin_ca(args))
+        client = AdminClient(
+            admin_url(args),
+            admin_token(args),
+            DEFAULT_TIMEOUT,
+            ca=admin_ca(args),
+            retry=ACTION_RETRY,
+        )
         async with client:
             return await command(client, args, out)
     except AdminAPIError as error:
-        return out.error(error.code, error.message + _token_hint(error.code, admin_token(args)))
+        hint = _token_hint(error.code, admin_token(args)) + _outcome_hint(error)
+        return out.error(error.code, error.message + hint)
     except AdminUnreachable as error:
         return out.error("unreachable", f"{error.url}: {error.reason}")
     except (ConfigError, InvalidRequest, ValueError) as error:
         return out.error("bad_request", str(error))
+
+
+def _outcome_hint(error: AdminAPIError) -> str:
+    """What a 503 or 504 means for the action, and how to try again safely."""
+    if error.outcome == "not_applied":
+        return " (not applied: nothing happened)"
+    if error.outcome == "unknown" and error.key is not None:
+        return (
+            " (outcome unknown: it may have happened; to try again without acting twice, "
+            f"repeat it with --idempotency-key {error.key} within 10 minutes)"
+        )
+    return ""
 
 
 def _token_hint(code: str, token: str | None) -> str:

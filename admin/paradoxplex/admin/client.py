@@ -9,15 +9,22 @@ Rules:
   the system's CAs; ``verify=False`` skips the check (health probes only: they send no token).
   A CA file that cannot be loaded raises ``ConfigError("--ca", ...)``.
 - Payloads: a ``str`` is sent as ``{"text": ...}``, ``bytes`` as ``{"base64": ...}``.
+- Every action (send, pause, resume, labels, close, broadcast, upstream add, drain and remove,
+  node drain) carries an ``Idempotency-Key`` (``key=``, else a fresh one per call) and is
+  tried again with the same key while it is answered 503, 504 or 409 ``in_progress``, under
+  ``retry`` (default ``retry.ADMIN_ACTION``: 6 attempts in about 6 s): the fleet acts once
+  whatever the number of tries. The last error says its ``outcome`` and ``key``.
 - Use as ``async with AdminClient(url) as client:``, or call ``aclose()``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import socket
 import ssl
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from types import TracebackType
@@ -28,19 +35,33 @@ import orjson
 from yarl import URL
 
 from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.idempotency import HEADER
+from paradoxplex.shared.retry import ADMIN_ACTION, Backoff, RetryPolicy
 
 DEFAULT_TIMEOUT = 10.0
 Record = dict[str, Any]
 
 
-class AdminAPIError(Exception):
-    """The API answered with an error: HTTP status, error code and message."""
+#: Answers after which an action is tried again with its key (409 only when in_progress).
+RETRIED = frozenset({503, 504})
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+
+class AdminAPIError(Exception):
+    """The API answered with an error: HTTP status, error code and message; for a 503 or 504,
+    ``outcome`` (``not_applied`` or ``unknown``); ``key``: the action's Idempotency-Key."""
+
+    def __init__(self, status: int, code: str, message: str, *, outcome: str | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.outcome = outcome
+        self.key: str | None = None
+
+    @property
+    def retryable(self) -> bool:
+        """Whether trying the action again with its key may succeed."""
+        return self.status in RETRIED or self.code == "in_progress"
 
 
 class AdminUnreachable(Exception):
@@ -74,8 +95,14 @@ def error_from_answer(status: int, reason: str, body: bytes) -> AdminAPIError:
     """The error in an answer's body, or ``http_<status>`` when it has not the API's shape."""
     try:
         error = orjson.loads(body)["error"]
-        return AdminAPIError(status, str(error["code"]), str(error["message"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError):
+        outcome = error.get("outcome")
+        return AdminAPIError(
+            status,
+            str(error["code"]),
+            str(error["message"]),
+            outcome=None if outcome is None else str(outcome),
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
         return AdminAPIError(status, f"http_{status}", reason or "error")
 
 
@@ -117,8 +144,11 @@ class AdminClient:
         *,
         ca: str | None = None,
         verify: bool = True,
+        retry: RetryPolicy = ADMIN_ACTION,
     ) -> None:
         self.base_url = URL(base_url)
+        self.retry = retry
+        self.retried = 0  # actions tried again, in all
         if not self.base_url.absolute:
             raise ValueError(f"admin URL must be absolute (http://HOST:PORT), got {base_url!r}")
         self.timeout = timeout
@@ -168,10 +198,13 @@ class AdminClient:
         *,
         body: Any = None,
         query: Mapping[str, str] | None = None,
+        key: str | None = None,
     ) -> tuple[int, str, bytes]:
         """(status, reason, raw body) of one request; raises ``AdminUnreachable``."""
         data = None if body is None else orjson.dumps(body)
         headers = {} if body is None else {"Content-Type": "application/json"}
+        if key is not None:
+            headers[HEADER] = key
         try:
             async with self._client().request(
                 method, url, data=data, params=query, headers=headers
@@ -187,9 +220,11 @@ class AdminClient:
         body: Any = None,
         query: Mapping[str, str] | None = None,
         ok: tuple[int, ...] = (200, 201, 204),
+        key: str | None = None,
     ) -> tuple[int, Any]:
         """(status, decoded JSON or None) for a status in ``ok``; raises otherwise."""
-        status, reason, raw = await self.exchange(method, self._url(*parts), body=body, query=query)
+        url = self._url(*parts)
+        status, reason, raw = await self.exchange(method, url, body=body, query=query, key=key)
         if status not in ok:
             raise error_from_answer(status, reason, raw)
         if not raw or status == 204:
@@ -199,19 +234,35 @@ class AdminClient:
         except orjson.JSONDecodeError:
             raise AdminAPIError(status, "bad_answer", "the answer is not JSON") from None
 
+    async def act(self, method: str, *parts: str, body: Any = None, key: str | None = None) -> Any:
+        """An action: its JSON answer (None without a body), with an ``Idempotency-Key``
+        (``key``, else a fresh one), tried again with it while the answer says to (rules)."""
+        key = key or uuid.uuid4().hex
+        backoff = Backoff(self.retry)
+        while True:
+            try:
+                return (await self.request(method, *parts, body=body, key=key))[1]
+            except AdminAPIError as error:
+                error.key = key
+                wait = backoff.failed()
+                if not error.retryable or backoff.exhausted:
+                    raise
+            self.retried += 1
+            await asyncio.sleep(wait)
+
     async def _get(self, *parts: str, query: Mapping[str, str] | None = None) -> Any:
         return (await self.request("GET", *parts, query=query))[1]
 
-    async def _post(self, *parts: str, body: Any = None) -> Any:
-        return (await self.request("POST", *parts, body=body))[1]
+    async def _post(self, *parts: str, body: Any = None, key: str | None = None) -> Any:
+        return await self.act("POST", *parts, body=body, key=key)
 
     async def list_nodes(self) -> list[Record]:
         """``GET /v1/nodes``: the live nodes."""
         return list((await self._get("v1", "nodes"))["items"])
 
-    async def drain_node(self, node_id: str) -> Record:
+    async def drain_node(self, node_id: str, *, key: str | None = None) -> Record:
         """``POST /v1/nodes/{id}/drain``: the node stops accepting and drains."""
-        return dict(await self._post("v1", "nodes", node_id, "drain"))
+        return dict(await self._post("v1", "nodes", node_id, "drain", key=key))
 
     async def list_sockets(
         self,
@@ -254,35 +305,43 @@ class AdminClient:
         """``GET /v1/sockets/{uuid}``."""
         return dict(await self._get("v1", "sockets", client_uuid))
 
-    async def send(self, client_uuid: str, payload: str | bytes) -> None:
+    async def send(self, client_uuid: str, payload: str | bytes, *, key: str | None = None) -> None:
         """``POST /v1/sockets/{uuid}/send``: a ``str`` goes as text, ``bytes`` as base64."""
-        await self._post("v1", "sockets", client_uuid, "send", body=payload_body(payload))
+        body = payload_body(payload)
+        await self._post("v1", "sockets", client_uuid, "send", body=body, key=key)
 
-    async def pause(self, client_uuid: str) -> None:
+    async def pause(self, client_uuid: str, *, key: str | None = None) -> None:
         """``POST /v1/sockets/{uuid}/pause``."""
-        await self._post("v1", "sockets", client_uuid, "pause")
+        await self._post("v1", "sockets", client_uuid, "pause", key=key)
 
-    async def resume(self, client_uuid: str) -> None:
+    async def resume(self, client_uuid: str, *, key: str | None = None) -> None:
         """``POST /v1/sockets/{uuid}/resume``."""
-        await self._post("v1", "sockets", client_uuid, "resume")
+        await self._post("v1", "sockets", client_uuid, "resume", key=key)
 
-    async def set_labels(self, client_uuid: str, labels: Mapping[str, str]) -> None:
+    async def set_labels(
+        self, client_uuid: str, labels: Mapping[str, str], *, key: str | None = None
+    ) -> None:
         """``PUT /v1/sockets/{uuid}/labels``: replaces every label."""
-        await self.request("PUT", "v1", "sockets", client_uuid, "labels", body=dict(labels))
+        await self.act("PUT", "v1", "sockets", client_uuid, "labels", body=dict(labels), key=key)
 
-    async def close_socket(self, client_uuid: str) -> None:
+    async def close_socket(self, client_uuid: str, *, key: str | None = None) -> None:
         """``DELETE /v1/sockets/{uuid}``."""
-        await self.request("DELETE", "v1", "sockets", client_uuid)
+        await self.act("DELETE", "v1", "sockets", client_uuid, key=key)
 
     async def broadcast(
-        self, target: str, payload: str | bytes, *, label: str | None = None
+        self,
+        target: str,
+        payload: str | bytes,
+        *,
+        label: str | None = None,
+        key: str | None = None,
     ) -> int:
         """``POST /v1/broadcast``; returns how many sockets the answering node wrote (the
         other nodes write theirs on receiving it from the bus)."""
         body = {"target": target, **payload_body(payload)}
         if label is not None:
             body["label"] = label
-        return int((await self._post("v1", "broadcast", body=body))["delivered_local"])
+        return int((await self._post("v1", "broadcast", body=body, key=key))["delivered_local"])
 
     async def list_upstreams(self) -> list[Record]:
         """``GET /v1/upstreams``: each with every node's view of its health."""
@@ -297,6 +356,7 @@ class AdminClient:
         alive_timeout: float | None = None,
         tls: bool = False,
         server_name: str | None = None,
+        key: str | None = None,
     ) -> Record:
         """``POST /v1/upstreams``; timeouts left out take the server's defaults; ``tls``
         (checked against ``server_name``, else the host) uses the nodes' own TLS files."""
@@ -309,15 +369,15 @@ class AdminClient:
             body["ready_timeout"] = ready_timeout
         if alive_timeout is not None:
             body["alive_timeout"] = alive_timeout
-        return dict(await self._post("v1", "upstreams", body=body))
+        return dict(await self._post("v1", "upstreams", body=body, key=key))
 
-    async def remove_upstream(self, upstream_id: str) -> None:
+    async def remove_upstream(self, upstream_id: str, *, key: str | None = None) -> None:
         """``DELETE /v1/upstreams/{id}``."""
-        await self.request("DELETE", "v1", "upstreams", upstream_id)
+        await self.act("DELETE", "v1", "upstreams", upstream_id, key=key)
 
-    async def drain_upstream(self, upstream_id: str) -> Record:
+    async def drain_upstream(self, upstream_id: str, *, key: str | None = None) -> Record:
         """``POST /v1/upstreams/{id}/drain``."""
-        return dict(await self._post("v1", "upstreams", upstream_id, "drain"))
+        return dict(await self._post("v1", "upstreams", upstream_id, "drain", key=key))
 
     async def livez(self) -> Record:
         """``GET /livez``."""

@@ -1,7 +1,9 @@
 """How the admin API answers errors: one table from exception type to (status, code).
 
 Rules:
-- Every error answer is ``{"error": {"code": "...", "message": "..."}}``.
+- Every error answer is ``{"error": {"code": "...", "message": "..."}}``; a 503 or 504 also
+  says what became of the action: ``"outcome": "not_applied"`` or ``"unknown"`` (the
+  exception's ``outcome``; a request that asks for no action, a GET, is ``not_applied``).
 - ``STATUSES`` maps paradoxplex exceptions to statuses; a subclass takes its nearest listed
   ancestor's entry. Anything not listed is a 500 ``internal`` whose message says nothing more.
 - ``ApiError`` is what the HTTP layer itself raises (bad JSON, bad token, too large).
@@ -17,9 +19,13 @@ from typing import Any
 from aiohttp import http_exceptions as http
 
 from paradoxplex.shared.errors import (
+    ActionInProgress,
     Conflict,
+    FleetError,
     FleetUnavailable,
     InvalidRequest,
+    KeyReused,
+    Outcome,
     OwnerTimeout,
     UnknownSession,
     UnknownUpstream,
@@ -30,7 +36,9 @@ STATUSES: dict[type[Exception], tuple[int, str]] = {
     InvalidRequest: (400, "bad_request"),
     UnknownSession: (404, "not_found"),
     UnknownUpstream: (404, "not_found"),
+    ActionInProgress: (409, "in_progress"),
     Conflict: (409, "conflict"),
+    KeyReused: (422, "idempotency_key_reused"),
     OwnerTimeout: (504, "owner_timeout"),
     Unlocated: (504, "owner_timeout"),
     FleetUnavailable: (503, "fleet_unavailable"),
@@ -54,6 +62,7 @@ HTTP_CODES: dict[int, str] = {
     409: "conflict",
     413: "payload_too_large",
     415: "bad_request",
+    422: "idempotency_key_reused",
     500: "internal",
     503: "fleet_unavailable",
     504: "owner_timeout",
@@ -63,13 +72,17 @@ INTERNAL_MESSAGE = "internal error; the node's log has the details"
 
 
 class ApiError(Exception):
-    """An error answer decided by the HTTP layer: status, code and a message for the caller."""
+    """An error answer decided by the HTTP layer: status, code and a message for the caller;
+    ``outcome`` for a 503 or 504 (None: ``unknown``)."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, *, outcome: Outcome | None = None
+    ) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status = status
         self.code = code
         self.message = message
+        self.outcome = outcome
 
 
 def to_api_error(error: BaseException) -> ApiError | None:
@@ -79,7 +92,8 @@ def to_api_error(error: BaseException) -> ApiError | None:
     for kind in type(error).__mro__:
         if kind in STATUSES:
             status, code = STATUSES[kind]
-            return ApiError(status, code, str(error))
+            outcome = error.outcome if isinstance(error, FleetError) else None
+            return ApiError(status, code, str(error), outcome=outcome)
         if kind in MALFORMED:
             return ApiError(400, "bad_request", MALFORMED[kind])
     return None
@@ -90,6 +104,15 @@ def code_for_status(status: int) -> str:
     return HTTP_CODES.get(status, "bad_request" if 400 <= status < 500 else "internal")
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    """The one error shape of the admin API."""
-    return {"error": {"code": code, "message": message}}
+def error_body(
+    code: str, message: str, *, status: int = 400, outcome: Outcome | None = None
+) -> dict[str, Any]:
+    """The one error shape of the admin API; a 503 or 504 says its outcome (see the rules)."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if status in OUTCOME_STATUSES:
+        error["outcome"] = str(outcome or Outcome.UNKNOWN)
+    return {"error": error}
+
+
+#: The error answers that say what became of the action.
+OUTCOME_STATUSES = frozenset({503, 504})

@@ -8,6 +8,10 @@ Rules:
   node without a token serves the document without security and without 401 answers
   (``document(secured=False)``).
 - Every operation can answer 500, every secured one 401, every one with a body 400 and 413.
+- Every action (a ``keyed`` row) takes the ``Idempotency-Key`` header, can answer 400 (a
+  malformed key), 409 (a call with the key is in progress) and 422 (the key came with
+  another request), and every answer of it may carry ``Idempotent-Replayed: true``.
+- A 503 or 504 body says ``outcome``: ``not_applied`` or ``unknown``.
 - Actions answer 200 ``{"ok": true}``; deletions answer 204 without a body; creation 201.
 - Errors share one shape, ``{"error": {"code", "message"}}``.
 - The document is exact: what it allows the API accepts, what it refuses the API refuses
@@ -27,18 +31,24 @@ VERSION = "1"
 
 def operation(route: Route) -> schemas.Schema:
     """The OpenAPI operation object of one row of the route table."""
-    answers: schemas.Schema = dict(route.answers)
+    answers: schemas.Schema = copy.deepcopy(route.answers)
     always = () if route.public else ("401",)
     extra = ("400", "413") if route.body else ()
-    for status in sorted({*route.errors, *always, *extra, "500"}):
+    keyed = ("400", "409", "422") if route.keyed else ()
+    for status in sorted({*route.errors, *always, *extra, *keyed, "500"}):
         answers[status] = schemas.ref("responses", schemas.ERROR_RESPONSES[status][0])
+    if route.keyed:
+        for status, answer in answers.items():
+            if status.startswith("2"):
+                answer["headers"] = {schemas.REPLAYED_HEADER: schemas.REPLAYED}
     described: schemas.Schema = {
         "operationId": route.operation_id,
         "summary": route.summary,
         "responses": answers,
     }
-    if route.params:
-        described["parameters"] = list(route.params)
+    parameters = [*route.params, *((schemas.IDEMPOTENCY_KEY,) if route.keyed else ())]
+    if parameters:
+        described["parameters"] = parameters
     if route.body:
         described["requestBody"] = {
             "required": True,

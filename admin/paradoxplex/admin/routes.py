@@ -10,6 +10,9 @@ Rules:
   and the document's ``security: []`` both read it.
 - A row lists the errors particular to it; ``openapi`` adds the ones every operation can
   answer (401 when secured, 500, and 400 and 413 with a body).
+- Every row whose method changes something (POST, PUT, DELETE) is ``keyed``: it takes an
+  ``Idempotency-Key`` header, may answer 409 (in progress) and 422 (key reused), and its
+  answers may carry ``Idempotent-Replayed``; ``openapi`` adds all that.
 - A path parameter matches one path segment; a ``uuid`` also one with braces in it, so that
   a malformed uuid is the handler's 400, not the router's 404 (``PATTERNS``).
 """
@@ -61,6 +64,11 @@ class Route:
     params: tuple[Schema, ...] = ()
     body: str | None = None
     public: bool = False
+
+    @property
+    def keyed(self) -> bool:
+        """An action: it takes an ``Idempotency-Key`` (see the rules)."""
+        return self.method in ("POST", "PUT", "DELETE")
 
     @property
     def operation_id(self) -> str:
@@ -200,7 +208,8 @@ API: tuple[Route, ...] = (
         "POST",
         f"{UPSTREAM}/drain",
         "drain_upstream",
-        "no new traffic to an upstream; existing streams finish",
+        "no new traffic to an upstream; an SDK upstream finishes what it runs and hands back "
+        "the rest, which is delivered again elsewhere; an original-proto one's streams finish",
         ok("200", "the upstream, now draining", "Upstream"),
         errors=("404", "503"),
         params=(UPSTREAM_PARAM,),

@@ -6,7 +6,9 @@ Rules:
   (``inputs``, ``shared.sessions``, ``shared.upstreams``); an empty query value is no filter,
   so the query schemas allow ``""``.
 - Every error answer has the one error shape (``Error``); ``ERROR_RESPONSES`` names them by
-  status.
+  status. A 503 or 504 has ``outcome`` in it too (``ErrorWithOutcome``).
+- ``IDEMPOTENCY_KEY`` is the header parameter of every action; its pattern is the one
+  ``shared.idempotency`` enforces. Replays (errors included) carry ``Idempotent-Replayed``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 from paradoxplex.admin.inputs import BASE64_PATTERN, CURSOR_PATTERN, DEFAULT_LIMIT, MAX_LIMIT
+from paradoxplex.shared import idempotency
+from paradoxplex.shared.errors import Outcome
 from paradoxplex.shared.sessions import LABEL_KEY_CHARS, MAX_LABEL_LENGTH, MAX_LABELS
 from paradoxplex.shared.upstreams import MAX_HOST_LENGTH
 
@@ -37,11 +41,57 @@ ERROR_RESPONSES: dict[str, tuple[str, str]] = {
     "400": ("BadRequest", "bad input: bad_request (names the key) or bad_json"),
     "401": ("Unauthorized", "no or bad bearer token: unauthorized"),
     "404": ("NotFound", "unknown socket or upstream: not_found"),
-    "409": ("Conflict", "the request clashes with the current state: conflict"),
+    "409": (
+        "Conflict",
+        "the request clashes with the current state: conflict; or a request with its "
+        "Idempotency-Key is in progress: in_progress (retry later with the same key)",
+    ),
     "413": ("PayloadTooLarge", "the body is over the node's limit: payload_too_large"),
+    "422": (
+        "KeyReused",
+        "the Idempotency-Key was used with another request: idempotency_key_reused",
+    ),
     "500": ("Internal", "an unexpected error, logged by the node: internal"),
-    "503": ("FleetUnavailable", "fleet state (Redis) unreachable: fleet_unavailable"),
-    "504": ("OwnerTimeout", "the owner node did not answer in time: owner_timeout"),
+    "503": (
+        "FleetUnavailable",
+        "fleet state (Redis) unreachable: fleet_unavailable; outcome says whether the "
+        "action happened",
+    ),
+    "504": (
+        "OwnerTimeout",
+        "the owner node did not answer in time: owner_timeout; outcome says whether the "
+        "action happened",
+    ),
+}
+#: Error answers whose body says ``outcome``.
+OUTCOME_RESPONSES = frozenset({"503", "504"})
+
+OUTCOME: Schema = {
+    "enum": [str(outcome) for outcome in Outcome],
+    "description": "503 and 504 only: not_applied, it did not act and will not; unknown, it "
+    "may have acted or may yet (retry with the same Idempotency-Key)",
+}
+
+
+REPLAYED_HEADER = idempotency.REPLAYED_HEADER
+REPLAYED: Schema = {
+    "description": "true: this is the answer of the first call with this Idempotency-Key, "
+    "which acted; this call did not act again",
+    "schema": {"const": "true"},
+}
+IDEMPOTENCY_KEY: Schema = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "description": "any unique string (a UUID): the same key through any node acts at most "
+    f"once within {idempotency.WINDOW / 60:g} minutes and answers as the first call did; "
+    "send it again when retrying a 503, 504 or 409 in_progress",
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": idempotency.MAX_KEY_LENGTH,
+        "pattern": f"^{idempotency.KEY_PATTERN}$",
+    },
 }
 
 
@@ -187,10 +237,15 @@ def schemas() -> Schema:
                 "error": {
                     "type": "object",
                     "required": ["code", "message"],
-                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    "properties": {
+                        "code": {"type": "string"},
+                        "message": {"type": "string"},
+                        "outcome": OUTCOME,
+                    },
                 }
             },
         },
+        "ErrorWithOutcome": error_with_outcome(),
         "Ok": {"type": "object", "properties": {"ok": {"const": True}}},
         "Payload": {"oneOf": [one_key("text", TEXT), one_key("base64", BASE64)]},
         "Labels": LABEL_MAP,
@@ -231,6 +286,19 @@ def schemas() -> Schema:
                     **number,
                     "description": "the node's clock (epoch s) when it wrote this record; "
                     "counters are as of then: diff two records for rates",
+                },
+                "last_handoff": {
+                    "type": "object",
+                    "description": "the hot handoff that made this process the node (absent "
+                    "when it started plainly): when, from which process, sockets moved and "
+                    "kept by the old process, the pause its sockets saw",
+                    "properties": {
+                        "at": number,
+                        "from_pid": count,
+                        "moved": count,
+                        "kept": count,
+                        "pause_ms": number,
+                    },
                 },
             },
         },
@@ -346,6 +414,19 @@ def schemas() -> Schema:
 
 def responses() -> Schema:
     return {
-        name: {"description": description, **json_body(schema("Error"))}
-        for name, description in ERROR_RESPONSES.values()
+        name: {
+            "description": description,
+            **json_body(schema("ErrorWithOutcome" if status in OUTCOME_RESPONSES else "Error")),
+        }
+        for status, (name, description) in ERROR_RESPONSES.items()
+    }
+
+
+def error_with_outcome() -> Schema:
+    """``Error`` whose ``error`` says ``outcome`` (the 503 and 504 answers)."""
+    return {
+        "allOf": [
+            schema("Error"),
+            {"properties": {"error": {"required": ["outcome"]}}},
+        ]
     }

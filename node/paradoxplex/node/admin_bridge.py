@@ -7,6 +7,11 @@ state, the bus endpoint (``Asking``), the reply router's broadcast, the upstream
 (``Upstreams``), the upkeep's peers and reconcile (``Upkeep``), and the node's ``listening``,
 ``request_stop`` and metrics. It decides nothing about sockets itself: commands are carried
 out by ``SocketCommands`` here or on the owner node.
+
+Idempotency keys (``Once``): a socket's command carries its key to the owner, which decides
+(``commands``); a fleet-wide action (broadcast, upstream add, drain, remove) runs through
+``keyed.KeyedActions`` with the fleet state's keys, and draining this node with its own.
+A look-up of the owner that fails (Redis down) is a 503 ``not_applied``: nothing left.
 """
 
 from __future__ import annotations
@@ -19,16 +24,23 @@ from typing import Any, Protocol
 import orjson
 
 from paradoxplex.admin.control import SocketPage
+from paradoxplex.node.delivery.commands import Answer
 from paradoxplex.node.delivery.endpoint import Located
+from paradoxplex.node.keyed import KeyedActions, LocalActions
+from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.state import NodeState
 from paradoxplex.shared.errors import (
+    ActionInProgress,
     Conflict,
+    FleetError,
     FleetUnavailable,
+    KeyReused,
     UnknownSession,
     UnknownUpstream,
     Unlocated,
 )
 from paradoxplex.shared.fleet import FleetState
+from paradoxplex.shared.idempotency import Once
 from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 
@@ -44,8 +56,9 @@ class Asking(Protocol):
         *,
         payload: bytes = b"",
         labels: dict[str, str] | None = None,
-    ) -> tuple[str, bytes]:
-        """The owner's answer to a command on its socket, ``(status, body)``."""
+        once: Once | None = None,
+    ) -> Answer:
+        """The owner's answer to a command on its socket (once per key)."""
 
     async def locate(self, client_uuid: str, *, expected: set[str] | None) -> Located:
         """Which other node holds the socket, and its record; or who did not say."""
@@ -97,6 +110,7 @@ class NodeControl:
         listening: Callable[[], bool],
         request_stop: Callable[[], None],
         exposition: Callable[[], tuple[bytes, str]],
+        metrics: Metrics,
     ) -> None:
         self.state = state
         self.fleet = fleet
@@ -107,6 +121,8 @@ class NodeControl:
         self._listening = listening
         self._request_stop = request_stop
         self._exposition = exposition
+        self.keyed = KeyedActions(metrics)
+        self.own_actions = LocalActions()
 
     @property
     def node_id(self) -> str:
@@ -210,17 +226,26 @@ class NodeControl:
         *,
         payload: bytes = b"",
         labels: dict[str, str] | None = None,
-    ) -> dict[str, Any]:
-        owner = await self._owner(client_uuid)
-        status, body = await self.asking.request(
-            owner, action, client_uuid, payload=payload, labels=labels
+        once: Once | None = None,
+    ) -> None:
+        try:
+            owner = await self._owner(client_uuid)
+        except FleetError as error:  # only looked for: nothing left this node
+            raise error.not_applied() from None
+        answer = await self.asking.request(
+            owner, action, client_uuid, payload=payload, labels=labels, once=once
         )
-        if status == "not_found":
+        if once is not None and answer.replayed:
+            once.replayed = True
+        if answer.status == "ok":
+            return
+        if answer.status == "not_found":
             raise UnknownSession(client_uuid)
-        if status != "ok":
-            raise Conflict(body.decode("utf-8", "replace") or "the owner node refused")
-        result: dict[str, Any] = orjson.loads(body)
-        return result
+        if answer.status == "key_reused" and once is not None:
+            raise KeyReused(once.key)
+        if answer.status == "in_progress" and once is not None:
+            raise ActionInProgress(once.key)
+        raise Conflict(answer.body.decode("utf-8", "replace") or "the owner node refused")
 
     async def get_socket(self, client_uuid: str) -> dict[str, Any]:
         local = self._local(client_uuid)
@@ -233,25 +258,35 @@ class NodeControl:
         record: dict[str, Any] = orjson.loads(found)
         return record
 
-    async def send(self, client_uuid: str, payload: bytes) -> None:
-        await self._act(client_uuid, "send", payload=payload)
+    async def send(self, client_uuid: str, payload: bytes, *, once: Once | None = None) -> None:
+        await self._act(client_uuid, "send", payload=payload, once=once)
 
-    async def pause(self, client_uuid: str) -> None:
-        await self._act(client_uuid, "pause")
+    async def pause(self, client_uuid: str, *, once: Once | None = None) -> None:
+        await self._act(client_uuid, "pause", once=once)
 
-    async def resume(self, client_uuid: str) -> None:
-        await self._act(client_uuid, "resume")
+    async def resume(self, client_uuid: str, *, once: Once | None = None) -> None:
+        await self._act(client_uuid, "resume", once=once)
 
-    async def set_labels(self, client_uuid: str, labels: dict[str, str]) -> None:
-        await self._act(client_uuid, "labels", labels=labels)
+    async def set_labels(
+        self, client_uuid: str, labels: dict[str, str], *, once: Once | None = None
+    ) -> None:
+        await self._act(client_uuid, "labels", labels=labels, once=once)
 
-    async def close(self, client_uuid: str) -> None:
-        await self._act(client_uuid, "close")
+    async def close(self, client_uuid: str, *, once: Once | None = None) -> None:
+        await self._act(client_uuid, "close", once=once)
 
     async def broadcast(
-        self, target: BroadcastTarget, label: tuple[str, str] | None, payload: bytes
+        self,
+        target: BroadcastTarget,
+        label: tuple[str, str] | None,
+        payload: bytes,
+        *,
+        once: Once | None = None,
     ) -> int:
-        return await self._broadcast(target, label, payload)
+        written: int = await self.keyed.run(
+            once, self.fleet, lambda: self._broadcast(target, label, payload)
+        )
+        return written
 
     async def list_upstreams(self) -> list[dict[str, Any]]:
         fleet = self.fleet
@@ -267,7 +302,11 @@ class NodeControl:
             items.append(record)
         return items
 
-    async def add_upstream(self, spec: UpstreamSpec) -> dict[str, Any]:
+    async def add_upstream(self, spec: UpstreamSpec, *, once: Once | None = None) -> dict[str, Any]:
+        record: dict[str, Any] = await self.keyed.run(once, self.fleet, lambda: self._add(spec))
+        return record
+
+    async def _add(self, spec: UpstreamSpec) -> dict[str, Any]:
         known = {existing.id for existing in await self.fleet.list_upstreams()}
         if spec.id in known:
             raise Conflict(f"upstream {spec.id} is already registered")
@@ -275,12 +314,21 @@ class NodeControl:
         await self._announce(spec.id)
         return spec.to_dict()
 
-    async def remove_upstream(self, upstream_id: str) -> None:
+    async def remove_upstream(self, upstream_id: str, *, once: Once | None = None) -> None:
+        await self.keyed.run(once, self.fleet, lambda: self._remove(upstream_id))
+
+    async def _remove(self, upstream_id: str) -> None:
         if not await self.fleet.remove_upstream(upstream_id):
             raise UnknownUpstream(upstream_id)
         await self._announce(upstream_id)
 
-    async def drain_upstream(self, upstream_id: str) -> dict[str, Any]:
+    async def drain_upstream(self, upstream_id: str, *, once: Once | None = None) -> dict[str, Any]:
+        record: dict[str, Any] = await self.keyed.run(
+            once, self.fleet, lambda: self._drain_upstream(upstream_id)
+        )
+        return record
+
+    async def _drain_upstream(self, upstream_id: str) -> dict[str, Any]:
         specs = {spec.id: spec for spec in await self.fleet.list_upstreams()}
         spec = specs.get(upstream_id)
         if spec is None:
@@ -295,7 +343,13 @@ class NodeControl:
         if self.fleet.shared:
             await self.asking.announce(upstream_id)
 
-    async def drain_node(self, node_id: str) -> dict[str, Any]:
+    async def drain_node(self, node_id: str, *, once: Once | None = None) -> dict[str, Any]:
+        record: dict[str, Any] = await self.keyed.run(
+            once, self.own_actions, lambda: self._drain_node(node_id)
+        )
+        return record
+
+    async def _drain_node(self, node_id: str) -> dict[str, Any]:
         if node_id != self.state.node_id:
             raise Conflict("a node can only drain itself; ask that node's admin API")
         self._request_stop()

@@ -18,10 +18,17 @@ when built; what several read is the small ``NodeState``):
 Startup: fleet → listener → admin API → join the fleet (claim the node id for this
 incarnation, removing an earlier one's sockets; upstreams, links) → bus → heartbeat; with
 lifecycle events owed for the earlier incarnation's sockets, up to ``ready_timeout`` s for an
-upstream to take them. A start that fails (the node id is held by a live process) closes what
-it opened. Shutdown (SIGTERM/SIGINT, or the admin drain): stop accepting, tell the fleet, let
-sockets finish for ``drain_grace`` seconds, place what was read, close sockets (bounded
-flush), close links, write and unregister, stop the parts; every step is time-bounded.
+upstream to take them; then the handoff offer (``--handoff-socket``). A start that fails (the
+node id is held by a live process) closes what it opened. Shutdown (SIGTERM/SIGINT, or the
+admin drain): stop accepting, tell the fleet, let sockets finish for ``drain_grace`` seconds,
+place what was read, close sockets (bounded flush), close links, write and unregister, stop
+the parts; every step is time-bounded.
+
+A hot handoff (``paradoxplex.node.handoff``): ``take_over`` instead of ``start`` makes this
+process the node another process was, with its listener, sockets, bus position and
+incarnation (the node lives on: no new claim, nothing removed); the old process, once
+everything went, stops through ``handed_over`` (no drain, no unregistering). The node is both
+sides' ``Serving``: its listening sockets, as they move.
 """
 
 from __future__ import annotations
@@ -42,8 +49,11 @@ from paradoxplex.node.delivery.commands import SocketCommands
 from paradoxplex.node.delivery.endpoint import BusEndpoint, BusOutbox
 from paradoxplex.node.delivery.replies import Owners, ReplyRouter
 from paradoxplex.node.fleet.upkeep import FleetStatus, FleetUpkeep, HealthViews
+from paradoxplex.node.handoff.new import Handshake, TakeOver
+from paradoxplex.node.handoff.old import HandoffOffer
+from paradoxplex.node.handoff.terms import terms_of
 from paradoxplex.node.links.pool import UpstreamPool
-from paradoxplex.node.metrics import Metrics
+from paradoxplex.node.metrics import Metrics, build_version
 from paradoxplex.node.sockets.hold import FirstByteHold
 from paradoxplex.node.sockets.hosting import SessionHosting
 from paradoxplex.node.sockets.listener import Listener, stop_handshakes
@@ -56,6 +66,7 @@ from paradoxplex.shared.admission import Admission, socket_room
 from paradoxplex.shared.config import Address, NodeConfig
 from paradoxplex.shared.errors import ConfigError, FleetUnavailable
 from paradoxplex.shared.fleet import Backend, FleetBus, FleetState
+from paradoxplex.shared.unacked import UnackedLimits, UnackedTotals
 from paradoxplex.shared.upstreams import UpstreamSpec
 
 log = logging.getLogger("paradoxplex.node")
@@ -98,6 +109,14 @@ class Node:
             queue_limit=config.upstream_queue,
             streams=config.streams,
             batch=config.batch == "auto",
+            node_id=config.node_id,
+            max_deliveries=config.max_deliveries,
+            unacked=UnackedLimits(config.max_unacked, config.max_unacked_bytes),
+            totals=UnackedTotals(
+                max_messages=config.max_unacked_node, max_bytes=config.max_unacked_node_bytes
+            ),
+            retry_budget=config.retry_budget,
+            hold_timeout=config.hold_timeout,
         )
         metrics.max_connections.set(config.max_connections)
         metrics.upstreams_in_rotation.set_function(lambda: len(self.pool.balancer_members()))
@@ -145,7 +164,9 @@ class Node:
             proxy_protocol=config.proxy_protocol,
             header_timeout=config.proxy_header_timeout,
         )
-        self.commands = SocketCommands(state.sessions, write=self.upkeep.write_session)
+        self.commands = SocketCommands(
+            state.sessions, write=self.upkeep.write_session, metrics=metrics
+        )
         self.endpoint = BusEndpoint(
             self.bus,
             outbox=self.outbox,
@@ -157,8 +178,28 @@ class Node:
             metrics=metrics,
             tasks=tasks,
             owner_timeout=config.owner_timeout,
-            answering=lambda: self.status.replaced_by is None,
+            holds_id=lambda: self.status.replaced_by is None,
         )
+        self.offer = (
+            HandoffOffer(
+                config.handoff_socket,
+                terms=terms_of(config),
+                version=build_version(),
+                state=state,
+                hosting=self.hosting,
+                pool=self.pool,
+                endpoint=self.endpoint,
+                commands=self.commands,
+                upkeep=self.upkeep,
+                status=self.status,
+                serving=self,
+                metrics=metrics,
+                drain_grace=config.drain_grace,
+            )
+            if config.handoff_socket
+            else None
+        )
+        self.takeover: TakeOver | None = None
         self._server: asyncio.Server | None = None
         self._admin: AdminServer | None = None
         self.stopped = asyncio.Event()
@@ -205,6 +246,7 @@ class Node:
         await self.endpoint.start()
         self.upkeep.start()
         await self._place_owed_events(config.ready_timeout)
+        await self._offer()
 
     async def _place_owed_events(self, seconds: float) -> None:
         """Let an upstream take the DISCONNECTED events owed for an earlier incarnation's
@@ -234,7 +276,96 @@ class Node:
         await _bounded("close bus endpoint", self.endpoint.close(), 3.0)
         await _bounded("close fleet", self.fleet.close(), 3.0)
 
-    async def _start_admin(self, listener: asyncio.Server) -> None:
+    async def _offer(self) -> None:
+        if self.offer is not None and self.config.handoff_socket:
+            try:
+                await self.offer.start()
+            except OSError as error:
+                reason = os.strerror(error.errno).lower() if error.errno else str(error)
+                raise ConfigError("--handoff-socket", reason) from None
+
+    async def take_over(self, handshake: Handshake) -> None:
+        """Become the node the process behind ``handshake`` is (instead of ``start``); raises
+        ``HandoffError`` when it did not happen (that process serves on). The node lives on:
+        this process is its incarnation, started when it was (before any part writes them)."""
+        if handshake.incarnation:  # "" from a release before incarnations: a new one
+            self.state.incarnation = handshake.incarnation
+            self.state.started_at = handshake.started_at or self.state.started_at
+        await self.fleet.start()
+        self.takeover = takeover = TakeOver(
+            handshake,
+            state=self.state,
+            hosting=self.hosting,
+            new_session=lambda: Session(self.hosting, self.limits),
+            pool=self.pool,
+            router=self.replies,
+            endpoint=self.endpoint,
+            commands=self.commands,
+            upkeep=self.upkeep,
+            serving=self,
+            metrics=self.metrics,
+            upstreams=upstream_specs(self.config),
+            max_frame=self.config.max_frame,
+        )
+        await takeover.run()
+        self.tasks.spawn(takeover.adopted(), "refresh taken-over sockets")
+        self.tasks.spawn(self._offer_after(takeover), "handoff relay")
+
+    async def _offer_after(self, takeover: TakeOver) -> None:
+        """Offer this node in turn once the old process is done relaying."""
+        await takeover.wait_relay()
+        try:
+            await self._offer()
+        except ConfigError as error:
+            log.warning("cannot offer a handoff: %s", error)
+
+    # both sides' Serving ----------------------------------------------------------------
+
+    def listening_sockets(self) -> tuple[socket.socket | None, socket.socket | None]:
+        listener = None
+        if self._server is not None and self._server.sockets:
+            listener = socket.socket(fileno=os.dup(self._server.sockets[0].fileno()))
+        admin = self._admin.listening_socket() if self._admin is not None else None
+        return listener, admin
+
+    async def stop_listening(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._admin is not None:
+            await self._admin.pause(grace=self.config.owner_timeout + 1.0)
+
+    async def listen_again(
+        self, listener: socket.socket | None, admin: socket.socket | None
+    ) -> None:
+        await self.serve(listener, admin)
+
+    def handed_over(self) -> None:
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop_handed_over())
+
+    def addresses(self, listener: socket.socket, admin: socket.socket | None) -> None:
+        self.state.listen_address = f"{self.config.listen.host}:{listener.getsockname()[1]}"
+        if admin is not None:
+            scheme = "https" if self.admin_tls else "http"
+            host = reachable_host(self.config.admin.host)
+            self.state.admin_url = f"{scheme}://{host}:{admin.getsockname()[1]}"
+
+    async def serve(self, listener: socket.socket | None, admin: socket.socket | None) -> None:
+        if listener is not None:
+            self._server = await self.listener.adopt(listener)
+        if admin is not None:
+            if self._admin is None:
+                assert self._server is not None
+                await self._start_admin(self._server, sock=admin)
+            else:
+                tls = self.admin_tls.context if self.admin_tls else None
+                await self._admin.start(
+                    self.config.admin.host, self.config.admin.port, tls, sock=admin
+                )
+
+    async def _start_admin(
+        self, listener: asyncio.Server, *, sock: socket.socket | None = None
+    ) -> None:
         control = NodeControl(
             self.state,
             fleet=self.fleet,
@@ -245,6 +376,7 @@ class Node:
             listening=listener.is_serving,
             request_stop=self.request_stop,
             exposition=self.metrics.exposition,
+            metrics=self.metrics,
         )
         app = build_app(
             control,
@@ -257,6 +389,7 @@ class Node:
                 self.config.admin.host,
                 self.config.admin.port,
                 self.admin_tls.context if self.admin_tls else None,
+                sock=sock,
             )
         scheme = "https" if self.admin_tls else "http"
         self.state.admin_url = f"{scheme}://{reachable_host(self.config.admin.host)}:{port}"
@@ -287,13 +420,14 @@ class Node:
         await self._close_sessions("node shutting down")
 
     async def _flush_reads(self, *, deadline: float) -> None:
-        """Place every frame already read, and let the links send their queues."""
+        """Place every frame already read, let the links send their queues and the
+        upstreams acknowledge what they hold (what waits to be delivered again included)."""
         for session in list(self.sessions.values()):
             session.set_paused(True)
         while time.monotonic() < deadline:
             held = any(s.flow.held for s in self.sessions.values())
             queued = any(link.queue for link in self.pool.links.values() if link.in_rotation)
-            if not held and not queued:
+            if not held and not queued and not self.pool.totals.messages:
                 return
             await asyncio.sleep(0.02)
         log.warning("shutdown: some read data could not be sent to an upstream in time")
@@ -320,6 +454,14 @@ class Node:
         await asyncio.shield(self._stopping)
 
     async def _stop(self) -> None:
+        if self.offer is not None:
+            await _bounded("close the handoff offer", self.offer.close(), 3.0)
+            if self.offer.handed:  # stopped while relaying: the node lives on elsewhere
+                await self._close_sessions("node upgraded")
+                await self._stop_handed_over()
+                return
+        if self.takeover is not None:
+            await _bounded("end the handoff relay", self.takeover.close(), 2.0)
         await self.drain()
         await _bounded("close upstream links", self.pool.close(grace=2.0), 5.0)
         await _bounded("write sessions", self.sync.flush(), 3.0)
@@ -335,6 +477,19 @@ class Node:
         await stop_handshakes(self.listener)
         self.stopped.set()
         log.info("node %s stopped", self.node_id)
+
+    async def _stop_handed_over(self) -> None:
+        """Everything moved to the new process: release what is left here, without draining
+        or leaving the fleet (the node lives on over there)."""
+        await _bounded("close upstream links", self.pool.close(grace=0.5), 3.0)
+        await self.tasks.cancel_all(grace=3.0)
+        await _bounded("close bus endpoint", self.endpoint.close(keep_inbox=True), 5.0)
+        await _bounded("close fleet", self.fleet.close(), 3.0)
+        if self._admin is not None:
+            await _bounded("close admin API", self._admin.close(), 3.0)
+        await stop_handshakes(self.listener)
+        self.stopped.set()
+        log.info("node %s handed over to its successor; this process exits", self.node_id)
 
     def __repr__(self) -> str:
         return f"<Node {self.node_id} sockets={len(self.sessions)} {self.pool!r}>"

@@ -6,14 +6,17 @@ Rules:
   as parameters of its own.
 - One writer per field: ``sessions`` is written by ``SessionHosting`` (a socket opened or
   closed); ``draining``, ``listen_address`` and ``admin_url`` by the node (it starts to drain,
-  it bound its listener, its admin API). Every other part only reads them. ``node_id``,
-  ``incarnation`` (new at each start: ``shared.incarnations``) and ``started_at`` never change.
+  it bound its listener, its admin API); ``last_handoff`` by the takeover that made this
+  process the node. Every other part only reads them. ``node_id``, ``incarnation`` (new at
+  each start: ``shared.incarnations``; a hot handoff carries it on) and ``started_at`` never
+  change.
 - No I/O, no decisions: plain fields.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from paradoxplex.node.sockets.session import Session
 from paradoxplex.shared.incarnations import new_incarnation
@@ -31,6 +34,7 @@ class NodeState:
     draining: bool = False
     listen_address: str = ""
     admin_url: str = ""
+    last_handoff: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         return (

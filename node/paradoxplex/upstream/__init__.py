@@ -17,6 +17,13 @@ TLS: ``start(address, credentials=server_credentials(cert, key, client_ca))`` se
 
 Limits: each stream buffers at most ``max_pending`` replies (default 10,000); a handler that
 outruns the node waits (coroutine handlers) or sees ``OutboxFull`` (plain ones).
+
+Delivery (the batch path): messages are acknowledged for you (a reply to the message's socket
+from its handler, or the handler returning), a redelivery of a message already finished here
+is not run again (``Message.seq``/``attempt`` show the delivery id), and replies are kept until
+the node takes them. ``serve()`` (and ``run()`` after ``start()``) drain on SIGTERM or SIGINT:
+no new message, the running handlers finish and are answered, the rest goes back to the node
+for another upstream, within ``grace`` seconds (10); then they return.
 """
 
 from paradoxplex.upstream.server import (

@@ -1,10 +1,30 @@
-"""The upstream SDK's gRPC servicer: the original RPCs, the batch RPC, ready and live.
+"""The upstream SDK's gRPC server: the original RPCs, the batch RPC, ready and live.
 
-Limits (``paradoxplex.shared.batches``): the server sends and receives gRPC messages of up to
-``MAX_MESSAGE`` (64 MiB); replies go back in batches of at most 512 replies and 1 MiB (a
-larger reply alone); a reply too large for one gRPC message is refused by ``Outbox``
-(``reply`` / ``broadcast`` answer False, ``Outbox.refused`` counts it, a WARNING says so)
-and the stream goes on.
+Rules:
+- Limits (``paradoxplex.shared.batches``): the server sends and receives gRPC messages of up
+  to ``MAX_MESSAGE`` (64 MiB); replies go back in batches of at most 512 replies and 1 MiB (a
+  larger reply alone); a reply too large for one gRPC message is refused by ``Outbox``.
+- Handlers run one at a time per stream, in the order the messages arrived.
+- Acknowledged delivery (the batch RPC, when the node names a reply channel in its probe and
+  ``acks`` is on): the probe is answered with this process's ``origin``; numbered messages
+  are acknowledged as the ``Outbox`` says; a redelivery of an id finished within the
+  window (the last 65,536 ids of each open stream, and of the streams that ended within 5
+  minutes: ``DeliveryWindow``) is acknowledged without running the handler and counted
+  (``duplicates``, reported to the node). Replies are numbered per channel (one node
+  incarnation) and kept until the node takes them (``ReplyLedger``); a new stream of the
+  same channel sends the kept ones again first. A channel without a stream for
+  ``RESEND_AFTER`` seconds (5) hands its kept replies to another stream (any node finds the
+  socket), counted in ``replies_rerouted``; with no stream at all for ``REPLY_HOLD`` seconds
+  (60) they are dropped, counted in ``replies_lost`` and logged. A channel keeps at most
+  ``max_pending`` replies: past it the oldest are no longer kept (at-most-once for them,
+  counted in ``replies_unkept``), so a node that cannot acknowledge costs bounded memory.
+- Draining (SIGTERM or SIGINT under ``run``/``serve``, ``drain()``, or the node's drain of one
+  stream): ``ready`` answers false, each stream tells the node (``draining``) and starts no
+  new handler, the running one finishes, its replies and acknowledgements go out, the node's
+  ``reply_ack`` is awaited, then the stream ends; what was not started is left
+  unacknowledged for the node to deliver elsewhere. All within ``grace`` seconds (10 by
+  default); then the server stops. Original-proto streams end after their running handler
+  (at-most-once, as that protocol is).
 """
 
 from __future__ import annotations
@@ -12,31 +32,58 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import itertools
 import logging
+import math
+import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import grpc
 from google.protobuf import empty_pb2
 
 from paradoxplex.shared.batches import MAX_MESSAGE, BatchLimits
-from paradoxplex.shared.timestamps import timestamp
-from paradoxplex.shared.upstreams import EXAMPLE_UPSTREAM
+from paradoxplex.shared.dedup import DeliveryWindow, ReplyLedger
+from paradoxplex.shared.upstreams import EXAMPLE_UPSTREAM, UPSTREAM_GRACE
+from paradoxplex.upstream.outbox import (
+    BATCH_LIMITS,
+    BROADCASTS,
+    HANDLING,
+    MAX_PENDING,
+    Handler,
+    Handling,
+    Message,
+    Outbox,
+    OutboxFull,
+    Taken,
+    now_text,
+)
 from paradoxplex.wire import upstream_pb2 as pb
 from paradoxplex.wire import upstream_pb2_grpc as pb_grpc
 
+__all__ = [
+    "BATCH_LIMITS",
+    "BROADCASTS",
+    "DEFAULT_GRACE",
+    "MAX_PENDING",
+    "SERVER_OPTIONS",
+    "Handler",
+    "Message",
+    "Outbox",
+    "OutboxFull",
+    "UpstreamServer",
+    "server_credentials",
+]
+
 log = logging.getLogger("paradoxplex.upstream")
 
-BROADCASTS = {
-    "all": pb.BROADCAST_ALL,
-    "active": pb.BROADCAST_ACTIVE,
-    "paused": pb.BROADCAST_NOT_ACTIVE,
-    "inactive": pb.BROADCAST_NOT_ACTIVE,  # the original's word for paused
-}
-BATCH_LIMITS = BatchLimits()
-MAX_PENDING = 10_000  # replies an upstream holds for the node before its handler waits
+DEFAULT_GRACE = UPSTREAM_GRACE
+RESEND_AFTER = 5.0
+REPLY_HOLD = 60.0
+MAX_IDLE_CHANNELS = 256
 SERVER_OPTIONS = [
     # as the node's channel; ``UpstreamServer(limits=...)`` sets the send limit
     ("grpc.max_receive_message_length", MAX_MESSAGE),
@@ -46,126 +93,253 @@ SERVER_OPTIONS = [
     # a taken port is an error, not a second server silently sharing it
     ("grpc.so_reuseport", 0),
 ]
+_epochs = itertools.count(1)
 
 
-class OutboxFull(Exception):
-    """One message made a handler queue ``max_pending`` more replies. (While ``max_pending``
-    replies wait for the node, the next message waits too: that is backpressure, no error.)"""
+class Channel:
+    """One node incarnation's replies: numbered, kept until taken; its current stream."""
+
+    __slots__ = ("id", "ledger", "lonely_since", "origin", "stream")
+
+    def __init__(self, channel_id: str, origin: str) -> None:
+        self.id = channel_id
+        self.origin = f"{origin}.{next(_epochs)}"  # numbering starts over with a new origin
+        self.ledger: ReplyLedger[pb.OutputStreamRequest] = ReplyLedger()
+        self.stream: BatchStream | None = None
+        self.lonely_since = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.id} {self.ledger!r} stream={self.stream is not None}>"
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """One message from a socket, or a lifecycle event (``event`` set, empty payload)."""
+class BatchStream:
+    """One ``batchStreaming`` call: its handlers (``consume``) and its replies (``batches``)."""
 
-    client_uuid: str
-    payload: bytes
-    time: str
-    event: str = ""  # "", "connected" or "disconnected"
-    remote_address: str = ""
-    node_id: str = ""
-    reason: str = ""
+    def __init__(self, server: UpstreamServer) -> None:
+        self.server = server
+        self.outbox = Outbox(server.max_pending, limits=server.limits)
+        self.channel: Channel | None = None
+        self.draining = False
+        self.deadline = math.inf
+        self.running = False
+        self.superseded = False
+        self.consumer: asyncio.Task[None] | None = None
+        # the delivery ids finished on this stream, newest last (the window's share while
+        # the stream lives; handed to the server's window when it ends)
+        self.recent: deque[Handling] = deque(maxlen=server.window.max_ids)
+        self.recent_version = 0
+        self._recent_set: tuple[int, set[tuple[str, int]]] = (-1, set())
 
-    @classmethod
-    def from_request(cls, request: pb.InputStreamRequest) -> Message:
-        if not request.HasField("event"):
-            return cls(request.client_uuid, request.payload, request.time)
-        event = request.event
-        kind = {pb.SocketEvent.CONNECTED: "connected", pb.SocketEvent.DISCONNECTED: "disconnected"}
-        return cls(
-            request.client_uuid,
-            request.payload,
-            request.time,
-            kind.get(event.kind, "unknown"),
-            event.remote_address,
-            event.node_id,
-            event.reason,
+    def finished_here(self, key: tuple[str, int]) -> bool:
+        """Whether this stream finished ``key`` (a set built once per change, only when a
+        redelivery asks)."""
+        version, ids = self._recent_set
+        if version != self.recent_version:
+            ids = {(handling[1], handling[2]) for handling in self.recent}
+            self._recent_set = (self.recent_version, ids)
+        return key in ids
+
+    def drain(self, deadline: float) -> None:
+        """Take no new message; end once what runs is finished, answered and taken."""
+        self.deadline = min(self.deadline, deadline)
+        if not self.draining:
+            self.draining = True
+            self.outbox.tell_draining()
+
+    async def consume(self, requests: AsyncIterator[pb.InputBatch]) -> None:
+        server, outbox = self.server, self.outbox
+        handle, clock, set_handling = server.handler, time.monotonic, HANDLING.set
+        try:
+            async for batch in requests:
+                if batch.reply_ack or batch.drain:
+                    self._control(batch)
+                items = batch.items
+                if not items:
+                    if not batch.reply_ack and not batch.drain:
+                        self._probe(batch.channel)
+                    continue
+                now = clock()  # one reading per batch: the window's ages are coarse
+                finished: list[Handling] = []
+                for item in items:
+                    if outbox.full():
+                        await outbox.room()
+                    if self.draining:
+                        break
+                    seq = item.seq
+                    if not seq:
+                        self.running = True
+                        result = handle(Message.from_request(item), outbox)
+                        if result is not None:
+                            await result
+                        self.running = False
+                        continue
+                    client_uuid = item.client_uuid
+                    if item.attempt > 1 and server.finished_before(client_uuid, seq, self, now):
+                        outbox.duplicate(client_uuid, seq)
+                        server.duplicates += 1
+                        continue
+                    handling = (outbox, client_uuid, seq)
+                    set_handling(handling)
+                    self.running = True
+                    result = handle(Message.from_request(item), outbox)
+                    if result is not None:
+                        await result
+                    self.running = False
+                    if outbox.answered is not handling:
+                        outbox.acknowledge(handling)
+                    finished.append(handling)
+                if finished:
+                    self.recent.extend(finished)
+                    self.recent_version += 1
+        except Exception:
+            log.exception("upstream handler failed; ending the stream")
+            raise
+        finally:
+            self.running = False
+            outbox.close()
+
+    def _control(self, batch: pb.InputBatch) -> None:
+        if batch.reply_ack and self.channel is not None:
+            self.channel.ledger.acked(batch.reply_ack)
+            self.outbox.refresh_room()
+            if self.draining:
+                self.outbox.kick()
+        if batch.drain:
+            self.drain(time.monotonic() + self.server.grace)
+
+    def _probe(self, channel_id: str) -> None:
+        server = self.server
+        if channel_id and server.acks and self.channel is None:
+            self.channel = server._attach(channel_id, self)
+        self.outbox.probed()
+        if server.draining:
+            self.drain(server.deadline)
+
+    async def batches(self) -> AsyncIterator[pb.OutputBatch]:
+        """What goes back to the node, until the stream ends (or the drain completes)."""
+        while not (self.draining and self._drained()):
+            taken = await self._take()
+            if taken is None:
+                return
+            if self.superseded:
+                self.server._pass_on(self, taken)
+                return
+            for _ in range(taken.probes):
+                yield pb.OutputBatch(origin=self.channel.origin if self.channel else "")
+                for batch in self._resend():
+                    yield batch
+            first = 0
+            if self.channel is not None and taken.items:
+                first = self.channel.ledger.number(taken.items)
+                self.server.replies_unkept += self.channel.ledger.trim(self.server.max_pending)
+            for batch in self._pieces(taken, first):
+                yield batch
+
+    async def _take(self) -> Taken | None:
+        if not self.draining:
+            return await self.outbox.take()
+        remaining = self.deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        try:
+            async with asyncio.timeout(remaining):
+                return await self.outbox.take()
+        except TimeoutError:
+            return None
+
+    def _drained(self) -> bool:
+        kept = len(self.channel.ledger) if self.channel is not None else 0
+        return not self.running and self.outbox.empty and not kept
+
+    def _resend(self) -> Iterator[pb.OutputBatch]:
+        """A channel's kept replies, with their numbers, first on its new stream."""
+        if self.channel is None:
+            return
+        for first, items in self.channel.ledger.unacked():
+            yield from self._pieces(Taken(items), first)
+
+    def _pieces(self, taken: Taken, first: int) -> list[pb.OutputBatch]:
+        items = taken.items
+        batches: list[pb.OutputBatch] = []
+        start = 0
+        if items:
+            for length in self.server.limits.split([item.ByteSize() for item in items]):
+                batch = pb.OutputBatch(items=items[start : start + length])
+                if first:
+                    batch.first_reply = first + start
+                batches.append(batch)
+                start += length
+        elif taken.acks or taken.duplicates or taken.draining:
+            batches.append(pb.OutputBatch())
+        if not batches:
+            return batches
+        if taken.draining:
+            batches[0].draining = True
+        if taken.duplicates:
+            batches[0].duplicates = taken.duplicates
+        if taken.acks:
+            acks = batches[-1].acks
+            for client_uuid, seq in taken.acks.items():
+                acks.add(client_uuid=client_uuid, seq=seq)
+        return batches
+
+    def __repr__(self) -> str:
+        return (
+            f"<BatchStream channel={self.channel.id if self.channel else '-'} "
+            f"draining={self.draining} {self.outbox!r}>"
         )
 
 
-class Outbox:
-    """Replies of one stream, bounded; sent back in arrival order."""
+class OriginalStream:
+    """One ``bidirectionalStreaming`` call: no numbers, no acknowledgements."""
 
-    def __init__(
-        self, max_pending: int = MAX_PENDING, *, limits: BatchLimits = BATCH_LIMITS
-    ) -> None:
-        self.max_pending = max_pending
-        self.limits = limits
-        self.items: list[pb.OutputStreamRequest] = []
-        self.refused = 0
-        self.probes = 0
-        self.closed = False
-        self._wakeup = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
+    def __init__(self, server: UpstreamServer) -> None:
+        self.server = server
+        self.outbox = Outbox(server.max_pending, limits=server.limits)
+        self.running = False
+        self.consumer: asyncio.Task[None] | None = None
 
-    def _put(self, item: pb.OutputStreamRequest) -> bool:
-        size = item.ByteSize()
-        if not self.limits.fits(size):
-            self.refused += 1
-            log.warning(
-                "refused a reply of %d bytes (to %s): over the %d-byte limit of one gRPC message",
-                size,
-                item.client_uuid or "a broadcast",
-                self.limits.max_single,
-            )
-            return False
-        if len(self.items) >= 2 * self.max_pending:  # one message made max_pending replies
-            raise OutboxFull(f"{len(self.items)} replies pending")
-        self.items.append(item)
-        self._wakeup.set()
-        if len(self.items) >= self.max_pending:
-            self._room.clear()
-        return True
+    def drain(self, deadline: float) -> None:
+        if not self.running and self.consumer is not None:
+            self.consumer.cancel()
 
-    def reply(self, client_uuid: str, payload: bytes) -> bool:
-        """Send ``payload`` to one socket, whichever node holds it; False when the reply is
-        too large for one gRPC message (refused, counted in ``refused``, logged)."""
-        return self._put(
-            pb.OutputStreamRequest(time=_now(), client_uuid=client_uuid, payload=payload)
-        )
+    async def consume(self, requests: AsyncIterator[pb.InputStreamRequest]) -> None:
+        server, outbox, handle = self.server, self.outbox, self.server.handler
+        try:
+            async for request in requests:
+                if outbox.full():
+                    await outbox.room()
+                if server.draining:
+                    break
+                self.running = True
+                result = handle(Message.from_request(request), outbox)
+                if result is not None:
+                    await result
+                self.running = False
+                if server.stopping():  # a drain began while it ran
+                    break
+        except Exception:
+            log.exception("upstream handler failed; ending the stream")
+            raise
+        finally:
+            self.running = False
+            outbox.close()
 
-    def broadcast(self, payload: bytes, *, target: str = "all", label: str = "") -> bool:
-        """Send to every socket (``all``), the ``active`` or the ``paused`` ones (``inactive``,
-        the original's word, is ``paused``), fleet-wide;
-        False when refused as too large (see ``reply``)."""
-        return self._put(
-            pb.OutputStreamRequest(
-                time=_now(), broadcast=BROADCASTS[target], payload=payload, broadcast_label=label
-            )
-        )
-
-    def _probe(self) -> None:
-        self.probes += 1
-        self._wakeup.set()
-
-    def _close(self) -> None:
-        self.closed = True
-        self._wakeup.set()
-
-    async def wait_room(self) -> None:
-        await self._room.wait()
-
-    async def take(self) -> list[pb.OutputStreamRequest] | None:
-        """What is pending (waiting for something); None once closed and empty."""
-        while not self.items and not self.probes:
-            if self.closed:
-                return None
-            self._wakeup.clear()
-            await self._wakeup.wait()
-        items, self.items = self.items, []
-        self._room.set()
-        return items
+    async def replies(self) -> AsyncIterator[pb.OutputStreamRequest]:
+        while (taken := await self.outbox.take()) is not None:
+            for item in taken.items:
+                yield item
 
 
-Handler = Callable[[Message, Outbox], Awaitable[None] | None]
-
-
-def _now() -> str:
-    return timestamp(time.time())
+Stream = BatchStream | OriginalStream
 
 
 class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
-    """A gRPC server that hands each socket message to ``handler``."""
+    """A gRPC server that hands each socket message to ``handler`` (see the module's rules).
+
+    ``acks=False`` answers the batch probe without an origin: the node then sends messages
+    unnumbered and keeps nothing (at-most-once; for benchmarks). ``grace``: seconds a drain
+    may take (10)."""
 
     def __init__(
         self,
@@ -174,15 +348,31 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
         max_pending: int = MAX_PENDING,
         batch: bool = True,
         limits: BatchLimits = BATCH_LIMITS,
+        acks: bool = True,
+        grace: float = DEFAULT_GRACE,
+        window: DeliveryWindow | None = None,
     ) -> None:
         self.handler = handler
         self.max_pending = max_pending
         self.limits = limits
         self.batch = batch
+        self.acks = acks
+        self.grace = grace
+        self.window = window if window is not None else DeliveryWindow()
+        self.origin = uuid.uuid4().hex[:16]
         self.is_ready = True
         self.is_live = True
         self.server: grpc.aio.Server | None = None
         self.port = 0
+        self.draining = False
+        self.deadline = math.inf
+        self.duplicates = 0
+        self.replies_rerouted = 0
+        self.replies_lost = 0
+        self.replies_unkept = 0
+        self._streams: set[Stream] = set()
+        self._channels: dict[str, Channel] = {}
+        self._changed = asyncio.Event()
         self._async = inspect.iscoroutinefunction(handler)
 
     async def start(
@@ -221,9 +411,57 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
         *,
         credentials: grpc.ServerCredentials | None = None,
     ) -> None:
+        """Start, then ``run``: until SIGTERM or SIGINT, which drain it (``grace``)."""
         await self.start(address, credentials=credentials)
-        assert self.server is not None
-        await self.server.wait_for_termination()
+        await self.run()
+
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT (then drain, within ``grace``) or until stopped."""
+        assert self.server is not None, "start() first"
+        loop = asyncio.get_running_loop()
+        signalled = asyncio.Event()
+        installed = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, signalled.set)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                continue
+            installed.append(sig)
+        signal_seen = asyncio.create_task(signalled.wait())
+        # never cancelled: cancelling grpc's wait_for_termination breaks its later shutdown
+        terminated = asyncio.create_task(self.server.wait_for_termination())
+        try:
+            await asyncio.wait({signal_seen, terminated}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            signal_seen.cancel()
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+        if signalled.is_set():
+            await self.drain()
+        await terminated
+
+    async def drain(self, grace: float | None = None) -> None:
+        """Stop taking messages, finish and hand back (see the module's rules), then stop the
+        server; at most ``grace`` seconds (default: the server's)."""
+        self.is_ready = False
+        if not self.draining:
+            self.draining = True
+            self.deadline = time.monotonic() + (self.grace if grace is None else grace)
+            log.info("draining %d streams (grace %.1fs)", len(self._streams), self.grace)
+            for stream in list(self._streams):
+                stream.drain(self.deadline)
+        while self._streams and (remaining := self.deadline - time.monotonic()) > 0:
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._changed.wait()
+        if self._streams:
+            log.warning("drain: %d streams open after the grace; stopping", len(self._streams))
+        await self.stop(0)
+
+    def stopping(self) -> bool:
+        """Whether a drain has begun."""
+        return self.draining
 
     async def stop(self, grace: float | None = 1.0) -> None:
         if self.server is not None:
@@ -232,72 +470,170 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
     # ready / live -----------------------------------------------------------------------
 
     async def ready(self, request: empty_pb2.Empty, context: Any) -> pb.ReadyResult:
-        return pb.ReadyResult(time=_now(), ready=self.is_ready)
+        return pb.ReadyResult(time=now_text(), ready=self.is_ready)
 
     async def live(
         self, request_iterator: AsyncIterator[empty_pb2.Empty], context: Any
     ) -> AsyncIterator[pb.LiveResult]:
         async for _ in request_iterator:
-            yield pb.LiveResult(time=_now(), live=self.is_live)
+            yield pb.LiveResult(time=now_text(), live=self.is_live)
 
     # data -------------------------------------------------------------------------------
 
-    async def _consume(
-        self, requests: AsyncIterator[Any], outbox: Outbox, *, batched: bool
-    ) -> None:
-        handle = self.handler
-        try:
-            async for request in requests:
-                if batched:
-                    items = request.items
-                    if not items:  # the node's probe: answer with an empty batch
-                        outbox._probe()
-                        continue
-                else:
-                    items = (request,)
-                for item in items:
-                    if len(outbox.items) >= outbox.max_pending:
-                        await outbox.wait_room()  # backpressure: the next message waits
-                    result = handle(Message.from_request(item), outbox)
-                    if result is not None:
-                        await result
-        except Exception:
-            log.exception("upstream handler failed; ending the stream")
-            raise
-        finally:
-            outbox._close()
+    def stream_started(self, outbox: Outbox) -> None:
+        """A data stream opened (a hook for subclasses; ``outbox`` is its replies')."""
+
+    def stream_ended(self, outbox: Outbox) -> None:
+        """A data stream ended (a hook for subclasses)."""
 
     async def bidirectionalStreaming(
         self, request_iterator: AsyncIterator[pb.InputStreamRequest], context: Any
     ) -> AsyncIterator[pb.OutputStreamRequest]:
-        outbox = Outbox(self.max_pending, limits=self.limits)
-        consumer = asyncio.create_task(self._consume(request_iterator, outbox, batched=False))
+        stream = OriginalStream(self)
+        self._streams.add(stream)
+        self.stream_started(stream.outbox)
+        stream.consumer = asyncio.create_task(stream.consume(request_iterator))
         try:
-            while (items := await outbox.take()) is not None:
-                for item in items:
-                    yield item
+            async for item in stream.replies():
+                yield item
         finally:
-            await _finish(consumer)
+            await _finish(stream.consumer)
+            self._streams.discard(stream)
+            self._changed.set()
+            self.stream_ended(stream.outbox)
 
     async def batchStreaming(
         self, request_iterator: AsyncIterator[pb.InputBatch], context: Any
     ) -> AsyncIterator[pb.OutputBatch]:
-        outbox = Outbox(self.max_pending, limits=self.limits)
-        consumer = asyncio.create_task(self._consume(request_iterator, outbox, batched=True))
+        stream = BatchStream(self)
+        self._streams.add(stream)
+        self.stream_started(stream.outbox)
+        stream.consumer = asyncio.create_task(stream.consume(request_iterator))
         try:
-            while (items := await outbox.take()) is not None:
-                while outbox.probes:
-                    outbox.probes -= 1
-                    yield pb.OutputBatch()
-                start = 0
-                for length in outbox.limits.split([item.ByteSize() for item in items]):
-                    yield pb.OutputBatch(items=items[start : start + length])
-                    start += length
+            async for batch in stream.batches():
+                yield batch
         finally:
-            await _finish(consumer)
+            await _finish(stream.consumer)
+            self._ended(stream)
+            self.stream_ended(stream.outbox)
+
+    # reply channels ---------------------------------------------------------------------
+
+    def _attach(self, channel_id: str, stream: BatchStream) -> Channel:
+        """The channel a new stream of ``channel_id`` sends through; a stream it still had
+        is gone on the node's side (one stream per node and upstream): superseded."""
+        channel = self._channels.get(channel_id)
+        if channel is None:
+            self._forget_idle_channels()
+            channel = self._channels[channel_id] = Channel(channel_id, self.origin)
+        old = channel.stream
+        if old is not None and old is not stream:
+            old.superseded = True
+            old.channel = None
+            channel.ledger.number(old.outbox.items)
+            old.outbox.items = []
+            if old.consumer is not None:
+                old.consumer.cancel()
+            old.outbox.kick()
+        channel.stream = stream
+        return channel
+
+    def _pass_on(self, old: BatchStream, taken: Taken) -> None:
+        """A superseded stream's last replies go to whatever stream serves its channel now."""
+        for channel in self._channels.values():
+            if channel.stream is not None and channel.stream is not old and taken.items:
+                if channel.stream.superseded:
+                    continue
+                channel.stream.outbox.items.extend(taken.items)
+                channel.stream.outbox.kick()
+                return
+
+    def finished_before(self, client_uuid: str, seq: int, stream: BatchStream, now: float) -> bool:
+        """Whether a delivery id that comes again (on ``stream``) finished here already: in
+        the window (streams that ended) or on another stream still open (a redelivery
+        never comes on the stream that had it)."""
+        if self.window.seen(client_uuid, seq, now):
+            return True
+        key = (client_uuid, seq)
+        return any(
+            other.finished_here(key)
+            for other in self._streams
+            if isinstance(other, BatchStream) and other is not stream and other.recent
+        )
+
+    def _ended(self, stream: BatchStream) -> None:
+        self._streams.discard(stream)
+        self._changed.set()
+        if stream.recent:
+            ids = [(handling[1], handling[2]) for handling in stream.recent]
+            self.window.finished_all(ids, time.monotonic())
+        channel = stream.channel
+        if channel is None or channel.stream is not stream:
+            return
+        channel.stream = None
+        channel.ledger.number(stream.outbox.items)  # taken by nobody yet: kept for the next
+        stream.outbox.items = []
+        if len(channel.ledger):
+            channel.lonely_since = time.monotonic()
+            asyncio.get_running_loop().call_later(RESEND_AFTER, self._orphaned, channel)
+
+    def _orphaned(self, channel: Channel) -> None:
+        """A channel's stream did not come back: its kept replies go through another stream,
+        or, after ``REPLY_HOLD`` with none, are dropped (counted, logged)."""
+        if channel.stream is not None or not len(channel.ledger):
+            return
+        ledger = channel.ledger
+        target = next(
+            (
+                s
+                for s in self._streams
+                if isinstance(s, BatchStream) and s.channel is not None and not s.draining
+            ),
+            None,
+        )
+        count = len(ledger)
+        if target is None:
+            if time.monotonic() - channel.lonely_since < REPLY_HOLD:
+                asyncio.get_running_loop().call_later(RESEND_AFTER, self._orphaned, channel)
+                return
+            ledger.acked(ledger.next - 1)
+            self.replies_lost += count
+            log.warning(
+                "dropped %d replies for node %s: no stream to any node for %.0fs",
+                count,
+                channel.id,
+                REPLY_HOLD,
+            )
+            return
+        replies = [item for _, items in ledger.unacked() for item in items]
+        ledger.acked(ledger.next - 1)
+        target.outbox.items.extend(replies)
+        target.outbox.kick()
+        self.replies_rerouted += count
+        log.info(
+            "%d replies kept for node %s sent through node %s instead",
+            count,
+            channel.id,
+            target.channel.id if target.channel else "?",
+        )
+
+    def _forget_idle_channels(self) -> None:
+        if len(self._channels) < MAX_IDLE_CHANNELS:
+            return
+        for channel_id, channel in list(self._channels.items()):
+            if channel.stream is None and not len(channel.ledger):
+                del self._channels[channel_id]
+
+    def __repr__(self) -> str:
+        return (
+            f"<UpstreamServer port={self.port} streams={len(self._streams)} "
+            f"draining={self.draining} duplicates={self.duplicates}>"
+        )
 
 
-async def _finish(consumer: asyncio.Task[None]) -> None:
+async def _finish(consumer: asyncio.Task[None] | None) -> None:
+    if consumer is None:
+        return
     consumer.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
         await consumer

@@ -150,6 +150,11 @@ class Admission:
         self._held[source] = count + 1
         return None
 
+    def adopt(self, source: str) -> None:
+        """A socket another process admitted is held here now (a hot handoff): counted for
+        ``source`` like an admitted one, whatever the limits say (it is not new)."""
+        self._held[source] = self._held.get(source, 0) + 1
+
     def release(self, source: str) -> None:
         """A socket of ``source`` that was admitted is gone."""
         count = self._held.get(source, 0)

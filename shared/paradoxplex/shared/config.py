@@ -30,8 +30,15 @@ from paradoxplex.shared.framing import DEFAULT_FRAMING, DEFAULT_MAX_FRAME, FRAME
 from paradoxplex.shared.keys import DEFAULT_PREFIX
 from paradoxplex.shared.placement import split_urls
 from paradoxplex.shared.proxy import DEFAULT_HEADER_TIMEOUT
+from paradoxplex.shared.redelivery import DEFAULT_BUDGET_RATIO, DEFAULT_MAX_DELIVERIES
 from paradoxplex.shared.sentinel_url import SCHEMES as SENTINEL_SCHEMES
 from paradoxplex.shared.sentinel_url import is_sentinel_url, parse_sentinel_url
+from paradoxplex.shared.unacked import (
+    DEFAULT_LINK_BYTES,
+    DEFAULT_LINK_MESSAGES,
+    DEFAULT_NODE_BYTES,
+    DEFAULT_NODE_MESSAGES,
+)
 
 ENV_PREFIX = "PARADOXPLEX_"
 OVERFLOW_POLICIES = ("close", "drop")
@@ -119,6 +126,12 @@ class NodeConfig:
     ready_timeout: float = DEFAULT_READY_TIMEOUT
     alive_timeout: float = DEFAULT_ALIVE_TIMEOUT
     upstream_queue: int = DEFAULT_UPSTREAM_QUEUE
+    max_unacked: int = DEFAULT_LINK_MESSAGES
+    max_unacked_bytes: int = DEFAULT_LINK_BYTES
+    max_unacked_node: int = DEFAULT_NODE_MESSAGES
+    max_unacked_node_bytes: int = DEFAULT_NODE_BYTES
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES
+    retry_budget: float = DEFAULT_BUDGET_RATIO
     streams: int = DEFAULT_STREAMS
     batch: str = "auto"
     write_buffer: int = DEFAULT_WRITE_BUFFER
@@ -145,6 +158,8 @@ class NodeConfig:
     upstream_tls_ca: str | None = None
     upstream_tls_cert: str | None = None
     upstream_tls_key: str | None = None
+    handoff_socket: str | None = None
+    take_over: str | None = None
 
 
 def _int(minimum: int) -> Callable[[str, Any], int]:
@@ -262,6 +277,12 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "ready_timeout": _seconds(0.1),
     "alive_timeout": _seconds(0.1),
     "upstream_queue": _int(1),
+    "max_unacked": _int(1),
+    "max_unacked_bytes": _int(1),
+    "max_unacked_node": _int(1),
+    "max_unacked_node_bytes": _int(1),
+    "max_deliveries": _int(1),
+    "retry_budget": _seconds(0, "a fraction of the first deliveries"),
     "streams": _int(1),
     "batch": _choice(BATCH_MODES),
     "write_buffer": _int(1024),
@@ -288,6 +309,8 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "upstream_tls_ca": _optional_text,
     "upstream_tls_cert": _optional_text,
     "upstream_tls_key": _optional_text,
+    "handoff_socket": _optional_text,
+    "take_over": _optional_text,
 }
 
 PAIRED = (
@@ -341,6 +364,8 @@ def load_config(
         else:
             continue
         values[name] = PARSERS[name](key, raw)
+    if values.get("take_over") and "node_id" not in values:
+        values["node_id"] = ""  # the node id of the process it takes over from
     config = NodeConfig(**values)
     check_config(config)
     return config
@@ -358,3 +383,6 @@ def check_config(config: NodeConfig) -> None:
             raise ConfigError(flag_name(name), f"needs {flag_name(needed)}")
     if config.node_ttl <= config.heartbeat:
         raise ConfigError("--node-ttl", "must be longer than --heartbeat")
+    for name in ("handoff_socket", "take_over"):
+        if getattr(config, name) and config.workers > 1:
+            raise ConfigError(flag_name(name), "a handoff moves one process: not with --workers")

@@ -27,9 +27,13 @@ class DropReason(enum.StrEnum):
     HOLD_TIMEOUT = "hold_timeout"
     MESSAGE_TOO_LARGE = "message_too_large"
     LIFECYCLE_EVENT_NO_UPSTREAM = "lifecycle_event_no_upstream"
+    REDELIVERY_EXHAUSTED = "redelivery_exhausted"
+    RETRY_BUDGET = "retry_budget"
     # between nodes
     BUS_HOLD_FULL = "bus_hold_full"
     BUS_HOLD_EXPIRED = "bus_hold_expired"
     OWNER_UNREACHABLE = "owner_unreachable"
     FLEET_UNAVAILABLE = "fleet_unavailable"
     COMMAND_EXPIRED = "command_expired"
+    # a hot handoff
+    HANDOFF_LATE = "handoff_late"

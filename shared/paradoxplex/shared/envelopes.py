@@ -61,8 +61,12 @@ def command(
     return bus_pb2.Envelope(sender=sender, command=body).SerializeToString()
 
 
-def reply(sender: str, request_id: str, status: str, body: bytes = b"") -> bytes:
-    answer = bus_pb2.CommandReply(request_id=request_id, status=status, body=body)
+def reply(
+    sender: str, request_id: str, status: str, body: bytes = b"", *, replayed: bool = False
+) -> bytes:
+    answer = bus_pb2.CommandReply(
+        request_id=request_id, status=status, body=body, replayed=replayed
+    )
     return bus_pb2.Envelope(sender=sender, reply=answer).SerializeToString()
 
 

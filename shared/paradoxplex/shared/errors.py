@@ -8,18 +8,34 @@
     │  └─ BadProxyHeader(reason)           a missing or malformed PROXY protocol header
     ├─ UpstreamError
     │  └─ UpstreamUnavailable(upstream_id)
-    ├─ FleetError
+    ├─ FleetError                            each says what became of the action: ``outcome``
     │  ├─ FleetUnavailable(reason)           Redis unreachable
     │  ├─ OwnerTimeout(client_uuid, node)    the owner node did not answer in time
     │  └─ Unlocated(client_uuid, silent)     nodes did not say in time whether they hold it
     ├─ UnknownSession(client_uuid)
     ├─ UnknownUpstream(upstream_id)
-    └─ Conflict(reason)                      the request clashes with the current state
+    ├─ Conflict(reason)                      the request clashes with the current state
+    │  └─ ActionInProgress(key)              a call with this idempotency key is acting now
+    ├─ KeyReused(key)                        an idempotency key seen with another request
+    └─ HandoffError(step, reason)            a hot handoff stopped at this step
+       └─ HandoffRefused(reason)             the two processes are not compatible
 
-Messages are built from fields, never from payload bytes.
+Messages are built from fields, never from payload bytes. A ``FleetError``'s ``outcome`` is
+``Outcome.UNKNOWN`` unless whoever raises it knows the action did not happen and will not
+(``not_applied()`` gives a copy that says so).
 """
 
 from __future__ import annotations
+
+import enum
+from typing import Self
+
+
+class Outcome(enum.StrEnum):
+    """What an error answer (503, 504) says about the action it answers."""
+
+    NOT_APPLIED = "not_applied"  # it did not act, and will not
+    UNKNOWN = "unknown"  # it may have acted, or may yet: retry with the same key
 
 
 class ParadoxplexError(Exception):
@@ -71,7 +87,18 @@ class UpstreamUnavailable(UpstreamError):
 
 
 class FleetError(ParadoxplexError):
-    """The fleet (Redis) could not do what was asked."""
+    """The fleet (Redis) could not do what was asked; ``outcome`` says what became of the
+    action (``UNKNOWN`` unless known)."""
+
+    outcome: Outcome = Outcome.UNKNOWN
+
+    def not_applied(self) -> Self:
+        """A copy that says the action did not happen and will not (raise it only then).
+        Made field by field: ``copy.copy`` of an exception calls ``__init__`` with its message."""
+        known = type(self).__new__(type(self), *self.args)
+        known.__dict__.update(vars(self))
+        known.outcome = Outcome.NOT_APPLIED
+        return known
 
 
 class FleetUnavailable(FleetError):
@@ -118,3 +145,37 @@ class Conflict(ParadoxplexError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class ActionInProgress(Conflict):
+    """Another call with the same idempotency key has not answered yet: try again later."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"a request with Idempotency-Key {key!r} is in progress; retry later")
+        self.key = key
+
+
+class KeyReused(ParadoxplexError):
+    """An idempotency key seen before with another request (another body, socket or route)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was used with another request")
+        self.key = key
+
+
+class HandoffError(ParadoxplexError):
+    """A hot handoff did not happen; ``step`` is where it stopped (``handoff.steps.Step``
+    value), ``reason`` one line saying why."""
+
+    def __init__(self, step: str, reason: str) -> None:
+        super().__init__(f"handoff stopped at {step}: {reason}")
+        self.step = step
+        self.reason = reason
+
+
+class HandoffRefused(HandoffError):
+    """The old and the new process cannot hand over (different terms, a handoff under way)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("hello", reason)
+        Exception.__init__(self, f"handoff refused: {reason}")

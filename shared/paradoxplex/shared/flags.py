@@ -51,6 +51,18 @@ HELP: dict[str, str] = {
     "ready_timeout": "seconds an upstream has to answer ready=true",
     "alive_timeout": "seconds without live=true before an upstream leaves rotation",
     "upstream_queue": "messages queued per upstream link before backpressure",
+    "max_unacked": "messages kept per upstream link until its upstream acknowledges them; "
+    "past it the excess is sent at-most-once (counted)",
+    "max_unacked_bytes": "payload bytes kept per upstream link until acknowledged (as "
+    "--max-unacked)",
+    "max_unacked_node": "messages kept until acknowledged for all upstream links together (as "
+    "--max-unacked)",
+    "max_unacked_node_bytes": "payload bytes kept until acknowledged for all upstream links "
+    "together (as --max-unacked)",
+    "max_deliveries": "deliveries of one message to upstreams without an acknowledgement "
+    "before it is dropped (redelivery_exhausted)",
+    "retry_budget": "redeliveries allowed per message sent for the first time (a token "
+    "bucket per node, plus 10 per second, at most --max-unacked at once)",
     "streams": "bidirectional streams per upstream without the batch RPC",
     "batch": "auto: use the batchStreaming RPC when the upstream has it; off: never",
     "write_buffer": "bytes buffered per socket before the overflow policy",
@@ -81,6 +93,10 @@ HELP: dict[str, str] = {
     "system's)",
     "upstream_tls_cert": "PEM client certificate this node presents to TLS upstreams (mTLS)",
     "upstream_tls_key": "PEM private key of --upstream-tls-cert",
+    "handoff_socket": "offer this node's listener and sockets to a successor process on this "
+    "Unix socket path",
+    "take_over": "take over the listener and every plain-TCP socket of the node offering them "
+    "on this Unix socket path (its --handoff-socket), then serve as that node",
 }
 
 BOOL_FLAGS = ("lifecycle_events", "metrics_public", "proxy_protocol", "upstream_tls")
@@ -102,6 +118,8 @@ DEFAULT_SHOWN = {
     "redis": "none: single node",
     "admin_token": "none",
     "redis_password_file": "none",
+    "handoff_socket": "none",
+    "take_over": "none",
 }
 CHOICES: dict[str, Sequence[str]] = {
     "framing": tuple(FRAMERS),
@@ -118,6 +136,8 @@ METAVARS = {
     "redis": "URL",
     "node_id": "ID",
     **dict.fromkeys(FILE_SETTINGS, "FILE"),
+    "handoff_socket": "PATH",
+    "take_over": "PATH",
 }
 
 

@@ -16,22 +16,37 @@ Rules:
   one it replaces. A session record whose incarnation is not its node's live one is invisible
   to ``lookup_session`` and ``list_sessions`` from the moment the claim changes hands, before
   ``remove_stale_sessions`` removes it.
+- Fleet-wide admin actions (broadcasts, upstream changes) keep their idempotency keys here:
+  ``claim_action`` is ``idempotency.ActionRecords.begin`` for the whole fleet, atomic (one
+  claim wins), bounded in time (``WINDOW``, ``PENDING``) and number (``MAX_KEYS``);
+  ``settle_action`` stores the answer, ``release_action`` forgets a key whose action did not
+  act.
 - A bus is whole before ``start``: ``start(node_id, handler, on_reconnect=...)`` only says who
   listens and what to call after the bus came back from a loss; ``connected`` says whether it
   can receive now (always True in memory).
 - Both interfaces carry what the node and the admin API call, nothing more: what only tests
   need (one session at a time, a list of envelopes) is written in ``tests/support`` on top.
+- ``send``'s ``on_write`` tells the caller the envelope may have left: until it is called,
+  nothing was handed on.
 - Every bus delivers what it sends to one node exactly once and in the order ``send`` was
   called (concurrent sends included), and each broadcast once to every other node; what it
   knows it lost on the way is counted in ``stats`` (memory: nothing is ever lost).
+- A hot handoff: ``pause`` stops a bus after what is under way and says where it stopped
+  (``BusPosition``); a successor process ``start``-s from that position with the same node id,
+  reading on and numbering on, so the other nodes see neither a gap nor a repeat; ``resume``
+  goes on in the same process instead (the handoff did not happen). ``close(keep_inbox=True)``
+  leaves the inbox to the successor.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from paradoxplex.shared.idempotency import Claim
+from paradoxplex.shared.ordering import Position
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamSpec
 
@@ -50,7 +65,9 @@ class NodeRecord:
     ``messages_in`` / ``messages_out`` (frames read from / written to its sockets) and
     ``drops`` (every ``paradoxplex_drops`` reason) are counters since start, for a reader to
     diff; ``heartbeat_at`` is the node's wall clock when it wrote the record; ``incarnation``
-    is the process that wrote it (new at each start, ``shared.incarnations``).
+    is the process that wrote it (new at each start, ``shared.incarnations``). ``last_handoff``:
+    the hot handoff that made this process the node (``at``, ``from_pid``, ``moved``,
+    ``kept``, ``pause_ms``), None when it started plainly.
     """
 
     node_id: str
@@ -65,9 +82,10 @@ class NodeRecord:
     drops: int = 0
     heartbeat_at: float = 0.0
     incarnation: str = ""
+    last_handoff: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        record: dict[str, Any] = {
             "id": self.node_id,
             "incarnation": self.incarnation,
             "listen": self.listen,
@@ -80,6 +98,9 @@ class NodeRecord:
             "drops": self.drops,
             "heartbeat_at": self.heartbeat_at,
         }
+        if self.last_handoff is not None:
+            record["last_handoff"] = self.last_handoff
+        return record
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> NodeRecord:
@@ -97,7 +118,27 @@ class NodeRecord:
             drops=int(data.get("drops", 0)),
             heartbeat_at=float(data.get("heartbeat_at", 0.0)),
             incarnation=str(data.get("incarnation", "")),
+            last_handoff=_handoff(data.get("last_handoff")),
         )
+
+
+HANDOFF_FIELDS = {"at": float, "from_pid": int, "moved": int, "kept": int, "pause_ms": float}
+
+
+def _handoff(value: Any) -> dict[str, Any] | None:
+    """A record's ``last_handoff``: from a dict or its JSON (a Redis hash field); None when
+    absent or malformed."""
+    if isinstance(value, str | bytes):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    if not isinstance(value, dict):
+        return None
+    try:
+        return {name: kind(value[name]) for name, kind in HANDOFF_FIELDS.items()}
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 class FleetState(Protocol):
@@ -159,11 +200,24 @@ class FleetState(Protocol):
         (None on the last page). A page may hold fewer than ``limit`` when records it read
         were invisible; the cursor then goes on past them."""
 
+    async def node_sessions(self, node_id: str) -> list[str]:
+        """Every session id registered under ``node_id``, whichever incarnation wrote it."""
+
     async def put_upstream(self, spec: UpstreamSpec) -> None: ...
     async def remove_upstream(self, upstream_id: str) -> bool: ...
     async def list_upstreams(self) -> list[UpstreamSpec]: ...
     async def set_health(self, node_id: str, upstream_id: str, view: dict[str, Any]) -> None: ...
     async def health_views(self) -> dict[str, dict[str, dict[str, Any]]]: ...
+
+    async def claim_action(self, key: str, fingerprint: bytes) -> Claim[bytes]:
+        """Whether a fleet-wide action with this idempotency key may act now (a pending
+        record is made when it may), replays, is in progress or mismatches."""
+
+    async def settle_action(self, key: str, fingerprint: bytes, answer: bytes) -> None:
+        """The claimed action answered ``answer``: replayed for ``WINDOW`` seconds."""
+
+    async def release_action(self, key: str, fingerprint: bytes) -> None:
+        """The claimed action did not act: the key is free again."""
 
 
 @dataclass(slots=True)
@@ -175,6 +229,36 @@ class BusStats:
     gaps: int = 0
     lost: int = 0
     duplicates: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Numbering:
+    """A sender's last number on one destination (``node_id``; "" for the fleet stream)."""
+
+    node_id: str
+    seq: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class BusPosition:
+    """Where a bus stopped (``FleetBus.pause``), for a successor to go on from: the reader's
+    last entry on the inbox and on the fleet stream, when it began reading (``since``, ms),
+    what it had seen of each sender there, and its own epoch and numbering per destination.
+    The empty position (``present`` False) is a bus with nothing to carry (in memory)."""
+
+    present: bool = False
+    inbox_last: str = ""
+    fleet_last: str = ""
+    since: int = 0
+    inbox: tuple[Position, ...] = ()
+    fleet: tuple[Position, ...] = ()
+    epoch: int = 0
+    peers: tuple[Numbering, ...] = ()
+    fleet_numbering: Numbering = Numbering("", 0, 0)
+
+
+NO_POSITION = BusPosition()
 
 
 class FleetBus(Protocol):
@@ -194,13 +278,35 @@ class FleetBus(Protocol):
         handler: EnvelopeHandler,
         *,
         on_reconnect: ReconnectHandler | None = None,
+        position: BusPosition = NO_POSITION,
     ) -> None:
-        """Listen as ``node_id``; ``on_reconnect()`` runs after every recovered loss."""
+        """Listen as ``node_id``; ``on_reconnect()`` runs after every recovered loss. From
+        ``position`` (a predecessor's, same node id): read on and number on from there."""
 
-    async def close(self) -> None: ...
-    async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
+    async def pause(self, settle: Callable[[], Awaitable[None]] | None = None) -> BusPosition:
+        """Stop reading (after the envelope in hand), await ``settle()`` (what the node still
+        sends because of what it read: answers, forwarded replies), then stop sending (after
+        the sends under way); where it stopped."""
+
+    async def resume(self) -> None:
+        """Read and send again from where ``pause`` stopped."""
+
+    async def close(self, *, keep_inbox: bool = False) -> None:
+        """Stop; ``keep_inbox``: leave this node's inbox to a successor (a handoff)."""
+
+    async def send(
+        self,
+        node_id: str,
+        envelope: bytes,
+        *,
+        count: int = 1,
+        on_write: Callable[[], None] | None = None,
+    ) -> bool:
         """Deliver to one node; False when it never listened before giving up.
-        ``count``: how many messages the envelope carries (what a loss of it would lose)."""
+        ``count``: how many messages the envelope carries (what a loss of it would lose).
+        ``on_write()`` is called just before each attempt to hand the envelope on (a call
+        cancelled or failed before it never reaches the node: an admin command that was not
+        written is known not to act)."""
 
     async def broadcast(self, envelope: bytes) -> None: ...
     async def control(self, envelope: bytes) -> None: ...

@@ -9,6 +9,9 @@ Rules:
 - ``length``: a 4-byte big-endian length, then that many bytes. A declared length over
   ``max_frame`` is an oversize frame at once, before its bytes arrive.
 - Every framer holds at most ``max_frame`` (+4) bytes; ``feed`` raises ``FrameTooLarge``.
+- ``pending`` is what a framer holds (read, not yet a whole frame): feeding it to a new framer
+  of the same kind gives no frame and leaves that framer where this one was (a hot handoff
+  moves a socket in the middle of a frame so).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ class Framer(Protocol):
     @property
     def buffered(self) -> int: ...
 
+    @property
+    def pending(self) -> bytes: ...
+
 
 class RawFramer:
     """Each read is one message, as the original."""
@@ -42,6 +48,10 @@ class RawFramer:
     @property
     def buffered(self) -> int:
         return 0
+
+    @property
+    def pending(self) -> bytes:
+        return b""
 
 
 class LineFramer:
@@ -70,6 +80,10 @@ class LineFramer:
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+    @property
+    def pending(self) -> bytes:
+        return bytes(self._buffer)
 
 
 class LengthFramer:
@@ -102,6 +116,10 @@ class LengthFramer:
     @property
     def buffered(self) -> int:
         return len(self._buffer)
+
+    @property
+    def pending(self) -> bytes:
+        return bytes(self._buffer)
 
 
 FRAMERS: dict[str, type[RawFramer] | type[LineFramer] | type[LengthFramer]] = {

@@ -13,6 +13,8 @@ Rules (``placement`` says why):
 
 from __future__ import annotations
 
+import hashlib
+
 from paradoxplex.shared.placement import FLEET_TAG, bucket_of
 
 DEFAULT_PREFIX = "paradoxplex"  # --key-prefix
@@ -68,6 +70,18 @@ class Keys:
     def cleanup(self, node_id: str) -> str:
         """SET NX PX lock: the survivor cleaning up after a dead node."""
         return f"{self._fleet}:cleanup:{node_id}"
+
+    def action(self, key: str) -> str:
+        """Hash (fingerprint, answer) with a TTL: one idempotency key of a fleet-wide admin
+        action (broadcast, upstream change); named by a digest of the key, which may hold any
+        printable character."""
+        digest = hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+        return f"{self._fleet}:action:{digest}"
+
+    @property
+    def actions(self) -> str:
+        """Sorted set: every ``action`` key, scored by when it expires (ms): bounds their number."""
+        return f"{self._fleet}:actions"
 
     def probe(self, nonce: str) -> str:
         """Scratch keys (``probe:<nonce>`` and below) the start-up check writes and deletes."""

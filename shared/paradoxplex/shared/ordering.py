@@ -17,6 +17,9 @@ Rules (``Order.accept``):
   receiver (``epoch_started(epoch) > since``): then everything from seq 1 should have been
   read here, and what is missing before it is a gap.
 ``Order.tail`` answers a ``Gap`` when envelopes before the marker never arrived, else None.
+``Order.positions`` and ``Order.resumed`` carry a receiver's positions to its successor (a hot
+handoff): the successor goes on exactly where this one stopped, so what was applied here is a
+``Duplicate`` there and what comes next is an ``Apply``.
 No I/O, no clock: ``since`` and epochs are milliseconds chosen by the caller.
 """
 
@@ -31,6 +34,7 @@ __all__ = [
     "Duplicate",
     "Gap",
     "Order",
+    "Position",
     "Verdict",
     "epoch_started",
     "new_epoch",
@@ -75,6 +79,16 @@ def epoch_started(epoch: int) -> int:
     return epoch >> EPOCH_BITS
 
 
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where one sender stood on one stream: its epoch, last ``seq`` and ``total``."""
+
+    sender: str
+    epoch: int
+    seq: int
+    total: int
+
+
 @dataclass(slots=True)
 class _Track:
     epoch: int
@@ -99,6 +113,19 @@ class Order:
         verdict = self._advance(track, seq, total - count)
         track.total = total
         return verdict
+
+    def positions(self) -> list[Position]:
+        """Every sender's position, for a successor (``resumed``)."""
+        return [Position(s, t.epoch, t.seq, t.total) for s, t in sorted(self._tracks.items())]
+
+    @classmethod
+    def resumed(cls, positions: list[Position], *, since: int) -> Order:
+        """An ``Order`` that goes on from ``positions`` (another receiver's, of the same
+        stream) and began reading at ``since``."""
+        order = cls(since=since)
+        for position in positions:
+            order._tracks[position.sender] = _Track(position.epoch, position.seq, position.total)
+        return order
 
     def tail(self, sender: str, epoch: int, seq: int, total: int) -> Gap | None:
         """A marker: ``seq`` envelopes and ``total`` messages were sent. A Gap when some of

@@ -152,6 +152,11 @@ BROKEN_CONNECTION = RetryPolicy(attempts=2)
 #: Never again: connections whose owner watches and replaces them itself.
 NO_RETRY = RetryPolicy(attempts=1)
 
+#: The admin client (CLI) retrying an action answered 503, 504 or 409 ``in_progress``, with
+#: the same Idempotency-Key: 0.25, 0.5, 1, 2, 2 s apart (each plus up to 0.1 s), 6 attempts
+#: in all (about 6 s of waiting); the dashboard's retries (``ui/app.js``) have these numbers.
+ADMIN_ACTION = RetryPolicy(first=0.25, cap=2.0, jitter=0.1, attempts=6)
+
 #: ``--workers``: a worker process that died is started again 0.4, 0.8, 1.6, 3.2 and 5 s
 #: later; at its sixth death the parent gives up.
 WORKER_RESTART = RetryPolicy(first=0.4, cap=5.0, attempts=6)

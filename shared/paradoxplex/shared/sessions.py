@@ -72,6 +72,9 @@ class SessionInfo:
     messages_in: int = 0
     messages_out: int = 0
     incarnation: str = ""
+    #: the number this node gave the socket's last message to an upstream (delivery ids
+    #: ``(client_uuid, seq)``); part of the socket's state, not of the fleet's record
+    seq: int = field(default=0, compare=False)
 
     @property
     def active(self) -> bool:

@@ -32,6 +32,8 @@ from paradoxplex.shared.errors import ConfigError, InvalidRequest
 MAX_HOST_LENGTH = 253
 #: Where ``upstream-echo`` and the SDK listen by default (the original's example upstream).
 EXAMPLE_UPSTREAM = Address("127.0.0.1", 45888)
+#: seconds an SDK upstream takes at most to drain on SIGTERM (``UpstreamServer(grace=...)``)
+UPSTREAM_GRACE = 10.0
 _HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 
 

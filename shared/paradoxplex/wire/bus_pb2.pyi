@@ -179,6 +179,8 @@ class Command(_message.Message):
     PAYLOAD_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    FINGERPRINT_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     action: _builtins.str
     """"get" | "send" | "pause" | "resume" | "labels" | "close" """
@@ -186,8 +188,15 @@ class Command(_message.Message):
     payload: _builtins.bytes
     deadline: _builtins.float
     """Unix time after which the requester has given up (answered 504): the owner drops a
-    command that arrives later instead of acting on it, so a retried 504 never acts twice.
+    command that arrives later instead of acting on it. Best effort (the clocks of two nodes
+    differ): what keeps a retry from acting twice is the idempotency key below.
     """
+    idempotency_key: _builtins.str
+    """The admin request's Idempotency-Key (empty: none) and the digest of what it asks: the
+    owner acts once per key and answers every later command with that key as it answered
+    the first (CommandReply.replayed).
+    """
+    fingerprint: _builtins.bytes
     @_builtins.property
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
     def __init__(
@@ -199,10 +208,12 @@ class Command(_message.Message):
         payload: _builtins.bytes = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         deadline: _builtins.float = ...,
+        idempotency_key: _builtins.str = ...,
+        fingerprint: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "client_uuid", b"client_uuid", "deadline", b"deadline", "labels", b"labels", "payload", b"payload", "request_id", b"request_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "client_uuid", b"client_uuid", "deadline", b"deadline", "fingerprint", b"fingerprint", "idempotency_key", b"idempotency_key", "labels", b"labels", "payload", b"payload", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -215,21 +226,27 @@ class CommandReply(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
+    REPLAYED_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     status: _builtins.str
-    """"ok" | "not_found" | "error" """
+    """"ok" | "not_found" | "error" | "key_reused" (the idempotency key came with another
+    request) | "in_progress" (a command with that key is acting)
+    """
     body: _builtins.bytes
     """orjson-encoded result (for "get": the socket record), or the error message."""
+    replayed: _builtins.bool
+    """The answer the owner gave the first command with this idempotency key, not acted again."""
     def __init__(
         self,
         *,
         request_id: _builtins.str = ...,
         status: _builtins.str = ...,
         body: _builtins.bytes = ...,
+        replayed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "request_id", b"request_id", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "replayed", b"replayed", "request_id", b"request_id", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

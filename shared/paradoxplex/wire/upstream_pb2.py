@@ -25,31 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fparadoxplex/wire/upstream.proto\x12\x15upstream.grpc.service\x1a\x1bgoogle/protobuf/empty.proto\"{\n\x12InputStreamRequest\x12\x0c\n\x04time\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x31\n\x05\x65vent\x18\x10 \x01(\x0b\x32\".upstream.grpc.service.SocketEvent\"\xbc\x01\n\x0bSocketEvent\x12\x35\n\x04kind\x18\x01 \x01(\x0e\x32\'.upstream.grpc.service.SocketEvent.Kind\x12\x16\n\x0eremote_address\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"=\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\r\n\tCONNECTED\x10\x01\x12\x10\n\x0c\x44ISCONNECTED\x10\x02\"\xa5\x01\n\x13OutputStreamRequest\x12\x0c\n\x04time\x18\x01 \x01(\t\x12\x15\n\x0b\x63lient_uuid\x18\x02 \x01(\tH\x00\x12\x35\n\tbroadcast\x18\x03 \x01(\x0e\x32 .upstream.grpc.service.BroadcastH\x00\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x17\n\x0f\x62roadcast_label\x18\x10 \x01(\tB\x08\n\x06target\"*\n\x0bReadyResult\x12\x0c\n\x04time\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\"(\n\nLiveResult\x12\x0c\n\x04time\x18\x01 \x01(\t\x12\x0c\n\x04live\x18\x02 \x01(\x08\"F\n\nInputBatch\x12\x38\n\x05items\x18\x01 \x03(\x0b\x32).upstream.grpc.service.InputStreamRequest\"H\n\x0bOutputBatch\x12\x39\n\x05items\x18\x01 \x03(\x0b\x32*.upstream.grpc.service.OutputStreamRequest*N\n\tBroadcast\x12\x11\n\rBROADCAST_ALL\x10\x00\x12\x14\n\x10\x42ROADCAST_ACTIVE\x10\x01\x12\x18\n\x14\x42ROADCAST_NOT_ACTIVE\x10\x02\x32\xf3\x02\n\x13UpstreamPeerService\x12s\n\x16\x62idirectionalStreaming\x12).upstream.grpc.service.InputStreamRequest\x1a*.upstream.grpc.service.OutputStreamRequest(\x01\x30\x01\x12\x43\n\x05ready\x12\x16.google.protobuf.Empty\x1a\".upstream.grpc.service.ReadyResult\x12\x45\n\x04live\x12\x16.google.protobuf.Empty\x1a!.upstream.grpc.service.LiveResult(\x01\x30\x01\x12[\n\x0e\x62\x61tchStreaming\x12!.upstream.grpc.service.InputBatch\x1a\".upstream.grpc.service.OutputBatch(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fparadoxplex/wire/upstream.proto\x12\x15upstream.grpc.service\x1a\x1bgoogle/protobuf/empty.proto\"\x99\x01\n\x12InputStreamRequest\x12\x0c\n\x04time\x18\x01 \x01(\t\x12\x13\n\x0b\x63lient_uuid\x18\x02 \x01(\t\x12\x0f\n\x07payload\x18\x03 \x01(\x0c\x12\x31\n\x05\x65vent\x18\x10 \x01(\x0b\x32\".upstream.grpc.service.SocketEvent\x12\x0b\n\x03seq\x18\x11 \x01(\x04\x12\x0f\n\x07\x61ttempt\x18\x12 \x01(\r\"\xbc\x01\n\x0bSocketEvent\x12\x35\n\x04kind\x18\x01 \x01(\x0e\x32\'.upstream.grpc.service.SocketEvent.Kind\x12\x16\n\x0eremote_address\x18\x02 \x01(\t\x12\x0f\n\x07node_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"=\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\r\n\tCONNECTED\x10\x01\x12\x10\n\x0c\x44ISCONNECTED\x10\x02\"\xb8\x01\n\x13OutputStreamRequest\x12\x0c\n\x04time\x18\x01 \x01(\t\x12\x15\n\x0b\x63lient_uuid\x18\x02 \x01(\tH\x00\x12\x35\n\tbroadcast\x18\x03 \x01(\x0e\x32 .upstream.grpc.service.BroadcastH\x00\x12\x0f\n\x07payload\x18\x04 \x01(\x0c\x12\x17\n\x0f\x62roadcast_label\x18\x10 \x01(\t\x12\x11\n\tcause_seq\x18\x11 \x01(\x04\x42\x08\n\x06target\"*\n\x0bReadyResult\x12\x0c\n\x04time\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\"(\n\nLiveResult\x12\x0c\n\x04time\x18\x01 \x01(\t\x12\x0c\n\x04live\x18\x02 \x01(\x08\"y\n\nInputBatch\x12\x38\n\x05items\x18\x01 \x03(\x0b\x32).upstream.grpc.service.InputStreamRequest\x12\x0f\n\x07\x63hannel\x18\x10 \x01(\t\x12\x11\n\treply_ack\x18\x11 \x01(\x04\x12\r\n\x05\x64rain\x18\x12 \x01(\x08\"\xbd\x01\n\x0bOutputBatch\x12\x39\n\x05items\x18\x01 \x03(\x0b\x32*.upstream.grpc.service.OutputStreamRequest\x12(\n\x04\x61\x63ks\x18\x10 \x03(\x0b\x32\x1a.upstream.grpc.service.Ack\x12\x13\n\x0b\x66irst_reply\x18\x11 \x01(\x04\x12\x10\n\x08\x64raining\x18\x12 \x01(\x08\x12\x0e\n\x06origin\x18\x13 \x01(\t\x12\x12\n\nduplicates\x18\x14 \x01(\x04\"\'\n\x03\x41\x63k\x12\x13\n\x0b\x63lient_uuid\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04*N\n\tBroadcast\x12\x11\n\rBROADCAST_ALL\x10\x00\x12\x14\n\x10\x42ROADCAST_ACTIVE\x10\x01\x12\x18\n\x14\x42ROADCAST_NOT_ACTIVE\x10\x02\x32\xf3\x02\n\x13UpstreamPeerService\x12s\n\x16\x62idirectionalStreaming\x12).upstream.grpc.service.InputStreamRequest\x1a*.upstream.grpc.service.OutputStreamRequest(\x01\x30\x01\x12\x43\n\x05ready\x12\x16.google.protobuf.Empty\x1a\".upstream.grpc.service.ReadyResult\x12\x45\n\x04live\x12\x16.google.protobuf.Empty\x1a!.upstream.grpc.service.LiveResult(\x01\x30\x01\x12[\n\x0e\x62\x61tchStreaming\x12!.upstream.grpc.service.InputBatch\x1a\".upstream.grpc.service.OutputBatch(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'paradoxplex.wire.upstream_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_BROADCAST']._serialized_start=803
-  _globals['_BROADCAST']._serialized_end=881
-  _globals['_INPUTSTREAMREQUEST']._serialized_start=87
-  _globals['_INPUTSTREAMREQUEST']._serialized_end=210
-  _globals['_SOCKETEVENT']._serialized_start=213
-  _globals['_SOCKETEVENT']._serialized_end=401
-  _globals['_SOCKETEVENT_KIND']._serialized_start=340
-  _globals['_SOCKETEVENT_KIND']._serialized_end=401
-  _globals['_OUTPUTSTREAMREQUEST']._serialized_start=404
-  _globals['_OUTPUTSTREAMREQUEST']._serialized_end=569
-  _globals['_READYRESULT']._serialized_start=571
-  _globals['_READYRESULT']._serialized_end=613
-  _globals['_LIVERESULT']._serialized_start=615
-  _globals['_LIVERESULT']._serialized_end=655
-  _globals['_INPUTBATCH']._serialized_start=657
-  _globals['_INPUTBATCH']._serialized_end=727
-  _globals['_OUTPUTBATCH']._serialized_start=729
-  _globals['_OUTPUTBATCH']._serialized_end=801
-  _globals['_UPSTREAMPEERSERVICE']._serialized_start=884
-  _globals['_UPSTREAMPEERSERVICE']._serialized_end=1255
+  _globals['_BROADCAST']._serialized_start=1063
+  _globals['_BROADCAST']._serialized_end=1141
+  _globals['_INPUTSTREAMREQUEST']._serialized_start=88
+  _globals['_INPUTSTREAMREQUEST']._serialized_end=241
+  _globals['_SOCKETEVENT']._serialized_start=244
+  _globals['_SOCKETEVENT']._serialized_end=432
+  _globals['_SOCKETEVENT_KIND']._serialized_start=371
+  _globals['_SOCKETEVENT_KIND']._serialized_end=432
+  _globals['_OUTPUTSTREAMREQUEST']._serialized_start=435
+  _globals['_OUTPUTSTREAMREQUEST']._serialized_end=619
+  _globals['_READYRESULT']._serialized_start=621
+  _globals['_READYRESULT']._serialized_end=663
+  _globals['_LIVERESULT']._serialized_start=665
+  _globals['_LIVERESULT']._serialized_end=705
+  _globals['_INPUTBATCH']._serialized_start=707
+  _globals['_INPUTBATCH']._serialized_end=828
+  _globals['_OUTPUTBATCH']._serialized_start=831
+  _globals['_OUTPUTBATCH']._serialized_end=1020
+  _globals['_ACK']._serialized_start=1022
+  _globals['_ACK']._serialized_end=1061
+  _globals['_UPSTREAMPEERSERVICE']._serialized_start=1144
+  _globals['_UPSTREAMPEERSERVICE']._serialized_end=1515
 # @@protoc_insertion_point(module_scope)

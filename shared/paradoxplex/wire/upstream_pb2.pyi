@@ -49,9 +49,19 @@ class InputStreamRequest(_message.Message):
     CLIENT_UUID_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
     EVENT_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
     time: _builtins.str
     client_uuid: _builtins.str
     payload: _builtins.bytes
+    seq: _builtins.int
+    """Extension (batch protocol, acknowledged): this message's number within its socket, from
+    1; 0 = unnumbered (the original proto's streams, an upstream that does not acknowledge).
+    """
+    attempt: _builtins.int
+    """Extension (batch protocol, acknowledged): n on the n-th delivery; on the first it may be
+    left out (0 means 1).
+    """
     @_builtins.property
     def event(self) -> Global___SocketEvent:
         """Extension (opt-in, --lifecycle-events): set on connect/disconnect notices, which carry
@@ -65,10 +75,12 @@ class InputStreamRequest(_message.Message):
         client_uuid: _builtins.str = ...,
         payload: _builtins.bytes = ...,
         event: Global___SocketEvent | None = ...,
+        seq: _builtins.int = ...,
+        attempt: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_uuid", b"client_uuid", "event", b"event", "payload", b"payload", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "client_uuid", b"client_uuid", "event", b"event", "payload", b"payload", "seq", b"seq", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -129,12 +141,18 @@ class OutputStreamRequest(_message.Message):
     BROADCAST_FIELD_NUMBER: _builtins.int
     PAYLOAD_FIELD_NUMBER: _builtins.int
     BROADCAST_LABEL_FIELD_NUMBER: _builtins.int
+    CAUSE_SEQ_FIELD_NUMBER: _builtins.int
     time: _builtins.str
     client_uuid: _builtins.str
     broadcast: Global___Broadcast.ValueType
     payload: _builtins.bytes
     broadcast_label: _builtins.str
     """Extension: with a broadcast target, only sockets carrying this label ("key=value")."""
+    cause_seq: _builtins.int
+    """Extension (batch protocol, acknowledged): set on a reply to client_uuid sent from the
+    handler of that socket's message number cause_seq; acknowledges that message (see
+    batchStreaming). 0: no such message.
+    """
     def __init__(
         self,
         *,
@@ -143,10 +161,11 @@ class OutputStreamRequest(_message.Message):
         broadcast: Global___Broadcast.ValueType = ...,
         payload: _builtins.bytes = ...,
         broadcast_label: _builtins.str = ...,
+        cause_seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["broadcast", b"broadcast", "client_uuid", b"client_uuid", "target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["broadcast", b"broadcast", "broadcast_label", b"broadcast_label", "client_uuid", b"client_uuid", "payload", b"payload", "target", b"target", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["broadcast", b"broadcast", "broadcast_label", b"broadcast_label", "cause_seq", b"cause_seq", "client_uuid", b"client_uuid", "payload", b"payload", "target", b"target", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["client_uuid", "broadcast"]  # noqa: Y015
     _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
@@ -203,16 +222,30 @@ class InputBatch(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEMS_FIELD_NUMBER: _builtins.int
+    CHANNEL_FIELD_NUMBER: _builtins.int
+    REPLY_ACK_FIELD_NUMBER: _builtins.int
+    DRAIN_FIELD_NUMBER: _builtins.int
+    channel: _builtins.str
+    """Probe only: the node's reply channel ("node id/incarnation"); empty: the node does not
+    acknowledge replies (and sends no numbered messages).
+    """
+    reply_ack: _builtins.int
+    """Every reply of this channel numbered up to this one was taken (0: none yet)."""
+    drain: _builtins.bool
+    """The node asks the upstream to drain this stream (an admin drain of the upstream)."""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___InputStreamRequest]: ...
     def __init__(
         self,
         *,
         items: _abc.Iterable[Global___InputStreamRequest] | None = ...,
+        channel: _builtins.str = ...,
+        reply_ack: _builtins.int = ...,
+        drain: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["channel", b"channel", "drain", b"drain", "items", b"items", "reply_ack", b"reply_ack"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -223,17 +256,61 @@ class OutputBatch(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ITEMS_FIELD_NUMBER: _builtins.int
+    ACKS_FIELD_NUMBER: _builtins.int
+    FIRST_REPLY_FIELD_NUMBER: _builtins.int
+    DRAINING_FIELD_NUMBER: _builtins.int
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    DUPLICATES_FIELD_NUMBER: _builtins.int
+    first_reply: _builtins.int
+    """The number of items[0] in the node's reply channel (0: unnumbered)."""
+    draining: _builtins.bool
+    """The upstream takes no new messages on this stream and will end it."""
+    origin: _builtins.str
+    """Probe answer only: this upstream process's id; set by an upstream that acknowledges."""
+    duplicates: _builtins.int
+    """Redeliveries the upstream did not run again since its previous batch (de-duplicated)."""
     @_builtins.property
     def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___OutputStreamRequest]: ...
+    @_builtins.property
+    def acks(self) -> _containers.RepeatedCompositeFieldContainer[Global___Ack]:
+        """Messages finished (see batchStreaming), one per socket at most."""
+
     def __init__(
         self,
         *,
         items: _abc.Iterable[Global___OutputStreamRequest] | None = ...,
+        acks: _abc.Iterable[Global___Ack] | None = ...,
+        first_reply: _builtins.int = ...,
+        draining: _builtins.bool = ...,
+        origin: _builtins.str = ...,
+        duplicates: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["acks", b"acks", "draining", b"draining", "duplicates", b"duplicates", "first_reply", b"first_reply", "items", b"items", "origin", b"origin"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OutputBatch: _TypeAlias = OutputBatch  # noqa: Y015
+
+@_typing.final
+class Ack(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_UUID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    client_uuid: _builtins.str
+    seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        client_uuid: _builtins.str = ...,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_uuid", b"client_uuid", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Ack: _TypeAlias = Ack  # noqa: Y015

@@ -45,9 +45,46 @@ class UpstreamPeerServiceStub:
     """Original: the node pings, the upstream answers live = true while it is healthy."""
     batchStreaming: _grpc.StreamStreamMultiCallable[_upstream_pb2.InputBatch, _upstream_pb2.OutputBatch]
     """Extension (fast path): the same traffic, many messages per gRPC message. A node opens it
-    first with an empty InputBatch (a probe), which the upstream answers with an empty
-    OutputBatch; on UNIMPLEMENTED (or no answer within ready_timeout) the node falls back to
-    bidirectionalStreaming. Empty batches carry nothing else and are otherwise ignored.
+    first with an empty InputBatch (a probe), which the upstream answers with an OutputBatch
+    without items; on UNIMPLEMENTED (or no answer within ready_timeout) the node falls back to
+    bidirectionalStreaming. A probe is an InputBatch without items, reply_ack or drain.
+
+    Acknowledged delivery (opt-in on both sides, negotiated by the probe):
+    - The node's probe names its reply channel (InputBatch.channel: the node and its process
+      incarnation). An upstream that acknowledges answers the probe with its origin
+      (OutputBatch.origin: one id per upstream process). Without an origin in the answer the
+      node sends messages unnumbered (seq = 0) and keeps nothing: at-most-once, as before.
+    - Delivery id: (client_uuid, seq). seq numbers a socket's messages (data and lifecycle
+      events) from 1, in the order the node read them; attempt is n on the n-th delivery
+      (left out, 0, on the first). A message delivered max-deliveries times without an acknowledgement
+      is dropped by the node (redelivery_exhausted).
+    - Acknowledgement, upstream -> node: OutputBatch.acks; Ack(client_uuid, seq) means every
+      message of that socket that this stream delivered up to and including seq, in the
+      order the stream delivered them, is finished (its handler returned). A reply to the
+      message's own socket sent from its handler carries cause_seq = seq and acknowledges it
+      the same way (no Ack needed); a reply to another socket or a broadcast from the
+      handler puts the Ack in the same OutputBatch. So the reply of message m travels with
+      (or before) the acknowledgement of m: a crash after the reply never redelivers m.
+    - The node keeps every message until it is acknowledged (bounded per link and per node;
+      past a bound: at-most-once for the excess, counted). When the stream ends or breaks, or
+      live fails, what is unacknowledged goes to another ready upstream with attempt + 1; a
+      socket's later messages wait behind it.
+    - The upstream runs a handler once per delivery id: a redelivery (attempt > 1) of an id it
+      finished (within its window) is acknowledged without running the handler, and counted
+      (OutputBatch.duplicates, the count since the previous batch).
+    - Replies, upstream -> node: in a channel the node named, each OutputBatch's items are
+      numbered first_reply, first_reply + 1, ... (per channel, from 1). The node acknowledges
+      them cumulatively (InputBatch.reply_ack) once each is written to its socket or handed to
+      the fleet bus. The upstream keeps what is unacknowledged and sends it again, with the
+      same numbers, on its next stream from the same channel; the node drops numbers it
+      already took from that origin. A reply carrying cause_seq of a message the node
+      redelivered is taken from the first upstream that answers it; a later answer from
+      another upstream is dropped (counted).
+    - Draining: OutputBatch.draining = the upstream takes no new messages (SIGTERM, or the
+      node asked with InputBatch.drain = true). The node takes it out of rotation at once;
+      the upstream finishes the handlers it runs, sends their replies and acknowledgements,
+      waits for reply_ack, and ends the stream; what it had not started is unacknowledged and
+      the node redelivers it.
     """
 
 @_typing.type_check_only
@@ -61,9 +98,46 @@ class UpstreamPeerServiceAsyncStub(UpstreamPeerServiceStub):
     """Original: the node pings, the upstream answers live = true while it is healthy."""
     batchStreaming: _aio.StreamStreamMultiCallable[_upstream_pb2.InputBatch, _upstream_pb2.OutputBatch]  # type: ignore[assignment]
     """Extension (fast path): the same traffic, many messages per gRPC message. A node opens it
-    first with an empty InputBatch (a probe), which the upstream answers with an empty
-    OutputBatch; on UNIMPLEMENTED (or no answer within ready_timeout) the node falls back to
-    bidirectionalStreaming. Empty batches carry nothing else and are otherwise ignored.
+    first with an empty InputBatch (a probe), which the upstream answers with an OutputBatch
+    without items; on UNIMPLEMENTED (or no answer within ready_timeout) the node falls back to
+    bidirectionalStreaming. A probe is an InputBatch without items, reply_ack or drain.
+
+    Acknowledged delivery (opt-in on both sides, negotiated by the probe):
+    - The node's probe names its reply channel (InputBatch.channel: the node and its process
+      incarnation). An upstream that acknowledges answers the probe with its origin
+      (OutputBatch.origin: one id per upstream process). Without an origin in the answer the
+      node sends messages unnumbered (seq = 0) and keeps nothing: at-most-once, as before.
+    - Delivery id: (client_uuid, seq). seq numbers a socket's messages (data and lifecycle
+      events) from 1, in the order the node read them; attempt is n on the n-th delivery
+      (left out, 0, on the first). A message delivered max-deliveries times without an acknowledgement
+      is dropped by the node (redelivery_exhausted).
+    - Acknowledgement, upstream -> node: OutputBatch.acks; Ack(client_uuid, seq) means every
+      message of that socket that this stream delivered up to and including seq, in the
+      order the stream delivered them, is finished (its handler returned). A reply to the
+      message's own socket sent from its handler carries cause_seq = seq and acknowledges it
+      the same way (no Ack needed); a reply to another socket or a broadcast from the
+      handler puts the Ack in the same OutputBatch. So the reply of message m travels with
+      (or before) the acknowledgement of m: a crash after the reply never redelivers m.
+    - The node keeps every message until it is acknowledged (bounded per link and per node;
+      past a bound: at-most-once for the excess, counted). When the stream ends or breaks, or
+      live fails, what is unacknowledged goes to another ready upstream with attempt + 1; a
+      socket's later messages wait behind it.
+    - The upstream runs a handler once per delivery id: a redelivery (attempt > 1) of an id it
+      finished (within its window) is acknowledged without running the handler, and counted
+      (OutputBatch.duplicates, the count since the previous batch).
+    - Replies, upstream -> node: in a channel the node named, each OutputBatch's items are
+      numbered first_reply, first_reply + 1, ... (per channel, from 1). The node acknowledges
+      them cumulatively (InputBatch.reply_ack) once each is written to its socket or handed to
+      the fleet bus. The upstream keeps what is unacknowledged and sends it again, with the
+      same numbers, on its next stream from the same channel; the node drops numbers it
+      already took from that origin. A reply carrying cause_seq of a message the node
+      redelivered is taken from the first upstream that answers it; a later answer from
+      another upstream is dropped (counted).
+    - Draining: OutputBatch.draining = the upstream takes no new messages (SIGTERM, or the
+      node asked with InputBatch.drain = true). The node takes it out of rotation at once;
+      the upstream finishes the handlers it runs, sends their replies and acknowledgements,
+      waits for reply_ack, and ends the stream; what it had not started is unacknowledged and
+      the node redelivers it.
     """
 
 class UpstreamPeerServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -98,9 +172,46 @@ class UpstreamPeerServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_upstream_pb2.OutputBatch], _abc.AsyncIterator[_upstream_pb2.OutputBatch]]:
         """Extension (fast path): the same traffic, many messages per gRPC message. A node opens it
-        first with an empty InputBatch (a probe), which the upstream answers with an empty
-        OutputBatch; on UNIMPLEMENTED (or no answer within ready_timeout) the node falls back to
-        bidirectionalStreaming. Empty batches carry nothing else and are otherwise ignored.
+        first with an empty InputBatch (a probe), which the upstream answers with an OutputBatch
+        without items; on UNIMPLEMENTED (or no answer within ready_timeout) the node falls back to
+        bidirectionalStreaming. A probe is an InputBatch without items, reply_ack or drain.
+
+        Acknowledged delivery (opt-in on both sides, negotiated by the probe):
+        - The node's probe names its reply channel (InputBatch.channel: the node and its process
+          incarnation). An upstream that acknowledges answers the probe with its origin
+          (OutputBatch.origin: one id per upstream process). Without an origin in the answer the
+          node sends messages unnumbered (seq = 0) and keeps nothing: at-most-once, as before.
+        - Delivery id: (client_uuid, seq). seq numbers a socket's messages (data and lifecycle
+          events) from 1, in the order the node read them; attempt is n on the n-th delivery
+          (left out, 0, on the first). A message delivered max-deliveries times without an acknowledgement
+          is dropped by the node (redelivery_exhausted).
+        - Acknowledgement, upstream -> node: OutputBatch.acks; Ack(client_uuid, seq) means every
+          message of that socket that this stream delivered up to and including seq, in the
+          order the stream delivered them, is finished (its handler returned). A reply to the
+          message's own socket sent from its handler carries cause_seq = seq and acknowledges it
+          the same way (no Ack needed); a reply to another socket or a broadcast from the
+          handler puts the Ack in the same OutputBatch. So the reply of message m travels with
+          (or before) the acknowledgement of m: a crash after the reply never redelivers m.
+        - The node keeps every message until it is acknowledged (bounded per link and per node;
+          past a bound: at-most-once for the excess, counted). When the stream ends or breaks, or
+          live fails, what is unacknowledged goes to another ready upstream with attempt + 1; a
+          socket's later messages wait behind it.
+        - The upstream runs a handler once per delivery id: a redelivery (attempt > 1) of an id it
+          finished (within its window) is acknowledged without running the handler, and counted
+          (OutputBatch.duplicates, the count since the previous batch).
+        - Replies, upstream -> node: in a channel the node named, each OutputBatch's items are
+          numbered first_reply, first_reply + 1, ... (per channel, from 1). The node acknowledges
+          them cumulatively (InputBatch.reply_ack) once each is written to its socket or handed to
+          the fleet bus. The upstream keeps what is unacknowledged and sends it again, with the
+          same numbers, on its next stream from the same channel; the node drops numbers it
+          already took from that origin. A reply carrying cause_seq of a message the node
+          redelivered is taken from the first upstream that answers it; a later answer from
+          another upstream is dropped (counted).
+        - Draining: OutputBatch.draining = the upstream takes no new messages (SIGTERM, or the
+          node asked with InputBatch.drain = true). The node takes it out of rotation at once;
+          the upstream finishes the handlers it runs, sends their replies and acknowledgements,
+          waits for reply_ack, and ends the stream; what it had not started is unacknowledged and
+          the node redelivers it.
         """
 
 def add_UpstreamPeerServiceServicer_to_server(servicer: UpstreamPeerServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -6,6 +6,10 @@
 // - Every POLL_MS the page reads the admin API (nodes, upstreams, one page of sockets, readyz);
 //   a poll starts only when the previous one has ended.
 // - Every action is one of the API's own routes; nothing here changes state another way.
+// - Every action sends a fresh Idempotency-Key and is tried again with the same key while it
+//   is answered 503, 504 or 409 in_progress (RETRY: the admin CLI's numbers,
+//   paradoxplex.shared.retry.ADMIN_ACTION), so the fleet acts once however often it is sent.
+//   A last failure says its outcome (not applied, or unknown).
 // - Everything is written with textContent: no HTML is ever built from data.
 
 const POLL_MS = 1000;
@@ -14,14 +18,22 @@ const STALE_MS = 3000;
 const TOKEN_KEY = "paradoxplex.admin.token";
 const PALETTE = ["#1d2430", "#2257c5", "#d9480f", "#2f9e44", "#9c36b5", "#0c8599", "#e67700", "#c2255c"];
 const API = new URL("../", document.baseURI); // the admin API's root, beside /ui/
+// 0.25 s doubling up to 2 s, each plus up to 0.1 s, 6 attempts in all
+const RETRY = { first: 250, cap: 2000, jitter: 100, attempts: 6 };
 
 const $ = (id) => document.getElementById(id);
 
 class HttpError extends Error {
-  constructor(status, code, message) {
-    super(message);
+  constructor(status, code, message, outcome) {
+    const said = { not_applied: " (not applied)", unknown: " (outcome unknown: it may have happened)" };
+    super(message + (said[outcome] || ""));
     this.status = status;
     this.code = code;
+    this.outcome = outcome;
+  }
+
+  get retryable() {
+    return this.status === 503 || this.status === 504 || this.code === "in_progress";
   }
 }
 
@@ -32,8 +44,9 @@ function authHeaders() {
   return token ? { Authorization: `Bearer ${token}` } : {};
 }
 
-async function call(method, path, body) {
+async function call(method, path, body, key) {
   const headers = { Accept: "application/json", ...authHeaders() };
+  if (key) headers["Idempotency-Key"] = key;
   const init = { method, headers, cache: "no-store", credentials: "omit", redirect: "error" };
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
@@ -50,13 +63,33 @@ async function call(method, path, body) {
   return { response, data };
 }
 
-async function api(method, path, body) {
-  const { response, data } = await call(method, path, body);
+async function api(method, path, body, key) {
+  const { response, data } = await call(method, path, body, key);
   if (!response.ok) {
     const error = data && data.error ? data.error : {};
-    throw new HttpError(response.status, error.code || "http", error.message || response.statusText);
+    throw new HttpError(response.status, error.code || "http", error.message || response.statusText, error.outcome);
   }
   return { data, date: response.headers.get("Date") };
+}
+
+function freshKey() {
+  // crypto.randomUUID needs a secure context; getRandomValues does not (plain http:// too)
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function perform(method, path, body) {
+  // an action: one key, tried again with it while the answer says so (see the rules)
+  const key = freshKey();
+  for (let failures = 1; ; failures++) {
+    try {
+      return await api(method, path, body, key);
+    } catch (failure) {
+      if (!(failure instanceof HttpError) || !failure.retryable || failures >= RETRY.attempts) throw failure;
+    }
+    const wait = Math.min(RETRY.cap, RETRY.first * 2 ** (failures - 1)) + Math.random() * RETRY.jitter;
+    await new Promise((resolve) => setTimeout(resolve, wait));
+  }
 }
 
 async function readyz() {
@@ -182,6 +215,21 @@ function colorOf(nodeId) {
 
 // -- tables ----------------------------------------------------------------------------
 
+function fmtProcess(n, now) {
+  // how this node's process came to be: its incarnation (when the node reports one), and
+  // the hot handoff that made it the node, or its start
+  const parts = n.incarnation ? [`incarnation ${String(n.incarnation).slice(0, 8)}`] : [];
+  const h = n.last_handoff;
+  if (h) {
+    const kept = h.kept ? `, ${fmtCount(h.kept)} kept` : "";
+    parts.push(`took over ${fmtAge(now - h.at)} ago: ${fmtCount(h.moved)} moved${kept}, ` +
+      `pause ${fmtCount(Math.round(h.pause_ms))} ms`);
+  } else if (typeof n.started_at === "number") {
+    parts.push(`started ${fmtAge(now - n.started_at)} ago`);
+  }
+  return parts.length ? parts.join(" · ") : DASH;
+}
+
 function setText(cell, text) {
   const value = String(text);
   if (cell.textContent !== value) cell.textContent = value;
@@ -260,6 +308,8 @@ function renderNodes() {
     setText(c[6], fmtRate(n.rateOut));
     setText(c[7], fmtCount(n.drops));
     setText(c[8], n.heartbeat_at ? fmtAge(now - n.heartbeat_at) : DASH);
+    setText(c[9], fmtProcess(n, now));
+    c[9].title = n.last_handoff ? `took over from pid ${n.last_handoff.from_pid}` : "";
   });
   const select = $("f-node");
   const wanted = ["", ...state.nodes.map((n) => n.id)];
@@ -666,7 +716,7 @@ const ACTIONS = {
     label: "text (written as UTF-8, unchanged)",
     ok: "Send",
     initial: () => "",
-    run: (uuid, text) => api("POST", socketPath(uuid, "/send"), { text }),
+    run: (uuid, text) => perform("POST", socketPath(uuid, "/send"), { text }),
     done: "sent",
   },
   labels: {
@@ -674,7 +724,7 @@ const ACTIONS = {
     label: "key=value pairs, comma separated (empty: no labels)",
     ok: "Save",
     initial: (socket) => Object.entries(socket.labels || {}).map(([k, v]) => `${k}=${v}`).join(", "),
-    run: (uuid, text) => api("PUT", socketPath(uuid, "/labels"), parseLabels(text)),
+    run: (uuid, text) => perform("PUT", socketPath(uuid, "/labels"), parseLabels(text)),
     done: "labels saved",
   },
   close: {
@@ -682,7 +732,7 @@ const ACTIONS = {
     label: "",
     ok: "Close socket",
     initial: () => "",
-    run: (uuid) => api("DELETE", socketPath(uuid)),
+    run: (uuid) => perform("DELETE", socketPath(uuid)),
     done: "closed",
   },
 };
@@ -750,7 +800,7 @@ async function onSocketClick(event) {
   const verb = socket.state === "paused" ? "resume" : "pause";
   button.disabled = true;
   try {
-    await api("POST", socketPath(uuid, `/${verb}`));
+    await perform("POST", socketPath(uuid, `/${verb}`));
     toast(`${uuid.slice(0, 8)}…: ${verb === "pause" ? "paused" : "resumed"}`);
     refreshNow();
   } catch (failure) {
@@ -766,7 +816,7 @@ async function onBroadcast(event) {
   const label = $("b-label").value.trim();
   if (label) body.label = label;
   try {
-    const { data } = await api("POST", "v1/broadcast", body);
+    const { data } = await perform("POST", "v1/broadcast", body);
     toast(`broadcast sent: ${data.delivered_local} socket(s) of this node; the other nodes write theirs`);
     $("b-text").value = "";
   } catch (failure) {

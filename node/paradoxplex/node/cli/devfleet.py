@@ -11,6 +11,13 @@ admin API on ``admin_base + i`` (8001, 8002, ...); upstream ``j`` listens on
 A member that dies (``kill -9`` to try failover) is reported and restarted after a backoff
 (``retry.MEMBER_RESTART``: 1 s, 2 s, 4 s … up to 30 s); the others keep running.
 
+Upgrade in place: every node offers a hot handoff (``--handoff-socket`` in the cluster's
+directory). ``upgrade node2`` typed on the cluster's standard input (``upgrade all``: every
+node, one after the other), or SIGUSR1 (every node), starts a new process of the program on
+disk with ``--take-over``: it takes the node's listener and sockets over, the old process
+exits 0 and the new one is the member from then on. A new process that fails is reported;
+the old one serves on.
+
 ``--redis-mode`` picks how Redis is laid out, one row of ``REDIS_MODES`` each: ``single`` (one
 server), ``sentinel`` (a master, a replica and three sentinels watching it, all from the
 same ``redis-server`` binary; the nodes are given the ``redis+sentinel://`` URL: ``kill -9``
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import shutil
 import signal
 import socket
@@ -32,7 +40,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from paradoxplex.shared.config import DEFAULT_LISTEN
 from paradoxplex.shared.keys import DEFAULT_PREFIX
@@ -240,11 +248,20 @@ class Member:
     restart_at: float | None = None
     #: The shortest wait before a restart (see ``SENTINEL_RESTART_DELAY``).
     min_delay: float = 0.0
+    #: A node's ``--handoff-socket``; its successor while an upgrade in place is under way.
+    handoff: str = ""
+    successor: subprocess.Popen[bytes] | None = None
 
     def start(self) -> subprocess.Popen[bytes]:
         self.process = subprocess.Popen(self.command, start_new_session=True)
         self.restart_at = None
         return self.process
+
+    def upgrade(self) -> subprocess.Popen[bytes]:
+        """Start a process of the program on disk that takes this node over."""
+        command = [*self.command, "--take-over", self.handoff]
+        self.successor = subprocess.Popen(command, start_new_session=True)
+        return self.successor
 
     @property
     def alive(self) -> bool:
@@ -257,6 +274,7 @@ class Cluster:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.members: list[Member] = []
+        self.upgrades: list[Member] = []
         self.workdir = tempfile.mkdtemp(prefix="paradoxplex-cluster-")
 
     def _start(
@@ -283,14 +301,16 @@ class Cluster:
             lines.append(f"{name:<10} 127.0.0.1:{port}")
         for i in range(args.nodes):
             listen, admin = args.listen_base - i, args.admin_base + i
+            handoff = os.path.join(self.workdir, f"node{i + 1}.handoff")
             command = [
                 *me, "node", "--node-id", f"node{i + 1}", "--listen", f"127.0.0.1:{listen}",
                 "--admin", f"127.0.0.1:{admin}", "--redis", redis_url,
-                "--key-prefix", args.prefix, "--drain-grace", "1",
+                "--key-prefix", args.prefix, "--drain-grace", "1", "--handoff-socket", handoff,
             ]  # fmt: skip
             for upstream in upstreams:
                 command += ["--upstream", upstream]
             wait_port(admin, self._start(f"node{i + 1}", "node", command), f"node{i + 1}")
+            self.members[-1].handoff = handoff
             lines.append(f"node{i + 1:<6} tcp 127.0.0.1:{listen}  admin http://127.0.0.1:{admin}")
         lines.append(
             f"admin:     PARADOXPLEX_ADMIN_URL=http://127.0.0.1:{args.admin_base} "
@@ -350,10 +370,50 @@ class Cluster:
         url = "redis+cluster://" + ",".join(addresses)
         return url, [f"redis      {url} ({CLUSTER_MASTERS} masters, 1 replica each)"]
 
+    def upgrade(self, name: str) -> list[str]:
+        """Upgrade node ``name`` (``all``: every node, one after the other) in place."""
+        nodes = [m for m in self.members if m.role == "node" and name in ("all", m.name)]
+        if not nodes:
+            names = ", ".join(m.name for m in self.members if m.role == "node")
+            return [f"paradoxplex cluster: no node {name!r} to upgrade (nodes: {names}, all)"]
+        self.upgrades += [m for m in nodes if m not in self.upgrades]
+        return []
+
+    def _next_upgrade(self) -> list[str]:
+        """Start the next upgrade once none is under way."""
+        if any(m.successor is not None for m in self.members) or not self.upgrades:
+            return []
+        member = self.upgrades.pop(0)
+        if not member.alive:
+            return [f"paradoxplex cluster: {member.name} is not running; not upgraded"]
+        successor = member.upgrade()
+        return [f"paradoxplex cluster: upgrading {member.name} in place (new pid {successor.pid})"]
+
+    def _upgraded(self, member: Member) -> list[str]:
+        """Follow an upgrade under way: the new process becomes the member once the old one
+        exits 0; a new process that exits first failed (the old one serves on)."""
+        successor, process = member.successor, member.process
+        if successor is None or process is None:
+            return []
+        said = f"paradoxplex cluster: {member.name}"
+        if successor.poll() is not None:
+            member.successor = None
+            return [f"{said}: upgrade failed ({describe_exit(successor.returncode)}); serving on"]
+        if process.poll() is None:
+            return []
+        member.successor, member.process = None, successor
+        if process.returncode != 0:
+            return [f"{said}: old process {describe_exit(process.returncode)}; the new one serves"]
+        return [f"{said} upgraded in place (pid {process.pid} -> {successor.pid})"]
+
     def supervise(self, now: float) -> list[str]:
-        """Restart members that died, after their backoff; returns what to tell the user."""
-        said = []
+        """Follow upgrades, restart members that died, after their backoff; returns what to
+        tell the user."""
+        said = self._next_upgrade()
         for member in self.members:
+            if member.successor is not None:
+                said += self._upgraded(member)
+                continue
             process = member.process
             if process is None or process.poll() is None:
                 continue
@@ -375,9 +435,11 @@ class Cluster:
         """Nodes first (they drain and leave the fleet), then upstreams, then Redis."""
         for role in ("node", "upstream", "redis"):
             processes = [
-                member.process
+                process
                 for member in self.members
-                if member.role == role and member.process is not None
+                if member.role == role
+                for process in (member.process, member.successor)
+                if process is not None
             ]
             _stop_all(processes)
         shutil.rmtree(self.workdir, ignore_errors=True)
@@ -416,22 +478,67 @@ def run_cluster(args: argparse.Namespace) -> int:
         nonlocal stop
         stop = True
 
+    def upgrade_all(_signum: int, _frame: object) -> None:
+        cluster.upgrade("all")
+
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGUSR1, upgrade_all)
+    commands = Commands(sys.stdin)
     try:
         for line in cluster.start():
             print(line, flush=True)
-        print("cluster up; Ctrl-C stops it", flush=True)
+        print(
+            "cluster up; Ctrl-C stops it; `upgrade NODE` (or `upgrade all`) here upgrades in place",
+            flush=True,
+        )
         while not stop:
+            for command in commands.read(0.2):
+                for line in run_command(cluster, command):
+                    print(line, file=sys.stderr, flush=True)
             for line in cluster.supervise(time.monotonic()):
                 print(line, file=sys.stderr, flush=True)
-            time.sleep(0.2)
         return 0
     except RuntimeError as error:
         print(f"paradoxplex cluster: {error}", file=sys.stderr)
         return 1
     finally:
         cluster.stop()
+
+
+class Commands:
+    """Lines typed on the cluster's standard input (none once it is closed or not readable)."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self.stream = stream
+        self._partial = b""
+
+    def read(self, wait: float) -> list[str]:
+        """The complete lines that came within ``wait`` seconds (waits that long otherwise)."""
+        if self.stream is None:
+            time.sleep(wait)
+            return []
+        try:
+            ready, _, _ = select.select([self.stream], [], [], wait)
+        except (OSError, ValueError):
+            self.stream = None
+            return []
+        if not ready:
+            return []
+        data = os.read(self.stream.fileno(), 4096)
+        if not data:
+            self.stream = None  # closed: nothing more will come
+            return []
+        *lines, self._partial = (self._partial + data).split(b"\n")
+        return [line.decode(errors="replace").strip() for line in lines if line.strip()]
+
+
+def run_command(cluster: Cluster, command: str) -> list[str]:
+    """One typed command: ``upgrade NODE`` or ``upgrade all``."""
+    words = command.split()
+    if len(words) == 2 and words[0] == "upgrade":
+        return cluster.upgrade(words[1])
+    return [f"paradoxplex cluster: unknown command {command!r} (try: upgrade node1, upgrade all)"]
 
 
 def command_to_paste() -> str:

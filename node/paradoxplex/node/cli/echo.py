@@ -1,16 +1,21 @@
-"""``paradoxplex upstream-echo``: sends each payload back, unchanged, to its sender."""
+"""``paradoxplex upstream-echo``: sends each payload back, unchanged, to its sender.
+
+SIGTERM or SIGINT drains it (``UpstreamServer.run``): it takes no new message, finishes and
+answers what it runs, hands back the rest to the node, and exits 0 within ``--grace``
+seconds (10).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 
 import grpc
 
 from paradoxplex.node.tls import CERTIFICATE, PRIVATE_KEY, TlsFiles, read_pem
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.upstream import Message, Outbox, UpstreamServer, server_credentials
+from paradoxplex.upstream.server import DEFAULT_GRACE
 
 log = logging.getLogger("paradoxplex.upstream")
 
@@ -61,20 +66,17 @@ async def run_echo(
     broadcast_every: int = 0,
     batch: bool = True,
     credentials: grpc.ServerCredentials | None = None,
+    grace: float = DEFAULT_GRACE,
+    acks: bool = True,
 ) -> None:
-    server = UpstreamServer(Echo(broadcast_every=broadcast_every), batch=batch)
+    server = UpstreamServer(
+        Echo(broadcast_every=broadcast_every), batch=batch, acks=acks, grace=grace
+    )
     port = await server.start(listen, credentials=credentials)
     host = listen.rpartition(":")[0]
     scheme = " (tls)" if credentials is not None else ""
     print(f"upstream-echo listening on {host}:{port}{scheme}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        await server.stop(0.5)
+    await server.run()
 
 
 def main_echo(
@@ -83,7 +85,16 @@ def main_echo(
     broadcast_every: int = 0,
     batch: bool = True,
     credentials: grpc.ServerCredentials | None = None,
+    grace: float = DEFAULT_GRACE,
+    acks: bool = True,
 ) -> None:
     asyncio.run(
-        run_echo(listen, broadcast_every=broadcast_every, batch=batch, credentials=credentials)
+        run_echo(
+            listen,
+            broadcast_every=broadcast_every,
+            batch=batch,
+            credentials=credentials,
+            grace=grace,
+            acks=acks,
+        )
     )

@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import difflib
 import importlib.metadata
 import logging
 import os
 import re
 import signal
+import subprocess
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -21,9 +24,9 @@ from paradoxplex.node.logs import setup_logging
 from paradoxplex.node.sockets.open_files import open_files_limit, raise_open_files
 from paradoxplex.shared.admission import fd_shortfall
 from paradoxplex.shared.config import NodeConfig, load_config, parse_address, read_toml
-from paradoxplex.shared.errors import ConfigError
+from paradoxplex.shared.errors import ConfigError, HandoffError, HandoffRefused
 from paradoxplex.shared.flags import add_node_arguments
-from paradoxplex.shared.upstreams import EXAMPLE_UPSTREAM
+from paradoxplex.shared.upstreams import EXAMPLE_UPSTREAM, UPSTREAM_GRACE
 
 log = logging.getLogger("paradoxplex.node")
 CHECKS = ("all", "config")  # node --check: everything, or what needs no network
@@ -110,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     echo.add_argument(
         "--original", action="store_true", help="serve only the original three RPCs (no batch path)"
     )
+    echo.add_argument(
+        "--grace",
+        type=float,
+        default=UPSTREAM_GRACE,
+        metavar="S",
+        help="on SIGTERM or SIGINT: seconds to finish what runs, send its replies and hand "
+        "back the rest before exiting 0 (default: %(default)g)",
+    )
+    echo.add_argument(
+        "--no-acks",
+        action="store_true",
+        help="do not acknowledge messages (at-most-once, as before acknowledgements; for "
+        "benchmarks)",
+    )
     echo.add_argument("--tls-cert", metavar="FILE", help="serve TLS with this PEM certificate")
     echo.add_argument("--tls-key", metavar="FILE", help="the PEM private key of --tls-cert")
     echo.add_argument(
@@ -156,7 +173,10 @@ def node_config(args: argparse.Namespace, env: dict[str, str]) -> NodeConfig:
 async def run_node(config: NodeConfig) -> None:
     from paradoxplex.node.collector import tune_collector
     from paradoxplex.node.fleet.backends import build_backend, starting
+    from paradoxplex.node.handoff.new import reach
+    from paradoxplex.node.handoff.terms import terms_of
     from paradoxplex.node.node import Node
+    from paradoxplex.node.systemd import notify
 
     shortfall = fd_shortfall(config.max_connections, open_files_limit())
     if shortfall:
@@ -165,11 +185,22 @@ async def run_node(config: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    handshake = None
+    if config.take_over:  # the old process's offer says which node this becomes
+        handshake = await reach(config.take_over, terms_of(config), version=version())
+        if not config.node_id:
+            config = dataclasses.replace(config, node_id=handshake.node_id)
+            setup_logging(config.log_level, config.log_format, node_id=config.node_id)
     node = Node(config, await build_backend(config))
     async with starting(config):  # a Redis error here: one line, no traceback
-        await node.start()
+        if handshake is not None:
+            await node.take_over(handshake)
+        else:
+            await node.start()
     tune_collector()
     loop.add_signal_handler(signal.SIGHUP, node.reload_certificates)
+    if config.handoff_socket:
+        loop.add_signal_handler(signal.SIGUSR2, upgrade_in_place, config.handoff_socket)
     if not node.pool.links:
         log.warning(
             "no upstream registered: sockets are accepted but their data waits "
@@ -181,6 +212,8 @@ async def run_node(config: NodeConfig) -> None:
         f"admin on {node.admin_url}",
         flush=True,
     )
+    # after a takeover this process is the unit's main one (a worker never says so)
+    notify(*([f"MAINPID={os.getpid()}"] if handshake is not None else []), "READY=1")
     stopping = asyncio.ensure_future(stop.wait())
     finished = asyncio.ensure_future(node.stopped.wait())
     orphaned = asyncio.ensure_future(_supervisor_gone(os.getppid()))
@@ -200,6 +233,25 @@ async def _supervisor_gone(parent: int, *, every: float = 1.0) -> None:
     while os.getppid() == parent:  # noqa: ASYNC110 - a parent's death sends no event
         await asyncio.sleep(every)
     log.warning("the --workers supervisor (pid %d) is gone; stopping", parent)
+
+
+def upgrade_in_place(path: str) -> None:
+    """SIGUSR2: start this very command again (the program on disk now: an upgrade) with
+    ``--take-over PATH``; it takes this node over and this process exits. Its output goes
+    where this one's does; a failure is its one line, and this process serves on."""
+    if sys.argv[0].endswith("__main__.py"):  # python -m paradoxplex.node.cli
+        argv = [sys.executable, "-m", "paradoxplex.node.cli", *sys.argv[1:]]
+    else:
+        argv = list(sys.argv)
+    log.info("upgrade in place: starting a new process to take this node over")
+    process = subprocess.Popen([*argv, "--take-over", path], stdin=subprocess.DEVNULL)
+
+    def reap() -> None:
+        code = process.wait()
+        if code:
+            log.warning("upgrade in place: the new process exited with %d; serving on", code)
+
+    threading.Thread(target=reap, name="upgrade", daemon=True).start()
 
 
 def _force_exit() -> None:
@@ -249,6 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"paradoxplex: {error}", file=sys.stderr)
         return 2
+    except HandoffRefused as error:
+        print(f"paradoxplex: --take-over: {error}; the running node serves on", file=sys.stderr)
+        return 2
+    except HandoffError as error:
+        print(f"paradoxplex: --take-over: {error}; the running node serves on", file=sys.stderr)
+        return 1
     except OSError as error:
         print(f"paradoxplex: cannot start: {error.strerror or error}", file=sys.stderr)
         return 1
@@ -277,6 +335,8 @@ def run_echo(args: argparse.Namespace) -> int:
                 broadcast_every=args.broadcast_every,
                 batch=not args.original,
                 credentials=credentials,
+                grace=args.grace,
+                acks=not args.no_acks,
             )
     except OSError as error:
         print(f"paradoxplex upstream-echo: {error}", file=sys.stderr)

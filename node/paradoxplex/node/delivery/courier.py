@@ -42,9 +42,10 @@ BATCH_LIMITS = BatchLimits(max_items=MAX_BATCH, max_bytes=MAX_BATCH_BYTES)
 
 
 class _Route:
-    __slots__ = ("queue", "room", "task", "wakeup")
+    __slots__ = ("queue", "room", "sending", "task", "wakeup")
 
     def __init__(self) -> None:
+        self.sending = False
         self.queue: deque[tuple[str, bytes]] = deque()
         self.wakeup = asyncio.Event()
         self.room = asyncio.Event()
@@ -99,6 +100,7 @@ class Courier:
                 await route.wakeup.wait()
             batch = take_batch(route.queue)
             route.room.set()
+            route.sending = True
             try:
                 data = envelopes.deliver_batch(self.sender, batch, sent_at=time.time())
                 delivered = await self._bus.send(node_id, data, count=len(batch))
@@ -106,6 +108,8 @@ class Courier:
                 self.metrics.fleet_errors.inc()
                 self.metrics.drops.labels(DropReason.BUS_HOLD_EXPIRED).inc(len(batch))
                 continue
+            finally:
+                route.sending = False
             checkpoint()
             if delivered:
                 self.metrics.bus_messages.labels("out").inc(len(batch))
@@ -113,6 +117,11 @@ class Courier:
             self.metrics.drops.labels(DropReason.OWNER_UNREACHABLE).inc(len(batch))
             if self.on_undelivered is not None:
                 self.on_undelivered(node_id)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, nothing being sent."""
+        return not any(route.queue or route.sending for route in self.routes.values())
 
     async def close(self) -> None:
         for route in self.routes.values():

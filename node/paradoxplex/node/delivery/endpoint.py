@@ -12,9 +12,14 @@ Rules:
   broadcasts go to the reply router; admin commands are answered in a task of their own
   (the bus reads inline: keep the handler quick); control envelopes trigger a reconcile.
 - Admin request/reply: ``request`` waits at most ``owner_timeout`` seconds for the owner's
-  answer. The command carries a deadline ``COMMAND_MARGIN`` earlier than that (at most half
-  of it): the owner drops a command that arrives after its deadline (counted) and answers one
-  it acts on while the asker still waits, so a request answered 504 did not act and will not.
+  answer, else ``OwnerTimeout`` whose ``outcome`` is the truth this node knows: ``not_applied``
+  when the command never left (the bus never began to write it: it waited behind others for
+  a stopped Redis, or its node is dead), else ``unknown`` (it may sit in a stopped Redis and
+  reach the owner later, or the owner acted and its answer was lost): the caller retries with
+  the same idempotency key, and the owner's record of the key replays instead of acting.
+  The command carries the key, and a deadline ``COMMAND_MARGIN`` before the asker gives up:
+  an owner that reads it later drops it (counted), which spares a caller that does not retry
+  a late action; nothing relies on it (the clocks of two nodes differ).
 - ``locate`` asks every other node at once whether it holds a socket the fleet state does not
   know (it connected a moment ago, or Redis came back empty and is being refilled); it stops
   at the first owner, or when every node it expects has said no (``Located.complete``: the
@@ -32,13 +37,15 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
+from paradoxplex.node.delivery.commands import Answer
 from paradoxplex.node.delivery.courier import Courier
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.tasks import TaskSet
 from paradoxplex.shared import envelopes
 from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.errors import FleetUnavailable, OwnerTimeout
-from paradoxplex.shared.fleet import FleetBus
+from paradoxplex.shared.fleet import NO_POSITION, BusPosition, FleetBus
+from paradoxplex.shared.idempotency import Once
 from paradoxplex.shared.sessions import BroadcastTarget, parse_target
 from paradoxplex.wire import bus_pb2
 
@@ -74,7 +81,7 @@ class Deliveries(Protocol):
 class Commands(Protocol):
     """Who answers admin commands for sockets held here."""
 
-    async def apply(self, command: bus_pb2.Command) -> tuple[str, bytes]: ...
+    async def apply(self, command: bus_pb2.Command) -> Answer: ...
 
 
 class BusOutbox:
@@ -135,10 +142,10 @@ class BusEndpoint:
         metrics: Metrics,
         tasks: TaskSet,
         owner_timeout: float,
-        answering: Callable[[], bool] = lambda: True,
+        holds_id: Callable[[], bool] = lambda: True,
     ) -> None:
         self.bus = bus
-        self.answering = answering
+        self.holds_id = holds_id
         self.outbox = outbox
         self.deliveries = deliveries
         self.commands = commands
@@ -151,18 +158,43 @@ class BusEndpoint:
         metrics.watch_bus(bus.stats)
         self._pending: dict[str, asyncio.Future[bus_pb2.CommandReply]] = {}
         self._gathering: dict[str, asyncio.Queue[tuple[str, bus_pb2.CommandReply]]] = {}
+        self.answering = 0  # commands from other nodes being answered now
 
     @property
     def connected(self) -> bool:
         return self.bus.connected
 
-    async def start(self) -> None:
-        """Start listening; raises ``FleetUnavailable`` when the bus cannot be reached."""
-        await self.bus.start(self.node_id, self.receive, on_reconnect=self.on_reconnect)
+    async def start(self, position: BusPosition = NO_POSITION) -> None:
+        """Start listening (from a predecessor's ``position``: a hot handoff); raises
+        ``FleetUnavailable`` when the bus cannot be reached."""
+        await self.bus.start(
+            self.node_id, self.receive, on_reconnect=self.on_reconnect, position=position
+        )
 
-    async def close(self) -> None:
+    @property
+    def idle(self) -> bool:
+        """No command being answered, no forwarded reply waiting to be sent."""
+        return not self.answering and self.outbox.courier.idle
+
+    async def pause(self, *, within: float) -> BusPosition:
+        """A hot handoff: stop reading; within ``within`` seconds, answer what was read and
+        send what waits to be forwarded (else ``TimeoutError``); stop sending; the position
+        a successor goes on from."""
+
+        async def settle() -> None:
+            async with asyncio.timeout(within):
+                while not self.idle:  # noqa: ASYNC110 - bounded by the timeout
+                    await asyncio.sleep(0.005)
+
+        return await self.bus.pause(settle)
+
+    async def resume(self) -> None:
+        """The handoff did not happen: read and send again."""
+        await self.bus.resume()
+
+    async def close(self, *, keep_inbox: bool = False) -> None:
         await self.outbox.close()
-        await self.bus.close()
+        await self.bus.close(keep_inbox=keep_inbox)
 
     # out --------------------------------------------------------------------------------
 
@@ -178,52 +210,55 @@ class BusEndpoint:
         *,
         payload: bytes = b"",
         labels: dict[str, str] | None = None,
-    ) -> tuple[str, bytes]:
-        """Have the owner node act on its socket: its ``SocketCommands`` answer, ``(status,
-        body)``. This node answers at once; another within ``owner_timeout``, or
-        ``OwnerTimeout``."""
-        if owner == self.node_id:
-            command = bus_pb2.Command(
-                action=action, client_uuid=client_uuid, payload=payload, labels=labels or {}
-            )
-            return await self.commands.apply(command)
-        reply = await self._ask(owner, action, client_uuid, payload=payload, labels=labels)
-        return reply.status, reply.body
-
-    async def _ask(
-        self,
-        owner: str,
-        action: str,
-        client_uuid: str,
-        *,
-        payload: bytes,
-        labels: dict[str, str] | None,
-    ) -> bus_pb2.CommandReply:
-        """Over the bus; ``OwnerTimeout`` when no answer came within ``owner_timeout``."""
-        request_id = uuid.uuid4().hex
-        future: asyncio.Future[bus_pb2.CommandReply] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
-        data = envelopes.command(
-            self.node_id,
-            request_id,
-            action,
-            client_uuid,
+        once: Once | None = None,
+    ) -> Answer:
+        """Have the owner node act on its socket: its ``SocketCommands``' answer. This node
+        answers at once; another within ``owner_timeout``, or ``OwnerTimeout``."""
+        command = bus_pb2.Command(
+            request_id=uuid.uuid4().hex,
+            action=action,
+            client_uuid=client_uuid,
             payload=payload,
-            labels=labels,
-            deadline=time.time() + self.owner_timeout - min(COMMAND_MARGIN, self.owner_timeout / 2),
+            labels=labels or {},
+            idempotency_key=once.key if once else "",
+            fingerprint=once.fingerprint if once else b"",
         )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.owner_timeout
+        if owner == self.node_id:
+            return await self.commands.apply(command)
+        command.deadline = (
+            time.time() + self.owner_timeout - min(COMMAND_MARGIN, self.owner_timeout / 2)
+        )
+        reply = await self._ask(owner, command)
+        return Answer(reply.status, reply.body, reply.replayed)
+
+    async def _ask(self, owner: str, command: bus_pb2.Command) -> bus_pb2.CommandReply:
+        """Over the bus; ``OwnerTimeout`` when no answer came within ``owner_timeout``,
+        ``not_applied`` when the bus never began to write the command."""
+        future: asyncio.Future[bus_pb2.CommandReply] = asyncio.get_running_loop().create_future()
+        self._pending[command.request_id] = future
+        data = bus_pb2.Envelope(sender=self.node_id, command=command).SerializeToString()
+        written = False
+
+        def writing() -> None:
+            nonlocal written
+            written = True
+
+        def timeout() -> OwnerTimeout:
+            error = OwnerTimeout(command.client_uuid, owner)
+            return error if written else error.not_applied()
+
+        deadline = asyncio.get_running_loop().time() + self.owner_timeout
         try:
             async with asyncio.timeout_at(deadline):
-                sent = await self.bus.send(owner, data)
-            if not sent:
-                raise OwnerTimeout(client_uuid, owner)
+                if not await self.bus.send(owner, data, on_write=writing):
+                    raise timeout()
             return await _by(future, deadline)
         except TimeoutError:
-            raise OwnerTimeout(client_uuid, owner) from None
+            raise timeout() from None
+        except FleetUnavailable as error:  # held through an outage longer than the bus holds
+            raise error if written else error.not_applied() from None
         finally:
-            self._pending.pop(request_id, None)
+            self._pending.pop(command.request_id, None)
 
     async def locate(self, client_uuid: str, *, expected: set[str] | None) -> Located:
         """Ask every other node whether it holds ``client_uuid``: its owner and record, or
@@ -302,7 +337,14 @@ class BusEndpoint:
         )
 
     async def _answer(self, sender: str, command: bus_pb2.Command) -> None:
-        if not self.answering():  # another incarnation holds this node id now: it answers
+        self.answering += 1
+        try:
+            await self._answer_now(sender, command)
+        finally:
+            self.answering -= 1
+
+    async def _answer_now(self, sender: str, command: bus_pb2.Command) -> None:
+        if not self.holds_id():  # another incarnation holds this node id now: it answers
             return
         if command.deadline and time.time() > command.deadline:
             self.metrics.drops.labels(DropReason.COMMAND_EXPIRED).inc()
@@ -312,11 +354,16 @@ class BusEndpoint:
                 command.client_uuid,
             )
             return
-        status, body = await self.commands.apply(command)
+        answer = await self.commands.apply(command)
+        reply = envelopes.reply(
+            self.node_id,
+            command.request_id,
+            answer.status,
+            answer.body,
+            replayed=answer.replayed,
+        )
         try:
-            await self.bus.send(
-                sender, envelopes.reply(self.node_id, command.request_id, status, body)
-            )
+            await self.bus.send(sender, reply)
         except FleetUnavailable:
             self.metrics.fleet_errors.inc()
 

@@ -8,17 +8,22 @@ node leaves: nothing expires in memory.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from paradoxplex.shared.fleet import (
+    NO_POSITION,
     Backend,
+    BusPosition,
     BusStats,
     EnvelopeHandler,
     NodeRecord,
     ReconnectHandler,
 )
+from paradoxplex.shared.idempotency import ActionRecords, Claim
 from paradoxplex.shared.incarnations import visible
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamSpec
@@ -38,6 +43,8 @@ class MemoryHub:
         self.health: dict[str, dict[str, dict[str, Any]]] = {}
         self.cleanups: set[str] = set()
         self.handlers: dict[str, EnvelopeHandler] = {}
+        self.waiting: dict[str, list[bytes]] = {}  # for a paused node, in order
+        self.actions: ActionRecords[bytes] = ActionRecords()
 
     def __repr__(self) -> str:
         return f"<MemoryHub nodes={len(self.nodes)} sessions={len(self.sessions)}>"
@@ -171,6 +178,9 @@ class MemoryFleet:
         more = len(found) > limit
         return page, (page[-1].client_uuid if more and page else None)
 
+    async def node_sessions(self, node_id: str) -> list[str]:
+        return sorted(self.hub.by_node.get(node_id, {}))
+
     async def put_upstream(self, spec: UpstreamSpec) -> None:
         self.hub.upstreams[spec.id] = spec
 
@@ -187,17 +197,32 @@ class MemoryFleet:
     async def health_views(self) -> dict[str, dict[str, dict[str, Any]]]:
         return {key: dict(value) for key, value in self.hub.health.items()}
 
+    async def claim_action(self, key: str, fingerprint: bytes) -> Claim[bytes]:
+        return self.hub.actions.begin(key, fingerprint, time.monotonic())
+
+    async def settle_action(self, key: str, fingerprint: bytes, answer: bytes) -> None:
+        self.hub.actions.finish(key, fingerprint, answer, time.monotonic())
+
+    async def release_action(self, key: str, fingerprint: bytes) -> None:
+        self.hub.actions.release(key, fingerprint)
+
     def __repr__(self) -> str:
         return f"<MemoryFleet {self.hub!r}>"
 
 
 class MemoryBus:
-    """In-process bus: delivers to the handlers registered on the same hub."""
+    """In-process bus: delivers to the handlers registered on the same hub. While a node is
+    paused, what is sent to it waits in the hub, in order, for ``resume`` or for a successor
+    that starts as that node; a position says nothing (nothing is numbered in memory)."""
 
     def __init__(self, hub: MemoryHub | None = None) -> None:
         self.hub = hub or MemoryHub()
         self.node_id = ""
         self.stats = BusStats()
+        self._handler: EnvelopeHandler | None = None
+        self._paused = False
+        self._open = asyncio.Event()
+        self._open.set()
 
     @property
     def connected(self) -> bool:
@@ -210,27 +235,69 @@ class MemoryBus:
         handler: EnvelopeHandler,
         *,
         on_reconnect: ReconnectHandler | None = None,
+        position: BusPosition = NO_POSITION,
     ) -> None:
-        """Listen as ``node_id`` (``on_reconnect`` is never called: nothing is ever lost)."""
+        """Listen as ``node_id`` (``on_reconnect`` is never called: nothing is ever lost);
+        what waited for a paused ``node_id`` comes first."""
         self.node_id = node_id
-        self.hub.handlers[node_id] = handler
+        self._handler = handler
+        await self._listen()
 
-    async def close(self) -> None:
-        self.hub.handlers.pop(self.node_id, None)
+    async def _listen(self) -> None:
+        assert self._handler is not None
+        waiting = self.hub.waiting.pop(self.node_id, [])
+        self.hub.handlers[self.node_id] = self._handler
+        for envelope in waiting:
+            await self._handler(envelope)
 
-    async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
+    async def pause(self, settle: Callable[[], Awaitable[None]] | None = None) -> BusPosition:
+        waiting = self.hub.waiting.setdefault(self.node_id, [])
+
+        async def hold(envelope: bytes) -> None:
+            waiting.append(envelope)
+
+        self.hub.handlers[self.node_id] = hold
+        self._paused = True
+        if settle is not None:
+            await settle()
+        self._open.clear()
+        return NO_POSITION
+
+    async def resume(self) -> None:
+        self._open.set()
+        if self._paused and self._handler is not None:
+            self._paused = False
+            await self._listen()
+
+    async def close(self, *, keep_inbox: bool = False) -> None:
+        if not self._paused:
+            self.hub.handlers.pop(self.node_id, None)
+
+    async def send(
+        self,
+        node_id: str,
+        envelope: bytes,
+        *,
+        count: int = 1,
+        on_write: Callable[[], None] | None = None,
+    ) -> bool:
+        await self._open.wait()
         handler = self.hub.handlers.get(node_id)
         if handler is None:
             return False
+        if on_write is not None:
+            on_write()
         await handler(envelope)
         return True
 
     async def broadcast(self, envelope: bytes) -> None:
+        await self._open.wait()
         for node_id, handler in list(self.hub.handlers.items()):
             if node_id != self.node_id:
                 await handler(envelope)
 
     async def control(self, envelope: bytes) -> None:
+        await self._open.wait()
         for handler in list(self.hub.handlers.values()):
             await handler(envelope)
 

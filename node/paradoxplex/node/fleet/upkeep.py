@@ -21,6 +21,11 @@ Rules:
   node look dead).
 - ``FleetStatus`` and ``HealthViews`` are made before the parts that read them (the first-byte
   hold, the upstream pool), ``FleetUpkeep`` after the pool: nothing is wired afterwards.
+- A hot handoff: ``pause`` writes what the session copy holds (bounded) and stops the
+  heartbeat and the copy: from then on the successor writes this node's records; ``start``
+  runs them again (the handoff did not happen). ``take_over`` is the successor's ``join``
+  (the node and its upstreams); ``adopted`` then refreshes the records of the sockets it
+  took over and removes those of sockets that closed on the way.
 """
 
 from __future__ import annotations
@@ -132,6 +137,7 @@ class FleetUpkeep:
         self.node_ttl = node_ttl
         self.lifecycle_events = lifecycle_events
         self._peers = Peers(ttl=node_ttl)
+        self._running: list[asyncio.Task[None]] = []
         self.on_fleet_lost = on_fleet_lost
         self.on_replaced = on_replaced
         self.sync = SessionSync(
@@ -159,6 +165,7 @@ class FleetUpkeep:
             messages_out=traffic.messages_out,
             drops=self.metrics.dropped(),
             heartbeat_at=time.time(),
+            last_handoff=state.last_handoff,
         )
 
     def _standing(self) -> str:
@@ -177,8 +184,45 @@ class FleetUpkeep:
         await self.reconcile()
 
     def start(self) -> None:
-        self.tasks.spawn(self.sync.run(), "session sync")
-        self.tasks.spawn(self._beat_forever(), "heartbeat")
+        self._running = [
+            self.tasks.spawn(self.sync.run(), "session sync"),
+            self.tasks.spawn(self._beat_forever(), "heartbeat"),
+        ]
+
+    async def pause(self, *, flush: float) -> None:
+        """Write what the session copy holds (at most ``flush`` seconds), then stop the
+        heartbeat and the copy. Raises ``FleetUnavailable`` or ``TimeoutError`` when what is
+        queued could not be written."""
+        running, self._running = self._running, []
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running)
+        async with asyncio.timeout(flush):
+            await self.sync.flush()
+
+    async def take_over(self, upstreams: Iterable[UpstreamSpec]) -> None:
+        """The successor's ``join`` (a hot handoff, same node id): register this node and
+        ``upstreams`` (in memory they exist only in the predecessor's process); its sockets'
+        records stay as the predecessor wrote them (``adopted`` refreshes them). The
+        incarnation is the predecessor's: its claim holds; if another took the id meanwhile,
+        this process is replaced (and stops) like a predecessor would have been."""
+        await self._write_record(self.fleet.register_node)
+        known = {spec.id for spec in await self.fleet.list_upstreams()}
+        for spec in upstreams:
+            if spec.id not in known:
+                await self.fleet.put_upstream(spec)
+
+    async def adopted(self) -> int:
+        """After a takeover, serving: write every socket held here again (through the session
+        copy, which orders it with the closes), and remove the records of this node id's
+        sockets that are not held here (they closed on the way); how many were removed."""
+        self.sync.resync()
+        held = self.sessions
+        stale = [s for s in await self.fleet.node_sessions(self.node_id) if s not in held]
+        if stale:
+            await self.fleet.unregister_sessions([(s, self.node_id) for s in stale])
+        return len(stale)
 
     async def announce_draining(self) -> None:
         with contextlib.suppress(FleetUnavailable):

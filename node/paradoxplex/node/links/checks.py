@@ -37,6 +37,7 @@ from paradoxplex.shared.health import Health, HealthTracker, Probe, in_rotation
 log = logging.getLogger("paradoxplex.node.links")
 
 EMPTY = empty_pb2.Empty()
+UPSTREAM_DRAINING = "upstream draining"
 
 
 class LinkHealth:
@@ -105,7 +106,11 @@ class LinkHealth:
             self._on_change()
 
     def broke(self, reason: str) -> None:
-        """The streams broke or could not be opened: out of rotation, counted, warned."""
+        """The streams broke or could not be opened: out of rotation, counted, warned (not
+        when the upstream had said it drains: then its stream ending is the plan)."""
+        if self.error == UPSTREAM_DRAINING:
+            self.error = f"{UPSTREAM_DRAINING}: {reason}"
+            return
         self.error = reason
         self.counts.errors += 1
         probe = Probe.READY_FAILED if self.state is Health.CONNECTING else Probe.STREAM_BROKEN
@@ -113,6 +118,16 @@ class LinkHealth:
             log.warning("upstream %s out of rotation: %s", self.upstream_id, reason)
             self._warned = reason
         self.apply(probe)
+
+    def upstream_draining(self) -> None:
+        """The upstream said it drains (it stops, or was asked to): out of rotation at once,
+        logged at INFO; its stream ending later is expected, not warned."""
+        if self.error == UPSTREAM_DRAINING:
+            return
+        self.error = self._warned = UPSTREAM_DRAINING
+        if not self.stopping and self.state is not Health.DRAINING:
+            log.info("upstream %s draining: out of rotation", self.upstream_id)
+        self.apply(Probe.STREAM_BROKEN)
 
     def failed_unexpectedly(self) -> None:
         """A bug on our side (the caller logged it): out of rotation like a broken stream."""

@@ -14,6 +14,8 @@ Rules:
   back to the front.
 - Items of a write that failed go back to the front, in order (``put_back``); ``drain()``
   empties the queue for the items to be placed on other links.
+- ``poke()`` wakes the writer of lane 0 with nothing to take (``next`` returns no items): it
+  has something else to send (an acknowledgement, a drain request).
 - Lanes: a link with several parallel streams (the original proto's, one message per gRPC
   message) gives each stream a lane, and every item of one socket goes to the same lane
   (by its uuid), so a socket's messages cannot overtake each other on two streams and reach
@@ -36,11 +38,15 @@ TOP_UP_BELOW = 64
 
 @dataclass(slots=True)
 class Outgoing:
-    """A message for an upstream: socket data, or a lifecycle event (no payload)."""
+    """A message for an upstream: socket data, or a lifecycle event (no payload); its
+    delivery id is ``(client_uuid, seq)`` (``seq`` 0: unnumbered), ``attempt`` the delivery
+    it goes out as (1: the first)."""
 
     client_uuid: str
     payload: bytes
     event: pb.SocketEvent | None = None
+    seq: int = 0
+    attempt: int = 1
 
     def request(self, now: str) -> pb.InputStreamRequest:
         if self.event is None:
@@ -51,7 +57,16 @@ class Outgoing:
 
 
 class LinkQueue:
-    __slots__ = ("_count", "_lanes", "_on_refused", "_on_room", "_wakeups", "limit", "limits")
+    __slots__ = (
+        "_count",
+        "_lanes",
+        "_on_refused",
+        "_on_room",
+        "_poked",
+        "_wakeups",
+        "limit",
+        "limits",
+    )
 
     def __init__(
         self,
@@ -69,6 +84,7 @@ class LinkQueue:
         self._lanes: list[deque[Outgoing]] = [deque()]
         self._wakeups = [asyncio.Event()]
         self._count = 0
+        self._poked = False
         self.set_lanes(lanes)
 
     def __len__(self) -> int:
@@ -112,6 +128,11 @@ class LinkQueue:
             self._lanes[self.lane_of(items[0].client_uuid)].extendleft(reversed(items))
             self._count += len(items)
 
+    def poke(self) -> None:
+        """Wake lane 0's writer even with nothing queued (see the rules)."""
+        self._poked = True
+        self._wakeups[0].set()
+
     def drain(self) -> list[Outgoing]:
         leftovers = [item for lane in self._lanes for item in lane]
         for lane in self._lanes:
@@ -120,11 +141,15 @@ class LinkQueue:
         return leftovers
 
     async def next(self, count: int, lane: int = 0) -> list[Outgoing]:
-        """The next message's items from ``lane`` (waits until there are some)."""
+        """The next message's items from ``lane`` (waits until there are some, or a poke:
+        then none)."""
         items: list[Outgoing] = []
         while not items:
             queue = self._lanes[lane]
             while not queue:
+                if self._poked and lane == 0:
+                    self._poked = False
+                    return items
                 wakeup = self._wakeups[lane]
                 wakeup.clear()
                 await wakeup.wait()

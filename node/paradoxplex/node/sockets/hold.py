@@ -29,7 +29,8 @@ def lifecycle_event(
     event = pb.SocketEvent(
         kind=kind, remote_address=info.remote, node_id=info.node_id, reason=reason
     )
-    pool.send_event(info.client_uuid, event)
+    info.seq += 1  # numbered among the socket's messages
+    pool.send_event(info.client_uuid, event, info.seq)
 
 
 class FirstByteHold:

@@ -10,6 +10,10 @@ Rules:
 - Replies buffered for all sockets stay under ``max_buffered``: past it, the sockets with the
   most buffered are closed (``make_room``).
 - Closing counts what a socket still held (``socket_closed``) and tells the fleet.
+- A hot handoff: a socket another process admitted is adopted (``adopt_session``: counted
+  for its source whatever the limits, no CONNECTED event, the fleet learns it at the commit);
+  one handed over to another process is let go (``let_go``) without a trace: it did not
+  close.
 - Built last of the parts a socket reaches (the pool, the hold, the session copy are given):
   whole from the start; the sockets it holds are ``NodeState.sessions``.
 """
@@ -61,6 +65,7 @@ class SessionHosting:
         self.lifecycle_events = lifecycle_events
         self.buffers: ReplyBuffers[Session] = ReplyBuffers(limit=max_buffered)
         self.metrics.buffered.set_function(self._buffered)
+        self.quiet = False  # handed over: closes here tell neither the fleet nor upstreams
 
     def open_session(self, session: Session) -> SessionInfo | None:
         transport = session.transport
@@ -98,6 +103,34 @@ class SessionHosting:
         log.debug("socket %s open from %s", info.client_uuid, remote)
         return info
 
+    def adopt_session(self, session: Session) -> None:
+        info = session.info
+        if info is None:
+            return
+        remote = session.peer or info.remote
+        host = remote.rpartition(":")[0]
+        source = source_of(host) if host else "unknown"
+        self.admission.adopt(source)
+        session.source = sys.intern(source)
+        self.sessions[info.client_uuid] = session
+        self.metrics.sockets.set(len(self.sessions))
+
+    def handed_over(self) -> None:
+        """The node lives on in another process, which writes the fleet's records and tells
+        upstreams: a socket that closes here (one this process kept) tells neither."""
+        self.quiet = True
+
+    def let_go(self, session: Session) -> None:
+        """``session`` is another process's now: forget it, count nothing as closed."""
+        info = session.info
+        if info is None or self.sessions.pop(info.client_uuid, None) is None:
+            return
+        self.admission.release(session.source)
+        self.buffers.forget(session)
+        self.pool.forget(info.client_uuid)
+        self.hold.forget(info.client_uuid)
+        self.metrics.sockets.set(len(self.sessions))
+
     def close_session(self, session: Session, reason: str) -> None:
         info = session.info
         if info is None or self.sessions.pop(info.client_uuid, None) is None:
@@ -111,9 +144,10 @@ class SessionHosting:
             self.metrics.drops.labels(DropReason.SOCKET_CLOSED).inc(dropped)
         self.metrics.sockets.set(len(self.sessions))
         self.metrics.sockets_closed.labels(_reason_label(reason)).inc()
-        self.sync.removed(info)
-        if self.lifecycle_events:
-            lifecycle_event(self.pool, info, pb.SocketEvent.DISCONNECTED, reason)
+        if not self.quiet:
+            self.sync.removed(info)
+            if self.lifecycle_events:
+                lifecycle_event(self.pool, info, pb.SocketEvent.DISCONNECTED, reason)
         log.debug(
             "socket %s closed: %s; %d bytes in, %d out, %.1fs",
             info.client_uuid,

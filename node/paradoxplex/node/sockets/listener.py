@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Callable
 from typing import cast
@@ -70,6 +71,20 @@ class Listener:
             backlog=BACKLOG,
             ssl=direct_tls,
             ssl_handshake_timeout=HANDSHAKE_TIMEOUT if direct_tls else None,
+        )
+
+    async def adopt(self, sock: socket.socket, *, serving: bool = True) -> asyncio.Server:
+        """Serve on an inherited listening socket (a hot handoff's); ``serving`` False: not
+        yet (``start_serving()`` later)."""
+        loop = asyncio.get_running_loop()
+        direct_tls = None if self.proxy_protocol else self.tls
+        return await loop.create_server(
+            self._protocol,
+            sock=sock,
+            backlog=BACKLOG,
+            ssl=direct_tls,
+            ssl_handshake_timeout=HANDSHAKE_TIMEOUT if direct_tls else None,
+            start_serving=serving,
         )
 
     def _protocol(self) -> asyncio.BaseProtocol:

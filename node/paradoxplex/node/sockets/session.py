@@ -77,6 +77,9 @@ class SessionHost(Protocol):
     def open_session(self, session: Session) -> SessionInfo | None:
         """Register a new socket; None refuses it (max_connections)."""
 
+    def adopt_session(self, session: Session) -> None:
+        """Register a socket handed over by another process (its ``info`` is set)."""
+
     def make_room(self, session: Session, size: int) -> bool:
         """Close the sockets with the most bytes buffered until a reply of ``size`` bytes to
         ``session`` fits in ``max_buffered``; False when ``session`` itself was closed."""
@@ -153,7 +156,10 @@ class Session(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but behave as one
         self.transport = cast(asyncio.Transport, transport)
         self._loop = asyncio.get_running_loop()  # each call costs a getpid() system call
-        self.info = self.host.open_session(self)
+        if self.info is not None:  # handed over by another process (a hot handoff)
+            self.host.adopt_session(self)
+        else:
+            self.info = self.host.open_session(self)
         if self.info is None:
             self.flow.abort("refused")
             self.transport.abort()
@@ -184,6 +190,25 @@ class Session(asyncio.Protocol):
         traffic.messages_in += len(frames)
         flow.hold(frames)
         self.host.submit(self)
+
+    def read_while_paused(self, data: bytes) -> None:
+        """What the transport read although the socket is paused (an adopted socket's first
+        read: uvloop reads before a pause can land): framed and held, placed on resume."""
+        info = self.info
+        if info is None or self.flow.state is not OPEN:
+            return
+        try:
+            frames = self.framer.feed(data)
+        except FrameTooLarge as error:
+            self.host.metrics.bad_input.labels("frame_too_large").inc()
+            log.warning("socket %s: %s; closing it", info.client_uuid, error)
+            self.close("frame too large")
+            return
+        info.bytes_in += len(data)
+        info.messages_in += len(frames)
+        self.traffic.bytes_in += len(data)
+        self.traffic.messages_in += len(frames)
+        self.flow.hold(frames)
 
     def eof_received(self) -> bool:
         """The client half-closed: keep writing replies for ``linger`` seconds, then close.
@@ -265,13 +290,16 @@ class Session(asyncio.Protocol):
             self._arm()
 
     def set_paused(self, paused: bool) -> None:
-        """Admin pause/resume: a paused socket is not read and is not *active*."""
+        """Admin pause/resume: a paused socket is not read and is not *active*; on resume,
+        what it had read meanwhile (a handed-over socket's) goes on."""
         if self.info is not None:
             self.info.state = SessionState.PAUSED if paused else SessionState.ACTIVE
         if self.transport is None:
             return
         self._apply(self.flow.set_paused(paused, self._loop.time()))
         self._arm()
+        if not paused and self.flow.held and self.flow.state is OPEN:
+            self.host.submit(self)
 
     def _apply(self, change: Reading | None) -> None:
         transport = self.transport
@@ -354,6 +382,16 @@ class Session(asyncio.Protocol):
     def abort(self, reason: str) -> None:
         self.flow.abort(reason)
         self._abort_transport()
+
+    def hand_over(self) -> asyncio.Transport | None:
+        """Another process holds this socket now: stop every deadline and forget the
+        transport (the caller detaches it); nothing more is written or read here."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        transport, self.transport = self.transport, None
+        self.flow.abort("handed over")
+        return transport
 
     def _abort_transport(self) -> None:
         if self.transport is not None:

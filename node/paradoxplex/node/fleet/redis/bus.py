@@ -22,19 +22,31 @@ Rules:
   ``send_deadline`` (default 5 s) for a node that is not reading yet.
 - A failure to reach Redis for longer than ``hold`` raises ``FleetUnavailable``
   (``errors.edge``).
+- A hot handoff: ``pause`` stops the reader between two entries and the outbox after its adds
+  under way; the ``BusPosition`` carries both to a successor with the same node id, which
+  ``start``-s from it: it reads the inbox on from the last entry processed, with every
+  sender's ordering, and numbers on under the same epoch. ``close(keep_inbox=True)`` leaves
+  the inbox to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import paradoxplex.node.fleet.redis.entries as entries
 from paradoxplex.node.fleet.redis.client import FleetClient
-from paradoxplex.node.fleet.redis.inbox import InboxReader
+from paradoxplex.node.fleet.redis.inbox import InboxPosition, InboxReader
 from paradoxplex.node.fleet.redis.outbox import AliveCheck, Outbox
 from paradoxplex.shared.config import DEFAULT_BUS_HOLD
-from paradoxplex.shared.fleet import BusStats, EnvelopeHandler, ReconnectHandler
+from paradoxplex.shared.fleet import (
+    NO_POSITION,
+    BusPosition,
+    BusStats,
+    EnvelopeHandler,
+    ReconnectHandler,
+)
 from paradoxplex.shared.keys import Keys
 from paradoxplex.shared.ordering import new_epoch
 
@@ -130,10 +142,11 @@ class RedisBus:
         handler: EnvelopeHandler,
         *,
         on_reconnect: ReconnectHandler | None = None,
+        position: BusPosition = NO_POSITION,
     ) -> None:
         """Make the inbox (raises ``FleetUnavailable`` when Redis does not answer), then read.
         ``on_reconnect()`` is awaited, in a task of its own, after every reconnection:
-        re-register what Redis may have lost."""
+        re-register what Redis may have lost. From ``position``: read and number on."""
         if self._reader is not None:
             raise RuntimeError("RedisBus already started")
         if not node_id:
@@ -153,28 +166,77 @@ class RedisBus:
             ping_interval=self._ping_interval,
             max_backoff=self._max_backoff,
         )
+        if position.present:
+            await reader.start(
+                InboxPosition(
+                    position.inbox_last,
+                    position.fleet_last,
+                    position.since,
+                    position.inbox,
+                    position.fleet,
+                )
+            )
+            self._reader = reader
+            self._outbox.start(node_id, position.epoch, (position.fleet_numbering, *position.peers))
+            return
         await reader.start()
         self._reader = reader
         self._outbox.start(node_id, new_epoch(reader.since))
 
-    async def close(self) -> None:
+    async def pause(self, settle: Callable[[], Awaitable[None]] | None = None) -> BusPosition:
+        """Stop reading (after the entry in hand), await ``settle()``, then stop sending
+        (after the adds under way)."""
+        if self._reader is None:
+            raise RuntimeError("RedisBus not started")
+        read = await self._reader.pause()
+        if settle is not None:
+            await settle()
+        numbering = await self._outbox.pause()
+        fleet = next((n for n in numbering if not n.node_id), None)
+        return BusPosition(
+            present=True,
+            inbox_last=read.inbox_last,
+            fleet_last=read.fleet_last,
+            since=read.since,
+            inbox=read.inbox,
+            fleet=read.fleet,
+            epoch=self._outbox.epoch,
+            peers=tuple(n for n in numbering if n.node_id),
+            fleet_numbering=fleet or NO_POSITION.fleet_numbering,
+        )
+
+    async def resume(self) -> None:
+        if self._reader is not None:
+            await self._reader.resume()
+        self._outbox.resume()
+
+    async def close(self, *, keep_inbox: bool = False) -> None:
         if self._closed:
             return
         self._closed = True
         await self._outbox.close()
         if self._reader is not None:
             await self._reader.close()
-            with contextlib.suppress(Exception):  # Redis gone: the inbox expires by itself
-                await self._reader.delete_inbox()
+            if not keep_inbox:
+                with contextlib.suppress(Exception):  # Redis gone: it expires by itself
+                    await self._reader.delete_inbox()
         if self._owns_client:
             await self.client.close()
         await asyncio.sleep(0)  # let closed transports finish closing
 
     # -- sending -------------------------------------------------------------------------
 
-    async def send(self, node_id: str, envelope: bytes, *, count: int = 1) -> bool:
-        """Deliver to one node; False (counted, logged) when it did not read in time."""
-        return await self._outbox.send(node_id, envelope, count)
+    async def send(
+        self,
+        node_id: str,
+        envelope: bytes,
+        *,
+        count: int = 1,
+        on_write: Callable[[], None] | None = None,
+    ) -> bool:
+        """Deliver to one node; False (counted, logged) when it did not read in time.
+        ``on_write()`` is called before each XADD of it (none yet: it never left)."""
+        return await self._outbox.send(node_id, envelope, count, on_write)
 
     async def broadcast(self, envelope: bytes) -> None:
         """Once for every other node (the sender skips its own broadcasts)."""

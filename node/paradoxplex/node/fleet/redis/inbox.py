@@ -20,6 +20,10 @@ Rules:
   intervals (time in the handler does not count) means the connection is lost.
 - The inbox's expiry (``inbox_ttl``) is renewed about every ``ping_interval``: an inbox that
   nobody reads any more (its node crashed) goes away by itself. ``close`` deletes it.
+- A hot handoff: ``pause`` stops reading between two entries (the handler runs without
+  yielding, so none is half applied) and says where (``InboxPosition``); a successor
+  ``start``-s from there: no hello, the last ids and every sender's ordering carried over.
+  ``resume`` reads on in the same process.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio.connection import AbstractConnection
@@ -38,14 +43,26 @@ from paradoxplex.node.fleet.redis.client import SOCKET_TIMEOUT, FleetClient
 from paradoxplex.node.fleet.redis.errors import REDIS_DOWN, cancel_requested, reason, unavailable
 from paradoxplex.node.tasks import checkpoint
 from paradoxplex.shared.fleet import BusStats, EnvelopeHandler, ReconnectHandler
-from paradoxplex.shared.ordering import Duplicate, Gap, Order
+from paradoxplex.shared.ordering import Duplicate, Gap, Order, Position
 from paradoxplex.shared.retry import BUS_RECONNECT
 
-__all__ = ["InboxReader"]
+__all__ = ["InboxPosition", "InboxReader"]
 
 log = logging.getLogger("paradoxplex.node.fleet")
 
 READ_COUNT = 256
+
+
+@dataclass(frozen=True, slots=True)
+class InboxPosition:
+    """Where a reader stopped: the last entry processed on each stream, when it began
+    (``since``) and every sender's position on each stream."""
+
+    inbox_last: str
+    fleet_last: str
+    since: int
+    inbox: tuple[Position, ...]
+    fleet: tuple[Position, ...]
 
 
 class InboxReader:
@@ -89,17 +106,53 @@ class InboxReader:
         self._task: asyncio.Task[None] | None = None
         self._reconnect_task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
+    async def start(self, position: InboxPosition | None = None) -> None:
         """Make the inbox and mark where reading starts (``FleetUnavailable`` when Redis does
-        not answer), then read."""
+        not answer), then read; from ``position`` (a predecessor's): read on from there."""
+        if position is not None:
+            self._resume_from(position)
         try:
-            self._conn = await self._open(first=True)
+            self._conn = await self._open(first=position is None)
         except REDIS_DOWN as exc:
             raise unavailable(exc) from exc
         self.connected = True
         self._task = asyncio.create_task(self._run(), name=f"paradoxplex-bus-{self._name}")
 
+    def _resume_from(self, position: InboxPosition) -> None:
+        self.since = position.since
+        self._last = {self._inbox: position.inbox_last.encode(), self._fleet: b"0-0"}
+        self._last[self._fleet] = position.fleet_last.encode() or b"0-0"
+        self._orders = {
+            self._inbox: Order.resumed(list(position.inbox), since=position.since),
+            self._fleet: Order.resumed(list(position.fleet), since=position.since),
+        }
+
+    async def pause(self) -> InboxPosition:
+        """Stop reading after the entry in hand; where it stopped."""
+        await self._stop()
+        return InboxPosition(
+            inbox_last=self._last[self._inbox].decode(),
+            fleet_last=self._last[self._fleet].decode(),
+            since=self.since,
+            inbox=tuple(self._orders[self._inbox].positions()),
+            fleet=tuple(self._orders[self._fleet].positions()),
+        )
+
+    async def resume(self) -> None:
+        """Read again from where ``pause`` stopped (reconnecting if Redis does not answer)."""
+        if self._task is not None and not self._task.done():
+            return  # not paused
+        try:
+            self._conn = await self._open(first=False)
+            self.connected = True
+        except REDIS_DOWN:
+            self._conn = None
+        self._task = asyncio.create_task(self._run(), name=f"paradoxplex-bus-{self._name}")
+
     async def close(self) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
         for task in (self._task, self._reconnect_task):
             if task is not None and not task.done():
                 task.cancel()

@@ -22,6 +22,9 @@ Rules:
 - Tails: a destination that was sent to and then stayed idle for ``tail_interval`` gets one
   tail marker (its last seq and total), and so does every destination after the reader lost
   Redis: a loss at the end of a burst is noticed by the receiver, not only one in the middle.
+- A hot handoff: ``pause`` lets the adds under way finish, then holds every later send until
+  ``resume``; ``numbering`` is the last number per destination, which a successor process
+  ``start``-s from under the same epoch: the receivers see one sender, numbered on.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import paradoxplex.node.fleet.redis.entries as entries
@@ -37,6 +40,7 @@ from paradoxplex.node.fleet.redis.client import FleetClient
 from paradoxplex.node.fleet.redis.errors import edge
 from paradoxplex.node.tasks import all_of
 from paradoxplex.shared.errors import FleetUnavailable
+from paradoxplex.shared.fleet import Numbering
 from paradoxplex.shared.retry import BUS_SEND, Backoff
 
 __all__ = ["AliveCheck", "Outbox"]
@@ -94,16 +98,55 @@ class Outbox:
         self._down_since: float | None = None
         self._recovered_at = -math.inf
         self._tails: asyncio.Task[None] | None = None
+        self._open = asyncio.Event()
+        self._open.set()
 
-    def start(self, sender: str, epoch: int) -> None:
+    def start(self, sender: str, epoch: int, numbering: Sequence[Numbering] = ()) -> None:
+        """Send as ``sender`` under ``epoch``, from ``numbering`` (a predecessor's, same epoch)
+        or from 0."""
         self.sender, self.epoch = sender, epoch
-        self._tails = asyncio.create_task(self._sweep(), name=f"paradoxplex-bus-{sender}-tails")
+        for each in numbering:
+            peer = self._fleet if not each.node_id else self._peer(each.node_id)
+            peer.seq, peer.total, peer.tailed = each.seq, each.total, each.seq
+        self._start_tails()
+
+    def _start_tails(self) -> None:
+        name = f"paradoxplex-bus-{self.sender}-tails"
+        self._tails = asyncio.create_task(self._sweep(), name=name)
 
     async def close(self) -> None:
         if self._tails is not None:
             self._tails.cancel()
             await asyncio.wait({self._tails})
             self._tails = None
+
+    async def pause(self) -> list[Numbering]:
+        """Hold every later send; let the adds under way finish; the numbering to go on from."""
+        self._open.clear()
+        await self.close()
+        for peer in (*self._peers.values(), self._fleet):
+            async with peer.lock:
+                pass
+        return self.numbering()
+
+    def resume(self) -> None:
+        """Send again (what waited goes, in order)."""
+        self._open.set()
+        if self._tails is None:
+            self._start_tails()
+
+    def numbering(self) -> list[Numbering]:
+        return [
+            Numbering(peer.node_id, peer.seq, peer.total)
+            for peer in (self._fleet, *self._peers.values())
+            if peer.seq
+        ]
+
+    def _peer(self, node_id: str) -> _Peer:
+        peer = self._peers.get(node_id)
+        if peer is None:
+            peer = self._peers[node_id] = _Peer(node_id, self._inbox_key(node_id))
+        return peer
 
     @property
     def stalled(self) -> int:
@@ -132,20 +175,36 @@ class Outbox:
 
     # -- sending -------------------------------------------------------------------------
 
-    async def send(self, node_id: str, envelope: bytes, count: int) -> bool:
-        peer = self._peers.get(node_id)
-        if peer is None:
-            peer = self._peers[node_id] = _Peer(node_id, self._inbox_key(node_id))
+    async def send(
+        self,
+        node_id: str,
+        envelope: bytes,
+        count: int,
+        on_write: Callable[[], None] | None = None,
+    ) -> bool:
+        if not self._open.is_set():
+            await self._open.wait()
+        peer = self._peer(node_id)
         async with peer.lock:
-            return await self._deliver(peer, entries.DIRECT, envelope, count)
+            return await self._deliver(peer, entries.DIRECT, envelope, count, on_write)
 
     async def publish(self, kind: bytes, envelope: bytes) -> None:
         """Add to the fleet stream (broadcast or control); ``FleetUnavailable`` after ``hold``."""
+        if not self._open.is_set():
+            await self._open.wait()
         async with self._fleet.lock:
             await self._deliver(self._fleet, kind, envelope, 1)
 
-    async def _deliver(self, peer: _Peer, kind: bytes, data: bytes, count: int) -> bool:
-        """Add one numbered entry; True once it landed, False when its node is not reading."""
+    async def _deliver(
+        self,
+        peer: _Peer,
+        kind: bytes,
+        data: bytes,
+        count: int,
+        on_write: Callable[[], None] | None = None,
+    ) -> bool:
+        """Add one numbered entry; True once it landed, False when its node is not reading.
+        ``on_write()`` just before each XADD."""
         seq, total = peer.seq + 1, peer.total + count
         meta = entries.Meta(kind, self.epoch, seq, total, count, self.sender).encode()
         loop = asyncio.get_running_loop()
@@ -159,6 +218,8 @@ class Outbox:
                 if peer.node_id and await self._dead(peer, now):
                     reason = "the node is dead"
                     break
+                if on_write is not None:
+                    on_write()
                 try:
                     landed = await self._add(peer, meta, data)
                 except FleetUnavailable as exc:

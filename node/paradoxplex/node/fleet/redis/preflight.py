@@ -52,6 +52,7 @@ def commands(scratch: str) -> list[Check]:
     return [
         Check(("PING",), "read"),
         Check(("SET", text, "1", "NX", "PX", str(SCRATCH_TTL_MS))),
+        Check(("TIME",), "read"),
         Check(("GET", text), "read"),
         Check(("EXISTS", text), "read"),
         Check(("HSET", hashed, "f", "v")),
@@ -63,6 +64,10 @@ def commands(scratch: str) -> list[Check]:
         Check(("ZADD", ranked, "0", "m")),
         Check(("ZRANGE", ranked, "0", "-1"), "read"),
         Check(("ZRANGEBYLEX", ranked, "-", "+", "LIMIT", "0", "1"), "read"),
+        Check(("ZSCORE", ranked, "m"), "read"),
+        Check(("ZCARD", ranked), "read"),
+        Check(("ZREMRANGEBYSCORE", ranked, "-inf", "-1")),
+        Check(("ZREMRANGEBYRANK", ranked, "0", "-2")),
         Check(("ZREM", ranked, "m")),
         Check(("SADD", members, "m")),
         Check(("SMEMBERS", members), "read"),

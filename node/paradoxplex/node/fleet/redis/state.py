@@ -7,12 +7,16 @@ says where each key lives when the fleet spans several servers):
   bytes a session); ``node-sessions:{b}:<node>`` per node and bucket, a sorted set of its
   sessions' 16-byte ids, all scores 0 (ZRANGEBYLEX pages by uuid). A session's row and its
   index entry share a bucket: one MULTI writes both, on one server.
-- Fleet-wide, tag ``{fleet}``: ``node:<id>`` one hash per node; ``alive:<id>`` a string with a
-  TTL the heartbeat refreshes, whose value is the node's live incarnation (its claim on the
-  id); ``nodes`` the set of every registered node id, alive or not
-  (survivors find the dead there); ``upstreams`` a hash id → orjson; ``health:<upstream>`` a
-  hash node id → orjson view; ``health-upstreams`` the set of upstreams that have views;
-  ``cleanup:<node>`` a SET NX PX lock: one survivor cleans up after a dead node.
+- Fleet-wide, tag ``{fleet}``: ``action:<digest>`` one hash (fingerprint, answer) per
+  idempotency key of a fleet-wide admin action, with a TTL, and ``actions`` a sorted set of
+  them by when they started (Redis's clock, µs), which bounds their number; ``node:<id>`` one
+  hash per node; ``alive:<id>`` a string with a TTL the heartbeat refreshes, whose value is
+  the node's live incarnation (its claim on the id: a plain start is a new one, and its record
+  is written afresh, without an earlier process's ``last_handoff``); ``nodes`` the
+  set of every registered node id, alive or not (survivors find the dead there);
+  ``upstreams`` a hash id → orjson; ``health:<upstream>`` a hash node id → orjson view;
+  ``health-upstreams`` the set of upstreams that have views; ``cleanup:<node>`` a SET NX PX
+  lock: one survivor cleans up after a dead node.
 
 Rules:
 - Every method but ``ping`` and ``close`` raises ``FleetUnavailable`` when Redis does not
@@ -61,6 +65,7 @@ from paradoxplex.node.fleet.redis.rows import (
 )
 from paradoxplex.node.tasks import all_of
 from paradoxplex.shared.fleet import NodeRecord
+from paradoxplex.shared.idempotency import MAX_KEYS, PENDING, WINDOW, Claim, Verdict
 from paradoxplex.shared.incarnations import visible
 from paradoxplex.shared.keys import Keys
 from paradoxplex.shared.sessions import SessionInfo
@@ -124,6 +129,52 @@ return updated
 """
 
 
+# An idempotency key's claim: the record as it stands, or a new pending one (see idempotency).
+# KEYS: the record, the index. ARGV: fingerprint, pending ms, window ms, max keys.
+_CLAIM_ACTION = """
+local held = redis.call('HMGET', KEYS[1], 'fp', 'answer')
+if held[1] then
+  if held[1] ~= ARGV[1] then return {'mismatch', '', 0} end
+  if held[2] then return {'replay', held[2], 0} end
+  return {'in_progress', '', 0}
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+redis.call('HSET', KEYS[1], 'fp', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local lived = (tonumber(ARGV[2]) + tonumber(ARGV[3])) * 1000
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - lived)
+redis.call('ZADD', KEYS[2], now, KEYS[1])
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if over <= 0 then return {'fresh', '', 0} end
+local oldest = redis.call('ZRANGE', KEYS[2], 0, over - 1)
+for _, name in ipairs(oldest) do redis.call('DEL', name) end
+redis.call('ZREMRANGEBYRANK', KEYS[2], 0, over - 1)
+return {'fresh', '', over}
+"""
+# KEYS: the record, the index. ARGV: fingerprint, answer, window ms.
+_SETTLE_ACTION = """
+redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'answer', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if not redis.call('ZSCORE', KEYS[2], KEYS[1]) then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[2], tonumber(t[1]) * 1000000 + tonumber(t[2]), KEYS[1])
+end
+return 1
+"""
+# KEYS: the record, the index. ARGV: fingerprint.
+_RELEASE_ACTION = """
+local held = redis.call('HMGET', KEYS[1], 'fp', 'answer')
+if held[1] == ARGV[1] and not held[2] then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], KEYS[1])
+  return 1
+end
+return 0
+"""
+_VERDICTS = {verdict.value.encode(): verdict for verdict in Verdict}
+
+
 class RedisFleet:
     """Fleet state in Redis, shared by every node of a fleet.
 
@@ -142,6 +193,9 @@ class RedisFleet:
         self._claim = self._redis.register_script(_CLAIM)
         self._release = self._redis.register_script(_RELEASE)
         self._forget = self._redis.register_script(_FORGET)
+        self._claim_action = self._redis.register_script(_CLAIM_ACTION)
+        self._settle_action = self._redis.register_script(_SETTLE_ACTION)
+        self._release_action = self._redis.register_script(_RELEASE_ACTION)
 
     @edge
     async def start(self) -> None:
@@ -432,6 +486,15 @@ class RedisFleet:
         infos = (unpack_session(key, optional_raw(row)) for key, row in zip(ids, rows, strict=True))
         return [info for info in infos if info is not None]
 
+    @edge
+    async def node_sessions(self, node_id: str) -> list[str]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for bucket in range(self.keys.buckets):
+                pipe.zrange(self.keys.node_sessions(node_id, bucket), 0, -1)
+            replies = await pipe.execute()
+        members = sorted(raw(member) for reply in replies for member in reply)
+        return [client_uuid_of(member) for member in members]
+
     # -- upstreams and health ------------------------------------------------------------
 
     @edge
@@ -478,6 +541,30 @@ class RedisFleet:
             for upstream, reply in zip(upstreams, replies, strict=True)
             if reply
         }
+
+    # -- idempotency keys of fleet-wide actions ------------------------------------------
+
+    @edge
+    async def claim_action(self, key: str, fingerprint: bytes) -> Claim[bytes]:
+        verdict, answer, evicted = await self._claim_action(
+            keys=[self.keys.action(key), self.keys.actions],
+            args=[fingerprint, milliseconds(PENDING), milliseconds(WINDOW), MAX_KEYS],
+        )
+        decided = _VERDICTS[raw(verdict)]
+        return Claim(decided, raw(answer) if decided is Verdict.REPLAY else None, int(evicted))
+
+    @edge
+    async def settle_action(self, key: str, fingerprint: bytes, answer: bytes) -> None:
+        await self._settle_action(
+            keys=[self.keys.action(key), self.keys.actions],
+            args=[fingerprint, answer, milliseconds(WINDOW)],
+        )
+
+    @edge
+    async def release_action(self, key: str, fingerprint: bytes) -> None:
+        await self._release_action(
+            keys=[self.keys.action(key), self.keys.actions], args=[fingerprint]
+        )
 
     def __repr__(self) -> str:
         return f"<RedisFleet prefix={self.keys.prefix!r}>"
