@@ -5,22 +5,16 @@ Rules:
   balancer says, at most its ``allowance`` (fairness: frames per loop turn, and its rate),
   then tells the session how many went (``placed``); when the balancer says Wait or
   NoUpstream, the flow keeps the rest (reading paused) and the session waits in line.
-- When a link has room again or enters rotation, waiting sessions are retried in arrival order.
+- When a link has room again or enters rotation, the sessions waiting in line
+  (``links/waiting``, ``WaitingLine``) are retried in arrival order.
 - Every message is numbered when it leaves the socket's held frames (``SessionInfo.seq``, in
   the order read): its delivery id is ``(client_uuid, seq)``.
 - What a link gives back (queued on a link that left rotation, or held unacknowledged by an
-  upstream whose stream is gone) waits in ``Redeliveries``, per socket in number order, and
-  is placed before anything newer of that socket (``submit`` places a socket's redeliveries
-  first and waits while one cannot be placed). Sent ones go again with attempt + 1, within
-  ``max_deliveries`` and the retry budget (``shared.redelivery``); their ids go in
-  ``Answers``. A message on its last delivery goes alone on its link (``links/deliveries``).
-  A closed socket's are placed all the same (the upstream still gets what the
-  socket sent; its replies are dropped as ``socket_closed``). What waits longer than
-  ``hold_timeout`` is dropped (``hold_timeout``). While the pool closes (the node stops),
-  what comes back is not placed again: counted (``node_stopping``, ``socket_closed``).
-- A link out of rotation whose stream still runs (its upstream drains) may still hold a
-  socket's messages: that socket's newer ones wait (``_limbo``) until the stream ends and
-  what it did not finish is placed again, first. So order per socket holds across a drain.
+  upstream whose stream is gone) is delivered again, placed before anything newer of its
+  socket (``submit`` places a socket's redeliveries first and waits while one cannot be
+  placed), and a draining link's sockets wait for it (its limbo): ``links/redelivery``
+  (``Redelivery``) decides and keeps what waits; while the pool closes (the node stops),
+  nothing is placed again.
 - A hot handoff: ``divert(handler)`` sends every reply the links receive to ``handler``
   instead of the node's router (``divert(None)`` undoes it); ``take_numbered(sockets)`` takes
   those sockets' numbered messages that no upstream has (queued on links, waiting to be
@@ -29,8 +23,8 @@ Rules:
   links give back from then on (unacknowledged when they close) goes to the successor, which
   delivers it again (``redeliver_elsewhere``).
 - Lifecycle events of sockets this node never held open (a dead node's, its own previous
-  incarnation's) are owed (``owe_events``): they wait, in order, until links can take them
-  (a link enters rotation or has room again), ``OWED_EVENTS`` at most.
+  incarnation's) are owed (``owe_events``): they wait, in order, in ``links/owed``
+  (``OwedEvents``) until links can take them (a link enters rotation or has room again).
 """
 
 from __future__ import annotations
@@ -38,39 +32,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from itertools import islice
 
 import grpc
 
 from paradoxplex.node.links.link import UpstreamLink
+from paradoxplex.node.links.owed import OwedEvents
 from paradoxplex.node.links.queue import Outgoing
+from paradoxplex.node.links.redelivery import Redelivery
+from paradoxplex.node.links.waiting import WaitingLine
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.sockets.session import Session
 from paradoxplex.shared.balancing import DEFAULT_ROUTING, Balancer, Place
 from paradoxplex.shared.config import DEFAULT_HOLD_TIMEOUT, DEFAULT_STREAMS, DEFAULT_UPSTREAM_QUEUE
 from paradoxplex.shared.drops import DropReason
 from paradoxplex.shared.health import Health
-from paradoxplex.shared.redelivery import (
-    DEFAULT_BUDGET_RATIO,
-    DEFAULT_MAX_DELIVERIES,
-    Answers,
-    Redeliveries,
-    RetryBudget,
-    judge,
-)
-from paradoxplex.shared.unacked import AtMostOnce, UnackedLimits, UnackedTotals
+from paradoxplex.shared.redelivery import DEFAULT_BUDGET_RATIO, DEFAULT_MAX_DELIVERIES
+from paradoxplex.shared.unacked import UnackedLimits, UnackedTotals
 from paradoxplex.shared.upstreams import UpstreamSpec
 from paradoxplex.wire import upstream_pb2 as pb
 
 log = logging.getLogger("paradoxplex.node.links")
 
 ReplyHandler = Callable[[pb.OutputStreamRequest], Awaitable[None] | None]
-#: Owed lifecycle events that wait for a link at most; past it the oldest are dropped, counted.
-OWED_EVENTS = 100_000
 
 
 class UpstreamPool:
@@ -102,34 +88,36 @@ class UpstreamPool:
         self.streams = streams
         self.batch = batch
         self.links: dict[str, UpstreamLink] = {}
-        self.waiting: deque[Session] = deque()
-        self._waiting_ids: set[str] = set()
+        self.waiting = WaitingLine()
         self._on_change = on_change
         self._has_room = self._link_has_room
         self._retrying = False
         self._removing: set[UpstreamLink] = set()
         self._in_rotation = False
         self._closing = False
-        self.owed: deque[tuple[str, pb.SocketEvent]] = deque()
-        self._none_owed = asyncio.Event()
-        self._none_owed.set()
+        self.owed = OwedEvents(
+            balancer=self.balancer, links=self.links, has_room=self._has_room, metrics=metrics
+        )
         self._diverted: ReplyHandler | None = None
-        self._successor: Callable[[list[Outgoing]], None] | None = None
         # acknowledged delivery (see the rules)
         self.channel = f"{node_id or 'node'}/{uuid.uuid4().hex[:12]}"  # this incarnation's
-        self.max_deliveries = max_deliveries
         self.unacked = unacked or UnackedLimits()
         self.totals = totals or UnackedTotals()
-        self.budget = RetryBudget(
-            ratio=retry_budget, burst=self.unacked.messages, now=time.monotonic()
+        self.redelivery = Redelivery(
+            balancer=self.balancer,
+            links=self.links,
+            has_room=self._has_room,
+            sessions=sessions,
+            metrics=metrics,
+            unacked=self.unacked,
+            totals=self.totals,
+            max_deliveries=max_deliveries,
+            retry_budget=retry_budget,
+            hold_timeout=hold_timeout,
         )
-        self.answers = Answers()
-        self.redeliveries: Redeliveries[Outgoing] = Redeliveries(self.totals)
-        self.redelivered = 0
-        self.hold_timeout = hold_timeout
-        self._orphans: set[str] = set()  # closed sockets with redeliveries waiting
-        self._limbo: set[str] = set()  # links out of rotation holding unacknowledged messages
-        self._expiry: asyncio.TimerHandle | None = None
+        # the same objects, read by ``submit`` on every call without one more look-up
+        self.redeliveries = self.redelivery.redeliveries
+        self._limbo = self.redelivery.limbo
         metrics.unacked_messages.set_function(lambda: self.totals.messages)
         metrics.unacked_bytes.set_function(lambda: self.totals.bytes)
 
@@ -148,7 +136,7 @@ class UpstreamPool:
             credentials=self.credentials,
             unacked=self.unacked,
             totals=self.totals,
-            answers=self.answers,
+            answers=self.redelivery.answers,
             channel=self.channel,
         )
         self.links[spec.id] = link
@@ -170,7 +158,7 @@ class UpstreamPool:
             self._removing.discard(link)
         if self.links.get(upstream_id) is link:
             del self.links[upstream_id]
-        self._limbo.discard(upstream_id)
+        self.redelivery.leave_limbo(upstream_id)
         for state in Health:
             self.metrics.upstream_state.remove(upstream_id, state.value)
         with contextlib.suppress(KeyError):
@@ -182,11 +170,11 @@ class UpstreamPool:
 
     async def close(self, *, grace: float = 5.0) -> None:
         self._closing = True
+        self.redelivery.stop()
         await asyncio.gather(
             *(self.remove(upstream_id, grace=grace, stopping=True) for upstream_id in self.links)
         )
-        if self._expiry is not None:
-            self._expiry.cancel()
+        self.redelivery.close()
 
     def ready(self) -> bool:
         return bool(self.balancer_members())
@@ -197,10 +185,6 @@ class UpstreamPool:
     def _link_has_room(self, upstream_id: str) -> bool:
         return self.links[upstream_id].has_room()
 
-    def _has_room_for_final(self, upstream_id: str) -> bool:
-        link = self.links[upstream_id]
-        return link.has_room() and link.deliveries.final is None
-
     # placing ----------------------------------------------------------------------------
 
     def submit(self, session: Session) -> None:
@@ -208,16 +192,16 @@ class UpstreamPool:
         if info is None:
             return
         client_uuid = info.client_uuid
-        if self._limbo and self._in_limbo(client_uuid):
-            self._wait(session)
+        if self._limbo and self.redelivery.in_limbo(client_uuid):
+            self.waiting.join(session)
             session.placed(0)  # behind what a draining upstream still holds of it
             return
         if (
             self.redeliveries
             and client_uuid in self.redeliveries
-            and not self._place_redelivered(client_uuid)
+            and not self.redelivery.place(client_uuid)
         ):
-            self._wait(session)
+            self.waiting.join(session)
             session.placed(0)  # its later messages wait behind its redeliveries
             return
         held = session.flow.held
@@ -228,7 +212,7 @@ class UpstreamPool:
         for frame in islice(held, session.allowance()):
             decision = pick(client_uuid, self._has_room)
             if not isinstance(decision, Place):
-                self._wait(session)
+                self.waiting.join(session)
                 break
             seq += 1
             links[decision.upstream_id].enqueue(Outgoing(client_uuid, frame, None, seq))
@@ -248,74 +232,17 @@ class UpstreamPool:
 
     def owe_events(self, events: Iterable[tuple[str, pb.SocketEvent]]) -> None:
         """Lifecycle events for sockets gone without closing here: placed like data, in order,
-        as soon as links can take them; past ``OWED_EVENTS`` waiting, the oldest are dropped
-        (counted)."""
-        owed = self.owed
-        owed.extend(events)
-        excess = len(owed) - OWED_EVENTS
-        for _ in range(excess):
-            owed.popleft()
-        if excess > 0:
-            self.metrics.drops.labels(DropReason.LIFECYCLE_EVENT_NO_UPSTREAM).inc(excess)
-        if owed:
-            self._none_owed.clear()
-        self._place_owed()
+        as soon as links can take them (``OwedEvents``)."""
+        self.owed.owe(events)
 
     async def owed_placed(self) -> None:
         """Returns once no owed event waits for a link."""
-        await self._none_owed.wait()
-
-    def _place_owed(self) -> None:
-        owed = self.owed
-        while owed:
-            client_uuid, event = owed[0]
-            decision = self.balancer.pick(client_uuid, self._has_room)
-            if not isinstance(decision, Place):
-                return
-            self.links[decision.upstream_id].enqueue(Outgoing(client_uuid, b"", event))
-            self.balancer.forget(client_uuid)  # a gone socket: sticky routing keeps no entry
-            owed.popleft()
-        self._none_owed.set()
-
-    def _in_limbo(self, client_uuid: str) -> bool:
-        for upstream_id in self._limbo:
-            link = self.links.get(upstream_id)
-            if link is not None and link.deliveries.holds(client_uuid):
-                return True
-        return False
-
-    def _place_redelivered(self, client_uuid: str) -> bool:
-        """Place what waits to be delivered again for this socket, in order, as far as links
-        take it; True when none waits any more."""
-        waiting = self.redeliveries.waiting(client_uuid)
-        pick, links, last = self.balancer.pick, self.links, self.max_deliveries
-        placed = 0
-        for item in waiting:
-            final = item.attempt >= last  # its last delivery: alone on its link
-            decision = pick(client_uuid, self._has_room_for_final if final else self._has_room)
-            if not isinstance(decision, Place):
-                break
-            link = links[decision.upstream_id]
-            if final:
-                link.deliveries.take_final(item)
-            link.enqueue(item)
-            placed += 1
-        done = placed == len(waiting)
-        self.redeliveries.placed(client_uuid, placed)
-        return done
+        await self.owed.placed()
 
     def forget(self, client_uuid: str) -> None:
         self.balancer.forget(client_uuid)
-        self._waiting_ids.discard(client_uuid)
-        if client_uuid in self.redeliveries:
-            self._orphans.add(client_uuid)
-        if len(self.waiting) > 2 * len(self._waiting_ids) + 64:  # drop closed sessions
-            self.waiting = deque(s for s in self.waiting if s.client_uuid in self._waiting_ids)
-
-    def _wait(self, session: Session) -> None:
-        if session.client_uuid not in self._waiting_ids:
-            self._waiting_ids.add(session.client_uuid)
-            self.waiting.append(session)
+        self.waiting.leave(client_uuid)
+        self.redelivery.closed(client_uuid)
 
     def _retry_waiting(self) -> None:
         """Give waiting sessions another go, in order, until links are full again."""
@@ -323,26 +250,16 @@ class UpstreamPool:
             return
         self._retrying = True
         try:
-            if self._orphans:
-                self._place_orphans()
-            for _ in range(len(self.waiting)):
-                session = self.waiting.popleft()
-                self._waiting_ids.discard(session.client_uuid)
-                if session.closing or not (
-                    session.flow.held or session.client_uuid in self.redeliveries
-                ):
-                    continue
-                self.submit(session)
-                if session.client_uuid in self._waiting_ids:
-                    break
+            if self.redelivery.orphans:
+                self.redelivery.place_orphans()
+            self.waiting.retry(self.submit, self.redeliveries)
         finally:
             self._retrying = False
 
     # LinkHost ---------------------------------------------------------------------------
 
     def link_changed(self, link: UpstreamLink) -> None:
-        if not link.in_rotation and link.deliveries and link.streams.running:
-            self._limbo.add(link.id)
+        self.redelivery.enter_limbo(link)
         members = self.balancer_members()
         if self._in_rotation and not members and not self._closing:
             log.warning(
@@ -354,116 +271,44 @@ class UpstreamPool:
         if self._on_change is not None:
             self._on_change(link)
         if link.in_rotation:
-            self._place_owed()
+            self.owed.place()
             self._retry_waiting()
 
     def link_room(self, link: UpstreamLink) -> None:
         if self.owed:
-            asyncio.get_running_loop().call_soon(self._place_owed)
-        if self.waiting or self._orphans:
+            asyncio.get_running_loop().call_soon(self.owed.place)
+        if self.waiting or self.redelivery.orphans:
             asyncio.get_running_loop().call_soon(self._retry_waiting)
 
     def reroute(self, items: list[Outgoing]) -> None:
         """Items that were queued on a link that left rotation: placed again, first."""
         if items:
             log.info("re-placing %d queued messages from a link that left rotation", len(items))
-            self._again([], items)
+            self._place_again(self.redelivery.again([], items))
 
     def redeliver(self, link: UpstreamLink, sent: list[Outgoing], queued: list[Outgoing]) -> None:
         """What ``link``'s upstream held unacknowledged, and its queue: delivered again."""
-        self._limbo.discard(link.id)
+        self.redelivery.leave_limbo(link.id)
         if sent:
             log.info(
                 "upstream %s held %d unacknowledged messages: delivering them again",
                 link.id,
                 len(sent),
             )
-        self._again(sent, queued)
+        self._place_again(self.redelivery.again(sent, queued))
         if self.waiting:
             self._retry_waiting()
 
-    def _again(self, sent: list[Outgoing], queued: list[Outgoing]) -> None:
-        if self._successor is not None:  # the node lives on in another process: it delivers
-            self._successor([*sent, *queued])
-            return
-        if self._closing:
-            self.metrics.at_most_once.labels(AtMostOnce.NODE_STOPPING).inc(len(sent))
-            if queued:
-                self.metrics.drops.labels(DropReason.SOCKET_CLOSED).inc(len(queued))
-            return
-        now = time.monotonic()
-        judged = judge(
-            sent,
-            queued,
-            max_deliveries=self.max_deliveries,
-            budget=self.budget,
-            now=now,
-            first_deliveries=self._first_deliveries(),
-        )
-        for item in judged.exhausted:
-            self.metrics.drops.labels(DropReason.REDELIVERY_EXHAUSTED).inc()
-            log.warning(
-                "socket %s: message %d dropped after %d deliveries without an acknowledgement "
-                "(redelivery_exhausted)",
-                item.client_uuid,
-                item.seq,
-                item.attempt,
-            )
-        if judged.over_budget:
-            self.metrics.drops.labels(DropReason.RETRY_BUDGET).inc(len(judged.over_budget))
-            log.warning(
-                "%d messages not delivered again: the retry budget is spent (retry_budget)",
-                len(judged.over_budget),
-            )
-        again = len(sent) - len(judged.exhausted) - len(judged.over_budget)
-        if again:
-            self.redelivered += again
-            self.metrics.redeliveries.inc(again)
-            for item in judged.again[:again]:
-                self.answers.redelivered(item.client_uuid, item.seq)
-        for client_uuid in self.redeliveries.add(judged.again, now=now):
+    def _place_again(self, client_uuids: list[str]) -> None:
+        """These sockets have messages waiting to be delivered again: an open one's go
+        through its ``submit``, a closed one's are placed all the same."""
+        for client_uuid in client_uuids:
             session = self.sessions.get(client_uuid)
             if session is not None and not session.closing:
                 self.submit(session)
-            elif not self._place_redelivered(client_uuid):
-                self._orphans.add(client_uuid)
-        self._arm_expiry()
-
-    def _first_deliveries(self) -> int:
-        sent = sum(link.counts.sent for link in self.links.values())
-        return sent - self.redelivered
-
-    def _place_orphans(self) -> None:
-        for client_uuid in list(self._orphans):
-            if client_uuid in self.sessions:
-                self._orphans.discard(client_uuid)  # open again: its session places them
-            elif self._place_redelivered(client_uuid):
-                self._orphans.discard(client_uuid)
             else:
-                return
-
-    def _arm_expiry(self) -> None:
-        if self._expiry is not None:
-            return
-        at = self.redeliveries.next_expiry(self.hold_timeout)
-        if at is not None:
-            delay = max(0.0, at - time.monotonic())
-            self._expiry = asyncio.get_running_loop().call_later(delay, self._expire)
-
-    def _expire(self) -> None:
-        """Redeliveries that waited ``hold_timeout`` for a link: dropped, counted."""
-        self._expiry = None
-        expired = self.redeliveries.expired(now=time.monotonic(), timeout=self.hold_timeout)
-        if expired:
-            self.metrics.drops.labels(DropReason.HOLD_TIMEOUT).inc(len(expired))
-            log.warning(
-                "%d messages waited %.1fs to be delivered again and were dropped (hold_timeout)",
-                len(expired),
-                self.hold_timeout,
-            )
-            for item in expired:
-                self._orphans.discard(item.client_uuid)
-        self._arm_expiry()
+                self.redelivery.place_closed(client_uuid)
+        self.redelivery.arm_expiry()
 
     def receive_reply(self, reply: pb.OutputStreamRequest) -> Awaitable[None] | None:
         if self._diverted is not None:
@@ -482,43 +327,22 @@ class UpstreamPool:
         """These sockets' numbered messages that no upstream has: queued on links (the other
         sockets' stay queued, in order) and waiting to be delivered again; per socket, in
         number order."""
-        taken: dict[str, list[Outgoing]] = {}
-        for link in self.links.values():
-            for item in link.queue.drain():
-                if item.client_uuid in client_uuids:
-                    taken.setdefault(item.client_uuid, []).append(item)
-                else:
-                    link.queue.put(item)
-        for client_uuid in client_uuids:
-            waiting = list(self.redeliveries.waiting(client_uuid))
-            if waiting:
-                self.redeliveries.placed(client_uuid, len(waiting))
-                taken.setdefault(client_uuid, []).extend(waiting)
-        for items in taken.values():
-            items.sort(key=lambda item: item.seq)
-        return taken
+        return self.redelivery.take(client_uuids)
 
     def resume(self, items: list[Outgoing]) -> None:
         """Numbered messages to place before anything newer of their sockets, as they are
         (number and attempt): what ``take_numbered`` took."""
-        if not items:
-            return
-        for client_uuid in self.redeliveries.add(items, now=time.monotonic()):
-            session = self.sessions.get(client_uuid)
-            if session is not None and not session.closing:
-                self.submit(session)
-            elif not self._place_redelivered(client_uuid):
-                self._orphans.add(client_uuid)
-        self._arm_expiry()
+        if items:
+            self._place_again(self.redelivery.resume(items))
 
     def hand_over(self, successor: Callable[[list[Outgoing]], None]) -> None:
         """What links give back from now on goes to ``successor``, not placed here."""
-        self._successor = successor
+        self.redelivery.hand_over(successor)
 
     def redeliver_elsewhere(self, items: list[Outgoing]) -> None:
         """What an upstream did not acknowledge to the process this one took over from: to be
         delivered again, as after a link of this process broke."""
-        self._again(items, [])
+        self._place_again(self.redelivery.again(items, []))
         if self.waiting:
             self._retry_waiting()
 
