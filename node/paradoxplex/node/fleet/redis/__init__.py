@@ -6,7 +6,9 @@ One module per job, read in this order:
 - ``sentinel``    the master a Sentinel names, followed through a failover (a client kind)
 - ``errors``      Redis and socket errors become ``FleetUnavailable`` here, once
 - ``rows``        how sessions, nodes and upstreams are stored (no I/O)
-- ``state``       ``RedisFleet``, the ``FleetState`` on Redis
+- ``scripts``     the Lua scripts: a check and the write it allows, in one step
+- ``sessions``    the sessions' rows, each node's index of them, paging, stale rows
+- ``state``       ``RedisFleet``, the ``FleetState`` on Redis, made of the two
 - ``entries``     how an envelope sits in a stream entry (no I/O)
 - ``outbox``      the bus's sending end: numbered adds, in order, held through outages
 - ``inbox``       the bus's receiving end: one watched reader, resumed where it stopped
