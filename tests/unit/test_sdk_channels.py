@@ -23,6 +23,12 @@ class Stream:
     consumer: asyncio.Task[None] | None = None
 
 
+def joined(channels: ReplyChannels, channel_id: str, stream: Stream) -> Channel:
+    """As a stream's probe does: attach, and remember the channel."""
+    stream.channel = channels.attach(channel_id, stream)
+    return stream.channel
+
+
 def replies(*payloads: bytes) -> list[pb.OutputStreamRequest]:
     return [pb.OutputStreamRequest(client_uuid="sock", payload=p) for p in payloads]
 
@@ -30,7 +36,7 @@ def replies(*payloads: bytes) -> list[pb.OutputStreamRequest]:
 def test_a_new_stream_of_a_channel_supersedes_the_old_and_keeps_what_it_had_not_sent() -> None:
     channels = ReplyChannels("origin", max_pending=10)
     old, new = Stream(), Stream()
-    old.channel = channel = channels.attach("node-a", old)
+    channel = joined(channels, "node-a", old)
     old.outbox.items = replies(b"1", b"2")
     assert channels.attach("node-a", new) is channel
     assert old.superseded
@@ -67,7 +73,7 @@ def test_a_superseded_streams_last_replies_go_to_a_stream_that_serves_now() -> N
 async def test_an_ended_stream_leaves_its_unsent_replies_kept_for_the_next() -> None:
     channels = ReplyChannels("origin", max_pending=10)
     stream = Stream()
-    stream.channel = channel = channels.attach("node-a", stream)
+    channel = joined(channels, "node-a", stream)
     stream.outbox.items = replies(b"unsent")
     channels.detach(stream)
     assert (channel.stream, stream.outbox.items, len(channel.ledger)) == (None, [], 1)
@@ -79,8 +85,8 @@ async def test_an_ended_stream_leaves_its_unsent_replies_kept_for_the_next() -> 
 def test_a_stream_superseded_already_does_not_give_its_channel_up_when_it_ends() -> None:
     channels = ReplyChannels("origin", max_pending=10)
     old, new = Stream(), Stream()
-    old.channel = channels.attach("node-a", old)
-    new.channel = channel = channels.attach("node-a", new)
+    joined(channels, "node-a", old)
+    channel = joined(channels, "node-a", new)
     channels.detach(old)
     assert channel.stream is new
     assert repr(channels) == "<ReplyChannels channels=1 rerouted=0 lost=0 unkept=0>"
