@@ -17,7 +17,8 @@ Rules:
   stream after ``RESEND_AFTER`` seconds (5) without one (``replies_rerouted``), dropped
   after ``REPLY_HOLD`` (60) with none at all (``replies_lost``); past ``max_pending`` kept
   replies the oldest are no longer kept (``replies_unkept``).
-- Draining (SIGTERM or SIGINT under ``run``/``serve``, ``drain()``, or the node's drain of one
+- Draining (SIGTERM or SIGINT under ``run``/``serve``, unless the process started with that
+  signal ignored; ``drain()``; or the node's drain of one
   stream): ``ready`` answers false, each stream tells the node (``draining``) and starts no
   new handler, the running one finishes, its replies and acknowledgements go out, the node's
   ``reply_ack`` is awaited, then the stream ends; what was not started is left
@@ -173,6 +174,8 @@ class UpstreamServer(pb_grpc.UpstreamPeerServiceServicer):
         signalled = asyncio.Event()
         installed = []
         for sig in (signal.SIGTERM, signal.SIGINT):
+            if signal.getsignal(sig) is signal.SIG_IGN:  # started ignoring it (nohup, `cmd &`
+                continue  # in a script: `make run`'s Ctrl-C is for the node): keep ignoring it
             try:
                 loop.add_signal_handler(sig, signalled.set)
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
