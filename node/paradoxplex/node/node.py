@@ -193,6 +193,7 @@ class Node:
                 upkeep=self.upkeep,
                 status=self.status,
                 serving=self,
+                handed_over=self.handed_over,
                 metrics=metrics,
                 drain_grace=config.drain_grace,
             )
