@@ -40,7 +40,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -52,10 +52,10 @@ from paradoxplex.node.delivery.endpoint import BusEndpoint, BusOutbox
 from paradoxplex.node.delivery.replies import Owners, ReplyRouter
 from paradoxplex.node.fleet.upkeep import FleetStatus, FleetUpkeep, HealthViews
 from paradoxplex.node.handoff.new import Handshake
+from paradoxplex.node.handoff.parts import HandoffParts
 from paradoxplex.node.handoff.succession import Succession
 from paradoxplex.node.handoff.terms import terms_of
-from paradoxplex.node.links.link import UpstreamLink
-from paradoxplex.node.links.pool import UpstreamPool
+from paradoxplex.node.links.settings import upstream_pool, upstream_specs
 from paradoxplex.node.metrics import Metrics, build_version
 from paradoxplex.node.sockets.drain import SocketDrain
 from paradoxplex.node.sockets.hold import FirstByteHold
@@ -66,14 +66,11 @@ from paradoxplex.node.sockets.open_files import open_files_limit
 from paradoxplex.node.sockets.session import NODE_FLOW, Session, SessionLimits
 from paradoxplex.node.state import NodeState
 from paradoxplex.node.tasks import TaskSet
-from paradoxplex.node.tls import ServerTls, admin_files, listener_files, upstream_credentials
+from paradoxplex.node.tls import ServerTls, admin_files, listener_files
 from paradoxplex.shared.admission import Admission, socket_room
 from paradoxplex.shared.config import NodeConfig
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import Backend, FleetBus, FleetState
-from paradoxplex.shared.unacked import UnackedLimits, UnackedTotals
-from paradoxplex.shared.upstreams import UpstreamSpec
-from paradoxplex.wire import upstream_pb2
 
 log = logging.getLogger("paradoxplex.node")
 
@@ -191,22 +188,25 @@ class Node:
             owner_timeout=config.owner_timeout,
             holds_id=lambda: self.status.replaced_by is None,
         )
-        self.succession = Succession(
-            path=config.handoff_socket,
-            terms=terms_of(config),
-            version=build_version(),
+        parts = HandoffParts(
             state=state,
             hosting=self.hosting,
-            new_session=lambda: Session(self.hosting, self.limits),
             pool=self.pool,
-            router=self.replies,
             endpoint=self.endpoint,
             commands=self.commands,
             upkeep=self.upkeep,
-            status=self.status,
             serving=self.ends,
-            handed_over=self.handed_over,
             metrics=metrics,
+        )
+        self.succession = Succession(
+            parts,
+            path=config.handoff_socket,
+            terms=terms_of(config),
+            version=build_version(),
+            status=self.status,
+            handed_over=self.handed_over,
+            new_session=lambda: Session(self.hosting, self.limits),
+            router=self.replies,
             tasks=tasks,
             upstreams=upstream_specs(config),
             drain_grace=config.drain_grace,
@@ -379,36 +379,6 @@ def admission(config: NodeConfig) -> Admission:
     )
 
 
-def upstream_pool(
-    config: NodeConfig,
-    *,
-    metrics: Metrics,
-    sessions: Mapping[str, Session],
-    receive_reply: Callable[[upstream_pb2.OutputStreamRequest], Awaitable[None] | None],
-    on_change: Callable[[UpstreamLink], None],
-) -> UpstreamPool:
-    """The upstream links, with the node's routing, queue, batch and unacknowledged limits."""
-    return UpstreamPool(
-        metrics=metrics,
-        sessions=sessions,
-        receive_reply=receive_reply,
-        on_change=on_change,
-        credentials=upstream_credentials(config),
-        routing=config.routing,
-        queue_limit=config.upstream_queue,
-        streams=config.streams,
-        batch=config.batch == "auto",
-        node_id=config.node_id,
-        max_deliveries=config.max_deliveries,
-        unacked=UnackedLimits(config.max_unacked, config.max_unacked_bytes),
-        totals=UnackedTotals(
-            max_messages=config.max_unacked_node, max_bytes=config.max_unacked_node_bytes
-        ),
-        retry_budget=config.retry_budget,
-        hold_timeout=config.hold_timeout,
-    )
-
-
 def session_limits(config: NodeConfig) -> SessionLimits:
     """Every socket's limits, from the node's config (``NODE_FLOW`` for the rest)."""
     return SessionLimits(
@@ -422,20 +392,6 @@ def session_limits(config: NodeConfig) -> SessionLimits:
             idle_timeout=config.idle_timeout,
             rate=config.max_frames_per_second,
         ),
-    )
-
-
-def upstream_specs(config: NodeConfig) -> Iterable[UpstreamSpec]:
-    """The upstreams named by ``--upstream``, with the node's timeouts and TLS."""
-    return (
-        UpstreamSpec(
-            address.host,
-            address.port,
-            config.ready_timeout,
-            config.alive_timeout,
-            tls=config.upstream_tls,
-        )
-        for address in config.upstream
     )
 
 

@@ -8,5 +8,6 @@ from ``handoff.proto``). The I/O: ``channel`` (frames and file descriptors on a 
 socket), ``transports`` (the stand-ins), ``old`` (the running node's side: the offer and its
 sequence), ``freeze`` (what the old side stops, lets go of, or thaws), ``transfer`` (the
 state sent and received), ``new`` (its successor's side: reach and take over), ``adoption``
-(the sockets made sessions again), ``relay`` (both sides after the switch).
+(the sockets made sessions again), ``relay`` (both sides after the switch). ``parts`` is the
+node as both sides see it; ``succession`` builds them and runs them for the node.
 """

@@ -29,36 +29,17 @@ import socket
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from paradoxplex.node.delivery.endpoint import BusEndpoint
-from paradoxplex.node.fleet.upkeep import FleetUpkeep
 from paradoxplex.node.handoff.codec import SessionSnapshot
+from paradoxplex.node.handoff.parts import HandoffParts, Listening
 from paradoxplex.node.handoff.steps import FLUSH, Disposition, disposition, talks
 from paradoxplex.node.handoff.transports import CaptureTransport, Gone
-from paradoxplex.node.links.pool import UpstreamPool
-from paradoxplex.node.sockets.hosting import SessionHosting
 from paradoxplex.node.sockets.session import Session
-from paradoxplex.node.state import NodeState
 from paradoxplex.shared.fleet import BusPosition
 from paradoxplex.shared.flow import OPEN
 from paradoxplex.wire import upstream_pb2
 
 log = logging.getLogger("paradoxplex.node.handoff")
-
-
-class Listening(Protocol):
-    """The node's listening ends, as a freeze needs them."""
-
-    def listening_sockets(self) -> tuple[socket.socket | None, socket.socket | None]:
-        """Duplicates of the listener's and the admin API's listening sockets."""
-
-    async def stop_listening(self) -> None:
-        """Accept nothing more (admin requests under way finish)."""
-
-    async def listen_again(
-        self, listener: socket.socket | None, admin: socket.socket | None
-    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -104,22 +85,13 @@ class Freezer:
     """Freezes this node for one handoff, lets go of what moved, or thaws (see the module's
     rules)."""
 
-    def __init__(
-        self,
-        *,
-        state: NodeState,
-        hosting: SessionHosting,
-        pool: UpstreamPool,
-        endpoint: BusEndpoint,
-        upkeep: FleetUpkeep,
-        serving: Listening,
-    ) -> None:
-        self.state = state
-        self.hosting = hosting
-        self.pool = pool
-        self.endpoint = endpoint
-        self.upkeep = upkeep
-        self.serving = serving
+    def __init__(self, parts: HandoffParts) -> None:
+        self.state = parts.state
+        self.hosting = parts.hosting
+        self.pool = parts.pool
+        self.endpoint = parts.endpoint
+        self.upkeep = parts.upkeep
+        self.serving: Listening = parts.serving
 
     # quiesce and freeze ---------------------------------------------------------------
 

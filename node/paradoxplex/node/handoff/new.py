@@ -40,24 +40,17 @@ import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
 
-from paradoxplex.node.delivery.commands import SocketCommands
-from paradoxplex.node.delivery.endpoint import BusEndpoint
 from paradoxplex.node.delivery.replies import ReplyRouter
-from paradoxplex.node.fleet.upkeep import FleetUpkeep
 from paradoxplex.node.handoff.adoption import Adopter
 from paradoxplex.node.handoff.channel import Channel, ChannelClosed, close_fds
 from paradoxplex.node.handoff.codec import decode_upstreams, encode_terms
+from paradoxplex.node.handoff.parts import HandoffParts, Serving
 from paradoxplex.node.handoff.relay import StandIns
 from paradoxplex.node.handoff.steps import LIMITS, NEW_EXPECTS, Pause, Step, expect
 from paradoxplex.node.handoff.terms import Terms
 from paradoxplex.node.handoff.transfer import Received, receive_state
-from paradoxplex.node.links.pool import UpstreamPool
-from paradoxplex.node.metrics import Metrics
-from paradoxplex.node.sockets.hosting import SessionHosting
 from paradoxplex.node.sockets.session import Session
-from paradoxplex.node.state import NodeState
 from paradoxplex.shared.errors import FleetUnavailable, HandoffError, HandoffRefused
 from paradoxplex.shared.fleet import BusPosition
 from paradoxplex.shared.retry import BUS_RECONNECT, Backoff
@@ -118,49 +111,35 @@ async def reach(path: str, terms: Terms, *, version: str) -> Handshake:
     )
 
 
-class Serving(Protocol):
-    """The node's listening ends, as the new side of a handoff needs them."""
-
-    def addresses(self, listener: socket.socket, admin: socket.socket | None) -> None:
-        """Say where this node listens (from the inherited sockets); serve nothing yet."""
-
-    async def serve(self, listener: socket.socket, admin: socket.socket | None) -> None:
-        """Accept on the inherited sockets."""
-
-
 class TakeOver:
     """This process becomes the node the old process was (see the module's rules)."""
 
     def __init__(
         self,
         handshake: Handshake,
+        parts: HandoffParts,
         *,
-        state: NodeState,
-        hosting: SessionHosting,
         new_session: Callable[[], Session],
-        pool: UpstreamPool,
         router: ReplyRouter,
-        endpoint: BusEndpoint,
-        commands: SocketCommands,
-        upkeep: FleetUpkeep,
-        serving: Serving,
-        metrics: Metrics,
         upstreams: Iterable[UpstreamSpec],
         max_frame: int,
     ) -> None:
+        """``upstreams``: those of ``--upstream``, linked beside the old process's."""
         self.handshake = handshake
         self.channel = handshake.channel
-        self.state = state
-        self.pool = pool
+        self.state = state = parts.state
+        self.pool = pool = parts.pool
         self.router = router
-        self.endpoint = endpoint
-        self.commands = commands
-        self.upkeep = upkeep
-        self.serving = serving
-        self.metrics = metrics
+        self.endpoint = parts.endpoint
+        self.commands = parts.commands
+        self.upkeep = upkeep = parts.upkeep
+        self.serving: Serving = parts.serving
+        self.metrics = metrics = parts.metrics
         self.upstreams = {spec.id: spec for spec in (*handshake.upstreams, *upstreams)}
         self.max_frame = max_frame
-        self.adopter = Adopter(hosting=hosting, new_session=new_session, pool=pool, metrics=metrics)
+        self.adopter = Adopter(
+            hosting=parts.hosting, new_session=new_session, pool=pool, metrics=metrics
+        )
         self.stand_ins = StandIns(
             handshake.channel,
             state=state,

@@ -35,20 +35,15 @@ import stat
 import time
 from collections.abc import Callable
 
-from paradoxplex.node.delivery.commands import SocketCommands
-from paradoxplex.node.delivery.endpoint import BusEndpoint
-from paradoxplex.node.fleet.upkeep import FleetStatus, FleetUpkeep
+from paradoxplex.node.fleet.upkeep import FleetStatus
 from paradoxplex.node.handoff.channel import Channel, ChannelClosed, peer_uid
 from paradoxplex.node.handoff.codec import decode_terms, encode_terms, encode_upstreams
-from paradoxplex.node.handoff.freeze import Freezer, Frozen, Listening
+from paradoxplex.node.handoff.freeze import Freezer, Frozen
+from paradoxplex.node.handoff.parts import HandoffParts
 from paradoxplex.node.handoff.relay import Relay
 from paradoxplex.node.handoff.steps import LIMITS, OLD_EXPECTS, Outcome, Step, expect, outcome
 from paradoxplex.node.handoff.terms import Terms, refusal
 from paradoxplex.node.handoff.transfer import send_state
-from paradoxplex.node.links.pool import UpstreamPool
-from paradoxplex.node.metrics import Metrics
-from paradoxplex.node.sockets.hosting import SessionHosting
-from paradoxplex.node.state import NodeState
 from paradoxplex.shared.errors import FleetUnavailable, HandoffError, HandoffRefused
 from paradoxplex.wire import handoff_pb2 as pb
 
@@ -61,41 +56,26 @@ class HandoffOffer:
     def __init__(
         self,
         path: str,
+        parts: HandoffParts,
         *,
         terms: Terms,
         version: str,
-        state: NodeState,
-        hosting: SessionHosting,
-        pool: UpstreamPool,
-        endpoint: BusEndpoint,
-        commands: SocketCommands,
-        upkeep: FleetUpkeep,
         status: FleetStatus,
-        serving: Listening,
         handed_over: Callable[[], None],
-        metrics: Metrics,
         drain_grace: float,
     ) -> None:
-        """``serving``: the node's listening ends; ``handed_over``: everything went, the node
-        stops without leaving the fleet."""
+        """``handed_over``: everything went, the node stops without leaving the fleet."""
         self.path = path
         self.terms = terms
         self.version = version
-        self.state = state
-        self.hosting = hosting
-        self.pool = pool
-        self.commands = commands
+        self.state = parts.state
+        self.hosting = parts.hosting
+        self.pool = parts.pool
+        self.commands = parts.commands
         self.status = status
-        self.freezer = Freezer(
-            state=state,
-            hosting=hosting,
-            pool=pool,
-            endpoint=endpoint,
-            upkeep=upkeep,
-            serving=serving,
-        )
+        self.freezer = Freezer(parts)
         self.handed_over = handed_over
-        self.metrics = metrics
+        self.metrics = parts.metrics
         self.drain_grace = drain_grace
         self.busy = False
         self.handed = False  # everything went: the node lives on in the successor

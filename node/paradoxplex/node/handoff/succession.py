@@ -1,10 +1,10 @@
 """A node's succession: the process it took over from (``--take-over``, the new side) and the
 successor it offers itself to (``--handoff-socket``, the old side). The node builds one with
-the parts both sides are given, and calls it instead of starting, after starting, and when it
-stops.
+the parts both sides are given (``parts.HandoffParts``), and calls it instead of starting,
+after starting, and when it stops.
 
 Rules:
-- ``offer``: listens on ``--handoff-socket`` when it is set; a path it cannot listen on is a
+- ``start_offer``: listens on ``--handoff-socket`` when it is set; a path it cannot listen on is a
   ``ConfigError`` naming the setting (the start fails).
 - ``take_over``: runs the new side (``new.TakeOver``) on the handshake ``new.reach`` made; a
   ``HandoffError`` when it did not happen (the old process serves on). Once it did, the fleet's
@@ -20,21 +20,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
-from typing import Protocol
 
-from paradoxplex.node.delivery.commands import SocketCommands
-from paradoxplex.node.delivery.endpoint import BusEndpoint
 from paradoxplex.node.delivery.replies import ReplyRouter
-from paradoxplex.node.fleet.upkeep import FleetStatus, FleetUpkeep
-from paradoxplex.node.handoff.freeze import Listening
-from paradoxplex.node.handoff.new import Handshake, Serving, TakeOver
+from paradoxplex.node.fleet.upkeep import FleetStatus
+from paradoxplex.node.handoff.new import Handshake, TakeOver
 from paradoxplex.node.handoff.old import HandoffOffer
+from paradoxplex.node.handoff.parts import HandoffParts
 from paradoxplex.node.handoff.terms import Terms
-from paradoxplex.node.links.pool import UpstreamPool
-from paradoxplex.node.metrics import Metrics
-from paradoxplex.node.sockets.hosting import SessionHosting
 from paradoxplex.node.sockets.session import Session
-from paradoxplex.node.state import NodeState
 from paradoxplex.node.tasks import TaskSet
 from paradoxplex.shared.errors import ConfigError
 from paradoxplex.shared.upstreams import UpstreamSpec
@@ -42,31 +35,20 @@ from paradoxplex.shared.upstreams import UpstreamSpec
 log = logging.getLogger("paradoxplex.node")
 
 
-class Ends(Listening, Serving, Protocol):
-    """The node's listening ends, as both sides of a handoff need them."""
-
-
 class Succession:
     """This node's hot handoffs, both sides (see the module's rules)."""
 
     def __init__(
         self,
+        parts: HandoffParts,
         *,
         path: str | None,
         terms: Terms,
         version: str,
-        state: NodeState,
-        hosting: SessionHosting,
-        new_session: Callable[[], Session],
-        pool: UpstreamPool,
-        router: ReplyRouter,
-        endpoint: BusEndpoint,
-        commands: SocketCommands,
-        upkeep: FleetUpkeep,
         status: FleetStatus,
-        serving: Ends,
         handed_over: Callable[[], None],
-        metrics: Metrics,
+        new_session: Callable[[], Session],
+        router: ReplyRouter,
         tasks: TaskSet,
         upstreams: Iterable[UpstreamSpec],
         drain_grace: float,
@@ -74,35 +56,21 @@ class Succession:
     ) -> None:
         """``path``: ``--handoff-socket`` (None offers nothing); ``upstreams``: those of
         ``--upstream``, linked before a takeover beside the old process's."""
+        self.parts = parts
         self.path = path
-        self.state = state
-        self.hosting = hosting
         self.new_session = new_session
-        self.pool = pool
         self.router = router
-        self.endpoint = endpoint
-        self.commands = commands
-        self.upkeep = upkeep
-        self.serving = serving
-        self.metrics = metrics
         self.tasks = tasks
         self.upstreams = tuple(upstreams)
         self.max_frame = max_frame
         self.offer = (
             HandoffOffer(
                 path,
+                parts,
                 terms=terms,
                 version=version,
-                state=state,
-                hosting=hosting,
-                pool=pool,
-                endpoint=endpoint,
-                commands=commands,
-                upkeep=upkeep,
                 status=status,
-                serving=serving,
                 handed_over=handed_over,
-                metrics=metrics,
                 drain_grace=drain_grace,
             )
             if path
@@ -128,16 +96,9 @@ class Succession:
         """Become the node the process behind ``handshake`` is (see the module's rules)."""
         self.takeover = takeover = TakeOver(
             handshake,
-            state=self.state,
-            hosting=self.hosting,
+            self.parts,
             new_session=self.new_session,
-            pool=self.pool,
             router=self.router,
-            endpoint=self.endpoint,
-            commands=self.commands,
-            upkeep=self.upkeep,
-            serving=self.serving,
-            metrics=self.metrics,
             upstreams=self.upstreams,
             max_frame=self.max_frame,
         )
