@@ -121,6 +121,7 @@ class Node:
         self.upkeep = FleetUpkeep(
             state,
             fleet=self.fleet,
+            bus=self.bus,
             status=self.status,
             health=health,
             pool=self.pool,
@@ -180,7 +181,7 @@ class Node:
             outbox=self.outbox,
             deliveries=self.replies,
             commands=self.commands,
-            on_control=self.upkeep.reconcile,
+            on_control=self.upkeep.control,
             on_reconnect=self.upkeep.resync,
             node_id=self.node_id,
             metrics=metrics,
