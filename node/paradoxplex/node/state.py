@@ -8,8 +8,9 @@ Rules:
   closed); ``draining`` by ``SocketDrain`` (the node starts to drain); ``listen_address`` and
   ``admin_url`` by ``ListeningEnds`` (it bound the listener, the admin API, or took them
   over); ``last_handoff`` by the takeover that made this process the node. Every other part
-  only reads them. ``node_id``, ``incarnation`` (new at each start: ``shared.incarnations``;
-  a hot handoff carries it on) and ``started_at`` never change.
+  only reads them. ``node_id`` never changes; ``incarnation`` (new at each start:
+  ``shared.incarnations``) and ``started_at`` are the node's: a takeover sets them to the old
+  process's before any part runs (``Node.take_over``), and nothing changes them afterwards.
 - No I/O, no decisions: plain fields.
 """
 

@@ -74,7 +74,7 @@ class ListeningEnds:
             self._server = await self.listener.start(self.listen, reuse_port=reuse_port)
         bound = self._server.sockets[0].getsockname()
         self.state.listen_address = f"{self.listen.host}:{bound[1]}"
-        await self._start_admin(self._server)
+        await self._start_admin()
 
     def stop_accepting(self) -> None:
         if self._server is not None:
@@ -128,16 +128,15 @@ class ListeningEnds:
             self._server = await self.listener.adopt(listener)
         if admin is not None:
             if self._admin is None:
-                assert self._server is not None
-                await self._start_admin(self._server, sock=admin)
+                await self._start_admin(sock=admin)
             else:
                 tls = self.admin_tls.context if self.admin_tls else None
                 await self._admin.start(self.admin.host, self.admin.port, tls, sock=admin)
 
-    async def _start_admin(
-        self, listener: asyncio.Server, *, sock: socket.socket | None = None
-    ) -> None:
-        self._admin = AdminServer(self.admin_app(listener.is_serving))
+    async def _start_admin(self, *, sock: socket.socket | None = None) -> None:
+        # whether the listener accepts, asked of whichever server listens now (a thaw serves
+        # on a new one)
+        self._admin = AdminServer(self.admin_app(lambda: self.listening))
         with naming("--admin", self.admin):
             _, port = await self._admin.start(  # the bound port, when asked for port 0
                 self.admin.host,
