@@ -99,7 +99,7 @@ class BatchStream:
     async def consume(self, requests: AsyncIterator[pb.InputBatch]) -> None:
         server, outbox = self.server, self.outbox
         handle, clock, set_handling = server.handler, time.monotonic, HANDLING.set
-        try:
+        with consuming(self):
             async for batch in requests:
                 if batch.reply_ack or batch.drain:
                     self._control(batch)
@@ -141,12 +141,6 @@ class BatchStream:
                 if finished:
                     self.recent.extend(finished)
                     self.recent_version += 1
-        except Exception:
-            log.exception("upstream handler failed; ending the stream")
-            raise
-        finally:
-            self.running = False
-            outbox.close()
 
     def _control(self, batch: pb.InputBatch) -> None:
         if batch.reply_ack and self.channel is not None:
@@ -254,7 +248,7 @@ class OriginalStream:
 
     async def consume(self, requests: AsyncIterator[pb.InputStreamRequest]) -> None:
         server, outbox, handle = self.server, self.outbox, self.server.handler
-        try:
+        with consuming(self):
             async for request in requests:
                 if outbox.full():
                     await outbox.room()
@@ -267,12 +261,6 @@ class OriginalStream:
                 self.running = False
                 if server.stopping():  # a drain began while it ran
                     break
-        except Exception:
-            log.exception("upstream handler failed; ending the stream")
-            raise
-        finally:
-            self.running = False
-            outbox.close()
 
     async def replies(self) -> AsyncIterator[pb.OutputStreamRequest]:
         while (taken := await self.outbox.take()) is not None:
@@ -281,6 +269,20 @@ class OriginalStream:
 
 
 Stream = BatchStream | OriginalStream
+
+
+@contextlib.contextmanager
+def consuming(stream: Stream) -> Iterator[None]:
+    """A stream's consumer at work: a handler's error is logged and ends the stream; however
+    it ends, nothing runs any more and its outbox closes."""
+    try:
+        yield
+    except Exception:
+        log.exception("upstream handler failed; ending the stream")
+        raise
+    finally:
+        stream.running = False
+        stream.outbox.close()
 
 
 async def finish(consumer: asyncio.Task[None] | None) -> None:
