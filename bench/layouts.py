@@ -16,7 +16,11 @@ import redis
 
 from bench.procs import Procs, free_port
 from bench.systems import RedisServer, redis_binary
-from paradoxplex.node.cli.devfleet import cluster_node_args, form_cluster, free_cluster_port
+from paradoxplex.node.cli.devfleet.redis_servers import (
+    cluster_node_args,
+    form_cluster,
+    free_cluster_port,
+)
 
 MODES = ("single", "shards", "cluster")
 SERVERS = 3  # of ``shards`` and of ``cluster`` (masters)

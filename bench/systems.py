@@ -21,7 +21,7 @@ from pathlib import Path
 import redis
 
 from bench.procs import BUILD, BenchError, Proc, Procs, build, free_port, free_port_pair
-from paradoxplex.node.cli.devfleet import find_redis_server
+from paradoxplex.node.cli.devfleet.redis_servers import find_redis_server
 
 VENV_BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parent.parent

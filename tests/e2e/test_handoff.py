@@ -309,6 +309,8 @@ async def still_serving(old: NodeProc, clients: Looping, admin: Admin, count: in
     await eventually(lambda: clients.answered >= answered + 5 * len(clients.loops), timeout=10)
     assert not clients.task.done()  # no loop stopped: nothing lost
     assert len(await admin.sockets()) == count
+    status, ready = await admin.call("GET", "/readyz")  # and says so to a load balancer
+    assert (status, ready.get("ready"), ready.get("listening")) == (200, True, True), ready
 
 
 async def test_the_old_process_serves_on_whenever_the_new_one_fails(

@@ -52,7 +52,16 @@ def test_ctrl_c_on_make_run_stops_the_node_before_its_upstream(tmp_path: Path) -
         err.seek(0)
         log = err.read()
     lines = [line for line in log.splitlines() if line.strip()]
-    assert any("stopped" in line and "paradoxplex.node" in line for line in lines), log
+    stopped = [
+        i for i, line in enumerate(lines) if "paradoxplex.node" in line and " stopped" in line
+    ]
+    assert stopped, log
+    # the upstream ignores the Ctrl-C (it started with SIGINT ignored) and drains only once
+    # make's trap stops it, after the node
+    upstream_draining = [
+        i for i, line in enumerate(lines) if "paradoxplex.upstream" in line and "draining" in line
+    ]
+    assert all(i > stopped[0] for i in upstream_draining), log
     alarming = [line for line in lines if " WARNING " in line or " ERROR " in line]
     assert alarming == [], log
     group = subprocess.run(["pgrep", "-g", str(make.pid)], capture_output=True, check=False)

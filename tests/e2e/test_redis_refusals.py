@@ -58,12 +58,13 @@ def test_an_acl_user_kept_off_the_prefix(secured_redis: RedisServer) -> None:
 
 
 def test_a_failure_after_the_probe_is_one_line_too(secured_redis: RedisServer) -> None:
-    """The user passes the start-up probe (scratch keys) but may not register the node."""
+    """The user passes the start-up probe (scratch keys) but may not register the node (its
+    first write is the claim on the node id, a script: the server's words name no command)."""
     code, stderr = node(url(secured_redis, "probeonly", USER_PASSWORD))
     assert code == 2
     assert assert_one_line(stderr).startswith(
         f'paradoxplex: --redis: user "probeonly" may not write keys under prefix "{PREFIX}" '
-        "(HSET: NOPERM "
+        "(NOPERM "
     )
 
 

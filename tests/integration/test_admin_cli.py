@@ -279,7 +279,8 @@ def test_health(server: ThreadServer, capsys: pytest.CaptureFixture[str]) -> Non
     server.control.ready_answer = (False, {"listening": True})
     assert admin(server.url, "--json", "health") == 1
     answer = orjson.loads(capsys.readouterr().out)
-    assert answer == {"live": {"status": "ok"}, "ready": {"ready": False, "listening": True}}
+    live = {"status": "ok", "node": "node-a", "incarnation": "0123456789ab"}
+    assert answer == {"live": live, "ready": {"ready": False, "listening": True}}
 
 
 # --- errors ---------------------------------------------------------------------------------

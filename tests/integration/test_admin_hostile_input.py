@@ -132,4 +132,5 @@ async def test_the_api_still_answers_after_malformed_requests(
     for data in MALFORMED.values():
         await exchange(node, data)
     status, body = await request(http, "GET", "/livez")
-    assert (status, body) == (200, {"status": "ok"})
+    live = {"status": "ok", "node": node.node_id, "incarnation": node.state.incarnation}
+    assert (status, body) == (200, live)

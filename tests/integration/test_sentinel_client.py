@@ -17,7 +17,7 @@ import pytest_asyncio
 from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from paradoxplex.node.cli.devfleet import sentinel_config
+from paradoxplex.node.cli.devfleet.redis_servers import sentinel_config
 from paradoxplex.node.fleet.backends import build_backend
 from paradoxplex.node.fleet.redis import connect
 from paradoxplex.shared.config import NodeConfig

@@ -1,6 +1,7 @@
 """A real Redis Cluster for tests: ``masters`` redis-servers with ``--cluster-enabled yes``,
 each with ``replicas`` replicas, on 127.0.0.1 and free ports, joined by ``redis-cli --cluster
-create`` (``paradoxplex.node.cli.devfleet.form_cluster``, as ``paradoxplex cluster`` does).
+create`` (``paradoxplex.node.cli.devfleet.redis_servers.form_cluster``, as ``paradoxplex
+cluster`` does).
 
 ``url`` is the ``redis+cluster://`` seed list; ``masters()`` asks the cluster which servers are
 masters now (after a failover the promoted replica is one); ``wait_healthy()`` polls
@@ -20,7 +21,11 @@ from types import TracebackType
 from redis import Redis
 from redis.crc import key_slot
 
-from paradoxplex.node.cli.devfleet import cluster_node_args, form_cluster, free_cluster_port
+from paradoxplex.node.cli.devfleet.redis_servers import (
+    cluster_node_args,
+    form_cluster,
+    free_cluster_port,
+)
 from tests.support.redis_server import RedisServer
 
 __all__ = ["ClusterServers"]

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from paradoxplex.node.cli.devfleet import find_redis_server
+from paradoxplex.node.cli.devfleet.redis_servers import find_redis_server
 from tests.support.ports import free_port
 
 if TYPE_CHECKING:

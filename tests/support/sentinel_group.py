@@ -16,7 +16,7 @@ from types import TracebackType
 
 from redis import Redis
 
-from paradoxplex.node.cli.devfleet import SENTINEL_SERVICE, sentinel_config
+from paradoxplex.node.cli.devfleet.redis_servers import SENTINEL_SERVICE, sentinel_config
 from tests.support.redis_server import RedisServer
 
 READY_TIMEOUT = 20.0

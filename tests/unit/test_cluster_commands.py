@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import os
 
-from paradoxplex.node.cli.devfleet import Cluster, Commands, Member, run_command
+from paradoxplex.node.cli.devfleet.command import Commands, run_command
+from paradoxplex.node.cli.devfleet.processes import Cluster, Member
 
 
 def cluster_of(*names: str) -> Cluster:

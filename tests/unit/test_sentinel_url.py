@@ -13,7 +13,8 @@ from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from paradoxplex.node.cli.devfleet import restart_delay, sentinel_config
+from paradoxplex.node.cli.devfleet.processes import restart_delay
+from paradoxplex.node.cli.devfleet.redis_servers import sentinel_config
 from paradoxplex.node.fleet.redis import CLIENT_KINDS
 from paradoxplex.node.fleet.redis.errors import Target, refused
 from paradoxplex.node.fleet.redis.sentinel import (

@@ -10,10 +10,13 @@ when built; what several read is the small ``NodeState``):
 - ``upkeep.FleetUpkeep``: registration, heartbeat, session copy, upstream reconciliation,
   resync and dead-node cleanup (``FleetStatus``: whether the node is in the fleet now);
 - ``hosting.SessionHosting``: sockets admitted, opened, counted, closed (``session.Session``,
-  one per socket, made by the ``listener.Listener``);
+  one per socket, made by the ``listener.Listener``); ``listening.ListeningEnds``: the
+  listener's and the admin API's servers; ``drain.SocketDrain``: the sockets let finish,
+  then closed;
 - ``endpoint.BusEndpoint``: this node's end of the fleet bus (what comes in, admin
   request/reply); ``commands.SocketCommands`` answers admin commands for local sockets;
-- the admin API (``paradoxplex.admin.app``) through ``admin_bridge.NodeControl``.
+- the admin API (``paradoxplex.admin.app``) through ``admin_bridge.NodeControl``;
+- ``succession.Succession``: the hot handoffs, both sides.
 
 Startup: fleet → listener → admin API → join the fleet (claim the node id for this
 incarnation, removing an earlier one's sockets; upstreams, links) → bus → heartbeat; with
@@ -27,47 +30,47 @@ the parts; every step is time-bounded.
 A hot handoff (``paradoxplex.node.handoff``): ``take_over`` instead of ``start`` makes this
 process the node another process was, with its listener, sockets, bus position and
 incarnation (the node lives on: no new claim, nothing removed); the old process, once
-everything went, stops through ``handed_over`` (no drain, no unregistering). The node is both
-sides' ``Serving``: its listening sockets, as they move.
+everything went, stops through ``handed_over`` (no drain, no unregistering). The listening
+ends are both sides' ``Serving``: the listening sockets, as they move.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
-import os
-import socket
 import time
-from collections.abc import Awaitable, Iterable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from paradoxplex.admin.app import AdminServer, build_app
+from aiohttp import web
+
+from paradoxplex.admin.app import build_app
 from paradoxplex.node.admin_bridge import NodeControl
 from paradoxplex.node.delivery.commands import SocketCommands
 from paradoxplex.node.delivery.endpoint import BusEndpoint, BusOutbox
 from paradoxplex.node.delivery.replies import Owners, ReplyRouter
 from paradoxplex.node.fleet.upkeep import FleetStatus, FleetUpkeep, HealthViews
-from paradoxplex.node.handoff.new import Handshake, TakeOver
-from paradoxplex.node.handoff.old import HandoffOffer
+from paradoxplex.node.handoff.new import Handshake
+from paradoxplex.node.handoff.parts import HandoffParts
+from paradoxplex.node.handoff.succession import Succession
 from paradoxplex.node.handoff.terms import terms_of
-from paradoxplex.node.links.pool import UpstreamPool
+from paradoxplex.node.links.settings import upstream_pool, upstream_specs
 from paradoxplex.node.metrics import Metrics, build_version
+from paradoxplex.node.sockets.drain import SocketDrain
 from paradoxplex.node.sockets.hold import FirstByteHold
 from paradoxplex.node.sockets.hosting import SessionHosting
 from paradoxplex.node.sockets.listener import Listener, stop_handshakes
+from paradoxplex.node.sockets.listening import ListeningEnds
 from paradoxplex.node.sockets.open_files import open_files_limit
 from paradoxplex.node.sockets.session import NODE_FLOW, Session, SessionLimits
 from paradoxplex.node.state import NodeState
 from paradoxplex.node.tasks import TaskSet
-from paradoxplex.node.tls import ServerTls, admin_files, listener_files, upstream_credentials
+from paradoxplex.node.tls import ServerTls, admin_files, listener_files
 from paradoxplex.shared.admission import Admission, socket_room
-from paradoxplex.shared.config import Address, NodeConfig
-from paradoxplex.shared.errors import ConfigError, FleetUnavailable
+from paradoxplex.shared.config import NodeConfig
+from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import Backend, FleetBus, FleetState
-from paradoxplex.shared.unacked import UnackedLimits, UnackedTotals
-from paradoxplex.shared.upstreams import UpstreamSpec
 
 log = logging.getLogger("paradoxplex.node")
 
@@ -99,24 +102,12 @@ class Node:
             tasks=tasks,
         )
         health = HealthViews(self.fleet, node_id=self.node_id, tasks=tasks)
-        self.pool = UpstreamPool(
+        self.pool = upstream_pool(
+            config,
             metrics=metrics,
             sessions=state.sessions,
             receive_reply=self.replies.receive_reply,
             on_change=health.link_changed,
-            credentials=upstream_credentials(config),
-            routing=config.routing,
-            queue_limit=config.upstream_queue,
-            streams=config.streams,
-            batch=config.batch == "auto",
-            node_id=config.node_id,
-            max_deliveries=config.max_deliveries,
-            unacked=UnackedLimits(config.max_unacked, config.max_unacked_bytes),
-            totals=UnackedTotals(
-                max_messages=config.max_unacked_node, max_bytes=config.max_unacked_node_bytes
-            ),
-            retry_budget=config.retry_budget,
-            hold_timeout=config.hold_timeout,
         )
         metrics.max_connections.set(config.max_connections)
         metrics.upstreams_in_rotation.set_function(lambda: len(self.pool.balancer_members()))
@@ -130,6 +121,7 @@ class Node:
         self.upkeep = FleetUpkeep(
             state,
             fleet=self.fleet,
+            bus=self.bus,
             status=self.status,
             health=health,
             pool=self.pool,
@@ -164,6 +156,23 @@ class Node:
             proxy_protocol=config.proxy_protocol,
             header_timeout=config.proxy_header_timeout,
         )
+        self.ends = ListeningEnds(
+            self.listener,
+            state=state,
+            listen=config.listen,
+            admin=config.admin,
+            tls=self.tls,
+            admin_tls=self.admin_tls,
+            admin_app=self._admin_app,
+            admin_grace=config.owner_timeout + 1.0,
+        )
+        self.socket_drain = SocketDrain(
+            state,
+            pool=self.pool,
+            stop_accepting=self.ends.stop_accepting,
+            announce=self.upkeep.announce_draining,
+            grace=config.drain_grace,
+        )
         self.commands = SocketCommands(
             state.sessions, write=self.upkeep.write_session, metrics=metrics
         )
@@ -172,7 +181,7 @@ class Node:
             outbox=self.outbox,
             deliveries=self.replies,
             commands=self.commands,
-            on_control=self.upkeep.reconcile,
+            on_control=self.upkeep.control,
             on_reconnect=self.upkeep.resync,
             node_id=self.node_id,
             metrics=metrics,
@@ -180,34 +189,36 @@ class Node:
             owner_timeout=config.owner_timeout,
             holds_id=lambda: self.status.replaced_by is None,
         )
-        self.offer = (
-            HandoffOffer(
-                config.handoff_socket,
-                terms=terms_of(config),
-                version=build_version(),
-                state=state,
-                hosting=self.hosting,
-                pool=self.pool,
-                endpoint=self.endpoint,
-                commands=self.commands,
-                upkeep=self.upkeep,
-                status=self.status,
-                serving=self,
-                metrics=metrics,
-                drain_grace=config.drain_grace,
-            )
-            if config.handoff_socket
-            else None
+        parts = HandoffParts(
+            state=state,
+            hosting=self.hosting,
+            pool=self.pool,
+            endpoint=self.endpoint,
+            commands=self.commands,
+            upkeep=self.upkeep,
+            serving=self.ends,
+            metrics=metrics,
         )
-        self.takeover: TakeOver | None = None
-        self._server: asyncio.Server | None = None
-        self._admin: AdminServer | None = None
+        self.succession = Succession(
+            parts,
+            path=config.handoff_socket,
+            terms=terms_of(config),
+            version=build_version(),
+            status=self.status,
+            handed_over=self.handed_over,
+            new_session=lambda: Session(self.hosting, self.limits),
+            router=self.replies,
+            tasks=tasks,
+            upstreams=upstream_specs(config),
+            drain_grace=config.drain_grace,
+            max_frame=config.max_frame,
+        )
         self.stopped = asyncio.Event()
         self._stopping: asyncio.Future[None] | None = None
 
     @property
     def listening(self) -> bool:
-        return self._server is not None and self._server.is_serving()
+        return self.ends.listening
 
     @property
     def draining(self) -> bool:
@@ -237,16 +248,12 @@ class Node:
     async def _start(self) -> None:
         config = self.config
         await self.fleet.start()
-        with naming("--listen", config.listen):
-            self._server = await self.listener.start(config.listen, reuse_port=config.workers > 1)
-        bound = self._server.sockets[0].getsockname()
-        self.state.listen_address = f"{config.listen.host}:{bound[1]}"
-        await self._start_admin(self._server)
+        await self.ends.start(reuse_port=config.workers > 1)
         await self.upkeep.join(upstream_specs(config))
         await self.endpoint.start()
         self.upkeep.start()
         await self._place_owed_events(config.ready_timeout)
-        await self._offer()
+        await self.succession.start_offer()
 
     async def _place_owed_events(self, seconds: float) -> None:
         """Let an upstream take the DISCONNECTED events owed for an earlier incarnation's
@@ -266,23 +273,12 @@ class Node:
 
     async def _abandon_start(self) -> None:
         """Close what a failed start opened (the process may live on: tests, --workers)."""
-        if self._admin is not None:
-            await _bounded("close admin API", self._admin.close(), 3.0)
-        if self._server is not None:
-            self._server.close()
-            await _bounded("close listener", self._server.wait_closed(), 2.0)
+        await _bounded("close admin API", self.ends.close_admin(), 3.0)
+        await _bounded("close listener", self.ends.close_listener(), 2.0)
         await _bounded("close upstream links", self.pool.close(grace=0.0), 3.0)
         await self.tasks.cancel_all(grace=1.0)
         await _bounded("close bus endpoint", self.endpoint.close(), 3.0)
         await _bounded("close fleet", self.fleet.close(), 3.0)
-
-    async def _offer(self) -> None:
-        if self.offer is not None and self.config.handoff_socket:
-            try:
-                await self.offer.start()
-            except OSError as error:
-                reason = os.strerror(error.errno).lower() if error.errno else str(error)
-                raise ConfigError("--handoff-socket", reason) from None
 
     async def take_over(self, handshake: Handshake) -> None:
         """Become the node the process behind ``handshake`` is (instead of ``start``); raises
@@ -292,80 +288,15 @@ class Node:
             self.state.incarnation = handshake.incarnation
             self.state.started_at = handshake.started_at or self.state.started_at
         await self.fleet.start()
-        self.takeover = takeover = TakeOver(
-            handshake,
-            state=self.state,
-            hosting=self.hosting,
-            new_session=lambda: Session(self.hosting, self.limits),
-            pool=self.pool,
-            router=self.replies,
-            endpoint=self.endpoint,
-            commands=self.commands,
-            upkeep=self.upkeep,
-            serving=self,
-            metrics=self.metrics,
-            upstreams=upstream_specs(self.config),
-            max_frame=self.config.max_frame,
-        )
-        await takeover.run()
-        self.tasks.spawn(takeover.adopted(), "refresh taken-over sockets")
-        self.tasks.spawn(self._offer_after(takeover), "handoff relay")
-
-    async def _offer_after(self, takeover: TakeOver) -> None:
-        """Offer this node in turn once the old process is done relaying."""
-        await takeover.wait_relay()
-        try:
-            await self._offer()
-        except ConfigError as error:
-            log.warning("cannot offer a handoff: %s", error)
-
-    # both sides' Serving ----------------------------------------------------------------
-
-    def listening_sockets(self) -> tuple[socket.socket | None, socket.socket | None]:
-        listener = None
-        if self._server is not None and self._server.sockets:
-            listener = socket.socket(fileno=os.dup(self._server.sockets[0].fileno()))
-        admin = self._admin.listening_socket() if self._admin is not None else None
-        return listener, admin
-
-    async def stop_listening(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        if self._admin is not None:
-            await self._admin.pause(grace=self.config.owner_timeout + 1.0)
-
-    async def listen_again(
-        self, listener: socket.socket | None, admin: socket.socket | None
-    ) -> None:
-        await self.serve(listener, admin)
+        await self.succession.take_over(handshake)
 
     def handed_over(self) -> None:
+        """Everything went to the new process: stop without leaving the fleet."""
         if self._stopping is None:
             self._stopping = asyncio.ensure_future(self._stop_handed_over())
 
-    def addresses(self, listener: socket.socket, admin: socket.socket | None) -> None:
-        self.state.listen_address = f"{self.config.listen.host}:{listener.getsockname()[1]}"
-        if admin is not None:
-            scheme = "https" if self.admin_tls else "http"
-            host = reachable_host(self.config.admin.host)
-            self.state.admin_url = f"{scheme}://{host}:{admin.getsockname()[1]}"
-
-    async def serve(self, listener: socket.socket | None, admin: socket.socket | None) -> None:
-        if listener is not None:
-            self._server = await self.listener.adopt(listener)
-        if admin is not None:
-            if self._admin is None:
-                assert self._server is not None
-                await self._start_admin(self._server, sock=admin)
-            else:
-                tls = self.admin_tls.context if self.admin_tls else None
-                await self._admin.start(
-                    self.config.admin.host, self.config.admin.port, tls, sock=admin
-                )
-
-    async def _start_admin(
-        self, listener: asyncio.Server, *, sock: socket.socket | None = None
-    ) -> None:
+    def _admin_app(self, listening: Callable[[], bool]) -> web.Application:
+        """The admin API, acting on this node through ``NodeControl``."""
         control = NodeControl(
             self.state,
             fleet=self.fleet,
@@ -373,74 +304,25 @@ class Node:
             broadcast=self.replies.broadcast,
             upstreams=self.pool,
             upkeep=self.upkeep,
-            listening=listener.is_serving,
+            listening=listening,
             request_stop=self.request_stop,
             exposition=self.metrics.exposition,
             metrics=self.metrics,
         )
-        app = build_app(
+        return build_app(
             control,
             token=self.config.admin_token,
             metrics_public=self.config.metrics_public,
         )
-        self._admin = AdminServer(app)
-        with naming("--admin", self.config.admin):
-            _, port = await self._admin.start(  # the bound port, when asked for port 0
-                self.config.admin.host,
-                self.config.admin.port,
-                self.admin_tls.context if self.admin_tls else None,
-                sock=sock,
-            )
-        scheme = "https" if self.admin_tls else "http"
-        self.state.admin_url = f"{scheme}://{reachable_host(self.config.admin.host)}:{port}"
 
     def reload_certificates(self) -> None:
         """SIGHUP: load the listener's and the admin API's certificates again (new handshakes
         use them; open sockets keep theirs; a bad file is logged and the old one kept)."""
-        for tls in (self.tls, self.admin_tls):
-            if tls is not None:
-                tls.reload()
+        self.ends.reload_certificates()
 
     async def drain(self, grace: float | None = None) -> None:
         """Stop accepting; let sockets finish for ``grace`` seconds; then close them."""
-        if self.draining:
-            return
-        self.state.draining = True
-        grace = self.config.drain_grace if grace is None else grace
-        log.info(
-            "node %s draining: %d sockets, grace %.1fs", self.node_id, len(self.sessions), grace
-        )
-        if self._server is not None:
-            self._server.close()
-        await self.upkeep.announce_draining()
-        deadline = time.monotonic() + grace
-        while self.sessions and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded
-            await asyncio.sleep(0.05)
-        await self._flush_reads(deadline=time.monotonic() + 5.0)
-        await self._close_sessions("node shutting down")
-
-    async def _flush_reads(self, *, deadline: float) -> None:
-        """Place every frame already read, let the links send their queues and the
-        upstreams acknowledge what they hold (what waits to be delivered again included)."""
-        for session in list(self.sessions.values()):
-            session.set_paused(True)
-        while time.monotonic() < deadline:
-            held = any(s.flow.held for s in self.sessions.values())
-            queued = any(link.queue for link in self.pool.links.values() if link.in_rotation)
-            if not held and not queued and not self.pool.totals.messages:
-                return
-            await asyncio.sleep(0.02)
-        log.warning("shutdown: some read data could not be sent to an upstream in time")
-
-    async def _close_sessions(self, reason: str, *, flush: float = 2.0) -> None:
-        for session in list(self.sessions.values()):
-            session.close(reason)
-        deadline = time.monotonic() + flush
-        while self.sessions and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded
-            await asyncio.sleep(0.02)
-        for session in list(self.sessions.values()):
-            session.abort(reason)
-        await asyncio.sleep(0)
+        await self.socket_drain.run(grace)
 
     def request_stop(self) -> None:
         """Drain and stop in the background (the admin API's drain)."""
@@ -454,14 +336,12 @@ class Node:
         await asyncio.shield(self._stopping)
 
     async def _stop(self) -> None:
-        if self.offer is not None:
-            await _bounded("close the handoff offer", self.offer.close(), 3.0)
-            if self.offer.handed:  # stopped while relaying: the node lives on elsewhere
-                await self._close_sessions("node upgraded")
-                await self._stop_handed_over()
-                return
-        if self.takeover is not None:
-            await _bounded("end the handoff relay", self.takeover.close(), 2.0)
+        await _bounded("close the handoff offer", self.succession.close_offer(), 3.0)
+        if self.succession.handed:  # stopped while relaying: the node lives on elsewhere
+            await self.socket_drain.close_sessions("node upgraded")
+            await self._stop_handed_over()
+            return
+        await _bounded("end the handoff relay", self.succession.end_relay(), 2.0)
         await self.drain()
         await _bounded("close upstream links", self.pool.close(grace=2.0), 5.0)
         await _bounded("write sessions", self.sync.flush(), 3.0)
@@ -469,11 +349,8 @@ class Node:
         await self.tasks.cancel_all(grace=3.0)
         await _bounded("close bus endpoint", self.endpoint.close(), 5.0)
         await _bounded("close fleet", self.fleet.close(), 3.0)
-        if self._admin is not None:
-            await _bounded("close admin API", self._admin.close(), 3.0)
-        if self._server is not None:
-            self._server.close()
-            await _bounded("close listener", self._server.wait_closed(), 2.0)
+        await _bounded("close admin API", self.ends.close_admin(), 3.0)
+        await _bounded("close listener", self.ends.close_listener(), 2.0)
         await stop_handshakes(self.listener)
         self.stopped.set()
         log.info("node %s stopped", self.node_id)
@@ -485,8 +362,7 @@ class Node:
         await self.tasks.cancel_all(grace=3.0)
         await _bounded("close bus endpoint", self.endpoint.close(keep_inbox=True), 5.0)
         await _bounded("close fleet", self.fleet.close(), 3.0)
-        if self._admin is not None:
-            await _bounded("close admin API", self._admin.close(), 3.0)
+        await _bounded("close admin API", self.ends.close_admin(), 3.0)
         await stop_handshakes(self.listener)
         self.stopped.set()
         log.info("node %s handed over to its successor; this process exits", self.node_id)
@@ -520,20 +396,6 @@ def session_limits(config: NodeConfig) -> SessionLimits:
     )
 
 
-def upstream_specs(config: NodeConfig) -> Iterable[UpstreamSpec]:
-    """The upstreams named by ``--upstream``, with the node's timeouts and TLS."""
-    return (
-        UpstreamSpec(
-            address.host,
-            address.port,
-            config.ready_timeout,
-            config.alive_timeout,
-            tls=config.upstream_tls,
-        )
-        for address in config.upstream
-    )
-
-
 async def _bounded(step: str, work: Awaitable[Any], seconds: float) -> None:
     """One shutdown step, at most ``seconds`` long; a step that fails or overruns is logged
     and shutdown goes on: a stuck dependency must not keep the process from exiting."""
@@ -546,26 +408,3 @@ async def _bounded(step: str, work: Awaitable[Any], seconds: float) -> None:
         log.info("shutdown: %s skipped, fleet unavailable: %s", step, error.reason)
     except Exception:
         log.exception("shutdown: %s failed; going on", step)
-
-
-@contextlib.contextmanager
-def naming(flag: str, address: Address) -> Iterator[None]:
-    """Turn an OSError of binding ``address`` into a ConfigError naming the setting."""
-    try:
-        yield
-    except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        reason = reason.lower()
-        raise ConfigError(flag, f"cannot listen on {address}: {reason}") from None
-
-
-def reachable_host(host: str) -> str:
-    """An address other hosts can reach for a listener bound to ``host``: a wildcard
-    becomes this machine's address (its host name's, else loopback)."""
-    if host not in ("0.0.0.0", "::", ""):
-        return host
-    try:
-        found = socket.gethostbyname(socket.gethostname())
-    except OSError:
-        return "127.0.0.1"
-    return found

@@ -5,11 +5,12 @@ Rules:
   sockets held, whether the node drains, where it listens), and gets everything else it needs
   as parameters of its own.
 - One writer per field: ``sessions`` is written by ``SessionHosting`` (a socket opened or
-  closed); ``draining``, ``listen_address`` and ``admin_url`` by the node (it starts to drain,
-  it bound its listener, its admin API); ``last_handoff`` by the takeover that made this
-  process the node. Every other part only reads them. ``node_id``, ``incarnation`` (new at
-  each start: ``shared.incarnations``; a hot handoff carries it on) and ``started_at`` never
-  change.
+  closed); ``draining`` by ``SocketDrain`` (the node starts to drain); ``listen_address`` and
+  ``admin_url`` by ``ListeningEnds`` (it bound the listener, the admin API, or took them
+  over); ``last_handoff`` by the takeover that made this process the node. Every other part
+  only reads them. ``node_id`` never changes; ``incarnation`` (new at each start:
+  ``shared.incarnations``) and ``started_at`` are the node's: a takeover sets them to the old
+  process's before any part runs (``Node.take_over``), and nothing changes them afterwards.
 - No I/O, no decisions: plain fields.
 """
 

@@ -70,8 +70,8 @@ def reply(
     return bus_pb2.Envelope(sender=sender, reply=answer).SerializeToString()
 
 
-def control(sender: str, action: str, upstream_id: str = "") -> bytes:
-    body = bus_pb2.Control(action=action, upstream_id=upstream_id)
+def control(sender: str, action: str, upstream_id: str = "", *, node_id: str = "") -> bytes:
+    body = bus_pb2.Control(action=action, upstream_id=upstream_id, node_id=node_id)
     return bus_pb2.Envelope(sender=sender, control=body).SerializeToString()
 
 

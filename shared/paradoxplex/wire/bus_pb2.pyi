@@ -260,18 +260,24 @@ class Control(_message.Message):
 
     ACTION_FIELD_NUMBER: _builtins.int
     UPSTREAM_ID_FIELD_NUMBER: _builtins.int
+    NODE_ID_FIELD_NUMBER: _builtins.int
     action: _builtins.str
-    """"reconcile" | "drain_node" """
+    """"reconcile" (the upstream registry changed) | "node_gone" (node_id was found dead and is
+    being cleaned up: nobody waits for its answer any more). A node of an earlier version
+    reconciles on any action.
+    """
     upstream_id: _builtins.str
+    node_id: _builtins.str
     def __init__(
         self,
         *,
         action: _builtins.str = ...,
         upstream_id: _builtins.str = ...,
+        node_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "upstream_id", b"upstream_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "node_id", b"node_id", "upstream_id", b"upstream_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     from paradoxplex.admin.cli import add_admin_parser
 
     add_admin_parser(commands)
-    from paradoxplex.node.cli.devfleet import add_cluster_parser
+    from paradoxplex.node.cli.devfleet.command import add_cluster_parser
 
     add_cluster_parser(commands)
     from paradoxplex.node.cli.healthcheck import add_health_parser
@@ -267,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_admin(args)
     if args.command == "cluster":
-        from paradoxplex.node.cli.devfleet import run_cluster
+        from paradoxplex.node.cli.devfleet.command import run_cluster
 
         return run_cluster(args)
     if args.command == "health":

@@ -136,7 +136,7 @@ class BusEndpoint:
         outbox: BusOutbox,
         deliveries: Deliveries,
         commands: Commands,
-        on_control: Callable[[], Awaitable[None]],
+        on_control: Callable[[bus_pb2.Control], Awaitable[None]],
         on_reconnect: Callable[[], Awaitable[None]],
         node_id: str,
         metrics: Metrics,
@@ -315,7 +315,7 @@ class BusEndpoint:
         elif body == "reply":
             self._receive_reply(envelope.sender, envelope.reply)
         elif body == "control":
-            self.tasks.spawn(self.on_control(), "reconcile upstreams")
+            self.tasks.spawn(self.on_control(envelope.control), "fleet control")
 
     def _receive_reply(self, sender: str, reply: bus_pb2.CommandReply) -> None:
         future = self._pending.pop(reply.request_id, None)

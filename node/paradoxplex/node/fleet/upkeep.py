@@ -13,6 +13,9 @@ Rules:
 - Each beat refreshes the node's record and liveness (TTL ``node_ttl``); in a shared fleet it
   also queues moved session counters, publishes every link's health view and reaps dead
   nodes (one survivor each; their sockets' upstreams hear DISCONNECTED with lifecycle events).
+- Whom a missed socket lookup must hear say no (``peers``): the nodes seen alive within
+  ``node_ttl`` of readable fleet, less any found dead (its liveness expired, or a survivor
+  said ``node_gone`` on the bus before removing it).
 - Fleet unreachable: ``FleetStatus.ok`` goes False (one WARNING), sessions stay queued; when the
   fleet answers again (or the bus reconnects), ``resync`` re-registers the node first, then
   its upstreams and sessions (Redis may have come back empty) and forgets cached owners.
@@ -44,11 +47,13 @@ from paradoxplex.node.links.pool import UpstreamPool
 from paradoxplex.node.metrics import Metrics
 from paradoxplex.node.state import NodeState
 from paradoxplex.node.tasks import TaskSet, checkpoint
+from paradoxplex.shared import envelopes
 from paradoxplex.shared.errors import FleetUnavailable
 from paradoxplex.shared.fleet import FleetBus, FleetState, NodeRecord
 from paradoxplex.shared.peers import Peers
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
+from paradoxplex.wire import bus_pb2
 from paradoxplex.wire import upstream_pb2 as pb
 
 log = logging.getLogger("paradoxplex.node.fleet")
@@ -110,6 +115,7 @@ class FleetUpkeep:
         state: NodeState,
         *,
         fleet: FleetState,
+        bus: FleetBus,
         status: FleetStatus,
         health: HealthViews,
         pool: UpstreamPool,
@@ -127,6 +133,7 @@ class FleetUpkeep:
         self.node_id = state.node_id
         self.sessions = state.sessions
         self.fleet = fleet
+        self.bus = bus
         self.status = status
         self.health = health
         self.pool = pool
@@ -282,10 +289,13 @@ class FleetUpkeep:
         self._queue_counters()
         for link in list(self.pool.links.values()):
             await self.health.write(link)
-        census = await reap_dead_nodes(self.fleet, node_id=self.node_id, ttl=self.node_ttl)
+        census = await reap_dead_nodes(
+            self.fleet, node_id=self.node_id, ttl=self.node_ttl, announce=self._announce_gone
+        )
         self._peers.seen(census.alive, time.monotonic())
-        for dead, client_uuids in census.cleaned:
+        for dead in census.dead:  # its liveness expired: it answers no more
             self._peers.forget(dead)
+        for dead, client_uuids in census.cleaned:
             self._tell_lost(dead, client_uuids, "node lost")
         self.status.ok = True
 
@@ -308,6 +318,17 @@ class FleetUpkeep:
             self.state.incarnation,
         )
         self.on_replaced()
+
+    async def _announce_gone(self, node_id: str) -> None:
+        with contextlib.suppress(FleetUnavailable):  # the others forget it within node_ttl
+            await self.bus.control(envelopes.control(self.node_id, "node_gone", node_id=node_id))
+
+    async def control(self, message: bus_pb2.Control) -> None:
+        """A fleet control message: a node gone (forget it), or the registry changed."""
+        if message.action == "node_gone":
+            self._peers.forget(message.node_id)
+        else:
+            await self.reconcile()
 
     def peers(self) -> set[str]:
         """The other nodes seen alive within ``node_ttl`` of readable fleet (``Peers``: kept

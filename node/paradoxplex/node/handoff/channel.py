@@ -19,7 +19,7 @@ import os
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from paradoxplex.shared.errors import HandoffError
 from paradoxplex.wire import handoff_pb2 as pb
@@ -39,6 +39,13 @@ def peer_uid(sock: socket.socket) -> int:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
     return int(uid)
+
+
+def close_fds(fds: Iterable[int]) -> None:
+    """Close received descriptors that are not used (one already closed is skipped)."""
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 class Channel:

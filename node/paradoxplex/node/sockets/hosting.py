@@ -122,23 +122,25 @@ class SessionHosting:
 
     def let_go(self, session: Session) -> None:
         """``session`` is another process's now: forget it, count nothing as closed."""
+        if self._forget(session) is not None:
+            self.metrics.sockets.set(len(self.sessions))
+
+    def _forget(self, session: Session) -> SessionInfo | None:
+        """Take ``session`` out of every part that knows it; its record, or None when it was
+        not held here (any more)."""
         info = session.info
         if info is None or self.sessions.pop(info.client_uuid, None) is None:
-            return
+            return None
         self.admission.release(session.source)
         self.buffers.forget(session)
         self.pool.forget(info.client_uuid)
         self.hold.forget(info.client_uuid)
-        self.metrics.sockets.set(len(self.sessions))
+        return info
 
     def close_session(self, session: Session, reason: str) -> None:
-        info = session.info
-        if info is None or self.sessions.pop(info.client_uuid, None) is None:
+        info = self._forget(session)
+        if info is None:
             return
-        self.admission.release(session.source)
-        self.buffers.forget(session)
-        self.pool.forget(info.client_uuid)
-        self.hold.forget(info.client_uuid)
         dropped = session.flow.drop_all()
         if dropped:
             self.metrics.drops.labels(DropReason.SOCKET_CLOSED).inc(dropped)

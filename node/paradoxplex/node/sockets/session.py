@@ -177,13 +177,7 @@ class Session(asyncio.Protocol):
         traffic.bytes_in += len(data)
         if flow.limits.idle_timeout:
             flow.touch(self._loop.time())
-        try:
-            frames = self.framer.feed(data)
-        except FrameTooLarge as error:
-            self.host.metrics.bad_input.labels("frame_too_large").inc()
-            log.warning("socket %s: %s; closing it", info.client_uuid, error)
-            self.close("frame too large")
-            return
+        frames = self._frames(data, info)
         if not frames:
             return
         info.messages_in += len(frames)
@@ -197,18 +191,25 @@ class Session(asyncio.Protocol):
         info = self.info
         if info is None or self.flow.state is not OPEN:
             return
-        try:
-            frames = self.framer.feed(data)
-        except FrameTooLarge as error:
-            self.host.metrics.bad_input.labels("frame_too_large").inc()
-            log.warning("socket %s: %s; closing it", info.client_uuid, error)
-            self.close("frame too large")
+        frames = self._frames(data, info)
+        if frames is None:
             return
         info.bytes_in += len(data)
         info.messages_in += len(frames)
         self.traffic.bytes_in += len(data)
         self.traffic.messages_in += len(frames)
         self.flow.hold(frames)
+
+    def _frames(self, data: bytes, info: SessionInfo) -> list[bytes] | None:
+        """The frames ``data`` completes; None (counted, logged, the socket closed) when a
+        frame is larger than allowed."""
+        try:
+            return self.framer.feed(data)
+        except FrameTooLarge as error:
+            self.host.metrics.bad_input.labels("frame_too_large").inc()
+            log.warning("socket %s: %s; closing it", info.client_uuid, error)
+            self.close("frame too large")
+            return None
 
     def eof_received(self) -> bool:
         """The client half-closed: keep writing replies for ``linger`` seconds, then close.
