@@ -288,6 +288,32 @@ async def test_a_replaced_incarnations_sessions_vanish_at_once(fleet_state: Flee
     assert await fleet_state.lookup_session(old[0].client_uuid) is None  # not brought back
 
 
+async def test_a_handoff_claims_the_id_with_its_predecessor_and_hides_nothing(
+    fleet_state: FleetState,
+) -> None:
+    """A hot handoff: the new incarnation claims the id in place of the old one and names it
+    as its predecessor: both incarnations' records count until it drops the predecessor."""
+    await fleet_state.register_node(incarnation("node-a", "i1"), ttl=TTL)
+    old = of("i1", range(1, 4))
+    await fleet_state.register_sessions(old)
+    successor = incarnation("node-a", "i2")
+    successor.predecessor = "i1"
+    assert await fleet_state.register_node(successor, ttl=TTL, replacing="i1") is None
+    assert await fleet_state.heartbeat(incarnation("node-a", "i1"), ttl=TTL) == "i2"
+    assert await fleet_state.heartbeat(successor, ttl=TTL) is None
+    assert [await fleet_state.lookup_session(s) for s in uuids(old)] == old
+    rewritten = of("i2", range(1, 3))  # two written again as the new one's, one not yet
+    await fleet_state.register_sessions(rewritten)
+    assert await all_pages(fleet_state) == [uuids(old)]
+    assert await fleet_state.remove_stale_sessions("node-a") == []
+
+    successor.predecessor = ""  # every socket written again: the predecessor goes
+    assert await fleet_state.heartbeat(successor, ttl=TTL) is None
+    assert await all_pages(fleet_state) == [uuids(rewritten)]
+    assert await fleet_state.remove_stale_sessions("node-a") == uuids(old[2:])
+    assert [n.node_id for n in await fleet_state.list_nodes()] == ["node-a"]
+
+
 async def test_pages_go_on_past_invisible_records(fleet_state: FleetState) -> None:
     """Five live sessions among 40 of a replaced incarnation: every page size lists the five,
     each once and in order, and the node filter too."""

@@ -11,8 +11,11 @@ from paradoxplex.shared.incarnations import (
     Holder,
     Refuse,
     Replace,
+    claim_value,
+    claimant,
     decide_claim,
     in_use,
+    live_set,
     new_incarnation,
     visible,
 )
@@ -59,3 +62,15 @@ def test_the_refusal_names_the_live_process_in_one_line() -> None:
     assert "\n" not in message
     for part in ("'same-1'", "127.0.0.1:7999", "http://127.0.0.1:8001", "aaaaaaaaaaaa"):
         assert part in message
+
+
+def test_a_claim_with_a_predecessor_counts_both_and_is_held_by_the_first() -> None:
+    claim = claim_value("a1b2c3d4e5f6", "0f0f0f0f0f0f")
+    assert claimant(claim) == "a1b2c3d4e5f6"
+    assert live_set(claim) == {"a1b2c3d4e5f6", "0f0f0f0f0f0f"}
+    assert visible("0f0f0f0f0f0f", claim)
+    assert visible("a1b2c3d4e5f6", claim)
+    assert not visible("999999999999", claim)
+    assert claim_value("a1b2c3d4e5f6") == claimant("a1b2c3d4e5f6") == "a1b2c3d4e5f6"
+    assert live_set(None) == frozenset()
+    assert visible("anything", None)  # no claim: the reaper's business

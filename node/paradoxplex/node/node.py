@@ -282,11 +282,8 @@ class Node:
 
     async def take_over(self, handshake: Handshake) -> None:
         """Become the node the process behind ``handshake`` is (instead of ``start``); raises
-        ``HandoffError`` when it did not happen (that process serves on). The node lives on:
-        this process is its incarnation, started when it was (before any part writes them)."""
-        if handshake.incarnation:  # "" from a release before incarnations: a new one
-            self.state.incarnation = handshake.incarnation
-            self.state.started_at = handshake.started_at or self.state.started_at
+        ``HandoffError`` when it did not happen (that process serves on). The node lives on
+        as a new incarnation, which claims the id in place of the old process's at commit."""
         await self.fleet.start()
         await self.succession.take_over(handshake)
 

@@ -8,9 +8,10 @@ Rules:
   closed); ``draining`` by ``SocketDrain`` (the node starts to drain); ``listen_address`` and
   ``admin_url`` by ``ListeningEnds`` (it bound the listener, the admin API, or took them
   over); ``last_handoff`` by the takeover that made this process the node. Every other part
-  only reads them. ``node_id`` never changes; ``incarnation`` (new at each start:
-  ``shared.incarnations``) and ``started_at`` are the node's: a takeover sets them to the old
-  process's before any part runs (``Node.take_over``), and nothing changes them afterwards.
+  only reads them. ``node_id``, ``incarnation`` (new at each start, a takeover's too:
+  ``shared.incarnations``) and ``started_at`` never change. ``predecessor`` is written by
+  the upkeep: the incarnation a takeover replaced, until this one has written every socket's
+  record as its own.
 - No I/O, no decisions: plain fields.
 """
 
@@ -36,6 +37,7 @@ class NodeState:
     listen_address: str = ""
     admin_url: str = ""
     last_handoff: dict[str, Any] | None = None
+    predecessor: str = ""  # a hot handoff's old incarnation, until its records are rewritten
 
     def __repr__(self) -> str:
         return (

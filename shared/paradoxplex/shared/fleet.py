@@ -83,6 +83,9 @@ class NodeRecord:
     heartbeat_at: float = 0.0
     incarnation: str = ""
     last_handoff: dict[str, Any] | None = None
+    #: the incarnation a hot handoff took the id from, while its records still count (the
+    #: claim names it: ``incarnations.claim_value``); not part of the listed record
+    predecessor: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         record: dict[str, Any] = {

@@ -15,6 +15,10 @@ Rules:
   restarted with the same ports): the holder is gone, and the claim replaces it.
 - A takeover removes the replaced incarnation's session records before the node reports ready;
   a node whose heartbeat finds its id held by another incarnation was replaced and stops.
+- A hot handoff moves the id between two live incarnations without a gap: the new process
+  claims it in place of the old one and, until it has written every socket's record again as
+  its own, names the old one as its *predecessor* in the claim (``claim_value``): records of
+  both count (``live_set``). The claim's holder is its first incarnation (``claimant``).
 """
 
 from __future__ import annotations
@@ -33,10 +37,34 @@ def new_incarnation() -> str:
     return os.urandom(INCARNATION_BYTES).hex()
 
 
+#: The claim a release before incarnations stored (a hot handoff from one replaces it).
+BEFORE_INCARNATIONS = "1"
+#: Between an incarnation and its predecessor in a claim's value.
+PREDECESSOR_MARK = "+"
+
+
+def claim_value(incarnation: str, predecessor: str = "") -> str:
+    """What the fleet stores as a node id's claim: the incarnation, and the predecessor whose
+    records still count while a hot handoff moves them."""
+    return f"{incarnation}{PREDECESSOR_MARK}{predecessor}" if predecessor else incarnation
+
+
+def claimant(claim: str) -> str:
+    """The incarnation that holds a claim."""
+    return claim.partition(PREDECESSOR_MARK)[0]
+
+
+def live_set(claim: str | None) -> frozenset[str]:
+    """The incarnations whose records count under ``claim`` (none when there is no claim)."""
+    if claim is None:
+        return frozenset()
+    return frozenset(claim.split(PREDECESSOR_MARK))
+
+
 def visible(incarnation: str, live: str | None) -> bool:
-    """Whether a record written by ``incarnation`` counts, its node's live one being ``live``
+    """Whether a record written by ``incarnation`` counts, its node's claim being ``live``
     (None: the node has no live incarnation)."""
-    return live is None or live == incarnation
+    return live is None or incarnation in live_set(live)
 
 
 @dataclass(frozen=True, slots=True)

@@ -265,8 +265,8 @@ class Ready(_message.Message):
 
     INCARNATION_FIELD_NUMBER: _builtins.int
     incarnation: _builtins.str
-    """The new process's incarnation id: the old process's, carried on (the node lives on);
-    "" before node incarnations exist.
+    """The new process's incarnation id ("" before node incarnations exist): at commit it claims
+    the node id in place of the old process's, which claims it back if the handoff fails.
     """
     def __init__(
         self,

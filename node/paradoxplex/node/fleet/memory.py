@@ -24,7 +24,7 @@ from paradoxplex.shared.fleet import (
     ReconnectHandler,
 )
 from paradoxplex.shared.idempotency import ActionRecords, Claim
-from paradoxplex.shared.incarnations import visible
+from paradoxplex.shared.incarnations import claim_value, claimant, live_set, visible
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamSpec
 
@@ -34,7 +34,7 @@ class MemoryHub:
 
     def __init__(self) -> None:
         self.nodes: dict[str, NodeRecord] = {}
-        self.claims: dict[str, str] = {}  # node id → its live incarnation
+        self.claims: dict[str, str] = {}  # node id → its claim (``incarnations.claim_value``)
         self.sessions: dict[str, SessionInfo] = {}
         self.order: list[str] = []
         # a dict as a set: a set's table costs 2-3x a dict's per session (RSS per socket)
@@ -70,10 +70,11 @@ class MemoryFleet:
     async def register_node(
         self, node: NodeRecord, *, ttl: float, replacing: str | None = None
     ) -> str | None:
-        holder = self.hub.claims.get(node.node_id)
+        claim = self.hub.claims.get(node.node_id)
+        holder = None if claim is None else claimant(claim)
         if holder is not None and holder not in (node.incarnation, replacing):
             return holder
-        self.hub.claims[node.node_id] = node.incarnation
+        self.hub.claims[node.node_id] = claim_value(node.incarnation, node.predecessor)
         self.hub.nodes[node.node_id] = node
         return None
 
@@ -82,8 +83,8 @@ class MemoryFleet:
 
     async def unregister_node(self, node_id: str, *, incarnation: str | None = None) -> list[str]:
         hub = self.hub
-        holder = hub.claims.get(node_id)
-        released = incarnation is None or holder is None or holder == incarnation
+        claim = hub.claims.get(node_id)
+        released = incarnation is None or claim is None or claimant(claim) == incarnation
         if released:
             hub.claims.pop(node_id, None)
         removed = await self.remove_stale_sessions(node_id)
@@ -97,11 +98,11 @@ class MemoryFleet:
 
     async def remove_stale_sessions(self, node_id: str) -> list[str]:
         hub = self.hub
-        live = hub.claims.get(node_id)
+        live = live_set(hub.claims.get(node_id))
         stale = [
             client_uuid
             for client_uuid in hub.by_node.get(node_id, {})
-            if live is None or hub.sessions[client_uuid].incarnation != live
+            if hub.sessions[client_uuid].incarnation not in live
         ]
         for client_uuid in stale:
             self._forget(client_uuid, node_id)

@@ -64,6 +64,7 @@ class SessionSync:
         self._removed: dict[str, str] = {}
         self._wakeup = asyncio.Event()
         self._urgent = asyncio.Event()
+        self._flushing = asyncio.Lock()  # one flush at a time: a flush's end means written
         self.healthy = True
 
     def added(self, info: SessionInfo) -> None:
@@ -126,7 +127,12 @@ class SessionSync:
                     await self._urgent.wait()
 
     async def flush(self) -> None:
-        """Write what is queued, ``CHUNK`` sessions per round trip; what fails stays queued."""
+        """Write what is queued, ``CHUNK`` sessions per round trip; what fails stays queued.
+        One flush at a time: when it returns, what was queued before it is written."""
+        async with self._flushing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         fleet = self.fleet
         while self._removed:
             chunk = _take(self._removed)

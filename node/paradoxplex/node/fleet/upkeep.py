@@ -173,6 +173,7 @@ class FleetUpkeep:
             drops=self.metrics.dropped(),
             heartbeat_at=time.time(),
             last_handoff=state.last_handoff,
+            predecessor=state.predecessor,
         )
 
     def _standing(self) -> str:
@@ -208,28 +209,49 @@ class FleetUpkeep:
         async with asyncio.timeout(flush):
             await self.sync.flush()
 
-    async def take_over(self, upstreams: Iterable[UpstreamSpec]) -> None:
-        """The successor's ``join`` (a hot handoff, same node id): register this node and
-        ``upstreams`` (in memory they exist only in the predecessor's process); its sockets'
-        records stay as the predecessor wrote them (``adopted`` refreshes them). The
-        incarnation is the predecessor's: its claim holds; if another took the id meanwhile,
-        this process is replaced (and stops) like a predecessor would have been."""
-        await self._write_record(self.fleet.register_node)
+    async def take_over(self, upstreams: Iterable[UpstreamSpec], *, replacing: str) -> None:
+        """The successor's ``join`` (a hot handoff, same node id): claim the id in place of
+        incarnation ``replacing`` (the old process), naming it as this one's predecessor so
+        that the records it wrote still count, and register ``upstreams`` (in memory they
+        exist only in the old process); ``adopted`` then writes the sockets' records as this
+        incarnation's. If a third incarnation holds the id, this process is replaced."""
+        self.state.predecessor = replacing
+        holder = await self.fleet.register_node(
+            self.record(), ttl=self.node_ttl, replacing=replacing or None
+        )
+        if holder is not None:
+            self._replaced(holder)
+            return
         known = {spec.id for spec in await self.fleet.list_upstreams()}
         for spec in upstreams:
             if spec.id not in known:
                 await self.fleet.put_upstream(spec)
 
     async def adopted(self) -> int:
-        """After a takeover, serving: write every socket held here again (through the session
-        copy, which orders it with the closes), and remove the records of this node id's
-        sockets that are not held here (they closed on the way); how many were removed."""
+        """After a takeover, serving: write every socket held here again as this
+        incarnation's (through the session copy, which orders it with the closes), remove the
+        records of this node id's sockets that are not held here (they closed on the way),
+        then drop the predecessor from the claim; how many were removed. Raises
+        ``FleetUnavailable`` when the fleet fails meanwhile (the predecessor stays named: its
+        records count until a later ``adopted``)."""
         self.sync.resync()
+        await self.sync.flush()
         held = self.sessions
         stale = [s for s in await self.fleet.node_sessions(self.node_id) if s not in held]
         if stale:
             await self.fleet.unregister_sessions([(s, self.node_id) for s in stale])
+        self.state.predecessor = ""
+        await self._write_record(self.fleet.heartbeat)
         return len(stale)
+
+    async def reclaim(self, successor: str) -> None:
+        """A handoff failed after the successor may have claimed the id: take it back (the
+        successor is gone, or will stop on finding the id held)."""
+        holder = await self.fleet.register_node(
+            self.record(), ttl=self.node_ttl, replacing=successor
+        )
+        if holder is not None:
+            self._replaced(holder)
 
     async def announce_draining(self) -> None:
         with contextlib.suppress(FleetUnavailable):

@@ -113,7 +113,7 @@ def decode_session(
     state: pb.SessionState, *, node_id: str, incarnation: str, max_frame: int
 ) -> SessionSnapshot:
     """A socket's state, checked (``HandoffError`` when it cannot be used), as a socket of
-    ``node_id``'s ``incarnation`` (the record's, carried on from the old process)."""
+    ``node_id``'s ``incarnation`` (this process's: the records are written again as its own)."""
     step = Step.TRANSFER.value
     client_uuid = state.client_uuid
     if not CANONICAL_UUID.fullmatch(client_uuid):

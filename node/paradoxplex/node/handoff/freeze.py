@@ -64,6 +64,7 @@ class Frozen:
     sent: int = 0  # how many of them went in ``Done`` (the new process's once it commits)
     bus: BusPosition | None = None
     upkeep_paused: bool = False
+    successor: str = ""  # the new process's incarnation (its ``Ready``): it may claim the id
     moved: list[Moved] = field(default_factory=list)
     kept: list[tuple[Session, Disposition]] = field(default_factory=list)
 
@@ -207,6 +208,8 @@ class Freezer:
         if frozen.bus is not None or frozen.frozen_at:
             await _step("resume the bus", self.endpoint.resume())
         if frozen.upkeep_paused:
+            if frozen.successor:  # it may have claimed the node id before it failed
+                await _step("claim the node id back", self.upkeep.reclaim(frozen.successor))
             self.upkeep.start()
         if frozen.listening_stopped:
             listener, admin = frozen.listener, frozen.admin

@@ -12,8 +12,10 @@ Rules (the steps are ``steps.Step``; their limits ``steps.LIMITS``):
   anything is used; a bad record, a closed connection or an overrun is a ``HandoffError`` (and
   a ``Refusal`` to the old process when it can still hear it): the old one thaws, this process
   exits 1.
-- ``commit``: the fleet learns this process is the node (``FleetUpkeep.take_over``, as the
-  old process's incarnation: its claim on the node id holds, no socket record is hidden), then
+- ``commit``: the fleet learns this process is the node (``FleetUpkeep.take_over``: this new
+  incarnation claims the id in place of the old process's, which it names as its predecessor
+  until ``adopted`` has written every socket's record again: no record is hidden meanwhile),
+  then
   ``Committed``; nothing is read or written before ``Released``.
 - ``resume``: each socket is adopted (``adoption``: ``loop.connect_accepted_socket``) with
   its state: the bytes not yet framed go back into its framer, its numbered messages (the
@@ -53,6 +55,7 @@ from paradoxplex.node.handoff.transfer import Received, receive_state
 from paradoxplex.node.sockets.session import Session
 from paradoxplex.shared.errors import FleetUnavailable, HandoffError, HandoffRefused
 from paradoxplex.shared.fleet import BusPosition
+from paradoxplex.shared.incarnations import BEFORE_INCARNATIONS
 from paradoxplex.shared.retry import BUS_RECONNECT, Backoff
 from paradoxplex.shared.upstreams import UpstreamSpec
 from paradoxplex.wire import handoff_pb2 as pb
@@ -214,7 +217,8 @@ class TakeOver:
         if received.listener is None:
             raise HandoffError(Step.COMMIT.value, "no listening socket came")
         self.serving.addresses(received.listener, received.admin)
-        await self.upkeep.take_over(self.upstreams.values())
+        replacing = self.handshake.incarnation or BEFORE_INCARNATIONS
+        await self.upkeep.take_over(self.upstreams.values(), replacing=replacing)
         committed = pb.Committed(incarnation=self.state.incarnation)
         await self.channel.send(pb.Frame(committed=committed))
 

@@ -145,7 +145,8 @@ class HandoffOffer:
             pid = hello.pid
             await self._hello(channel, hello)
             reached = Step.PREPARE
-            await _receive(channel, Step.PREPARE, OLD_EXPECTS)
+            ready = (await _receive(channel, Step.PREPARE, OLD_EXPECTS)).ready
+            frozen.successor = ready.incarnation
             reached = Step.QUIESCE
             async with asyncio.timeout(LIMITS[Step.QUIESCE]):
                 await self.freezer.quiesce(frozen)

@@ -17,14 +17,17 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 # Claim a node id for an incarnation and write its record: KEYS alive, node, nodes;
-# ARGV incarnation, ttl ms, node id, replacing flag ('1' or '0'), replaced, fields...
+# ARGV claim ('incarnation' or 'incarnation+predecessor'), ttl ms, node id, replacing flag
+# ('1' or '0'), replaced, fields... A claim's holder is its first incarnation.
 CLAIM = """
-local holder = redis.call('GET', KEYS[1])
-if holder and holder ~= ARGV[1] and not (ARGV[4] == '1' and holder == ARGV[5]) then
+local stored = redis.call('GET', KEYS[1])
+local holder = stored and string.match(stored, '^[^+]*')
+local me = string.match(ARGV[1], '^[^+]*')
+if holder and holder ~= me and not (ARGV[4] == '1' and holder == ARGV[5]) then
   return holder
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-if holder ~= ARGV[1] then
+if holder ~= me then
   redis.call('DEL', KEYS[2])
 end
 redis.call('HSET', KEYS[2], unpack(ARGV, 6))
@@ -35,7 +38,8 @@ return false
 # Release a node id, unless another incarnation holds it: KEYS alive;
 # ARGV check flag ('1': only if free or held by ARGV[2]), incarnation. 1 when released.
 RELEASE = """
-local holder = redis.call('GET', KEYS[1])
+local stored = redis.call('GET', KEYS[1])
+local holder = stored and string.match(stored, '^[^+]*')
 if ARGV[1] == '1' and holder and holder ~= ARGV[2] then
   return 0
 end

@@ -45,7 +45,7 @@ from paradoxplex.node.fleet.redis.rows import (
     uuid_key,
 )
 from paradoxplex.node.tasks import all_of
-from paradoxplex.shared.incarnations import visible
+from paradoxplex.shared.incarnations import live_set, visible
 from paradoxplex.shared.keys import Keys
 from paradoxplex.shared.sessions import SessionInfo
 
@@ -134,9 +134,9 @@ class RedisSessions:
         buckets = range(self.keys.buckets)
         rows = await asyncio.gather(*(self._node_rows(node_id, b) for b in buckets))
         live = optional_raw(await self._redis.get(self.keys.node_alive(node_id)))
-        keep = None if live is None else text(live)
+        keep = live_set(None if live is None else text(live))
         stale = [
-            [(key, row) for key, row in found if row is None or incarnation_of(row) != keep]
+            [(key, row) for key, row in found if row is None or incarnation_of(row) not in keep]
             for found in rows
         ]
         await asyncio.gather(

@@ -51,6 +51,7 @@ from paradoxplex.node.fleet.redis.scripts import Scripts
 from paradoxplex.node.fleet.redis.sessions import RedisSessions
 from paradoxplex.shared.fleet import NodeRecord
 from paradoxplex.shared.idempotency import MAX_KEYS, PENDING, WINDOW, Claim, Verdict
+from paradoxplex.shared.incarnations import claim_value, claimant
 from paradoxplex.shared.keys import Keys
 from paradoxplex.shared.sessions import SessionInfo
 from paradoxplex.shared.upstreams import UpstreamSpec
@@ -119,7 +120,7 @@ class RedisFleet:
         holder = await self._scripts.claim(
             keys=[keys.node_alive(node.node_id), keys.node(node.node_id), keys.nodes],
             args=[
-                node.incarnation,
+                claim_value(node.incarnation, node.predecessor),
                 milliseconds(ttl),
                 node.node_id,
                 "0" if replacing is None else "1",
@@ -127,7 +128,7 @@ class RedisFleet:
                 *fields,
             ],
         )
-        return None if holder is None else text(holder)
+        return None if holder is None else claimant(text(holder))
 
     @edge
     async def unregister_node(self, node_id: str, *, incarnation: str | None = None) -> list[str]:
