@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from paradoxplex.admin import routes
-from paradoxplex.admin.app import OPEN_PATHS, AdminHandlers, bearer_matches, build_app
+from paradoxplex.admin.app import OPEN_PATHS, bearer_matches, build_app
 from paradoxplex.admin.control import Control
+from paradoxplex.admin.handlers import AdminHandlers
 from paradoxplex.admin.openapi import document
 from tests.support.admin_control import FakeControl
 

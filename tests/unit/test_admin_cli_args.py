@@ -7,14 +7,8 @@ import io
 
 import pytest
 
-from paradoxplex.admin.cli import (
-    COMMANDS,
-    DEFAULT_URL,
-    Output,
-    add_admin_parser,
-    admin_token,
-    admin_url,
-)
+from paradoxplex.admin.cli import DEFAULT_URL, add_admin_parser, admin_token, admin_url
+from paradoxplex.admin.commands import COMMANDS, Output
 from paradoxplex.admin.tables import NODE_COLUMNS
 
 

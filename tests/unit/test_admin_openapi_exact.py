@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema_rs
 import pytest
 
-from paradoxplex.admin import inputs, openapi, schemas
+from paradoxplex.admin import components, inputs, openapi, schemas
 from paradoxplex.shared.errors import InvalidRequest
 from paradoxplex.shared.upstreams import UpstreamSpec
 
@@ -35,7 +35,7 @@ def query_schema(name: str) -> dict[str, Any]:
 
 CREATE = openapi.document()["components"]["schemas"]["UpstreamCreate"]["properties"]
 FIELDS: dict[str, tuple[dict[str, Any], Parse]] = {
-    "base64": (schemas.BASE64, lambda value: inputs.parse_payload({"base64": value})),
+    "base64": (components.BASE64, lambda value: inputs.parse_payload({"base64": value})),
     "broadcast label": (
         schemas.LABEL,
         lambda value: inputs.parse_broadcast({"target": "all", "text": "x", "label": value}),

@@ -2,7 +2,8 @@
 
 Rules:
 - ``paths`` is built from ``routes.ROUTES``, the table the app's router is built from: every
-  route the app serves is described, and nothing else. ``components`` is ``schemas``.
+  route the app serves is described, and nothing else. ``components`` is the named schemas
+  (``components``) and the error answers (``schemas``).
 - Every route needs ``Authorization: Bearer <token>`` when the node has a token, except the
   public ones, the probes ``/livez`` and ``/readyz`` and the dashboard (``security: []``). A
   node without a token serves the document without security and without 401 answers
@@ -23,7 +24,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from paradoxplex.admin import schemas
+from paradoxplex.admin import components, schemas
 from paradoxplex.admin.routes import ROUTES, Route
 
 VERSION = "1"
@@ -91,7 +92,7 @@ def _document() -> dict[str, Any]:
         },
         "paths": paths(),
         "components": {
-            "schemas": schemas.schemas(),
+            "schemas": components.schemas(),
             "responses": schemas.responses(),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },

@@ -4,7 +4,7 @@ document cannot describe a route the app does not serve, nor miss one.
 
 Rules:
 - A row is a method, a path (the OpenAPI template), the name of the method that answers it
-  (on ``app.AdminHandlers``; on ``ui.Dashboard`` for ``DASHBOARD``) and what the document
+  (on ``handlers.AdminHandlers``; on ``ui.Dashboard`` for ``DASHBOARD``) and what the document
   says of it. The operation's id is that name in camelCase (``list_nodes``: ``listNodes``).
 - ``public`` rows need no token: the probes and the dashboard's files. The token middleware
   and the document's ``security: []`` both read it.

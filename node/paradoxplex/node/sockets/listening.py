@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 
 from aiohttp import web
 
-from paradoxplex.admin.app import AdminServer
+from paradoxplex.admin.server import AdminServer
 from paradoxplex.node.sockets.listener import Listener
 from paradoxplex.node.state import NodeState
 from paradoxplex.node.tls import ServerTls
