@@ -17,6 +17,8 @@ import pytest
 import pytest_asyncio
 
 from paradoxplex.node.node import Node
+from paradoxplex.shared.fleet import NodeRecord
+from paradoxplex.shared.incarnations import new_incarnation
 from paradoxplex.upstream import Handler, Message, Outbox, UpstreamServer
 from paradoxplex.wire import upstream_pb2 as pb
 from tests.conftest import delete_prefix
@@ -407,6 +409,23 @@ async def test_an_owner_that_does_not_answer_is_504_naming_it(fleet: Fleet) -> N
         assert time.monotonic() - started < 3.0
     assert client.count(b"x") == 0
     assert not client.eof
+
+
+@pytest.mark.parametrize(("state", "answered"), [("starting", 404), ("up", 504)])
+async def test_a_node_still_starting_is_not_waited_for(
+    fleet: Fleet, state: str, answered: int
+) -> None:
+    """A node that claimed its id but reads no bus yet (a restart a moment ago) cannot say
+    no: an unknown socket is a 404 without it; the same node up and silent makes it a 504."""
+    fleet_state = fleet.nodes[0].fleet
+    record = NodeRecord("delta", "127.0.0.1:9", "", started_at=time.time(), state=state)
+    record.incarnation = new_incarnation()
+    assert await fleet_state.register_node(record, ttl=10.0) is None
+    try:
+        status, answer = await fleet.admins[2].call("GET", f"/v1/sockets/{uuidlib.uuid4()}")
+        assert status == answered, answer
+    finally:
+        await fleet_state.unregister_node("delta")
 
 
 async def test_a_socket_closed_by_its_client_leaves_the_fleet_list_within_2s(

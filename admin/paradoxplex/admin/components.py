@@ -149,8 +149,11 @@ def _nodes() -> Schema:
                 "started_at": {**NUMBER, "description": "when this incarnation started (epoch s)"},
                 "sockets": COUNT,
                 "state": {
-                    "enum": ["up", "draining", "degraded"],
-                    "description": "draining: accepts no new sockets; degraded: lost Redis",
+                    "enum": ["starting", "up", "draining", "degraded"],
+                    "description": (
+                        "starting: its bus does not listen yet; draining: accepts no new "
+                        "sockets; degraded: lost Redis"
+                    ),
                 },
                 "messages_in": {**COUNT, "description": "frames read from its sockets, ever"},
                 "messages_out": {**COUNT, "description": "messages written to its sockets"},

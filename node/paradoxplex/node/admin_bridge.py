@@ -206,8 +206,11 @@ class NodeControl:
         expected: set[str] | None = None
         unreadable: FleetUnavailable | None = None
         try:  # every node alive now, or seen alive lately (Redis may have come back empty)
-            alive = {record.node_id for record in await self.fleet.list_nodes()}
-            expected = (alive | self.upkeep.peers()) - {self.state.node_id}
+            records = await self.fleet.list_nodes()
+            alive = {record.node_id for record in records}
+            # a node still starting reads no bus yet (its sockets are not registered either)
+            starting = {record.node_id for record in records if record.state == "starting"}
+            expected = (alive | self.upkeep.peers()) - starting - {self.state.node_id}
         except FleetUnavailable as error:
             unreadable = error  # nobody to count: wait for an owner until the locate timeout
         located = await self.asking.locate(client_uuid, expected=expected)

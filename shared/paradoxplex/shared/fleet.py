@@ -54,14 +54,15 @@ EnvelopeHandler = Callable[[bytes], Awaitable[None]]
 ReconnectHandler = Callable[[], Awaitable[None]]
 
 
-NODE_STATES = ("up", "draining", "degraded")
+NODE_STATES = ("starting", "up", "draining", "degraded")
 
 
 @dataclass(slots=True)
 class NodeRecord:
     """One node as the fleet lists it, rewritten by its every heartbeat.
 
-    ``state`` is ``up``, ``draining`` (stops accepting) or ``degraded`` (lost Redis);
+    ``state`` is ``starting`` (claimed the id, its bus does not listen yet), ``up``,
+    ``draining`` (stops accepting) or ``degraded`` (lost Redis);
     ``messages_in`` / ``messages_out`` (frames read from / written to its sockets) and
     ``drops`` (every ``paradoxplex_drops`` reason) are counters since start, for a reader to
     diff; ``heartbeat_at`` is the node's wall clock when it wrote the record; ``incarnation``

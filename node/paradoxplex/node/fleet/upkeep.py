@@ -145,6 +145,7 @@ class FleetUpkeep:
         self.lifecycle_events = lifecycle_events
         self._peers = Peers(ttl=node_ttl)
         self._running: list[asyncio.Task[None]] = []
+        self._beating = False  # heartbeats began (the bus listens): the record says so
         self.on_fleet_lost = on_fleet_lost
         self.on_replaced = on_replaced
         self.sync = SessionSync(
@@ -177,6 +178,8 @@ class FleetUpkeep:
         )
 
     def _standing(self) -> str:
+        if not self._beating:  # claimed, but its bus does not listen yet: nobody to ask
+            return "starting"
         if self.state.draining:
             return "draining"
         return "up" if self.status.registered() else "degraded"
@@ -192,6 +195,7 @@ class FleetUpkeep:
         await self.reconcile()
 
     def start(self) -> None:
+        self._beating = True
         self._running = [
             self.tasks.spawn(self.sync.run(), "session sync"),
             self.tasks.spawn(self._beat_forever(), "heartbeat"),
