@@ -156,6 +156,8 @@ async def test_cluster_runs_a_local_fleet_and_stops_it_all_on_sigint() -> None:
             await client.aclose()
         for held in held_by_node2:
             await held.aclose()
+        if cluster.popen.poll() is None:  # and those it started again since (a restarted node)
+            children = sorted({*children, *children_of(cluster.pid)})
         cluster.kill()
         for pid in children:  # processes this test started (through the cluster), by pid
             if not pid_gone(pid):
