@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paradoxplex.shared.peers import Peers
+from paradoxplex.shared.peers import Peers, to_ask
 
 TTL = 10.0
 
@@ -37,3 +37,10 @@ def test_a_node_found_dead_is_forgotten_at_once() -> None:
     peers.forget("a")
     assert peers.current(now=1.0) == {"b"}
     assert repr(peers) == "<Peers 1 watching>"
+
+
+def test_whom_a_missed_lookup_asks() -> None:
+    states = {"a": "up", "b": "starting", "c": "degraded", "me": "up"}
+    assert to_ask(states, {"d", "b"}, "me") == {"a", "c", "d"}
+    assert to_ask({}, {"d"}, "me") == {"d"}  # Redis came back empty: the ones seen lately
+    assert to_ask({"me": "up"}, set(), "me") == set()

@@ -41,6 +41,7 @@ from paradoxplex.shared.errors import (
 )
 from paradoxplex.shared.fleet import FleetState
 from paradoxplex.shared.idempotency import Once
+from paradoxplex.shared.peers import to_ask
 from paradoxplex.shared.sessions import BroadcastTarget, SessionInfo, SessionState
 from paradoxplex.shared.upstreams import UpstreamMode, UpstreamSpec
 
@@ -206,11 +207,8 @@ class NodeControl:
         expected: set[str] | None = None
         unreadable: FleetUnavailable | None = None
         try:  # every node alive now, or seen alive lately (Redis may have come back empty)
-            records = await self.fleet.list_nodes()
-            alive = {record.node_id for record in records}
-            # a node still starting reads no bus yet (its sockets are not registered either)
-            starting = {record.node_id for record in records if record.state == "starting"}
-            expected = (alive | self.upkeep.peers()) - starting - {self.state.node_id}
+            states = {record.node_id: record.state for record in await self.fleet.list_nodes()}
+            expected = to_ask(states, self.upkeep.peers(), self.state.node_id)
         except FleetUnavailable as error:
             unreadable = error  # nobody to count: wait for an owner until the locate timeout
         located = await self.asking.locate(client_uuid, expected=expected)

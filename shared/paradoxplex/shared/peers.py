@@ -8,12 +8,21 @@ Rules:
   after it came back empty until every node registered again, a node's liveness is missing
   from it, which is no sign that the node died.
 - ``forget(node)``: that node was found dead and cleaned up.
+- Whom a missed look-up asks (``to_ask``): every node listed now or seen lately, but not
+  itself and not a node still ``starting`` (it claimed its id, its bus does not listen yet).
 - Time is a parameter (``now``, seconds on any monotonic clock).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+
+
+def to_ask(states: Mapping[str, str], seen: set[str], me: str) -> set[str]:
+    """The nodes that must say no before a 404: those listed now (``states``: node id →
+    its record's state) or ``seen`` lately, less ``me`` and the nodes still starting."""
+    starting = {node for node, state in states.items() if state == "starting"}
+    return (set(states) | seen) - starting - {me}
 
 
 class Peers:
